@@ -1,0 +1,250 @@
+//! The request body type every backend hands to the application.
+
+use std::fmt;
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+
+use bytes::{BufMut, Bytes, BytesMut};
+use http_body::{Frame, SizeHint};
+use tokio::io::AsyncRead;
+
+use crate::error::{BoxError, Error, Kind};
+
+/// The body of a request, as the application receives it.
+///
+/// An [`http_body::Body`] of [`Bytes`] whose errors are [`BoxError`]s: a
+/// backend failure, or a body that ended before `CONTENT_LENGTH` bytes
+/// (CHECKLIST B5, `gateway_core::Error::is_incomplete_body`). Its size hint is
+/// exact when the length is known, so extractors can preallocate.
+pub struct Body {
+    inner: Inner,
+}
+
+enum Inner {
+    Empty,
+    Full(Option<Bytes>),
+    Boxed(Pin<Box<dyn http_body::Body<Data = Bytes, Error = BoxError> + Send + 'static>>),
+}
+
+impl Body {
+    /// An empty body.
+    pub fn empty() -> Self {
+        Self {
+            inner: Inner::Empty,
+        }
+    }
+
+    /// A body of one buffer.
+    pub fn full(bytes: impl Into<Bytes>) -> Self {
+        let bytes = bytes.into();
+        if bytes.is_empty() {
+            return Self::empty();
+        }
+        Self {
+            inner: Inner::Full(Some(bytes)),
+        }
+    }
+
+    /// Wraps any body of `Bytes`.
+    pub fn new<B>(body: B) -> Self
+    where
+        B: http_body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<BoxError>,
+    {
+        use http_body_util::BodyExt;
+        Self {
+            inner: Inner::Boxed(Box::pin(body.map_err(Into::into))),
+        }
+    }
+
+    /// A body read from `reader`: exactly `length` bytes when the length is
+    /// known (fewer is an incomplete-body error, and no byte past it is
+    /// read, RFC 3875 §4.2), or everything up to end of file when it is not.
+    pub fn from_reader<R>(reader: R, length: Option<u64>) -> Self
+    where
+        R: AsyncRead + Send + 'static,
+    {
+        if length == Some(0) {
+            return Self::empty();
+        }
+        Self::new(ReaderBody {
+            reader: Box::pin(reader),
+            remaining: length,
+            buf: BytesMut::new(),
+            done: false,
+        })
+    }
+}
+
+impl Default for Body {
+    fn default() -> Self {
+        Self::empty()
+    }
+}
+
+impl fmt::Debug for Body {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let kind = match self.inner {
+            Inner::Empty => "empty",
+            Inner::Full(_) => "full",
+            Inner::Boxed(_) => "streaming",
+        };
+        f.debug_tuple("Body").field(&kind).finish()
+    }
+}
+
+impl From<Bytes> for Body {
+    fn from(b: Bytes) -> Self {
+        Self::full(b)
+    }
+}
+
+impl From<Vec<u8>> for Body {
+    fn from(b: Vec<u8>) -> Self {
+        Self::full(b)
+    }
+}
+
+impl From<&'static str> for Body {
+    fn from(s: &'static str) -> Self {
+        Self::full(Bytes::from_static(s.as_bytes()))
+    }
+}
+
+impl From<String> for Body {
+    fn from(s: String) -> Self {
+        Self::full(s)
+    }
+}
+
+impl http_body::Body for Body {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        match &mut self.inner {
+            Inner::Empty => Poll::Ready(None),
+            Inner::Full(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
+            Inner::Boxed(b) => b.as_mut().poll_frame(cx),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match &self.inner {
+            Inner::Empty => true,
+            Inner::Full(b) => b.is_none(),
+            Inner::Boxed(b) => b.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match &self.inner {
+            Inner::Empty => SizeHint::with_exact(0),
+            Inner::Full(b) => SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len() as u64)),
+            Inner::Boxed(b) => b.size_hint(),
+        }
+    }
+}
+
+/// How much a reader-backed body asks for per read.
+const READ_CHUNK: usize = 64 * 1024;
+
+struct ReaderBody {
+    reader: Pin<Box<dyn AsyncRead + Send>>,
+    remaining: Option<u64>,
+    buf: BytesMut,
+    done: bool,
+}
+
+impl http_body::Body for ReaderBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = &mut *self;
+        if this.done {
+            return Poll::Ready(None);
+        }
+        let want = match this.remaining {
+            Some(0) => {
+                this.done = true;
+                return Poll::Ready(None);
+            }
+            Some(n) => usize::try_from(n).unwrap_or(usize::MAX).min(READ_CHUNK),
+            None => READ_CHUNK,
+        };
+        this.buf.reserve(want);
+        let res = ready!(tokio_util::io::poll_read_buf(
+            this.reader.as_mut(),
+            cx,
+            &mut (&mut this.buf).limit(want)
+        ));
+        let n = match res {
+            Ok(n) => n,
+            Err(e) => {
+                this.done = true;
+                return Poll::Ready(Some(Err(e.into())));
+            }
+        };
+        if n == 0 {
+            this.done = true;
+            return Poll::Ready(match this.remaining {
+                None => None,
+                Some(_) => Some(Err(Error::new(Kind::IncompleteBody).into())),
+            });
+        }
+        let chunk = this.buf.split().freeze();
+        if let Some(r) = &mut this.remaining {
+            *r -= n as u64;
+        }
+        Poll::Ready(Some(Ok(Frame::data(chunk))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.done || self.remaining == Some(0)
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self.remaining {
+            Some(n) => SizeHint::with_exact(n),
+            None => SizeHint::default(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::BodyExt;
+
+    #[tokio::test]
+    async fn reader_body_reads_exactly_content_length() {
+        let data: &[u8] = b"hello world, and more after";
+        let body = Body::from_reader(data, Some(11));
+        assert_eq!(http_body::Body::size_hint(&body).exact(), Some(11));
+        let got = body.collect().await.unwrap().to_bytes();
+        assert_eq!(&got[..], b"hello world");
+    }
+
+    /// B5/G3: EOF before CONTENT_LENGTH is a body error, not a short body.
+    #[tokio::test]
+    async fn reader_body_short_is_an_error() {
+        let data: &[u8] = b"short";
+        let err = Body::from_reader(data, Some(10)).collect().await.unwrap_err();
+        let err = err.downcast::<Error>().unwrap();
+        assert!(err.is_incomplete_body());
+    }
+
+    #[tokio::test]
+    async fn reader_body_without_length_reads_to_eof() {
+        let data: &[u8] = b"all of it";
+        let got = Body::from_reader(data, None).collect().await.unwrap();
+        assert_eq!(&got.to_bytes()[..], b"all of it");
+    }
+}

@@ -1,0 +1,361 @@
+//! The CGI meta-variables of one request, as raw bytes.
+
+use std::fmt;
+
+use bytes::Bytes;
+
+/// The CGI meta-variables (RFC 3875 §4.1) of one request, as raw bytes, in the
+/// order the gateway received them.
+///
+/// This is the `environ` of wsgiref: every backend fills one (CGI from the
+/// process environment, FastCGI from PARAMS, SCGI from the netstring header,
+/// HTTP from the request line and headers) and the core builds the
+/// [`http::Request`] from it. Nothing the gateway received is lost: a value
+/// that cannot become an `http` header is still here. The environ of each
+/// request is put into the request's extensions, so an application can read
+/// it with `request.extensions().get::<Environ>()`.
+///
+/// Names are compared byte for byte (CGI names are case-sensitive). Setting a
+/// name that is already present replaces its value in place, so the order of
+/// first appearance is kept. Lookups are linear: an environ holds a few dozen
+/// entries, where a scan beats hashing.
+///
+/// ```
+/// use gateway_core::Environ;
+///
+/// let mut env = Environ::new();
+/// env.insert("REQUEST_METHOD", "POST");
+/// env.insert("CONTENT_LENGTH", "27");
+/// assert_eq!(env.request_method(), Some(&b"POST"[..]));
+/// assert_eq!(env.content_length(), Ok(Some(27)));
+/// ```
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Environ {
+    vars: Vec<(Bytes, Bytes)>,
+}
+
+/// A `CONTENT_LENGTH` that is not a decimal number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InvalidContentLength;
+
+impl fmt::Display for InvalidContentLength {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("CONTENT_LENGTH is not a decimal number")
+    }
+}
+
+impl std::error::Error for InvalidContentLength {}
+
+impl Environ {
+    /// An empty environ.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// An empty environ with room for `n` variables.
+    pub fn with_capacity(n: usize) -> Self {
+        Self {
+            vars: Vec::with_capacity(n),
+        }
+    }
+
+    /// The number of variables.
+    pub fn len(&self) -> usize {
+        self.vars.len()
+    }
+
+    /// Whether there are no variables.
+    pub fn is_empty(&self) -> bool {
+        self.vars.is_empty()
+    }
+
+    fn position(&self, name: &[u8]) -> Option<usize> {
+        self.vars.iter().position(|(n, _)| n.as_ref() == name)
+    }
+
+    /// The raw value of `name`, if present (an empty value is returned as
+    /// empty; see [`Environ::get_nonempty`] for RFC 3875's "empty is unset").
+    pub fn get(&self, name: impl AsRef<[u8]>) -> Option<&[u8]> {
+        let name = name.as_ref();
+        self.vars
+            .iter()
+            .find(|(n, _)| n.as_ref() == name)
+            .map(|(_, v)| v.as_ref())
+    }
+
+    /// The value of `name` unless it is absent or empty: RFC 3875 §4.1 says a
+    /// meta-variable with an empty value is to be treated as unset.
+    pub fn get_nonempty(&self, name: impl AsRef<[u8]>) -> Option<&[u8]> {
+        self.get(name).filter(|v| !v.is_empty())
+    }
+
+    /// The value of `name` as UTF-8 text, if present and valid UTF-8.
+    pub fn get_str(&self, name: impl AsRef<[u8]>) -> Option<&str> {
+        self.get(name).and_then(|v| std::str::from_utf8(v).ok())
+    }
+
+    /// Whether `name` is present (even with an empty value).
+    pub fn contains(&self, name: impl AsRef<[u8]>) -> bool {
+        self.position(name.as_ref()).is_some()
+    }
+
+    /// Sets `name` to `value`, replacing an earlier value in place. Returns
+    /// the previous value.
+    pub fn insert(&mut self, name: impl Into<Bytes>, value: impl Into<Bytes>) -> Option<Bytes> {
+        let name = name.into();
+        let value = value.into();
+        match self.position(&name) {
+            Some(i) => Some(std::mem::replace(&mut self.vars[i].1, value)),
+            None => {
+                self.vars.push((name, value));
+                None
+            }
+        }
+    }
+
+    /// Appends `name` without looking for an earlier value. Backends use this
+    /// when they know the names are distinct (or want to keep a duplicate
+    /// visible to [`Environ::iter`]); [`Environ::get`] returns the first.
+    pub fn push(&mut self, name: impl Into<Bytes>, value: impl Into<Bytes>) {
+        self.vars.push((name.into(), value.into()));
+    }
+
+    /// Sets `name` only if it is absent (Python's `setdefault`).
+    pub fn set_default(&mut self, name: impl Into<Bytes>, value: impl Into<Bytes>) {
+        let name = name.into();
+        if self.position(&name).is_none() {
+            self.vars.push((name, value.into()));
+        }
+    }
+
+    /// Removes `name` and returns its value.
+    pub fn remove(&mut self, name: impl AsRef<[u8]>) -> Option<Bytes> {
+        let i = self.position(name.as_ref())?;
+        Some(self.vars.remove(i).1)
+    }
+
+    /// Copies every variable of `other` into `self`, `other` winning.
+    pub fn extend_from(&mut self, other: &Environ) {
+        for (n, v) in &other.vars {
+            self.insert(n.clone(), v.clone());
+        }
+    }
+
+    /// The variables in order, as raw bytes.
+    pub fn iter(&self) -> impl ExactSizeIterator<Item = (&[u8], &[u8])> + '_ {
+        self.vars.iter().map(|(n, v)| (n.as_ref(), v.as_ref()))
+    }
+
+    /// `REQUEST_METHOD`.
+    pub fn request_method(&self) -> Option<&[u8]> {
+        self.get_nonempty("REQUEST_METHOD")
+    }
+
+    /// `SCRIPT_NAME` (the mount point of the application; may be empty).
+    pub fn script_name(&self) -> &[u8] {
+        self.get("SCRIPT_NAME").unwrap_or_default()
+    }
+
+    /// `PATH_INFO` (the path below the mount point; may be empty).
+    pub fn path_info(&self) -> &[u8] {
+        self.get("PATH_INFO").unwrap_or_default()
+    }
+
+    /// `QUERY_STRING` (a missing one is the empty string, RFC 3875 §4.1.7).
+    pub fn query_string(&self) -> &[u8] {
+        self.get("QUERY_STRING").unwrap_or_default()
+    }
+
+    /// `REQUEST_URI`, the raw request target some servers pass (not part of
+    /// RFC 3875, but sent by Apache, nginx's stock params and lighttpd).
+    pub fn request_uri(&self) -> Option<&[u8]> {
+        self.get_nonempty("REQUEST_URI")
+    }
+
+    /// `CONTENT_TYPE`, unless absent or empty.
+    pub fn content_type(&self) -> Option<&[u8]> {
+        self.get_nonempty("CONTENT_TYPE")
+    }
+
+    /// `CONTENT_LENGTH` as a number: `Ok(None)` when absent or empty,
+    /// an error when it is not a decimal number.
+    pub fn content_length(&self) -> Result<Option<u64>, InvalidContentLength> {
+        match self.get_nonempty("CONTENT_LENGTH") {
+            None => Ok(None),
+            Some(v) => parse_decimal(v).map(Some).ok_or(InvalidContentLength),
+        }
+    }
+
+    /// `SERVER_NAME`.
+    pub fn server_name(&self) -> Option<&[u8]> {
+        self.get_nonempty("SERVER_NAME")
+    }
+
+    /// `SERVER_PORT` as a number, if present and numeric.
+    pub fn server_port(&self) -> Option<u16> {
+        let v = self.get_nonempty("SERVER_PORT")?;
+        u16::try_from(parse_decimal(v)?).ok()
+    }
+
+    /// `SERVER_PROTOCOL`, e.g. `HTTP/1.1`.
+    pub fn server_protocol(&self) -> Option<&[u8]> {
+        self.get_nonempty("SERVER_PROTOCOL")
+    }
+
+    /// `SERVER_SOFTWARE`.
+    pub fn server_software(&self) -> Option<&[u8]> {
+        self.get_nonempty("SERVER_SOFTWARE")
+    }
+
+    /// `REMOTE_ADDR`, the client's address as text.
+    pub fn remote_addr(&self) -> Option<&[u8]> {
+        self.get_nonempty("REMOTE_ADDR")
+    }
+
+    /// `REMOTE_PORT`, if present and numeric.
+    pub fn remote_port(&self) -> Option<u16> {
+        let v = self.get_nonempty("REMOTE_PORT")?;
+        u16::try_from(parse_decimal(v)?).ok()
+    }
+
+    /// Whether the request came over TLS: `HTTPS` is `on`, `yes` or `1`
+    /// (compared without regard to case; IIS sends `off` for plain HTTP), or
+    /// `REQUEST_SCHEME` is `https`. This is wsgiref's `guess_scheme` (C22),
+    /// widened to the case variants and to `REQUEST_SCHEME`.
+    pub fn https(&self) -> bool {
+        if let Some(v) = self.get("HTTPS")
+            && (v.eq_ignore_ascii_case(b"on") || v.eq_ignore_ascii_case(b"yes") || v == b"1")
+        {
+            return true;
+        }
+        matches!(self.get("REQUEST_SCHEME"), Some(v) if v.eq_ignore_ascii_case(b"https"))
+    }
+
+    /// Sets the defaults wsgiref's `util.setup_testing_defaults` sets, for
+    /// tests and for running an application by hand: `SERVER_NAME`
+    /// `127.0.0.1`, `SERVER_PROTOCOL` `HTTP/1.0`, `HTTP_HOST` `127.0.0.1`,
+    /// `REQUEST_METHOD` `GET`, `SCRIPT_NAME` and `PATH_INFO` (`""` and `/`
+    /// unless either is set), `SERVER_PORT` `80` (or `443` with HTTPS).
+    pub fn setup_testing_defaults(&mut self) {
+        self.set_default("SERVER_NAME", "127.0.0.1");
+        self.set_default("SERVER_PROTOCOL", "HTTP/1.0");
+        self.set_default("HTTP_HOST", "127.0.0.1");
+        self.set_default("REQUEST_METHOD", "GET");
+        if !self.contains("SCRIPT_NAME") && !self.contains("PATH_INFO") {
+            self.insert("SCRIPT_NAME", "");
+            self.insert("PATH_INFO", "/");
+        }
+        let port = if self.https() { "443" } else { "80" };
+        self.set_default("SERVER_PORT", port);
+    }
+}
+
+/// Parses a non-empty run of ASCII digits into a `u64`, refusing signs,
+/// spaces and overflow.
+pub(crate) fn parse_decimal(v: &[u8]) -> Option<u64> {
+    if v.is_empty() || v.len() > 20 {
+        return None;
+    }
+    let mut n: u64 = 0;
+    for &b in v {
+        if !b.is_ascii_digit() {
+            return None;
+        }
+        n = n.checked_mul(10)?.checked_add(u64::from(b - b'0'))?;
+    }
+    Some(n)
+}
+
+impl fmt::Debug for Environ {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut m = f.debug_map();
+        for (n, v) in &self.vars {
+            m.entry(
+                &String::from_utf8_lossy(n),
+                &String::from_utf8_lossy(v),
+            );
+        }
+        m.finish()
+    }
+}
+
+impl<N: Into<Bytes>, V: Into<Bytes>> FromIterator<(N, V)> for Environ {
+    fn from_iter<I: IntoIterator<Item = (N, V)>>(iter: I) -> Self {
+        let mut env = Environ::new();
+        for (n, v) in iter {
+            env.insert(n, v);
+        }
+        env
+    }
+}
+
+impl<N: Into<Bytes>, V: Into<Bytes>> Extend<(N, V)> for Environ {
+    fn extend<I: IntoIterator<Item = (N, V)>>(&mut self, iter: I) {
+        for (n, v) in iter {
+            self.insert(n, v);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn insert_replaces_in_place_and_keeps_order() {
+        let mut e = Environ::new();
+        e.insert("A", "1");
+        e.insert("B", "2");
+        assert_eq!(e.insert("A", "3"), Some(Bytes::from_static(b"1")));
+        let names: Vec<_> = e.iter().map(|(n, _)| n.to_vec()).collect();
+        assert_eq!(names, vec![b"A".to_vec(), b"B".to_vec()]);
+        assert_eq!(e.get("A"), Some(&b"3"[..]));
+    }
+
+    #[test]
+    fn empty_values_count_as_unset_for_typed_accessors() {
+        let e: Environ = [("CONTENT_LENGTH", ""), ("CONTENT_TYPE", "")]
+            .into_iter()
+            .collect();
+        assert_eq!(e.content_length(), Ok(None));
+        assert_eq!(e.content_type(), None);
+        assert_eq!(e.get("CONTENT_TYPE"), Some(&b""[..]));
+    }
+
+    #[test]
+    fn content_length_rejects_non_digits() {
+        for bad in ["-1", "+1", " 1", "1 ", "0x10", "99999999999999999999999"] {
+            let e: Environ = [("CONTENT_LENGTH", bad)].into_iter().collect();
+            assert_eq!(e.content_length(), Err(InvalidContentLength), "{bad}");
+        }
+    }
+
+    /// C22: only on/yes/1 give https; "foo", "off" and absence give http.
+    #[test]
+    fn c22_https_values() {
+        for (v, want) in [
+            ("on", true),
+            ("yes", true),
+            ("1", true),
+            ("ON", true),
+            ("foo", false),
+            ("off", false),
+            ("0", false),
+        ] {
+            let e: Environ = [("HTTPS", v)].into_iter().collect();
+            assert_eq!(e.https(), want, "HTTPS={v}");
+        }
+        assert!(!Environ::new().https());
+        let e: Environ = [("REQUEST_SCHEME", "https")].into_iter().collect();
+        assert!(e.https());
+    }
+
+    #[test]
+    fn testing_defaults() {
+        let mut e = Environ::new();
+        e.setup_testing_defaults();
+        assert_eq!(e.get("SERVER_NAME"), Some(&b"127.0.0.1"[..]));
+        assert_eq!(e.get("PATH_INFO"), Some(&b"/"[..]));
+        assert_eq!(e.server_port(), Some(80));
+    }
+}

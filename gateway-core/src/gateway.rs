@@ -1,0 +1,301 @@
+//! The backend trait (wsgiref's `BaseHandler` I/O methods) and a backend over
+//! explicit streams (wsgiref's `SimpleHandler` / `BaseCGIHandler`).
+
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+
+use bytes::{Bytes, BytesMut};
+use http::{HeaderMap, StatusCode, Version};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+
+use crate::body::Body;
+use crate::environ::Environ;
+use crate::file::FileRegion;
+use crate::head::{self, HeadFormat};
+use crate::info::{ErrorStream, Protocol};
+
+/// The response head as the pipeline hands it to a backend.
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct ResponseHead<'a> {
+    /// The status.
+    pub status: StatusCode,
+    /// A reason phrase to use instead of the canonical one.
+    pub reason: Option<&'a [u8]>,
+    /// The headers, already checked: no hop-by-hop fields, no `Status`,
+    /// Content-Length as the pipeline settled it.
+    pub headers: &'a HeaderMap,
+    /// The version of the request (HTTP/0.9 requests get no head in the
+    /// origin form).
+    pub request_version: Version,
+}
+
+/// A backend: how one protocol moves a request in and a response out.
+///
+/// This is the I/O half of wsgiref's `BaseHandler`; the [`Handler`]
+/// (crate::Handler) is the rest. The required methods are wsgiref's abstract
+/// ones (`_write`, `_flush`, `get_stdin`, `get_stderr`, `add_cgi_vars`,
+/// CHECKLIST C4); the provided ones have defaults a backend overrides as
+/// needed (`origin_server`, the `wsgi.*` flags, head emission, `sendfile`).
+///
+/// A minimal backend that keeps the response in memory:
+///
+/// ```
+/// use bytes::Bytes;
+/// use gateway_core::{Body, Environ, ErrorStream, Gateway};
+///
+/// struct Memory { out: Vec<u8> }
+///
+/// impl Gateway for Memory {
+///     async fn write(&mut self, data: Bytes) -> std::io::Result<()> {
+///         self.out.extend_from_slice(&data);
+///         Ok(())
+///     }
+///     async fn flush(&mut self) -> std::io::Result<()> { Ok(()) }
+///     fn stdin(&mut self, _env: &Environ) -> Body { Body::empty() }
+///     fn stderr(&self) -> ErrorStream { ErrorStream::null() }
+///     fn add_cgi_vars(&mut self, env: &mut Environ) {
+///         env.insert("REQUEST_METHOD", "GET");
+///     }
+/// }
+/// ```
+pub trait Gateway: Send {
+    /// Writes all of `data` to the client, retrying short writes (C15).
+    fn write(&mut self, data: Bytes) -> impl Future<Output = io::Result<()>> + Send;
+
+    /// Pushes buffered output to the client.
+    fn flush(&mut self) -> impl Future<Output = io::Result<()>> + Send;
+
+    /// The request body (wsgiref's `get_stdin`), called once per request after
+    /// [`add_cgi_vars`](Gateway::add_cgi_vars) with the finished environ, so
+    /// the backend can read `CONTENT_LENGTH`.
+    fn stdin(&mut self, environ: &Environ) -> Body;
+
+    /// The request's error stream (wsgiref's `get_stderr`, wsgi.errors).
+    fn stderr(&self) -> ErrorStream;
+
+    /// Adds the backend's CGI meta-variables to `environ` (wsgiref's
+    /// `add_cgi_vars`): the process environment, FastCGI PARAMS, the SCGI
+    /// header, or the variables derived from an HTTP request.
+    fn add_cgi_vars(&mut self, environ: &mut Environ);
+
+    /// Whether this backend is the origin server (writes `HTTP/x.y` status
+    /// lines with `Date`/`Server`) rather than a CGI-style one (`Status:`).
+    fn origin_server(&self) -> bool {
+        false
+    }
+
+    /// The protocol, for [`GatewayInfo`](crate::GatewayInfo).
+    fn protocol(&self) -> Protocol {
+        Protocol::Other("custom")
+    }
+
+    /// wsgi.multithread (wsgiref's `BaseHandler` default: true).
+    fn multithread(&self) -> bool {
+        true
+    }
+
+    /// wsgi.multiprocess (wsgiref's `BaseHandler` default: true).
+    fn multiprocess(&self) -> bool {
+        true
+    }
+
+    /// wsgi.run_once (default false; CGI says true).
+    fn run_once(&self) -> bool {
+        false
+    }
+
+    /// The peer's socket address, when known.
+    fn peer_addr(&self) -> Option<SocketAddr> {
+        None
+    }
+
+    /// The local socket address, when known.
+    fn local_addr(&self) -> Option<SocketAddr> {
+        None
+    }
+
+    /// Puts the response head into `buf`, to be written with the first body
+    /// bytes (so a small response costs one write). The default encodes it
+    /// in `format` ([`HeadFormat::Cgi`] or the origin form; nothing for an
+    /// HTTP/0.9 request in the origin form). A backend that hands a
+    /// structured head to a library (hyper) overrides this and leaves `buf`
+    /// alone.
+    fn write_head(&mut self, head: &ResponseHead<'_>, format: &HeadFormat, buf: &mut BytesMut) {
+        match format {
+            HeadFormat::Cgi => head::encode_cgi(buf, head.status, head.reason, head.headers),
+            HeadFormat::Origin {
+                version,
+                server_software,
+            } => {
+                if head.request_version != Version::HTTP_09 {
+                    head::encode_origin(
+                        buf,
+                        *version,
+                        head.status,
+                        head.reason,
+                        head.headers,
+                        server_software.as_deref(),
+                    );
+                }
+            }
+        }
+    }
+
+    /// Lets the web server send a file body itself (`X-Sendfile`,
+    /// `X-Accel-Redirect`): add the header to `headers` and return true, and
+    /// the pipeline sends the head with no body. Default: false.
+    fn offload_file(&mut self, file: &FileRegion, headers: &mut HeaderMap) -> bool {
+        let _ = (file, headers);
+        false
+    }
+
+    /// Sends a file body after the head has been written (wsgiref's
+    /// `sendfile`, C38): return `Ok(true)` when the whole region was sent,
+    /// `Ok(false)` to let the pipeline stream the body as usual. Default:
+    /// false.
+    fn sendfile(&mut self, file: &FileRegion) -> impl Future<Output = io::Result<bool>> + Send {
+        let _ = file;
+        async { Ok(false) }
+    }
+}
+
+/// A backend over explicit streams: wsgiref's `SimpleHandler` (origin form,
+/// multithread, not multiprocess) and `BaseCGIHandler` (CGI form) in one.
+///
+/// The request body is read from `reader` (at most `CONTENT_LENGTH` bytes),
+/// the response is written to `writer` with `write_all`, so a writer that
+/// takes a few bytes per call still gets every byte (C15).
+///
+/// ```
+/// use gateway_core::{Environ, ErrorStream, StreamGateway};
+///
+/// let mut env = Environ::new();
+/// env.setup_testing_defaults();
+/// let gw = StreamGateway::cgi(&b""[..], Vec::new(), ErrorStream::null(), env);
+/// # let _ = gw;
+/// ```
+#[derive(Debug)]
+pub struct StreamGateway<R, W> {
+    reader: Option<R>,
+    writer: W,
+    errors: ErrorStream,
+    environ: Environ,
+    origin: bool,
+    multithread: bool,
+    multiprocess: bool,
+    run_once: bool,
+    protocol: Protocol,
+}
+
+impl<R, W> StreamGateway<R, W>
+where
+    R: AsyncRead + Send + Unpin + 'static,
+    W: AsyncWrite + Send + Unpin,
+{
+    /// wsgiref's `SimpleHandler`: origin-server head, multithread, not
+    /// multiprocess, not run-once (C41).
+    pub fn origin(reader: R, writer: W, errors: ErrorStream, environ: Environ) -> Self {
+        Self {
+            reader: Some(reader),
+            writer,
+            errors,
+            environ,
+            origin: true,
+            multithread: true,
+            multiprocess: false,
+            run_once: false,
+            protocol: Protocol::Http,
+        }
+    }
+
+    /// wsgiref's `BaseCGIHandler`: CGI head, the same flags as `SimpleHandler`
+    /// unless changed with [`flags`](StreamGateway::flags).
+    pub fn cgi(reader: R, writer: W, errors: ErrorStream, environ: Environ) -> Self {
+        let mut gw = Self::origin(reader, writer, errors, environ);
+        gw.origin = false;
+        gw.protocol = Protocol::Cgi;
+        gw
+    }
+
+    /// Sets wsgi.multithread, wsgi.multiprocess and wsgi.run_once.
+    pub fn flags(&mut self, multithread: bool, multiprocess: bool, run_once: bool) -> &mut Self {
+        self.multithread = multithread;
+        self.multiprocess = multiprocess;
+        self.run_once = run_once;
+        self
+    }
+
+    /// Sets the protocol reported in [`GatewayInfo`](crate::GatewayInfo).
+    pub fn protocol(&mut self, protocol: Protocol) -> &mut Self {
+        self.protocol = protocol;
+        self
+    }
+
+    /// Sets whether the head is written in the origin form.
+    pub fn origin_server(&mut self, origin: bool) -> &mut Self {
+        self.origin = origin;
+        self
+    }
+
+    /// The writer, to look at what was written.
+    pub fn writer(&self) -> &W {
+        &self.writer
+    }
+
+    /// Gives back the writer.
+    pub fn into_writer(self) -> W {
+        self.writer
+    }
+}
+
+impl<R, W> Gateway for StreamGateway<R, W>
+where
+    R: AsyncRead + Send + Unpin + 'static,
+    W: AsyncWrite + Send + Unpin,
+{
+    async fn write(&mut self, data: Bytes) -> io::Result<()> {
+        self.writer.write_all(&data).await
+    }
+
+    async fn flush(&mut self) -> io::Result<()> {
+        self.writer.flush().await
+    }
+
+    fn stdin(&mut self, environ: &Environ) -> Body {
+        let length = environ.content_length().ok().flatten();
+        match self.reader.take() {
+            Some(r) if length.is_some() => Body::from_reader(r, length),
+            _ => Body::empty(),
+        }
+    }
+
+    fn stderr(&self) -> ErrorStream {
+        self.errors.clone()
+    }
+
+    fn add_cgi_vars(&mut self, environ: &mut Environ) {
+        environ.extend_from(&self.environ);
+    }
+
+    fn origin_server(&self) -> bool {
+        self.origin
+    }
+
+    fn protocol(&self) -> Protocol {
+        self.protocol
+    }
+
+    fn multithread(&self) -> bool {
+        self.multithread
+    }
+
+    fn multiprocess(&self) -> bool {
+        self.multiprocess
+    }
+
+    fn run_once(&self) -> bool {
+        self.run_once
+    }
+}

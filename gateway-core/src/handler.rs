@@ -1,0 +1,459 @@
+//! The handler: runs an application over a [`Gateway`] (wsgiref's
+//! `BaseHandler.run`).
+
+use std::fmt;
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+
+use bytes::{Buf, Bytes};
+use futures_util::FutureExt;
+use http::{HeaderMap, HeaderValue, Request, Response, StatusCode, Version, header};
+use tower::{Service, ServiceExt};
+
+use crate::body::Body;
+use crate::environ::Environ;
+use crate::error::{BoxError, Error, Kind};
+use crate::gateway::Gateway;
+use crate::head::HeadFormat;
+use crate::info::{ErrorStream, GatewayInfo};
+use crate::limits::Limits;
+use crate::pipeline::{self, Sent};
+use crate::request::{build_request, version_of};
+
+/// The default error page body (wsgiref's `error_body`, C10).
+pub const DEFAULT_ERROR_BODY: &str = "A server error occurred.  Please contact the administrator.";
+
+type ErrorResponder = dyn Fn(&Error) -> Response<Bytes> + Send + Sync;
+
+struct Config {
+    base_environ: Environ,
+    error_status: StatusCode,
+    error_headers: HeaderMap,
+    error_body: Bytes,
+    error_responder: Option<Arc<ErrorResponder>>,
+    traceback_limit: usize,
+    http_version: Version,
+    server_software: Option<Bytes>,
+    limits: Limits,
+    mount: Option<Bytes>,
+}
+
+/// Runs applications over a [`Gateway`]: builds the request from the
+/// environ, calls the application, sends the response through the pipeline
+/// (validation, lazy head, Content-Length rules, write coalescing) and
+/// applies the error policy. Cheap to clone; configure it with
+/// [`Handler::builder`].
+///
+/// The error policy (wsgiref's `error_output`): an application error, a
+/// panic, or an invalid response head while nothing has been sent gives the
+/// error page (500 `text/plain`, [`DEFAULT_ERROR_BODY`]), never the error's
+/// text. After the head has gone out the response is aborted: see
+/// [`Outcome`]. Every failure is logged once, to `tracing` at error level and
+/// to the request's error stream, with at most `traceback_limit` causes. A
+/// client that went away is not an error: it is logged at debug level.
+#[derive(Clone)]
+pub struct Handler {
+    config: Arc<Config>,
+}
+
+impl fmt::Debug for Handler {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Handler")
+            .field("error_status", &self.config.error_status)
+            .field("http_version", &self.config.http_version)
+            .field("server_software", &self.config.server_software)
+            .field("limits", &self.config.limits)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for Handler {
+    fn default() -> Self {
+        HandlerBuilder::new().build()
+    }
+}
+
+/// Configures a [`Handler`] (wsgiref's `BaseHandler` class attributes).
+pub struct HandlerBuilder {
+    config: Config,
+}
+
+impl fmt::Debug for HandlerBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HandlerBuilder").finish_non_exhaustive()
+    }
+}
+
+impl Default for HandlerBuilder {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl HandlerBuilder {
+    /// The defaults: wsgiref's error page, HTTP/1.0 status lines in the
+    /// origin form, no `Server` header, default [`Limits`].
+    pub fn new() -> Self {
+        let mut error_headers = HeaderMap::new();
+        error_headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+        Self {
+            config: Config {
+                base_environ: Environ::new(),
+                error_status: StatusCode::INTERNAL_SERVER_ERROR,
+                error_headers,
+                error_body: Bytes::from_static(DEFAULT_ERROR_BODY.as_bytes()),
+                error_responder: None,
+                traceback_limit: 16,
+                http_version: Version::HTTP_10,
+                server_software: None,
+                limits: Limits::default(),
+                mount: None,
+            },
+        }
+    }
+
+    /// Variables every request's environ starts from, before the backend's
+    /// (wsgiref's `os_environ`; empty by default, so nothing leaks, C41).
+    pub fn base_environ(&mut self, env: Environ) -> &mut Self {
+        self.config.base_environ = env;
+        self
+    }
+
+    /// The error page's status (wsgiref's `error_status`).
+    pub fn error_status(&mut self, status: StatusCode) -> &mut Self {
+        self.config.error_status = status;
+        self
+    }
+
+    /// The error page's headers (wsgiref's `error_headers`).
+    pub fn error_headers(&mut self, headers: HeaderMap) -> &mut Self {
+        self.config.error_headers = headers;
+        self
+    }
+
+    /// The error page's body (wsgiref's `error_body`).
+    pub fn error_body(&mut self, body: impl Into<Bytes>) -> &mut Self {
+        self.config.error_body = body.into();
+        self
+    }
+
+    /// A function that makes the error response instead of the fixed page
+    /// (it sees the error; it must not leak its text to the client).
+    pub fn error_responder(
+        &mut self,
+        f: impl Fn(&Error) -> Response<Bytes> + Send + Sync + 'static,
+    ) -> &mut Self {
+        self.config.error_responder = Some(Arc::new(f));
+        self
+    }
+
+    /// How many causes of an error are logged (wsgiref's `traceback_limit`).
+    pub fn traceback_limit(&mut self, n: usize) -> &mut Self {
+        self.config.traceback_limit = n;
+        self
+    }
+
+    /// The version on origin-form status lines (wsgiref's `http_version`).
+    pub fn http_version(&mut self, version: Version) -> &mut Self {
+        self.config.http_version = version;
+        self
+    }
+
+    /// The `Server` header of origin-form heads, also set as
+    /// `SERVER_SOFTWARE` when the environ has none (wsgiref's
+    /// `server_software`, C34).
+    pub fn server_software(&mut self, software: impl Into<Bytes>) -> &mut Self {
+        self.config.server_software = Some(software.into());
+        self
+    }
+
+    /// Limits (the handler applies `max_body_len` and
+    /// `max_response_head_len`; backends the rest).
+    pub fn limits(&mut self, limits: Limits) -> &mut Self {
+        self.config.limits = limits;
+        self
+    }
+
+    /// A mount prefix stripped from the request path before the application
+    /// sees it: with `/app`, a request for `/app/users/1` reaches the
+    /// application as `/users/1`, whatever way the web server split
+    /// `SCRIPT_NAME` and `PATH_INFO` (nginx and Apache put the whole path in
+    /// `SCRIPT_NAME` by default, CHECKLIST Q1, Q9). A path outside the prefix
+    /// is left alone. The environ is never changed.
+    pub fn mount(&mut self, prefix: impl Into<Bytes>) -> &mut Self {
+        let mut p: Bytes = prefix.into();
+        while p.ends_with(b"/") {
+            p.truncate(p.len() - 1);
+        }
+        self.config.mount = if p.is_empty() { None } else { Some(p) };
+        self
+    }
+
+    /// The handler.
+    pub fn build(&mut self) -> Handler {
+        let config = std::mem::replace(&mut self.config, HandlerBuilder::new().config);
+        Handler {
+            config: Arc::new(config),
+        }
+    }
+}
+
+/// How a request ended, for the backend to act on (an aborted response is
+/// signalled the way its protocol allows) and to log.
+#[derive(Debug)]
+pub struct Outcome {
+    pub(crate) status: Option<StatusCode>,
+    pub(crate) bytes_sent: u64,
+    pub(crate) kind: OutcomeKind,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum OutcomeKind {
+    Complete,
+    ErrorPage,
+    Aborted,
+    Disconnected,
+    Failed,
+}
+
+impl Outcome {
+    /// The status sent, if a head was sent.
+    pub fn status(&self) -> Option<StatusCode> {
+        self.status
+    }
+
+    /// The body bytes sent.
+    pub fn bytes_sent(&self) -> u64 {
+        self.bytes_sent
+    }
+
+    /// The response was sent in full (the error page and a 400 count too).
+    pub fn is_complete(&self) -> bool {
+        matches!(self.kind, OutcomeKind::Complete | OutcomeKind::ErrorPage)
+    }
+
+    /// The application failed before anything was sent, and the error page
+    /// went out instead.
+    pub fn is_error_page(&self) -> bool {
+        self.kind == OutcomeKind::ErrorPage
+    }
+
+    /// The response failed after its head was sent (application or body
+    /// error, short body): the backend must make the client see truncation
+    /// (close the connection, FastCGI appStatus, CGI exit status).
+    pub fn is_aborted(&self) -> bool {
+        self.kind == OutcomeKind::Aborted
+    }
+
+    /// The client went away.
+    pub fn is_disconnected(&self) -> bool {
+        self.kind == OutcomeKind::Disconnected
+    }
+
+    /// Writing failed for another reason, or the error page itself failed.
+    pub fn is_failed(&self) -> bool {
+        self.kind == OutcomeKind::Failed
+    }
+}
+
+/// The per-request context the pipeline needs.
+pub(crate) struct RequestCtx {
+    pub(crate) head_format: HeadFormat,
+    pub(crate) request_version: Version,
+    pub(crate) is_head: bool,
+    pub(crate) max_response_head_len: usize,
+    pub(crate) errors: ErrorStream,
+    pub(crate) traceback_limit: usize,
+}
+
+impl Handler {
+    /// A handler with the defaults.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A builder to configure one.
+    pub fn builder() -> HandlerBuilder {
+        HandlerBuilder::new()
+    }
+
+    /// The configured limits.
+    pub fn limits(&self) -> &Limits {
+        &self.config.limits
+    }
+
+    /// Serves one request from `gateway` with `app` (wsgiref's `run`).
+    ///
+    /// `app` is any `tower::Service` over `http` types, such as an axum
+    /// `Router`; pass a clone per request. It is driven to readiness and
+    /// called once; a panic in it or in its body is caught.
+    pub async fn run<G, S, B>(&self, gateway: &mut G, app: S) -> Outcome
+    where
+        G: Gateway,
+        S: Service<Request<Body>, Response = Response<B>>,
+        S::Error: Into<BoxError>,
+        B: http_body::Body,
+        B::Data: Buf,
+        B::Error: Into<BoxError>,
+    {
+        let cfg = &*self.config;
+        let mut env = cfg.base_environ.clone();
+        gateway.add_cgi_vars(&mut env);
+        let origin = gateway.origin_server();
+        if origin && let Some(s) = &cfg.server_software {
+            env.set_default("SERVER_SOFTWARE", s.clone());
+        }
+        let errors = gateway.stderr();
+        let ctx = RequestCtx {
+            head_format: if origin {
+                HeadFormat::Origin {
+                    version: cfg.http_version,
+                    server_software: cfg.server_software.clone(),
+                }
+            } else {
+                HeadFormat::Cgi
+            },
+            request_version: version_of(env.server_protocol()),
+            is_head: env.request_method() == Some(b"HEAD"),
+            max_response_head_len: cfg.limits.get_max_response_head_len(),
+            errors: errors.clone(),
+            traceback_limit: cfg.traceback_limit,
+        };
+
+        // Refuse a declared body over the limit before reading any of it.
+        if let (Ok(Some(n)), Some(max)) = (env.content_length(), cfg.limits.get_max_body_len())
+            && n > max
+        {
+            tracing::debug!(length = n, max, "request body over the limit");
+            let res = plain(StatusCode::PAYLOAD_TOO_LARGE, "Request body too large\n");
+            return self.finish_plain(gateway, res, &ctx).await;
+        }
+
+        let body = gateway.stdin(&env);
+        let mut req = match build_request(&env, body) {
+            Ok(req) => req,
+            Err(e) => {
+                tracing::debug!(error = %e, "bad request");
+                let res = plain(StatusCode::BAD_REQUEST, "Bad Request\n");
+                return self.finish_plain(gateway, res, &ctx).await;
+            }
+        };
+        if let Some(prefix) = &cfg.mount {
+            strip_mount(&mut req, prefix);
+        }
+        let info = GatewayInfo {
+            https: env.https(),
+            multithread: gateway.multithread(),
+            multiprocess: gateway.multiprocess(),
+            run_once: gateway.run_once(),
+            protocol: gateway.protocol(),
+            peer_addr: gateway.peer_addr(),
+            local_addr: gateway.local_addr(),
+        };
+        let ext = req.extensions_mut();
+        ext.insert(env);
+        ext.insert(info);
+        ext.insert(errors);
+
+        let called = AssertUnwindSafe(app.oneshot(req)).catch_unwind().await;
+        let failure = match called {
+            Ok(Ok(res)) => match pipeline::send(gateway, res, &ctx).await {
+                Sent::Done(outcome) => return outcome,
+                Sent::NothingSent(err) => err,
+            },
+            Ok(Err(e)) => Error::with(Kind::App, e),
+            Err(panic) => Error::with(Kind::Panic, panic_message(&*panic)),
+        };
+        pipeline::log_failure(&failure, &ctx);
+        let page = self.error_response(&failure);
+        match pipeline::send(gateway, page, &ctx).await {
+            Sent::Done(mut outcome) => {
+                if outcome.kind == OutcomeKind::Complete {
+                    outcome.kind = OutcomeKind::ErrorPage;
+                }
+                outcome
+            }
+            Sent::NothingSent(e) => {
+                tracing::error!(error = %e, "the error page could not be sent");
+                Outcome {
+                    status: None,
+                    bytes_sent: 0,
+                    kind: OutcomeKind::Failed,
+                }
+            }
+        }
+    }
+
+    async fn finish_plain<G: Gateway>(
+        &self,
+        gateway: &mut G,
+        res: Response<Bytes>,
+        ctx: &RequestCtx,
+    ) -> Outcome {
+        match pipeline::send(gateway, res.map(http_body_util::Full::new), ctx).await {
+            Sent::Done(o) => o,
+            Sent::NothingSent(_) => Outcome {
+                status: None,
+                bytes_sent: 0,
+                kind: OutcomeKind::Failed,
+            },
+        }
+    }
+
+    fn error_response(&self, err: &Error) -> Response<http_body_util::Full<Bytes>> {
+        let cfg = &*self.config;
+        let res = match &cfg.error_responder {
+            Some(f) => f(err),
+            None => {
+                let mut res = Response::new(cfg.error_body.clone());
+                *res.status_mut() = cfg.error_status;
+                *res.headers_mut() = cfg.error_headers.clone();
+                res
+            }
+        };
+        res.map(http_body_util::Full::new)
+    }
+}
+
+fn plain(status: StatusCode, body: &'static str) -> Response<Bytes> {
+    let mut res = Response::new(Bytes::from_static(body.as_bytes()));
+    *res.status_mut() = status;
+    res.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+    res
+}
+
+fn strip_mount(req: &mut Request<Body>, prefix: &[u8]) {
+    let uri = req.uri();
+    let path = uri.path().as_bytes();
+    let rest = match path.strip_prefix(prefix) {
+        Some(rest) if rest.is_empty() || rest.starts_with(b"/") => rest,
+        _ => return,
+    };
+    let mut pq = Vec::with_capacity(rest.len() + 1);
+    if rest.is_empty() {
+        pq.push(b'/');
+    }
+    pq.extend_from_slice(rest);
+    if let Some(q) = uri.query() {
+        pq.push(b'?');
+        pq.extend_from_slice(q.as_bytes());
+    }
+    let mut parts = uri.clone().into_parts();
+    if let Ok(pq) = http::uri::PathAndQuery::from_maybe_shared(Bytes::from(pq)) {
+        parts.path_and_query = Some(pq);
+        if let Ok(uri) = http::Uri::from_parts(parts) {
+            *req.uri_mut() = uri;
+        }
+    }
+}
+
+pub(crate) fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = panic.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = panic.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "(non-string panic payload)".to_owned()
+    }
+}

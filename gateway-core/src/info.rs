@@ -1,0 +1,201 @@
+//! Facts about the gateway and connection (wsgiref's `wsgi.*` keys) and the
+//! request's error stream.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+/// The protocol a request arrived over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Protocol {
+    /// CGI (RFC 3875), one process per request.
+    Cgi,
+    /// CGI under IIS, with its `PATH_INFO` quirk undone.
+    IisCgi,
+    /// FastCGI 1.0.
+    FastCgi,
+    /// SCGI.
+    Scgi,
+    /// Plain HTTP, this crate family being the origin server.
+    Http,
+    /// A backend from outside this workspace.
+    Other(&'static str),
+}
+
+impl Protocol {
+    /// A short lowercase name: `cgi`, `iis-cgi`, `fastcgi`, `scgi`, `http`.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Protocol::Cgi => "cgi",
+            Protocol::IisCgi => "iis-cgi",
+            Protocol::FastCgi => "fastcgi",
+            Protocol::Scgi => "scgi",
+            Protocol::Http => "http",
+            Protocol::Other(name) => name,
+        }
+    }
+}
+
+impl fmt::Display for Protocol {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What the gateway knows about how a request is served: wsgiref's
+/// `wsgi.url_scheme`, `wsgi.multithread`, `wsgi.multiprocess`,
+/// `wsgi.run_once`, plus the protocol and the socket addresses.
+///
+/// The handler puts one into every request's extensions:
+///
+/// ```
+/// # use gateway_core::GatewayInfo;
+/// fn scheme(req: &http::Request<gateway_core::Body>) -> &'static str {
+///     req.extensions().get::<GatewayInfo>().map_or("http", |i| i.url_scheme())
+/// }
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GatewayInfo {
+    pub(crate) https: bool,
+    pub(crate) multithread: bool,
+    pub(crate) multiprocess: bool,
+    pub(crate) run_once: bool,
+    pub(crate) protocol: Protocol,
+    pub(crate) peer_addr: Option<SocketAddr>,
+    pub(crate) local_addr: Option<SocketAddr>,
+}
+
+impl GatewayInfo {
+    /// `"https"` or `"http"` (wsgi.url_scheme, from `HTTPS`/`REQUEST_SCHEME`).
+    pub fn url_scheme(&self) -> &'static str {
+        if self.https { "https" } else { "http" }
+    }
+
+    /// Whether the request came over TLS.
+    pub fn is_https(&self) -> bool {
+        self.https
+    }
+
+    /// Whether other requests may run at the same time in other threads of
+    /// this process (wsgi.multithread).
+    pub fn multithread(&self) -> bool {
+        self.multithread
+    }
+
+    /// Whether other processes may serve the same application at the same
+    /// time (wsgi.multiprocess).
+    pub fn multiprocess(&self) -> bool {
+        self.multiprocess
+    }
+
+    /// Whether this process serves only this one request (wsgi.run_once):
+    /// true for CGI, so caches are pointless.
+    pub fn run_once(&self) -> bool {
+        self.run_once
+    }
+
+    /// The protocol the request arrived over.
+    pub fn protocol(&self) -> Protocol {
+        self.protocol
+    }
+
+    /// The address of the peer (the web server, or the client for HTTP), when
+    /// the backend knows it.
+    pub fn peer_addr(&self) -> Option<SocketAddr> {
+        self.peer_addr
+    }
+
+    /// The local address the request arrived on, when the backend knows it.
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        self.local_addr
+    }
+}
+
+/// Where a request's diagnostics go (wsgiref's `wsgi.errors`): the CGI
+/// process's stderr, FastCGI STDERR records, or a log.
+///
+/// Cheap to clone; every clone writes to the same place. The handler puts one
+/// into every request's extensions and writes application failures to it.
+///
+/// ```
+/// use gateway_core::ErrorStream;
+///
+/// let (stream, captured) = ErrorStream::capture();
+/// stream.write(b"something odd\n");
+/// assert_eq!(captured.contents(), b"something odd\n");
+/// ```
+#[derive(Clone)]
+pub struct ErrorStream {
+    sink: Arc<dyn Fn(&[u8]) + Send + Sync>,
+}
+
+impl ErrorStream {
+    /// An error stream that calls `sink` with each message.
+    pub fn new(sink: impl Fn(&[u8]) + Send + Sync + 'static) -> Self {
+        Self {
+            sink: Arc::new(sink),
+        }
+    }
+
+    /// An error stream that writes to this process's standard error.
+    pub fn stderr() -> Self {
+        Self::new(|msg| {
+            use std::io::Write;
+            let _ = std::io::stderr().lock().write_all(msg);
+        })
+    }
+
+    /// An error stream that discards everything.
+    pub fn null() -> Self {
+        Self::new(|_| {})
+    }
+
+    /// An error stream that sends messages to `tracing` at warn level.
+    pub fn log() -> Self {
+        Self::new(|msg| {
+            let text = String::from_utf8_lossy(msg);
+            tracing::warn!(target: "gateway::errors", "{}", text.trim_end());
+        })
+    }
+
+    /// An error stream that keeps everything in memory, and a handle to read
+    /// it back (for tests).
+    pub fn capture() -> (Self, Captured) {
+        let buf = Arc::new(Mutex::new(Vec::new()));
+        let sink = buf.clone();
+        let stream = Self::new(move |msg| {
+            if let Ok(mut b) = sink.lock() {
+                b.extend_from_slice(msg);
+            }
+        });
+        (stream, Captured(buf))
+    }
+
+    /// Writes one message.
+    pub fn write(&self, msg: &[u8]) {
+        (self.sink)(msg)
+    }
+}
+
+impl fmt::Debug for ErrorStream {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ErrorStream")
+    }
+}
+
+/// What an [`ErrorStream::capture`] stream has received.
+#[derive(Debug, Clone)]
+pub struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl Captured {
+    /// A copy of everything written so far.
+    pub fn contents(&self) -> Vec<u8> {
+        self.0.lock().map(|b| b.clone()).unwrap_or_default()
+    }
+
+    /// Everything written so far, as lossy UTF-8 text.
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.contents()).into_owned()
+    }
+}

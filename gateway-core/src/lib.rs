@@ -1,0 +1,75 @@
+//! # gateway-core
+//!
+//! The protocol-agnostic heart of the gateway workspace: it runs any web
+//! application — an axum `Router`, any [`tower::Service`] over [`http`]
+//! types — over any backend, with the semantics of Python's
+//! `wsgiref.handlers`. It has no sockets: the protocol crates
+//! (`gateway-cgi`, `gateway-fastcgi`, `gateway-scgi`, `gateway-http`)
+//! implement [`Gateway`] and call [`Handler::run`].
+//!
+//! What the core owns, for every backend alike:
+//! - the request view: the CGI meta-variables as an [`Environ`] of raw bytes,
+//!   and the [`http::Request`] built from it by one documented rule
+//!   ([`request::build_request`]), with [`GatewayInfo`] and the request's
+//!   [`ErrorStream`] in its extensions;
+//! - the response pipeline: head checks, the lazy head (nothing is written
+//!   until the first non-empty body chunk or the end of the body),
+//!   Content-Length rules (set when the body size is exactly known, none on
+//!   1xx/204, none invented on 304, no body bytes for HEAD, never more than
+//!   declared), write coalescing with a flush whenever the body would block;
+//! - the error policy: the error page while nothing has been sent, an
+//!   aborted response after ([`Outcome::is_aborted`]), panics caught, a
+//!   client that went away treated as no error;
+//! - file bodies ([`FileBody`]) and the backend's sendfile hook;
+//! - the head encoders ([`head`]) and the shared [`Limits`].
+//!
+//! ## Getting started
+//!
+//! Application authors use a protocol crate (`gateway_cgi::run(app)`).
+//! Gateway authors implement [`Gateway`] — the I/O half of wsgiref's
+//! `BaseHandler` — and get the rest:
+//!
+//! ```
+//! use gateway_core::{Environ, ErrorStream, Handler, StreamGateway};
+//!
+//! # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+//! let app = tower::service_fn(|_req: http::Request<gateway_core::Body>| async {
+//!     Ok::<_, std::convert::Infallible>(http::Response::new("http".to_string()))
+//! });
+//! let mut env = Environ::new();
+//! env.setup_testing_defaults();
+//! let mut gw = StreamGateway::cgi(&b""[..], Vec::new(), ErrorStream::null(), env);
+//! Handler::new().run(&mut gw, app).await;
+//! assert_eq!(gw.writer(), b"Status: 200 OK\r\nContent-Length: 4\r\n\r\nhttp");
+//! # });
+//! ```
+//!
+//! ## Limits and defaults
+//!
+//! See [`Limits`]. The handler itself applies `max_body_len` (a larger
+//! declared body is answered 413 without calling the application) and
+//! `max_response_head_len` (a larger head is a 500).
+
+mod body;
+mod environ;
+mod error;
+mod file;
+mod gateway;
+mod handler;
+pub mod head;
+pub mod imperative;
+mod info;
+mod limits;
+mod pipeline;
+pub mod request;
+
+pub use body::Body;
+pub use environ::{Environ, InvalidContentLength};
+pub use error::{BoxError, Error, is_disconnect};
+pub use file::{FileBody, FileRegion};
+pub use gateway::{Gateway, ResponseHead, StreamGateway};
+pub use handler::{DEFAULT_ERROR_BODY, Handler, HandlerBuilder, Outcome};
+pub use head::{HeadFormat, ReasonPhrase};
+pub use info::{Captured, ErrorStream, GatewayInfo, Protocol};
+pub use limits::Limits;
+pub use pipeline::{HOP_BY_HOP, is_hop_by_hop};

@@ -1,0 +1,124 @@
+//! Limits and timeouts shared by every backend.
+
+use std::time::Duration;
+
+/// Limits and timeouts, one type for every backend.
+///
+/// Each backend applies the ones that make sense for its protocol and
+/// ignores the rest (a CGI program has no connections to count). The
+/// defaults are safe for a server facing a web server on the same host;
+/// raise them deliberately.
+///
+/// | limit | default | used by |
+/// |---|---|---|
+/// | [`max_head_len`](Limits::max_head_len) | 64 KiB | request head: FastCGI PARAMS, SCGI netstring, HTTP head |
+/// | [`max_headers`](Limits::max_headers) | 100 | HTTP request header count, environ size |
+/// | [`max_body_len`](Limits::max_body_len) | none | every backend: a larger declared body gets 413 |
+/// | [`max_response_head_len`](Limits::max_response_head_len) | 64 KiB | the app's response head |
+/// | [`head_read_timeout`](Limits::head_read_timeout) | 30 s | socket backends |
+/// | [`body_read_timeout`](Limits::body_read_timeout) | 60 s | socket backends, per read |
+/// | [`write_timeout`](Limits::write_timeout) | 60 s | socket backends, per write |
+/// | [`idle_timeout`](Limits::idle_timeout) | 60 s | keep-alive connections |
+/// | [`max_connections`](Limits::max_connections) | 1024 | socket servers |
+/// | [`max_requests_per_connection`](Limits::max_requests_per_connection) | none | keep-alive servers |
+///
+/// ```
+/// use gateway_core::Limits;
+/// use std::time::Duration;
+///
+/// let mut limits = Limits::default();
+/// limits.max_body_len(Some(10 << 20)).idle_timeout(Duration::from_secs(5));
+/// assert_eq!(limits.get_max_body_len(), Some(10 << 20));
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    max_head_len: usize,
+    max_headers: usize,
+    max_body_len: Option<u64>,
+    max_response_head_len: usize,
+    head_read_timeout: Duration,
+    body_read_timeout: Duration,
+    write_timeout: Duration,
+    idle_timeout: Duration,
+    max_connections: usize,
+    max_requests_per_connection: Option<u64>,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_head_len: 64 * 1024,
+            max_headers: 100,
+            max_body_len: None,
+            max_response_head_len: 64 * 1024,
+            head_read_timeout: Duration::from_secs(30),
+            body_read_timeout: Duration::from_secs(60),
+            write_timeout: Duration::from_secs(60),
+            idle_timeout: Duration::from_secs(60),
+            max_connections: 1024,
+            max_requests_per_connection: None,
+        }
+    }
+}
+
+macro_rules! limit {
+    ($(#[$doc:meta])* $name:ident, $get:ident: $ty:ty) => {
+        $(#[$doc])*
+        pub fn $name(&mut self, value: $ty) -> &mut Self {
+            self.$name = value;
+            self
+        }
+
+        #[doc = concat!("The current value of [`", stringify!($name), "`](Limits::", stringify!($name), ").")]
+        pub fn $get(&self) -> $ty {
+            self.$name
+        }
+    };
+}
+
+impl Limits {
+    limit!(
+        /// The largest request head in bytes (FastCGI PARAMS, SCGI header
+        /// block, HTTP request line plus headers).
+        max_head_len, get_max_head_len: usize
+    );
+    limit!(
+        /// The most request headers (or environ entries) accepted.
+        max_headers, get_max_headers: usize
+    );
+    limit!(
+        /// The largest request body in bytes; `None` for no limit. A request
+        /// declaring more is answered 413 without calling the application; a
+        /// body that turns out larger fails with a body error.
+        max_body_len, get_max_body_len: Option<u64>
+    );
+    limit!(
+        /// The largest response head the application may produce, in bytes
+        /// (RFC 3875 sets none; web servers do, so a larger head is a 500).
+        max_response_head_len, get_max_response_head_len: usize
+    );
+    limit!(
+        /// How long a client may take to send the request head (slowloris).
+        head_read_timeout, get_head_read_timeout: std::time::Duration
+    );
+    limit!(
+        /// How long one read of the request body may wait.
+        body_read_timeout, get_body_read_timeout: std::time::Duration
+    );
+    limit!(
+        /// How long one write of the response may wait.
+        write_timeout, get_write_timeout: std::time::Duration
+    );
+    limit!(
+        /// How long a kept-alive connection may sit idle between requests.
+        idle_timeout, get_idle_timeout: std::time::Duration
+    );
+    limit!(
+        /// The most connections served at once.
+        max_connections, get_max_connections: usize
+    );
+    limit!(
+        /// The most requests served on one connection; `None` for no limit.
+        max_requests_per_connection, get_max_requests_per_connection: Option<u64>
+    );
+}

@@ -1,0 +1,401 @@
+//! The response pipeline: head checks, Content-Length rules, the lazy head,
+//! write coalescing, file bodies, and how failures end a response.
+
+use std::future::poll_fn;
+use std::io;
+use std::panic::AssertUnwindSafe;
+use std::pin::pin;
+
+use bytes::{Buf, Bytes, BytesMut};
+use futures_util::FutureExt;
+use http::response::Parts;
+use http::{HeaderName, HeaderValue, Response, StatusCode, header};
+
+use crate::error::{BoxError, Error, Kind, is_disconnect};
+use crate::file::FileRegion;
+use crate::gateway::{Gateway, ResponseHead};
+use crate::handler::{Outcome, OutcomeKind, RequestCtx};
+use crate::head::ReasonPhrase;
+
+/// Chunks up to this size are copied into the coalescing buffer; larger ones
+/// are written as they are.
+const COPY_MAX: usize = 16 * 1024;
+/// The coalescing buffer is written out once it holds this much.
+const BUF_MAX: usize = 64 * 1024;
+
+/// The hop-by-hop header names wsgiref refuses from applications (C21):
+/// note `trailers`, the plural, as wsgiref lists it; `trailer` is not one.
+pub const HOP_BY_HOP: [&str; 8] = [
+    "connection",
+    "keep-alive",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailers",
+    "transfer-encoding",
+    "upgrade",
+];
+
+/// Whether `name` is a hop-by-hop header (C21), in any case.
+pub fn is_hop_by_hop(name: &str) -> bool {
+    HOP_BY_HOP.iter().any(|h| h.eq_ignore_ascii_case(name))
+}
+
+pub(crate) enum Sent {
+    /// The response went out (fully or not): the request is over.
+    Done(Outcome),
+    /// Nothing reached the client: the caller may still send the error page.
+    NothingSent(Error),
+}
+
+enum Fail {
+    BeforeHead(Error),
+    Write(io::Error),
+}
+
+struct Writer<'g, G> {
+    gw: &'g mut G,
+    buf: BytesMut,
+    head: Option<Parts>,
+    status: StatusCode,
+    bytes_sent: u64,
+    remaining: Option<u64>,
+    no_body_status: bool,
+}
+
+pub(crate) async fn send<G, B>(gw: &mut G, res: Response<B>, ctx: &RequestCtx) -> Sent
+where
+    G: Gateway,
+    B: http_body::Body,
+    B::Data: Buf,
+    B::Error: Into<BoxError>,
+{
+    let (mut parts, body) = res.into_parts();
+    if let Err(e) = check_head(&mut parts) {
+        return Sent::NothingSent(e);
+    }
+    let status = parts.status;
+    let no_body_status = status.is_informational()
+        || status == StatusCode::NO_CONTENT
+        || status == StatusCode::NOT_MODIFIED;
+    if (status.is_informational() || status == StatusCode::NO_CONTENT)
+        && parts.headers.remove(header::CONTENT_LENGTH).is_some()
+    {
+        tracing::debug!(%status, "dropping Content-Length on a response that has no body");
+    }
+    let declared = match parts.headers.get(header::CONTENT_LENGTH) {
+        None => None,
+        Some(v) => match crate::environ::parse_decimal(v.as_bytes()) {
+            Some(n) => Some(n),
+            None => {
+                return Sent::NothingSent(Error::new(Kind::InvalidResponse(
+                    "invalid Content-Length in the response",
+                )));
+            }
+        },
+    };
+    let skip_body = ctx.is_head || no_body_status;
+    let mut remaining = declared;
+    if declared.is_none() && !no_body_status {
+        // C26: a body whose size is known exactly gets a Content-Length. A
+        // HEAD response whose body is empty says nothing about the size.
+        if let Some(n) = body.size_hint().exact()
+            && !(ctx.is_head && n == 0)
+        {
+            parts.headers.insert(header::CONTENT_LENGTH, HeaderValue::from(n));
+            remaining = Some(n);
+        }
+    }
+    let file = parts.extensions.remove::<FileRegion>();
+    let mut w = Writer {
+        gw,
+        buf: BytesMut::new(),
+        head: Some(parts),
+        status,
+        bytes_sent: 0,
+        remaining: if skip_body { None } else { remaining },
+        no_body_status: skip_body,
+    };
+
+    if skip_body {
+        drop(body);
+        return w.end(ctx).await;
+    }
+    if let Some(region) = file {
+        return match w.send_file(&region, ctx).await {
+            Ok(true) => w.end(ctx).await,
+            Ok(false) => w.stream(body, ctx).await,
+            Err(f) => w.fail(f, ctx).await,
+        };
+    }
+    w.stream(body, ctx).await
+}
+
+impl<G: Gateway> Writer<'_, G> {
+    async fn stream<B>(mut self, body: B, ctx: &RequestCtx) -> Sent
+    where
+        B: http_body::Body,
+        B::Data: Buf,
+        B::Error: Into<BoxError>,
+    {
+        let mut body = pin!(body);
+        loop {
+            let mut next = AssertUnwindSafe(poll_fn(|cx| body.as_mut().poll_frame(cx)))
+                .catch_unwind()
+                .now_or_never();
+            if next.is_none() {
+                // The body would block: what we have must reach the client
+                // now (server-sent events, long polls), then wait.
+                if let Err(e) = self.push(true).await {
+                    return self.fail(Fail::Write(e), ctx).await;
+                }
+                next = Some(
+                    AssertUnwindSafe(poll_fn(|cx| body.as_mut().poll_frame(cx)))
+                        .catch_unwind()
+                        .await,
+                );
+            }
+            let frame = match next {
+                Some(Ok(Some(Ok(frame)))) => frame,
+                Some(Ok(None)) | None => return self.end(ctx).await,
+                Some(Ok(Some(Err(e)))) => {
+                    return self.body_failed(Error::with(Kind::App, e), ctx).await;
+                }
+                Some(Err(panic)) => {
+                    let msg = crate::handler::panic_message(&*panic);
+                    return self.body_failed(Error::with(Kind::Panic, msg), ctx).await;
+                }
+            };
+            let Ok(mut data) = frame.into_data() else {
+                continue; // trailers: no CGI-family protocol can carry them
+            };
+            let chunk = data.copy_to_bytes(data.remaining());
+            if chunk.is_empty() {
+                continue;
+            }
+            match self.data(chunk, ctx).await {
+                Ok(true) => {}
+                Ok(false) => {
+                    // The declared length is reached: stop reading the body.
+                    return self.end(ctx).await;
+                }
+                Err(f) => return self.fail(f, ctx).await,
+            }
+        }
+    }
+
+    /// Takes one non-empty chunk. Returns false when the declared length is
+    /// reached and more would be too much.
+    async fn data(&mut self, mut chunk: Bytes, ctx: &RequestCtx) -> Result<bool, Fail> {
+        self.commit_head(ctx)?;
+        let mut more = true;
+        if let Some(r) = &mut self.remaining {
+            let n = chunk.len() as u64;
+            if n > *r {
+                tracing::error!(
+                    extra = n - *r,
+                    "response body longer than its Content-Length; truncated"
+                );
+                ctx.errors
+                    .write(b"gateway: response body longer than its Content-Length; truncated\n");
+                chunk.truncate(*r as usize);
+                more = false;
+            }
+            *r -= chunk.len() as u64;
+            if *r == 0 {
+                // Anything after this would be too much; don't ask for it.
+                more = false;
+            }
+        }
+        self.bytes_sent += chunk.len() as u64;
+        if chunk.len() <= COPY_MAX && self.buf.len() + chunk.len() <= BUF_MAX {
+            self.buf.extend_from_slice(&chunk);
+        } else {
+            self.push(false).await.map_err(Fail::Write)?;
+            self.gw.write(chunk).await.map_err(Fail::Write)?;
+        }
+        Ok(more)
+    }
+
+    /// Encodes the head into the buffer, once.
+    fn commit_head(&mut self, ctx: &RequestCtx) -> Result<(), Fail> {
+        let Some(parts) = self.head.take() else {
+            return Ok(());
+        };
+        let reason = parts.extensions.get::<ReasonPhrase>().map(|r| &r.0[..]);
+        let head = ResponseHead {
+            status: parts.status,
+            reason,
+            headers: &parts.headers,
+            request_version: ctx.request_version,
+        };
+        let before = self.buf.len();
+        self.gw.write_head(&head, &ctx.head_format, &mut self.buf);
+        if self.buf.len() - before > ctx.max_response_head_len {
+            self.buf.truncate(before);
+            return Err(Fail::BeforeHead(Error::new(Kind::InvalidResponse(
+                "response head larger than the configured limit",
+            ))));
+        }
+        Ok(())
+    }
+
+    /// Writes what the buffer holds, and flushes when asked.
+    async fn push(&mut self, flush: bool) -> io::Result<()> {
+        if !self.buf.is_empty() {
+            let out = self.buf.split().freeze();
+            self.gw.write(out).await?;
+        }
+        if flush {
+            self.gw.flush().await?;
+        }
+        Ok(())
+    }
+
+    async fn send_file(&mut self, region: &FileRegion, ctx: &RequestCtx) -> Result<bool, Fail> {
+        if let Some(parts) = &mut self.head
+            && self.gw.offload_file(region, &mut parts.headers)
+        {
+            self.remaining = None;
+            self.commit_head(ctx)?;
+            return Ok(true);
+        }
+        self.commit_head(ctx)?;
+        self.push(false).await.map_err(Fail::Write)?;
+        if self.gw.sendfile(region).await.map_err(Fail::Write)? {
+            self.bytes_sent += region.len();
+            self.remaining = None;
+            return Ok(true);
+        }
+        Ok(false)
+    }
+
+    /// The body ended (or is not sent at all).
+    async fn end(mut self, ctx: &RequestCtx) -> Sent {
+        if let Some(parts) = &mut self.head
+            && !self.no_body_status
+            && !parts.headers.contains_key(header::CONTENT_LENGTH)
+        {
+            // C9/C27: nothing was written and nothing declared: say so.
+            parts
+                .headers
+                .insert(header::CONTENT_LENGTH, HeaderValue::from_static("0"));
+        }
+        if let Err(f) = self.commit_head(ctx) {
+            return self.fail(f, ctx).await;
+        }
+        let short = matches!(self.remaining, Some(r) if r > 0);
+        if let Err(e) = self.push(true).await {
+            return self.fail(Fail::Write(e), ctx).await;
+        }
+        if short {
+            // C40/H10: fewer bytes than declared; the backend must make the
+            // client see it (close, appStatus, exit status).
+            let err = Error::new(Kind::ShortBody);
+            log_failure(&err, ctx);
+            return self.done(OutcomeKind::Aborted);
+        }
+        self.done(OutcomeKind::Complete)
+    }
+
+    /// The body failed: before the head, the caller sends the error page;
+    /// after it, what was produced goes out and the response is aborted.
+    async fn body_failed(mut self, err: Error, ctx: &RequestCtx) -> Sent {
+        if self.head.is_some() {
+            return Sent::NothingSent(err);
+        }
+        log_failure(&err, ctx);
+        if let Err(e) = self.push(true).await {
+            return self.fail(Fail::Write(e), ctx).await;
+        }
+        self.done(OutcomeKind::Aborted)
+    }
+
+    async fn fail(self, f: Fail, ctx: &RequestCtx) -> Sent {
+        match f {
+            Fail::BeforeHead(e) if self.head.is_some() || self.bytes_sent == 0 => {
+                Sent::NothingSent(e)
+            }
+            Fail::BeforeHead(e) => {
+                log_failure(&e, ctx);
+                self.done(OutcomeKind::Aborted)
+            }
+            Fail::Write(e) if is_disconnect(&e) => {
+                // C16/C37: the client went away; not an error.
+                tracing::debug!(error = %e, "client disconnected");
+                self.done(OutcomeKind::Disconnected)
+            }
+            Fail::Write(e) => {
+                // C17: log it; nothing more can be sent.
+                tracing::error!(error = %e, "writing the response failed");
+                ctx.errors
+                    .write(format!("gateway: writing the response failed: {e}\n").as_bytes());
+                self.done(OutcomeKind::Failed)
+            }
+        }
+    }
+
+    fn done(self, kind: OutcomeKind) -> Sent {
+        Sent::Done(Outcome {
+            status: if self.head.is_none() { Some(self.status) } else { None },
+            bytes_sent: self.bytes_sent,
+            kind,
+        })
+    }
+}
+
+/// Checks the head an application produced (C18, C21, C30): control
+/// characters are an error; hop-by-hop fields and `Status` are removed and
+/// logged (the validator layer makes them errors instead).
+fn check_head(parts: &mut Parts) -> Result<(), Error> {
+    if let Some(r) = parts.extensions.get::<ReasonPhrase>()
+        && r.0.iter().any(|&b| is_bad_value_byte(b))
+    {
+        return Err(Error::new(Kind::InvalidResponse(
+            "control character in the reason phrase",
+        )));
+    }
+    let mut drop: Vec<HeaderName> = Vec::new();
+    for (name, value) in &parts.headers {
+        if value.as_bytes().iter().any(|&b| is_bad_value_byte(b)) {
+            return Err(Error::new(Kind::InvalidResponse(
+                "control character in a response header value",
+            )));
+        }
+        if (is_hop_by_hop(name.as_str()) || name.as_str() == "status") && !drop.contains(name) {
+            drop.push(name.clone());
+        }
+    }
+    for name in drop {
+        tracing::warn!(header = %name, "removing a hop-by-hop or Status header from the response");
+        parts.headers.remove(&name);
+    }
+    Ok(())
+}
+
+/// C18: header values may not hold 0x00–0x08, 0x0A–0x1F or 0x7F (HTAB is
+/// allowed).
+fn is_bad_value_byte(b: u8) -> bool {
+    (b < 0x20 && b != b'\t') || b == 0x7f
+}
+
+/// Logs an application failure once: `tracing` at error level and the
+/// request's error stream, with at most `traceback_limit` causes.
+pub(crate) fn log_failure(err: &Error, ctx: &RequestCtx) {
+    use std::error::Error as _;
+    tracing::error!(error = %err, "request failed");
+    let mut msg = format!("gateway: {err}\n");
+    // The first source is already in the message; list the ones below it.
+    let mut cause = err.source().and_then(|s| s.source());
+    let mut n = 0;
+    while let Some(c) = cause {
+        if n >= ctx.traceback_limit {
+            msg.push_str("  ...\n");
+            break;
+        }
+        msg.push_str(&format!("  caused by: {c}\n"));
+        cause = c.source();
+        n += 1;
+    }
+    ctx.errors.write(msg.as_bytes());
+}

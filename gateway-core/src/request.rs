@@ -1,0 +1,283 @@
+//! Building the `http::Request` from the environ: the same for every backend
+//! (DESIGN §2, CHECKLIST G1–G4, C23, B6).
+
+use bytes::{BufMut, Bytes, BytesMut};
+use http::header::{HeaderName, HeaderValue};
+use http::uri::{Authority, PathAndQuery, Scheme};
+use http::{Method, Request, Uri, Version};
+
+use crate::body::Body;
+use crate::environ::Environ;
+use crate::error::{Error, Kind};
+
+/// Builds the request line and headers of an [`http::Request`] from an
+/// environ (the body and extensions are the handler's job).
+///
+/// The rule, for every backend:
+/// - **method** from `REQUEST_METHOD` (case kept; missing means `GET`);
+/// - **version** from `SERVER_PROTOCOL` (`HTTP/0.9`, `1.0`, `1.1`, `2`,
+///   `2.0`, `3`, `3.0`; `INCLUDED` and anything else mean HTTP/1.0);
+/// - **headers** from `HTTP_*` (`HTTP_X_Y` → `x-y`) plus `CONTENT_TYPE` and
+///   `CONTENT_LENGTH`, which win over `HTTP_CONTENT_*` (nginx sends both).
+///   `HTTP_PROXY` is dropped (httpoxy: the `Proxy` request header has no
+///   legitimate use and must never look like a proxy setting). A name that
+///   cannot be a header name is skipped (it stays in the environ); a value
+///   that cannot be a header value is a 400;
+/// - **scheme** `https` when [`Environ::https`] says so;
+/// - **authority** from `HTTP_HOST`, else `SERVER_NAME` with `SERVER_PORT`
+///   unless it is the scheme's default;
+/// - **path** `SCRIPT_NAME` + `PATH_INFO` (both arrive decoded, RFC 3875
+///   §4.1.5/4.1.13), percent-encoded again. When `REQUEST_URI` is present
+///   and its path decodes to the same bytes (fully, or with `%2F` left
+///   encoded, as Apache's `AllowEncodedSlashes NoDecode` and lighttpd do),
+///   its raw path is used instead, which keeps `%2F` and the client's
+///   spelling. When neither `SCRIPT_NAME` nor `PATH_INFO` is set (nginx's
+///   stock SCGI params, the FastCGI authorizer role), the path comes from
+///   `REQUEST_URI`, else it is `/`;
+/// - **query** `QUERY_STRING` as it came, with only the bytes a URI cannot
+///   hold (controls, space, `#`, non-ASCII) percent-encoded.
+///
+/// So the application routes on the full path the client asked for, mount
+/// prefix included; see [`Handler::mount`](crate::HandlerBuilder::mount) to
+/// strip a prefix.
+pub fn build_request(env: &Environ, body: Body) -> Result<Request<Body>, Error> {
+    let method = match env.request_method() {
+        None => Method::GET,
+        Some(m) => Method::from_bytes(m).map_err(|_| bad("invalid REQUEST_METHOD"))?,
+    };
+    let version = version_of(env.server_protocol());
+    let https = env.https();
+
+    let mut req = Request::new(body);
+    *req.method_mut() = method;
+    *req.version_mut() = version;
+    *req.uri_mut() = build_uri(env, https)?;
+
+    let headers = req.headers_mut();
+    headers.reserve(env.len());
+    for (name, value) in env.iter() {
+        let Some(rest) = name.strip_prefix(b"HTTP_") else {
+            continue;
+        };
+        if value.is_empty() && rest != b"HOST" {
+            // nginx sends empty HTTP_ params it was told to blank out
+            // (`fastcgi_param HTTP_PROXY ""`); an empty header carries nothing.
+            continue;
+        }
+        if rest == b"PROXY" {
+            tracing::debug!("dropping HTTP_PROXY (httpoxy)");
+            continue;
+        }
+        if (rest == b"CONTENT_TYPE" && env.content_type().is_some())
+            || (rest == b"CONTENT_LENGTH" && env.get_nonempty("CONTENT_LENGTH").is_some())
+        {
+            continue;
+        }
+        let Some(name) = header_name(rest) else {
+            tracing::debug!(
+                name = %String::from_utf8_lossy(name),
+                "skipping a meta-variable that is not a header name"
+            );
+            continue;
+        };
+        let value =
+            HeaderValue::from_bytes(value).map_err(|_| bad("invalid header value in environ"))?;
+        headers.append(name, value);
+    }
+    if let Some(ct) = env.content_type() {
+        let v = HeaderValue::from_bytes(ct).map_err(|_| bad("invalid CONTENT_TYPE"))?;
+        headers.insert(http::header::CONTENT_TYPE, v);
+    }
+    match env.content_length() {
+        Ok(Some(n)) => {
+            headers.insert(http::header::CONTENT_LENGTH, HeaderValue::from(n));
+        }
+        Ok(None) => {}
+        Err(_) => return Err(bad("CONTENT_LENGTH is not a decimal number")),
+    }
+    Ok(req)
+}
+
+fn bad(why: &'static str) -> Error {
+    Error::new(Kind::BadRequest(why))
+}
+
+/// `HTTP_X_FORWARDED_FOR` → `x-forwarded-for`, or `None` when the rest of
+/// the name is not made of letters, digits and underscores.
+fn header_name(rest: &[u8]) -> Option<HeaderName> {
+    if rest.is_empty() || rest.len() > 256 {
+        return None;
+    }
+    let mut buf = [0u8; 256];
+    let out = buf.get_mut(..rest.len())?;
+    for (o, &b) in out.iter_mut().zip(rest) {
+        *o = match b {
+            b'_' => b'-',
+            b'A'..=b'Z' => b.to_ascii_lowercase(),
+            b'a'..=b'z' | b'0'..=b'9' | b'-' => b,
+            _ => return None,
+        };
+    }
+    HeaderName::from_bytes(out).ok()
+}
+
+/// The HTTP version named by `SERVER_PROTOCOL` (G4).
+pub(crate) fn version_of(proto: Option<&[u8]>) -> Version {
+    let Some(p) = proto else {
+        return Version::HTTP_10;
+    };
+    if p.len() < 5 || !p[..5].eq_ignore_ascii_case(b"HTTP/") {
+        return Version::HTTP_10;
+    }
+    match &p[5..] {
+        b"0.9" => Version::HTTP_09,
+        b"1.1" => Version::HTTP_11,
+        b"2" | b"2.0" => Version::HTTP_2,
+        b"3" | b"3.0" => Version::HTTP_3,
+        _ => Version::HTTP_10,
+    }
+}
+
+fn build_uri(env: &Environ, https: bool) -> Result<Uri, Error> {
+    let scheme = if https { Scheme::HTTPS } else { Scheme::HTTP };
+    let authority = authority(env, https)?;
+    let path_and_query = path_and_query(env)?;
+    let mut parts = http::uri::Parts::default();
+    parts.scheme = Some(scheme);
+    parts.authority = authority;
+    parts.path_and_query = Some(path_and_query);
+    Uri::from_parts(parts).map_err(|_| bad("cannot build the request URI"))
+}
+
+fn authority(env: &Environ, https: bool) -> Result<Option<Authority>, Error> {
+    if let Some(host) = env.get_nonempty("HTTP_HOST") {
+        return Authority::try_from(host)
+            .map(Some)
+            .map_err(|_| bad("invalid Host header"));
+    }
+    let Some(name) = env.server_name() else {
+        return Ok(None);
+    };
+    let mut auth = BytesMut::with_capacity(name.len() + 6);
+    auth.put_slice(name);
+    if let Some(port) = env.server_port() {
+        let default = if https { 443 } else { 80 };
+        if port != default {
+            auth.put_slice(format!(":{port}").as_bytes());
+        }
+    }
+    // A SERVER_NAME that is not a valid host (IIS can send odd ones) just
+    // leaves the URI without an authority.
+    Ok(Authority::from_maybe_shared(auth.freeze()).ok())
+}
+
+fn path_and_query(env: &Environ) -> Result<PathAndQuery, Error> {
+    let sn = env.script_name();
+    let pi = env.path_info();
+    let query = env.query_string();
+    let raw_uri_path = env
+        .request_uri()
+        .map(|u| u.split(|&b| b == b'?').next().unwrap_or_default())
+        .filter(|p| p.starts_with(b"/"));
+
+    let mut out = BytesMut::with_capacity(sn.len() + pi.len() + query.len() + 8);
+    match raw_uri_path {
+        Some(raw) if (sn.is_empty() && pi.is_empty()) || agrees(raw, sn, pi) => {
+            // Keep the raw path, re-encoding only what a URI cannot hold.
+            encode_into(&mut out, raw, is_raw_path_byte);
+        }
+        _ => {
+            encode_into(&mut out, sn, is_path_safe);
+            encode_into(&mut out, pi, is_path_safe);
+        }
+    }
+    if out.is_empty() || out[0] != b'/' {
+        let mut with_slash = BytesMut::with_capacity(out.len() + 1);
+        with_slash.put_u8(b'/');
+        with_slash.put_slice(&out);
+        out = with_slash;
+    }
+    if !query.is_empty() {
+        out.put_u8(b'?');
+        encode_into(&mut out, query, is_query_byte);
+    }
+    PathAndQuery::from_maybe_shared(out.freeze()).map_err(|_| bad("invalid request path"))
+}
+
+/// Whether `raw` (a REQUEST_URI path) percent-decodes to `sn` + `pi`, either
+/// fully or with `%2F` left as it is.
+fn agrees(raw: &[u8], sn: &[u8], pi: &[u8]) -> bool {
+    let joined = [sn, pi].concat();
+    decode(raw, true) == joined || decode(raw, false) == joined
+}
+
+/// Percent-decodes `s`; with `slashes` false, `%2F`/`%2f` stays encoded.
+pub(crate) fn decode(s: &[u8], slashes: bool) -> Vec<u8> {
+    let mut out = Vec::with_capacity(s.len());
+    let mut i = 0;
+    while i < s.len() {
+        if s[i] == b'%'
+            && let (Some(h), Some(l)) = (
+                s.get(i + 1).and_then(|&c| hex(c)),
+                s.get(i + 2).and_then(|&c| hex(c)),
+            )
+        {
+            let b = h << 4 | l;
+            if slashes || b != b'/' {
+                out.push(b);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(s[i]);
+        i += 1;
+    }
+    out
+}
+
+fn hex(c: u8) -> Option<u8> {
+    match c {
+        b'0'..=b'9' => Some(c - b'0'),
+        b'a'..=b'f' => Some(c - b'a' + 10),
+        b'A'..=b'F' => Some(c - b'A' + 10),
+        _ => None,
+    }
+}
+
+/// C23: wsgiref quotes paths with `/;=,` safe besides letters, digits and
+/// `_.-~`.
+fn is_path_safe(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'/' | b';' | b'=' | b',' | b'_' | b'.' | b'-' | b'~')
+}
+
+/// Bytes kept as they are in a raw REQUEST_URI path: every visible ASCII
+/// byte a URI path may hold, including `%` (already an escape).
+fn is_raw_path_byte(b: u8) -> bool {
+    b.is_ascii_graphic() && !matches!(b, b'?' | b'#' | b'"' | b'<' | b'>' | b'\\' | b'^' | b'`' | b'{' | b'|' | b'}')
+}
+
+/// Bytes kept as they are in a query string (C23: the query is passed raw,
+/// but a URI cannot hold controls, space, `#` or non-ASCII).
+fn is_query_byte(b: u8) -> bool {
+    b.is_ascii_graphic() && !matches!(b, b'#' | b'"' | b'<' | b'>' | b'\\' | b'^' | b'`' | b'{' | b'|' | b'}')
+}
+
+fn encode_into(out: &mut BytesMut, s: &[u8], keep: fn(u8) -> bool) {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    out.reserve(s.len());
+    for &b in s {
+        if keep(b) {
+            out.put_u8(b);
+        } else {
+            out.put_slice(&[b'%', HEX[usize::from(b >> 4)], HEX[usize::from(b & 15)]]);
+        }
+    }
+}
+
+/// Percent-encodes a path the way the request builder does (C23), for
+/// code that rebuilds URLs from `SCRIPT_NAME`/`PATH_INFO`.
+pub fn quote_path(s: &[u8]) -> Bytes {
+    let mut out = BytesMut::with_capacity(s.len());
+    encode_into(&mut out, s, is_path_safe);
+    out.freeze()
+}
