@@ -143,8 +143,12 @@ fn build_uri(env: &Environ, https: bool) -> Result<Uri, Error> {
     let authority = authority(env, https)?;
     let path_and_query = path_and_query(env)?;
     let mut parts = http::uri::Parts::default();
-    parts.scheme = Some(scheme);
-    parts.authority = authority;
+    // A URI with a scheme needs an authority; without one (no Host, no
+    // SERVER_NAME) the request target is the path alone.
+    if authority.is_some() {
+        parts.scheme = Some(scheme);
+        parts.authority = authority;
+    }
     parts.path_and_query = Some(path_and_query);
     Uri::from_parts(parts).map_err(|_| bad("cannot build the request URI"))
 }

@@ -1,0 +1,107 @@
+//! Reading the process environment as raw bytes (wsgiref's `read_environ`,
+//! CHECKLIST G10) and the IIS `PATH_INFO` fix (I1).
+
+use std::ffi::OsString;
+
+use bytes::Bytes;
+use gateway_core::Environ;
+
+/// Reads the process environment into an [`Environ`], as raw bytes.
+///
+/// On Unix, names and values are taken byte for byte (`vars_os`), so no
+/// byte a web server sent is lost or replaced, whatever the locale. On
+/// Windows the values are UTF-16 and become UTF-8, which is how IIS encodes
+/// paths (CHECKLIST I4).
+pub fn read_environ() -> Environ {
+    let vars = std::env::vars_os();
+    let mut env = Environ::with_capacity(vars.size_hint().0);
+    for (name, value) in vars {
+        env.push(os_bytes(name), os_bytes(value));
+    }
+    env
+}
+
+#[cfg(unix)]
+fn os_bytes(s: OsString) -> Bytes {
+    use std::os::unix::ffi::OsStringExt;
+    Bytes::from(s.into_vec())
+}
+
+#[cfg(not(unix))]
+fn os_bytes(s: OsString) -> Bytes {
+    Bytes::from(s.to_string_lossy().into_owned())
+}
+
+/// Undoes IIS's CGI `PATH_INFO` (CHECKLIST I1–I3): IIS repeats
+/// `SCRIPT_NAME` at the start of `PATH_INFO`, so when `PATH_INFO + "/"`
+/// starts with `SCRIPT_NAME + "/"`, that prefix is removed. The comparison
+/// is case-sensitive, as in wsgiref (I2). The bug cannot be detected, so a
+/// genuine `PATH_INFO` that starts with the script name is stripped too (I3):
+/// use this only for IIS.
+pub fn fix_iis_path_info(env: &mut Environ) {
+    let sn = env.script_name();
+    let Some(pi) = env.get("PATH_INFO") else {
+        return;
+    };
+    let pi_slash = [pi, b"/"].concat();
+    let sn_slash = [sn, b"/"].concat();
+    if pi_slash.starts_with(&sn_slash) {
+        let rest = Bytes::copy_from_slice(&pi[sn.len()..]);
+        env.insert("PATH_INFO", rest);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fixed(sn: Option<&str>, pi: Option<&str>) -> Option<Vec<u8>> {
+        let mut env = Environ::new();
+        if let Some(sn) = sn {
+            env.insert("SCRIPT_NAME", sn.to_owned());
+        }
+        if let Some(pi) = pi {
+            env.insert("PATH_INFO", pi.to_owned());
+        }
+        fix_iis_path_info(&mut env);
+        env.get("PATH_INFO").map(<[u8]>::to_vec)
+    }
+
+    /// I1: wsgiref's IISCGIHandler vectors.
+    #[test]
+    fn i1_vectors() {
+        let v = |s: &str| Some(s.as_bytes().to_vec());
+        assert_eq!(fixed(Some("/app.py"), Some("/app.py/foo/bar")), v("/foo/bar"));
+        assert_eq!(fixed(Some("/app.py"), Some("/app.py")), v(""));
+        assert_eq!(fixed(Some("/app.py"), Some("/app.py/")), v("/"));
+        assert_eq!(fixed(Some("/app.py"), Some("/app.pyx/y")), v("/app.pyx/y"));
+        assert_eq!(fixed(Some("/app.py"), Some("/foo")), v("/foo"));
+        assert_eq!(fixed(Some(""), Some("/x")), v("/x"));
+        assert_eq!(fixed(Some("/app.py"), None), None);
+    }
+
+    /// I2: the comparison is case-sensitive (IIS paths are not, but wsgiref
+    /// compares bytes; we keep that and document it).
+    #[test]
+    fn i2_case_sensitive() {
+        assert_eq!(
+            fixed(Some("/app.py"), Some("/App.py/x")),
+            Some(b"/App.py/x".to_vec())
+        );
+    }
+
+    /// I3: a genuine PATH_INFO starting with the script name is stripped
+    /// too; that is why this is a separate mode.
+    #[test]
+    fn i3_genuine_prefix_is_stripped() {
+        assert_eq!(fixed(Some("/a"), Some("/a/b")), Some(b"/b".to_vec()));
+    }
+
+    /// G10: the process environment arrives as raw bytes.
+    #[test]
+    fn g10_reads_process_environment() {
+        let env = read_environ();
+        let path = std::env::var_os("PATH").map(os_bytes);
+        assert_eq!(env.get("PATH").map(Bytes::copy_from_slice), path);
+    }
+}

@@ -1,0 +1,252 @@
+//! # gateway-cgi
+//!
+//! Run a web application — an axum `Router`, any `tower::Service` over
+//! `http` types — as a CGI program (RFC 3875), an NPH program, or under
+//! IIS's CGI, with the semantics of wsgiref's `CGIHandler`,
+//! `IISCGIHandler` and `BaseCGIHandler`. It is the simplest backend of the
+//! gateway workspace and builds on `gateway-core`, which owns the request
+//! view, the response pipeline and the error policy.
+//!
+//! ## Getting started
+//!
+//! ```no_run
+//! use std::convert::Infallible;
+//!
+//! fn main() -> std::process::ExitCode {
+//!     let app = tower::service_fn(|_req: http::Request<gateway_core::Body>| async {
+//!         Ok::<_, Infallible>(http::Response::new("Hello, world!\n".to_string()))
+//!     });
+//!     gateway_cgi::run(app)
+//! }
+//! ```
+//!
+//! Put the binary where the web server runs CGI programs (see the
+//! repository's `examples/webservers/cgi/` for Apache, lighttpd and
+//! nginx + fcgiwrap configurations).
+//!
+//! ## What a request costs
+//!
+//! A CGI process serves one request, so [`run`] does only what that needs:
+//! a current-thread tokio runtime (no worker threads), the environment read
+//! once as raw bytes, blocking reads of stdin and one unbuffered write of
+//! the response for a small body, file bodies copied by the kernel.
+//!
+//! ## Modes
+//!
+//! - [`run`]: plain CGI. The response head is `Status: …` (CHECKLIST G5).
+//! - [`Cgi::iis`]: IIS's CGI, which repeats `SCRIPT_NAME` at the start of
+//!   `PATH_INFO`; the repeat is removed before anything else (I1–I3).
+//! - [`Cgi::nph`]: non-parsed headers: a full `HTTP/1.x` status line with
+//!   `Date` and `Connection: close` (G8). Apache runs a program in NPH mode
+//!   when its file name starts with `nph-`.
+//! - [`serve_streams`]: CGI over explicit streams (wsgiref's
+//!   `BaseCGIHandler`), for tests and embedding.
+//!
+//! ## Exit status
+//!
+//! 0 when the response went out, including the error page (that page is
+//! the report, G9) and a client that went away; 1 when the response was
+//! aborted after its head (the application or its body failed half-way, or
+//! the body was shorter than its Content-Length), so the web server can see
+//! the failure.
+//!
+//! ## httpoxy
+//!
+//! A client's `Proxy:` header reaches a CGI program as the `HTTP_PROXY`
+//! environment variable, which HTTP client libraries read as a proxy
+//! setting. When it is present, [`Cgi::run`] re-executes the program
+//! without it before anything else happens, and the core never turns it
+//! into a request header.
+
+mod environ;
+mod process;
+
+use std::io;
+use std::process::ExitCode;
+
+use bytes::Buf;
+use gateway_core::{BoxError, ErrorStream, Handler, Outcome, Protocol, StreamGateway};
+use http::{Request, Response};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tower::Service;
+
+pub use environ::{fix_iis_path_info, read_environ};
+pub use gateway_core::{Body, Environ};
+pub use process::ProcessGateway;
+
+use process::Mode;
+
+/// Serves the one CGI request of this process with `app` and returns the
+/// exit status to end the process with. See [`Cgi`] for the other modes.
+pub fn run<S, B>(app: S) -> ExitCode
+where
+    S: Service<Request<Body>, Response = Response<B>>,
+    S::Error: Into<BoxError>,
+    B: http_body::Body,
+    B::Data: Buf,
+    B::Error: Into<BoxError>,
+{
+    Cgi::new().run(app)
+}
+
+/// Whether this process was started as a CGI program: `GATEWAY_INTERFACE`
+/// is set (RFC 3875 §4.1.4).
+pub fn is_cgi() -> bool {
+    std::env::var_os("GATEWAY_INTERFACE").is_some()
+}
+
+/// A CGI program's configuration: the mode and the core [`Handler`].
+#[derive(Debug, Clone)]
+pub struct Cgi {
+    mode: Mode,
+    handler: Option<Handler>,
+}
+
+impl Default for Cgi {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Cgi {
+    /// Plain CGI.
+    pub fn new() -> Self {
+        Self {
+            mode: Mode::Cgi,
+            handler: None,
+        }
+    }
+
+    /// CGI under IIS: `PATH_INFO` loses its repeated `SCRIPT_NAME`
+    /// ([`fix_iis_path_info`]).
+    pub fn iis() -> Self {
+        Self {
+            mode: Mode::Iis,
+            handler: None,
+        }
+    }
+
+    /// Non-parsed-header CGI: the program writes the full HTTP status line.
+    pub fn nph() -> Self {
+        Self {
+            mode: Mode::Nph,
+            handler: None,
+        }
+    }
+
+    /// Uses `handler` (error page, limits, mount prefix…) instead of the
+    /// default one.
+    pub fn handler(&mut self, handler: Handler) -> &mut Self {
+        self.handler = Some(handler);
+        self
+    }
+
+    /// Serves this process's request on a current-thread runtime and
+    /// returns the exit status.
+    pub fn run<S, B>(&self, app: S) -> ExitCode
+    where
+        S: Service<Request<Body>, Response = Response<B>>,
+        S::Error: Into<BoxError>,
+        B: http_body::Body,
+        B::Data: Buf,
+        B::Error: Into<BoxError>,
+    {
+        scrub_httpoxy();
+        let rt = match tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        {
+            Ok(rt) => rt,
+            Err(e) => return startup_failure(&e),
+        };
+        match rt.block_on(self.serve(app)) {
+            Ok(outcome) => exit_code(&outcome),
+            Err(e) => startup_failure(&e),
+        }
+    }
+
+    /// Serves this process's request inside an existing runtime.
+    pub async fn serve<S, B>(&self, app: S) -> io::Result<Outcome>
+    where
+        S: Service<Request<Body>, Response = Response<B>>,
+        S::Error: Into<BoxError>,
+        B: http_body::Body,
+        B::Data: Buf,
+        B::Error: Into<BoxError>,
+    {
+        let mut gateway = ProcessGateway::new(self.mode)?;
+        let outcome = match &self.handler {
+            Some(h) => h.run(&mut gateway, app).await,
+            None => Handler::default().run(&mut gateway, app).await,
+        };
+        Ok(outcome)
+    }
+}
+
+/// The exit status for a request's outcome: 1 when the response was aborted
+/// after its head or could not be written, else 0.
+pub fn exit_code(outcome: &Outcome) -> ExitCode {
+    if outcome.is_aborted() || outcome.is_failed() {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+fn startup_failure(e: &io::Error) -> ExitCode {
+    // Nothing has been written; the web server turns a silent exit into its
+    // own 500, and the reason goes to its error log.
+    ErrorStream::stderr().write(format!("gateway-cgi: cannot start: {e}\n").as_bytes());
+    ExitCode::FAILURE
+}
+
+/// Serves one CGI request over explicit streams (wsgiref's
+/// `BaseCGIHandler`): the meta-variables in `environ`, the body read from
+/// `reader` (at most `CONTENT_LENGTH` bytes), the response written to
+/// `writer` in the CGI form, diagnostics to `errors`. Flags as for a CGI
+/// process: run-once, multiprocess, not multithread.
+pub async fn serve_streams<R, W, S, B>(
+    handler: &Handler,
+    reader: R,
+    writer: &mut W,
+    errors: ErrorStream,
+    environ: Environ,
+    app: S,
+) -> Outcome
+where
+    R: AsyncRead + Send + Unpin + 'static,
+    W: AsyncWrite + Send + Unpin,
+    S: Service<Request<Body>, Response = Response<B>>,
+    S::Error: Into<BoxError>,
+    B: http_body::Body,
+    B::Data: Buf,
+    B::Error: Into<BoxError>,
+{
+    let mut gw = StreamGateway::cgi(reader, writer, errors, environ);
+    gw.flags(false, true, true).protocol(Protocol::Cgi);
+    handler.run(&mut gw, app).await
+}
+
+/// Re-executes this program without `HTTP_PROXY` when a client put one in
+/// the environment (httpoxy). Done with `exec`, before any thread or runtime
+/// exists, because changing the environment in place is unsafe.
+#[cfg(unix)]
+fn scrub_httpoxy() {
+    use std::os::unix::process::CommandExt;
+    if std::env::var_os("HTTP_PROXY").is_none() {
+        return;
+    }
+    let Ok(exe) = std::env::current_exe() else {
+        return;
+    };
+    let err = std::process::Command::new(exe)
+        .args(std::env::args_os().skip(1))
+        .env_remove("HTTP_PROXY")
+        .exec();
+    // exec only returns on failure: carry on, the core still refuses to
+    // turn HTTP_PROXY into a header.
+    tracing::warn!(error = %err, "could not re-execute without HTTP_PROXY");
+}
+
+#[cfg(not(unix))]
+fn scrub_httpoxy() {}

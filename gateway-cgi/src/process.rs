@@ -1,0 +1,198 @@
+//! The CGI backend over this process's stdin, stdout, stderr and environment.
+
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::os::fd::AsFd;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::{Bytes, BytesMut};
+use gateway_core::{
+    Body, Environ, ErrorStream, FileRegion, Gateway, HeadFormat, Protocol, ResponseHead, head,
+};
+use http::{HeaderValue, Version};
+use http_body::{Frame, SizeHint};
+
+use crate::environ::{fix_iis_path_info, read_environ};
+
+/// Which flavour of CGI a [`ProcessGateway`] speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Mode {
+    Cgi,
+    Nph,
+    Iis,
+}
+
+/// A [`Gateway`] over the process: the environment is the request's
+/// meta-variables, stdin its body, stdout the response, stderr the error
+/// stream (wsgiref's `CGIHandler`, C41, G9): run-once, multiprocess, not
+/// multithread, no base environ.
+///
+/// Output goes straight to file descriptor 1 without the standard library's
+/// line buffering, so a small response is one `write(2)`; file bodies are
+/// copied by the kernel (`sendfile`) where it can.
+#[derive(Debug)]
+pub struct ProcessGateway {
+    stdout: File,
+    stdin: Option<File>,
+    mode: Mode,
+}
+
+impl ProcessGateway {
+    pub(crate) fn new(mode: Mode) -> io::Result<Self> {
+        // Duplicated descriptors: unbuffered, and closing them leaves the
+        // process's own 0 and 1 alone.
+        let stdout = File::from(io::stdout().as_fd().try_clone_to_owned()?);
+        let stdin = io::stdin()
+            .as_fd()
+            .try_clone_to_owned()
+            .ok()
+            .map(File::from);
+        Ok(Self {
+            stdout,
+            stdin,
+            mode,
+        })
+    }
+}
+
+impl Gateway for ProcessGateway {
+    async fn write(&mut self, data: Bytes) -> io::Result<()> {
+        // CGI has one request and nothing else to do: a blocking write is the
+        // cheapest correct thing.
+        self.stdout.write_all(&data)
+    }
+
+    async fn flush(&mut self) -> io::Result<()> {
+        self.stdout.flush()
+    }
+
+    fn stdin(&mut self, environ: &Environ) -> Body {
+        // G3: read at most CONTENT_LENGTH bytes; unset or empty means no body.
+        match (environ.content_length().ok().flatten(), self.stdin.take()) {
+            (Some(n), Some(file)) if n > 0 => Body::new(StdinBody {
+                file,
+                remaining: n,
+            }),
+            _ => Body::empty(),
+        }
+    }
+
+    fn stderr(&self) -> ErrorStream {
+        ErrorStream::stderr()
+    }
+
+    fn add_cgi_vars(&mut self, environ: &mut Environ) {
+        environ.extend_from(&read_environ());
+        if self.mode == Mode::Iis {
+            fix_iis_path_info(environ);
+        }
+    }
+
+    fn origin_server(&self) -> bool {
+        self.mode == Mode::Nph
+    }
+
+    fn protocol(&self) -> Protocol {
+        match self.mode {
+            Mode::Iis => Protocol::IisCgi,
+            _ => Protocol::Cgi,
+        }
+    }
+
+    fn multithread(&self) -> bool {
+        false
+    }
+
+    fn multiprocess(&self) -> bool {
+        true
+    }
+
+    fn run_once(&self) -> bool {
+        true
+    }
+
+    fn write_head(&mut self, head: &ResponseHead<'_>, format: &HeadFormat, buf: &mut BytesMut) {
+        match format {
+            // G8: an NPH head carries the request's protocol version and
+            // never promises keep-alive.
+            HeadFormat::Origin {
+                server_software, ..
+            } => {
+                let version = match head.request_version {
+                    Version::HTTP_09 => return,
+                    Version::HTTP_10 => Version::HTTP_10,
+                    _ => Version::HTTP_11,
+                };
+                let mut headers = head.headers.clone();
+                headers.insert(http::header::CONNECTION, HeaderValue::from_static("close"));
+                head::encode_origin(
+                    buf,
+                    version,
+                    head.status,
+                    head.reason,
+                    &headers,
+                    server_software.as_deref(),
+                );
+            }
+            HeadFormat::Cgi => head::encode_cgi(buf, head.status, head.reason, head.headers),
+        }
+    }
+
+    async fn sendfile(&mut self, file: &FileRegion) -> io::Result<bool> {
+        file.copy_to(&mut self.stdout)?;
+        Ok(true)
+    }
+}
+
+/// The request body: at most `CONTENT_LENGTH` bytes of stdin, read with
+/// blocking reads (the process serves this one request).
+struct StdinBody {
+    file: File,
+    remaining: u64,
+}
+
+impl http_body::Body for StdinBody {
+    type Data = Bytes;
+    type Error = io::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
+        if self.remaining == 0 {
+            return Poll::Ready(None);
+        }
+        let want = self.remaining.min(64 * 1024) as usize;
+        let mut buf = vec![0u8; want];
+        let n = loop {
+            match self.file.read(&mut buf) {
+                Ok(n) => break n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    self.remaining = 0;
+                    return Poll::Ready(Some(Err(e)));
+                }
+            }
+        };
+        if n == 0 {
+            // G3/B5: the client went away before CONTENT_LENGTH bytes.
+            self.remaining = 0;
+            return Poll::Ready(Some(Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "request body ended before CONTENT_LENGTH bytes",
+            ))));
+        }
+        buf.truncate(n);
+        self.remaining -= n as u64;
+        Poll::Ready(Some(Ok(Frame::data(Bytes::from(buf)))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.remaining == 0
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        SizeHint::with_exact(self.remaining)
+    }
+}
