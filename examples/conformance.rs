@@ -19,7 +19,10 @@ fn files_dir() -> PathBuf {
     std::env::var_os("CONFORMANCE_FILES")
         .map(PathBuf::from)
         .unwrap_or_else(|| {
-            PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/conformance-files"))
+            PathBuf::from(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/examples/conformance-files"
+            ))
         })
 }
 

@@ -71,7 +71,10 @@ mod tests {
     #[test]
     fn i1_vectors() {
         let v = |s: &str| Some(s.as_bytes().to_vec());
-        assert_eq!(fixed(Some("/app.py"), Some("/app.py/foo/bar")), v("/foo/bar"));
+        assert_eq!(
+            fixed(Some("/app.py"), Some("/app.py/foo/bar")),
+            v("/foo/bar")
+        );
         assert_eq!(fixed(Some("/app.py"), Some("/app.py")), v(""));
         assert_eq!(fixed(Some("/app.py"), Some("/app.py/")), v("/"));
         assert_eq!(fixed(Some("/app.py"), Some("/app.pyx/y")), v("/app.pyx/y"));

@@ -70,10 +70,7 @@ impl Gateway for ProcessGateway {
     fn stdin(&mut self, environ: &Environ) -> Body {
         // G3: read at most CONTENT_LENGTH bytes; unset or empty means no body.
         match (environ.content_length().ok().flatten(), self.stdin.take()) {
-            (Some(n), Some(file)) if n > 0 => Body::new(StdinBody {
-                file,
-                remaining: n,
-            }),
+            (Some(n), Some(file)) if n > 0 => Body::new(StdinBody { file, remaining: n }),
             _ => Body::empty(),
         }
     }
@@ -137,6 +134,11 @@ impl Gateway for ProcessGateway {
             }
             HeadFormat::Cgi => head::encode_cgi(buf, head.status, head.reason, head.headers),
         }
+    }
+
+    fn supports_sendfile(&self, file: &FileRegion) -> bool {
+        // A small file costs less read into the one write with the head.
+        file.len() > 64 * 1024
     }
 
     async fn sendfile(&mut self, file: &FileRegion) -> io::Result<bool> {

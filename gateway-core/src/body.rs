@@ -194,10 +194,12 @@ impl http_body::Body for ReaderBody {
         };
         if n == 0 {
             this.done = true;
-            return Poll::Ready(match this.remaining {
-                None => None,
-                Some(_) => Some(Err(Error::new(Kind::IncompleteBody).into())),
-            });
+            // Without a length, end of file is the end; with one, it is a
+            // body cut short (B5).
+            return Poll::Ready(
+                this.remaining
+                    .map(|_| Err(Error::new(Kind::IncompleteBody).into())),
+            );
         }
         let chunk = this.buf.split().freeze();
         if let Some(r) = &mut this.remaining {
@@ -236,7 +238,10 @@ mod tests {
     #[tokio::test]
     async fn reader_body_short_is_an_error() {
         let data: &[u8] = b"short";
-        let err = Body::from_reader(data, Some(10)).collect().await.unwrap_err();
+        let err = Body::from_reader(data, Some(10))
+            .collect()
+            .await
+            .unwrap_err();
         let err = err.downcast::<Error>().unwrap();
         assert!(err.is_incomplete_body());
     }

@@ -270,10 +270,7 @@ impl fmt::Debug for Environ {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut m = f.debug_map();
         for (n, v) in &self.vars {
-            m.entry(
-                &String::from_utf8_lossy(n),
-                &String::from_utf8_lossy(v),
-            );
+            m.entry(&String::from_utf8_lossy(n), &String::from_utf8_lossy(v));
         }
         m.finish()
     }

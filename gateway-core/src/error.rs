@@ -136,8 +136,5 @@ impl std::error::Error for Error {
 /// connection reset, connection aborted), which is not a server fault.
 pub fn is_disconnect(err: &std::io::Error) -> bool {
     use std::io::ErrorKind::*;
-    matches!(
-        err.kind(),
-        BrokenPipe | ConnectionReset | ConnectionAborted | NotConnected | UnexpectedEof
-    )
+    matches!(err.kind(), BrokenPipe | ConnectionReset | ConnectionAborted)
 }

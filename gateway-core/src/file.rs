@@ -220,7 +220,6 @@ impl http_body::Body for FileBody {
     }
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -249,7 +248,13 @@ mod tests {
         while let Some(frame) = body.frame().await {
             chunks.push(frame.unwrap().into_data().unwrap());
         }
-        assert_eq!(chunks, vec![Bytes::from(b"xyz".repeat(40)), Bytes::from(b"xyz".repeat(10))]);
+        assert_eq!(
+            chunks,
+            vec![
+                Bytes::from(b"xyz".repeat(40)),
+                Bytes::from(b"xyz".repeat(10))
+            ]
+        );
         // Iterating does not close the file: the region still reads.
         let mut out = Vec::new();
         body.region().copy_to(&mut out).unwrap();

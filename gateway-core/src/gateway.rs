@@ -145,16 +145,27 @@ pub trait Gateway: Send {
 
     /// Lets the web server send a file body itself (`X-Sendfile`,
     /// `X-Accel-Redirect`): add the header to `headers` and return true, and
-    /// the pipeline sends the head with no body. Default: false.
+    /// the pipeline sends the head with no body. Asked only when
+    /// [`supports_sendfile`](Gateway::supports_sendfile) is true. Default:
+    /// false.
     fn offload_file(&mut self, file: &FileRegion, headers: &mut HeaderMap) -> bool {
         let _ = (file, headers);
         false
     }
 
+    /// Whether [`sendfile`](Gateway::sendfile) should be offered this file
+    /// body. When false (the default) the file is streamed like any body, so
+    /// the head stays lazy: a file that fails on its first read still gets
+    /// the error page.
+    fn supports_sendfile(&self, file: &FileRegion) -> bool {
+        let _ = file;
+        false
+    }
+
     /// Sends a file body after the head has been written (wsgiref's
-    /// `sendfile`, C38): return `Ok(true)` when the whole region was sent,
-    /// `Ok(false)` to let the pipeline stream the body as usual. Default:
-    /// false.
+    /// `sendfile`, C38), when [`supports_sendfile`](Gateway::supports_sendfile)
+    /// said yes: return `Ok(true)` when the whole region was sent, `Ok(false)`
+    /// to let the pipeline stream the body as usual. Default: false.
     fn sendfile(&mut self, file: &FileRegion) -> impl Future<Output = io::Result<bool>> + Send {
         let _ = file;
         async { Ok(false) }

@@ -189,11 +189,23 @@ mod tests {
     #[test]
     fn http_dates() {
         assert_eq!(&format_http_date(0), b"Thu, 01 Jan 1970 00:00:00 GMT");
-        assert_eq!(&format_http_date(784_111_777), b"Sun, 06 Nov 1994 08:49:37 GMT");
+        assert_eq!(
+            &format_http_date(784_111_777),
+            b"Sun, 06 Nov 1994 08:49:37 GMT"
+        );
         // C15's fixed date.
-        assert_eq!(&format_http_date(1_149_533_394), b"Mon, 05 Jun 2006 18:49:54 GMT");
-        assert_eq!(&format_http_date(951_782_400), b"Tue, 29 Feb 2000 00:00:00 GMT");
-        assert_eq!(&format_http_date(4_102_444_799), b"Thu, 31 Dec 2099 23:59:59 GMT");
+        assert_eq!(
+            &format_http_date(1_149_533_394),
+            b"Mon, 05 Jun 2006 18:49:54 GMT"
+        );
+        assert_eq!(
+            &format_http_date(951_782_400),
+            b"Tue, 29 Feb 2000 00:00:00 GMT"
+        );
+        assert_eq!(
+            &format_http_date(4_102_444_799),
+            b"Thu, 31 Dec 2099 23:59:59 GMT"
+        );
     }
 
     #[test]
@@ -214,9 +226,19 @@ mod tests {
         let mut h = HeaderMap::new();
         h.insert("content-type", "text/plain".parse().unwrap());
         let mut buf = BytesMut::new();
-        encode_origin(&mut buf, Version::HTTP_11, StatusCode::OK, None, &h, Some(b"Gw/1"));
+        encode_origin(
+            &mut buf,
+            Version::HTTP_11,
+            StatusCode::OK,
+            None,
+            &h,
+            Some(b"Gw/1"),
+        );
         let text = std::str::from_utf8(&buf).unwrap();
         assert!(text.starts_with("HTTP/1.1 200 OK\r\nDate: "), "{text}");
-        assert!(text.ends_with(" GMT\r\nServer: Gw/1\r\nContent-Type: text/plain\r\n\r\n"), "{text}");
+        assert!(
+            text.ends_with(" GMT\r\nServer: Gw/1\r\nContent-Type: text/plain\r\n\r\n"),
+            "{text}"
+        );
     }
 }

@@ -98,7 +98,9 @@ pub fn parse_status(status: &str) -> Result<(StatusCode, Option<ReasonPhrase>), 
         return Err(HeadError("Status message must have a space after code"));
     }
     if b.iter().any(|&c| c < 0x20 || c == 0x7f) {
-        return Err(HeadError("Control characters are not allowed in the status"));
+        return Err(HeadError(
+            "Control characters are not allowed in the status",
+        ));
     }
     let code = StatusCode::from_bytes(&b[..3]).map_err(|_| HeadError("Invalid status code"))?;
     let reason = &status[4..];
@@ -233,7 +235,11 @@ where
                 }
                 let s = lock(&shared);
                 let ready = result.is_some() || (s.head.is_some() && !s.queue.is_empty());
-                if ready { Poll::Ready(()) } else { Poll::Pending }
+                if ready {
+                    Poll::Ready(())
+                } else {
+                    Poll::Pending
+                }
             })
             .await;
             let mut s = lock(&shared);
@@ -244,7 +250,9 @@ where
                 _ => None,
             };
             let Some((status, reason, headers)) = s.head.take() else {
-                return Err(HeadError("the application returned without calling start_response()").into());
+                return Err(
+                    HeadError("the application returned without calling start_response()").into(),
+                );
             };
             s.head_sent = true;
             drop(s);
@@ -331,9 +339,18 @@ mod tests {
     /// C19: wsgiref's status messages.
     #[test]
     fn c19_status_checks() {
-        assert_eq!(parse_status("200").unwrap_err().message(), "Status must be at least 4 characters");
-        assert_eq!(parse_status("20X OK").unwrap_err().message(), "Status message must begin w/3-digit code");
-        assert_eq!(parse_status("200OK").unwrap_err().message(), "Status message must have a space after code");
+        assert_eq!(
+            parse_status("200").unwrap_err().message(),
+            "Status must be at least 4 characters"
+        );
+        assert_eq!(
+            parse_status("20X OK").unwrap_err().message(),
+            "Status message must begin w/3-digit code"
+        );
+        assert_eq!(
+            parse_status("200OK").unwrap_err().message(),
+            "Status message must have a space after code"
+        );
         assert!(parse_status("200 O\nK").is_err());
         let (code, reason) = parse_status("200 OK").unwrap();
         assert_eq!((code, reason), (StatusCode::OK, None));
@@ -349,7 +366,9 @@ mod tests {
         assert!(parse_headers(&[("X-Bad", "a\x7fb")]).is_err());
         assert!(parse_headers(&[("X\x01Bad", "v")]).is_err());
         assert_eq!(
-            parse_headers(&[("Connection", "close")]).unwrap_err().message(),
+            parse_headers(&[("Connection", "close")])
+                .unwrap_err()
+                .message(),
             "Hop-by-hop headers not allowed"
         );
     }

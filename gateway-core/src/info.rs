@@ -127,8 +127,10 @@ impl GatewayInfo {
 /// ```
 #[derive(Clone)]
 pub struct ErrorStream {
-    sink: Arc<dyn Fn(&[u8]) + Send + Sync>,
+    sink: Arc<Sink>,
 }
+
+type Sink = dyn Fn(&[u8]) + Send + Sync;
 
 impl ErrorStream {
     /// An error stream that calls `sink` with each message.

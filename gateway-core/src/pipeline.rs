@@ -9,7 +9,7 @@ use std::pin::pin;
 use bytes::{Buf, Bytes, BytesMut};
 use futures_util::FutureExt;
 use http::response::Parts;
-use http::{HeaderName, HeaderValue, Response, StatusCode, header};
+use http::{HeaderMap, HeaderName, HeaderValue, Response, StatusCode, header};
 
 use crate::error::{BoxError, Error, Kind, is_disconnect};
 use crate::file::FileRegion;
@@ -79,9 +79,10 @@ where
         || status == StatusCode::NO_CONTENT
         || status == StatusCode::NOT_MODIFIED;
     if (status.is_informational() || status == StatusCode::NO_CONTENT)
-        && parts.headers.remove(header::CONTENT_LENGTH).is_some()
+        && parts.headers.contains_key(header::CONTENT_LENGTH)
     {
         tracing::debug!(%status, "dropping Content-Length on a response that has no body");
+        remove_in_order(&mut parts.headers, |n| n == header::CONTENT_LENGTH);
     }
     let declared = match parts.headers.get(header::CONTENT_LENGTH) {
         None => None,
@@ -102,7 +103,9 @@ where
         if let Some(n) = body.size_hint().exact()
             && !(ctx.is_head && n == 0)
         {
-            parts.headers.insert(header::CONTENT_LENGTH, HeaderValue::from(n));
+            parts
+                .headers
+                .insert(header::CONTENT_LENGTH, HeaderValue::from(n));
             remaining = Some(n);
         }
     }
@@ -121,7 +124,7 @@ where
         drop(body);
         return w.end(ctx).await;
     }
-    if let Some(region) = file {
+    if let Some(region) = file.filter(|r| w.gw.supports_sendfile(r)) {
         return match w.send_file(&region, ctx).await {
             Ok(true) => w.end(ctx).await,
             Ok(false) => w.stream(body, ctx).await,
@@ -337,7 +340,11 @@ impl<G: Gateway> Writer<'_, G> {
 
     fn done(self, kind: OutcomeKind) -> Sent {
         Sent::Done(Outcome {
-            status: if self.head.is_none() { Some(self.status) } else { None },
+            status: if self.head.is_none() {
+                Some(self.status)
+            } else {
+                None
+            },
             bytes_sent: self.bytes_sent,
             kind,
         })
@@ -355,22 +362,44 @@ fn check_head(parts: &mut Parts) -> Result<(), Error> {
             "control character in the reason phrase",
         )));
     }
-    let mut drop: Vec<HeaderName> = Vec::new();
+    let mut strip = false;
     for (name, value) in &parts.headers {
         if value.as_bytes().iter().any(|&b| is_bad_value_byte(b)) {
             return Err(Error::new(Kind::InvalidResponse(
                 "control character in a response header value",
             )));
         }
-        if (is_hop_by_hop(name.as_str()) || name.as_str() == "status") && !drop.contains(name) {
-            drop.push(name.clone());
+        if is_stripped(name) {
+            tracing::warn!(header = %name, "removing a hop-by-hop or Status header from the response");
+            strip = true;
         }
     }
-    for name in drop {
-        tracing::warn!(header = %name, "removing a hop-by-hop or Status header from the response");
-        parts.headers.remove(&name);
+    if strip {
+        remove_in_order(&mut parts.headers, is_stripped);
     }
     Ok(())
+}
+
+fn is_stripped(name: &HeaderName) -> bool {
+    is_hop_by_hop(name.as_str()) || name == "status"
+}
+
+/// Removes the headers `drop` selects, keeping the others in their order
+/// (`HeaderMap::remove` moves the last entry into the hole).
+fn remove_in_order(headers: &mut HeaderMap, drop: impl Fn(&HeaderName) -> bool) {
+    let old = std::mem::take(headers);
+    headers.reserve(old.len());
+    let mut current: Option<HeaderName> = None;
+    for (name, value) in old {
+        if let Some(n) = name {
+            current = Some(n);
+        }
+        if let Some(n) = &current
+            && !drop(n)
+        {
+            headers.append(n.clone(), value);
+        }
+    }
 }
 
 /// C18: header values may not hold 0x00–0x08, 0x0A–0x1F or 0x7F (HTAB is

@@ -18,7 +18,9 @@ use crate::error::{Error, Kind};
 /// - **version** from `SERVER_PROTOCOL` (`HTTP/0.9`, `1.0`, `1.1`, `2`,
 ///   `2.0`, `3`, `3.0`; `INCLUDED` and anything else mean HTTP/1.0);
 /// - **headers** from `HTTP_*` (`HTTP_X_Y` → `x-y`) plus `CONTENT_TYPE` and
-///   `CONTENT_LENGTH`, which win over `HTTP_CONTENT_*` (nginx sends both).
+///   `CONTENT_LENGTH`, which win over `HTTP_CONTENT_*` (nginx sends both;
+///   `HTTP_CONTENT_LENGTH` is never used, since `CONTENT_LENGTH` alone
+///   frames the body).
 ///   `HTTP_PROXY` is dropped (httpoxy: the `Proxy` request header has no
 ///   legitimate use and must never look like a proxy setting). A name that
 ///   cannot be a header name is skipped (it stays in the environ); a value
@@ -68,9 +70,9 @@ pub fn build_request(env: &Environ, body: Body) -> Result<Request<Body>, Error> 
             tracing::debug!("dropping HTTP_PROXY (httpoxy)");
             continue;
         }
-        if (rest == b"CONTENT_TYPE" && env.content_type().is_some())
-            || (rest == b"CONTENT_LENGTH" && env.get_nonempty("CONTENT_LENGTH").is_some())
-        {
+        // CONTENT_LENGTH alone frames the body, so HTTP_CONTENT_LENGTH
+        // never becomes a header; CONTENT_TYPE wins over HTTP_CONTENT_TYPE.
+        if rest == b"CONTENT_LENGTH" || (rest == b"CONTENT_TYPE" && env.content_type().is_some()) {
             continue;
         }
         let Some(name) = header_name(rest) else {
@@ -257,13 +259,21 @@ fn is_path_safe(b: u8) -> bool {
 /// Bytes kept as they are in a raw REQUEST_URI path: every visible ASCII
 /// byte a URI path may hold, including `%` (already an escape).
 fn is_raw_path_byte(b: u8) -> bool {
-    b.is_ascii_graphic() && !matches!(b, b'?' | b'#' | b'"' | b'<' | b'>' | b'\\' | b'^' | b'`' | b'{' | b'|' | b'}')
+    b.is_ascii_graphic()
+        && !matches!(
+            b,
+            b'?' | b'#' | b'"' | b'<' | b'>' | b'\\' | b'^' | b'`' | b'{' | b'|' | b'}'
+        )
 }
 
 /// Bytes kept as they are in a query string (C23: the query is passed raw,
 /// but a URI cannot hold controls, space, `#` or non-ASCII).
 fn is_query_byte(b: u8) -> bool {
-    b.is_ascii_graphic() && !matches!(b, b'#' | b'"' | b'<' | b'>' | b'\\' | b'^' | b'`' | b'{' | b'|' | b'}')
+    b.is_ascii_graphic()
+        && !matches!(
+            b,
+            b'#' | b'"' | b'<' | b'>' | b'\\' | b'^' | b'`' | b'{' | b'|' | b'}'
+        )
 }
 
 fn encode_into(out: &mut BytesMut, s: &[u8], keep: fn(u8) -> bool) {

@@ -8,7 +8,7 @@
 //! | route | answer |
 //! |---|---|
 //! | `GET /hello` | 200 `text/plain` `Hello, world!\n` |
-//! | `ANY /echo` | 200, the request body back (streamed), same Content-Type |
+//! | `ANY /echo` | 200, the request body back (read whole first), same Content-Type |
 //! | `ANY /environ` | 200 `application/json`: `environ`, `method`, `uri`, `headers`, `body_len` |
 //! | `GET /status/CODE` | that status, a short text body unless the status forbids one |
 //! | `GET /bytes?n=N` | N bytes `x`, Content-Length set |
@@ -79,16 +79,16 @@ impl tower::Service<Request<Body>> for Conformance {
 }
 
 fn full(body: impl Into<Bytes>) -> ConfBody {
-    Full::new(body.into()).map_err(|e: Infallible| match e {}).boxed_unsync()
+    Full::new(body.into())
+        .map_err(|e: Infallible| match e {})
+        .boxed_unsync()
 }
 
 fn text(status: StatusCode, body: impl Into<Bytes>) -> Response<ConfBody> {
     let mut res = Response::new(full(body));
     *res.status_mut() = status;
-    res.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain"),
-    );
+    res.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
     res
 }
 
@@ -137,7 +137,10 @@ pub fn latin1(b: &[u8]) -> String {
     b.iter().map(|&c| char::from(c)).collect()
 }
 
-async fn route(req: Request<Body>, files: &std::path::Path) -> Result<Response<ConfBody>, BoxError> {
+async fn route(
+    req: Request<Body>,
+    files: &std::path::Path,
+) -> Result<Response<ConfBody>, BoxError> {
     let path = req.uri().path().to_owned();
     let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
     let Some(at) = segments.iter().position(|s| ROUTES.contains(s)) else {
@@ -149,8 +152,13 @@ async fn route(req: Request<Body>, files: &std::path::Path) -> Result<Response<C
     match name {
         "hello" => Ok(text(StatusCode::OK, "Hello, world!\n")),
         "echo" => {
+            // The whole body is read before answering: a CGI program that
+            // writes while the web server is still writing the body to it
+            // can deadlock once both pipes are full (Apache writes the
+            // whole body first).
             let ct = req.headers().get(header::CONTENT_TYPE).cloned();
-            let mut res = Response::new(req.into_body().boxed_unsync());
+            let body = req.into_body().collect().await?.to_bytes();
+            let mut res = Response::new(full(body));
             if let Some(ct) = ct {
                 res.headers_mut().insert(header::CONTENT_TYPE, ct);
             }
@@ -165,7 +173,10 @@ async fn route(req: Request<Body>, files: &std::path::Path) -> Result<Response<C
             let Some(code) = code else {
                 return Ok(text(StatusCode::BAD_REQUEST, "bad status code\n"));
             };
-            if code.is_informational() || code == StatusCode::NO_CONTENT || code == StatusCode::NOT_MODIFIED {
+            if code.is_informational()
+                || code == StatusCode::NO_CONTENT
+                || code == StatusCode::NOT_MODIFIED
+            {
                 let mut res = Response::new(full(Bytes::new()));
                 *res.status_mut() = code;
                 return Ok(res);
@@ -174,7 +185,13 @@ async fn route(req: Request<Body>, files: &std::path::Path) -> Result<Response<C
         }
         "bytes" => {
             let n: u64 = param(&pairs, "n").unwrap_or(0);
-            let mut res = Response::new(Repeat { left: n, chunk: 64 * 1024 }.boxed_unsync());
+            let mut res = Response::new(
+                Repeat {
+                    left: n,
+                    chunk: 64 * 1024,
+                }
+                .boxed_unsync(),
+            );
             res.headers_mut().insert(
                 header::CONTENT_TYPE,
                 HeaderValue::from_static("application/octet-stream"),
@@ -208,15 +225,22 @@ async fn route(req: Request<Body>, files: &std::path::Path) -> Result<Response<C
         }
         "file" => {
             let name: String = param(&pairs, "name").unwrap_or_default();
-            if name.is_empty() || name.contains('/') || name.contains('\\') || name.starts_with('.') {
+            if name.is_empty() || name.contains('/') || name.contains('\\') || name.starts_with('.')
+            {
                 return Ok(text(StatusCode::BAD_REQUEST, "bad file name\n"));
             }
             let file = match FileBody::open(files.join(&name)) {
                 Ok(f) => f,
                 Err(_) => return Ok(text(StatusCode::NOT_FOUND, "no such file\n")),
             };
-            let ct = if name.ends_with(".txt") { "text/plain" } else { "application/octet-stream" };
-            let mut res = file.into_response().map(|b| b.map_err(BoxError::from).boxed_unsync());
+            let ct = if name.ends_with(".txt") {
+                "text/plain"
+            } else {
+                "application/octet-stream"
+            };
+            let mut res = file
+                .into_response()
+                .map(|b| b.map_err(BoxError::from).boxed_unsync());
             res.headers_mut()
                 .insert(header::CONTENT_TYPE, HeaderValue::from_static(ct));
             Ok(res)
@@ -225,10 +249,8 @@ async fn route(req: Request<Body>, files: &std::path::Path) -> Result<Response<C
             Some("after") => {
                 let body = ErrorAfter { sent: false };
                 let mut res = Response::new(body.boxed_unsync());
-                res.headers_mut().insert(
-                    header::CONTENT_TYPE,
-                    HeaderValue::from_static("text/plain"),
-                );
+                res.headers_mut()
+                    .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
                 Ok(res)
             }
             _ => Err("deliberate failure before the body (conformance /error/before)".into()),
@@ -377,6 +399,8 @@ impl http_body::Body for ErrorAfter {
             self.sent = true;
             return Poll::Ready(Some(Ok(Frame::data(Bytes::from_static(b"partial")))));
         }
-        Poll::Ready(Some(Err("deliberate failure after the first chunk (conformance /error/after)".into())))
+        Poll::Ready(Some(Err(
+            "deliberate failure after the first chunk (conformance /error/after)".into(),
+        )))
     }
 }

@@ -24,6 +24,10 @@ mod parse;
 
 pub use parse::{Completion, Framing, ParseError, parse_cgi_output, parse_response};
 
+/// The JSON value [`Response::json`] returns (serde_json's), re-exported so
+/// that tests need no JSON dependency of their own.
+pub use serde_json::Value as JsonValue;
+
 /// How long one read or write on the connection may block.
 pub const IO_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -56,7 +60,8 @@ impl Request {
 
     /// Adds a header line; the value is sent as raw bytes.
     pub fn header(mut self, name: &str, value: impl AsRef<[u8]>) -> Request {
-        self.headers.push((name.to_owned(), value.as_ref().to_vec()));
+        self.headers
+            .push((name.to_owned(), value.as_ref().to_vec()));
         self
     }
 
@@ -69,7 +74,11 @@ impl Request {
     /// The request's bytes as they go on the wire, with the default headers
     /// added for a server at `addr`.
     pub fn to_bytes(&self, addr: SocketAddr) -> Vec<u8> {
-        let has = |name: &str| self.headers.iter().any(|(n, _)| n.eq_ignore_ascii_case(name));
+        let has = |name: &str| {
+            self.headers
+                .iter()
+                .any(|(n, _)| n.eq_ignore_ascii_case(name))
+        };
         let mut out = Vec::with_capacity(256 + self.body.len());
         out.extend_from_slice(format!("{} {} HTTP/1.1\r\n", self.method, self.target).as_bytes());
         if !has("host") {
@@ -150,7 +159,12 @@ fn read_to_close(stream: &mut TcpStream) -> io::Result<Vec<u8>> {
             Err(e) if e.kind() == io::ErrorKind::ConnectionReset && !raw.is_empty() => {
                 return Ok(raw);
             }
-            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
                 return Err(io::Error::new(
                     io::ErrorKind::TimedOut,
                     format!(
@@ -212,7 +226,7 @@ impl Response {
     }
 
     /// The body parsed as JSON.
-    pub fn json(&self) -> Result<serde_json::Value, serde_json::Error> {
+    pub fn json(&self) -> Result<JsonValue, serde_json::Error> {
         serde_json::from_slice(&self.body)
     }
 }
@@ -270,8 +284,9 @@ mod tests {
 
     #[test]
     fn send_round_trip_over_loopback() {
-        let (addr, server) =
-            serve_once(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n");
+        let (addr, server) = serve_once(
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
+        );
         let response = Request::new("GET", "/x%2Fy").send(addr).unwrap();
         let seen = server.join().unwrap();
         assert!(seen.starts_with(b"GET /x%2Fy HTTP/1.1\r\n"));

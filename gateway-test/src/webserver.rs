@@ -27,6 +27,7 @@
 use std::fmt;
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 use std::time::Duration;
@@ -125,7 +126,10 @@ impl WebServer {
             io::Error::new(e.kind(), format!("CGI program {}: {e}", program.display()))
         })?;
         if !meta.is_file() {
-            return Err(io::Error::other(format!("CGI program {} is not a file", program.display())));
+            return Err(io::Error::other(format!(
+                "CGI program {} is not a file",
+                program.display()
+            )));
         }
         // A port picked by another test at the same moment, or any other
         // start-up failure: try again with a new port and directory.
@@ -181,7 +185,11 @@ impl WebServer {
         let rundir_text = path_text(&rundir)?;
         let config_text = render(
             &text,
-            &[("PORT", &port), ("RUNDIR", rundir_text), ("CGI_BIN", path_text(&program)?)],
+            &[
+                ("PORT", &port),
+                ("RUNDIR", rundir_text),
+                ("CGI_BIN", path_text(&program)?),
+            ],
         )?;
         let file_name = Path::new(self.kind.template())
             .file_name()
@@ -189,33 +197,24 @@ impl WebServer {
         let config = rundir.join(file_name);
         std::fs::write(&config, config_text)?;
 
-        let mut server_binary = binaries.iter();
-        let mut next_binary =
-            || server_binary.next().ok_or_else(|| io::Error::other("binary list too short"));
+        let binary = |i: usize| {
+            binaries
+                .get(i)
+                .ok_or_else(|| io::Error::other("binary list too short"))
+        };
         let mut command;
         match self.kind {
             Kind::Apache => {
-                command = Command::new(next_binary()?);
+                command = Command::new(binary(0)?);
                 command.arg("-DFOREGROUND").arg("-f").arg(&config);
             }
             Kind::Lighttpd => {
-                command = Command::new(next_binary()?);
+                command = Command::new(binary(0)?);
                 command.arg("-D").arg("-f").arg(&config);
             }
             Kind::NginxFcgiwrap => {
-                let socket = rundir.join("fcgiwrap.sock");
-                let mut fcgiwrap = Command::new(next_binary()?);
-                // Two workers, so one stuck request does not block the rest.
-                fcgiwrap.arg("-c").arg("2").arg("-s").arg(format!("unix:{}", path_text(&socket)?));
-                let mut child = process::spawn(fcgiwrap, &rundir, "fcgiwrap")?;
-                let waited = process::wait_until(&mut child, START_TIMEOUT, "fcgiwrap socket", || {
-                    socket.exists()
-                });
-                self.children.push(child);
-                waited.map_err(|e| io::Error::new(e.kind(), format!("fcgiwrap {e}")))?;
-                // The nginx workers (www-data) must be able to connect.
-                std::fs::set_permissions(&socket, std::os::unix::fs::PermissionsExt::from_mode(0o666))?;
-                command = Command::new(next_binary()?);
+                self.start_fcgiwrap(binary(0)?)?;
+                command = Command::new(binary(1)?);
                 command
                     .arg("-p")
                     .arg(&rundir)
@@ -229,11 +228,34 @@ impl WebServer {
         }
         let mut child = process::spawn(command, &rundir, self.kind.name())?;
         let addr = self.addr;
-        let waited = process::wait_until(&mut child, START_TIMEOUT, "the port accepts connections", || {
-            process::accepts(addr)
-        });
+        let waited = process::wait_until(
+            &mut child,
+            START_TIMEOUT,
+            "the port accepts connections",
+            || process::accepts(addr),
+        );
         self.children.push(child);
         waited
+    }
+
+    /// Starts fcgiwrap on `<rundir>/fcgiwrap.sock` and waits for the socket.
+    fn start_fcgiwrap(&mut self, binary: &Path) -> io::Result<()> {
+        let socket = self.rundir.join("fcgiwrap.sock");
+        let mut command = Command::new(binary);
+        // Two workers, so one stuck request does not block the rest.
+        command
+            .arg("-c")
+            .arg("2")
+            .arg("-s")
+            .arg(format!("unix:{}", path_text(&socket)?));
+        let mut child = process::spawn(command, &self.rundir, "fcgiwrap")?;
+        let waited = process::wait_until(&mut child, START_TIMEOUT, "fcgiwrap socket", || {
+            socket.exists()
+        });
+        self.children.push(child);
+        waited.map_err(|e| io::Error::new(e.kind(), format!("fcgiwrap {e}")))?;
+        // The nginx workers (www-data) must be able to connect.
+        std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o666))
     }
 
     /// The set-up that runs.
@@ -290,7 +312,10 @@ impl WebServer {
         for name in names {
             let text = std::fs::read(self.rundir.join(&name)).unwrap_or_default();
             if !text.is_empty() {
-                out.push_str(&format!("--- {name}\n{}\n", String::from_utf8_lossy(&text).trim_end()));
+                out.push_str(&format!(
+                    "--- {name}\n{}\n",
+                    String::from_utf8_lossy(&text).trim_end()
+                ));
             }
         }
         out
@@ -307,6 +332,31 @@ impl Drop for WebServer {
         } else {
             let _ = std::fs::remove_dir_all(&self.rundir).ok();
         }
+    }
+}
+
+/// The path of the example program `name` built alongside the running
+/// test: `<target>/<profile>/examples/<name>`, found from the test
+/// executable (`<target>/<profile>/deps/<test>-<hash>`). `cargo test` builds
+/// the examples before it runs the integration tests.
+pub fn example_binary(name: &str) -> io::Result<PathBuf> {
+    let exe = std::env::current_exe()?;
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .ok_or_else(|| io::Error::other(format!("unexpected test path {}", exe.display())))?;
+    let program = profile_dir.join("examples").join(name);
+    if program.is_file() {
+        Ok(program)
+    } else {
+        Err(io::Error::new(
+            io::ErrorKind::NotFound,
+            format!(
+                "{} is missing: build it with `cargo build --example {name}` \
+                 (plain `cargo test` builds it too)",
+                program.display()
+            ),
+        ))
     }
 }
 

@@ -46,7 +46,9 @@ pub struct ParseError {
 
 impl ParseError {
     fn new(message: impl Into<String>) -> ParseError {
-        ParseError { message: message.into() }
+        ParseError {
+            message: message.into(),
+        }
     }
 }
 
@@ -71,8 +73,11 @@ fn take_line(input: &[u8]) -> Option<(&[u8], &[u8])> {
     Some((line, rest.get(1..).unwrap_or_default()))
 }
 
+/// Header fields in order, names and values decoded as ISO-8859-1.
+type Fields = Vec<(String, String)>;
+
 /// Reads header lines up to the empty line. `None` if the input ends first.
-fn take_fields(mut input: &[u8]) -> Result<Option<(Vec<(String, String)>, &[u8])>, ParseError> {
+fn take_fields(mut input: &[u8]) -> Result<Option<(Fields, &[u8])>, ParseError> {
     let mut fields = Vec::new();
     loop {
         let Some((line, rest)) = take_line(input) else {
@@ -82,13 +87,15 @@ fn take_fields(mut input: &[u8]) -> Result<Option<(Vec<(String, String)>, &[u8])
         if line.is_empty() {
             return Ok(Some((fields, input)));
         }
-        let colon = line
-            .iter()
-            .position(|&b| b == b':')
-            .ok_or_else(|| ParseError::new(format!("header line without a colon: {:?}", latin1(line))))?;
+        let colon = line.iter().position(|&b| b == b':').ok_or_else(|| {
+            ParseError::new(format!("header line without a colon: {:?}", latin1(line)))
+        })?;
         let (name, value) = line.split_at(colon);
         let value = value.get(1..).unwrap_or_default();
-        fields.push((latin1(name), latin1(value).trim_matches([' ', '\t']).to_owned()));
+        fields.push((
+            latin1(name),
+            latin1(value).trim_matches([' ', '\t']).to_owned(),
+        ));
     }
 }
 
@@ -106,7 +113,9 @@ pub fn parse_response(raw: &[u8], head_request: bool) -> Result<Response, ParseE
     let mut parts = status_line.splitn(3, ' ');
     let version = parts.next().unwrap_or_default().to_owned();
     if !version.starts_with("HTTP/") {
-        return Err(ParseError::new(format!("not a status line: {status_line:?}")));
+        return Err(ParseError::new(format!(
+            "not a status line: {status_line:?}"
+        )));
     }
     let status = parse_status_code(parts.next().unwrap_or_default())?;
     let reason = parts.next().unwrap_or_default().to_owned();
@@ -158,7 +167,8 @@ fn parse_status_code(text: &str) -> Result<u16, ParseError> {
     if text.len() != 3 || !text.bytes().all(|b| b.is_ascii_digit()) {
         return Err(ParseError::new(format!("bad status code {text:?}")));
     }
-    text.parse().map_err(|_| ParseError::new(format!("bad status code {text:?}")))
+    text.parse()
+        .map_err(|_| ParseError::new(format!("bad status code {text:?}")))
 }
 
 /// The `Content-Length`, if any; repeated equal values are one value.
@@ -188,7 +198,8 @@ fn decode_chunked(mut input: &[u8], response: &mut Response) {
         let size_text = latin1(line);
         let size_text = size_text.split(';').next().unwrap_or_default().trim();
         let Ok(size) = usize::from_str_radix(size_text, 16) else {
-            response.completion = Completion::Malformed(format!("bad chunk size line {size_text:?}"));
+            response.completion =
+                Completion::Malformed(format!("bad chunk size line {size_text:?}"));
             return;
         };
         input = rest;
@@ -264,10 +275,22 @@ mod tests {
 
     #[test]
     fn content_length_body() {
-        let r = parse_response(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX-A: b \r\n\r\nhello", false)
-            .unwrap();
-        assert_eq!((r.version.as_str(), r.status, r.reason.as_str()), ("HTTP/1.1", 200, "OK"));
-        assert_eq!(r.headers, vec![("Content-Length".into(), "5".into()), ("X-A".into(), "b".into())]);
+        let r = parse_response(
+            b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX-A: b \r\n\r\nhello",
+            false,
+        )
+        .unwrap();
+        assert_eq!(
+            (r.version.as_str(), r.status, r.reason.as_str()),
+            ("HTTP/1.1", 200, "OK")
+        );
+        assert_eq!(
+            r.headers,
+            vec![
+                ("Content-Length".into(), "5".into()),
+                ("X-A".into(), "b".into())
+            ]
+        );
         assert_eq!(r.body, b"hello");
         assert_eq!(r.framing, Framing::ContentLength(5));
         assert_eq!(r.completion, Completion::Complete);
@@ -276,14 +299,16 @@ mod tests {
 
     #[test]
     fn content_length_short_is_truncated() {
-        let r = parse_response(b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nhello", false).unwrap();
+        let r =
+            parse_response(b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nhello", false).unwrap();
         assert_eq!(r.body, b"hello");
         assert_eq!(r.completion, Completion::Truncated);
     }
 
     #[test]
     fn content_length_excess_is_kept_apart() {
-        let r = parse_response(b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nhello", false).unwrap();
+        let r =
+            parse_response(b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nhello", false).unwrap();
         assert_eq!(r.body, b"he");
         assert_eq!(r.excess, b"llo");
     }
@@ -309,29 +334,49 @@ mod tests {
 
     #[test]
     fn chunked_without_terminator_is_truncated_at_every_cut() {
-        let raw: &[u8] = b"HTTP/1.1 200 OK\r\ntransfer-encoding: gzip, Chunked\r\n\r\n7\r\npartial\r\n0\r\n\r\n";
+        let raw: &[u8] =
+            b"HTTP/1.1 200 OK\r\ntransfer-encoding: gzip, Chunked\r\n\r\n7\r\npartial\r\n0\r\n\r\n";
         let head_len = raw.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
         for cut in head_len..raw.len() {
             let r = parse_response(&raw[..cut], false).unwrap();
             assert_eq!(r.completion, Completion::Truncated, "cut at {cut}");
-            assert!(b"partial".starts_with(&r.body), "cut at {cut}: {:?}", r.body);
+            assert!(
+                b"partial".starts_with(&r.body),
+                "cut at {cut}: {:?}",
+                r.body
+            );
         }
-        assert_eq!(parse_response(raw, false).unwrap().completion, Completion::Complete);
+        assert_eq!(
+            parse_response(raw, false).unwrap().completion,
+            Completion::Complete
+        );
     }
 
     #[test]
     fn chunked_with_bad_size_is_malformed() {
         let raw = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nabc\r\n0\r\n\r\n";
         let r = parse_response(raw, false).unwrap();
-        assert!(matches!(r.completion, Completion::Malformed(_)), "{:?}", r.completion);
+        assert!(
+            matches!(r.completion, Completion::Malformed(_)),
+            "{:?}",
+            r.completion
+        );
         let raw = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nabc\r\n0\r\n\r\n";
         let r = parse_response(raw, false).unwrap();
-        assert!(matches!(r.completion, Completion::Malformed(_)), "{:?}", r.completion);
+        assert!(
+            matches!(r.completion, Completion::Malformed(_)),
+            "{:?}",
+            r.completion
+        );
     }
 
     #[test]
     fn close_delimited_body() {
-        let r = parse_response(b"HTTP/1.0 200 OK\nContent-Type: text/plain\n\nall of it", false).unwrap();
+        let r = parse_response(
+            b"HTTP/1.0 200 OK\nContent-Type: text/plain\n\nall of it",
+            false,
+        )
+        .unwrap();
         assert_eq!(r.framing, Framing::Close);
         assert_eq!(r.body, b"all of it");
         assert!(r.completion.is_complete());
@@ -364,7 +409,8 @@ mod tests {
 
     #[test]
     fn cgi_output() {
-        let r = parse_cgi_output(b"Status: 404 Not Found\r\nContent-Type: text/plain\r\n\r\nnope").unwrap();
+        let r = parse_cgi_output(b"Status: 404 Not Found\r\nContent-Type: text/plain\r\n\r\nnope")
+            .unwrap();
         assert_eq!((r.status, r.reason.as_str()), (404, "Not Found"));
         assert_eq!(r.header("content-type"), Some("text/plain"));
         assert_eq!(r.body, b"nope");

@@ -52,7 +52,10 @@ pub(crate) fn make_rundir(label: &str) -> io::Result<PathBuf> {
             .map(|d| d.subsec_nanos())
             .unwrap_or_default();
         let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-        let dir = base.join(format!("gateway-{label}-{}-{n}-{nanos:x}", std::process::id()));
+        let dir = base.join(format!(
+            "gateway-{label}-{}-{n}-{nanos:x}",
+            std::process::id()
+        ));
         match fs::create_dir(&dir) {
             Ok(()) => {
                 fs::set_permissions(&dir, fs::Permissions::from_mode(0o1777))?;
@@ -93,7 +96,10 @@ pub(crate) fn usable_by_anyone(program: &Path) -> bool {
     if mode(program) & 0o005 != 0o005 {
         return false;
     }
-    program.ancestors().skip(1).all(|dir| dir.as_os_str().is_empty() || mode(dir) & 0o001 != 0)
+    program
+        .ancestors()
+        .skip(1)
+        .all(|dir| dir.as_os_str().is_empty() || mode(dir) & 0o001 != 0)
 }
 
 /// Copies `program` into `<rundir>/bin/` with mode 0755 and returns the copy.
@@ -101,7 +107,9 @@ pub(crate) fn copy_program(program: &Path, rundir: &Path) -> io::Result<PathBuf>
     let bin = rundir.join("bin");
     fs::create_dir_all(&bin)?;
     fs::set_permissions(&bin, fs::Permissions::from_mode(0o755))?;
-    let name = program.file_name().ok_or_else(|| io::Error::other("program path has no file name"))?;
+    let name = program
+        .file_name()
+        .ok_or_else(|| io::Error::other("program path has no file name"))?;
     let copy = bin.join(name);
     fs::copy(program, &copy)?;
     fs::set_permissions(&copy, fs::Permissions::from_mode(0o755))?;
@@ -199,7 +207,10 @@ mod tests {
     fn missing_binary_names_the_package() {
         let err = find_binary("gateway-no-such-server", "gateway-pkg").unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::NotFound);
-        assert!(err.to_string().contains("apt-get install -y gateway-pkg"), "{err}");
+        assert!(
+            err.to_string().contains("apt-get install -y gateway-pkg"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -222,7 +233,10 @@ mod tests {
         let dir = make_rundir("selftest").unwrap();
         let mut command = Command::new("/bin/sh");
         // A child that ignores SIGTERM, under a parent that exits on it.
-        command.args(["-c", "sh -c 'trap \"\" TERM; echo $$ > grandchild; sleep 60' & wait"]);
+        command.args([
+            "-c",
+            "sh -c 'trap \"\" TERM; echo $$ > grandchild; sleep 60' & wait",
+        ]);
         let mut child = spawn(command, &dir, "selftest").unwrap();
         let pid_file = dir.join("grandchild");
         wait_until(&mut child, Duration::from_secs(5), "grandchild pid", || {
@@ -240,7 +254,10 @@ mod tests {
             std::thread::sleep(Duration::from_millis(20));
         }
         let stat = fs::read_to_string(proc_dir.join("stat")).unwrap_or_default();
-        assert!(stat.is_empty() || stat.contains(") Z "), "still running: {stat}");
+        assert!(
+            stat.is_empty() || stat.contains(") Z "),
+            "still running: {stat}"
+        );
         fs::remove_dir_all(&dir).unwrap();
     }
 }

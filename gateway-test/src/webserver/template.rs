@@ -45,7 +45,9 @@ pub fn render(template: &str, vars: &[(&str, &str)]) -> io::Result<String> {
             .map(|(_, v)| *v)
             .ok_or_else(|| invalid(format!("no value for the placeholder @{name}@")))?;
         if value.contains(['\n', '\r']) {
-            return Err(invalid(format!("the value of @{name}@ contains a line break")));
+            return Err(invalid(format!(
+                "the value of @{name}@ contains a line break"
+            )));
         }
         out.push_str(value);
         rest = after_at.get(name_len + 1..).unwrap_or_default();
@@ -87,7 +89,11 @@ mod tests {
 
     #[test]
     fn shipped_cgi_templates_render() {
-        let vars = [("PORT", "8080"), ("RUNDIR", "/tmp/r"), ("CGI_BIN", "/usr/lib/cgi-bin/app")];
+        let vars = [
+            ("PORT", "8080"),
+            ("RUNDIR", "/tmp/r"),
+            ("CGI_BIN", "/usr/lib/cgi-bin/app"),
+        ];
         for file in ["apache2.conf", "lighttpd.conf", "nginx-fcgiwrap.conf"] {
             let path = templates_dir().join("cgi").join(file);
             let text = std::fs::read_to_string(&path).unwrap();

@@ -1,0 +1,28 @@
+//! C4 control: with the five required methods, and nothing else, a
+//! `Gateway` compiles (every other method has a default).
+
+struct NoOp;
+
+impl gateway_core::Gateway for NoOp {
+    async fn write(&mut self, _data: bytes::Bytes) -> std::io::Result<()> {
+        Ok(())
+    }
+
+    async fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+
+    fn stdin(&mut self, _environ: &gateway_core::Environ) -> gateway_core::Body {
+        gateway_core::Body::empty()
+    }
+
+    fn stderr(&self) -> gateway_core::ErrorStream {
+        gateway_core::ErrorStream::null()
+    }
+
+    fn add_cgi_vars(&mut self, _environ: &mut gateway_core::Environ) {}
+}
+
+fn main() {
+    let _ = NoOp;
+}

@@ -1,0 +1,22 @@
+//! C4: a `Gateway` without `stderr` (one of wsgiref's abstract methods)
+//! does not compile.
+
+struct NoOp;
+
+impl gateway_core::Gateway for NoOp {
+    async fn write(&mut self, _data: bytes::Bytes) -> std::io::Result<()> {
+        Ok(())
+    }
+
+    async fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+
+    fn stdin(&mut self, _environ: &gateway_core::Environ) -> gateway_core::Body {
+        gateway_core::Body::empty()
+    }
+
+    fn add_cgi_vars(&mut self, _environ: &mut gateway_core::Environ) {}
+}
+
+fn main() {}

@@ -1,0 +1,328 @@
+//! The connection-level state machine: which requests are active, what the
+//! management records ask, and the replies that need no application.
+
+use std::collections::HashMap;
+
+use bytes::{Bytes, BytesMut};
+
+use super::body::{BeginRequestBody, ProtocolStatus, Role};
+use super::encode::{encode_end_request, encode_unknown_type};
+use super::error::ProtocolError;
+use super::management::{encode_get_values_result, get_values_answer};
+use super::params::{ParamsDecoder, decode_pairs};
+use super::record::{FCGI_NULL_REQUEST_ID, MAX_CONTENT_LEN, Record, RecordType, decode};
+use super::request::{Event, Request};
+
+/// Limits and capabilities of a [`Connection`].
+///
+/// The first three are what `FCGI_GET_VALUES` reports (F4), so they must match
+/// what the server really does. The defaults are libfcgi's answers (one
+/// connection, one request, no multiplexing) and caps on request parameters
+/// of 1 MiB and 4096 pairs (B2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Config {
+    pub(crate) max_conns: u32,
+    pub(crate) max_reqs: u32,
+    pub(crate) mpxs_conns: bool,
+    pub(crate) max_params_len: usize,
+    pub(crate) max_params: usize,
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            max_conns: 1,
+            max_reqs: 1,
+            mpxs_conns: false,
+            max_params_len: 1 << 20,
+            max_params: 4096,
+        }
+    }
+}
+
+impl Config {
+    /// The default configuration.
+    pub fn new() -> Config {
+        Config::default()
+    }
+
+    /// `FCGI_MAX_CONNS`: how many connections the server accepts at once.
+    /// Reported only; the server enforces it.
+    pub fn max_conns(&mut self, n: u32) -> &mut Self {
+        self.max_conns = n;
+        self
+    }
+
+    /// `FCGI_MAX_REQS`: how many requests are served at once. A connection
+    /// that multiplexes refuses a request beyond this many active ones on it
+    /// with `FCGI_OVERLOADED` (F9).
+    pub fn max_reqs(&mut self, n: u32) -> &mut Self {
+        self.max_reqs = n;
+        self
+    }
+
+    /// `FCGI_MPXS_CONNS`: whether a connection may carry several requests at
+    /// once. If not, a second `FCGI_BEGIN_REQUEST` while one is active is
+    /// refused with `FCGI_CANT_MPX_CONN` (F9).
+    pub fn mpxs_conns(&mut self, yes: bool) -> &mut Self {
+        self.mpxs_conns = yes;
+        self
+    }
+
+    /// Most bytes of name-value pairs accepted for one request's
+    /// `FCGI_PARAMS` stream; more is a protocol error (B2).
+    pub fn max_params_len(&mut self, bytes: usize) -> &mut Self {
+        self.max_params_len = bytes;
+        self
+    }
+
+    /// Most name-value pairs accepted for one request (or one
+    /// `FCGI_GET_VALUES` record); more is a protocol error.
+    pub fn max_params(&mut self, n: usize) -> &mut Self {
+        self.max_params = n;
+        self
+    }
+}
+
+/// The FastCGI state machine of one transport connection, without I/O.
+///
+/// Feed it records ([`handle`](Self::handle)) or raw bytes
+/// ([`next_event`](Self::next_event)) and it returns [`Event`]s for the
+/// application side. Replies that need no application (`FCGI_GET_VALUES_RESULT`,
+/// `FCGI_UNKNOWN_TYPE`, `FCGI_END_REQUEST` for a refused request) are queued
+/// and handed out by [`take_output`](Self::take_output); the caller writes them
+/// to the transport. The application's own output is encoded with a
+/// [`ResponseEncoder`](super::ResponseEncoder), and the caller reports the end
+/// of each request with [`finish`](Self::finish).
+///
+/// Any [`ProtocolError`] is fatal: close the connection.
+///
+/// ```
+/// use bytes::BytesMut;
+/// use gateway_fastcgi::proto::{self, Config, Connection, Event, Role};
+///
+/// // What a web server sends: BEGIN_REQUEST, PARAMS, end of PARAMS, end of STDIN.
+/// let mut wire = BytesMut::new();
+/// proto::encode_begin_request(&mut wire, 1, Role::Responder.into(), 0);
+/// proto::encode_params(&mut wire, 1, [("REQUEST_METHOD", "GET")])?;
+/// proto::encode_stream_end(&mut wire, proto::RecordType::Stdin, 1);
+///
+/// let mut conn = Connection::new(&Config::new());
+/// let mut events = Vec::new();
+/// while let Some(event) = conn.next_event(&mut wire)? {
+///     events.push(event);
+/// }
+/// assert!(matches!(events[0], Event::Begin { id: 1, role: Role::Responder, keep_conn: false }));
+/// let Event::Params { params, .. } = &events[1] else { panic!() };
+/// assert_eq!(params.get(b"REQUEST_METHOD").map(|v| &v[..]), Some(&b"GET"[..]));
+/// assert_eq!(events[2], Event::StdinEnd { id: 1 });
+///
+/// // The request ends without FCGI_KEEP_CONN: the connection should close.
+/// assert!(conn.finish(1));
+/// # Ok::<(), proto::ProtocolError>(())
+/// ```
+#[derive(Debug)]
+pub struct Connection {
+    config: Config,
+    requests: HashMap<u16, Request>,
+    output: BytesMut,
+    close_requested: bool,
+}
+
+impl Connection {
+    /// A connection with no active request.
+    pub fn new(config: &Config) -> Connection {
+        Connection {
+            config: *config,
+            requests: HashMap::new(),
+            output: BytesMut::new(),
+            close_requested: false,
+        }
+    }
+
+    /// Decodes records off the front of `buf` and handles them until one
+    /// produces an event, or `buf` holds no complete record (`Ok(None)`; at
+    /// most [`MAX_RECORD_LEN`](super::MAX_RECORD_LEN) bytes are left then).
+    ///
+    /// # Errors
+    ///
+    /// As for [`decode`](super::decode) and [`handle`](Self::handle).
+    pub fn next_event(&mut self, buf: &mut BytesMut) -> Result<Option<Event>, ProtocolError> {
+        while let Some(record) = decode(buf)? {
+            if let Some(event) = self.handle(record)? {
+                return Ok(Some(event));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Handles one record from the web server.
+    ///
+    /// Returns `Ok(None)` for records that only add to state (part of a
+    /// `FCGI_PARAMS` stream) or are ignored (records for an inactive request
+    /// id, F6; input for an aborted request).
+    ///
+    /// # Errors
+    ///
+    /// The record breaks the protocol: an application record type on request
+    /// id 0; a record type a web server never sends; an `FCGI_BEGIN_REQUEST`
+    /// body not 8 bytes long (F6) or for an active id (B3); a stream record
+    /// out of order or after its end marker (F15, B3); parameters over the
+    /// caps or malformed (B2).
+    pub fn handle(&mut self, record: Record) -> Result<Option<Event>, ProtocolError> {
+        let Record {
+            record_type,
+            request_id: id,
+            content,
+        } = record;
+        if id == FCGI_NULL_REQUEST_ID {
+            return self.management(record_type, content);
+        }
+        match record_type {
+            RecordType::BeginRequest => self.begin(id, &content),
+            RecordType::AbortRequest
+            | RecordType::Params
+            | RecordType::Stdin
+            | RecordType::Data => match self.requests.get_mut(&id) {
+                Some(request) => request.input(id, record_type, content),
+                None => {
+                    tracing::debug!(id, %record_type, "FastCGI record for an inactive request ignored");
+                    Ok(None)
+                }
+            },
+            other => Err(ProtocolError::unexpected_type(id, other)),
+        }
+    }
+
+    fn management(
+        &mut self,
+        record_type: RecordType,
+        content: Bytes,
+    ) -> Result<Option<Event>, ProtocolError> {
+        match record_type {
+            RecordType::GetValues => {
+                let names: Vec<Bytes> =
+                    decode_pairs(content, MAX_CONTENT_LEN, self.config.max_params)?
+                        .into_iter()
+                        .map(|(name, _)| name)
+                        .collect();
+                let answer = get_values_answer(&self.config, &names);
+                encode_get_values_result(&mut self.output, answer)?;
+                Ok(Some(Event::GetValues { names }))
+            }
+            t if t.is_application() => Err(ProtocolError::null_request_id(t)),
+            t => {
+                let record_type = u8::from(t);
+                encode_unknown_type(&mut self.output, record_type);
+                Ok(Some(Event::UnknownManagement { record_type }))
+            }
+        }
+    }
+
+    fn begin(&mut self, id: u16, content: &[u8]) -> Result<Option<Event>, ProtocolError> {
+        let body = BeginRequestBody::parse(content)
+            .ok_or_else(|| ProtocolError::begin_body_length(id, content.len()))?;
+        if self.requests.contains_key(&id) {
+            return Err(ProtocolError::duplicate_begin(id));
+        }
+        let keep_conn = body.keep_conn();
+        let refusal = if !self.config.mpxs_conns && !self.requests.is_empty() {
+            Some(ProtocolStatus::CantMpxConn)
+        } else if self.requests.len() >= usize::try_from(self.config.max_reqs).unwrap_or(usize::MAX)
+        {
+            Some(ProtocolStatus::Overloaded)
+        } else {
+            None
+        };
+        let role = match (refusal, Role::from_u16(body.role)) {
+            (None, Some(role)) => role,
+            (refusal, _) => {
+                let status = refusal.unwrap_or(ProtocolStatus::UnknownRole);
+                tracing::debug!(id, role = body.role, ?status, "FastCGI request refused");
+                encode_end_request(&mut self.output, id, 0, status);
+                if !keep_conn && self.requests.is_empty() {
+                    self.close_requested = true;
+                }
+                return Ok(Some(Event::Rejected { id, status }));
+            }
+        };
+        let params = ParamsDecoder::new(self.config.max_params_len, self.config.max_params);
+        self.requests
+            .insert(id, Request::new(role, keep_conn, params));
+        Ok(Some(Event::Begin {
+            id,
+            role,
+            keep_conn,
+        }))
+    }
+
+    /// Takes the queued replies (possibly none), to be written to the
+    /// transport in order, before anything the application writes later.
+    pub fn take_output(&mut self) -> BytesMut {
+        self.output.split()
+    }
+
+    /// Whether replies are queued.
+    pub fn has_output(&self) -> bool {
+        !self.output.is_empty()
+    }
+
+    /// Marks request `id` as ended, freeing the id for reuse (F7), and returns
+    /// [`should_close`](Self::should_close).
+    ///
+    /// Call it no later than handing the request's `FCGI_END_REQUEST` to the
+    /// transport: the web server may reuse the id as soon as it reads that
+    /// record. Later input for the id is ignored (F6). Unknown ids are
+    /// ignored.
+    pub fn finish(&mut self, id: u16) -> bool {
+        if let Some(request) = self.requests.remove(&id) {
+            if !request.keep_conn() {
+                self.close_requested = true;
+            }
+        }
+        self.should_close()
+    }
+
+    /// Refuses active request `id` (for example with
+    /// [`Overloaded`](ProtocolStatus::Overloaded) when a limit across
+    /// connections is reached): queues its `FCGI_END_REQUEST` with this status
+    /// and application status 0, then [`finish`](Self::finish)es it.
+    pub fn reject(&mut self, id: u16, status: ProtocolStatus) -> bool {
+        if self.requests.contains_key(&id) {
+            encode_end_request(&mut self.output, id, 0, status);
+        }
+        self.finish(id)
+    }
+
+    /// Whether the application should close the connection now: a request
+    /// without `FCGI_KEEP_CONN` has ended (or was refused) and no request is
+    /// active (F7). The queued output should be written first.
+    pub fn should_close(&self) -> bool {
+        self.close_requested && self.requests.is_empty()
+    }
+
+    /// Whether request `id` is active (begun and not finished).
+    pub fn is_active(&self, id: u16) -> bool {
+        self.requests.contains_key(&id)
+    }
+
+    /// Number of active requests.
+    pub fn active_requests(&self) -> usize {
+        self.requests.len()
+    }
+
+    /// The role of active request `id`.
+    pub fn role(&self, id: u16) -> Option<Role> {
+        self.requests.get(&id).map(Request::role)
+    }
+
+    /// Whether active request `id` had `FCGI_KEEP_CONN` set.
+    pub fn keep_conn(&self, id: u16) -> Option<bool> {
+        self.requests.get(&id).map(Request::keep_conn)
+    }
+
+    /// Whether active request `id` was aborted by the web server.
+    pub fn is_aborted(&self, id: u16) -> bool {
+        self.requests.get(&id).is_some_and(Request::is_aborted)
+    }
+}

@@ -1,0 +1,583 @@
+//! Name-value pairs (spec §3.4), the content of `FCGI_PARAMS`,
+//! `FCGI_GET_VALUES` and `FCGI_GET_VALUES_RESULT`.
+//!
+//! A pair is a name length, a value length, the name, then the value (no NUL
+//! terminators). A length below 128 takes one byte; otherwise four bytes,
+//! big-endian, with the top bit set and the 31 lower bits holding the length.
+//! Any mix of the two forms is allowed:
+//!
+//! ```text
+//! short:  0nnnnnnn                                  (0..=127)
+//! long:   1nnnnnnn nnnnnnnn nnnnnnnn nnnnnnnn       (31-bit value)
+//!
+//! pair:   nameLength  valueLength  nameData[nameLength]  valueData[valueLength]
+//! ```
+//!
+//! The stream of pairs is cut into records without regard to pair
+//! boundaries, so [`ParamsDecoder`] accepts the bytes in arbitrary pieces.
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+
+use super::encode::{encode_stream, encode_stream_end};
+use super::error::ProtocolError;
+use super::record::RecordType;
+
+/// A long length of 2^31-1 would overflow a C `int` once anything is added to
+/// it (libfcgi rejects it, CVE-2025-23016); it is refused here too (B2).
+const MAX_PAIR_LEN: usize = 0x7fff_fffe;
+
+/// An ordered list of name-value pairs, exactly as received: duplicates are
+/// kept, names and values are raw bytes.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Params {
+    pairs: Vec<(Bytes, Bytes)>,
+}
+
+impl Params {
+    /// An empty list.
+    pub fn new() -> Params {
+        Params::default()
+    }
+
+    /// Number of pairs.
+    pub fn len(&self) -> usize {
+        self.pairs.len()
+    }
+
+    /// Whether there are no pairs.
+    pub fn is_empty(&self) -> bool {
+        self.pairs.is_empty()
+    }
+
+    /// The value of the first pair with this name.
+    pub fn get(&self, name: &[u8]) -> Option<&Bytes> {
+        self.pairs
+            .iter()
+            .find(|(n, _)| n.as_ref() == name)
+            .map(|(_, v)| v)
+    }
+
+    /// The pairs, in order.
+    pub fn iter(&self) -> std::slice::Iter<'_, (Bytes, Bytes)> {
+        self.pairs.iter()
+    }
+
+    /// Appends a pair.
+    pub fn push(&mut self, name: impl Into<Bytes>, value: impl Into<Bytes>) {
+        self.pairs.push((name.into(), value.into()));
+    }
+
+    /// The pairs as a vector.
+    pub fn into_vec(self) -> Vec<(Bytes, Bytes)> {
+        self.pairs
+    }
+}
+
+impl IntoIterator for Params {
+    type Item = (Bytes, Bytes);
+    type IntoIter = std::vec::IntoIter<(Bytes, Bytes)>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.pairs.into_iter()
+    }
+}
+
+impl<'a> IntoIterator for &'a Params {
+    type Item = &'a (Bytes, Bytes);
+    type IntoIter = std::slice::Iter<'a, (Bytes, Bytes)>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.pairs.iter()
+    }
+}
+
+impl<N: Into<Bytes>, V: Into<Bytes>> FromIterator<(N, V)> for Params {
+    fn from_iter<I: IntoIterator<Item = (N, V)>>(iter: I) -> Params {
+        Params {
+            pairs: iter
+                .into_iter()
+                .map(|(n, v)| (n.into(), v.into()))
+                .collect(),
+        }
+    }
+}
+
+/// What [`parse_pair`] found at the front of a buffer.
+enum Progress {
+    /// A whole pair: the lengths take `header` bytes, then name, then value.
+    Pair {
+        header: usize,
+        name: usize,
+        value: usize,
+    },
+    /// The buffer must hold at least this many bytes before a pair can be
+    /// taken off it.
+    Need(usize),
+}
+
+/// Size of the length field starting at the front of `buf` (1 when unknown).
+fn len_size(buf: &[u8]) -> usize {
+    match buf.first() {
+        Some(byte) if byte & 0x80 != 0 => 4,
+        _ => 1,
+    }
+}
+
+/// Reads one length field: `Ok(Some((length, field size)))`, or `Ok(None)`
+/// when `buf` holds only part of it.
+fn read_len(buf: &[u8]) -> Result<Option<(usize, usize)>, ProtocolError> {
+    let Some(&first) = buf.first() else {
+        return Ok(None);
+    };
+    if first & 0x80 == 0 {
+        return Ok(Some((usize::from(first), 1)));
+    }
+    let Some(bytes) = buf.first_chunk::<4>() else {
+        return Ok(None);
+    };
+    let len = usize::try_from(u32::from_be_bytes(*bytes) & 0x7fff_ffff)
+        .map_err(|_| ProtocolError::length_overflow())?;
+    if len > MAX_PAIR_LEN {
+        return Err(ProtocolError::length_overflow());
+    }
+    Ok(Some((len, 4)))
+}
+
+fn parse_pair(buf: &[u8]) -> Result<Progress, ProtocolError> {
+    let Some((name, name_field)) = read_len(buf)? else {
+        return Ok(Progress::Need(len_size(buf)));
+    };
+    let rest = buf.get(name_field..).unwrap_or_default();
+    let Some((value, value_field)) = read_len(rest)? else {
+        return Ok(Progress::Need(name_field + len_size(rest)));
+    };
+    let header = name_field + value_field;
+    let total = header
+        .checked_add(name)
+        .and_then(|n| n.checked_add(value))
+        .ok_or_else(ProtocolError::length_overflow)?;
+    if buf.len() < total {
+        Ok(Progress::Need(total))
+    } else {
+        Ok(Progress::Pair {
+            header,
+            name,
+            value,
+        })
+    }
+}
+
+/// Incremental decoder for a stream of name-value pairs.
+///
+/// Feed it each record's content with [`push`](Self::push), in order, then
+/// call [`finish`](Self::finish) at the end of the stream. A pair may be split
+/// across any number of pushes. Pairs that arrive within one push are sliced
+/// out of it without copying; a split pair is reassembled. The total number of
+/// bytes and of pairs is capped (B2), and a pair whose announced lengths
+/// cannot fit under the byte cap is refused as soon as its lengths are known.
+#[derive(Debug)]
+pub struct ParamsDecoder {
+    pending: BytesMut,
+    need: usize,
+    received: usize,
+    consumed: usize,
+    max_len: usize,
+    max_count: usize,
+    params: Params,
+}
+
+impl ParamsDecoder {
+    /// A decoder that accepts at most `max_len` bytes holding at most
+    /// `max_count` pairs.
+    pub fn new(max_len: usize, max_count: usize) -> ParamsDecoder {
+        ParamsDecoder {
+            pending: BytesMut::new(),
+            need: 0,
+            received: 0,
+            consumed: 0,
+            max_len,
+            max_count,
+            params: Params::new(),
+        }
+    }
+
+    /// Decodes the pairs completed by the next piece of the stream.
+    ///
+    /// # Errors
+    ///
+    /// Over the byte or pair cap, or a 4-byte length of 2^31-1 or more. The
+    /// decoder must not be used after an error.
+    pub fn push(&mut self, chunk: Bytes) -> Result<(), ProtocolError> {
+        self.received = self.received.saturating_add(chunk.len());
+        if self.received > self.max_len {
+            return Err(ProtocolError::params_too_large(self.max_len));
+        }
+        if self.pending.is_empty() {
+            let mut src = chunk;
+            self.drain(&mut src)?;
+            self.pending.extend_from_slice(&src);
+        } else {
+            self.pending.extend_from_slice(&chunk);
+            if self.pending.len() >= self.need {
+                let mut src = self.pending.split().freeze();
+                self.drain(&mut src)?;
+                self.pending.extend_from_slice(&src);
+            }
+        }
+        Ok(())
+    }
+
+    /// Takes every complete pair off the front of `src`.
+    fn drain(&mut self, src: &mut Bytes) -> Result<(), ProtocolError> {
+        loop {
+            match parse_pair(src)? {
+                Progress::Need(need) => {
+                    // A pair has begun that cannot end under the cap.
+                    if !src.is_empty() && self.consumed.saturating_add(need) > self.max_len {
+                        return Err(ProtocolError::params_too_large(self.max_len));
+                    }
+                    self.need = need;
+                    return Ok(());
+                }
+                Progress::Pair {
+                    header,
+                    name,
+                    value,
+                } => {
+                    if self.params.len() >= self.max_count {
+                        return Err(ProtocolError::too_many_params(self.max_count));
+                    }
+                    let total = header + name + value;
+                    let mut pair = src.split_to(total);
+                    pair.advance(header);
+                    let name = pair.split_to(name);
+                    self.params.pairs.push((name, pair));
+                    self.consumed += total;
+                }
+            }
+        }
+    }
+
+    /// Ends the stream and returns the pairs.
+    ///
+    /// # Errors
+    ///
+    /// The stream stopped inside a pair (B2).
+    pub fn finish(self) -> Result<Params, ProtocolError> {
+        if self.pending.is_empty() {
+            Ok(self.params)
+        } else {
+            Err(ProtocolError::truncated_pair())
+        }
+    }
+}
+
+/// Decodes a complete block of pairs, such as one `FCGI_GET_VALUES` record.
+///
+/// # Errors
+///
+/// As for [`ParamsDecoder::push`] and [`ParamsDecoder::finish`].
+pub fn decode_pairs(
+    content: Bytes,
+    max_len: usize,
+    max_count: usize,
+) -> Result<Params, ProtocolError> {
+    let mut decoder = ParamsDecoder::new(max_len, max_count);
+    decoder.push(content)?;
+    decoder.finish()
+}
+
+/// Size of one length field for a length.
+fn field_len(len: usize) -> usize {
+    if len < 0x80 { 1 } else { 4 }
+}
+
+/// Bytes `encode_pair` writes for this pair.
+pub fn encoded_len(name: &[u8], value: &[u8]) -> usize {
+    field_len(name.len()) + field_len(value.len()) + name.len() + value.len()
+}
+
+fn put_len(dst: &mut BytesMut, len: usize) {
+    match (u8::try_from(len), u32::try_from(len)) {
+        (Ok(short), _) if short < 0x80 => dst.put_u8(short),
+        (_, Ok(long)) => dst.put_u32(long | 0x8000_0000),
+        // Unreachable: `encode_pair` checked `len <= MAX_PAIR_LEN`.
+        _ => {}
+    }
+}
+
+/// Appends one name-value pair, choosing the short length form where it fits.
+///
+/// # Errors
+///
+/// A name or value of 2^31-1 bytes or more (nothing is written then).
+pub fn encode_pair(dst: &mut BytesMut, name: &[u8], value: &[u8]) -> Result<(), ProtocolError> {
+    if name.len() > MAX_PAIR_LEN || value.len() > MAX_PAIR_LEN {
+        return Err(ProtocolError::length_overflow());
+    }
+    dst.reserve(encoded_len(name, value));
+    put_len(dst, name.len());
+    put_len(dst, value.len());
+    dst.put_slice(name);
+    dst.put_slice(value);
+    Ok(())
+}
+
+/// Appends a whole `FCGI_PARAMS` stream for a request, as a web server sends
+/// it: the pairs in as many records as needed, then the empty record.
+///
+/// # Errors
+///
+/// As for [`encode_pair`]; nothing is written then.
+pub fn encode_params<I, N, V>(
+    dst: &mut BytesMut,
+    request_id: u16,
+    pairs: I,
+) -> Result<(), ProtocolError>
+where
+    I: IntoIterator<Item = (N, V)>,
+    N: AsRef<[u8]>,
+    V: AsRef<[u8]>,
+{
+    let mut block = BytesMut::new();
+    for (name, value) in pairs {
+        encode_pair(&mut block, name.as_ref(), value.as_ref())?;
+    }
+    encode_stream(dst, RecordType::Params, request_id, &block);
+    encode_stream_end(dst, RecordType::Params, request_id);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BIG: usize = 1 << 20;
+
+    fn pairs(params: &Params) -> Vec<(&[u8], &[u8])> {
+        params.iter().map(|(n, v)| (&n[..], &v[..])).collect()
+    }
+
+    fn block(list: &[(&[u8], &[u8])]) -> Bytes {
+        let mut buf = BytesMut::new();
+        for (name, value) in list {
+            encode_pair(&mut buf, name, value).unwrap();
+        }
+        buf.freeze()
+    }
+
+    fn decode_in_pieces(pieces: &[&[u8]]) -> Result<Params, ProtocolError> {
+        let mut decoder = ParamsDecoder::new(BIG, 1000);
+        for piece in pieces {
+            decoder.push(Bytes::copy_from_slice(piece))?;
+        }
+        decoder.finish()
+    }
+
+    /// F3: name "X" with a 200-byte value: a 1-byte then a 4-byte length.
+    #[test]
+    fn vector_x_200_f3() {
+        let value = vec![b'v'; 200];
+        let encoded = block(&[(b"X", &value)]);
+        assert_eq!(&encoded[..6], b"\x01\x80\x00\x00\xc8\x58");
+        assert_eq!(&encoded[6..], &value[..]);
+        assert_eq!(encoded.len(), encoded_len(b"X", &value));
+        let params = decode_pairs(encoded, BIG, 10).unwrap();
+        assert_eq!(pairs(&params), [(&b"X"[..], &value[..])]);
+    }
+
+    /// F3: all four length combinations (11, 14, 41, 44), plus a long form
+    /// used for a short length, which is also valid.
+    #[test]
+    fn four_length_combinations_f3() {
+        let long_name = vec![b'N'; 200];
+        let long_value = vec![b'V'; 300];
+        let list: [(&[u8], &[u8]); 4] = [
+            (b"abc", b"de"),
+            (b"abc", &long_value),
+            (&long_name, b"de"),
+            (&long_name, &long_value),
+        ];
+        let encoded = block(&list);
+        assert_eq!(&encoded[..2], b"\x03\x02");
+        assert_eq!(&encoded[7..12], b"\x03\x80\x00\x01\x2c");
+        let params = decode_pairs(encoded, BIG, 10).unwrap();
+        assert_eq!(pairs(&params), list);
+
+        let non_canonical = Bytes::from_static(b"\x80\x00\x00\x01\x80\x00\x00\x00a");
+        let params = decode_pairs(non_canonical, BIG, 10).unwrap();
+        assert_eq!(pairs(&params), [(&b"a"[..], &b""[..])]);
+    }
+
+    /// F3: spec example B.2, a pair split across two records.
+    #[test]
+    fn spec_example_b2_split_across_records_f3() {
+        let params = decode_in_pieces(&[
+            b"\x0b\x02SERVER_PORT80\x0b\x0eSER",
+            b"VER_ADDR199.170.183.42",
+        ])
+        .unwrap();
+        assert_eq!(
+            pairs(&params),
+            [
+                (&b"SERVER_PORT"[..], &b"80"[..]),
+                (&b"SERVER_ADDR"[..], &b"199.170.183.42"[..]),
+            ]
+        );
+        assert_eq!(params.get(b"SERVER_ADDR").unwrap(), "199.170.183.42");
+    }
+
+    #[test]
+    fn empty_names_and_values_and_duplicates() {
+        let params =
+            decode_pairs(Bytes::from_static(b"\x00\x00\x01\x00A\x01\x01AB"), BIG, 10).unwrap();
+        assert_eq!(
+            pairs(&params),
+            [(&b""[..], &b""[..]), (b"A", b""), (b"A", b"B")]
+        );
+        assert_eq!(params.get(b"A").unwrap(), "");
+        assert!(decode_pairs(Bytes::new(), BIG, 10).unwrap().is_empty());
+    }
+
+    /// Every split point, every single byte: the same pairs.
+    #[test]
+    fn split_input() {
+        let long_name = vec![b'n'; 130];
+        let long_value = vec![b'w'; 1000];
+        let encoded = block(&[
+            (b"SERVER_PORT", b"80"),
+            (b"", b""),
+            (&long_name, b"x"),
+            (b"Q", &long_value),
+            (&long_name, &long_value),
+            (b"LAST", b""),
+        ]);
+        let whole = decode_in_pieces(&[&encoded]).unwrap();
+        assert_eq!(whole.len(), 6);
+        for cut in 0..=encoded.len() {
+            let split = decode_in_pieces(&[&encoded[..cut], &encoded[cut..]]).unwrap();
+            assert_eq!(split, whole, "split at {cut}");
+        }
+        let bytes: Vec<&[u8]> = encoded.chunks(1).collect();
+        assert_eq!(decode_in_pieces(&bytes).unwrap(), whole);
+        let threes: Vec<&[u8]> = encoded.chunks(3).collect();
+        assert_eq!(decode_in_pieces(&threes).unwrap(), whole);
+    }
+
+    /// Pairs wholly inside one push share its buffer instead of being copied.
+    #[test]
+    fn whole_pairs_are_not_copied() {
+        let encoded = block(&[(b"NAME", b"value")]);
+        let params = decode_pairs(encoded.clone(), BIG, 10).unwrap();
+        let (name, value) = params.iter().next().unwrap();
+        assert_eq!(name.as_ptr(), encoded[2..].as_ptr());
+        assert_eq!(value.as_ptr(), encoded[6..].as_ptr());
+    }
+
+    /// B2: the stream ends inside a pair.
+    #[test]
+    fn truncated_pair_b2() {
+        let encoded = block(&[(b"NAME", b"value")]);
+        for cut in 1..encoded.len() {
+            let err = decode_pairs(encoded.slice(..cut), BIG, 10).unwrap_err();
+            assert!(err.is_truncated(), "cut at {cut}: {err}");
+        }
+        let err = decode_pairs(Bytes::from_static(b"\x80\x00"), BIG, 10).unwrap_err();
+        assert!(err.is_truncated());
+    }
+
+    /// B2: a 4-byte length of 2^31-1 is refused (whatever the cap), also
+    /// when the top bit is the only thing making it so.
+    #[test]
+    fn length_of_two_to_the_31_minus_one_b2() {
+        for wire in [
+            &b"\xff\xff\xff\xff\x00"[..],
+            b"\x01\xff\xff\xff\xffN",
+            b"\x7f\xff\xff\xff\xff",
+        ] {
+            let mut decoder = ParamsDecoder::new(usize::MAX, usize::MAX);
+            let err = decoder.push(Bytes::copy_from_slice(wire)).unwrap_err();
+            assert!(err.is_too_large(), "{err}");
+        }
+        // One less is a legal length, refused by the byte cap instead.
+        let mut decoder = ParamsDecoder::new(BIG, 10);
+        let err = decoder
+            .push(Bytes::from_static(b"\xff\xff\xff\xfe\x00"))
+            .unwrap_err();
+        assert!(err.is_too_large());
+        assert_eq!(
+            err.to_string(),
+            "name-value pairs over the 1048576-byte limit"
+        );
+    }
+
+    /// B2: the byte cap counts every byte and refuses a pair as soon as its
+    /// lengths show it cannot fit.
+    #[test]
+    fn byte_cap_b2() {
+        let encoded = block(&[(b"NAME", b"value"), (b"N2", b"v2")]);
+        let exact = encoded.len();
+        assert!(decode_pairs(encoded.clone(), exact, 10).is_ok());
+        assert!(
+            decode_pairs(encoded.clone(), exact - 1, 10)
+                .unwrap_err()
+                .is_too_large()
+        );
+
+        let mut decoder = ParamsDecoder::new(100, 10);
+        decoder.push(Bytes::from_static(b"\x04")).unwrap();
+        let err = decoder
+            .push(Bytes::from_static(b"\x80\x00\x00\x60"))
+            .unwrap_err();
+        assert!(err.is_too_large());
+    }
+
+    #[test]
+    fn pair_count_cap() {
+        let encoded = Bytes::from_static(b"\x00\x00\x00\x00\x00\x00");
+        assert_eq!(decode_pairs(encoded.clone(), BIG, 3).unwrap().len(), 3);
+        let err = decode_pairs(encoded, BIG, 2).unwrap_err();
+        assert!(err.is_too_large());
+        assert_eq!(err.to_string(), "more than 2 name-value pairs");
+    }
+
+    /// Many one-byte pushes of one large value stay linear: the decoder only
+    /// retries once the announced pair length is in.
+    #[test]
+    fn one_byte_pushes_of_a_large_value() {
+        let value = vec![b'v'; 200_000];
+        let encoded = block(&[(b"V", &value)]);
+        let mut decoder = ParamsDecoder::new(BIG, 10);
+        for byte in encoded.chunks(1) {
+            decoder.push(Bytes::copy_from_slice(byte)).unwrap();
+        }
+        let params = decoder.finish().unwrap();
+        assert_eq!(params.get(b"V").map(Bytes::len), Some(200_000));
+    }
+
+    #[test]
+    fn encode_params_stream() {
+        let mut out = BytesMut::new();
+        encode_params(&mut out, 1, [("A", "1"), ("BB", "")]).unwrap();
+        assert_eq!(
+            &out[..],
+            b"\x01\x04\x00\x01\x00\x08\x00\x00\x01\x01A1\x02\x00BB\
+              \x01\x04\x00\x01\x00\x00\x00\x00"
+        );
+        let mut out = BytesMut::new();
+        encode_params(&mut out, 1, Vec::<(&str, &str)>::new()).unwrap();
+        assert_eq!(&out[..], b"\x01\x04\x00\x01\x00\x00\x00\x00");
+    }
+
+    #[test]
+    fn params_collection() {
+        let mut params: Params = [("a", "1"), ("b", "2")].into_iter().collect();
+        params.push("a", "3");
+        assert_eq!(params.len(), 3);
+        assert_eq!(params.get(b"a").unwrap(), "1");
+        assert_eq!(params.get(b"zz"), None);
+        let names: Vec<Bytes> = (&params).into_iter().map(|(n, _)| n.clone()).collect();
+        assert_eq!(names, ["a", "b", "a"]);
+        assert_eq!(params.into_vec().len(), 3);
+    }
+}

@@ -1,0 +1,61 @@
+//! Limits and strictness of the request-header parser.
+
+/// Settings for [`HeaderParser`](super::HeaderParser).
+///
+/// Setters take `&mut self` and return `&mut Self`, so they chain:
+///
+/// ```
+/// use gateway_scgi::proto::{Config, HeaderParser};
+///
+/// let mut config = Config::new();
+/// config.max_header_len(16 * 1024).strict_marker(true);
+/// let parser = HeaderParser::new(&config);
+/// # let _ = parser;
+/// ```
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub(super) max_header_len: usize,
+    pub(super) strict_marker: bool,
+}
+
+impl Config {
+    /// The default cap on the header block: 64 KiB.
+    pub const DEFAULT_MAX_HEADER_LEN: usize = 64 * 1024;
+
+    /// The defaults: a 64 KiB header block, lenient about the `SCGI` header.
+    pub fn new() -> Self {
+        Config {
+            max_header_len: Self::DEFAULT_MAX_HEADER_LEN,
+            strict_marker: false,
+        }
+    }
+
+    /// The largest header block accepted, in bytes: the netstring length,
+    /// not counting the length digits, `:` and `,`.
+    ///
+    /// A longer length is rejected as soon as its digits show it is over the
+    /// cap, so the number of length digits read is bounded too (at most one
+    /// more than the cap has).
+    pub fn max_header_len(&mut self, max: usize) -> &mut Self {
+        self.max_header_len = max;
+        self
+    }
+
+    /// How to treat the `SCGI` header, which the protocol requires to be `1`.
+    ///
+    /// Lenient (`false`, the default): a missing `SCGI` header or another
+    /// value is accepted and reported through
+    /// [`Header::marker`](super::Header::marker), because nginx sends `SCGI`
+    /// only when its configuration includes `scgi_params`. Strict (`true`):
+    /// either is a [`ProtocolError`](super::ProtocolError).
+    pub fn strict_marker(&mut self, strict: bool) -> &mut Self {
+        self.strict_marker = strict;
+        self
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config::new()
+    }
+}

@@ -1,0 +1,202 @@
+//! The parsed request header and the rules for its `name NUL value NUL` block.
+
+use std::collections::HashSet;
+
+use bytes::Bytes;
+
+use super::error::{Kind, ProtocolError};
+
+/// The header every request must start with.
+const CONTENT_LENGTH: &[u8] = b"CONTENT_LENGTH";
+/// The protocol marker header.
+const SCGI: &[u8] = b"SCGI";
+/// The only marker value the protocol defines.
+const SCGI_VERSION: &[u8] = b"1";
+
+/// A complete, validated SCGI request header.
+///
+/// The pairs keep the order and the raw bytes the web server sent (the
+/// reference server decodes them as ISO-8859-1; this crate leaves decoding
+/// to the caller). `CONTENT_LENGTH` is always the first pair, and `SCGI`
+/// appears where the web server put it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Header {
+    pairs: Vec<(Bytes, Bytes)>,
+    content_length: u64,
+    marker: Marker,
+    wire_len: usize,
+}
+
+/// What the request said about the `SCGI` protocol marker.
+///
+/// The protocol requires `SCGI` = `1`. Unless the parser is strict, the other
+/// cases are accepted and reported here, so a server can log them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Marker {
+    /// `SCGI` is present with the value `1`.
+    Present,
+    /// There is no `SCGI` header (nginx without `scgi_params`).
+    Missing,
+    /// `SCGI` is present with another value; [`Header::get`] returns it.
+    Unexpected,
+}
+
+impl Header {
+    /// The request body length from `CONTENT_LENGTH`: the body is exactly
+    /// this many bytes after the netstring's `,`.
+    pub fn content_length(&self) -> u64 {
+        self.content_length
+    }
+
+    /// Whether the `SCGI` marker was present and `1`.
+    pub fn marker(&self) -> Marker {
+        self.marker
+    }
+
+    /// The value of the header `name` (names are unique, compared as bytes).
+    pub fn get(&self, name: &[u8]) -> Option<&[u8]> {
+        self.pairs
+            .iter()
+            .find(|(n, _)| n.as_ref() == name)
+            .map(|(_, v)| v.as_ref())
+    }
+
+    /// The `(name, value)` pairs in the order they were sent.
+    pub fn iter(&self) -> impl ExactSizeIterator<Item = (&[u8], &[u8])> + '_ {
+        self.pairs.iter().map(|(n, v)| (n.as_ref(), v.as_ref()))
+    }
+
+    /// How many bytes the header took on the wire: the length digits, `:`,
+    /// the block and `,`. The parser removed exactly this many bytes from its
+    /// buffer; what follows is the body.
+    pub fn wire_len(&self) -> usize {
+        self.wire_len
+    }
+
+    /// The `(name, value)` pairs in the order they were sent, as shared
+    /// slices of the received block (no copy).
+    pub fn into_pairs(self) -> Vec<(Bytes, Bytes)> {
+        self.pairs
+    }
+}
+
+/// Validates a header block (the netstring's content) and splits it into
+/// pairs. `wire_len` is recorded as is; `strict` rejects a missing or
+/// unexpected `SCGI` marker.
+pub(super) fn parse_block(
+    block: Bytes,
+    wire_len: usize,
+    strict: bool,
+) -> Result<Header, ProtocolError> {
+    let Some((&last, strings)) = block.split_last() else {
+        return Err(ProtocolError::new(
+            Kind::FirstNotContentLength,
+            "empty header block: CONTENT_LENGTH must come first",
+        ));
+    };
+    if last != 0 {
+        return Err(ProtocolError::new(
+            Kind::NotNulTerminated,
+            "header block does not end in NUL",
+        ));
+    }
+
+    // With the final NUL removed, splitting at NUL yields exactly one string
+    // per NUL-terminated string of the block.
+    let mut strings = strings.split(|&b| b == 0);
+    let mut pairs = Vec::new();
+    let mut seen = HashSet::new();
+    let mut content_length = None;
+    let mut marker = Marker::Missing;
+    while let Some(name) = strings.next() {
+        let Some(value) = strings.next() else {
+            return Err(ProtocolError::new(
+                Kind::OddStringCount,
+                "header block holds an odd number of strings",
+            ));
+        };
+        if name.is_empty() {
+            return Err(ProtocolError::new(Kind::EmptyName, "empty header name"));
+        }
+        if content_length.is_none() {
+            if name != CONTENT_LENGTH {
+                return Err(ProtocolError::new(
+                    Kind::FirstNotContentLength,
+                    "first header is not CONTENT_LENGTH",
+                ));
+            }
+            content_length = Some(parse_content_length(value)?);
+        }
+        if !seen.insert(name) {
+            return Err(ProtocolError::new(
+                Kind::DuplicateName,
+                "header name appears twice",
+            ));
+        }
+        if name == SCGI {
+            marker = if value == SCGI_VERSION {
+                Marker::Present
+            } else {
+                Marker::Unexpected
+            };
+        }
+        pairs.push((block.slice_ref(name), block.slice_ref(value)));
+    }
+
+    // The loop ran at least once (the block holds at least one NUL), and its
+    // first round either failed or set the length.
+    let Some(content_length) = content_length else {
+        return Err(ProtocolError::new(
+            Kind::FirstNotContentLength,
+            "first header is not CONTENT_LENGTH",
+        ));
+    };
+    if strict {
+        match marker {
+            Marker::Present => {}
+            Marker::Missing => {
+                return Err(ProtocolError::new(
+                    Kind::MissingMarker,
+                    "no SCGI header (strict mode)",
+                ));
+            }
+            Marker::Unexpected => {
+                return Err(ProtocolError::new(
+                    Kind::InvalidMarker,
+                    "SCGI header is not \"1\" (strict mode)",
+                ));
+            }
+        }
+    }
+    Ok(Header {
+        pairs,
+        content_length,
+        marker,
+        wire_len,
+    })
+}
+
+/// Parses `CONTENT_LENGTH`: one or more ASCII digits (no sign, no spaces),
+/// at most `u64::MAX`.
+fn parse_content_length(value: &[u8]) -> Result<u64, ProtocolError> {
+    if value.is_empty() {
+        return Err(ProtocolError::new(
+            Kind::InvalidContentLength,
+            "CONTENT_LENGTH is empty",
+        ));
+    }
+    value.iter().try_fold(0u64, |n, &b| {
+        if !b.is_ascii_digit() {
+            return Err(ProtocolError::new(
+                Kind::InvalidContentLength,
+                "CONTENT_LENGTH is not ASCII digits",
+            ));
+        }
+        n.checked_mul(10)
+            .and_then(|n| n.checked_add(u64::from(b - b'0')))
+            .ok_or(ProtocolError::new(
+                Kind::InvalidContentLength,
+                "CONTENT_LENGTH does not fit in 64 bits",
+            ))
+    })
+}

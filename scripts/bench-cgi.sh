@@ -1,0 +1,297 @@
+#!/usr/bin/env bash
+# Per-request cost of a CGI program: process start to exit, as a web server
+# pays it for every request. Three programs answer the same GET with
+# "Hello, world!\n", measured side by side in one run:
+#
+#   ours  examples/cgi_hello (gateway_cgi::run), cargo build --release
+#   C     scripts/bench/hello.c, one printf, gcc -O2
+#   Go    scripts/bench/hello_cgi.go, net/http/cgi from Go's standard library
+#
+# Targets: median(ours) / median(C) <= 1.5 and median(ours) / median(Go) < 1.0.
+#
+# Usage: scripts/bench-cgi.sh [--quick] [--help]
+#   RUNS=N        timed runs per program in total (default 1500; 150 with --quick)
+#   ROUNDS=N      hyperfine rounds the runs are split into (default 15; 3 with --quick)
+#   WARMUP=N      untimed runs per program before each round (default 20; 10)
+#   OURS_BIN=P    measure this binary as "ours" instead of building cgi_hello
+#   STRICT=1      exit 1 when a target is missed (default: report only)
+#   KEEP_TMP=1    keep the temporary build dir (hyperfine JSON files are there)
+#   CARGO_TARGET_DIR is honoured by the cargo build, as usual.
+#
+# Needs root (or the tools already present): installs hyperfine, golang-go,
+# gcc, time and python3 with apt-get when one of them is missing.
+set -euo pipefail
+
+die() { echo "bench-cgi: error: $*" >&2; exit 1; }
+say() { echo "bench-cgi: $*" >&2; }
+
+QUICK=0
+for arg in "$@"; do
+    case "$arg" in
+        --quick) QUICK=1 ;;
+        -h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+        *) die "unknown argument '$arg' (try --help)" ;;
+    esac
+done
+
+if [ "$QUICK" = 1 ]; then
+    RUNS=${RUNS:-150} ROUNDS=${ROUNDS:-3} WARMUP=${WARMUP:-10}
+else
+    RUNS=${RUNS:-1500} ROUNDS=${ROUNDS:-15} WARMUP=${WARMUP:-20}
+fi
+for v in RUNS ROUNDS WARMUP; do
+    [[ "${!v}" =~ ^[0-9]+$ ]] || die "$v must be a number, got '${!v}'"
+done
+if [ "$RUNS" -lt 2 ] || [ "$ROUNDS" -lt 1 ]; then die "RUNS must be >= 2 and ROUNDS >= 1"; fi
+PER_ROUND=$(( (RUNS + ROUNDS - 1) / ROUNDS ))
+[ "$PER_ROUND" -ge 2 ] || PER_ROUND=2
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+BENCH_SRC="$ROOT/scripts/bench"
+
+# ---------------------------------------------------------------- tools
+missing=()
+command -v hyperfine >/dev/null || missing+=(hyperfine)
+command -v go >/dev/null || [ -x /usr/lib/go/bin/go ] || missing+=(golang-go)
+command -v gcc >/dev/null || missing+=(gcc)
+[ -x /usr/bin/time ] || missing+=(time)
+command -v python3 >/dev/null || missing+=(python3)
+if [ "${#missing[@]}" -gt 0 ]; then
+    [ "$(id -u)" = 0 ] || die "missing ${missing[*]}; run as root or install them"
+    say "installing ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    if ! apt-get install -y -q "${missing[@]}" >&2; then
+        apt-get update -q >&2 || die "apt-get update failed"
+        apt-get install -y -q "${missing[@]}" >&2 || die "apt-get install ${missing[*]} failed"
+    fi
+fi
+GO=$(command -v go || echo /usr/lib/go/bin/go)
+HYPERFINE=$(command -v hyperfine)
+
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/bench-cgi.XXXXXX")
+if [ "${KEEP_TMP:-0}" = 1 ]; then
+    trap 'say "kept $WORK"' EXIT
+else
+    trap 'rm -rf "$WORK"' EXIT
+fi
+
+# ---------------------------------------------------------------- builds
+if [ -n "${OURS_BIN:-}" ]; then
+    [ -x "$OURS_BIN" ] || die "OURS_BIN=$OURS_BIN is not an executable file"
+    OURS=$(cd "$(dirname "$OURS_BIN")" && pwd)/$(basename "$OURS_BIN")
+    say "ours: using OURS_BIN=$OURS (not building cgi_hello)"
+else
+    say "ours: cargo build --release --example cgi_hello"
+    if ! (cd "$ROOT" && cargo build --release --example cgi_hello \
+            --message-format=json-render-diagnostics) >"$WORK/cargo.json"; then
+        die "cargo build --release --example cgi_hello FAILED (see the messages above); nothing was measured"
+    fi
+    # Ask cargo where it put the binary, so .cargo/config and CARGO_TARGET_DIR both work.
+    OURS=$(python3 - "$WORK/cargo.json" <<'PY'
+import json, sys
+exe = ""
+for line in open(sys.argv[1], encoding="utf-8", errors="replace"):
+    try:
+        msg = json.loads(line)
+    except ValueError:
+        continue
+    if msg.get("reason") == "compiler-artifact" and msg.get("target", {}).get("name") == "cgi_hello":
+        exe = msg.get("executable") or exe
+print(exe)
+PY
+)
+    [ -n "$OURS" ] || OURS="${CARGO_TARGET_DIR:-$ROOT/target}/release/examples/cgi_hello"
+    [ -x "$OURS" ] || die "cargo reported success but $OURS is not there"
+fi
+
+say "C: gcc -O2 scripts/bench/hello.c"
+C_BIN="$WORK/hello_c"
+gcc -O2 -o "$C_BIN" "$BENCH_SRC/hello.c" || die "gcc failed on scripts/bench/hello.c"
+
+say "Go: go build scripts/bench/hello_cgi.go ($("$GO" version | cut -d' ' -f3))"
+GO_DIR="$WORK/go"
+mkdir -p "$GO_DIR/src"
+cp "$BENCH_SRC/hello_cgi.go" "$GO_DIR/src/main.go"
+# Standard library only: a module with no requirements, the proxy switched off
+# so nothing can be downloaded, caches kept inside the temporary dir.
+printf 'module benchcgi\n\ngo 1.18\n' >"$GO_DIR/src/go.mod"
+GO_BIN="$WORK/hello_go"
+(cd "$GO_DIR/src" && env GO111MODULE=on GOFLAGS=-mod=mod GOPROXY=off GOTOOLCHAIN=local \
+    GOTELEMETRY=off GOCACHE="$GO_DIR/cache" GOPATH="$GO_DIR/path" GOENV=off \
+    "$GO" build -o "$GO_BIN" .) || die "go build failed on scripts/bench/hello_cgi.go"
+
+NAMES=(ours C Go)
+BINS=("$OURS" "$C_BIN" "$GO_BIN")
+
+# ---------------------------------------------------------------- environment
+# What Apache (mod_cgi, a GET to /cgi-bin/cgi_hello/hello?name=world) puts in
+# a CGI program's environment; nothing else.
+CGI_ENV=(
+    "GATEWAY_INTERFACE=CGI/1.1"
+    "SERVER_SOFTWARE=Apache/2.4.62 (Debian)"
+    "SERVER_NAME=localhost"
+    "SERVER_ADDR=127.0.0.1"
+    "SERVER_PORT=80"
+    "SERVER_ADMIN=webmaster@localhost"
+    "SERVER_SIGNATURE=<address>Apache/2.4.62 (Debian) Server at localhost Port 80</address>"
+    "SERVER_PROTOCOL=HTTP/1.1"
+    "REMOTE_ADDR=127.0.0.1"
+    "REMOTE_PORT=54321"
+    "REQUEST_METHOD=GET"
+    "REQUEST_SCHEME=http"
+    "REQUEST_URI=/cgi-bin/cgi_hello/hello?name=world"
+    "SCRIPT_NAME=/cgi-bin/cgi_hello"
+    "SCRIPT_FILENAME=/usr/lib/cgi-bin/cgi_hello"
+    "PATH_INFO=/hello"
+    "PATH_TRANSLATED=/var/www/html/hello"
+    "QUERY_STRING=name=world"
+    "DOCUMENT_ROOT=/var/www/html"
+    "CONTEXT_PREFIX=/cgi-bin/"
+    "CONTEXT_DOCUMENT_ROOT=/usr/lib/cgi-bin/"
+    "HTTP_HOST=localhost"
+    "HTTP_USER_AGENT=Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0"
+    "HTTP_ACCEPT=text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"
+    "HTTP_ACCEPT_ENCODING=gzip, deflate, br, zstd"
+    "HTTP_ACCEPT_LANGUAGE=en-US,en;q=0.5"
+    "HTTP_CONNECTION=keep-alive"
+    "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+)
+# Why `env -i "${CGI_ENV[@]}" hyperfine ...` rather than `hyperfine 'env -i ... prog'`:
+# an `env` inside the timed command would add a whole exec (and env's own
+# startup) to every sample, the same for all three, shrinking the ratios we
+# care about. Instead hyperfine itself starts with exactly the CGI variables,
+# once, and with -N (no shell) execs each program directly, so the child
+# inherits that environment and nothing of the caller's (no RUST_BACKTRACE,
+# LANG, proxies...). The one addition is hyperfine's own
+# HYPERFINE_RANDOMIZED_ENVIRONMENT_OFFSET (random padding of a few KiB at most, which
+# averages out stack-alignment luck), drawn the same way for all three.
+# hyperfine gives the child stdin=/dev/null and, by default, stdout=/dev/null.
+cgi_exec() { env -i "${CGI_ENV[@]}" "$@"; }
+
+# ---------------------------------------------------------------- correctness
+# A broken program must not win: each answer has to be a well-formed CGI
+# response carrying the expected body, with exit status 0.
+for i in 0 1 2; do
+    out="$WORK/out.${NAMES[$i]}" err="$WORK/err.${NAMES[$i]}"
+    status=0
+    cgi_exec "${BINS[$i]}" </dev/null >"$out" 2>"$err" || status=$?
+    python3 - "${NAMES[$i]}" "$out" "$status" <<'PY' || die "${NAMES[$i]} (${BINS[$i]}) gave a wrong CGI response"
+import sys
+name, path, status = sys.argv[1], sys.argv[2], int(sys.argv[3])
+data = open(path, "rb").read()
+def bad(why):
+    print(f"bench-cgi: {name}: {why}; output was {data[:300]!r}", file=sys.stderr)
+    sys.exit(1)
+if status != 0:
+    bad(f"exit status {status}")
+ends = [(data.find(sep), sep) for sep in (b"\r\n\r\n", b"\n\n") if data.find(sep) >= 0]
+if not ends:
+    bad("no blank line after the header")
+at, sep = min(ends)
+head, body = data[:at], data[at + len(sep):]
+fields = {}
+for line in head.replace(b"\r\n", b"\n").split(b"\n"):
+    key, colon, value = line.partition(b":")
+    if not colon or not key or key != key.strip():
+        bad(f"malformed header line {line!r}")
+    fields[key.strip().lower()] = value.strip()
+status_field = fields.get(b"status", b"200")
+if not status_field.startswith(b"200"):
+    bad(f"Status {status_field!r}")
+if not fields.get(b"content-type", b"").startswith(b"text/plain"):
+    bad("Content-Type is not text/plain")
+if b"content-length" in fields and fields[b"content-length"] != str(len(body)).encode():
+    bad(f"Content-Length {fields[b'content-length']!r} but body has {len(body)} bytes")
+if body != b"Hello, world!\n":
+    bad(f"body {body!r}")
+PY
+    [ -s "$err" ] && say "warning: ${NAMES[$i]} wrote to stderr: $(head -c 200 "$err")"
+done
+say "all three answer with a correct CGI response"
+
+# ---------------------------------------------------------------- timing
+# The machine is shared and noisy: the runs are split into ROUNDS hyperfine
+# invocations, each with its own warmup, and the order of the programs is
+# rotated from one round to the next, so a burst of load hits all three
+# alike. Many short rounds interleave better than a few long ones. Samples
+# are pooled per program afterwards; the per-round ratios show how noisy the
+# run was, and the ratio of minimums is the figure least touched by load.
+say "timing: $ROUNDS round(s) x $PER_ROUND runs per program, $WARMUP warmup runs each round"
+for ((r = 0; r < ROUNDS; r++)); do
+    args=()
+    for ((k = 0; k < 3; k++)); do
+        i=$(( (r + k) % 3 ))
+        args+=(-n "${NAMES[$i]}" "${BINS[$i]}")
+    done
+    cgi_exec "$HYPERFINE" -N --style basic --warmup "$WARMUP" --runs "$PER_ROUND" \
+        --export-json "$WORK/round$r.json" "${args[@]}" </dev/null >&2 \
+        || die "hyperfine failed in round $r"
+done
+
+# ---------------------------------------------------------------- memory
+# Peak RSS: GNU time reports the child's ru_maxrss (KiB); time itself is the
+# parent and is not counted. Max over a few runs.
+RSS=()
+for i in 0 1 2; do
+    peak=0
+    for _ in 1 2 3 4 5; do
+        cgi_exec /usr/bin/time -f %M -o "$WORK/rss" "${BINS[$i]}" </dev/null >/dev/null 2>&1 \
+            || die "${NAMES[$i]} failed under /usr/bin/time"
+        kib=$(tail -n 1 "$WORK/rss")
+        [ "$kib" -gt "$peak" ] && peak=$kib
+    done
+    RSS+=("$peak")
+done
+
+# ---------------------------------------------------------------- report
+python3 - "$WORK" "$ROUNDS" "${STRICT:-0}" "${RSS[@]}" "${BINS[@]}" <<'PY'
+import json, os, statistics, sys
+work, rounds, strict = sys.argv[1], int(sys.argv[2]), sys.argv[3] == "1"
+rss = dict(zip(("ours", "C", "Go"), sys.argv[4:7]))
+bins = dict(zip(("ours", "C", "Go"), sys.argv[7:10]))
+names = ("ours", "C", "Go")
+times = {n: [] for n in names}
+round_median = {n: [] for n in names}
+for r in range(rounds):
+    with open(os.path.join(work, f"round{r}.json")) as f:
+        for res in json.load(f)["results"]:
+            times[res["command"]] += res["times"]
+            round_median[res["command"]].append(statistics.median(res["times"]))
+ms = lambda s: s * 1e3
+stat = {}
+for n in names:
+    t = sorted(times[n])
+    stat[n] = dict(
+        n=len(t), median=statistics.median(t), mean=statistics.fmean(t), min=t[0],
+        p90=t[min(len(t) - 1, int(0.9 * len(t)))],
+        sd=statistics.stdev(t) if len(t) > 1 else 0.0,
+    )
+print()
+print(f"{'program':<6} {'runs':>6} {'median':>9} {'mean':>9} {'min':>9} {'p90':>9} {'stddev':>9} {'RSS KiB':>8} {'size KiB':>9}")
+for n in names:
+    s = stat[n]
+    size = os.path.getsize(bins[n]) // 1024
+    print(f"{n:<6} {s['n']:>6} {ms(s['median']):>6.3f} ms {ms(s['mean']):>6.3f} ms {ms(s['min']):>6.3f} ms "
+          f"{ms(s['p90']):>6.3f} ms {ms(s['sd']):>6.3f} ms {rss[n]:>8} {size:>9}")
+ours_c = stat["ours"]["median"] / stat["C"]["median"]
+ours_go = stat["ours"]["median"] / stat["Go"]["median"]
+min_c = stat["ours"]["min"] / stat["C"]["min"]
+min_go = stat["ours"]["min"] / stat["Go"]["min"]
+if rounds > 1:
+    rc = [o / c for o, c in zip(round_median["ours"], round_median["C"])]
+    rg = [o / g for o, g in zip(round_median["ours"], round_median["Go"])]
+    print()
+    print("per-round median ratios (spread = noise):")
+    print("  ours/C  " + " ".join(f"{x:.2f}" for x in rc) + f"   (median {statistics.median(rc):.2f})")
+    print("  ours/Go " + " ".join(f"{x:.2f}" for x in rg) + f"   (median {statistics.median(rg):.2f})")
+print(f"ratio of minimums: ours/C {min_c:.2f}  ours/Go {min_go:.2f}")
+print()
+print(f"ours binary: {bins['ours']}")
+print(f"cgi_hello median {ms(stat['ours']['median']):.3f} ms | C {ms(stat['C']['median']):.3f} ms | "
+      f"Go {ms(stat['Go']['median']):.3f} ms | ours/C {ours_c:.2f} | ours/Go {ours_go:.2f} | "
+      f"RSS KiB ours {rss['ours']} C {rss['C']} Go {rss['Go']}")
+ok_c, ok_go = ours_c <= 1.5, ours_go < 1.0
+print(f"{'PASS' if ok_c else 'MISS'} ours/C {ours_c:.2f} (target <= 1.5)")
+print(f"{'PASS' if ok_go else 'MISS'} ours/Go {ours_go:.2f} (target < 1.0)")
+sys.exit(1 if strict and not (ok_c and ok_go) else 0)
+PY
