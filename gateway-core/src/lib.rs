@@ -62,6 +62,8 @@ mod info;
 mod limits;
 mod pipeline;
 pub mod request;
+#[cfg(feature = "server")]
+pub mod server;
 
 pub use body::Body;
 pub use environ::{Environ, InvalidContentLength};

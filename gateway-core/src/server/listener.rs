@@ -1,0 +1,237 @@
+//! Listeners and accepted streams: TCP, Unix sockets, and the socket on fd 0.
+
+use std::fmt;
+use std::io;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
+
+/// How a Unix socket is created.
+#[derive(Debug, Clone, Default)]
+pub struct UnixOptions {
+    mode: Option<u32>,
+    remove_stale: bool,
+}
+
+impl UnixOptions {
+    /// The defaults: the process umask decides the mode; an existing file at
+    /// the path is an error.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Sets the socket file's permission bits (e.g. `0o660`, so that only
+    /// the web server's group can connect).
+    pub fn mode(&mut self, mode: u32) -> &mut Self {
+        self.mode = Some(mode);
+        self
+    }
+
+    /// Removes a stale socket file left at the path by an earlier run
+    /// (only if it is a socket).
+    pub fn remove_stale(&mut self, yes: bool) -> &mut Self {
+        self.remove_stale = yes;
+        self
+    }
+}
+
+/// A listening socket.
+pub enum Listener {
+    /// TCP.
+    Tcp(TcpListener),
+    /// A Unix domain socket, with the path it was bound to (removed on drop
+    /// when we created it).
+    Unix(UnixListener, Option<PathBuf>),
+}
+
+impl fmt::Debug for Listener {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Listener::Tcp(l) => f.debug_tuple("Tcp").field(&l.local_addr().ok()).finish(),
+            Listener::Unix(_, p) => f.debug_tuple("Unix").field(p).finish(),
+        }
+    }
+}
+
+impl Listener {
+    /// Binds `addr`: `HOST:PORT` for TCP, `unix:PATH` for a Unix socket
+    /// (stale socket files are removed).
+    pub async fn bind(addr: &str) -> io::Result<Self> {
+        match addr.strip_prefix("unix:") {
+            Some(path) => Self::bind_unix(path, UnixOptions::new().remove_stale(true)),
+            None => Ok(Listener::Tcp(TcpListener::bind(addr).await?)),
+        }
+    }
+
+    /// Binds a Unix socket at `path`.
+    pub fn bind_unix(path: impl AsRef<Path>, opts: &UnixOptions) -> io::Result<Self> {
+        use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+        let path = path.as_ref();
+        if opts.remove_stale
+            && let Ok(meta) = std::fs::symlink_metadata(path)
+            && meta.file_type().is_socket()
+        {
+            std::fs::remove_file(path)?;
+        }
+        let listener = UnixListener::bind(path)?;
+        if let Some(mode) = opts.mode {
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))?;
+        }
+        Ok(Listener::Unix(listener, Some(path.to_path_buf())))
+    }
+
+    /// The listening socket on file descriptor 0, if there is one (FastCGI's
+    /// `FCGI_LISTENSOCK_FILENO`: lighttpd's `bin-path` and `spawn-fcgi` start
+    /// the application with it, CHECKLIST F1). `Ok(None)` when fd 0 is not
+    /// a listening socket (a terminal, a pipe, /dev/null). Must be called
+    /// inside a tokio runtime.
+    pub fn from_stdin() -> io::Result<Option<Self>> {
+        use std::os::fd::AsFd;
+        let Ok(fd) = io::stdin().as_fd().try_clone_to_owned() else {
+            return Ok(None);
+        };
+        let sock = socket2::Socket::from(fd);
+        // Not a socket, or not listening: leave it alone.
+        if !matches!(sock.is_listener(), Ok(true)) {
+            return Ok(None);
+        }
+        sock.set_nonblocking(true)?;
+        let is_unix = sock.local_addr()?.is_unix();
+        let fd = std::os::fd::OwnedFd::from(sock);
+        if is_unix {
+            let std = std::os::unix::net::UnixListener::from(fd);
+            Ok(Some(Listener::Unix(UnixListener::from_std(std)?, None)))
+        } else {
+            let std = std::net::TcpListener::from(fd);
+            Ok(Some(Listener::Tcp(TcpListener::from_std(std)?)))
+        }
+    }
+
+    /// The local address, as text (`127.0.0.1:9000`, `unix:/run/app.sock`).
+    pub fn local_addr_string(&self) -> String {
+        match self {
+            Listener::Tcp(l) => l
+                .local_addr()
+                .map_or_else(|_| "tcp:?".to_owned(), |a| a.to_string()),
+            Listener::Unix(l, p) => match (p, l.local_addr()) {
+                (Some(p), _) => format!("unix:{}", p.display()),
+                (None, Ok(a)) => a.as_pathname().map_or_else(
+                    || "unix:(unnamed)".to_owned(),
+                    |p| format!("unix:{}", p.display()),
+                ),
+                (None, Err(_)) => "unix:?".to_owned(),
+            },
+        }
+    }
+
+    /// The TCP address, if this is a TCP listener.
+    pub fn tcp_addr(&self) -> Option<SocketAddr> {
+        match self {
+            Listener::Tcp(l) => l.local_addr().ok(),
+            Listener::Unix(..) => None,
+        }
+    }
+
+    /// Accepts one connection: the stream and, for TCP, the peer's address.
+    pub async fn accept(&self) -> io::Result<(Stream, Option<SocketAddr>)> {
+        match self {
+            Listener::Tcp(l) => {
+                let (s, peer) = l.accept().await?;
+                // A whole small response in one segment, no Nagle delay
+                // (flup loses 44 ms a request to Nagle + delayed ACK).
+                let _ = s.set_nodelay(true);
+                Ok((Stream::Tcp(s), Some(peer)))
+            }
+            Listener::Unix(l, _) => {
+                let (s, _) = l.accept().await?;
+                Ok((Stream::Unix(s), None))
+            }
+        }
+    }
+}
+
+impl Drop for Listener {
+    fn drop(&mut self) {
+        if let Listener::Unix(_, Some(path)) = self {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
+/// An accepted connection.
+#[derive(Debug)]
+pub enum Stream {
+    /// TCP.
+    Tcp(TcpStream),
+    /// A Unix domain socket.
+    Unix(UnixStream),
+}
+
+impl Stream {
+    /// The local address, for TCP.
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        match self {
+            Stream::Tcp(s) => s.local_addr().ok(),
+            Stream::Unix(_) => None,
+        }
+    }
+}
+
+impl AsyncRead for Stream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Tcp(s) => Pin::new(s).poll_read(cx, buf),
+            Stream::Unix(s) => Pin::new(s).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Stream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Stream::Tcp(s) => Pin::new(s).poll_write(cx, buf),
+            Stream::Unix(s) => Pin::new(s).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Stream::Tcp(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+            Stream::Unix(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        true
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Tcp(s) => Pin::new(s).poll_flush(cx),
+            Stream::Unix(s) => Pin::new(s).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Tcp(s) => Pin::new(s).poll_shutdown(cx),
+            Stream::Unix(s) => Pin::new(s).poll_shutdown(cx),
+        }
+    }
+}
