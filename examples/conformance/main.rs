@@ -5,6 +5,9 @@
 //! conformance                 # with GATEWAY_INTERFACE set: one CGI request
 //! conformance iis-cgi         # one CGI request as IIS sends it
 //! conformance nph             # one NPH CGI request
+//! conformance fastcgi ADDR    # FastCGI server (ADDR = HOST:PORT, unix:PATH, or none for fd 0)
+//! conformance scgi ADDR       # SCGI server (HOST:PORT or unix:PATH)
+//! conformance http ADDR       # HTTP server (HOST:PORT or unix:PATH)
 //! ```
 //!
 //! The routes are listed in `gateway_test::conformance`. `/file` serves from
@@ -14,6 +17,10 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use gateway_test::conformance::Conformance;
+
+mod fastcgi;
+mod http;
+mod scgi;
 
 fn files_dir() -> PathBuf {
     std::env::var_os("CONFORMANCE_FILES")
@@ -28,7 +35,7 @@ fn files_dir() -> PathBuf {
 
 fn usage() -> ExitCode {
     eprintln!(
-        "usage: conformance [iis-cgi | nph]\n\
+        "usage: conformance [cgi | iis-cgi | nph | fastcgi [ADDR] | scgi ADDR | http ADDR]\n\
          With GATEWAY_INTERFACE set and no argument, serves one CGI request."
     );
     ExitCode::from(2)
@@ -37,7 +44,11 @@ fn usage() -> ExitCode {
 fn main() -> ExitCode {
     let app = Conformance::new(files_dir());
     let mode = std::env::args().nth(1);
+    let addr = std::env::args().nth(2);
     match mode.as_deref() {
+        Some("fastcgi") => fastcgi::run(addr.as_deref(), app),
+        Some("scgi") => scgi::run(addr.as_deref(), app),
+        Some("http") => http::run(addr.as_deref(), app),
         Some("iis-cgi") => gateway_cgi::Cgi::iis().run(app),
         Some("nph") => gateway_cgi::Cgi::nph().run(app),
         Some("cgi") => gateway_cgi::run(app),

@@ -1,0 +1,1 @@
+//! Origin HTTP server (in progress).
