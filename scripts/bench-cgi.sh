@@ -13,6 +13,11 @@
 #   RUNS=N        timed runs per program in total (default 1500; 150 with --quick)
 #   ROUNDS=N      hyperfine rounds the runs are split into (default 15; 3 with --quick)
 #   WARMUP=N      untimed runs per program before each round (default 20; 10)
+#   LINK=static   (default) build ours statically linked, the recommended build
+#                 for CGI programs: RUSTFLAGS="-C target-feature=+crt-static"
+#                 cargo build --release --target <host triple> (start-up skips
+#                 the dynamic loader, as a C program linked statically would)
+#   LINK=dynamic  build ours the default way (dynamically linked to libc)
 #   OURS_BIN=P    measure this binary as "ours" instead of building cgi_hello
 #   STRICT=1      exit 1 when a target is missed (default: report only)
 #   KEEP_TMP=1    keep the temporary build dir (hyperfine JSON files are there)
@@ -81,9 +86,21 @@ if [ -n "${OURS_BIN:-}" ]; then
     OURS=$(cd "$(dirname "$OURS_BIN")" && pwd)/$(basename "$OURS_BIN")
     say "ours: using OURS_BIN=$OURS (not building cgi_hello)"
 else
-    say "ours: cargo build --release --example cgi_hello"
-    if ! (cd "$ROOT" && cargo build --release --example cgi_hello \
-            --message-format=json-render-diagnostics) >"$WORK/cargo.json"; then
+    LINK=${LINK:-static}
+    BUILD_ARGS=(build --release --example cgi_hello --message-format=json-render-diagnostics)
+    case "$LINK" in
+        static)
+            HOST=$(rustc -vV | sed -n 's/^host: //p')
+            BUILD_ARGS+=(--target "$HOST")
+            # With an explicit --target, RUSTFLAGS reach only the target
+            # crates, not build scripts or proc-macros.
+            export RUSTFLAGS="${RUSTFLAGS:-} -C target-feature=+crt-static"
+            ;;
+        dynamic) ;;
+        *) die "LINK must be static or dynamic, got '$LINK'" ;;
+    esac
+    say "ours: cargo ${BUILD_ARGS[*]} (LINK=$LINK)"
+    if ! (cd "$ROOT" && cargo "${BUILD_ARGS[@]}") >"$WORK/cargo.json"; then
         die "cargo build --release --example cgi_hello FAILED (see the messages above); nothing was measured"
     fi
     # Ask cargo where it put the binary, so .cargo/config and CARGO_TARGET_DIR both work.
