@@ -33,8 +33,8 @@ pub struct ResponseHead<'a> {
 
 /// A backend: how one protocol moves a request in and a response out.
 ///
-/// This is the I/O half of wsgiref's `BaseHandler`; the [`Handler`]
-/// (crate::Handler) is the rest. The required methods are wsgiref's abstract
+/// This is the I/O half of wsgiref's `BaseHandler`; the
+/// [`Handler`](crate::Handler) is the rest. The required methods are wsgiref's abstract
 /// ones (`_write`, `_flush`, `get_stdin`, `get_stderr`, `add_cgi_vars`,
 /// CHECKLIST C4); the provided ones have defaults a backend overrides as
 /// needed (`origin_server`, the `wsgi.*` flags, head emission, `sendfile`).

@@ -10,8 +10,8 @@ use tokio::sync::watch;
 ///
 /// Cheap to clone. [`trigger`](Shutdown::trigger) makes the accept loop stop
 /// accepting and every [`Watch`] report [`stopping`](Watch::stopping);
-/// connections finish their in-flight request and close. [`serve`]
-/// (super::serve) then waits for them up to the
+/// connections finish their in-flight request and close.
+/// [`serve`](super::serve) then waits for them up to the
 /// [deadline](Shutdown::deadline).
 #[derive(Debug, Clone)]
 pub struct Shutdown {
