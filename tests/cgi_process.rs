@@ -221,3 +221,34 @@ fn b6_bad_content_length() {
     assert!(r.stdout.starts_with(b"Status: 400 Bad Request\r\n"));
     assert_eq!(r.code, Some(0));
 }
+
+/// A program that writes a large response before reading a large body must
+/// not deadlock against a web server that writes the whole body first (as
+/// Apache and fcgiwrap do, and as this test does): the gateway reads the
+/// body ahead once the response passes a pipe's worth.
+#[test]
+fn large_response_before_reading_large_body_does_not_deadlock() {
+    let body = vec![b'b'; 3 << 20];
+    let len = body.len().to_string();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let r = cgi(
+            &[],
+            &[
+                ("REQUEST_METHOD", b"POST"),
+                ("PATH_INFO", b"/bytes"),
+                ("QUERY_STRING", b"n=1000000"),
+                ("CONTENT_LENGTH", len.as_bytes()),
+            ],
+            &body,
+        );
+        let _ = tx.send(r);
+    });
+    let r = rx
+        .recv_timeout(std::time::Duration::from_secs(60))
+        .expect("the CGI program and its client deadlocked");
+    let (head, got) = split(&r.stdout);
+    assert!(head.contains("Content-Length: 1000000"), "{head}");
+    assert_eq!(got.len(), 1_000_000);
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
+}

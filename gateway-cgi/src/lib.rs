@@ -38,10 +38,12 @@
 //! away from build scripts and proc-macros). The repository's
 //! `scripts/bench-cgi.sh` measures it against a C and a Go CGI program.
 //!
-//! A CGI program should read the request body before it writes a large
-//! response: Apache and fcgiwrap write the whole body to the program before
-//! reading its output, so a program that streams a large answer while
-//! reading a large body waits on a full pipe until the server times out.
+//! Apache and fcgiwrap write the whole request body to the program before
+//! they read its output. So that a program which streams a large answer
+//! while it reads a large body cannot deadlock against them, once the
+//! response passes 8 KiB with body bytes still unread, the rest of the body
+//! is read ahead (into memory up to 1 MiB, then an unlinked temporary file)
+//! and the application reads it from there.
 //!
 //! ## Modes
 //!
@@ -72,6 +74,7 @@
 
 mod environ;
 mod process;
+mod stdin;
 
 use std::io;
 use std::process::ExitCode;

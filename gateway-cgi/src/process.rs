@@ -1,19 +1,17 @@
 //! The CGI backend over this process's stdin, stdout, stderr and environment.
 
 use std::fs::File;
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::os::fd::AsFd;
-use std::pin::Pin;
-use std::task::{Context, Poll};
 
 use bytes::{Bytes, BytesMut};
 use gateway_core::{
     Body, Environ, ErrorStream, FileRegion, Gateway, HeadFormat, Protocol, ResponseHead, head,
 };
 use http::{HeaderValue, Version};
-use http_body::{Frame, SizeHint};
 
 use crate::environ::{fix_iis_path_info, read_environ};
+use crate::stdin::{SPILL_AFTER, Stdin};
 
 /// Which flavour of CGI a [`ProcessGateway`] speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,6 +33,10 @@ pub(crate) enum Mode {
 pub struct ProcessGateway {
     stdout: File,
     stdin: Option<File>,
+    /// The body, once handed out, while bytes of it may be unread.
+    body: Option<Stdin>,
+    /// Response bytes written so far.
+    written: u64,
     mode: Mode,
 }
 
@@ -51,6 +53,8 @@ impl ProcessGateway {
         Ok(Self {
             stdout,
             stdin,
+            body: None,
+            written: 0,
             mode,
         })
     }
@@ -58,6 +62,15 @@ impl ProcessGateway {
 
 impl Gateway for ProcessGateway {
     async fn write(&mut self, data: Bytes) -> io::Result<()> {
+        // A response past a pipe's worth while the body is unread: read the
+        // body ahead first, or the web server and we could wait on each
+        // other (see the stdin module).
+        self.written += data.len() as u64;
+        if self.written > SPILL_AFTER
+            && let Some(body) = self.body.take()
+        {
+            body.read_ahead();
+        }
         // CGI has one request and nothing else to do: a blocking write is the
         // cheapest correct thing.
         self.stdout.write_all(&data)
@@ -70,7 +83,11 @@ impl Gateway for ProcessGateway {
     fn stdin(&mut self, environ: &Environ) -> Body {
         // G3: read at most CONTENT_LENGTH bytes; unset or empty means no body.
         match (environ.content_length().ok().flatten(), self.stdin.take()) {
-            (Some(n), Some(file)) if n > 0 => Body::new(StdinBody { file, remaining: n }),
+            (Some(n), Some(file)) if n > 0 => {
+                let stdin = Stdin::new(file, n);
+                self.body = Some(stdin.clone());
+                Body::new(stdin.body(n))
+            }
             _ => Body::empty(),
         }
     }
@@ -144,57 +161,5 @@ impl Gateway for ProcessGateway {
     async fn sendfile(&mut self, file: &FileRegion) -> io::Result<bool> {
         file.copy_to(&mut self.stdout)?;
         Ok(true)
-    }
-}
-
-/// The request body: at most `CONTENT_LENGTH` bytes of stdin, read with
-/// blocking reads (the process serves this one request).
-struct StdinBody {
-    file: File,
-    remaining: u64,
-}
-
-impl http_body::Body for StdinBody {
-    type Data = Bytes;
-    type Error = io::Error;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        _cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
-        if self.remaining == 0 {
-            return Poll::Ready(None);
-        }
-        let want = self.remaining.min(64 * 1024) as usize;
-        let mut buf = vec![0u8; want];
-        let n = loop {
-            match self.file.read(&mut buf) {
-                Ok(n) => break n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => {
-                    self.remaining = 0;
-                    return Poll::Ready(Some(Err(e)));
-                }
-            }
-        };
-        if n == 0 {
-            // G3/B5: the client went away before CONTENT_LENGTH bytes.
-            self.remaining = 0;
-            return Poll::Ready(Some(Err(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                "request body ended before CONTENT_LENGTH bytes",
-            ))));
-        }
-        buf.truncate(n);
-        self.remaining -= n as u64;
-        Poll::Ready(Some(Ok(Frame::data(Bytes::from(buf)))))
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.remaining == 0
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        SizeHint::with_exact(self.remaining)
     }
 }
