@@ -4,9 +4,19 @@ use std::process::ExitCode;
 
 use gateway_test::conformance::Conformance;
 
-/// Serves `app` over FastCGI on `addr`.
+/// Serves `app` over FastCGI on `addr` (`HOST:PORT`, `unix:PATH`, or none for
+/// the listening socket on file descriptor 0, as lighttpd's `bin-path`
+/// passes it) until SIGTERM or SIGINT. `FCGI_MPXS_CONNS=1` in the
+/// environment turns on multiplexing.
 pub(crate) fn run(addr: Option<&str>, app: Conformance) -> ExitCode {
-    let _ = (addr, app);
-    eprintln!("conformance: the fastcgi mode is not available in this build");
-    ExitCode::from(2)
+    let ready = |listening: &str| eprintln!("conformance: FastCGI on {listening}");
+    let mut server = gateway_fastcgi::Server::new(app);
+    server.multiplex(std::env::var("FCGI_MPXS_CONNS").is_ok_and(|v| v == "1"));
+    match server.run(addr, ready) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("conformance fastcgi: {}: {e}", addr.unwrap_or("fd 0"));
+            ExitCode::FAILURE
+        }
+    }
 }

@@ -64,6 +64,7 @@ mod pipeline;
 pub mod request;
 #[cfg(feature = "server")]
 pub mod server;
+pub mod validate;
 
 pub use body::Body;
 pub use environ::{Environ, InvalidContentLength};

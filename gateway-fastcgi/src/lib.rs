@@ -6,9 +6,29 @@
 //! `tower::Service` over `http` types, an axum `Router` included, can answer
 //! them with the handler semantics of `gateway-core`.
 //!
-//! # What this version provides
+//! # Serving
 //!
-//! The protocol layer, in [`proto`], free of I/O:
+//! ```no_run
+//! # async fn run() -> std::io::Result<()> {
+//! let app = tower::service_fn(|_req: http::Request<gateway_core::Body>| async {
+//!     Ok::<_, std::convert::Infallible>(http::Response::new(String::from("hello\n")))
+//! });
+//! gateway_fastcgi::serve("127.0.0.1:9000", app).await
+//! # }
+//! ```
+//!
+//! [`Server`] configures the rest (multiplexing, capacity, where the error
+//! stream goes, the web server allow-list, the shutdown, the handler with
+//! its limits). Each request runs [`gateway_core::Handler::run`] on its own
+//! task once its parameters have arrived; its body streams from
+//! `FCGI_STDIN` with bounded buffering; its response leaves as `FCGI_STDOUT`
+//! records through one writer per connection. `FCGI_ABORT_REQUEST` and a
+//! closed connection cancel the application; a response that fails after
+//! its head resets the connection, so the web server shows it truncated.
+//!
+//! # The protocol layer
+//!
+//! In [`proto`], free of I/O:
 //!
 //! - records: the spec's constants, the header, a decoder that accepts input
 //!   split anywhere and skips padding, and encoders that write each record
@@ -21,20 +41,26 @@
 //! - the output encoder for one request's response;
 //! - a [`tokio_util::codec`] adapter, [`codec::RecordCodec`].
 //!
-//! The connection driver and the server (listeners, running the application
-//! through `gateway-core`) build on this layer and on `gateway-core`.
-//!
 //! # Defaults and limits
 //!
-//! [`proto::Config`] defaults to what libfcgi reports to `FCGI_GET_VALUES`
-//! (one connection, one request, no multiplexing), and caps one request's
+//! [`proto::Config`] on its own defaults to what libfcgi reports to
+//! `FCGI_GET_VALUES` (one connection, one request, no multiplexing); the
+//! [`Server`] fills it from its own configuration. It caps one request's
 //! parameters at 1 MiB and 4096 pairs. A record is at most
 //! [`proto::MAX_RECORD_LEN`] bytes, so the decoder never buffers more than
 //! that. Any protocol violation is reported as a [`proto::ProtocolError`]
 //! and means the connection must be closed.
 
 pub mod codec;
+mod conn;
 mod error;
+mod gateway;
+mod input;
 pub mod proto;
+mod server;
+mod writer;
 
 pub use error::Error;
+pub use gateway::ErrorOutput;
+pub use input::FilterData;
+pub use server::{Server, listen, parse_web_server_addrs, serve};

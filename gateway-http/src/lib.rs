@@ -1,1 +1,82 @@
-//! Origin HTTP server (in progress).
+//! # gateway-http
+//!
+//! An origin HTTP server for any `tower::Service` over `http` types (an axum
+//! `Router` runs unchanged), built on hyper 1.x: HTTP/1.1 with keep-alive
+//! and pipelining, chunked bodies both ways, `Expect: 100-continue`, and
+//! HTTP/2 with prior knowledge. Every request goes through the same
+//! [`gateway_core::Handler`] as the CGI, FastCGI and SCGI backends: the
+//! environ is derived from the request the way Python's wsgiref
+//! `simple_server` does (`SCRIPT_NAME` empty, `PATH_INFO` percent-decoded,
+//! `HTTP_*` with repeated fields joined by `,`), the response goes through
+//! the core's pipeline (head checks, Content-Length rules, error page) and
+//! hyper writes it.
+//!
+//! ## Getting started
+//!
+//! ```no_run
+//! # async fn run() -> std::io::Result<()> {
+//! let app = tower::service_fn(|_req: http::Request<gateway_core::Body>| async {
+//!     Ok::<_, std::convert::Infallible>(http::Response::new("Hello, world!\n".to_string()))
+//! });
+//! gateway_http::serve("127.0.0.1:8000", app).await
+//! # }
+//! ```
+//!
+//! [`Server`] configures limits, the handler, HTTP/2 and shutdown; it serves
+//! on any [`gateway_core::server::Listener`] (TCP or a Unix socket).
+//!
+//! ## Behaviour
+//!
+//! - The head: hyper writes the status line and adds `Date` (unless the
+//!   application gave one), so the header order is `Server`, the
+//!   application's headers, then `Date` (wsgiref puts `Date` first).
+//! - A response that fails after its head (a body error, a body shorter
+//!   than its Content-Length) ends the connection without a clean end: no
+//!   chunked terminator, a short body, or an HTTP/2 stream reset, so the
+//!   client sees truncation.
+//! - `HEAD`: no body bytes; the application's Content-Length is kept.
+//! - The handler runs in the connection's task (no task per request): first
+//!   until the head is ready, then as hyper reads the response body. A
+//!   client that goes away drops the body, and with it the application's
+//!   future.
+//! - Bad requests are answered by hyper before the application runs: a
+//!   request target over 65534 bytes gets 414, a head over `max_head_len`
+//!   or too many headers 431, raw non-ASCII bytes in the target,
+//!   Content-Length with Transfer-Encoding, duplicate Content-Lengths and
+//!   obs-fold 400; the connection is then closed.
+//! - Header names with `_` are left out of the environ (as `simple_server`
+//!   does); the application still gets every header, repeated ones
+//!   separate, in the request's `HeaderMap`.
+//!
+//! Limits and timeouts: see [`Server`].
+
+mod body;
+mod conn;
+mod gateway;
+mod server;
+
+pub use server::{SERVER_SOFTWARE, Server};
+
+use bytes::Buf;
+use gateway_core::server::{Listener, Shutdown, signal};
+use gateway_core::{Body, BoxError};
+use http::{Request, Response};
+use tower::Service;
+
+/// Serves `app` on `addr` (`HOST:PORT` or `unix:PATH`) with the defaults,
+/// until SIGTERM or SIGINT; in-flight requests then get the shutdown's
+/// deadline to finish.
+pub async fn serve<S, B>(addr: &str, app: S) -> std::io::Result<()>
+where
+    S: Service<Request<Body>, Response = Response<B>> + Clone + Send + Sync + 'static,
+    S::Future: Send,
+    S::Error: Into<BoxError> + Send,
+    B: http_body::Body + Send + 'static,
+    B::Data: Buf + Send,
+    B::Error: Into<BoxError> + Send,
+{
+    let listener = Listener::bind(addr).await?;
+    let shutdown = Shutdown::new();
+    shutdown.trigger_on(signal());
+    Server::new().shutdown(shutdown).serve(listener, app).await
+}

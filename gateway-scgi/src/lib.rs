@@ -7,16 +7,64 @@
 //! body, reads a CGI-style response, and the application server closes the
 //! connection.
 //!
-//! This version provides the protocol layer:
+//! ## Getting started
+//!
+//! ```no_run
+//! # async fn doc() -> std::io::Result<()> {
+//! let app = tower::service_fn(|_req: http::Request<gateway_core::Body>| async {
+//!     Ok::<_, std::convert::Infallible>(http::Response::new("Hello, world!\n".to_string()))
+//! });
+//! gateway_scgi::serve("127.0.0.1:4000", app).await
+//! # }
+//! ```
+//!
+//! and in nginx: `location / { include scgi_params; scgi_pass 127.0.0.1:4000; }`
+//! (complete configurations for nginx, Apache and lighttpd are in the
+//! repository's `examples/webservers/scgi/`). [`Server`] configures limits,
+//! the core handler, strictness and shutdown; it serves TCP, Unix sockets
+//! (`unix:PATH`) and the listening socket on file descriptor 0.
+//!
+//! ## How a connection is served
+//!
+//! One request per connection, as the protocol defines:
+//!
+//! 1. the netstring header is read within `head_read_timeout`, capped at
+//!    `max_head_len`; its pairs become the environ, raw and in order;
+//! 2. the application runs through [`gateway_core::Handler`], which builds
+//!    the request, applies the error policy and writes the response in CGI
+//!    form (`Status: 200 OK`, headers, body) — nginx, Apache and lighttpd
+//!    all parse that form;
+//! 3. the body is streamed to the application from the socket, exactly
+//!    `CONTENT_LENGTH` bytes, each read within `body_read_timeout`; a body
+//!    cut short is a body error for the application, never a short body;
+//! 4. the server ends its side and reads what the web server still sends
+//!    (a body the application did not read) for up to two seconds before it
+//!    closes, so the web server never sees a reset that could destroy the
+//!    response.
+//!
+//! A malformed header is answered `Status: 400 Bad Request` and the
+//! connection closed; a truncated header, a timeout or a read error close
+//! it silently (all logged at debug level). A response that fails after its
+//! head resets the connection, so the web server passes the failure on
+//! (it drops the client connection) instead of ending the body normally.
+//!
+//! ## Limits and defaults
+//!
+//! | limit ([`gateway_core::Limits`]) | default | effect |
+//! |---|---|---|
+//! | `max_head_len` | 64 KiB | a longer header block is answered 400 |
+//! | `head_read_timeout` | 30 s | the whole header; then the connection closes |
+//! | `body_read_timeout` | 60 s | each body read; then the body fails |
+//! | `write_timeout` | 60 s | each response write |
+//! | `max_connections` | 1024 | more wait in the listen backlog |
+//! | `max_body_len` | none | a larger `CONTENT_LENGTH` is answered 413 |
+//!
+//! ## Protocol layer
 //!
 //! - [`proto`]: the sans-I/O request-header parser ([`proto::HeaderParser`])
 //!   with its limits and strictness ([`proto::Config`]);
 //! - [`codec`]: a `tokio_util` decoder yielding the header, then the body up
 //!   to `CONTENT_LENGTH`, then the end of the request.
-//!
-//! The server itself (accepting connections and running the application
-//! through the handler of `gateway-core`, which also writes the response in
-//! CGI form) builds on these.
 //!
 //! ```
 //! use bytes::BytesMut;
@@ -36,7 +84,14 @@
 //! ```
 
 pub mod codec;
+mod connection;
 mod error;
+mod gateway;
+mod input;
 pub mod proto;
+mod server;
 
 pub use error::Error;
+pub use gateway_core::server::{Listener, Shutdown};
+pub use gateway_core::{Body, Handler, Limits};
+pub use server::{Server, serve};

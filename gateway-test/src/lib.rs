@@ -8,5 +8,8 @@
 //!   what came over the wire, truncation included.
 
 pub mod conformance;
+pub mod frontend_fastcgi;
+pub mod frontend_http;
+pub mod frontend_scgi;
 pub mod http_client;
 pub mod webserver;

@@ -32,7 +32,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 use std::time::Duration;
 
-mod process;
+pub mod process;
 mod template;
 
 pub use template::{render, templates_dir};

@@ -15,7 +15,7 @@ pub(crate) const SERVER_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/
 
 /// Finds `name` in `PATH` or the system binary directories (which a
 /// non-root `PATH` often lacks). The error names the Debian package.
-pub(crate) fn find_binary(name: &str, package: &str) -> io::Result<PathBuf> {
+pub fn find_binary(name: &str, package: &str) -> io::Result<PathBuf> {
     let path = std::env::var_os("PATH").unwrap_or_default();
     let dirs = std::env::split_paths(&path).chain(std::env::split_paths(SERVER_PATH));
     for dir in dirs {
@@ -43,7 +43,7 @@ fn is_executable(path: &Path) -> bool {
 /// It is world-writable (with the sticky bit) because servers that drop
 /// privileges open logs and sockets in it after they have become the
 /// unprivileged user. It gets an empty `htdocs/` and a world-writable `tmp/`.
-pub(crate) fn make_rundir(label: &str) -> io::Result<PathBuf> {
+pub fn make_rundir(label: &str) -> io::Result<PathBuf> {
     static COUNTER: AtomicU32 = AtomicU32::new(0);
     let base = std::env::temp_dir();
     for _ in 0..100 {
@@ -73,7 +73,7 @@ pub(crate) fn make_rundir(label: &str) -> io::Result<PathBuf> {
 }
 
 /// A loopback port that was free a moment ago.
-pub(crate) fn free_port() -> io::Result<u16> {
+pub fn free_port() -> io::Result<u16> {
     let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?;
     Ok(listener.local_addr()?.port())
 }
@@ -118,7 +118,7 @@ pub(crate) fn copy_program(program: &Path, rundir: &Path) -> io::Result<PathBuf>
 
 /// Starts `command` in its own process group, with a clean environment
 /// (only `PATH`) and its output appended to `<rundir>/<label>.out`.
-pub(crate) fn spawn(mut command: Command, rundir: &Path, label: &str) -> io::Result<Child> {
+pub fn spawn(mut command: Command, rundir: &Path, label: &str) -> io::Result<Child> {
     let out = File::options()
         .create(true)
         .append(true)
@@ -138,7 +138,7 @@ pub(crate) fn spawn(mut command: Command, rundir: &Path, label: &str) -> io::Res
 
 /// Waits until `ready` holds, polling; fails if `child` exits first or the
 /// deadline passes. `what` describes the wait in the error.
-pub(crate) fn wait_until(
+pub fn wait_until(
     child: &mut Child,
     timeout: Duration,
     what: &str,
@@ -163,14 +163,14 @@ pub(crate) fn wait_until(
 }
 
 /// Whether something accepts connections on `addr`.
-pub(crate) fn accepts(addr: SocketAddr) -> bool {
+pub fn accepts(addr: SocketAddr) -> bool {
     TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok()
 }
 
 /// Stops `child` and everything in its process group: SIGTERM, up to
 /// `grace` to exit, then SIGKILL. Leftover group members (workers whose
 /// parent died) get SIGKILL too.
-pub(crate) fn stop(child: &mut Child, grace: Duration) {
+pub fn stop(child: &mut Child, grace: Duration) {
     let pgid = child.id();
     if matches!(child.try_wait(), Ok(None)) {
         signal_group(pgid, "TERM");

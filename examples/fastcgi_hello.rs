@@ -1,0 +1,67 @@
+//! The smallest FastCGI server: answers every request with `Hello, world!`.
+//!
+//! ```text
+//! cargo run --example fastcgi_hello                   # 127.0.0.1:9000
+//! cargo run --example fastcgi_hello 127.0.0.1:9001
+//! cargo run --example fastcgi_hello unix:/run/app.sock
+//! spawn-fcgi -p 9000 -- target/debug/examples/fastcgi_hello -   # socket on fd 0
+//! ```
+//!
+//! Started with a listening socket on file descriptor 0 (lighttpd's
+//! `bin-path`, `spawn-fcgi`) and no argument, it serves on that socket.
+//! On start it prints where it listens and an nginx snippet that passes
+//! requests to it; `examples/webservers/fastcgi/` has complete
+//! configurations for nginx, Apache and lighttpd. Ctrl-C (or SIGTERM) stops
+//! it after the requests in flight.
+
+use std::convert::Infallible;
+use std::process::ExitCode;
+
+use gateway_core::Body;
+use http::{Request, Response, header};
+
+fn main() -> ExitCode {
+    let arg = std::env::args().nth(1);
+    let addr = match arg.as_deref() {
+        Some(a) => Some(a.to_owned()),
+        None if fd0_is_listening() => None,
+        None => Some("127.0.0.1:9000".to_owned()),
+    };
+    let app = tower::service_fn(|_req: Request<Body>| async {
+        let res = Response::builder()
+            .header(header::CONTENT_TYPE, "text/plain")
+            .body("Hello, world!\n".to_string());
+        Ok::<_, Infallible>(res.unwrap_or_default())
+    });
+    let ready = |listening: &str| {
+        // stdout may be closed when a web server spawned us; ignore that.
+        use std::io::Write;
+        let mut out = std::io::stdout();
+        let _ = writeln!(out, "FastCGI server listening on {listening}");
+        let _ = writeln!(out, "nginx:");
+        let _ = writeln!(out, "    location / {{");
+        let _ = writeln!(out, "        include fastcgi_params;");
+        let _ = writeln!(out, "        fastcgi_keep_conn on;");
+        let _ = writeln!(out, "        fastcgi_pass {listening};");
+        let _ = writeln!(out, "    }}");
+    };
+    match gateway_fastcgi::Server::new(app).run(addr.as_deref(), ready) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("fastcgi_hello: {}: {e}", addr.as_deref().unwrap_or("fd 0"));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Whether file descriptor 0 is a listening socket (checked on a throwaway
+/// runtime, since the listener needs one).
+fn fd0_is_listening() -> bool {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .ok()
+        .and_then(|rt| rt.block_on(async { gateway_core::server::Listener::from_stdin().ok() }))
+        .flatten()
+        .is_some()
+}

@@ -1,0 +1,514 @@
+//! The connection driver: runs the protocol state machine over a transport,
+//! starts the application for each request and ends requests.
+//!
+//! One loop reads the connection and hands each request's input to its
+//! queue; each request runs `Handler::run` on its own task; all output goes
+//! through one writer task. The state machine and the table of running
+//! requests sit behind one lock, so ending a request (from its task) and
+//! aborting it (from the loop) cannot both answer it.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::{Buf, BytesMut};
+use gateway_core::server::Watch;
+use gateway_core::{Body, BoxError, Handler};
+use http::{Request, Response};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+use tower::{Service, ServiceExt};
+
+use crate::gateway::{ErrorOutput, FcgiGateway, StderrState};
+use crate::input::{self, FilterData, InputSender};
+use crate::proto::{Config, Connection, Event, ProtocolStatus, ResponseEncoder, Role};
+use crate::writer::{Output, writer};
+
+/// How long a closing connection keeps reading (and discarding) what the web
+/// server still sends, so that closing does not reset the connection.
+const DRAIN_TIME: Duration = Duration::from_secs(2);
+
+/// Everything the connections of one server share.
+pub(crate) struct Shared<S> {
+    pub(crate) app: S,
+    pub(crate) handler: Handler,
+    pub(crate) config: Config,
+    pub(crate) errors: ErrorOutput,
+    /// Requests allowed at once across connections; past that, new requests
+    /// are answered `FCGI_OVERLOADED`.
+    pub(crate) capacity: Arc<Semaphore>,
+}
+
+struct Slot {
+    serial: u64,
+    role: Role,
+    begun: Instant,
+    stdin: Option<InputSender>,
+    data: Option<InputSender>,
+    task: Option<JoinHandle<()>>,
+    stderr: Arc<Mutex<StderrState>>,
+    _permit: OwnedSemaphorePermit,
+}
+
+struct State {
+    proto: Connection,
+    slots: HashMap<u16, Slot>,
+}
+
+type Locked = Arc<Mutex<State>>;
+
+/// Why the loop stopped.
+enum Stop {
+    /// Close politely: flush, shut down writing, drain.
+    Close,
+    /// The peer went away or broke the protocol: cancel everything.
+    Abort,
+    /// A response failed after its head: write what was queued, then reset
+    /// the connection so that the web server cannot take the response for
+    /// a whole one.
+    Reset,
+}
+
+/// Serves one connection until it closes. `reset` ends the transport with a
+/// reset where it can (TCP: zero linger), for responses that failed after
+/// their head.
+pub(crate) async fn serve<T, S, B>(
+    shared: Arc<Shared<S>>,
+    io: T,
+    peer_addr: Option<SocketAddr>,
+    local_addr: Option<SocketAddr>,
+    mut watch: Option<Watch>,
+    reset: fn(&T),
+) where
+    T: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+    S: Service<Request<Body>, Response = Response<B>> + Clone + Send + Sync + 'static,
+    S::Future: Send,
+    S::Error: Into<BoxError> + Send,
+    B: http_body::Body + Send + 'static,
+    B::Data: Buf + Send,
+    B::Error: Into<BoxError> + Send,
+{
+    let limits = shared.handler.limits().clone();
+    let (mut rd, wr) = tokio::io::split(io);
+    let (output, writer_fut) = writer(wr, limits.get_write_timeout());
+    let mut writer_task = tokio::spawn(writer_fut);
+    let state: Locked = Arc::new(Mutex::new(State {
+        proto: Connection::new(&shared.config),
+        slots: HashMap::new(),
+    }));
+    let (done_tx, mut done_rx) = mpsc::unbounded_channel::<bool>();
+    let mut buf = BytesMut::with_capacity(16 * 1024);
+    let mut serial: u64 = 0;
+    let mut started: u64 = 0;
+    let mut stopping = watch.as_ref().is_some_and(Watch::is_stopping);
+    let mut last_read = Instant::now();
+    let max_requests = limits.get_max_requests_per_connection();
+
+    let stop = loop {
+        let (should_close, active, deadline) = {
+            let Ok(st) = state.lock() else {
+                break Stop::Abort;
+            };
+            let exhausted = max_requests.is_some_and(|m| started >= m);
+            let close = st.proto.should_close()
+                || ((stopping || exhausted) && st.proto.active_requests() == 0);
+            let oldest_waiting = st
+                .slots
+                .values()
+                .filter(|s| s.task.is_none())
+                .map(|s| s.begun)
+                .min();
+            let deadline = match oldest_waiting {
+                Some(t) => Some(t + limits.get_head_read_timeout()),
+                None if st.proto.active_requests() == 0 => {
+                    Some(last_read + limits.get_idle_timeout())
+                }
+                None => None,
+            };
+            (close, st.proto.active_requests(), deadline)
+        };
+        if should_close {
+            break Stop::Close;
+        }
+        tokio::select! {
+            biased;
+            truncate = done_rx.recv() => {
+                if truncate == Some(true) {
+                    tracing::debug!("FastCGI response failed after its head, resetting the connection");
+                    break Stop::Reset;
+                }
+                continue;
+            }
+            r = &mut writer_task => {
+                let error = r.ok().and_then(|(_, r)| r.err());
+                tracing::debug!(?error, "FastCGI writer stopped");
+                break Stop::Abort;
+            }
+            () = stopping_of(&mut watch), if !stopping => {
+                stopping = true;
+                continue;
+            }
+            () = sleep_until(deadline) => {
+                if active == 0 {
+                    tracing::debug!("FastCGI connection idle, closing");
+                    break Stop::Close;
+                }
+                tracing::debug!("FastCGI parameters not received in time, closing");
+                break Stop::Abort;
+            }
+            r = rd.read_buf(&mut buf) => match r {
+                Ok(0) => {
+                    tracing::debug!("FastCGI web server closed the connection");
+                    break Stop::Abort;
+                }
+                Err(e) => {
+                    tracing::debug!(error = %e, "FastCGI read failed");
+                    break Stop::Abort;
+                }
+                Ok(_) => last_read = Instant::now(),
+            },
+        }
+        // Handle every complete record read so far.
+        let ctx = Ctx {
+            shared: &shared,
+            state: &state,
+            output: &output,
+            done: &done_tx,
+            peer_addr,
+            local_addr,
+            refuse: stopping || max_requests.is_some_and(|m| started >= m),
+        };
+        match ctx.process(&mut buf, &mut serial, &mut started).await {
+            Ok(()) => {}
+            Err(reason) => {
+                tracing::debug!(%reason, "FastCGI protocol error, closing the connection");
+                break Stop::Abort;
+            }
+        }
+    };
+
+    // Cancel whatever still runs; nothing more is written for those requests.
+    let tasks: Vec<JoinHandle<()>> = match state.lock() {
+        Ok(mut st) => st.slots.drain().filter_map(|(_, s)| s.task).collect(),
+        Err(_) => Vec::new(),
+    };
+    for t in &tasks {
+        t.abort();
+    }
+    drop(output);
+    drop(done_tx);
+    match stop {
+        Stop::Abort => writer_task.abort(),
+        Stop::Close => {
+            for t in tasks {
+                let _ = t.await;
+            }
+            if let Ok((wr, Ok(()))) = writer_task.await {
+                close_politely(rd, wr).await;
+            }
+        }
+        Stop::Reset => {
+            for t in &tasks {
+                t.abort();
+            }
+            if let Ok((wr, _)) = writer_task.await {
+                reset(&rd.unsplit(wr));
+            }
+        }
+    }
+}
+
+/// Shuts down writing and reads until the web server closes too (or a short
+/// time passes), so that unread input does not turn the close into a reset.
+async fn close_politely<R, W>(mut rd: R, mut wr: W)
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let _ = tokio::time::timeout(DRAIN_TIME, async {
+        let _ = wr.shutdown().await;
+        let mut sink = [0u8; 8192];
+        let mut total = 0usize;
+        while let Ok(n) = rd.read(&mut sink).await {
+            total += n;
+            if n == 0 || total > (1 << 20) {
+                break;
+            }
+        }
+    })
+    .await;
+}
+
+async fn stopping_of(watch: &mut Option<Watch>) {
+    match watch {
+        Some(w) => w.stopping().await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}
+
+struct Ctx<'a, S> {
+    shared: &'a Arc<Shared<S>>,
+    state: &'a Locked,
+    output: &'a Output,
+    done: &'a mpsc::UnboundedSender<bool>,
+    peer_addr: Option<SocketAddr>,
+    local_addr: Option<SocketAddr>,
+    refuse: bool,
+}
+
+/// What to do after an event, outside the lock.
+enum After {
+    Nothing,
+    /// The input queue is over its bound: wait for the application.
+    Wait(InputSender),
+    /// A request was aborted: wait for its task to stop, then end it.
+    Aborted(u16, JoinHandle<()>, Arc<Mutex<StderrState>>),
+}
+
+impl<S, B> Ctx<'_, S>
+where
+    S: Service<Request<Body>, Response = Response<B>> + Clone + Send + Sync + 'static,
+    S::Future: Send,
+    S::Error: Into<BoxError> + Send,
+    B: http_body::Body + Send + 'static,
+    B::Data: Buf + Send,
+    B::Error: Into<BoxError> + Send,
+{
+    async fn process(
+        &self,
+        buf: &mut BytesMut,
+        serial: &mut u64,
+        started: &mut u64,
+    ) -> Result<(), crate::proto::ProtocolError> {
+        loop {
+            let after = {
+                let Ok(mut st) = self.state.lock() else {
+                    return Ok(());
+                };
+                let event = st.proto.next_event(buf);
+                let replies = st.proto.take_output();
+                if !replies.is_empty() {
+                    let _ = self.output.send_now(replies.freeze());
+                }
+                match event? {
+                    None => return Ok(()),
+                    Some(event) => self.event(&mut st, event, serial, started),
+                }
+            };
+            match after {
+                After::Nothing => {}
+                After::Wait(queue) => queue.drained().await,
+                After::Aborted(id, task, stderr) => {
+                    let output = self.output.clone();
+                    let done = self.done.clone();
+                    tokio::spawn(async move {
+                        let _ = task.await;
+                        end_request(&output, id, &stderr, 1);
+                        let _ = done.send(false);
+                    });
+                }
+            }
+        }
+    }
+
+    fn event(&self, st: &mut State, event: Event, serial: &mut u64, started: &mut u64) -> After {
+        match event {
+            Event::Begin { id, role, .. } => {
+                let permit = if self.refuse {
+                    None
+                } else {
+                    self.shared.capacity.clone().try_acquire_owned().ok()
+                };
+                match permit {
+                    Some(permit) => {
+                        *serial += 1;
+                        st.slots.insert(
+                            id,
+                            Slot {
+                                serial: *serial,
+                                role,
+                                begun: Instant::now(),
+                                stdin: None,
+                                data: None,
+                                task: None,
+                                stderr: Arc::default(),
+                                _permit: permit,
+                            },
+                        );
+                    }
+                    None => {
+                        tracing::debug!(id, "FastCGI request refused: overloaded");
+                        st.proto.reject(id, ProtocolStatus::Overloaded);
+                        let replies = st.proto.take_output();
+                        let _ = self.output.send_now(replies.freeze());
+                    }
+                }
+                After::Nothing
+            }
+            Event::Params { id, params } => {
+                let Some(slot) = st.slots.get_mut(&id) else {
+                    return After::Nothing;
+                };
+                *started += 1;
+                let length = |name: &[u8]| {
+                    params
+                        .get(name)
+                        .and_then(|v| std::str::from_utf8(v).ok())
+                        .and_then(|v| v.trim().parse::<u64>().ok())
+                };
+                let (stdin_tx, stdin_rx) = input::channel(length(b"CONTENT_LENGTH"));
+                slot.stdin = Some(stdin_tx);
+                let filter = if slot.role == Role::Filter {
+                    let (tx, rx) = input::channel(length(b"FCGI_DATA_LENGTH"));
+                    slot.data = Some(tx);
+                    Some(FilterData::new(rx))
+                } else {
+                    None
+                };
+                let gw = FcgiGateway {
+                    id,
+                    role: slot.role,
+                    params: Some(params),
+                    stdin: Some(stdin_rx),
+                    output: self.output.clone(),
+                    encoder: ResponseEncoder::new(id),
+                    stderr_state: slot.stderr.clone(),
+                    errors: self.shared.errors,
+                    peer_addr: self.peer_addr,
+                    local_addr: self.local_addr,
+                };
+                slot.task = Some(tokio::spawn(run_request(
+                    self.shared.clone(),
+                    self.state.clone(),
+                    self.done.clone(),
+                    gw,
+                    slot.serial,
+                    filter,
+                )));
+                After::Nothing
+            }
+            Event::Stdin { id, data } => push(st, id, data, false),
+            Event::Data { id, data } => push(st, id, data, true),
+            Event::StdinEnd { id } => {
+                if let Some(s) = st.slots.get_mut(&id) {
+                    s.stdin = None;
+                }
+                After::Nothing
+            }
+            Event::DataEnd { id } => {
+                if let Some(s) = st.slots.get_mut(&id) {
+                    s.data = None;
+                }
+                After::Nothing
+            }
+            Event::Abort { id } => {
+                tracing::debug!(id, "FastCGI request aborted by the web server");
+                st.proto.finish(id);
+                match st.slots.remove(&id) {
+                    Some(Slot {
+                        task: Some(task),
+                        stderr,
+                        ..
+                    }) => {
+                        task.abort();
+                        After::Aborted(id, task, stderr)
+                    }
+                    Some(slot) => {
+                        // Not started yet: answer at once.
+                        end_request(self.output, id, &slot.stderr, 1);
+                        let _ = self.done.send(false);
+                        After::Nothing
+                    }
+                    None => After::Nothing,
+                }
+            }
+            Event::Rejected { id, status } => {
+                tracing::debug!(id, ?status, "FastCGI request refused");
+                After::Nothing
+            }
+            _ => After::Nothing,
+        }
+    }
+}
+
+fn push(st: &mut State, id: u16, data: bytes::Bytes, is_data: bool) -> After {
+    let Some(slot) = st.slots.get_mut(&id) else {
+        return After::Nothing;
+    };
+    let q = if is_data { &slot.data } else { &slot.stdin };
+    match q {
+        Some(q) if q.push(data) && q.is_full() => After::Wait(q.clone()),
+        _ => After::Nothing,
+    }
+}
+
+/// Queues the end of request `id` (unless its error stream already ended).
+fn end_request(output: &Output, id: u16, stderr: &Mutex<StderrState>, app_status: u32) {
+    if let Ok(mut s) = stderr.lock()
+        && !s.ended
+    {
+        s.ended = true;
+        let _ = output.send_now(FcgiGateway::end_records(id, s.used, app_status));
+    }
+}
+
+async fn run_request<S, B>(
+    shared: Arc<Shared<S>>,
+    state: Locked,
+    done: mpsc::UnboundedSender<bool>,
+    mut gw: FcgiGateway,
+    serial: u64,
+    filter: Option<FilterData>,
+) where
+    S: Service<Request<Body>, Response = Response<B>> + Clone + Send + Sync + 'static,
+    S::Future: Send,
+    S::Error: Into<BoxError> + Send,
+    B: http_body::Body + Send + 'static,
+    B::Data: Buf + Send,
+    B::Error: Into<BoxError> + Send,
+{
+    let app = shared
+        .app
+        .clone()
+        .map_request(move |mut req: Request<Body>| {
+            if let Some(data) = &filter {
+                req.extensions_mut().insert(data.clone());
+            }
+            req
+        });
+    let outcome = shared.handler.run(&mut gw, app).await;
+    let app_status = u32::from(!outcome.is_complete());
+    // A response that failed after its head went out must look truncated to
+    // the client, and web servers ignore appStatus: end the connection
+    // without the end of the response (what a crashed application does).
+    let truncate = outcome.is_aborted();
+    let id = gw.id;
+    let output = gw.output.clone();
+    let stderr = gw.stderr_state.clone();
+    // Drop the request's input queue before ending it.
+    drop(gw);
+    let Ok(mut st) = state.lock() else { return };
+    if st.slots.get(&id).is_some_and(|s| s.serial == serial) {
+        st.slots.remove(&id);
+        if truncate {
+            if let Ok(mut s) = stderr.lock() {
+                s.ended = true;
+            }
+        } else {
+            st.proto.finish(id);
+            end_request(&output, id, &stderr, app_status);
+        }
+        drop(st);
+        let _ = done.send(truncate);
+    }
+}

@@ -1,0 +1,159 @@
+//! The [`Gateway`] of one FastCGI request: parameters in, `FCGI_STDOUT` and
+//! `FCGI_STDERR` records out.
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use bytes::{Bytes, BytesMut};
+use gateway_core::{Body, Environ, ErrorStream, Gateway, Protocol};
+
+use crate::input::InputBody;
+use crate::proto::record::RecordType;
+use crate::proto::{
+    Params, ProtocolStatus, ResponseEncoder, Role, encode_end_request, encode_stream,
+    encode_stream_end,
+};
+use crate::writer::Output;
+
+/// Where the application's error stream goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum ErrorOutput {
+    /// `FCGI_STDERR` records: the web server logs them (nginx, Apache,
+    /// lighttpd).
+    #[default]
+    Records,
+    /// This process's log (`tracing`, warn level): for web servers that show
+    /// `FCGI_STDERR` output to the client or treat it as a failure (IIS).
+    Log,
+}
+
+/// Whether a request's error stream was used, and whether the request has
+/// ended (after which its error stream writes nothing).
+#[derive(Debug, Default)]
+pub(crate) struct StderrState {
+    pub(crate) used: bool,
+    pub(crate) ended: bool,
+}
+
+/// One request's gateway.
+pub(crate) struct FcgiGateway {
+    pub(crate) id: u16,
+    pub(crate) role: Role,
+    pub(crate) params: Option<Params>,
+    pub(crate) stdin: Option<InputBody>,
+    pub(crate) output: Output,
+    pub(crate) encoder: ResponseEncoder,
+    pub(crate) stderr_state: Arc<Mutex<StderrState>>,
+    pub(crate) errors: ErrorOutput,
+    pub(crate) peer_addr: Option<SocketAddr>,
+    pub(crate) local_addr: Option<SocketAddr>,
+}
+
+impl std::fmt::Debug for FcgiGateway {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FcgiGateway")
+            .field("id", &self.id)
+            .field("role", &self.role)
+            .finish_non_exhaustive()
+    }
+}
+
+impl FcgiGateway {
+    /// The records that end the response: empty `FCGI_STDOUT`, empty
+    /// `FCGI_STDERR` if it was used, `FCGI_END_REQUEST`.
+    pub(crate) fn end_records(id: u16, stderr_used: bool, app_status: u32) -> Bytes {
+        let mut out = BytesMut::with_capacity(32);
+        encode_stream_end(&mut out, RecordType::Stdout, id);
+        if stderr_used {
+            encode_stream_end(&mut out, RecordType::Stderr, id);
+        }
+        encode_end_request(&mut out, id, app_status, ProtocolStatus::RequestComplete);
+        out.freeze()
+    }
+}
+
+impl Gateway for FcgiGateway {
+    async fn write(&mut self, data: Bytes) -> io::Result<()> {
+        if data.is_empty() {
+            return Ok(());
+        }
+        let mut buf = BytesMut::with_capacity(data.len() + 16);
+        self.encoder.stdout(&mut buf, &data);
+        self.output.send(buf.freeze()).await
+    }
+
+    async fn flush(&mut self) -> io::Result<()> {
+        // The writer flushes whenever its queue runs empty.
+        if self.output.is_closed() {
+            return Err(io::Error::new(
+                io::ErrorKind::BrokenPipe,
+                "FastCGI connection closed",
+            ));
+        }
+        Ok(())
+    }
+
+    fn stdin(&mut self, _environ: &Environ) -> Body {
+        match self.stdin.take() {
+            Some(body) if self.role != Role::Authorizer => Body::new(body),
+            _ => Body::empty(),
+        }
+    }
+
+    fn stderr(&self) -> ErrorStream {
+        match self.errors {
+            ErrorOutput::Log => ErrorStream::log(),
+            ErrorOutput::Records => {
+                let output = self.output.clone();
+                let state = self.stderr_state.clone();
+                let id = self.id;
+                ErrorStream::new(move |msg| {
+                    if msg.is_empty() {
+                        return;
+                    }
+                    let mut buf = BytesMut::with_capacity(msg.len() + 16);
+                    encode_stream(&mut buf, RecordType::Stderr, id, msg);
+                    if let Ok(mut state) = state.lock() {
+                        // Queued under the lock that also guards the end of
+                        // the request, so nothing follows FCGI_END_REQUEST.
+                        if !state.ended {
+                            state.used = true;
+                            let _ = output.send_now(buf.freeze());
+                        }
+                    }
+                })
+            }
+        }
+    }
+
+    fn add_cgi_vars(&mut self, environ: &mut Environ) {
+        if let Some(params) = self.params.take() {
+            for (name, value) in params.into_vec() {
+                environ.insert(name, value);
+            }
+        }
+        environ.set_default("FCGI_ROLE", self.role.as_str());
+    }
+
+    fn protocol(&self) -> Protocol {
+        Protocol::FastCgi
+    }
+
+    fn multithread(&self) -> bool {
+        true
+    }
+
+    fn multiprocess(&self) -> bool {
+        false
+    }
+
+    fn peer_addr(&self) -> Option<SocketAddr> {
+        self.peer_addr
+    }
+
+    fn local_addr(&self) -> Option<SocketAddr> {
+        self.local_addr
+    }
+}

@@ -1,0 +1,367 @@
+//! The FastCGI server: listeners, configuration, and the one-line
+//! [`serve`].
+
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+
+use bytes::Buf;
+use gateway_core::server::{self, Listener, Shutdown, Watch};
+use gateway_core::{Body, BoxError, Handler};
+use http::{Request, Response};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::Semaphore;
+use tower::Service;
+
+use crate::conn::{self, Shared};
+use crate::gateway::ErrorOutput;
+use crate::proto::Config;
+
+/// A FastCGI application server.
+///
+/// ```no_run
+/// # async fn run() -> std::io::Result<()> {
+/// use gateway_core::server::Listener;
+///
+/// let app = tower::service_fn(|_req: http::Request<gateway_core::Body>| async {
+///     Ok::<_, std::convert::Infallible>(http::Response::new(String::from("hello\n")))
+/// });
+/// let listener = Listener::bind("127.0.0.1:9000").await?;
+/// gateway_fastcgi::Server::new(app).multiplex(true).serve(listener).await
+/// # }
+/// ```
+///
+/// Defaults: no multiplexing (what nginx, Apache httpd and lighttpd expect;
+/// a second request on a busy connection gets `FCGI_CANT_MPX_CONN`), as many
+/// requests at once as [`Limits::max_connections`](gateway_core::Limits)
+/// allows connections (more get `FCGI_OVERLOADED`), the error stream in
+/// `FCGI_STDERR` records, and the web server allow-list from the
+/// `FCGI_WEB_SERVER_ADDRS` environment variable, if set. Limits and timeouts
+/// come from the [`Handler`]'s [`Limits`](gateway_core::Limits):
+/// `max_head_len` caps a request's parameters, `head_read_timeout` bounds
+/// the wait for them, `idle_timeout` closes idle kept-alive connections,
+/// `write_timeout` bounds each write, `max_connections` and
+/// `max_requests_per_connection` do what they say.
+#[derive(Debug, Clone)]
+pub struct Server<S> {
+    app: S,
+    handler: Handler,
+    multiplex: bool,
+    max_requests: Option<usize>,
+    errors: ErrorOutput,
+    allowed: Option<Vec<IpAddr>>,
+    shutdown: Shutdown,
+    capacity: Option<Arc<Semaphore>>,
+}
+
+impl<S, B> Server<S>
+where
+    S: Service<Request<Body>, Response = Response<B>> + Clone + Send + Sync + 'static,
+    S::Future: Send,
+    S::Error: Into<BoxError> + Send,
+    B: http_body::Body + Send + 'static,
+    B::Data: Buf + Send,
+    B::Error: Into<BoxError> + Send,
+{
+    /// A server for `app` with the defaults.
+    pub fn new(app: S) -> Self {
+        Server {
+            app,
+            handler: Handler::new(),
+            multiplex: false,
+            max_requests: None,
+            errors: ErrorOutput::default(),
+            allowed: web_server_addrs_from_env(),
+            shutdown: Shutdown::new(),
+            capacity: None,
+        }
+    }
+
+    /// The handler (error page, limits, mount point).
+    pub fn handler(&mut self, handler: Handler) -> &mut Self {
+        self.handler = handler;
+        self.capacity = None;
+        self
+    }
+
+    /// Whether a connection may carry several requests at once
+    /// (`FCGI_MPXS_CONNS`). Default false.
+    pub fn multiplex(&mut self, yes: bool) -> &mut Self {
+        self.multiplex = yes;
+        self
+    }
+
+    /// How many requests run at once across all connections
+    /// (`FCGI_MAX_REQS`); more are answered `FCGI_OVERLOADED`. Default: the
+    /// connection limit.
+    pub fn max_requests(&mut self, n: usize) -> &mut Self {
+        self.max_requests = Some(n.max(1));
+        self.capacity = None;
+        self
+    }
+
+    /// Where the application's error stream goes. Default
+    /// [`ErrorOutput::Records`].
+    pub fn error_output(&mut self, errors: ErrorOutput) -> &mut Self {
+        self.errors = errors;
+        self
+    }
+
+    /// Accepts connections only from these web server addresses (TCP peers;
+    /// with a list set, Unix-socket connections are refused too). `None`
+    /// accepts every connection. Default: the comma-separated list in
+    /// `FCGI_WEB_SERVER_ADDRS`, when set.
+    pub fn web_server_addrs(&mut self, addrs: Option<Vec<IpAddr>>) -> &mut Self {
+        self.allowed = addrs;
+        self
+    }
+
+    /// The shutdown that stops this server: trigger it to stop accepting,
+    /// finish in-flight requests up to its deadline, answer new requests
+    /// `FCGI_OVERLOADED` meanwhile and close idle connections.
+    pub fn shutdown(&mut self, shutdown: Shutdown) -> &mut Self {
+        self.shutdown = shutdown;
+        self
+    }
+
+    /// What `FCGI_GET_VALUES` reports and the protocol layer enforces.
+    pub fn protocol_config(&self) -> Config {
+        let limits = self.handler.limits();
+        let conns = limits.get_max_connections();
+        let reqs = self.max_requests.unwrap_or(conns);
+        let mut config = Config::new();
+        config
+            .max_conns(u32::try_from(conns).unwrap_or(u32::MAX))
+            .max_reqs(u32::try_from(reqs).unwrap_or(u32::MAX))
+            .mpxs_conns(self.multiplex)
+            .max_params_len(limits.get_max_head_len());
+        config
+    }
+
+    fn shared(&mut self) -> Arc<Shared<S>> {
+        let config = self.protocol_config();
+        let capacity = self
+            .capacity
+            .get_or_insert_with(|| {
+                let n = self
+                    .max_requests
+                    .unwrap_or(self.handler.limits().get_max_connections());
+                Arc::new(Semaphore::new(n.max(1)))
+            })
+            .clone();
+        Arc::new(Shared {
+            app: self.app.clone(),
+            handler: self.handler.clone(),
+            config,
+            errors: self.errors,
+            capacity,
+        })
+    }
+
+    /// Serves connections from `listener` until the shutdown is triggered.
+    ///
+    /// # Errors
+    ///
+    /// Only a failure of the listener itself; connection errors are logged
+    /// at debug level and end that connection only.
+    pub async fn serve(&mut self, listener: Listener) -> io::Result<()> {
+        let shared = self.shared();
+        let allowed: Option<Arc<[IpAddr]>> = self.allowed.clone().map(Into::into);
+        let max_connections = self.handler.limits().get_max_connections();
+        server::serve(
+            listener,
+            max_connections,
+            self.shutdown.clone(),
+            move |c: server::Connection| {
+                let shared = shared.clone();
+                let allowed = allowed.clone();
+                async move {
+                    if !is_allowed(allowed.as_deref(), c.peer_addr) {
+                        tracing::debug!(peer = ?c.peer_addr, "FastCGI connection from a web server not in FCGI_WEB_SERVER_ADDRS closed");
+                        return;
+                    }
+                    conn::serve(
+                        shared,
+                        c.stream,
+                        c.peer_addr,
+                        c.local_addr,
+                        Some(c.shutdown),
+                        reset_stream,
+                    )
+                    .await;
+                }
+            },
+        )
+        .await
+    }
+
+    /// Binds `addr` (see [`listen`]), calls `ready` with the address it
+    /// listens on, and serves on a new multi-threaded runtime until SIGINT or
+    /// SIGTERM (or this server's shutdown): the whole `main` of a FastCGI
+    /// application.
+    ///
+    /// # Errors
+    ///
+    /// The runtime cannot start, binding fails, or the listener fails.
+    pub fn run(&mut self, addr: Option<&str>, ready: impl FnOnce(&str)) -> io::Result<()> {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()?;
+        rt.block_on(async {
+            let listener = listen(addr).await?;
+            ready(&listener.local_addr_string());
+            self.shutdown.trigger_on(server::signal());
+            self.serve(listener).await
+        })
+    }
+
+    /// Serves one connection that is already open (any byte stream: a
+    /// socket accepted elsewhere, an in-memory pipe in tests) until it
+    /// closes. The allow-list is not applied here.
+    pub async fn serve_connection<T>(&mut self, io: T, peer_addr: Option<SocketAddr>)
+    where
+        T: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+    {
+        let shared = self.shared();
+        let watch: Watch = self.shutdown.watch();
+        conn::serve(shared, io, peer_addr, None, Some(watch), |_| {}).await;
+    }
+
+    /// A future serving one open connection, independent of `self` (to
+    /// spawn).
+    pub fn connection<T>(
+        &mut self,
+        io: T,
+        peer_addr: Option<SocketAddr>,
+    ) -> impl Future<Output = ()> + Send + 'static
+    where
+        T: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+    {
+        let shared = self.shared();
+        let watch: Watch = self.shutdown.watch();
+        conn::serve(shared, io, peer_addr, None, Some(watch), |_| {})
+    }
+}
+
+/// Makes closing `stream` send a reset (TCP only): nginx, Apache and
+/// lighttpd then drop the client connection instead of ending a response
+/// without Content-Length normally.
+fn reset_stream(stream: &server::Stream) {
+    if let server::Stream::Tcp(tcp) = stream {
+        let _ = tcp.set_zero_linger();
+    }
+}
+
+/// Whether a connection from `peer` may be served under `allowed`.
+fn is_allowed(allowed: Option<&[IpAddr]>, peer: Option<SocketAddr>) -> bool {
+    match (allowed, peer) {
+        (None, _) => true,
+        (Some(list), Some(peer)) => {
+            let ip = match peer.ip() {
+                IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
+                v4 => v4,
+            };
+            list.contains(&ip)
+        }
+        (Some(_), None) => false,
+    }
+}
+
+/// Parses `FCGI_WEB_SERVER_ADDRS`: comma-separated addresses; entries that do
+/// not parse are logged and skipped (so a list of only bad entries refuses
+/// every connection rather than allowing all).
+pub fn parse_web_server_addrs(list: &str) -> Vec<IpAddr> {
+    list.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .filter_map(|s| match s.parse() {
+            Ok(ip) => Some(ip),
+            Err(_) => {
+                tracing::warn!(
+                    entry = s,
+                    "FCGI_WEB_SERVER_ADDRS entry is not an IP address"
+                );
+                None
+            }
+        })
+        .collect()
+}
+
+fn web_server_addrs_from_env() -> Option<Vec<IpAddr>> {
+    std::env::var("FCGI_WEB_SERVER_ADDRS")
+        .ok()
+        .filter(|v| !v.trim().is_empty())
+        .map(|v| parse_web_server_addrs(&v))
+}
+
+/// Opens the listener for `addr`: `HOST:PORT`, `unix:PATH`, or `None` (or
+/// `-`) for the listening socket a web server passes on file descriptor 0
+/// (lighttpd's `bin-path`, `spawn-fcgi`; F1).
+///
+/// # Errors
+///
+/// Binding fails, or file descriptor 0 is not a listening socket.
+pub async fn listen(addr: Option<&str>) -> io::Result<Listener> {
+    match addr {
+        None | Some("-") => Listener::from_stdin()?.ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "no address given and file descriptor 0 is not a listening socket",
+            )
+        }),
+        Some(addr) => Listener::bind(addr).await,
+    }
+}
+
+/// Serves `app` over FastCGI on `addr` (`HOST:PORT` or `unix:PATH`; `-`
+/// for the listening socket on file descriptor 0) until SIGINT or SIGTERM,
+/// with the defaults of [`Server`].
+///
+/// ```no_run
+/// # async fn run() -> std::io::Result<()> {
+/// let app = tower::service_fn(|_req: http::Request<gateway_core::Body>| async {
+///     Ok::<_, std::convert::Infallible>(http::Response::new(String::from("hello\n")))
+/// });
+/// gateway_fastcgi::serve("127.0.0.1:9000", app).await
+/// # }
+/// ```
+///
+/// # Errors
+///
+/// Binding fails, or `-` is given and file descriptor 0 is not a listening
+/// socket.
+pub async fn serve<S, B>(addr: &str, app: S) -> io::Result<()>
+where
+    S: Service<Request<Body>, Response = Response<B>> + Clone + Send + Sync + 'static,
+    S::Future: Send,
+    S::Error: Into<BoxError> + Send,
+    B: http_body::Body + Send + 'static,
+    B::Data: Buf + Send,
+    B::Error: Into<BoxError> + Send,
+{
+    let listener = listen(Some(addr)).await?;
+    let shutdown = Shutdown::new();
+    shutdown.trigger_on(server::signal());
+    Server::new(app).shutdown(shutdown).serve(listener).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// F1: the allow-list matches IPv4 (also v4-mapped IPv6) and refuses
+    /// peers without an address (Unix sockets) once set.
+    #[test]
+    fn allow_list_f1() {
+        let list = parse_web_server_addrs("127.0.0.1, 10.0.0.2,bogus");
+        assert_eq!(list.len(), 2);
+        let ok: SocketAddr = "127.0.0.1:5000".parse().unwrap();
+        let mapped: SocketAddr = "[::ffff:10.0.0.2]:5000".parse().unwrap();
+        let other: SocketAddr = "10.0.0.3:5000".parse().unwrap();
+        assert!(is_allowed(Some(&list), Some(ok)));
+        assert!(is_allowed(Some(&list), Some(mapped)));
+        assert!(!is_allowed(Some(&list), Some(other)));
+        assert!(!is_allowed(Some(&list), None));
+        assert!(is_allowed(None, None));
+    }
+}

@@ -1,0 +1,788 @@
+//! The FastCGI server end to end over in-memory connections (and loopback
+//! TCP where the accept loop matters): the web server's records in, the
+//! application run through the core handler, records out. Test names carry
+//! the checklist items they cover.
+
+mod support;
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use bytes::BytesMut;
+use gateway_core::{Body, ErrorStream, Handler, Limits};
+use gateway_fastcgi::proto::{self, ProtocolStatus, RecordType};
+use gateway_fastcgi::{ErrorOutput, FilterData, Server};
+use http::{Request, Response};
+use support::*;
+use tokio::sync::Notify;
+
+type App = tower::util::BoxCloneSyncService<Request<Body>, Response<Body>, Infallible>;
+
+fn app<F, Fut>(f: F) -> App
+where
+    F: Fn(Request<Body>) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = Response<Body>> + Send + 'static,
+{
+    tower::util::BoxCloneSyncService::new(tower::service_fn(move |req| {
+        let f = f.clone();
+        async move { Ok::<_, Infallible>(f(req).await) }
+    }))
+}
+
+/// Echoes the method, path and body length.
+fn echo() -> App {
+    app(|req: Request<Body>| async move {
+        let head = format!("{} {}", req.method(), req.uri().path());
+        let body = read_body(req.into_body()).await.unwrap_or_default();
+        ok(format!("{head} {}", body.len()))
+    })
+}
+
+/// F7, F10, F11: a GET without FCGI_KEEP_CONN: CGI response in STDOUT
+/// records, the empty STDOUT, END_REQUEST {0, REQUEST_COMPLETE}, then the
+/// application closes the connection.
+#[tokio::test]
+async fn responder_without_keep_conn_closes_f7_f10_f11() {
+    let mut c = connect(&mut Server::new(echo()));
+    c.begin(1, RESPONDER, 0, &pairs(&get("/hello"))).await;
+    c.stream(RecordType::Stdin, 1, b"", true).await;
+    let r = c.response(1).await;
+    assert!(r.text().starts_with("Status: 200 OK\r\n"), "{}", r.text());
+    assert_eq!(r.body(), "GET /hello 0");
+    assert!(r.stdout_ended);
+    assert_eq!((r.app_status, r.protocol_status), (0, 0));
+    assert!(c.closed().await, "connection must close without KEEP_CONN");
+}
+
+/// F7: with FCGI_KEEP_CONN the connection stays open and the id is reused.
+#[tokio::test]
+async fn keep_conn_reuses_id_f7() {
+    let mut c = connect(&mut Server::new(echo()));
+    for i in 0..3 {
+        let path = format!("/r{i}");
+        c.begin(1, RESPONDER, KEEP_CONN, &pairs(&get(&path))).await;
+        c.stream(RecordType::Stdin, 1, b"", true).await;
+        let r = c.response(1).await;
+        assert_eq!(r.body(), format!("GET {path} 0"));
+    }
+    assert!(c.stays_open().await);
+}
+
+/// F10: a body with CONTENT_LENGTH reaches the application; one with an
+/// empty CONTENT_LENGTH (a chunked upload the web server streams) is read
+/// to the end of FCGI_STDIN.
+#[tokio::test]
+async fn body_with_and_without_length_f10() {
+    let mut c = connect(&mut Server::new(echo()));
+    let mut p = get("/up");
+    p[0].1 = "POST".into();
+    p[8].1 = "5".into();
+    c.begin(1, RESPONDER, KEEP_CONN, &pairs(&p)).await;
+    c.stream(RecordType::Stdin, 1, b"hel", false).await;
+    c.stream(RecordType::Stdin, 1, b"lo", true).await;
+    assert_eq!(c.response(1).await.body(), "POST /up 5");
+
+    p[8].1 = String::new();
+    c.begin(1, RESPONDER, KEEP_CONN, &pairs(&p)).await;
+    c.stream(RecordType::Stdin, 1, &[b'x'; 100_000], false)
+        .await;
+    c.stream(RecordType::Stdin, 1, b"y", true).await;
+    assert_eq!(c.response(1).await.body(), "POST /up 100001");
+}
+
+/// F10: STDIN shorter than CONTENT_LENGTH is a body error for the
+/// application (the client's upload failed).
+#[tokio::test]
+async fn short_stdin_is_a_body_error_f10() {
+    let a = app(|req: Request<Body>| async move {
+        match read_body(req.into_body()).await {
+            Ok(b) => ok(format!("got {}", b.len())),
+            Err(_) => ok("short"),
+        }
+    });
+    let mut c = connect(&mut Server::new(a));
+    let mut p = get("/");
+    p[0].1 = "POST".into();
+    p[8].1 = "10".into();
+    c.begin(1, RESPONDER, 0, &pairs(&p)).await;
+    c.stream(RecordType::Stdin, 1, b"abc", true).await;
+    assert_eq!(c.response(1).await.body(), "short");
+}
+
+/// F9: a second request while one is active on a connection that does not
+/// multiplex is refused with FCGI_CANT_MPX_CONN, and the first completes.
+#[tokio::test]
+async fn cant_mpx_conn_f9() {
+    let mut c = connect(&mut Server::new(echo()));
+    let mut p = get("/a");
+    p[8].1 = "2".into();
+    c.begin(1, RESPONDER, KEEP_CONN, &pairs(&p)).await;
+    c.begin(2, RESPONDER, KEEP_CONN, &pairs(&get("/b"))).await;
+    let r = c.record().await.unwrap();
+    assert_eq!(
+        &r.content[..],
+        b"\x00\x00\x00\x00\x01\x00\x00\x00",
+        "END_REQUEST with CANT_MPX_CONN for id 2"
+    );
+    assert_eq!((r.record_type, r.request_id), (RecordType::EndRequest, 2));
+    c.stream(RecordType::Stdin, 1, b"ok", true).await;
+    assert_eq!(c.response(1).await.body(), "GET /a 2");
+}
+
+/// F9 + backpressure: on a multiplexing connection, a request whose
+/// application does not read its body does not hold up another request.
+#[tokio::test]
+async fn multiplexed_slow_reader_does_not_stall_others_f9() {
+    let gate = Arc::new(Notify::new());
+    let g = gate.clone();
+    let a = app(move |req: Request<Body>| {
+        let g = g.clone();
+        async move {
+            if req.uri().path() == "/slow" {
+                g.notified().await;
+            }
+            let n = read_body(req.into_body())
+                .await
+                .map(|b| b.len())
+                .unwrap_or(0);
+            ok(format!("{} {n}", req_path_hint()))
+        }
+    });
+    fn req_path_hint() -> &'static str {
+        "done"
+    }
+    let mut server = Server::new(a);
+    server.multiplex(true);
+    let mut c = connect(&mut server);
+    let mut p = get("/slow");
+    p[0].1 = "POST".into();
+    c.begin(1, RESPONDER, KEEP_CONN, &pairs(&p)).await;
+    c.stream(RecordType::Stdin, 1, &[1u8; 100_000], false).await;
+    c.begin(2, RESPONDER, KEEP_CONN, &pairs(&get("/fast")))
+        .await;
+    c.stream(RecordType::Stdin, 2, b"", true).await;
+    assert_eq!(c.response(2).await.body(), "done 0");
+    c.stream(RecordType::Stdin, 1, b"", true).await;
+    gate.notify_one();
+    assert_eq!(c.response(1).await.body(), "done 100000");
+}
+
+/// Sets a flag when dropped: shows that a cancelled application was dropped.
+struct DropFlag(Arc<AtomicBool>);
+impl Drop for DropFlag {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+}
+
+fn hanging(flag: Arc<AtomicBool>, started: Arc<Notify>) -> App {
+    app(move |_req: Request<Body>| {
+        let flag = flag.clone();
+        let started = started.clone();
+        async move {
+            let _guard = DropFlag(flag);
+            started.notify_one();
+            std::future::pending::<()>().await;
+            ok("never")
+        }
+    })
+}
+
+/// F13: FCGI_ABORT_REQUEST cancels the application (its future is dropped)
+/// and is answered with END_REQUEST; the connection keeps serving.
+#[tokio::test]
+async fn abort_request_cancels_the_app_f13() {
+    let dropped = Arc::new(AtomicBool::new(false));
+    let started = Arc::new(Notify::new());
+    let mut c = connect(&mut Server::new(hanging(dropped.clone(), started.clone())));
+    c.begin(1, RESPONDER, KEEP_CONN, &pairs(&get("/"))).await;
+    started.notified().await;
+    let mut w = BytesMut::new();
+    proto::encode_abort_request(&mut w, 1);
+    c.send(&w).await;
+    let r = c.response(1).await;
+    assert_eq!(r.protocol_status, 0);
+    assert_ne!(r.app_status, 0, "an aborted request reports a failure");
+    assert!(dropped.load(Ordering::SeqCst), "the app future was dropped");
+    // Nothing more for request 1; the connection is still usable.
+    c.begin(1, RESPONDER, KEEP_CONN, &pairs(&get("/"))).await;
+    started.notified().await;
+    assert!(c.stays_open().await);
+}
+
+/// F14: the web server closing the connection cancels its requests.
+#[tokio::test]
+async fn web_server_close_cancels_f14() {
+    let dropped = Arc::new(AtomicBool::new(false));
+    let started = Arc::new(Notify::new());
+    let mut c = connect(&mut Server::new(hanging(dropped.clone(), started.clone())));
+    c.begin(1, RESPONDER, KEEP_CONN, &pairs(&get("/"))).await;
+    started.notified().await;
+    drop(c);
+    for _ in 0..100 {
+        if dropped.load(Ordering::SeqCst) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("the application was not cancelled");
+}
+
+/// F4: FCGI_GET_VALUES answers from the real configuration, even in the
+/// middle of a request.
+#[tokio::test]
+async fn get_values_reports_the_config_f4() {
+    let mut server = Server::new(echo());
+    server.multiplex(true).max_requests(7);
+    let mut c = connect(&mut server);
+    c.begin(1, RESPONDER, KEEP_CONN, &pairs(&get("/"))).await;
+    let mut w = BytesMut::new();
+    proto::encode_get_values(&mut w, ["FCGI_MAX_REQS", "FCGI_MPXS_CONNS", "NOPE"]).unwrap();
+    c.send(&w).await;
+    let r = c.record().await.unwrap();
+    assert_eq!(
+        (r.record_type, r.request_id),
+        (RecordType::GetValuesResult, 0)
+    );
+    let pairs = proto::decode_pairs(r.content, 1 << 16, 16).unwrap();
+    let got: Vec<(&[u8], &[u8])> = pairs.iter().map(|(n, v)| (&n[..], &v[..])).collect();
+    assert_eq!(
+        got,
+        [
+            (&b"FCGI_MAX_REQS"[..], &b"7"[..]),
+            (b"FCGI_MPXS_CONNS", b"1")
+        ]
+    );
+    c.stream(RecordType::Stdin, 1, b"", true).await;
+    assert_eq!(c.response(1).await.body(), "GET / 0");
+}
+
+/// F9: past the server's capacity, new requests get FCGI_OVERLOADED.
+#[tokio::test]
+async fn overloaded_past_capacity_f9() {
+    let dropped = Arc::new(AtomicBool::new(false));
+    let started = Arc::new(Notify::new());
+    let mut server = Server::new(hanging(dropped, started.clone()));
+    server.max_requests(1);
+    let mut c1 = connect(&mut server);
+    let mut c2 = connect(&mut server);
+    c1.begin(1, RESPONDER, KEEP_CONN, &pairs(&get("/"))).await;
+    started.notified().await;
+    c2.begin(1, RESPONDER, 0, &pairs(&get("/"))).await;
+    let r = c2.response(1).await;
+    assert_eq!(r.protocol_status, ProtocolStatus::Overloaded.as_u8());
+    assert!(r.stdout.is_empty());
+    assert!(c2.closed().await);
+}
+
+/// F8: an unknown role is refused with FCGI_UNKNOWN_ROLE.
+#[tokio::test]
+async fn unknown_role_f8() {
+    let mut c = connect(&mut Server::new(echo()));
+    c.begin(1, 9, 0, &[]).await;
+    let r = c.record().await.unwrap();
+    assert_eq!(r.record_type, RecordType::EndRequest);
+    assert_eq!(r.content[4], ProtocolStatus::UnknownRole.as_u8());
+    assert!(c.closed().await);
+}
+
+/// F8: the Authorizer role: no body, no CONTENT_LENGTH/SCRIPT_NAME/PATH_INFO
+/// (the path comes from REQUEST_URI); a 200 with `Variable-*` headers goes
+/// back as is, and so does a 403.
+#[tokio::test]
+async fn authorizer_role_f8() {
+    let a = app(|req: Request<Body>| async move {
+        let allowed = req.headers().contains_key("authorization");
+        let path = req.uri().path().to_owned();
+        let mut res = ok(format!("checked {path}"));
+        if allowed {
+            res.headers_mut()
+                .insert("variable-user", http::HeaderValue::from_static("alice"));
+        } else {
+            *res.status_mut() = http::StatusCode::FORBIDDEN;
+        }
+        res
+    });
+    let mut c = connect(&mut Server::new(a));
+    let p = [
+        ("REQUEST_METHOD", "GET"),
+        ("REQUEST_URI", "/private/x?y=1"),
+        ("QUERY_STRING", "y=1"),
+        ("SERVER_PROTOCOL", "HTTP/1.1"),
+        ("HTTP_AUTHORIZATION", "Basic x"),
+    ];
+    c.begin(1, AUTHORIZER, KEEP_CONN, &p).await;
+    c.stream(RecordType::Stdin, 1, b"", true).await;
+    let r = c.response(1).await;
+    assert!(r.text().starts_with("Status: 200"), "{}", r.text());
+    assert!(
+        r.text()
+            .to_ascii_lowercase()
+            .contains("variable-user: alice")
+    );
+    assert_eq!(r.body(), "checked /private/x");
+    c.begin(1, AUTHORIZER, KEEP_CONN, &p[..4]).await;
+    c.stream(RecordType::Stdin, 1, b"", true).await;
+    assert!(c.response(1).await.text().starts_with("Status: 403"));
+}
+
+/// F8: the Filter role: the FCGI_DATA stream reaches the application as
+/// [`FilterData`] in the request extensions, next to the body.
+#[tokio::test]
+async fn filter_role_data_stream_f8() {
+    let a = app(|mut req: Request<Body>| async move {
+        let data = req
+            .extensions_mut()
+            .remove::<FilterData>()
+            .and_then(|d| d.take());
+        let data = match data {
+            Some(d) => read_body(d).await.map(|b| b.to_vec()).unwrap_or_default(),
+            None => b"none".to_vec(),
+        };
+        let body = read_body(req.into_body()).await.unwrap_or_default();
+        ok(format!(
+            "data={} body={}",
+            String::from_utf8_lossy(&data),
+            String::from_utf8_lossy(&body)
+        ))
+    });
+    let mut c = connect(&mut Server::new(a));
+    let mut p = get("/f");
+    p.push(("FCGI_DATA_LENGTH", "4".into()));
+    c.begin(1, FILTER, 0, &pairs(&p)).await;
+    c.stream(RecordType::Stdin, 1, b"in", true).await;
+    c.stream(RecordType::Data, 1, b"file", true).await;
+    assert_eq!(c.response(1).await.body(), "data=file body=in");
+}
+
+fn stderr_app() -> App {
+    app(|req: Request<Body>| async move {
+        if let Some(e) = req.extensions().get::<ErrorStream>() {
+            e.write(b"warning: something\n");
+        }
+        ok("fine")
+    })
+}
+
+/// F11, F12, F16: the error stream goes out as FCGI_STDERR records, ended by
+/// an empty FCGI_STDERR before END_REQUEST.
+#[tokio::test]
+async fn stderr_records_f12_f16() {
+    let mut c = connect(&mut Server::new(stderr_app()));
+    c.begin(1, RESPONDER, 0, &pairs(&get("/"))).await;
+    c.stream(RecordType::Stdin, 1, b"", true).await;
+    let r = c.response(1).await;
+    assert_eq!(r.stderr, b"warning: something\n");
+    assert!(r.stderr_ended);
+    assert_eq!(r.body(), "fine");
+}
+
+/// F16: with the error stream logged locally (for IIS), no FCGI_STDERR
+/// records are sent at all.
+#[tokio::test]
+async fn stderr_logged_locally_f16() {
+    let mut server = Server::new(stderr_app());
+    server.error_output(ErrorOutput::Log);
+    let mut c = connect(&mut server);
+    c.begin(1, RESPONDER, 0, &pairs(&get("/"))).await;
+    c.stream(RecordType::Stdin, 1, b"", true).await;
+    let r = c.response(1).await;
+    assert!(r.stderr.is_empty() && !r.stderr_ended);
+    assert_eq!(r.body(), "fine");
+}
+
+/// F2, B9: a large response is split into records of at most 65535 content
+/// bytes, each padded to a multiple of 8, with no empty STDOUT before the
+/// end; the framing on the wire is contiguous.
+#[tokio::test]
+async fn record_sizes_and_padding_f2() {
+    let a = app(|_req: Request<Body>| async move { ok(vec![b'z'; 200_000]) });
+    let mut c = connect(&mut Server::new(a));
+    c.begin(1, RESPONDER, 0, &pairs(&get("/"))).await;
+    c.stream(RecordType::Stdin, 1, b"", true).await;
+    let mut raw = c.raw_until_close().await;
+    let mut total = 0;
+    let mut ended = false;
+    while raw.len() >= 8 {
+        let len = usize::from(u16::from_be_bytes([raw[4], raw[5]]));
+        let pad = usize::from(raw[6]);
+        assert_eq!(raw[0], 1);
+        assert_eq!((len + pad) % 8, 0, "record padded to 8");
+        assert!(len <= 65535);
+        if raw[1] == 6 {
+            assert!(!ended, "STDOUT after its end");
+            if len == 0 {
+                ended = true;
+            }
+            total += len;
+        }
+        let _ = raw.split_to(8 + len + pad);
+    }
+    assert!(raw.is_empty());
+    assert!(ended);
+    assert!(total > 200_000);
+}
+
+/// F10 + bounded memory: 64 MiB streamed through a request without a
+/// declared length; the application sees the data while the upload is still
+/// going, so nothing buffers the whole body.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_upload_is_streamed_f10() {
+    let upload_done = Arc::new(AtomicBool::new(false));
+    let seen_early = Arc::new(AtomicBool::new(false));
+    let (d, e) = (upload_done.clone(), seen_early.clone());
+    let a = app(move |req: Request<Body>| {
+        let (d, e) = (d.clone(), e.clone());
+        async move {
+            use http_body_util::BodyExt;
+            let mut body = req.into_body();
+            let mut n = 0usize;
+            while let Some(frame) = body.frame().await {
+                let Ok(frame) = frame else { break };
+                if let Some(data) = frame.data_ref() {
+                    if n == 0 && !d.load(Ordering::SeqCst) {
+                        e.store(true, Ordering::SeqCst);
+                    }
+                    n += data.len();
+                }
+            }
+            ok(format!("{n}"))
+        }
+    });
+    let mut c = connect(&mut Server::new(a));
+    let mut p = get("/big");
+    p[0].1 = "PUT".into();
+    c.begin(1, RESPONDER, 0, &pairs(&p)).await;
+    let chunk = vec![7u8; 60_000];
+    let total = 64 << 20;
+    let mut sent = 0;
+    while sent < total {
+        let n = chunk.len().min(total - sent);
+        c.stream(RecordType::Stdin, 1, &chunk[..n], false).await;
+        sent += n;
+    }
+    upload_done.store(true, Ordering::SeqCst);
+    c.stream(RecordType::Stdin, 1, b"", true).await;
+    let r = c.response(1).await;
+    assert_eq!(r.body(), total.to_string());
+    assert!(seen_early.load(Ordering::SeqCst), "body was not streamed");
+}
+
+/// A response streamed as it is produced: 64 MiB out through a connection
+/// whose reader is slower than the application, with bounded queues.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_download_is_streamed() {
+    let a = app(|_req: Request<Body>| async move {
+        let chunks = futures_stream(1024, 64 * 1024);
+        ok(Body::new(chunks))
+    });
+    let mut c = connect(&mut Server::new(a));
+    c.begin(1, RESPONDER, 0, &pairs(&get("/"))).await;
+    c.stream(RecordType::Stdin, 1, b"", true).await;
+    let r = c.response(1).await;
+    assert_eq!(r.body().len(), 64 << 20);
+}
+
+/// A body of `n` chunks of `size` bytes, made lazily.
+fn futures_stream(
+    n: usize,
+    size: usize,
+) -> impl http_body::Body<Data = bytes::Bytes, Error = Infallible> + Send + 'static {
+    struct Chunks(usize, usize);
+    impl http_body::Body for Chunks {
+        type Data = bytes::Bytes;
+        type Error = Infallible;
+        fn poll_frame(
+            mut self: std::pin::Pin<&mut Self>,
+            _cx: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<Option<Result<http_body::Frame<bytes::Bytes>, Infallible>>> {
+            if self.0 == 0 {
+                return std::task::Poll::Ready(None);
+            }
+            self.0 -= 1;
+            let size = self.1;
+            std::task::Poll::Ready(Some(Ok(http_body::Frame::data(bytes::Bytes::from(
+                vec![b'd'; size],
+            )))))
+        }
+    }
+    Chunks(n, size)
+}
+
+/// B1, B2, B3, F6, F15: protocol errors close the connection (never a
+/// panic) and the server keeps serving other connections.
+#[tokio::test]
+async fn protocol_errors_close_the_connection_f15() {
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        (
+            "B1 bad version",
+            b"\x02\x01\x00\x01\x00\x08\x00\x00\x00\x01\x00\x00\x00\x00\x00\x00".to_vec(),
+        ),
+        ("B3 STDIN before PARAMS end", {
+            let mut w = BytesMut::new();
+            proto::encode_begin_request(&mut w, 1, RESPONDER, 0);
+            proto::encode_stream(&mut w, RecordType::Stdin, 1, b"x");
+            w.to_vec()
+        }),
+        ("B3 duplicate BEGIN", {
+            let mut w = BytesMut::new();
+            proto::encode_begin_request(&mut w, 1, RESPONDER, 1);
+            proto::encode_begin_request(&mut w, 1, RESPONDER, 1);
+            w.to_vec()
+        }),
+        (
+            "F6 BEGIN body not 8 bytes",
+            b"\x01\x01\x00\x01\x00\x04\x00\x00\x00\x01\x00\x00".to_vec(),
+        ),
+        (
+            "F6 application record on id 0",
+            b"\x01\x05\x00\x00\x00\x01\x07\x00x\0\0\0\0\0\0\0".to_vec(),
+        ),
+        (
+            "F15 STDOUT from the web server",
+            b"\x01\x06\x00\x01\x00\x00\x00\x00".to_vec(),
+        ),
+        ("B2 malformed params", {
+            let mut w = BytesMut::new();
+            proto::encode_begin_request(&mut w, 1, RESPONDER, 0);
+            w.extend_from_slice(b"\x01\x04\x00\x01\x00\x04\x04\x00\x80\x00\x00\x09\0\0\0\0");
+            proto::encode_stream_end(&mut w, RecordType::Params, 1);
+            w.to_vec()
+        }),
+    ];
+    let mut server = Server::new(echo());
+    for (name, bytes) in cases {
+        let mut c = connect(&mut server);
+        c.send(&bytes).await;
+        assert!(c.closed().await, "{name}: connection not closed");
+    }
+    let mut c = connect(&mut server);
+    c.begin(1, RESPONDER, 0, &pairs(&get("/still"))).await;
+    c.stream(RecordType::Stdin, 1, b"", true).await;
+    assert_eq!(c.response(1).await.body(), "GET /still 0");
+}
+
+/// Limits: parameters over `max_head_len` close the connection; an idle
+/// kept-alive connection is closed after `idle_timeout`; a connection that
+/// never finishes its parameters is closed after `head_read_timeout`.
+#[tokio::test]
+async fn limits_and_timeouts() {
+    let mut limits = Limits::default();
+    limits
+        .max_head_len(1024)
+        .idle_timeout(Duration::from_millis(200))
+        .head_read_timeout(Duration::from_millis(200));
+    let mut server = Server::new(echo());
+    server.handler(Handler::builder().limits(limits).build());
+
+    let mut c = connect(&mut server);
+    let big = "v".repeat(2000);
+    c.begin(1, RESPONDER, 0, &[("HTTP_X", big.as_str())]).await;
+    assert!(c.closed().await, "params over the cap");
+
+    let mut c = connect(&mut server);
+    c.begin(1, RESPONDER, KEEP_CONN, &pairs(&get("/"))).await;
+    c.stream(RecordType::Stdin, 1, b"", true).await;
+    c.response(1).await;
+    assert!(c.closed().await, "idle keep-alive connection");
+
+    let mut c = connect(&mut server);
+    let mut w = BytesMut::new();
+    proto::encode_begin_request(&mut w, 1, RESPONDER, 0);
+    c.send(&w).await;
+    assert!(c.closed().await, "parameters never finished");
+}
+
+/// Limits: after `max_requests_per_connection` requests a kept-alive
+/// connection is closed once idle.
+#[tokio::test]
+async fn requests_per_connection() {
+    let mut limits = Limits::default();
+    limits.max_requests_per_connection(Some(2));
+    let mut server = Server::new(echo());
+    server.handler(Handler::builder().limits(limits).build());
+    let mut c = connect(&mut server);
+    for _ in 0..2 {
+        c.begin(1, RESPONDER, KEEP_CONN, &pairs(&get("/"))).await;
+        c.stream(RecordType::Stdin, 1, b"", true).await;
+        assert_eq!(c.response(1).await.app_status, 0);
+    }
+    assert!(c.closed().await);
+}
+
+/// Graceful shutdown: the in-flight request finishes, a new request (here on
+/// the busy, multiplexing connection) is answered FCGI_OVERLOADED, idle
+/// connections close, and the busy one closes once its request is done.
+#[tokio::test]
+async fn graceful_shutdown() {
+    let gate = Arc::new(Notify::new());
+    let g = gate.clone();
+    let count = Arc::new(AtomicUsize::new(0));
+    let n = count.clone();
+    let a = app(move |_req: Request<Body>| {
+        let g = g.clone();
+        let n = n.clone();
+        async move {
+            n.fetch_add(1, Ordering::SeqCst);
+            g.notified().await;
+            ok("finished")
+        }
+    });
+    let shutdown = gateway_core::server::Shutdown::new();
+    let mut server = Server::new(a);
+    server.shutdown(shutdown.clone()).multiplex(true);
+    let mut busy = connect(&mut server);
+    let mut idle = connect(&mut server);
+    busy.begin(1, RESPONDER, KEEP_CONN, &pairs(&get("/"))).await;
+    while count.load(Ordering::SeqCst) == 0 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    shutdown.trigger();
+    assert!(idle.closed().await, "idle connection closed");
+    busy.begin(2, RESPONDER, 0, &pairs(&get("/"))).await;
+    assert_eq!(
+        busy.response(2).await.protocol_status,
+        ProtocolStatus::Overloaded.as_u8()
+    );
+    gate.notify_one();
+    assert_eq!(busy.response(1).await.body(), "finished");
+    assert!(busy.closed().await);
+}
+
+/// F1: the accept loop over loopback TCP, with an allow-list that refuses
+/// this peer, and without one.
+#[tokio::test]
+async fn tcp_listener_and_allow_list_f1() {
+    use gateway_core::server::{Listener, Shutdown};
+    for (allowed, served) in [
+        (None, true),
+        (Some(vec!["10.9.9.9".parse().unwrap()]), false),
+    ] {
+        let listener = Listener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.tcp_addr().unwrap();
+        let shutdown = Shutdown::new();
+        let mut server = Server::new(echo());
+        server.shutdown(shutdown.clone()).web_server_addrs(allowed);
+        let task = tokio::spawn(async move { server.serve(listener).await });
+        let mut c = Client::new(tokio::net::TcpStream::connect(addr).await.unwrap());
+        if served {
+            c.begin(1, RESPONDER, 0, &pairs(&get("/tcp"))).await;
+            c.stream(RecordType::Stdin, 1, b"", true).await;
+            assert_eq!(c.response(1).await.body(), "GET /tcp 0");
+        } else {
+            assert!(c.closed().await, "peer not in the allow-list");
+        }
+        shutdown.trigger();
+        task.await.unwrap().unwrap();
+    }
+}
+
+/// A body that fails after the head was sent: the connection is closed
+/// without the end of the response, so the web server (which ignores
+/// appStatus) shows the client a truncated response (C-level abort, like
+/// H11 for HTTP).
+#[tokio::test]
+async fn failure_after_head_truncates() {
+    struct Failing(bool);
+    impl http_body::Body for Failing {
+        type Data = bytes::Bytes;
+        type Error = std::io::Error;
+        fn poll_frame(
+            mut self: std::pin::Pin<&mut Self>,
+            _cx: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<Option<Result<http_body::Frame<bytes::Bytes>, std::io::Error>>>
+        {
+            if self.0 {
+                return std::task::Poll::Ready(Some(Err(std::io::Error::other("boom"))));
+            }
+            self.0 = true;
+            std::task::Poll::Ready(Some(Ok(http_body::Frame::data(bytes::Bytes::from_static(
+                b"partial",
+            )))))
+        }
+    }
+    let a = app(|_req: Request<Body>| async move { ok(Body::new(Failing(false))) });
+    let mut c = connect(&mut Server::new(a));
+    c.begin(1, RESPONDER, KEEP_CONN, &pairs(&get("/"))).await;
+    c.stream(RecordType::Stdin, 1, b"", true).await;
+    let mut stdout = Vec::new();
+    while let Some(r) = c.record().await {
+        assert!(!r.content.is_empty(), "no end of a stream: {r:?}");
+        match r.record_type {
+            RecordType::Stdout => stdout.extend_from_slice(&r.content),
+            RecordType::Stderr => {}
+            _ => panic!("no end of request: {r:?}"),
+        }
+    }
+    let text = String::from_utf8_lossy(&stdout);
+    assert!(text.ends_with("partial"), "{text}");
+}
+
+/// F5, F6: an unknown management record is answered with FCGI_UNKNOWN_TYPE,
+/// records for inactive request ids are ignored, and the connection goes on
+/// serving.
+#[tokio::test]
+async fn unknown_management_and_inactive_ids_f5_f6() {
+    let mut c = connect(&mut Server::new(echo()));
+    c.send(b"\x01\x0c\x00\x00\x00\x00\x00\x00").await;
+    let r = c.record().await.unwrap();
+    assert_eq!((r.record_type, r.request_id), (RecordType::UnknownType, 0));
+    assert_eq!(&r.content[..], b"\x0c\0\0\0\0\0\0\0");
+    c.stream(RecordType::Stdin, 5, b"stray", true).await;
+    c.begin(1, RESPONDER, 0, &pairs(&get("/after"))).await;
+    c.stream(RecordType::Stdin, 1, b"", true).await;
+    assert_eq!(c.response(1).await.body(), "GET /after 0");
+}
+
+/// F1: a Unix-socket listener serves; with an allow-list set, connections
+/// without an IP peer are refused.
+#[tokio::test]
+async fn unix_listener_and_allow_list_f1() {
+    use gateway_core::server::{Listener, Shutdown};
+    let dir = std::env::temp_dir().join(format!("gateway-fcgi-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("app.sock");
+    for (allowed, served) in [
+        (None, true),
+        (Some(vec!["127.0.0.1".parse().unwrap()]), false),
+    ] {
+        let listener = Listener::bind(&format!("unix:{}", path.display()))
+            .await
+            .unwrap();
+        let shutdown = Shutdown::new();
+        let mut server = Server::new(echo());
+        server.shutdown(shutdown.clone()).web_server_addrs(allowed);
+        let task = tokio::spawn(async move { server.serve(listener).await });
+        let mut c = Client::new(tokio::net::UnixStream::connect(&path).await.unwrap());
+        if served {
+            c.begin(1, RESPONDER, 0, &pairs(&get("/unix"))).await;
+            c.stream(RecordType::Stdin, 1, b"", true).await;
+            assert_eq!(c.response(1).await.body(), "GET /unix 0");
+        } else {
+            assert!(c.closed().await, "Unix peer with an allow-list set");
+        }
+        shutdown.trigger();
+        task.await.unwrap().unwrap();
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// B6: parameters that cannot become a request get 400 from the handler;
+/// the connection goes on serving (B5 is `short_stdin_is_a_body_error_f10`,
+/// B9 `record_sizes_and_padding_f2`).
+#[tokio::test]
+async fn bad_params_get_400_b6() {
+    let mut c = connect(&mut Server::new(echo()));
+    let mut p = get("/x");
+    p[0].1 = "BAD METHOD".into();
+    c.begin(1, RESPONDER, KEEP_CONN, &pairs(&p)).await;
+    c.stream(RecordType::Stdin, 1, b"", true).await;
+    let r = c.response(1).await;
+    assert!(r.text().starts_with("Status: 400"), "{}", r.text());
+    assert_eq!(r.app_status, 0);
+    c.begin(1, RESPONDER, 0, &pairs(&get("/ok"))).await;
+    c.stream(RecordType::Stdin, 1, b"", true).await;
+    assert_eq!(c.response(1).await.body(), "GET /ok 0");
+}

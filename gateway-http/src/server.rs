@@ -1,0 +1,174 @@
+//! The server builder.
+
+use std::io;
+use std::sync::Arc;
+
+use bytes::{Buf, Bytes};
+use gateway_core::server::{self, Listener, Shutdown};
+use gateway_core::{Body, BoxError, ErrorStream, Handler};
+use http::{Request, Response};
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use hyper_util::server::conn::auto;
+use tower::Service;
+
+use crate::conn::{Shared, serve_connection};
+
+const HYPER_DEFAULT_MAX_HEADERS: usize = 100;
+
+/// The `Server` header and `SERVER_SOFTWARE` of this crate.
+pub const SERVER_SOFTWARE: &str = concat!("gateway-http/", env!("CARGO_PKG_VERSION"));
+
+/// An HTTP server: configure it, then [`serve`](Server::serve) an
+/// application on a [`Listener`].
+///
+/// The [`Handler`]'s [`Limits`](gateway_core::Limits) set the protocol
+/// limits:
+///
+/// | limit | how |
+/// |---|---|
+/// | `max_head_len` | hyper's `max_header_size` (request line + headers; over it: 431) |
+/// | `max_headers` | hyper's `max_headers` (over it: 431) |
+/// | `max_body_len` | a larger declared body: 413; a chunked one that grows larger: a body error |
+/// | `head_read_timeout` | hyper's header read timeout: the connection is closed. hyper starts it as soon as the connection waits for a request, so it also bounds an idle keep-alive connection |
+/// | `write_timeout` | each body chunk handed to hyper |
+/// | `max_connections` | the accept loop |
+///
+/// ```no_run
+/// # async fn run() -> std::io::Result<()> {
+/// use gateway_core::server::{Listener, Shutdown, signal};
+///
+/// let app = tower::service_fn(|_req: http::Request<gateway_core::Body>| async {
+///     Ok::<_, std::convert::Infallible>(http::Response::new("hi\n".to_string()))
+/// });
+/// let shutdown = Shutdown::new();
+/// shutdown.trigger_on(signal());
+/// gateway_http::Server::new()
+///     .shutdown(shutdown)
+///     .serve(Listener::bind("127.0.0.1:8000").await?, app)
+///     .await
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct Server {
+    handler: Handler,
+    shutdown: Shutdown,
+    http2: bool,
+    server_software: Option<Bytes>,
+    errors: ErrorStream,
+}
+
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server")
+            .field("handler", &self.handler)
+            .field("http2", &self.http2)
+            .field("server_software", &self.server_software)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for Server {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Server {
+    /// HTTP/1.1 and HTTP/2 (prior knowledge), the default [`Handler`] with
+    /// [`SERVER_SOFTWARE`] as its `Server` header, a shutdown that nothing
+    /// triggers.
+    pub fn new() -> Self {
+        Self {
+            handler: Handler::builder()
+                .server_software(SERVER_SOFTWARE)
+                .http_version(http::Version::HTTP_11)
+                .build(),
+            shutdown: Shutdown::new(),
+            http2: true,
+            server_software: Some(Bytes::from_static(SERVER_SOFTWARE.as_bytes())),
+            errors: ErrorStream::stderr(),
+        }
+    }
+
+    /// The handler (error page, limits, mount prefix). Its
+    /// `server_software` is not seen here: set [`server_software`](Server::server_software).
+    pub fn handler(&mut self, handler: Handler) -> &mut Self {
+        self.handler = handler;
+        self
+    }
+
+    /// The `Server` response header and `SERVER_SOFTWARE`; `None` for none.
+    pub fn server_software(&mut self, software: Option<Bytes>) -> &mut Self {
+        self.server_software = software;
+        self
+    }
+
+    /// Where each request's error stream (wsgi.errors) goes: application
+    /// failures and validator messages. Default: standard error, as in
+    /// wsgiref's `simple_server`.
+    pub fn errors(&mut self, errors: ErrorStream) -> &mut Self {
+        self.errors = errors;
+        self
+    }
+
+    /// The shutdown that stops the server (stop accepting, finish in-flight
+    /// requests, close idle connections).
+    pub fn shutdown(&mut self, shutdown: Shutdown) -> &mut Self {
+        self.shutdown = shutdown;
+        self
+    }
+
+    /// Whether HTTP/2 with prior knowledge is accepted besides HTTP/1.x.
+    pub fn http2(&mut self, yes: bool) -> &mut Self {
+        self.http2 = yes;
+        self
+    }
+
+    fn hyper_builder(&self) -> auto::Builder<TokioExecutor> {
+        let limits = self.handler.limits();
+        let mut b = auto::Builder::new(TokioExecutor::new());
+        if !self.http2 {
+            b = b.http1_only();
+        }
+        let mut h1 = b.http1();
+        h1.timer(TokioTimer::new())
+            .header_read_timeout(limits.get_head_read_timeout())
+            .max_buf_size(limits.get_max_head_len().max(8192))
+            .keep_alive(true)
+            .half_close(false);
+        // hyper's default is 100 header slots on the stack; any explicit
+        // value moves them to the heap for every request.
+        if limits.get_max_headers() != HYPER_DEFAULT_MAX_HEADERS {
+            h1.max_headers(limits.get_max_headers());
+        }
+        b.http2()
+            .timer(TokioTimer::new())
+            .max_header_list_size(u32::try_from(limits.get_max_head_len()).unwrap_or(u32::MAX));
+        b
+    }
+
+    /// Serves `app` on `listener` until the shutdown is triggered and the
+    /// connections have finished (or its deadline passed).
+    pub async fn serve<S, B>(&self, listener: Listener, app: S) -> io::Result<()>
+    where
+        S: Service<Request<Body>, Response = Response<B>> + Clone + Send + Sync + 'static,
+        S::Future: Send,
+        S::Error: Into<BoxError> + Send,
+        B: http_body::Body + Send + 'static,
+        B::Data: Buf + Send,
+        B::Error: Into<BoxError> + Send,
+    {
+        let shared = Arc::new(Shared {
+            app,
+            handler: self.handler.clone(),
+            builder: self.hyper_builder(),
+            server_software: self.server_software.clone(),
+            errors: self.errors.clone(),
+        });
+        let max = self.handler.limits().get_max_connections();
+        server::serve(listener, max, self.shutdown.clone(), move |conn| {
+            serve_connection(conn, shared.clone())
+        })
+        .await
+    }
+}

@@ -1,0 +1,189 @@
+//! A test app, a server on a free port, and a raw TCP client.
+
+#![allow(dead_code, unreachable_pub)]
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::Bytes;
+use gateway_core::server::{Listener, Shutdown};
+use gateway_core::{Body, BoxError, Environ, Handler};
+use http::{Request, Response, StatusCode, header};
+use http_body_util::{BodyExt, StreamBody, combinators::UnsyncBoxBody};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+pub type TestBody = UnsyncBoxBody<Bytes, BoxError>;
+
+fn full(b: impl Into<Bytes>) -> TestBody {
+    http_body_util::Full::new(b.into())
+        .map_err(|e: Infallible| match e {})
+        .boxed_unsync()
+}
+
+fn chunks(items: Vec<Result<Bytes, BoxError>>) -> TestBody {
+    let stream =
+        futures_util::stream::iter(items.into_iter().map(|r| r.map(http_body::Frame::data)));
+    StreamBody::new(stream).boxed_unsync()
+}
+
+/// The routes the tests use.
+pub async fn app(req: Request<Body>) -> Result<Response<TestBody>, BoxError> {
+    // Route on the decoded path, so `/%65nviron` and `/environ/%80` work.
+    let env = req
+        .extensions()
+        .get::<Environ>()
+        .cloned()
+        .unwrap_or_default();
+    let path = String::from_utf8_lossy(env.path_info()).into_owned();
+    let path = if path.starts_with("/environ") {
+        "/environ".to_owned()
+    } else {
+        path
+    };
+    let text = |s: &'static str| {
+        Response::builder()
+            .header(header::CONTENT_TYPE, "text/plain")
+            .body(full(s))
+    };
+    let res = match path.as_str() {
+        "/" => Response::builder()
+            .header(header::CONTENT_TYPE, "text/plain")
+            .header(header::DATE, "Mon, 05 Jun 2006 18:49:54 GMT")
+            .body(full("Hello, world!"))?,
+        "/environ" => {
+            let mut out = Vec::new();
+            for (k, v) in env.iter() {
+                out.extend_from_slice(k);
+                out.push(b'=');
+                out.extend_from_slice(v);
+                out.push(b'\n');
+            }
+            for v in req.headers().get_all("x-test-header") {
+                out.extend_from_slice(b"header x-test-header: ");
+                out.extend_from_slice(v.as_bytes());
+                out.push(b'\n');
+            }
+            Response::builder()
+                .header(header::CONTENT_TYPE, "text/plain")
+                .body(full(out))?
+        }
+        "/echo" => {
+            let body = req.into_body().collect().await?.to_bytes();
+            Response::builder()
+                .header(header::CONTENT_TYPE, "application/octet-stream")
+                .body(full(body))?
+        }
+        "/stream" => Response::builder()
+            .header(header::CONTENT_TYPE, "text/plain")
+            .body(chunks(vec![Ok("one,".into()), Ok("two".into())]))?,
+        "/short" => Response::builder()
+            .header(header::CONTENT_TYPE, "text/plain")
+            .header(header::CONTENT_LENGTH, "10")
+            .body(chunks(vec![Ok("12345".into())]))?,
+        "/long" => Response::builder()
+            .header(header::CONTENT_TYPE, "text/plain")
+            .header(header::CONTENT_LENGTH, "3")
+            .body(chunks(vec![Ok("12345".into())]))?,
+        "/error-after" => Response::builder()
+            .header(header::CONTENT_TYPE, "text/plain")
+            .body(chunks(vec![Ok("partial".into()), Err("boom".into())]))?,
+        "/error-before" => return Err("deliberate".into()),
+        "/hop" => Response::builder()
+            .header(header::CONTENT_TYPE, "text/plain")
+            .header(header::CONNECTION, "close")
+            .header("x-kept", "yes")
+            .body(full("hop"))?,
+        "/no-content" => Response::builder()
+            .status(StatusCode::NO_CONTENT)
+            .header(header::CONTENT_LENGTH, "0")
+            .body(full(""))?,
+        "/not-modified" => Response::builder()
+            .status(StatusCode::NOT_MODIFIED)
+            .body(full(""))?,
+        "/sleep" => {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            text("slept")?
+        }
+        _ => Response::builder()
+            .status(StatusCode::NOT_FOUND)
+            .header(header::CONTENT_TYPE, "text/plain")
+            .body(full("not found"))?,
+    };
+    Ok(res)
+}
+
+/// A running server.
+pub struct Running {
+    pub addr: SocketAddr,
+    pub shutdown: Shutdown,
+    pub task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+/// Starts the test app with `handler` on a free port.
+pub async fn start_with(handler: Handler) -> Running {
+    let listener = Listener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.tcp_addr().expect("tcp address");
+    let mut shutdown = Shutdown::new();
+    shutdown.deadline(Duration::from_secs(2));
+    let mut server = gateway_http::Server::new();
+    server.handler(handler).shutdown(shutdown.clone());
+    let task = tokio::spawn(async move { server.serve(listener, tower::service_fn(app)).await });
+    Running {
+        addr,
+        shutdown,
+        task,
+    }
+}
+
+/// Starts the test app with the default server.
+pub async fn start() -> Running {
+    let mut limits = gateway_core::Limits::default();
+    limits.head_read_timeout(Duration::from_secs(2));
+    start_with(
+        Handler::builder()
+            .server_software(gateway_http::SERVER_SOFTWARE)
+            .limits(limits)
+            .build(),
+    )
+    .await
+}
+
+/// Sends `request` and reads until the server closes (at most 5 s).
+pub async fn exchange(addr: SocketAddr, request: &[u8]) -> Vec<u8> {
+    let mut s = TcpStream::connect(addr).await.expect("connect");
+    s.write_all(request).await.expect("write");
+    read_to_close(&mut s).await
+}
+
+/// Reads until EOF or a reset (keeping what came), at most 5 s.
+pub async fn read_to_close(s: &mut TcpStream) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut buf = [0u8; 65536];
+    loop {
+        match tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => return out,
+            Ok(Ok(n)) => out.extend_from_slice(&buf[..n]),
+            Err(_) => panic!(
+                "the server did not close within 5 s; got {:?}",
+                String::from_utf8_lossy(&out)
+            ),
+        }
+    }
+}
+
+/// The response bytes as text.
+pub fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// Whether the server still answers a plain request.
+pub async fn still_serving(addr: SocketAddr) {
+    let out = exchange(addr, b"GET / HTTP/1.0\r\n\r\n").await;
+    assert!(
+        text(&out).starts_with("HTTP/1.0 200 OK\r\n"),
+        "server stopped serving: {:?}",
+        text(&out)
+    );
+}

@@ -1,0 +1,92 @@
+//! The [`Gateway`] of one SCGI request: the header pairs in, the response
+//! out in CGI form.
+
+use std::io;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::Bytes;
+use gateway_core::{Body, Environ, ErrorStream, Gateway, Protocol};
+use tokio::io::{AsyncWrite, AsyncWriteExt};
+
+/// One request's backend. The response head is written in CGI form
+/// (`Status:` line), the default of [`Gateway::write_head`].
+pub(crate) struct ScgiGateway<W> {
+    pub(crate) writer: W,
+    pub(crate) pairs: Vec<(Bytes, Bytes)>,
+    pub(crate) body: Option<Body>,
+    pub(crate) errors: ErrorStream,
+    pub(crate) peer_addr: Option<SocketAddr>,
+    pub(crate) local_addr: Option<SocketAddr>,
+    pub(crate) write_timeout: Duration,
+}
+
+fn timed_out(what: &str, after: Duration) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::TimedOut,
+        format!("{what} timed out after {after:?}"),
+    )
+}
+
+impl<W: AsyncWrite + Send + Unpin> Gateway for ScgiGateway<W> {
+    async fn write(&mut self, data: Bytes) -> io::Result<()> {
+        let after = self.write_timeout;
+        tokio::time::timeout(after, self.writer.write_all(&data))
+            .await
+            .map_err(|_| timed_out("response write", after))?
+    }
+
+    async fn flush(&mut self) -> io::Result<()> {
+        let after = self.write_timeout;
+        tokio::time::timeout(after, self.writer.flush())
+            .await
+            .map_err(|_| timed_out("response flush", after))?
+    }
+
+    fn stdin(&mut self, _environ: &Environ) -> Body {
+        // The length is the header's CONTENT_LENGTH, which the body was
+        // built with; the environ cannot disagree (it is the same pair).
+        self.body.take().unwrap_or_default()
+    }
+
+    fn stderr(&self) -> ErrorStream {
+        self.errors.clone()
+    }
+
+    fn add_cgi_vars(&mut self, environ: &mut Environ) {
+        // The header's pairs, raw and in order, over the handler's base
+        // environ (names are unique, the parser checked).
+        let base = !environ.is_empty();
+        for (name, value) in std::mem::take(&mut self.pairs) {
+            if base {
+                environ.insert(name, value);
+            } else {
+                environ.push(name, value);
+            }
+        }
+    }
+
+    fn protocol(&self) -> Protocol {
+        Protocol::Scgi
+    }
+
+    fn multithread(&self) -> bool {
+        true
+    }
+
+    fn multiprocess(&self) -> bool {
+        false
+    }
+
+    fn run_once(&self) -> bool {
+        false
+    }
+
+    fn peer_addr(&self) -> Option<SocketAddr> {
+        self.peer_addr
+    }
+
+    fn local_addr(&self) -> Option<SocketAddr> {
+        self.local_addr
+    }
+}

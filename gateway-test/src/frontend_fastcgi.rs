@@ -1,0 +1,355 @@
+//! A FastCGI application server behind a real web server, for interop tests.
+//!
+//! [`FcgiFront::start`] runs a program as a FastCGI server on a free
+//! loopback port (`PROGRAM fastcgi 127.0.0.1:PORT`, as the `conformance`
+//! example takes it), waits until it accepts connections, then starts nginx
+//! (`fastcgi_pass`), Apache httpd (`mod_proxy_fcgi`) or lighttpd
+//! (`mod_fastcgi`) from the templates in `examples/webservers/fastcgi/`, on
+//! another free port. With [`Front::LighttpdSpawn`] lighttpd starts the
+//! program itself (`bin-path`), handing it the listening socket on file
+//! descriptor 0. Dropping it stops everything and removes the run directory.
+//!
+//! [`cgi_fcgi`] runs libfcgi's `cgi-fcgi -bind -connect` as a client.
+//!
+//! A missing web-server binary is an error naming the Debian package, so a
+//! test fails loudly instead of passing without having run.
+
+use std::fmt;
+use std::io;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
+
+use crate::webserver::process;
+use crate::webserver::{KEEP_RUNDIR_VAR, START_TIMEOUT, render, templates_dir};
+
+/// The URL prefix the FastCGI configurations mount the application at.
+pub const FCGI_MOUNT: &str = "/fcgi/conformance";
+
+const STOP_GRACE: Duration = Duration::from_secs(5);
+
+/// A web server that speaks FastCGI to the application, and how.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Front {
+    /// nginx, kept-alive upstream connections (`fastcgi_keep_conn on`),
+    /// unbuffered uploads (`fastcgi/nginx.conf`).
+    Nginx,
+    /// nginx, a connection per request (`fastcgi/nginx-close.conf`).
+    NginxClose,
+    /// Apache httpd `mod_proxy_fcgi`, reused connections
+    /// (`fastcgi/apache2.conf`).
+    Apache,
+    /// Apache httpd `mod_proxy_fcgi`, a connection per request
+    /// (`fastcgi/apache2-no-reuse.conf`).
+    ApacheNoReuse,
+    /// lighttpd `mod_fastcgi` to a running server over TCP
+    /// (`fastcgi/lighttpd.conf`).
+    Lighttpd,
+    /// lighttpd `mod_fastcgi` spawning the program with the socket on fd 0
+    /// (`fastcgi/lighttpd-spawn.conf`).
+    LighttpdSpawn,
+}
+
+impl Front {
+    /// Every front end.
+    pub const ALL: [Front; 6] = [
+        Front::Nginx,
+        Front::NginxClose,
+        Front::Apache,
+        Front::ApacheNoReuse,
+        Front::Lighttpd,
+        Front::LighttpdSpawn,
+    ];
+
+    /// A short name (directory names, messages).
+    pub fn name(self) -> &'static str {
+        match self {
+            Front::Nginx => "nginx",
+            Front::NginxClose => "nginx-close",
+            Front::Apache => "apache2",
+            Front::ApacheNoReuse => "apache2-no-reuse",
+            Front::Lighttpd => "lighttpd",
+            Front::LighttpdSpawn => "lighttpd-spawn",
+        }
+    }
+
+    /// The configuration template, relative to [`templates_dir`].
+    pub fn template(self) -> &'static str {
+        match self {
+            Front::Nginx => "fastcgi/nginx.conf",
+            Front::NginxClose => "fastcgi/nginx-close.conf",
+            Front::Apache => "fastcgi/apache2.conf",
+            Front::ApacheNoReuse => "fastcgi/apache2-no-reuse.conf",
+            Front::Lighttpd => "fastcgi/lighttpd.conf",
+            Front::LighttpdSpawn => "fastcgi/lighttpd-spawn.conf",
+        }
+    }
+
+    /// The web server's binary and its Debian package.
+    pub fn binary(self) -> (&'static str, &'static str) {
+        match self {
+            Front::Nginx | Front::NginxClose => ("nginx", "nginx"),
+            Front::Apache | Front::ApacheNoReuse => ("apache2", "apache2"),
+            Front::Lighttpd | Front::LighttpdSpawn => ("lighttpd", "lighttpd"),
+        }
+    }
+
+    /// Whether the web server starts the application itself.
+    pub fn spawns(self) -> bool {
+        self == Front::LighttpdSpawn
+    }
+}
+
+impl fmt::Display for Front {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A web server in front of a FastCGI application server; dropping it stops
+/// both.
+#[derive(Debug)]
+pub struct FcgiFront {
+    front: Front,
+    addr: SocketAddr,
+    backend: SocketAddr,
+    rundir: PathBuf,
+    /// The application server, then the web server.
+    children: Vec<Child>,
+}
+
+impl FcgiFront {
+    /// Starts `program fastcgi 127.0.0.1:PORT` and `front` in front of it
+    /// (or only `front`, which then spawns `program fastcgi`).
+    pub fn start(front: Front, program: &Path) -> io::Result<FcgiFront> {
+        let (name, package) = front.binary();
+        let binary = process::find_binary(name, package)?;
+        let mut last = None;
+        // A port taken by another test in the meantime: try again.
+        for _ in 0..3 {
+            match Self::try_start(front, &binary, program) {
+                Ok(s) => return Ok(s),
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.unwrap_or_else(|| io::Error::other("did not start")))
+    }
+
+    fn try_start(front: Front, binary: &Path, program: &Path) -> io::Result<FcgiFront> {
+        let rundir = process::make_rundir(&format!("fcgi-{}", front.name()))?;
+        let mut me = FcgiFront {
+            front,
+            addr: SocketAddr::from((Ipv4Addr::LOCALHOST, process::free_port()?)),
+            backend: SocketAddr::from((Ipv4Addr::LOCALHOST, process::free_port()?)),
+            rundir,
+            children: Vec::new(),
+        };
+        match me.launch(binary, program) {
+            Ok(()) => Ok(me),
+            Err(e) => Err(io::Error::new(
+                e.kind(),
+                format!(
+                    "{front} with FastCGI did not start: {e}\n{}",
+                    me.error_log()
+                ),
+            )),
+        }
+    }
+
+    fn launch(&mut self, binary: &Path, program: &Path) -> io::Result<()> {
+        if !self.front.spawns() {
+            let mut app = Command::new(program);
+            app.arg("fastcgi").arg(self.backend.to_string());
+            let mut child = process::spawn(app, &self.rundir, "app")?;
+            let backend = self.backend;
+            let waited = process::wait_until(&mut child, START_TIMEOUT, "the FastCGI port", || {
+                process::accepts(backend)
+            });
+            self.children.push(child);
+            waited?;
+        }
+
+        // A spawned program runs as the web server's user: it must be able
+        // to execute it.
+        let program = if self.front.spawns()
+            && process::running_as_root()
+            && !process::usable_by_anyone(program)
+        {
+            process::copy_program(program, &self.rundir)?
+        } else {
+            program.to_path_buf()
+        };
+        let text = std::fs::read_to_string(templates_dir().join(self.front.template()))?;
+        let rundir = text_of(&self.rundir)?.to_owned();
+        let config_text = render(
+            &text,
+            &[
+                ("PORT", &self.addr.port().to_string()),
+                ("RUNDIR", &rundir),
+                ("BACKEND_HOST", &self.backend.ip().to_string()),
+                ("BACKEND_PORT", &self.backend.port().to_string()),
+                ("PROGRAM", text_of(&program)?),
+            ],
+        )?;
+        let file = Path::new(self.front.template())
+            .file_name()
+            .ok_or_else(|| io::Error::other("template has no file name"))?;
+        let config = self.rundir.join(file);
+        std::fs::write(&config, config_text)?;
+
+        let mut command = Command::new(binary);
+        match self.front {
+            Front::Nginx | Front::NginxClose => {
+                command
+                    .arg("-p")
+                    .arg(&self.rundir)
+                    .arg("-e")
+                    .arg(self.rundir.join("error.log"))
+                    .arg("-c")
+                    .arg(&config)
+                    .arg("-g")
+                    .arg("daemon off;");
+            }
+            Front::Apache | Front::ApacheNoReuse => {
+                command.arg("-DFOREGROUND").arg("-f").arg(&config);
+            }
+            Front::Lighttpd | Front::LighttpdSpawn => {
+                command.arg("-D").arg("-f").arg(&config);
+            }
+        }
+        let mut child = process::spawn(command, &self.rundir, self.front.name())?;
+        let addr = self.addr;
+        let waited = process::wait_until(&mut child, START_TIMEOUT, "the HTTP port", || {
+            process::accepts(addr)
+        });
+        self.children.push(child);
+        waited
+    }
+
+    /// The web server.
+    pub fn front(&self) -> Front {
+        self.front
+    }
+
+    /// The web server's loopback address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The FastCGI application server's address (unused when the web server
+    /// spawns it).
+    pub fn backend(&self) -> SocketAddr {
+        self.backend
+    }
+
+    /// The request target for `path_and_query` under [`FCGI_MOUNT`].
+    pub fn target(&self, path_and_query: &str) -> String {
+        format!("{FCGI_MOUNT}{path_and_query}")
+    }
+
+    /// Whether the application server (or, when the web server spawned it,
+    /// the web server) is still running.
+    pub fn backend_running(&mut self) -> bool {
+        self.children
+            .first_mut()
+            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+    }
+
+    /// The run directory.
+    pub fn rundir(&self) -> &Path {
+        &self.rundir
+    }
+
+    /// The logs and captured output of both processes, for assertion
+    /// messages.
+    pub fn error_log(&self) -> String {
+        let mut names: Vec<String> = std::fs::read_dir(&self.rundir)
+            .map(|entries| {
+                entries
+                    .filter_map(|e| e.ok())
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .filter(|n| n.ends_with(".log") || n.ends_with(".out"))
+                    .collect()
+            })
+            .unwrap_or_default();
+        names.sort();
+        let mut out = format!("--- {} logs in {}\n", self.front, self.rundir.display());
+        for name in names {
+            let text = std::fs::read(self.rundir.join(&name)).unwrap_or_default();
+            if !text.is_empty() {
+                out.push_str(&format!(
+                    "--- {name}\n{}\n",
+                    String::from_utf8_lossy(&text).trim_end()
+                ));
+            }
+        }
+        out
+    }
+}
+
+impl Drop for FcgiFront {
+    fn drop(&mut self) {
+        for child in self.children.iter_mut().rev() {
+            process::stop(child, STOP_GRACE);
+        }
+        if std::env::var_os(KEEP_RUNDIR_VAR).is_some() {
+            eprintln!("{KEEP_RUNDIR_VAR}: kept {}", self.rundir.display());
+        } else {
+            let _ = std::fs::remove_dir_all(&self.rundir).ok();
+        }
+    }
+}
+
+/// Runs libfcgi's `cgi-fcgi -bind -connect ADDR` (Debian `libfcgi-bin`)
+/// with the CGI variables `env` and `stdin` as the request body, and returns
+/// what it printed: the application's CGI response.
+pub fn cgi_fcgi(addr: &str, env: &[(&str, &str)], stdin: &[u8]) -> io::Result<Output> {
+    use std::io::Write;
+    let binary = process::find_binary("cgi-fcgi", "libfcgi-bin")?;
+    let mut command = Command::new(binary);
+    command
+        .args(["-bind", "-connect", addr])
+        .env_clear()
+        .envs(env.iter().copied())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = command.spawn()?;
+    if let Some(mut input) = child.stdin.take() {
+        input.write_all(stdin)?;
+    }
+    child.wait_with_output()
+}
+
+fn text_of(path: &Path) -> io::Result<&str> {
+    path.to_str()
+        .ok_or_else(|| io::Error::other(format!("path is not UTF-8: {}", path.display())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shipped_fastcgi_templates_render() {
+        let vars = [
+            ("PORT", "8080"),
+            ("RUNDIR", "/tmp/r"),
+            ("BACKEND_HOST", "127.0.0.1"),
+            ("BACKEND_PORT", "4000"),
+            ("PROGRAM", "/usr/local/bin/app"),
+        ];
+        for front in Front::ALL {
+            let text = std::fs::read_to_string(templates_dir().join(front.template())).unwrap();
+            let out = render(&text, &vars).unwrap();
+            if front.spawns() {
+                assert!(out.contains("/usr/local/bin/app"), "{front}");
+            } else {
+                assert!(out.contains("4000"), "{front}");
+            }
+            assert!(out.contains("8080"), "{front}");
+            assert!(out.contains(FCGI_MOUNT), "{front}");
+        }
+    }
+}

@@ -1,0 +1,294 @@
+#!/usr/bin/env bash
+# Throughput, tail latency and memory of the FastCGI server behind nginx,
+# against other FastCGI servers and against nginx proxying plain HTTP, all
+# answering "Hello, world!\n", with wrk on loopback in interleaved rounds:
+#
+#   ours     examples/fastcgi_hello (gateway_fastcgi), cargo build --release
+#   libfcgi  the C hello-world loop over libfcgi's FCGX_Accept_r (one request
+#            at a time, as libfcgi applications are), gcc -O2
+#   go       Go's net/http/fcgi with a hello handler, go build
+#   hyper    a bare hyper HTTP/1.1 hello server behind proxy_pass: the cost
+#            of nginx plus a Rust server without FastCGI
+#
+# Each backend is measured through nginx twice: "keep" reuses connections
+# (fastcgi_keep_conn on / proxy keep-alive, upstream keepalive 32) and
+# "close" opens one per request (nginx's defaults). One nginx (1 worker
+# process) fronts all of them on separate ports. After the runs it prints
+# req/s and p99 medians, the ratio ours/this in the same mode, and each
+# backend's peak RSS. Every backend and mode runs as its own process (a
+# libfcgi program serves one connection at a time, so kept-alive idle
+# connections would starve a second front end).
+#
+# Usage: scripts/bench-fastcgi.sh [--quick] [--help]
+#   ROUNDS=N       rounds (default 5; 2 with --quick)
+#   DURATION=S     seconds per wrk run (default 5; 2 with --quick)
+#   CONNECTIONS=N  wrk connections (default 16)
+#   KEEP_TMP=1     keep the temporary directory
+#   CARGO_TARGET_DIR is honoured by the builds, as usual.
+#
+# Needs nginx, wrk, gcc with libfcgi-dev, go, python3 (Debian packages
+# nginx, wrk, gcc, libfcgi-dev, golang-go; missing ones are installed with
+# apt-get when run as root), and access to crates.io for hyper.
+set -euo pipefail
+
+die() { echo "bench-fastcgi: error: $*" >&2; exit 1; }
+say() { echo "bench-fastcgi: $*" >&2; }
+
+QUICK=0
+for arg in "$@"; do
+    case "$arg" in
+        --quick) QUICK=1 ;;
+        -h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+        *) die "unknown argument '$arg' (try --help)" ;;
+    esac
+done
+if [ "$QUICK" = 1 ]; then
+    ROUNDS=${ROUNDS:-2} DURATION=${DURATION:-2}
+else
+    ROUNDS=${ROUNDS:-5} DURATION=${DURATION:-5}
+fi
+CONNECTIONS=${CONNECTIONS:-16}
+for v in ROUNDS DURATION CONNECTIONS; do
+    [[ "${!v}" =~ ^[0-9]+$ ]] && [ "${!v}" -ge 1 ] || die "$v must be a positive number, got '${!v}'"
+done
+
+need_pkg() { # binary-or-file package
+    if [ -e "$1" ] || command -v "$1" >/dev/null; then return 0; fi
+    [ "$(id -u)" -eq 0 ] || die "$1 is missing (apt-get install $2)"
+    say "installing $2"
+    apt-get install -y "$2" >/dev/null 2>&1 || { apt-get update >/dev/null && apt-get install -y "$2" >/dev/null; }
+}
+need_pkg wrk wrk
+need_pkg gcc gcc
+need_pkg /usr/include/fcgiapp.h libfcgi-dev
+need_pkg go golang-go
+command -v python3 >/dev/null || die "python3 is missing"
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+NGINX=$(command -v nginx || echo /usr/sbin/nginx)
+[ -x "$NGINX" ] || die "nginx is missing (apt-get install nginx)"
+
+TMP=$(mktemp -d)
+chmod 755 "$TMP"
+PIDS=()
+cleanup() {
+    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+    if [ "${KEEP_TMP:-0}" = 1 ]; then say "kept $TMP"; else rm -rf "$TMP"; fi
+}
+trap cleanup EXIT
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+wait_port() {
+    for _ in $(seq 200); do
+        python3 -c "import socket; socket.create_connection(('127.0.0.1',$1),0.2)" 2>/dev/null && return 0
+        sleep 0.1
+    done
+    die "nothing listens on port $1 (see $TMP/*.out)"
+}
+
+say "building ours (examples/fastcgi_hello, release)"
+(cd "$ROOT" && cargo build --release --quiet --example fastcgi_hello)
+OURS="${CARGO_TARGET_DIR:-$ROOT/target}/release/examples/fastcgi_hello"
+[ -x "$OURS" ] || die "no $OURS"
+
+say "building the libfcgi hello (gcc)"
+cat >"$TMP/hello.c" <<'C'
+#include <fcgiapp.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+int main(int argc, char **argv) {
+    if (argc < 2 || FCGX_Init() != 0) return 1;
+    int sock = FCGX_OpenSocket(argv[1], 128);
+    if (sock < 0) return 1;
+    FCGX_Request req;
+    FCGX_InitRequest(&req, sock, 0);
+    while (FCGX_Accept_r(&req) >= 0) {
+        FCGX_PutS("Status: 200 OK\r\nContent-Type: text/plain\r\n"
+                  "Content-Length: 14\r\n\r\nHello, world!\n", req.out);
+        FCGX_Finish_r(&req);
+    }
+    return 0;
+}
+C
+gcc -O2 -o "$TMP/libfcgi_hello" "$TMP/hello.c" -lfcgi || die "building the libfcgi hello failed"
+
+say "building the Go net/http/fcgi hello"
+mkdir -p "$TMP/gohello"
+cat >"$TMP/gohello/main.go" <<'GO'
+package main
+
+import (
+	"net"
+	"net/http"
+	"net/http/fcgi"
+	"os"
+)
+
+func main() {
+	l, err := net.Listen("tcp", os.Args[1])
+	if err != nil {
+		panic(err)
+	}
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain")
+		w.Write([]byte("Hello, world!\n"))
+	})
+	panic(fcgi.Serve(l, h))
+}
+GO
+(cd "$TMP/gohello" && GOCACHE="$TMP/gocache" go mod init gohello >/dev/null 2>&1 \
+    && GOCACHE="$TMP/gocache" go build -o "$TMP/go_hello" .) || die "building the Go hello failed"
+
+say "building the bare hyper hello (release)"
+mkdir -p "$TMP/hyperhello/src"
+cat >"$TMP/hyperhello/Cargo.toml" <<'TOML'
+[package]
+name = "hyperhello"
+version = "0.0.0"
+edition = "2021"
+publish = false
+
+[dependencies]
+hyper = { version = "1", features = ["server", "http1"] }
+hyper-util = { version = "0.1", features = ["tokio"] }
+http-body-util = "0.1"
+bytes = "1"
+tokio = { version = "1", features = ["rt-multi-thread", "net", "macros"] }
+
+[workspace]
+TOML
+cat >"$TMP/hyperhello/src/main.rs" <<'RS'
+use std::convert::Infallible;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::{Request, Response, body::Incoming, server::conn::http1, service::service_fn};
+use hyper_util::rt::TokioIo;
+
+#[tokio::main]
+async fn main() {
+    let addr = std::env::args().nth(1).expect("address");
+    let listener = tokio::net::TcpListener::bind(addr).await.expect("bind");
+    loop {
+        let Ok((stream, _)) = listener.accept().await else { continue };
+        let _ = stream.set_nodelay(true);
+        tokio::spawn(async move {
+            let svc = service_fn(|_req: Request<Incoming>| async {
+                let mut res = Response::new(Full::new(Bytes::from_static(b"Hello, world!\n")));
+                res.headers_mut().insert("content-type", "text/plain".parse().unwrap());
+                Ok::<_, Infallible>(res)
+            });
+            let _ = http1::Builder::new().serve_connection(TokioIo::new(stream), svc).await;
+        });
+    }
+}
+RS
+(cd "$TMP/hyperhello" && CARGO_TARGET_DIR="$TMP/hyper-target" cargo build --release --quiet) \
+    || die "building the hyper hello failed"
+
+# A process per backend and mode: libfcgi serves one connection at a time,
+# so idle kept-alive connections from one run would starve the next.
+BACKENDS=(ours libfcgi go hyper)
+declare -A CMD BACKEND PID FRONT
+CMD[ours]=$OURS
+CMD[libfcgi]=$TMP/libfcgi_hello
+CMD[go]=$TMP/go_hello
+CMD[hyper]=$TMP/hyper-target/release/hyperhello
+NAMES=()
+for b in "${BACKENDS[@]}"; do for m in keep close; do NAMES+=("$b-$m"); done; done
+for n in "${NAMES[@]}"; do
+    BACKEND[$n]=$(free_port)
+    "${CMD[${n%-*}]}" "127.0.0.1:${BACKEND[$n]}" >"$TMP/$n.out" 2>&1 &
+    PID[$n]=$!
+    PIDS+=($!)
+    FRONT[$n]=$(free_port)
+done
+for n in "${NAMES[@]}"; do wait_port "${BACKEND[$n]}"; done
+
+{
+    echo "worker_processes 1;"
+    echo "pid $TMP/nginx.pid;"
+    echo "error_log $TMP/error.log warn;"
+    echo "events { worker_connections 4096; }"
+    echo "http {"
+    echo "    access_log off;"
+    for d in client_body proxy fastcgi uwsgi scgi; do echo "    ${d}_temp_path $TMP/$d;"; done
+    for n in "${NAMES[@]}"; do
+        echo "    upstream up_${n//-/_} { server 127.0.0.1:${BACKEND[$n]}; keepalive 32; }"
+    done
+    for n in "${NAMES[@]}"; do
+        b=${n%-*} m=${n##*-}
+        echo "    server {"
+        echo "        listen 127.0.0.1:${FRONT[$n]};"
+        echo "        location / {"
+        if [ "$b" = hyper ]; then
+            if [ "$m" = keep ]; then
+                echo "            proxy_http_version 1.1;"
+                echo "            proxy_set_header Connection \"\";"
+                echo "            proxy_pass http://up_${n//-/_};"
+            else
+                echo "            proxy_pass http://127.0.0.1:${BACKEND[$n]};"
+            fi
+        else
+            echo "            include /etc/nginx/fastcgi_params;"
+            if [ "$m" = keep ]; then
+                echo "            fastcgi_keep_conn on;"
+                echo "            fastcgi_pass up_${n//-/_};"
+            else
+                echo "            fastcgi_pass 127.0.0.1:${BACKEND[$n]};"
+            fi
+        fi
+        echo "        }"
+        echo "    }"
+    done
+    echo "}"
+} >"$TMP/nginx.conf"
+[ -f /etc/nginx/fastcgi_params ] || die "/etc/nginx/fastcgi_params is missing"
+"$NGINX" -p "$TMP" -e "$TMP/error.log" -c "$TMP/nginx.conf" -g 'daemon off;' >"$TMP/nginx.out" 2>&1 &
+PIDS+=($!)
+for n in "${NAMES[@]}"; do wait_port "${FRONT[$n]}"; done
+for n in "${NAMES[@]}"; do
+    body=$(python3 -c "import urllib.request; print(urllib.request.urlopen('http://127.0.0.1:${FRONT[$n]}/').read().decode(), end='')") \
+        || die "$n does not answer through nginx (see $TMP)"
+    [ "$body" = "Hello, world!" ] || die "$n answered '$body'"
+done
+
+say "warming up"
+for n in "${NAMES[@]}"; do wrk -t1 -c4 -d1s "http://127.0.0.1:${FRONT[$n]}/" >/dev/null; done
+for r in $(seq "$ROUNDS"); do
+    say "round $r/$ROUNDS"
+    for n in "${NAMES[@]}"; do
+        wrk -t1 -c"$CONNECTIONS" -d"${DURATION}s" --latency "http://127.0.0.1:${FRONT[$n]}/" >"$TMP/$n.$r.txt"
+    done
+done
+for n in "${NAMES[@]}"; do
+    awk '/VmHWM/ {print $2}' "/proc/${PID[$n]}/status" >"$TMP/$n.rss" 2>/dev/null || echo 0 >"$TMP/$n.rss"
+done
+
+python3 - "$TMP" "$ROUNDS" "${NAMES[@]}" <<'PY'
+import re, statistics, sys
+tmp, rounds, names = sys.argv[1], int(sys.argv[2]), sys.argv[3:]
+def ms(v, unit):
+    return float(v) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+res = {}
+for name in names:
+    rps, p99, errs = [], [], 0
+    for r in range(1, rounds + 1):
+        t = open(f"{tmp}/{name}.{r}.txt").read()
+        rps.append(float(re.search(r"Requests/sec:\s+([\d.]+)", t).group(1)))
+        m = re.search(r"^\s+99%\s+([\d.]+)(us|ms|s)\s*$", t, re.M)
+        p99.append(ms(*m.groups()))
+        e = re.search(r"Non-2xx or 3xx responses: (\d+)", t)
+        errs += int(e.group(1)) if e else 0
+        s = re.search(r"Socket errors: (.*)", t)
+        if s: print(f"{name} round {r}: socket errors: {s.group(1)}")
+    res[name] = (statistics.median(rps), statistics.median(p99), rps, errs)
+print(f"{'':15}{'req/s (median)':>16}{'p99 ms (median)':>18}{'ours/this req/s':>18}{'peak RSS MiB':>14}   per round req/s")
+for name in names:
+    m, p, rps, errs = res[name]
+    base = res["ours-" + name.rsplit("-", 1)[1]][0]
+    ratio = f"{base / m:.2f}" if m > 0 else "-"
+    kib = open(f"{tmp}/{name}.rss").read().strip() or "0"
+    extra = f"   non-2xx: {errs}" if errs else ""
+    print(f"{name:15}{m:>16.0f}{p:>18.3f}{ratio:>18}{int(kib) / 1024:>14.1f}   {' '.join(f'{x:.0f}' for x in rps)}{extra}")
+PY

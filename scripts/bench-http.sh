@@ -1,0 +1,199 @@
+#!/usr/bin/env bash
+# Throughput and tail latency of the HTTP server against a bare hyper server,
+# both answering GET / with "Hello, world!\n" on loopback, measured with wrk
+# in interleaved rounds (ours, bare, ours, bare, ...):
+#
+#   ours  examples/http_hello (gateway_http::serve), cargo build --release
+#   bare  a hyper 1.x hello world built by this script in a temporary
+#         directory, with the hyper and hyper-util versions of Cargo.lock, the
+#         same auto (HTTP/1 + HTTP/2) connection builder and the same
+#         current-thread tokio runtime
+#
+# Targets: median req/s(ours) / req/s(bare) >= 0.9 and
+#          median p99(ours) / p99(bare) <= 1.2.
+#
+# Usage: scripts/bench-http.sh [--quick] [--help]
+#   ROUNDS=N       rounds (default 7; 3 with --quick)
+#   DURATION=S     seconds per wrk run (default 5; 2 with --quick)
+#   CONNECTIONS=N  wrk connections (default 32)
+#   THREADS=N      wrk threads (default 1)
+#   STRICT=1       exit 1 when a target is missed (default: report only)
+#   KEEP_TMP=1     keep the temporary directory
+#   CARGO_TARGET_DIR is honoured by the build of ours, as usual.
+#
+# Needs wrk (Debian package wrk; installed with apt-get when missing and run
+# as root) and python3 for the arithmetic.
+set -euo pipefail
+
+die() { echo "bench-http: error: $*" >&2; exit 1; }
+say() { echo "bench-http: $*" >&2; }
+
+QUICK=0
+for arg in "$@"; do
+    case "$arg" in
+        --quick) QUICK=1 ;;
+        -h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+        *) die "unknown argument '$arg' (try --help)" ;;
+    esac
+done
+if [ "$QUICK" = 1 ]; then
+    ROUNDS=${ROUNDS:-3} DURATION=${DURATION:-2}
+else
+    ROUNDS=${ROUNDS:-7} DURATION=${DURATION:-5}
+fi
+CONNECTIONS=${CONNECTIONS:-32}
+THREADS=${THREADS:-1}
+for v in ROUNDS DURATION CONNECTIONS THREADS; do
+    [[ "${!v}" =~ ^[0-9]+$ ]] && [ "${!v}" -ge 1 ] || die "$v must be a positive number, got '${!v}'"
+done
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+
+if ! command -v wrk >/dev/null; then
+    [ "$(id -u)" -eq 0 ] || die "wrk is missing (apt-get install wrk)"
+    say "installing wrk"
+    apt-get install -y wrk >/dev/null 2>&1 || { apt-get update >/dev/null && apt-get install -y wrk >/dev/null; }
+fi
+command -v python3 >/dev/null || die "python3 is missing"
+
+TMP=$(mktemp -d)
+PIDS=()
+cleanup() {
+    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+    if [ "${KEEP_TMP:-0}" = 1 ]; then say "kept $TMP"; else rm -rf "$TMP"; fi
+}
+trap cleanup EXIT
+
+lock_version() {
+    python3 - "$ROOT/Cargo.lock" "$1" <<'PY'
+import sys, re
+text = open(sys.argv[1]).read()
+m = re.search(r'name = "%s"\nversion = "([^"]+)"' % re.escape(sys.argv[2]), text)
+print(m.group(1) if m else "")
+PY
+}
+HYPER=$(lock_version hyper)
+HYPER_UTIL=$(lock_version hyper-util)
+TOKIO=$(lock_version tokio)
+[ -n "$HYPER" ] && [ -n "$HYPER_UTIL" ] && [ -n "$TOKIO" ] || die "hyper, hyper-util or tokio not in Cargo.lock"
+
+say "building ours (examples/http_hello, release)"
+(cd "$ROOT" && cargo build --release --quiet --example http_hello)
+OURS="${CARGO_TARGET_DIR:-$ROOT/target}/release/examples/http_hello"
+[ -x "$OURS" ] || die "no $OURS"
+
+say "building bare hyper $HYPER (hyper-util $HYPER_UTIL, tokio $TOKIO)"
+mkdir -p "$TMP/bare/src"
+cat >"$TMP/bare/Cargo.toml" <<TOML
+[package]
+name = "bare-hyper-hello"
+version = "0.0.0"
+edition = "2021"
+publish = false
+
+[dependencies]
+hyper = { version = "=$HYPER", features = ["server", "http1", "http2"] }
+hyper-util = { version = "=$HYPER_UTIL", features = ["server", "server-auto", "tokio", "http1", "http2"] }
+http-body-util = "0.1"
+bytes = "1"
+tokio = { version = "=$TOKIO", features = ["rt", "net", "macros"] }
+
+[profile.release]
+codegen-units = 1
+lto = "thin"
+
+[workspace]
+TOML
+cat >"$TMP/bare/src/main.rs" <<'RS'
+use std::convert::Infallible;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::{Request, Response, body::Incoming, header};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+
+async fn hello(_req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
+    let mut res = Response::new(Full::new(Bytes::from_static(b"Hello, world!\n")));
+    res.headers_mut()
+        .insert(header::CONTENT_TYPE, header::HeaderValue::from_static("text/plain"));
+    Ok(res)
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() {
+    let addr = std::env::args().nth(1).unwrap_or_else(|| "127.0.0.1:8001".into());
+    let listener = tokio::net::TcpListener::bind(&addr).await.unwrap();
+    println!("serving on http://{addr}/");
+    loop {
+        let Ok((stream, _)) = listener.accept().await else { continue };
+        let _ = stream.set_nodelay(true);
+        tokio::spawn(async move {
+            let mut b = auto::Builder::new(TokioExecutor::new());
+            b.http1().timer(TokioTimer::new());
+            let _ = b
+                .serve_connection(TokioIo::new(stream), hyper::service::service_fn(hello))
+                .await;
+        });
+    }
+}
+RS
+(cd "$TMP/bare" && CARGO_TARGET_DIR="$TMP/bare/target" cargo build --release --quiet)
+BARE="$TMP/bare/target/release/bare-hyper-hello"
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+start() { # name binary; sets URL (not in a subshell, so PIDS is kept)
+    local port; port=$(free_port)
+    "$2" "127.0.0.1:$port" >"$TMP/$1.out" 2>&1 &
+    PIDS+=($!)
+    for _ in $(seq 50); do
+        python3 -c "import socket; socket.create_connection(('127.0.0.1',$port),0.2)" 2>/dev/null && break
+        sleep 0.1
+    done
+    URL="http://127.0.0.1:$port/"
+}
+start ours "$OURS"; OURS_URL=$URL
+start bare "$BARE"; BARE_URL=$URL
+
+run_wrk() { # name url round
+    wrk -t"$THREADS" -c"$CONNECTIONS" -d"${DURATION}s" --latency "$2" >"$TMP/$1.$3.txt"
+}
+say "warming up"
+wrk -t1 -c8 -d1s "$OURS_URL" >/dev/null
+wrk -t1 -c8 -d1s "$BARE_URL" >/dev/null
+for r in $(seq "$ROUNDS"); do
+    say "round $r/$ROUNDS"
+    run_wrk ours "$OURS_URL" "$r"
+    run_wrk bare "$BARE_URL" "$r"
+done
+
+python3 - "$TMP" "$ROUNDS" "${STRICT:-0}" <<'PY'
+import re, statistics, sys
+tmp, rounds, strict = sys.argv[1], int(sys.argv[2]), sys.argv[3] == "1"
+def ms(v, unit):
+    return float(v) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+def parse(name):
+    rps, p99, errs = [], [], 0
+    for r in range(1, rounds + 1):
+        t = open(f"{tmp}/{name}.{r}.txt").read()
+        rps.append(float(re.search(r"Requests/sec:\s+([\d.]+)", t).group(1)))
+        m = re.search(r"^\s+99%\s+([\d.]+)(us|ms|s)\s*$", t, re.M)
+        p99.append(ms(*m.groups()))
+        e = re.search(r"Non-2xx or 3xx responses: (\d+)", t)
+        errs += int(e.group(1)) if e else 0
+        s = re.search(r"Socket errors: (.*)", t)
+        if s: print(f"{name} round {r}: socket errors: {s.group(1)}")
+    return rps, p99, errs
+o_rps, o_p99, o_err = parse("ours")
+b_rps, b_p99, b_err = parse("bare")
+med = statistics.median
+print(f"{'':8}{'req/s (median)':>16}{'p99 ms (median)':>18}   per round req/s")
+print(f"{'ours':8}{med(o_rps):>16.0f}{med(o_p99):>18.3f}   {' '.join(f'{x:.0f}' for x in o_rps)}")
+print(f"{'bare':8}{med(b_rps):>16.0f}{med(b_p99):>18.3f}   {' '.join(f'{x:.0f}' for x in b_rps)}")
+rr, pr = med(o_rps) / med(b_rps), med(o_p99) / med(b_p99)
+ok = rr >= 0.9 and pr <= 1.2
+print(f"ratio   req/s {rr:.2f} (target >= 0.90)   p99 {pr:.2f} (target <= 1.20)   {'met' if ok else 'MISSED'}")
+if o_err or b_err:
+    print(f"non-2xx responses: ours {o_err}, bare {b_err}")
+sys.exit(1 if strict and not ok else 0)
+PY
