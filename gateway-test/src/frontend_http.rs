@@ -16,15 +16,13 @@ use std::process::{Child, Command};
 use std::time::Duration;
 
 use crate::webserver::process;
-use crate::webserver::{KEEP_RUNDIR_VAR, START_TIMEOUT, render, templates_dir};
+use crate::webserver::{START_TIMEOUT, render, templates_dir};
 
 /// The URL prefix the nginx configuration proxies to the application.
 pub const HTTP_MOUNT: &str = "/http/conformance";
 
 /// The nginx template, relative to [`templates_dir`].
 pub const NGINX_TEMPLATE: &str = "http/nginx.conf";
-
-const STOP_GRACE: Duration = Duration::from_secs(5);
 
 /// A gateway HTTP server (and nginx in front, when asked); dropping it stops
 /// both.
@@ -156,39 +154,13 @@ impl HttpServer {
 
     /// The logs and captured output, for assertion messages.
     pub fn error_log(&self) -> String {
-        let mut out = format!("--- logs in {}\n", self.rundir.display());
-        let Ok(entries) = std::fs::read_dir(&self.rundir) else {
-            return out;
-        };
-        let mut names: Vec<String> = entries
-            .filter_map(|e| e.ok())
-            .map(|e| e.file_name().to_string_lossy().into_owned())
-            .filter(|n| n.ends_with(".log") || n.ends_with(".out"))
-            .collect();
-        names.sort();
-        for name in names {
-            let text = std::fs::read(self.rundir.join(&name)).unwrap_or_default();
-            if !text.is_empty() {
-                out.push_str(&format!(
-                    "--- {name}\n{}\n",
-                    String::from_utf8_lossy(&text).trim_end()
-                ));
-            }
-        }
-        out
+        process::collect_logs("http", &self.rundir)
     }
 }
 
 impl Drop for HttpServer {
     fn drop(&mut self) {
-        for child in self.children.iter_mut().rev() {
-            process::stop(child, STOP_GRACE);
-        }
-        if std::env::var_os(KEEP_RUNDIR_VAR).is_some() {
-            eprintln!("{KEEP_RUNDIR_VAR}: kept {}", self.rundir.display());
-        } else {
-            let _ = std::fs::remove_dir_all(&self.rundir);
-        }
+        process::teardown(&mut self.children, &self.rundir);
     }
 }
 

@@ -15,15 +15,12 @@ use std::io;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
-use std::time::Duration;
 
 use crate::webserver::process;
-use crate::webserver::{KEEP_RUNDIR_VAR, START_TIMEOUT, render, templates_dir};
+use crate::webserver::{START_TIMEOUT, render, templates_dir};
 
 /// The URL prefix the SCGI configurations mount the application at.
 pub const SCGI_MOUNT: &str = "/scgi/conformance";
-
-const STOP_GRACE: Duration = Duration::from_secs(5);
 
 /// A web server that speaks SCGI to the application.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -212,40 +209,13 @@ impl ScgiFront {
     /// The logs and captured output of both processes, for assertion
     /// messages.
     pub fn error_log(&self) -> String {
-        let mut names: Vec<String> = std::fs::read_dir(&self.rundir)
-            .map(|entries| {
-                entries
-                    .filter_map(|e| e.ok())
-                    .map(|e| e.file_name().to_string_lossy().into_owned())
-                    .filter(|n| n.ends_with(".log") || n.ends_with(".out"))
-                    .collect()
-            })
-            .unwrap_or_default();
-        names.sort();
-        let mut out = format!("--- {} logs in {}\n", self.front, self.rundir.display());
-        for name in names {
-            let text = std::fs::read(self.rundir.join(&name)).unwrap_or_default();
-            if !text.is_empty() {
-                out.push_str(&format!(
-                    "--- {name}\n{}\n",
-                    String::from_utf8_lossy(&text).trim_end()
-                ));
-            }
-        }
-        out
+        process::collect_logs(&self.front.to_string(), &self.rundir)
     }
 }
 
 impl Drop for ScgiFront {
     fn drop(&mut self) {
-        for child in self.children.iter_mut().rev() {
-            process::stop(child, STOP_GRACE);
-        }
-        if std::env::var_os(KEEP_RUNDIR_VAR).is_some() {
-            eprintln!("{KEEP_RUNDIR_VAR}: kept {}", self.rundir.display());
-        } else {
-            let _ = std::fs::remove_dir_all(&self.rundir).ok();
-        }
+        process::teardown(&mut self.children, &self.rundir);
     }
 }
 

@@ -43,9 +43,6 @@ pub const CGI_MOUNT: &str = "/cgi/conformance";
 /// How long a server may take to accept connections after it is started.
 pub const START_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// How long a server may take to exit after SIGTERM before it is killed.
-const STOP_GRACE: Duration = Duration::from_secs(5);
-
 /// Set this environment variable to keep run directories (configuration,
 /// logs) after the test, for debugging.
 pub const KEEP_RUNDIR_VAR: &str = "GATEWAY_TEST_KEEP_RUNDIR";
@@ -298,40 +295,13 @@ impl WebServer {
     /// output of each process (where a CGI program's stderr often ends up),
     /// for assertion messages.
     pub fn error_log(&self) -> String {
-        let mut names: Vec<String> = std::fs::read_dir(&self.rundir)
-            .map(|entries| {
-                entries
-                    .filter_map(|e| e.ok())
-                    .map(|e| e.file_name().to_string_lossy().into_owned())
-                    .filter(|name| name.ends_with(".log") || name.ends_with(".out"))
-                    .collect()
-            })
-            .unwrap_or_default();
-        names.sort();
-        let mut out = format!("--- {} logs in {}\n", self.kind, self.rundir.display());
-        for name in names {
-            let text = std::fs::read(self.rundir.join(&name)).unwrap_or_default();
-            if !text.is_empty() {
-                out.push_str(&format!(
-                    "--- {name}\n{}\n",
-                    String::from_utf8_lossy(&text).trim_end()
-                ));
-            }
-        }
-        out
+        process::collect_logs(&self.kind.to_string(), &self.rundir)
     }
 }
 
 impl Drop for WebServer {
     fn drop(&mut self) {
-        for child in self.children.iter_mut().rev() {
-            process::stop(child, STOP_GRACE);
-        }
-        if std::env::var_os(KEEP_RUNDIR_VAR).is_some() {
-            eprintln!("{KEEP_RUNDIR_VAR}: kept {}", self.rundir.display());
-        } else {
-            let _ = std::fs::remove_dir_all(&self.rundir).ok();
-        }
+        process::teardown(&mut self.children, &self.rundir);
     }
 }
 

@@ -199,6 +199,47 @@ fn signal_group(pgid: u32, signal: &str) {
         .ok();
 }
 
+/// Everything the processes of a run directory logged so far (its `*.log`
+/// files and the captured `*.out` output), headed by `label`, for assertion
+/// messages.
+pub fn collect_logs(label: &str, rundir: &Path) -> String {
+    let mut names: Vec<String> = std::fs::read_dir(rundir)
+        .map(|entries| {
+            entries
+                .filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.ends_with(".log") || n.ends_with(".out"))
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    let mut out = format!("--- {label} logs in {}\n", rundir.display());
+    for name in names {
+        let text = std::fs::read(rundir.join(&name)).unwrap_or_default();
+        if !text.is_empty() {
+            out.push_str(&format!(
+                "--- {name}\n{}\n",
+                String::from_utf8_lossy(&text).trim_end()
+            ));
+        }
+    }
+    out
+}
+
+/// Stops `children` in reverse start order (SIGTERM, then SIGKILL after a
+/// grace period) and removes `rundir`, unless
+/// [`KEEP_RUNDIR_VAR`](super::KEEP_RUNDIR_VAR) is set.
+pub fn teardown(children: &mut [Child], rundir: &Path) {
+    for child in children.iter_mut().rev() {
+        stop(child, std::time::Duration::from_secs(5));
+    }
+    if std::env::var_os(super::KEEP_RUNDIR_VAR).is_some() {
+        eprintln!("{}: kept {}", super::KEEP_RUNDIR_VAR, rundir.display());
+    } else {
+        let _ = std::fs::remove_dir_all(rundir);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
