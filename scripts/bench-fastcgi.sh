@@ -14,8 +14,9 @@
 # (fastcgi_keep_conn on / proxy keep-alive, upstream keepalive 32) and
 # "close" opens one per request (nginx's defaults). One nginx (1 worker
 # process) fronts all of them on separate ports. After the runs it prints
-# req/s and p99 medians, the ratio ours/this in the same mode, and each
-# backend's peak RSS. Every backend and mode runs as its own process (a
+# req/s and p99 medians, the ratio ours/this in the same mode, each
+# backend's peak RSS and its CPU time per request (user + system, from
+# /proc/PID/stat over the timed runs). Every backend and mode runs as its own process (a
 # libfcgi program serves one connection at a time, so kept-alive idle
 # connections would starve a second front end).
 #
@@ -255,26 +256,31 @@ done
 
 say "warming up"
 for n in "${NAMES[@]}"; do wrk -t1 -c4 -d1s "http://127.0.0.1:${FRONT[$n]}/" >/dev/null; done
+# CPU time (user + system clock ticks) a backend process has used so far.
+ticks() { awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$1/stat"; }
 for r in $(seq "$ROUNDS"); do
     say "round $r/$ROUNDS"
     for n in "${NAMES[@]}"; do
+        t0=$(ticks "${PID[$n]}")
         wrk -t1 -c"$CONNECTIONS" -d"${DURATION}s" --latency "http://127.0.0.1:${FRONT[$n]}/" >"$TMP/$n.$r.txt"
+        echo $(( $(ticks "${PID[$n]}") - t0 )) >>"$TMP/$n.cpu"
     done
 done
 for n in "${NAMES[@]}"; do
     awk '/VmHWM/ {print $2}' "/proc/${PID[$n]}/status" >"$TMP/$n.rss" 2>/dev/null || echo 0 >"$TMP/$n.rss"
 done
 
-python3 - "$TMP" "$ROUNDS" "${NAMES[@]}" <<'PY'
+python3 - "$TMP" "$ROUNDS" "$(getconf CLK_TCK)" "${NAMES[@]}" <<'PY'
 import re, statistics, sys
-tmp, rounds, names = sys.argv[1], int(sys.argv[2]), sys.argv[3:]
+tmp, rounds, hz, names = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4:]
 def ms(v, unit):
     return float(v) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
 res = {}
 for name in names:
-    rps, p99, errs = [], [], 0
+    rps, p99, errs, reqs = [], [], 0, 0
     for r in range(1, rounds + 1):
         t = open(f"{tmp}/{name}.{r}.txt").read()
+        reqs += int(re.search(r"(\d+) requests in", t).group(1))
         rps.append(float(re.search(r"Requests/sec:\s+([\d.]+)", t).group(1)))
         m = re.search(r"^\s+99%\s+([\d.]+)(us|ms|s)\s*$", t, re.M)
         p99.append(ms(*m.groups()))
@@ -282,13 +288,15 @@ for name in names:
         errs += int(e.group(1)) if e else 0
         s = re.search(r"Socket errors: (.*)", t)
         if s: print(f"{name} round {r}: socket errors: {s.group(1)}")
-    res[name] = (statistics.median(rps), statistics.median(p99), rps, errs)
-print(f"{'':15}{'req/s (median)':>16}{'p99 ms (median)':>18}{'ours/this req/s':>18}{'peak RSS MiB':>14}   per round req/s")
+    ticks = sum(int(x) for x in open(f"{tmp}/{name}.cpu").read().split())
+    cpu_us = ticks * 1_000_000 / hz / reqs if reqs else 0.0
+    res[name] = (statistics.median(rps), statistics.median(p99), rps, errs, cpu_us)
+print(f"{'':15}{'req/s (median)':>16}{'p99 ms (median)':>18}{'ours/this req/s':>18}{'peak RSS MiB':>14}{'CPU us/req':>12}   per round req/s")
 for name in names:
-    m, p, rps, errs = res[name]
+    m, p, rps, errs, cpu_us = res[name]
     base = res["ours-" + name.rsplit("-", 1)[1]][0]
     ratio = f"{base / m:.2f}" if m > 0 else "-"
     kib = open(f"{tmp}/{name}.rss").read().strip() or "0"
     extra = f"   non-2xx: {errs}" if errs else ""
-    print(f"{name:15}{m:>16.0f}{p:>18.3f}{ratio:>18}{int(kib) / 1024:>14.1f}   {' '.join(f'{x:.0f}' for x in rps)}{extra}")
+    print(f"{name:15}{m:>16.0f}{p:>18.3f}{ratio:>18}{int(kib) / 1024:>14.1f}{cpu_us:>12.1f}   {' '.join(f'{x:.0f}' for x in rps)}{extra}")
 PY
