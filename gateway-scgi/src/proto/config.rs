@@ -16,6 +16,7 @@
 pub struct Config {
     pub(super) max_header_len: usize,
     pub(super) strict_marker: bool,
+    pub(super) merge_repeated: bool,
 }
 
 impl Config {
@@ -27,6 +28,7 @@ impl Config {
         Config {
             max_header_len: Self::DEFAULT_MAX_HEADER_LEN,
             strict_marker: false,
+            merge_repeated: true,
         }
     }
 
@@ -50,6 +52,23 @@ impl Config {
     /// either is a [`ProtocolError`](super::ProtocolError).
     pub fn strict_marker(&mut self, strict: bool) -> &mut Self {
         self.strict_marker = strict;
+        self
+    }
+}
+
+impl Config {
+    /// What to do with a request header the web server sent twice as an
+    /// `HTTP_*` pair (the protocol forbids repeated names).
+    ///
+    /// nginx before 1.23 — Debian 12's nginx is 1.22 — sends one `HTTP_*`
+    /// pair per header line, so a client that repeats a header (two
+    /// `X-Forwarded-For` lines, two `Cookie` lines) would have its request
+    /// refused. Merging (`true`, the default) joins the values in order
+    /// with `, ` (`; ` for `HTTP_COOKIE`), as nginx 1.23, Apache and
+    /// lighttpd do themselves, keeping the first pair's position. `false`
+    /// rejects them. Any other repeated name is always an error.
+    pub fn merge_repeated_headers(&mut self, merge: bool) -> &mut Self {
+        self.merge_repeated = merge;
         self
     }
 }

@@ -1,6 +1,6 @@
 //! The parsed request header and the rules for its `name NUL value NUL` block.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 
 use bytes::Bytes;
 
@@ -82,11 +82,12 @@ impl Header {
 
 /// Validates a header block (the netstring's content) and splits it into
 /// pairs. `wire_len` is recorded as is; `strict` rejects a missing or
-/// unexpected `SCGI` marker.
+/// unexpected `SCGI` marker; `merge` joins repeated `HTTP_*` pairs.
 pub(super) fn parse_block(
     block: Bytes,
     wire_len: usize,
     strict: bool,
+    merge: bool,
 ) -> Result<Header, ProtocolError> {
     let Some((&last, strings)) = block.split_last() else {
         return Err(ProtocolError::new(
@@ -104,8 +105,9 @@ pub(super) fn parse_block(
     // With the final NUL removed, splitting at NUL yields exactly one string
     // per NUL-terminated string of the block.
     let mut strings = strings.split(|&b| b == 0);
-    let mut pairs = Vec::new();
-    let mut seen = HashSet::new();
+    let mut pairs: Vec<(Bytes, Bytes)> = Vec::new();
+    // Where each name stands in `pairs`.
+    let mut seen: HashMap<&[u8], usize> = HashMap::new();
     let mut content_length = None;
     let mut marker = Marker::Missing;
     while let Some(name) = strings.next() {
@@ -127,12 +129,19 @@ pub(super) fn parse_block(
             }
             content_length = Some(parse_content_length(value)?);
         }
-        if !seen.insert(name) {
+        if let Some(&at) = seen.get(name) {
+            if merge && name.starts_with(b"HTTP_") {
+                let sep: &[u8] = if name == b"HTTP_COOKIE" { b"; " } else { b", " };
+                let joined = [&pairs[at].1[..], sep, value].concat();
+                pairs[at].1 = Bytes::from(joined);
+                continue;
+            }
             return Err(ProtocolError::new(
                 Kind::DuplicateName,
                 "header name appears twice",
             ));
         }
+        seen.insert(name, pairs.len());
         if name == SCGI {
             marker = if value == SCGI_VERSION {
                 Marker::Present

@@ -19,6 +19,7 @@ use super::header::{Header, parse_block};
 pub struct HeaderParser {
     max_header_len: usize,
     strict_marker: bool,
+    merge_repeated: bool,
     state: State,
 }
 
@@ -43,6 +44,7 @@ impl HeaderParser {
         HeaderParser {
             max_header_len: config.max_header_len,
             strict_marker: config.strict_marker,
+            merge_repeated: config.merge_repeated,
             state: START,
         }
     }
@@ -100,7 +102,8 @@ impl HeaderParser {
                     self.state = START;
                     // digits + ':' + block + ','
                     let wire_len = digits.saturating_add(len).saturating_add(2);
-                    return parse_block(block, wire_len, self.strict_marker).map(Some);
+                    return parse_block(block, wire_len, self.strict_marker, self.merge_repeated)
+                        .map(Some);
                 }
             }
         }

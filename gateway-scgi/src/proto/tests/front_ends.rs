@@ -51,16 +51,39 @@ fn q7_nginx_without_scgi_params_has_no_marker() -> TestResult {
 }
 
 #[test]
-fn q7_nginx_before_1_23_repeated_request_header_is_a_duplicate() {
+fn q7_nginx_before_1_23_repeated_request_headers_are_merged() -> TestResult {
     // nginx 1.23 joins repeated request headers; older versions send one
-    // HTTP_* pair per header line, which the format forbids.
+    // HTTP_* pair per header line, which the format forbids: by default the
+    // values are joined as nginx 1.23 would (cookies with "; ").
     let input = request(&[
         ("CONTENT_LENGTH", "0"),
         ("SCGI", "1"),
         ("HTTP_X_FORWARDED_FOR", "10.0.0.1"),
+        ("HTTP_COOKIE", "a=1"),
         ("HTTP_X_FORWARDED_FOR", "10.0.0.2"),
+        ("HTTP_COOKIE", "b=2"),
+        ("HTTP_ACCEPT", "*/*"),
     ]);
-    assert_eq!(rejected_as(&input), Some(Kind::DuplicateName));
+    let (header, _) = parse(&input)?;
+    let pairs: Vec<(&[u8], &[u8])> = header.iter().collect();
+    assert_eq!(
+        pairs,
+        vec![
+            (&b"CONTENT_LENGTH"[..], &b"0"[..]),
+            (b"SCGI", b"1"),
+            (b"HTTP_X_FORWARDED_FOR", b"10.0.0.1, 10.0.0.2"),
+            (b"HTTP_COOKIE", b"a=1; b=2"),
+            (b"HTTP_ACCEPT", b"*/*"),
+        ]
+    );
+    // Merging off: the format's rule.
+    let mut config = Config::new();
+    config.merge_repeated_headers(false);
+    assert_eq!(
+        rejection(&config, &input).map(|e| e.kind()),
+        Some(Kind::DuplicateName)
+    );
+    Ok(())
 }
 
 #[test]
