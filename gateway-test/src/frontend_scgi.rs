@@ -88,15 +88,7 @@ impl ScgiFront {
     pub fn start(front: Front, program: &Path) -> io::Result<ScgiFront> {
         let (name, package) = front.binary();
         let binary = process::find_binary(name, package)?;
-        let mut last = None;
-        // A port taken by another test in the meantime: try again.
-        for _ in 0..3 {
-            match Self::try_start(front, &binary, program) {
-                Ok(s) => return Ok(s),
-                Err(e) => last = Some(e),
-            }
-        }
-        Err(last.unwrap_or_else(|| io::Error::other("did not start")))
+        process::start_with_retries(|| Self::try_start(front, &binary, program), |_| true)
     }
 
     fn try_start(front: Front, binary: &Path, program: &Path) -> io::Result<ScgiFront> {

@@ -130,15 +130,10 @@ impl WebServer {
         }
         // A port picked by another test at the same moment, or any other
         // start-up failure: try again with a new port and directory.
-        let mut last_error = None;
-        for _ in 0..3 {
-            match Self::try_start(kind, &program) {
-                Ok(server) => return Ok(server),
-                Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(e),
-                Err(e) => last_error = Some(e),
-            }
-        }
-        Err(last_error.unwrap_or_else(|| io::Error::other("server did not start")))
+        process::start_with_retries(
+            || Self::try_start(kind, &program),
+            |e| e.kind() != io::ErrorKind::NotFound,
+        )
     }
 
     fn try_start(kind: Kind, program: &Path) -> io::Result<WebServer> {

@@ -240,6 +240,24 @@ pub fn teardown(children: &mut [Child], rundir: &Path) {
     }
 }
 
+/// Runs `start` up to three times — another test may take a free port
+/// between the probe and the bind — while `retry` says the error is worth
+/// another try; returns the first success or the last error.
+pub fn start_with_retries<T>(
+    mut start: impl FnMut() -> io::Result<T>,
+    retry: impl Fn(&io::Error) -> bool,
+) -> io::Result<T> {
+    let mut last = None;
+    for _ in 0..3 {
+        match start() {
+            Ok(t) => return Ok(t),
+            Err(e) if !retry(&e) => return Err(e),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| io::Error::other("did not start")))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
