@@ -11,8 +11,10 @@
 use std::convert::Infallible;
 use std::process::ExitCode;
 
+use bytes::Bytes;
 use gateway_core::Body;
-use http::{Request, Response, header};
+use http::{HeaderValue, Request, Response, header};
+use http_body_util::Full;
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
@@ -20,10 +22,10 @@ async fn main() -> ExitCode {
         .nth(1)
         .unwrap_or_else(|| "127.0.0.1:8000".to_owned());
     let app = tower::service_fn(|_req: Request<Body>| async {
-        let res = Response::builder()
-            .header(header::CONTENT_TYPE, "text/plain")
-            .body("Hello, world!\n".to_string());
-        Ok::<_, Infallible>(res.unwrap_or_default())
+        let mut res = Response::new(Full::new(Bytes::from_static(b"Hello, world!\n")));
+        res.headers_mut()
+            .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+        Ok::<_, Infallible>(res)
     });
     match addr.strip_prefix("unix:") {
         Some(path) => println!(

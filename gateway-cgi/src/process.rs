@@ -126,7 +126,7 @@ impl Gateway for ProcessGateway {
         true
     }
 
-    fn write_head(&mut self, head: &ResponseHead<'_>, format: &HeadFormat, buf: &mut BytesMut) {
+    fn write_head(&mut self, head: &mut ResponseHead<'_>, format: &HeadFormat, buf: &mut BytesMut) {
         match format {
             // G8: an NPH head carries the request's protocol version and
             // never promises keep-alive.
@@ -138,7 +138,7 @@ impl Gateway for ProcessGateway {
                     Version::HTTP_10 => Version::HTTP_10,
                     _ => Version::HTTP_11,
                 };
-                let mut headers = head.headers.clone();
+                let headers = &mut *head.headers;
                 headers.insert(http::header::CONNECTION, HeaderValue::from_static("close"));
                 head::encode_origin(
                     buf,

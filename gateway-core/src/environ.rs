@@ -59,6 +59,11 @@ impl Environ {
         }
     }
 
+    /// Makes room for at least `n` more variables.
+    pub fn reserve(&mut self, n: usize) {
+        self.vars.reserve(n);
+    }
+
     /// The number of variables.
     pub fn len(&self) -> usize {
         self.vars.len()

@@ -6,11 +6,12 @@ use std::io;
 use std::net::SocketAddr;
 
 use bytes::{Bytes, BytesMut};
-use http::{HeaderMap, StatusCode, Version};
+use http::{HeaderMap, Request, StatusCode, Version};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 
 use crate::body::Body;
 use crate::environ::Environ;
+use crate::error::Error;
 use crate::file::FileRegion;
 use crate::head::{self, HeadFormat};
 use crate::info::{ErrorStream, Protocol};
@@ -24,8 +25,11 @@ pub struct ResponseHead<'a> {
     /// A reason phrase to use instead of the canonical one.
     pub reason: Option<&'a [u8]>,
     /// The headers, already checked: no hop-by-hop fields, no `Status`,
-    /// Content-Length as the pipeline settled it.
-    pub headers: &'a HeaderMap,
+    /// Content-Length as the pipeline settled it. The pipeline is done with
+    /// them once [`Gateway::write_head`] returns, so a backend that hands the
+    /// head to a library may take them (`std::mem::take`) instead of
+    /// copying.
+    pub headers: &'a mut HeaderMap,
     /// The version of the request (HTTP/0.9 requests get no head in the
     /// origin form).
     pub request_version: Version,
@@ -80,6 +84,18 @@ pub trait Gateway: Send {
     /// header, or the variables derived from an HTTP request.
     fn add_cgi_vars(&mut self, environ: &mut Environ);
 
+    /// The request the application gets, made from the finished environ and
+    /// the body [`stdin`](Gateway::stdin) returned. The default builds it
+    /// with [`build_request`](crate::request::build_request), the one rule
+    /// every CGI-family backend shares. A backend that already holds the
+    /// request in `http` form (an origin server whose library parsed it)
+    /// overrides this to hand it over as it is, which saves rebuilding the
+    /// request line and headers; it must describe the same request as the
+    /// environ does. An error is a 400 for the client.
+    fn request(&mut self, environ: &Environ, body: Body) -> Result<Request<Body>, Error> {
+        crate::request::build_request(environ, body)
+    }
+
     /// Whether this backend is the origin server (writes `HTTP/x.y` status
     /// lines with `Date`/`Server`) rather than a CGI-style one (`Status:`).
     fn origin_server(&self) -> bool {
@@ -122,7 +138,7 @@ pub trait Gateway: Send {
     /// HTTP/0.9 request in the origin form). A backend that hands a
     /// structured head to a library (hyper) overrides this and leaves `buf`
     /// alone.
-    fn write_head(&mut self, head: &ResponseHead<'_>, format: &HeadFormat, buf: &mut BytesMut) {
+    fn write_head(&mut self, head: &mut ResponseHead<'_>, format: &HeadFormat, buf: &mut BytesMut) {
         match format {
             HeadFormat::Cgi => head::encode_cgi(buf, head.status, head.reason, head.headers),
             HeadFormat::Origin {

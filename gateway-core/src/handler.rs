@@ -18,7 +18,7 @@ use crate::head::HeadFormat;
 use crate::info::{ErrorStream, GatewayInfo};
 use crate::limits::Limits;
 use crate::pipeline::{self, Sent};
-use crate::request::{build_request, version_of};
+use crate::request::version_of;
 
 /// The default error page body (wsgiref's `error_body`, C10).
 pub const DEFAULT_ERROR_BODY: &str = "A server error occurred.  Please contact the administrator.";
@@ -326,16 +326,16 @@ impl Handler {
         {
             tracing::debug!(length = n, max, "request body over the limit");
             let res = plain(StatusCode::PAYLOAD_TOO_LARGE, "Request body too large\n");
-            return self.finish_plain(gateway, res, &ctx).await;
+            return Box::pin(self.finish_plain(gateway, res, &ctx)).await;
         }
 
         let body = gateway.stdin(&env);
-        let mut req = match build_request(&env, body) {
+        let mut req = match gateway.request(&env, body) {
             Ok(req) => req,
             Err(e) => {
                 tracing::debug!(error = %e, "bad request");
                 let res = plain(StatusCode::BAD_REQUEST, "Bad Request\n");
-                return self.finish_plain(gateway, res, &ctx).await;
+                return Box::pin(self.finish_plain(gateway, res, &ctx)).await;
             }
         };
         if let Some(prefix) = &cfg.mount {
@@ -364,9 +364,22 @@ impl Handler {
             Ok(Err(e)) => Error::with(Kind::App, e),
             Err(panic) => Error::with(Kind::Panic, panic_message(&*panic)),
         };
-        pipeline::log_failure(&failure, &ctx);
+        // The rare path lives in its own allocation, which keeps the future
+        // of every request small.
+        Box::pin(self.error_page(gateway, failure, &ctx)).await
+    }
+
+    /// Sends the error page for a failure that happened before anything
+    /// reached the client.
+    async fn error_page<G: Gateway>(
+        &self,
+        gateway: &mut G,
+        failure: Error,
+        ctx: &RequestCtx,
+    ) -> Outcome {
+        pipeline::log_failure(&failure, ctx);
         let page = self.error_response(&failure);
-        match pipeline::send(gateway, page, &ctx).await {
+        match pipeline::send(gateway, page, ctx).await {
             Sent::Done(mut outcome) => {
                 if outcome.kind == OutcomeKind::Complete {
                     outcome.kind = OutcomeKind::ErrorPage;

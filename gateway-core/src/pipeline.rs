@@ -56,6 +56,10 @@ enum Fail {
 struct Writer<'g, G> {
     gw: &'g mut G,
     buf: BytesMut,
+    /// A first chunk kept as it is while nothing else is buffered, so a
+    /// body of one chunk (after a head the backend took in structured form)
+    /// is handed on without a copy.
+    pending: Option<Bytes>,
     head: Option<Parts>,
     status: StatusCode,
     bytes_sent: u64,
@@ -113,6 +117,7 @@ where
     let mut w = Writer {
         gw,
         buf: BytesMut::new(),
+        pending: None,
         head: Some(parts),
         status,
         bytes_sent: 0,
@@ -135,7 +140,7 @@ where
 }
 
 impl<G: Gateway> Writer<'_, G> {
-    async fn stream<B>(mut self, body: B, ctx: &RequestCtx) -> Sent
+    async fn stream<B>(&mut self, body: B, ctx: &RequestCtx) -> Sent
     where
         B: http_body::Body,
         B::Data: Buf,
@@ -211,7 +216,12 @@ impl<G: Gateway> Writer<'_, G> {
             }
         }
         self.bytes_sent += chunk.len() as u64;
-        if chunk.len() <= COPY_MAX && self.buf.len() + chunk.len() <= BUF_MAX {
+        if chunk.len() <= COPY_MAX && self.buf.is_empty() && self.pending.is_none() {
+            self.pending = Some(chunk);
+        } else if chunk.len() <= COPY_MAX && self.buffered() + chunk.len() <= BUF_MAX {
+            if let Some(p) = self.pending.take() {
+                self.buf.extend_from_slice(&p);
+            }
             self.buf.extend_from_slice(&chunk);
         } else {
             self.push(false).await.map_err(Fail::Write)?;
@@ -220,20 +230,26 @@ impl<G: Gateway> Writer<'_, G> {
         Ok(more)
     }
 
+    /// The bytes waiting to be written.
+    fn buffered(&self) -> usize {
+        self.buf.len() + self.pending.as_ref().map_or(0, Bytes::len)
+    }
+
     /// Encodes the head into the buffer, once.
     fn commit_head(&mut self, ctx: &RequestCtx) -> Result<(), Fail> {
-        let Some(parts) = self.head.take() else {
+        let Some(mut parts) = self.head.take() else {
             return Ok(());
         };
         let reason = parts.extensions.get::<ReasonPhrase>().map(|r| &r.0[..]);
-        let head = ResponseHead {
+        let mut head = ResponseHead {
             status: parts.status,
             reason,
-            headers: &parts.headers,
+            headers: &mut parts.headers,
             request_version: ctx.request_version,
         };
         let before = self.buf.len();
-        self.gw.write_head(&head, &ctx.head_format, &mut self.buf);
+        self.gw
+            .write_head(&mut head, &ctx.head_format, &mut self.buf);
         if self.buf.len() - before > ctx.max_response_head_len {
             self.buf.truncate(before);
             return Err(Fail::BeforeHead(Error::new(Kind::InvalidResponse(
@@ -245,8 +261,16 @@ impl<G: Gateway> Writer<'_, G> {
 
     /// Writes what the buffer holds, and flushes when asked.
     async fn push(&mut self, flush: bool) -> io::Result<()> {
-        if !self.buf.is_empty() {
-            let out = self.buf.split().freeze();
+        let out = match self.pending.take() {
+            Some(p) if self.buf.is_empty() => Some(p),
+            Some(p) => {
+                self.buf.extend_from_slice(&p);
+                Some(self.buf.split().freeze())
+            }
+            None if self.buf.is_empty() => None,
+            None => Some(self.buf.split().freeze()),
+        };
+        if let Some(out) = out {
             self.gw.write(out).await?;
         }
         if flush {
@@ -274,7 +298,7 @@ impl<G: Gateway> Writer<'_, G> {
     }
 
     /// The body ended (or is not sent at all).
-    async fn end(mut self, ctx: &RequestCtx) -> Sent {
+    async fn end(&mut self, ctx: &RequestCtx) -> Sent {
         if let Some(parts) = &mut self.head
             && !self.no_body_status
             && !parts.headers.contains_key(header::CONTENT_LENGTH)
@@ -303,7 +327,7 @@ impl<G: Gateway> Writer<'_, G> {
 
     /// The body failed: before the head, the caller sends the error page;
     /// after it, what was produced goes out and the response is aborted.
-    async fn body_failed(mut self, err: Error, ctx: &RequestCtx) -> Sent {
+    async fn body_failed(&mut self, err: Error, ctx: &RequestCtx) -> Sent {
         if self.head.is_some() {
             return Sent::NothingSent(err);
         }
@@ -314,7 +338,7 @@ impl<G: Gateway> Writer<'_, G> {
         self.done(OutcomeKind::Aborted)
     }
 
-    async fn fail(self, f: Fail, ctx: &RequestCtx) -> Sent {
+    async fn fail(&mut self, f: Fail, ctx: &RequestCtx) -> Sent {
         match f {
             Fail::BeforeHead(e) if self.head.is_some() || self.bytes_sent == 0 => {
                 Sent::NothingSent(e)
@@ -338,7 +362,7 @@ impl<G: Gateway> Writer<'_, G> {
         }
     }
 
-    fn done(self, kind: OutcomeKind) -> Sent {
+    fn done(&self, kind: OutcomeKind) -> Sent {
         Sent::Done(Outcome {
             status: if self.head.is_none() {
                 Some(self.status)

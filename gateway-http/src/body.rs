@@ -16,8 +16,9 @@ pin_project_lite::pin_project! {
     pub(crate) struct TimeoutBody<B> {
         #[pin]
         inner: B,
+        // Made on the first read, so a body never read costs no timer.
         #[pin]
-        sleep: Sleep,
+        sleep: Option<Sleep>,
         timeout: Duration,
         waiting: bool,
     }
@@ -27,7 +28,7 @@ impl<B> TimeoutBody<B> {
     pub(crate) fn new(inner: B, timeout: Duration) -> Self {
         Self {
             inner,
-            sleep: tokio::time::sleep(timeout),
+            sleep: None,
             timeout,
             waiting: false,
         }
@@ -48,14 +49,20 @@ where
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let mut this = self.project();
         if !*this.waiting {
-            this.sleep.as_mut().reset(Instant::now() + *this.timeout);
+            let deadline = Instant::now() + *this.timeout;
+            match this.sleep.as_mut().as_pin_mut() {
+                Some(sleep) => sleep.reset(deadline),
+                None => this.sleep.set(Some(tokio::time::sleep_until(deadline))),
+            }
             *this.waiting = true;
         }
         if let Poll::Ready(frame) = this.inner.poll_frame(cx) {
             *this.waiting = false;
             return Poll::Ready(frame.map(|f| f.map_err(Into::into)));
         }
-        if this.sleep.poll(cx).is_ready() {
+        if let Some(sleep) = this.sleep.as_pin_mut()
+            && sleep.poll(cx).is_ready()
+        {
             *this.waiting = false;
             return Poll::Ready(Some(Err("reading the request body timed out".into())));
         }

@@ -1,25 +1,24 @@
-//! One connection: hyper drives HTTP/1.1 or HTTP/2, every request runs the
-//! core handler on its own task.
+//! One connection: hyper drives HTTP/1.1 or HTTP/2; every request runs the
+//! core handler inside the futures hyper polls for it.
 
 use std::future::{Future, poll_fn};
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll, ready};
+use std::task::{Context, Poll};
 
 use bytes::{Buf, Bytes};
 use gateway_core::server::Connection;
 use gateway_core::{Body, BoxError, ErrorStream, Handler};
 use http::{Request, Response};
-use http_body::{Frame, SizeHint};
+use http_body::{Body as _, Frame, SizeHint};
 use http_body_util::Limited;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
-use tokio::sync::{mpsc, oneshot};
 use tower::Service;
 
 use crate::body::TimeoutBody;
-use crate::gateway::{Addrs, Chunk, HeaderSlot, HttpGateway};
+use crate::gateway::{Addrs, HttpGateway, SharedExchange};
 
 /// What every connection of a server shares.
 pub(crate) struct Shared<S> {
@@ -66,8 +65,8 @@ where
     }
 }
 
-/// The hyper service: starts the handler on its own task and resolves with
-/// the head as soon as the pipeline hands it over.
+/// The hyper service: runs the handler until it hands over the head, then
+/// answers with the head and a body that runs the rest of the handler.
 async fn respond<S, B>(
     req: Request<Incoming>,
     shared: Arc<Shared<S>>,
@@ -83,146 +82,111 @@ where
 {
     let (parts, incoming) = req.into_parts();
     let limits = shared.handler.limits();
-    let incoming = TimeoutBody::new(incoming, limits.get_body_read_timeout());
-    let body = match limits.get_max_body_len() {
-        Some(max) => Body::new(Limited::new(
-            incoming,
-            usize::try_from(max).unwrap_or(usize::MAX),
-        )),
-        None => Body::new(incoming),
+    let body = if incoming.is_end_stream() {
+        // No body (a GET): nothing to time or limit.
+        Body::empty()
+    } else {
+        let incoming = TimeoutBody::new(incoming, limits.get_body_read_timeout());
+        match limits.get_max_body_len() {
+            Some(max) => Body::new(Limited::new(
+                incoming,
+                usize::try_from(max).unwrap_or(usize::MAX),
+            )),
+            None => Body::new(incoming),
+        }
     };
-    let (head_tx, mut head_rx) = oneshot::channel();
-    let (body_tx, mut body_rx) = mpsc::channel(4);
-    let headers = HeaderSlot::default();
-    let app = OriginalHeaders {
-        inner: shared.app.clone(),
-        headers: headers.clone(),
-    };
-    let mut gw = HttpGateway {
-        parts,
-        headers,
+    let exchange = SharedExchange::default();
+    let gw = HttpGateway {
+        parts: Some(parts),
         body: Some(body),
         addrs,
-        head_tx: Some(head_tx),
-        body_tx,
+        exchange: exchange.clone(),
+        head_sent: false,
+        host: None,
         server_software: shared.server_software.clone(),
         errors: shared.errors.clone(),
-        write_timeout: limits.get_write_timeout(),
     };
-    let handler = shared.handler.clone();
     // The handler runs inside this future until the head is out, then inside
     // the response body, which hyper polls: no task per request, and a
     // client that goes away drops (cancels) the application with the body.
-    let mut driver: Option<Driver> = Some(Box::pin(async move {
-        let outcome = handler.run(&mut gw, app).await;
-        if gw.head_sent() && (outcome.is_aborted() || outcome.is_failed()) {
-            gw.abort("response aborted").await;
-        }
-    }));
-    let head = poll_fn(|cx| {
-        if let Poll::Ready(r) = Pin::new(&mut head_rx).poll(cx) {
-            return Poll::Ready(r.ok());
-        }
-        if let Some(d) = &mut driver
-            && d.as_mut().poll(cx).is_ready()
-        {
-            driver = None;
-        }
-        match head_rx.try_recv() {
-            Ok(parts) => Poll::Ready(Some(parts)),
-            Err(oneshot::error::TryRecvError::Empty) if driver.is_some() => Poll::Pending,
-            Err(_) => Poll::Ready(None),
+    let dfut = drive(shared, gw);
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| eprintln!("SIZE driver {}", std::mem::size_of_val(&dfut)));
+    let mut driver: Driver = Box::pin(dfut);
+    let finished = poll_fn(|cx| {
+        let finished = driver.as_mut().poll(cx).is_ready();
+        if finished || exchange.lock().head.is_some() {
+            Poll::Ready(finished)
+        } else {
+            Poll::Pending
         }
     })
     .await;
-    let Some(parts) = head else {
+    let mut x = exchange.lock();
+    let Some(head) = x.head.take() else {
         // Nothing could be sent (not even the error page): close.
         return Err("the request ended without a response".into());
     };
     // The core decides the framing: only a response it gave a
     // Content-Length is offered to hyper with an exact size.
-    let sized = parts.headers.contains_key(http::header::CONTENT_LENGTH);
-    let body = if driver.is_none() && body_rx.len() <= 1 {
-        // The handler is done and wrote at most one chunk (the common case:
-        // the coalesced body): hand hyper a body of known size.
-        match body_rx.try_recv() {
-            Ok(Ok(data)) => ResponseBody::whole(Some(data), None, sized),
-            Ok(Err(e)) => ResponseBody::whole(None, Some(e), sized),
-            Err(_) => ResponseBody::whole(None, None, sized),
+    let sized = head.headers.contains_key(http::header::CONTENT_LENGTH);
+    let body = if finished {
+        // The handler is done (the common case): at most one chunk, the
+        // coalesced body, is waiting; hand hyper a body of known size.
+        ResponseBody {
+            whole: x.chunk.take(),
+            error: x.abort.take(),
+            error_ready: false,
+            running: None,
+            sized,
         }
     } else {
+        drop(x);
         ResponseBody {
-            rx: Some(body_rx),
-            driver,
             whole: None,
             error: None,
             error_ready: false,
+            running: Some((driver, exchange)),
             sized: false,
         }
     };
-    Ok(Response::from_parts(parts, body))
+    Ok(Response::from_parts(head, body))
+}
+
+/// Runs the handler for one request; a response that failed after its head
+/// is marked for the body to abort.
+async fn drive<S, B>(shared: Arc<Shared<S>>, mut gw: HttpGateway)
+where
+    S: Service<Request<Body>, Response = Response<B>> + Clone + Send + Sync + 'static,
+    S::Future: Send,
+    S::Error: Into<BoxError> + Send,
+    B: http_body::Body + Send + 'static,
+    B::Data: Buf + Send,
+    B::Error: Into<BoxError> + Send,
+{
+    let outcome = shared.handler.run(&mut gw, shared.app.clone()).await;
+    if gw.head_sent && (outcome.is_aborted() || outcome.is_failed()) {
+        gw.abort("response aborted");
+    }
 }
 
 /// The rest of a request's handler, driven by the response body.
 type Driver = Pin<Box<dyn Future<Output = ()> + Send>>;
 
-/// Gives the application the request's headers as they arrived (repeated
-/// fields stay separate, H2), in place of the ones the core rebuilt from the
-/// environ (where they are joined with `,`).
-#[derive(Clone)]
-struct OriginalHeaders<S> {
-    inner: S,
-    headers: HeaderSlot,
-}
-
-impl<S, B> Service<Request<Body>> for OriginalHeaders<S>
-where
-    S: Service<Request<Body>, Response = B>,
-{
-    type Response = B;
-    type Error = S::Error;
-    type Future = S::Future;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, mut req: Request<Body>) -> S::Future {
-        if let Some(h) = self.headers.take() {
-            *req.headers_mut() = h;
-        }
-        self.inner.call(req)
-    }
-}
-
-/// The response body hyper writes: chunks from the handler (through a
-/// channel while it runs, or the whole body when it finished at once); an
-/// error aborts the response.
+/// The response body hyper writes: chunks from the handler as it produces
+/// them (or the last one when it finished before the head went out); an
+/// abort ends it with an error.
 ///
 /// hyper drops what it has buffered when a body fails, so an error is held
 /// back for one poll: the body says "not ready" first, hyper flushes what it
 /// has to the socket, and the next poll fails. The client gets every byte the
 /// application produced, then a close without a clean end.
 pub(crate) struct ResponseBody {
-    rx: Option<mpsc::Receiver<Chunk>>,
-    driver: Option<Driver>,
     whole: Option<Bytes>,
-    error: Option<BoxError>,
+    error: Option<&'static str>,
     error_ready: bool,
+    running: Option<(Driver, SharedExchange)>,
     sized: bool,
-}
-
-impl ResponseBody {
-    fn whole(data: Option<Bytes>, error: Option<BoxError>, sized: bool) -> Self {
-        Self {
-            rx: None,
-            driver: None,
-            whole: data.filter(|d| !d.is_empty()),
-            error,
-            error_ready: false,
-            sized,
-        }
-    }
 }
 
 impl http_body::Body for ResponseBody {
@@ -237,47 +201,44 @@ impl http_body::Body for ResponseBody {
         if let Some(data) = this.whole.take() {
             return Poll::Ready(Some(Ok(Frame::data(data))));
         }
-        loop {
-            if this.error.is_some() {
-                if this.error_ready {
-                    return Poll::Ready(this.error.take().map(Err));
-                }
-                this.error_ready = true;
-                cx.waker().wake_by_ref();
+        if let Some((driver, exchange)) = &mut this.running {
+            if let Some(data) = exchange.lock().chunk.take() {
+                return Poll::Ready(Some(Ok(Frame::data(data))));
+            }
+            let pending = driver.as_mut().poll(cx).is_pending();
+            let mut x = exchange.lock();
+            if let Some(data) = x.chunk.take() {
+                // A write that found the slot taken waits for this body to
+                // poll the handler again: hyper will, after this chunk.
+                return Poll::Ready(Some(Ok(Frame::data(data))));
+            }
+            if pending {
                 return Poll::Pending;
             }
-            let Some(rx) = &mut this.rx else {
-                return Poll::Ready(None);
-            };
-            match rx.poll_recv(cx) {
-                Poll::Ready(Some(Ok(data))) => return Poll::Ready(Some(Ok(Frame::data(data)))),
-                Poll::Ready(Some(Err(e))) => {
-                    this.error = Some(e);
-                    continue;
-                }
-                Poll::Ready(None) => {
-                    this.rx = None;
-                    return Poll::Ready(None);
-                }
-                Poll::Pending => {}
+            this.error = x.abort.take();
+            drop(x);
+            this.running = None;
+        }
+        match this.error {
+            Some(why) if this.error_ready => {
+                this.error = None;
+                Poll::Ready(Some(Err(why.into())))
             }
-            // Nothing queued: let the handler produce more.
-            match &mut this.driver {
-                Some(d) => {
-                    ready!(d.as_mut().poll(cx));
-                    this.driver = None;
-                }
-                None => return Poll::Pending,
+            Some(_) => {
+                this.error_ready = true;
+                cx.waker().wake_by_ref();
+                Poll::Pending
             }
+            None => Poll::Ready(None),
         }
     }
 
     fn is_end_stream(&self) -> bool {
-        self.rx.is_none() && self.whole.is_none() && self.error.is_none()
+        self.running.is_none() && self.whole.is_none() && self.error.is_none()
     }
 
     fn size_hint(&self) -> SizeHint {
-        match (&self.rx, &self.whole, &self.error) {
+        match (&self.running, &self.whole, &self.error) {
             (None, Some(d), None) if self.sized => SizeHint::with_exact(d.len() as u64),
             (None, None, None) if self.sized => SizeHint::with_exact(0),
             _ => SizeHint::default(),

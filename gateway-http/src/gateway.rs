@@ -1,39 +1,46 @@
 //! One HTTP request as a [`Gateway`]: the environ derived from hyper's
-//! request the way wsgiref's `simple_server` does, the head handed to hyper
-//! as a structured response, body chunks sent through a bounded channel.
+//! request the way wsgiref's `simple_server` does, the request handed to the
+//! application as hyper parsed it, the head and body chunks passed to the
+//! response body hyper polls through a one-chunk [`Exchange`].
 
 use std::io;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::Poll;
 
 use bytes::{Bytes, BytesMut};
 use gateway_core::{
-    Body, BoxError, Environ, ErrorStream, Gateway, HeadFormat, Protocol, ResponseHead,
+    Body, Environ, Error, ErrorStream, Gateway, HeadFormat, Protocol, ResponseHead,
 };
+use http::header::HeaderName;
 use http::request::Parts;
-use http::response;
-use http::{HeaderMap, HeaderValue, Method, Response, Version, header};
-use tokio::sync::{mpsc, oneshot};
+use http::uri::{Authority, PathAndQuery, Scheme};
+use http::{HeaderMap, HeaderValue, Method, Request, Response, Uri, Version, header, response};
 
-/// What the connection's response body reads from.
-pub(crate) type Chunk = Result<Bytes, BoxError>;
+/// What a request's handler hands the response body hyper polls: the head
+/// once, then one chunk at a time.
+///
+/// The handler runs inside the response body (see `conn`), so producer and
+/// consumer are polled by the same task: a write finding the slot taken
+/// returns `Pending`, and the body polls the handler again as soon as it
+/// has passed the chunk on. No waker, no channel.
+#[derive(Default)]
+pub(crate) struct Exchange {
+    pub(crate) head: Option<response::Parts>,
+    pub(crate) chunk: Option<Bytes>,
+    /// The response failed after its head: end the body with an error.
+    pub(crate) abort: Option<&'static str>,
+}
 
-/// Where the gateway leaves the request's headers once the environ is
-/// derived from them, for the application (no copy).
+/// The exchange of one request, shared by its gateway and response body.
 #[derive(Clone, Default)]
-pub(crate) struct HeaderSlot(Arc<Mutex<Option<HeaderMap>>>);
+pub(crate) struct SharedExchange(Arc<Mutex<Exchange>>);
 
-impl HeaderSlot {
-    fn put(&self, headers: HeaderMap) {
-        if let Ok(mut slot) = self.0.lock() {
-            *slot = Some(headers);
-        }
-    }
-
-    /// The headers, once.
-    pub(crate) fn take(&self) -> Option<HeaderMap> {
-        self.0.lock().ok().and_then(|mut slot| slot.take())
+impl SharedExchange {
+    pub(crate) fn lock(&self) -> MutexGuard<'_, Exchange> {
+        // Nothing panics while holding the lock; a poisoned one is still
+        // consistent.
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
@@ -64,50 +71,40 @@ impl Addrs {
 
 /// One request on an HTTP connection.
 pub(crate) struct HttpGateway {
-    pub(crate) parts: Parts,
-    pub(crate) headers: HeaderSlot,
+    /// The request as hyper parsed it, until the application gets it.
+    pub(crate) parts: Option<Parts>,
     pub(crate) body: Option<Body>,
     pub(crate) addrs: Arc<Addrs>,
-    pub(crate) head_tx: Option<oneshot::Sender<response::Parts>>,
-    pub(crate) body_tx: mpsc::Sender<Chunk>,
+    pub(crate) exchange: SharedExchange,
+    pub(crate) head_sent: bool,
+    /// The `Host` header (or HTTP/2 authority) as the environ holds it.
+    pub(crate) host: Option<Bytes>,
     pub(crate) server_software: Option<Bytes>,
     pub(crate) errors: ErrorStream,
-    pub(crate) write_timeout: Duration,
 }
 
 impl HttpGateway {
-    /// Whether the head went to hyper.
-    pub(crate) fn head_sent(&self) -> bool {
-        self.head_tx.is_none()
-    }
-
     /// Ends the response body with an error, so hyper closes the connection
     /// without a clean end (no chunked terminator, a short Content-Length
     /// body; an HTTP/2 stream reset): the client sees truncation (H10, H11).
-    pub(crate) async fn abort(&mut self, why: &'static str) {
-        let _ = self.body_tx.send(Err(why.into())).await;
+    pub(crate) fn abort(&mut self, why: &'static str) {
+        self.exchange.lock().abort = Some(why);
     }
 }
 
 impl Gateway for HttpGateway {
     async fn write(&mut self, data: Bytes) -> io::Result<()> {
-        // Room in the channel: no timer needed.
-        let data = match self.body_tx.try_send(Ok(data)) {
-            Ok(()) => return Ok(()),
-            Err(mpsc::error::TrySendError::Closed(_)) => {
-                return Err(io::ErrorKind::BrokenPipe.into());
+        let mut data = Some(data);
+        std::future::poll_fn(|_| {
+            let mut x = self.exchange.lock();
+            if x.chunk.is_some() {
+                // The response body takes the chunk, then polls this again.
+                return Poll::Pending;
             }
-            Err(mpsc::error::TrySendError::Full(data)) => data,
-        };
-        match tokio::time::timeout(self.write_timeout, self.body_tx.send(data)).await {
-            Ok(Ok(())) => Ok(()),
-            // hyper dropped the body: the client went away.
-            Ok(Err(_)) => Err(io::ErrorKind::BrokenPipe.into()),
-            Err(_) => Err(io::Error::new(
-                io::ErrorKind::TimedOut,
-                "writing the response timed out",
-            )),
-        }
+            x.chunk = data.take();
+            Poll::Ready(Ok(()))
+        })
+        .await
     }
 
     async fn flush(&mut self) -> io::Result<()> {
@@ -124,8 +121,37 @@ impl Gateway for HttpGateway {
     }
 
     fn add_cgi_vars(&mut self, env: &mut Environ) {
-        derive_environ(env, &self.parts, &self.addrs, self.server_software.as_ref());
-        self.headers.put(std::mem::take(&mut self.parts.headers));
+        if let Some(parts) = &self.parts {
+            self.host = derive_environ(env, parts, &self.addrs, self.server_software.as_ref());
+        }
+    }
+
+    /// The request as hyper parsed it (headers as they arrived, repeated
+    /// fields separate, H2), with the scheme and authority filled in from
+    /// `Host` as every other backend gives them.
+    fn request(&mut self, environ: &Environ, body: Body) -> Result<Request<Body>, Error> {
+        let Some(mut parts) = self.parts.take() else {
+            return gateway_core::request::build_request(environ, body);
+        };
+        if parts.uri.authority().is_none()
+            && let Some(host) = self.host.take().filter(|h| !h.is_empty())
+        {
+            let Ok(authority) = Authority::from_maybe_shared(host) else {
+                // An invalid Host: the shared rule makes it a 400.
+                return gateway_core::request::build_request(environ, body);
+            };
+            let mut uri = std::mem::take(&mut parts.uri).into_parts();
+            uri.scheme = Some(Scheme::HTTP);
+            uri.authority = Some(authority);
+            if uri.path_and_query.is_none() {
+                uri.path_and_query = Some(PathAndQuery::from_static("/"));
+            }
+            match Uri::from_parts(uri) {
+                Ok(uri) => parts.uri = uri,
+                Err(_) => return gateway_core::request::build_request(environ, body),
+            }
+        }
+        Ok(Request::from_parts(parts, body))
     }
 
     fn origin_server(&self) -> bool {
@@ -149,31 +175,47 @@ impl Gateway for HttpGateway {
     }
 
     /// Hands the head to hyper (which writes the status line and adds
-    /// `Date`) and leaves `buf` empty.
-    fn write_head(&mut self, head: &ResponseHead<'_>, _format: &HeadFormat, _buf: &mut BytesMut) {
-        let Some(tx) = self.head_tx.take() else {
+    /// `Date`), taking the headers rather than copying them, and leaves
+    /// `buf` empty.
+    fn write_head(
+        &mut self,
+        head: &mut ResponseHead<'_>,
+        _format: &HeadFormat,
+        _buf: &mut BytesMut,
+    ) {
+        if self.head_sent {
             return;
-        };
+        }
+        self.head_sent = true;
         let (mut parts, ()) = Response::new(()).into_parts();
         parts.status = head.status;
-        let mut headers = HeaderMap::with_capacity(head.headers.len() + 1);
-        // H1: Server comes before the application's headers.
-        if let Some(s) = &self.server_software
-            && !head.headers.contains_key(header::SERVER)
-            && let Ok(v) = HeaderValue::from_maybe_shared(s.clone())
-        {
-            headers.insert(header::SERVER, v);
-        }
-        for (name, value) in head.headers {
-            headers.append(name.clone(), value.clone());
-        }
-        parts.headers = headers;
+        let app_headers = std::mem::take(head.headers);
+        parts.headers = match &self.server_software {
+            Some(s) if !app_headers.contains_key(header::SERVER) => {
+                // H1: Server comes before the application's headers.
+                let mut headers = HeaderMap::with_capacity(app_headers.len() + 1);
+                if let Ok(v) = HeaderValue::from_maybe_shared(s.clone()) {
+                    headers.insert(header::SERVER, v);
+                }
+                let mut name = None;
+                for (n, v) in app_headers {
+                    if n.is_some() {
+                        name = n;
+                    }
+                    if let Some(n) = &name {
+                        headers.append(n.clone(), v);
+                    }
+                }
+                headers
+            }
+            _ => app_headers,
+        };
         if let Some(reason) = head.reason
             && let Ok(r) = hyper::ext::ReasonPhrase::try_from(Bytes::copy_from_slice(reason))
         {
             parts.extensions.insert(r);
         }
-        let _ = tx.send(parts);
+        self.exchange.lock().head = Some(parts);
     }
 }
 
@@ -190,82 +232,166 @@ pub(crate) fn derive_environ(
     parts: &Parts,
     addrs: &Addrs,
     software: Option<&Bytes>,
-) {
+) -> Option<Bytes> {
     let uri = &parts.uri;
-    env.insert("SERVER_SOFTWARE", software.cloned().unwrap_or_default());
-    env.insert("GATEWAY_INTERFACE", "CGI/1.1");
-    env.insert("SERVER_PROTOCOL", version_str(parts.version));
-    env.insert("REQUEST_METHOD", method_bytes(&parts.method));
-    env.insert("SCRIPT_NAME", "");
-    env.insert("PATH_INFO", percent_decode(uri.path().as_bytes()));
-    env.insert("QUERY_STRING", uri.query().unwrap_or_default().to_owned());
+    let headers = &parts.headers;
     let raw = uri.path_and_query().map_or("/", |pq| pq.as_str());
-    env.insert("REQUEST_URI", raw.to_owned());
 
-    // SERVER_NAME/PORT: the Host the client asked for, else the socket.
-    let host = parts
-        .headers
-        .get(header::HOST)
-        .map(|h| h.as_bytes())
-        .or_else(|| uri.authority().map(|a| a.as_str().as_bytes()));
-    let host_name = host.map(|h| split_host(h).0).filter(|h| !h.is_empty());
-    match (host_name, addrs.local) {
-        (Some(h), _) => env.insert("SERVER_NAME", Bytes::copy_from_slice(h)),
-        (None, Some(_)) => env.insert("SERVER_NAME", addrs.local_ip.clone()),
-        (None, None) => env.insert("SERVER_NAME", "localhost"),
-    };
-    let port = match (addrs.local, host.and_then(|h| split_host(h).1)) {
-        (Some(_), _) => addrs.local_port.clone(),
-        (None, Some(p)) => Bytes::copy_from_slice(p),
-        (None, None) => Bytes::from_static(b"80"),
-    };
-    env.insert("SERVER_PORT", port);
-    if addrs.peer.is_some() {
-        env.insert("REMOTE_ADDR", addrs.peer_ip.clone());
-        env.insert("REMOTE_PORT", addrs.peer_port.clone());
+    // Every value copied from the request goes into one buffer, and each
+    // environ entry is a slice of it: one allocation, not one per value.
+    let mut size = 2 * raw.len() + uri.authority().map_or(0, |a| a.as_str().len());
+    for (name, value) in headers {
+        size += value.len() + name.as_str().len() + 6;
     }
+    let mut arena = Arena(BytesMut::with_capacity(size));
 
-    if let Some(ct) = parts.headers.get(header::CONTENT_TYPE) {
-        env.insert("CONTENT_TYPE", Bytes::copy_from_slice(ct.as_bytes()));
+    // The names below are distinct (header names are unique in the map, and
+    // all of them get the `HTTP_` prefix), so a fresh environ takes them
+    // without a lookup each.
+    let fresh = env.is_empty();
+    env.reserve(14 + headers.keys_len());
+    let set = |env: &mut Environ, name: Bytes, value: Bytes| {
+        if fresh {
+            env.push(name, value);
+        } else {
+            env.insert(name, value);
+        }
+    };
+    let var = |name: &'static str| Bytes::from_static(name.as_bytes());
+    set(
+        env,
+        var("SERVER_SOFTWARE"),
+        software.cloned().unwrap_or_default(),
+    );
+    set(env, var("GATEWAY_INTERFACE"), var("CGI/1.1"));
+    set(env, var("SERVER_PROTOCOL"), var(version_str(parts.version)));
+    set(env, var("REQUEST_METHOD"), method_bytes(&parts.method));
+    set(env, var("SCRIPT_NAME"), Bytes::new());
+    set(env, var("PATH_INFO"), arena.decoded(uri.path().as_bytes()));
+    set(
+        env,
+        var("QUERY_STRING"),
+        arena.copy(uri.query().unwrap_or_default().as_bytes()),
+    );
+    set(env, var("REQUEST_URI"), arena.copy(raw.as_bytes()));
+
+    // One pass over the headers: repeated fields come one after the other
+    // and are joined with `,`.
+    let mut host: Option<Bytes> = None;
+    let mut current: Option<(&HeaderName, Bytes)> = None;
+    for (name, value) in headers {
+        if let Some((prev, _)) = &current
+            && *prev == name
+        {
+            arena.0.extend_from_slice(b",");
+            arena.0.extend_from_slice(value.as_bytes());
+            continue;
+        }
+        if let Some((prev, key)) = current.take() {
+            let value = arena.take();
+            if *prev == header::HOST {
+                host = Some(value.clone());
+            }
+            set(env, key, value);
+        }
+        let key = if *name == header::CONTENT_TYPE {
+            var("CONTENT_TYPE")
+        } else if *name == header::CONTENT_LENGTH {
+            var("CONTENT_LENGTH")
+        } else if name.as_str().contains('_') {
+            continue;
+        } else {
+            arena.env_name(name.as_str())
+        };
+        arena.0.extend_from_slice(value.as_bytes());
+        current = Some((name, key));
     }
-    if let Some(cl) = parts.headers.get(header::CONTENT_LENGTH) {
-        env.insert("CONTENT_LENGTH", Bytes::copy_from_slice(cl.as_bytes()));
+    if let Some((prev, key)) = current {
+        let value = arena.take();
+        if *prev == header::HOST {
+            host = Some(value.clone());
+        }
+        set(env, key, value);
     }
-    if !parts.headers.contains_key(header::HOST)
+    if host.is_none()
         && let Some(a) = uri.authority()
     {
         // HTTP/2 carries the host in :authority.
-        env.insert("HTTP_HOST", a.as_str().to_owned());
+        let a = arena.copy(a.as_str().as_bytes());
+        set(env, var("HTTP_HOST"), a.clone());
+        host = Some(a);
     }
-    for name in parts.headers.keys() {
-        if name == header::CONTENT_TYPE || name == header::CONTENT_LENGTH {
-            continue;
+
+    // SERVER_NAME/PORT: the Host the client asked for, else the socket.
+    let (host_name, host_port) = match &host {
+        Some(h) => {
+            let (name, port) = split_host(h);
+            (Some(name).filter(|n| !n.is_empty()), port)
         }
-        if name.as_str().contains('_') {
-            continue;
+        None => (None, None),
+    };
+    let name = match (host_name, addrs.local) {
+        (Some(h), _) => h,
+        (None, Some(_)) => addrs.local_ip.clone(),
+        (None, None) => var("localhost"),
+    };
+    set(env, var("SERVER_NAME"), name);
+    let port = match (addrs.local, host_port) {
+        (Some(_), _) => addrs.local_port.clone(),
+        (None, Some(p)) => p,
+        (None, None) => var("80"),
+    };
+    set(env, var("SERVER_PORT"), port);
+    if addrs.peer.is_some() {
+        set(env, var("REMOTE_ADDR"), addrs.peer_ip.clone());
+        set(env, var("REMOTE_PORT"), addrs.peer_port.clone());
+    }
+    host
+}
+
+/// The buffer an environ's values are cut from.
+struct Arena(BytesMut);
+
+impl Arena {
+    /// What was written since the last cut.
+    fn take(&mut self) -> Bytes {
+        self.0.split().freeze()
+    }
+
+    fn copy(&mut self, bytes: &[u8]) -> Bytes {
+        if bytes.is_empty() {
+            return Bytes::new();
         }
-        let key = env_name(name.as_str());
-        let mut values = parts.headers.get_all(name).iter();
-        let value = match (values.next(), values.next()) {
-            (Some(v), None) => Bytes::copy_from_slice(v.as_bytes()),
-            _ => {
-                let mut value = BytesMut::new();
-                for (i, v) in parts.headers.get_all(name).iter().enumerate() {
-                    if i > 0 {
-                        value.extend_from_slice(b",");
-                    }
-                    value.extend_from_slice(v.as_bytes());
-                }
-                value.freeze()
+        self.0.extend_from_slice(bytes);
+        self.take()
+    }
+
+    /// Percent-decodes a path (an invalid escape stays as it is).
+    fn decoded(&mut self, s: &[u8]) -> Bytes {
+        percent_decode_into(&mut self.0, s);
+        self.take()
+    }
+
+    /// `user-agent` → `HTTP_USER_AGENT` (common names without copying).
+    fn env_name(&mut self, name: &str) -> Bytes {
+        if let Some(known) = known_env_name(name) {
+            return Bytes::from_static(known.as_bytes());
+        }
+        self.0.extend_from_slice(b"HTTP_");
+        self.0.extend(name.bytes().map(|b| {
+            if b == b'-' {
+                b'_'
+            } else {
+                b.to_ascii_uppercase()
             }
-        };
-        env.insert(key, value);
+        }));
+        self.take()
     }
 }
 
-/// `user-agent` → `HTTP_USER_AGENT` (common names without allocating).
-fn env_name(name: &str) -> Bytes {
-    let known: &'static str = match name {
+/// The environ names of the most common request headers.
+fn known_env_name(name: &str) -> Option<&'static str> {
+    Some(match name {
         "host" => "HTTP_HOST",
         "user-agent" => "HTTP_USER_AGENT",
         "accept" => "HTTP_ACCEPT",
@@ -275,20 +401,8 @@ fn env_name(name: &str) -> Bytes {
         "cookie" => "HTTP_COOKIE",
         "referer" => "HTTP_REFERER",
         "authorization" => "HTTP_AUTHORIZATION",
-        _ => {
-            let mut key = BytesMut::with_capacity(5 + name.len());
-            key.extend_from_slice(b"HTTP_");
-            key.extend(name.bytes().map(|b| {
-                if b == b'-' {
-                    b'_'
-                } else {
-                    b.to_ascii_uppercase()
-                }
-            }));
-            return key.freeze();
-        }
-    };
-    Bytes::from_static(known.as_bytes())
+        _ => return None,
+    })
 }
 
 fn method_bytes(m: &Method) -> Bytes {
@@ -316,17 +430,21 @@ fn version_str(v: Version) -> &'static str {
 }
 
 /// `host:port` → (`host`, `port`), keeping `[v6]` hosts whole.
-fn split_host(h: &[u8]) -> (&[u8], Option<&[u8]>) {
+fn split_host(h: &Bytes) -> (Bytes, Option<Bytes>) {
     let close = h.iter().rposition(|&b| b == b']');
     match h.iter().rposition(|&b| b == b':') {
-        Some(i) if close.is_none_or(|c| i > c) => (&h[..i], h.get(i + 1..)),
-        _ => (h, None),
+        Some(i) if close.is_none_or(|c| i > c) => (h.slice(..i), Some(h.slice(i + 1..))),
+        _ => (h.clone(), None),
     }
 }
 
-/// Percent-decodes a path (an invalid escape stays as it is).
-pub(crate) fn percent_decode(s: &[u8]) -> Bytes {
-    let mut out = Vec::with_capacity(s.len());
+/// Percent-decodes a path into `out` (an invalid escape stays as it is).
+fn percent_decode_into(out: &mut BytesMut, s: &[u8]) {
+    if !s.contains(&b'%') {
+        out.extend_from_slice(s);
+        return;
+    }
+    out.reserve(s.len());
     let mut i = 0;
     while let Some(&b) = s.get(i) {
         if b == b'%'
@@ -335,14 +453,13 @@ pub(crate) fn percent_decode(s: &[u8]) -> Bytes {
                 s.get(i + 2).and_then(|&c| (c as char).to_digit(16)),
             )
         {
-            out.push((h * 16 + l) as u8);
+            out.extend_from_slice(&[(h * 16 + l) as u8]);
             i += 3;
             continue;
         }
-        out.push(b);
+        out.extend_from_slice(&[b]);
         i += 1;
     }
-    Bytes::from(out)
 }
 
 #[cfg(test)]
@@ -351,13 +468,16 @@ mod tests {
 
     #[test]
     fn decodes_paths() {
-        assert_eq!(&percent_decode(b"/p%61th/%2F%zz%4")[..], b"/path//%zz%4");
+        let mut arena = Arena(BytesMut::new());
+        assert_eq!(&arena.decoded(b"/p%61th/%2F%zz%4")[..], b"/path//%zz%4");
+        assert_eq!(&arena.decoded(b"/plain")[..], b"/plain");
     }
 
     #[test]
     fn env_names_and_methods() {
-        assert_eq!(&env_name("user-agent")[..], b"HTTP_USER_AGENT");
-        assert_eq!(&env_name("x-test-header")[..], b"HTTP_X_TEST_HEADER");
+        let mut arena = Arena(BytesMut::new());
+        assert_eq!(&arena.env_name("user-agent")[..], b"HTTP_USER_AGENT");
+        assert_eq!(&arena.env_name("x-test-header")[..], b"HTTP_X_TEST_HEADER");
         assert_eq!(&method_bytes(&Method::HEAD)[..], b"HEAD");
         let odd = Method::from_bytes(b"PROPFIND").unwrap();
         assert_eq!(&method_bytes(&odd)[..], b"PROPFIND");
@@ -365,8 +485,12 @@ mod tests {
 
     #[test]
     fn splits_hosts() {
-        assert_eq!(split_host(b"a:80"), (&b"a"[..], Some(&b"80"[..])));
-        assert_eq!(split_host(b"[::1]"), (&b"[::1]"[..], None));
-        assert_eq!(split_host(b"[::1]:8"), (&b"[::1]"[..], Some(&b"8"[..])));
+        let split = |h: &'static [u8]| split_host(&Bytes::from_static(h));
+        assert_eq!(split(b"a:80"), (Bytes::from("a"), Some(Bytes::from("80"))));
+        assert_eq!(split(b"[::1]"), (Bytes::from("[::1]"), None));
+        assert_eq!(
+            split(b"[::1]:8"),
+            (Bytes::from("[::1]"), Some(Bytes::from("8")))
+        );
     }
 }
