@@ -145,7 +145,7 @@ impl Gateway for ProcessGateway {
                     version,
                     head.status,
                     head.reason,
-                    &headers,
+                    headers,
                     server_software.as_deref(),
                 );
             }
