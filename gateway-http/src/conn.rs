@@ -4,6 +4,7 @@
 use std::future::{Future, poll_fn};
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 
 use bytes::{Buf, Bytes};
@@ -19,6 +20,7 @@ use tower::Service;
 
 use crate::body::TimeoutBody;
 use crate::gateway::{Addrs, HttpGateway, SharedExchange};
+use crate::io::WriteTimeout;
 
 /// What every connection of a server shares.
 pub(crate) struct Shared<S> {
@@ -48,9 +50,20 @@ where
     } = conn;
     let svc_shared = shared.clone();
     let addrs = Arc::new(Addrs::new(peer_addr, local_addr));
-    let svc =
-        hyper::service::service_fn(move |req| respond(req, svc_shared.clone(), addrs.clone()));
-    let c = shared.builder.serve_connection(TokioIo::new(stream), svc);
+    let limits = shared.handler.limits();
+    // HTTP/1.x: the response to the last request a connection may carry
+    // says `Connection: close`, and hyper closes after it.
+    let budget = limits
+        .get_max_requests_per_connection()
+        .map(|n| Arc::new(AtomicU64::new(n)));
+    let svc = hyper::service::service_fn(move |req| {
+        let last = budget
+            .as_ref()
+            .is_some_and(|b| b.fetch_sub(1, Ordering::Relaxed) <= 1);
+        respond(req, svc_shared.clone(), addrs.clone(), last)
+    });
+    let io = TokioIo::new(WriteTimeout::new(stream, limits.get_write_timeout()));
+    let c = shared.builder.serve_connection(io, svc);
     tokio::pin!(c);
     let result = tokio::select! {
         r = c.as_mut() => r,
@@ -71,6 +84,7 @@ async fn respond<S, B>(
     req: Request<Incoming>,
     shared: Arc<Shared<S>>,
     addrs: Arc<Addrs>,
+    last: bool,
 ) -> Result<Response<ResponseBody>, BoxError>
 where
     S: Service<Request<Body>, Response = Response<B>> + Clone + Send + Sync + 'static,
@@ -81,6 +95,7 @@ where
     B::Error: Into<BoxError> + Send,
 {
     let (parts, incoming) = req.into_parts();
+    let close = last && parts.version < http::Version::HTTP_2;
     let limits = shared.handler.limits();
     let body = if incoming.is_end_stream() {
         // No body (a GET): nothing to time or limit.
@@ -102,6 +117,7 @@ where
         addrs,
         exchange: exchange.clone(),
         head_sent: false,
+        close,
         host: None,
         server_software: shared.server_software.clone(),
         errors: shared.errors.clone(),

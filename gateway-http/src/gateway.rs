@@ -77,6 +77,9 @@ pub(crate) struct HttpGateway {
     pub(crate) addrs: Arc<Addrs>,
     pub(crate) exchange: SharedExchange,
     pub(crate) head_sent: bool,
+    /// The connection's last request (HTTP/1.x): the response says
+    /// `Connection: close`.
+    pub(crate) close: bool,
     /// The `Host` header (or HTTP/2 authority) as the environ holds it.
     pub(crate) host: Option<Bytes>,
     pub(crate) server_software: Option<Bytes>,
@@ -210,6 +213,11 @@ impl Gateway for HttpGateway {
             }
             _ => app_headers,
         };
+        if self.close {
+            parts
+                .headers
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
         if let Some(reason) = head.reason
             && let Ok(r) = hyper::ext::ReasonPhrase::try_from(Bytes::copy_from_slice(reason))
         {

@@ -53,6 +53,7 @@
 mod body;
 mod conn;
 mod gateway;
+mod io;
 mod server;
 
 pub use server::{SERVER_SOFTWARE, Server};

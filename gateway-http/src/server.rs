@@ -30,7 +30,8 @@ pub const SERVER_SOFTWARE: &str = concat!("gateway-http/", env!("CARGO_PKG_VERSI
 /// | `max_headers` | hyper's `max_headers` (over it: 431) |
 /// | `max_body_len` | a larger declared body: 413; a chunked one that grows larger: a body error |
 /// | `head_read_timeout` | hyper's header read timeout: the connection is closed. hyper starts it as soon as the connection waits for a request, so it also bounds an idle keep-alive connection |
-/// | `write_timeout` | each body chunk handed to hyper |
+/// | `write_timeout` | the client taking nothing written to it for this long: the connection is closed |
+/// | `max_requests_per_connection` | HTTP/1.x: the last response says `Connection: close` and the connection closes after it |
 /// | `max_connections` | the accept loop |
 ///
 /// ```no_run

@@ -470,3 +470,48 @@ async fn stalled_request_body_times_out() {
     assert!(started.elapsed() < Duration::from_secs(4));
     still_serving(srv.addr).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_that_stops_reading_is_cut_off_by_the_write_timeout() {
+    use std::sync::atomic::Ordering;
+    let mut limits = gateway_core::Limits::default();
+    limits.write_timeout(Duration::from_millis(300));
+    let srv = support::start_with(gateway_core::Handler::builder().limits(limits).build()).await;
+    let before = support::ENDLESS_DROPPED.load(Ordering::SeqCst);
+    let sock = tokio::net::TcpSocket::new_v4().unwrap();
+    sock.set_recv_buffer_size(4096).unwrap();
+    let mut s = sock.connect(srv.addr).await.unwrap();
+    s.write_all(b"GET /endless HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    // Read nothing: the socket buffers fill, the server's writes stall, and
+    // the write timeout closes the connection and drops the application.
+    let started = std::time::Instant::now();
+    while support::ENDLESS_DROPPED.load(Ordering::SeqCst) == before {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the stalled response was never given up"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    drop(s);
+    still_serving(srv.addr).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_requests_per_connection_closes_after_the_last() {
+    let mut limits = gateway_core::Limits::default();
+    limits.max_requests_per_connection(Some(2));
+    let srv = support::start_with(gateway_core::Handler::builder().limits(limits).build()).await;
+    let mut s = TcpStream::connect(srv.addr).await.unwrap();
+    let one = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n";
+    s.write_all(&[&one[..], one, one].concat()).await.unwrap();
+    let out = text(&read_to_close(&mut s).await);
+    // Two answers, the second saying it is the last; the third request is
+    // never answered on this connection.
+    assert_eq!(out.matches("HTTP/1.1 200 OK").count(), 2, "{out}");
+    let second = &out[out.rfind("HTTP/1.1 200 OK").unwrap()..];
+    assert!(second.contains("connection: close\r\n"), "{out}");
+    assert!(!out[..out.rfind("HTTP/1.1 200 OK").unwrap()].contains("connection: close"));
+    still_serving(srv.addr).await;
+}

@@ -102,6 +102,19 @@ pub async fn app(req: Request<Body>) -> Result<Response<TestBody>, BoxError> {
         "/not-modified" => Response::builder()
             .status(StatusCode::NOT_MODIFIED)
             .body(full(""))?,
+        "/endless" => {
+            // 64 KiB chunks for ever; counts in ENDLESS_DROPPED when the
+            // server drops it.
+            let guard = DropCounter;
+            let chunk = Bytes::from(vec![b'x'; 64 * 1024]);
+            let stream = futures_util::stream::repeat_with(move || {
+                let _ = &guard;
+                Ok::<_, BoxError>(http_body::Frame::data(chunk.clone()))
+            });
+            Response::builder()
+                .header(header::CONTENT_TYPE, "text/plain")
+                .body(StreamBody::new(stream).boxed_unsync())?
+        }
         "/sleep" => {
             tokio::time::sleep(Duration::from_millis(300)).await;
             text("slept")?
@@ -112,6 +125,17 @@ pub async fn app(req: Request<Body>) -> Result<Response<TestBody>, BoxError> {
             .body(full("not found"))?,
     };
     Ok(res)
+}
+
+/// How many `/endless` bodies were dropped.
+pub static ENDLESS_DROPPED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+struct DropCounter;
+
+impl Drop for DropCounter {
+    fn drop(&mut self) {
+        ENDLESS_DROPPED.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
 }
 
 /// A running server.
