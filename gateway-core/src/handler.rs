@@ -321,7 +321,8 @@ impl Handler {
         };
 
         // Refuse a declared body over the limit before reading any of it.
-        if let (Ok(Some(n)), Some(max)) = (env.content_length(), cfg.limits.get_max_body_len())
+        if let Some(max) = cfg.limits.get_max_body_len()
+            && let Ok(Some(n)) = env.content_length()
             && n > max
         {
             tracing::debug!(length = n, max, "request body over the limit");

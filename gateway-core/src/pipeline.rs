@@ -109,7 +109,7 @@ where
         {
             parts
                 .headers
-                .insert(header::CONTENT_LENGTH, HeaderValue::from(n));
+                .insert(header::CONTENT_LENGTH, length_value(n));
             remaining = Some(n);
         }
     }
@@ -426,6 +426,57 @@ fn remove_in_order(headers: &mut HeaderMap, drop: impl Fn(&HeaderName) -> bool) 
     }
 }
 
+/// The decimal forms of 0 to 9999, one after the other.
+static SMALL_NUMBERS: [u8; 38_890] = small_numbers();
+
+const fn small_numbers() -> [u8; 38_890] {
+    let mut out = [0u8; 38_890];
+    let mut at = 0;
+    let mut n: usize = 0;
+    while n < 10_000 {
+        let width = number_width(n);
+        let mut i = width;
+        let mut v = n;
+        while i > 0 {
+            i -= 1;
+            out[at + i] = b'0' + (v % 10) as u8;
+            v /= 10;
+        }
+        at += width;
+        n += 1;
+    }
+    out
+}
+
+const fn number_width(n: usize) -> usize {
+    if n < 10 {
+        1
+    } else if n < 100 {
+        2
+    } else if n < 1000 {
+        3
+    } else {
+        4
+    }
+}
+
+/// A `Content-Length` value; the common small ones without an allocation.
+fn length_value(n: u64) -> HeaderValue {
+    let Some(small) = usize::try_from(n).ok().filter(|&n| n < 10_000) else {
+        return HeaderValue::from(n);
+    };
+    let start = match small {
+        0..10 => small,
+        10..100 => 10 + (small - 10) * 2,
+        100..1000 => 190 + (small - 100) * 3,
+        _ => 2890 + (small - 1000) * 4,
+    };
+    SMALL_NUMBERS
+        .get(start..start + number_width(small))
+        .and_then(|d| HeaderValue::from_maybe_shared(Bytes::from_static(d)).ok())
+        .unwrap_or_else(|| HeaderValue::from(n))
+}
+
 /// C18: header values may not hold 0x00–0x08, 0x0A–0x1F or 0x7F (HTAB is
 /// allowed).
 fn is_bad_value_byte(b: u8) -> bool {
@@ -451,4 +502,16 @@ pub(crate) fn log_failure(err: &Error, ctx: &RequestCtx) {
         n += 1;
     }
     ctx.errors.write(msg.as_bytes());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn length_values_match_the_decimal_form() {
+        for n in (0..12_000).chain([u64::MAX]) {
+            assert_eq!(length_value(n).to_str().unwrap(), n.to_string(), "{n}");
+        }
+    }
 }

@@ -56,25 +56,78 @@ where
     let budget = limits
         .get_max_requests_per_connection()
         .map(|n| Arc::new(AtomicU64::new(n)));
+    let activity = Arc::new(Activity::default());
+    let svc_activity = activity.clone();
     let svc = hyper::service::service_fn(move |req| {
         let last = budget
             .as_ref()
             .is_some_and(|b| b.fetch_sub(1, Ordering::Relaxed) <= 1);
-        respond(req, svc_shared.clone(), addrs.clone(), last)
+        let in_flight = InFlight::start(&svc_activity);
+        respond(req, svc_shared.clone(), addrs.clone(), last, in_flight)
     });
     let io = TokioIo::new(WriteTimeout::new(stream, limits.get_write_timeout()));
     let c = shared.builder.serve_connection(io, svc);
     tokio::pin!(c);
     let result = tokio::select! {
+        biased;
         r = c.as_mut() => r,
         _ = shutdown.stopping() => {
             // Finish the request in flight, then close (HTTP/2: GOAWAY).
             c.as_mut().graceful_shutdown();
             c.await
         }
+        () = activity.idle(limits.get_idle_timeout()) => {
+            tracing::debug!("closing an idle connection");
+            c.as_mut().graceful_shutdown();
+            c.await
+        }
     };
     if let Err(e) = result {
         tracing::debug!(error = %e, "connection ended with an error");
+    }
+}
+
+/// What a connection's idle watch looks at: requests started, and requests
+/// whose response is not over yet.
+#[derive(Default)]
+struct Activity {
+    started: AtomicU64,
+    in_flight: AtomicU64,
+}
+
+impl Activity {
+    /// Completes once a whole `period` passed with no request in flight and
+    /// none started: the connection has been idle for between one and two
+    /// periods. hyper's header read timeout already closes an idle HTTP/1
+    /// connection; this closes idle HTTP/2 ones (GOAWAY), which hyper keeps
+    /// open for ever.
+    async fn idle(&self, period: std::time::Duration) {
+        let mut seen = self.started.load(Ordering::Relaxed);
+        loop {
+            tokio::time::sleep(period).await;
+            let now = self.started.load(Ordering::Relaxed);
+            if now == seen && self.in_flight.load(Ordering::Relaxed) == 0 {
+                return;
+            }
+            seen = now;
+        }
+    }
+}
+
+/// One request counted in flight until its response is over (dropped).
+pub(crate) struct InFlight(Arc<Activity>);
+
+impl InFlight {
+    fn start(activity: &Arc<Activity>) -> Self {
+        activity.started.fetch_add(1, Ordering::Relaxed);
+        activity.in_flight.fetch_add(1, Ordering::Relaxed);
+        Self(activity.clone())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -85,6 +138,7 @@ async fn respond<S, B>(
     shared: Arc<Shared<S>>,
     addrs: Arc<Addrs>,
     last: bool,
+    in_flight: InFlight,
 ) -> Result<Response<ResponseBody>, BoxError>
 where
     S: Service<Request<Body>, Response = Response<B>> + Clone + Send + Sync + 'static,
@@ -155,6 +209,7 @@ where
             error_ready: false,
             running: None,
             sized,
+            _in_flight: in_flight,
         }
     } else {
         drop(x);
@@ -164,6 +219,7 @@ where
             error_ready: false,
             running: Some((driver, exchange)),
             sized: false,
+            _in_flight: in_flight,
         }
     };
     Ok(Response::from_parts(head, body))
@@ -203,6 +259,7 @@ pub(crate) struct ResponseBody {
     error_ready: bool,
     running: Option<(Driver, SharedExchange)>,
     sized: bool,
+    _in_flight: InFlight,
 }
 
 impl http_body::Body for ResponseBody {

@@ -31,6 +31,7 @@ pub const SERVER_SOFTWARE: &str = concat!("gateway-http/", env!("CARGO_PKG_VERSI
 /// | `max_body_len` | a larger declared body: 413; a chunked one that grows larger: a body error |
 /// | `head_read_timeout` | hyper's header read timeout: the connection is closed. hyper starts it as soon as the connection waits for a request, so it also bounds an idle keep-alive connection |
 /// | `write_timeout` | the client taking nothing written to it for this long: the connection is closed |
+/// | `idle_timeout` | a connection with no request for this long (to twice that) is closed gracefully (HTTP/2: GOAWAY) |
 /// | `max_requests_per_connection` | HTTP/1.x: the last response says `Connection: close` and the connection closes after it |
 /// | `max_connections` | the accept loop |
 ///

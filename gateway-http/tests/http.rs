@@ -515,3 +515,35 @@ async fn max_requests_per_connection_closes_after_the_last() {
     assert!(!out[..out.rfind("HTTP/1.1 200 OK").unwrap()].contains("connection: close"));
     still_serving(srv.addr).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_http2_connection_gets_goaway() {
+    let mut limits = gateway_core::Limits::default();
+    limits.idle_timeout(Duration::from_millis(300));
+    let srv = support::start_with(gateway_core::Handler::builder().limits(limits).build()).await;
+    let mut s = TcpStream::connect(srv.addr).await.unwrap();
+    s.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00")
+        .await
+        .unwrap();
+    // Read frames (9-byte header, then the payload) until a GOAWAY (type
+    // 0x7): the connection stays idle, so the server must send one.
+    let goaway = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            let mut head = [0u8; 9];
+            if s.read_exact(&mut head).await.is_err() {
+                return false;
+            }
+            let len = usize::from(head[0]) << 16 | usize::from(head[1]) << 8 | usize::from(head[2]);
+            let mut payload = vec![0u8; len];
+            if s.read_exact(&mut payload).await.is_err() {
+                return false;
+            }
+            if head[3] == 0x7 {
+                return true;
+            }
+        }
+    })
+    .await;
+    assert_eq!(goaway, Ok(true), "no GOAWAY on an idle HTTP/2 connection");
+    still_serving(srv.addr).await;
+}
