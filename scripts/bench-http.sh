@@ -18,6 +18,10 @@
 #   CONNECTIONS=N  wrk connections (default 32)
 #   THREADS=N      wrk threads (default 1)
 #   STRICT=1       exit 1 when a target is missed (default: report only)
+#   INSTR=1        also count the user-space instructions each server spends
+#                  per request (valgrind's callgrind, instrumentation switched
+#                  on only while wrk runs): a figure that does not move with
+#                  the load of a shared machine
 #   KEEP_TMP=1     keep the temporary directory
 #   CARGO_TARGET_DIR is honoured by the build of ours, as usual.
 #
@@ -152,6 +156,36 @@ start() { # name binary; sets URL (not in a subshell, so PIDS is kept)
     done
     URL="http://127.0.0.1:$port/"
 }
+instructions() { # name binary; prints instructions per request
+    command -v valgrind >/dev/null || {
+        [ "$(id -u)" -eq 0 ] || die "valgrind is missing (apt-get install valgrind)"
+        apt-get install -y valgrind >/dev/null 2>&1 || { apt-get update >/dev/null && apt-get install -y valgrind >/dev/null; }
+    }
+    local port vpid reqs ir
+    port=$(free_port)
+    valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$TMP/$1.cg" \
+        "$2" "127.0.0.1:$port" >/dev/null 2>"$TMP/$1.vg" &
+    vpid=$!
+    for _ in $(seq 100); do
+        python3 -c "import socket; socket.create_connection(('127.0.0.1',$port),0.2)" 2>/dev/null && break
+        sleep 0.1
+    done
+    wrk -t1 -c4 -d1s "http://127.0.0.1:$port/" >/dev/null
+    callgrind_control -i on "$vpid" >/dev/null
+    reqs=$(wrk -t1 -c4 -d3s "http://127.0.0.1:$port/" | awk '/requests in/ {print $1}')
+    callgrind_control -i off "$vpid" >/dev/null
+    kill -TERM "$vpid" 2>/dev/null || true
+    wait "$vpid" 2>/dev/null || true
+    ir=$(awk '/Collected :/ {print $NF}' "$TMP/$1.vg")
+    [ -n "$ir" ] && [ "${reqs:-0}" -gt 0 ] || die "no instruction count for $1"
+    echo $((ir / reqs))
+}
+if [ "${INSTR:-0}" = 1 ]; then
+    say "counting instructions per request (valgrind)"
+    OURS_IR=$(instructions ours "$OURS")
+    BARE_IR=$(instructions bare "$BARE")
+fi
+
 start ours "$OURS"; OURS_URL=$URL
 start bare "$BARE"; BARE_URL=$URL
 
@@ -167,6 +201,9 @@ for r in $(seq "$ROUNDS"); do
     run_wrk bare "$BARE_URL" "$r"
 done
 
+if [ -n "${OURS_IR:-}" ]; then
+    python3 -c "import sys; o, b = int(sys.argv[1]), int(sys.argv[2]); print(f'instructions/request: ours {o}, bare {b}, ours - bare {o - b}, ratio {o / b:.2f}')" "$OURS_IR" "$BARE_IR"
+fi
 python3 - "$TMP" "$ROUNDS" "${STRICT:-0}" <<'PY'
 import re, statistics, sys
 tmp, rounds, strict = sys.argv[1], int(sys.argv[2]), sys.argv[3] == "1"
