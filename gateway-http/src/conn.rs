@@ -59,9 +59,12 @@ where
     let activity = Arc::new(Activity::default());
     let svc_activity = activity.clone();
     let svc = hyper::service::service_fn(move |req| {
-        let last = budget
-            .as_ref()
-            .is_some_and(|b| b.fetch_sub(1, Ordering::Relaxed) <= 1);
+        let last = budget.as_ref().is_some_and(|b| {
+            let left = b.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                Some(n.saturating_sub(1))
+            });
+            left.unwrap_or(0) <= 1
+        });
         let in_flight = InFlight::start(&svc_activity);
         respond(req, svc_shared.clone(), addrs.clone(), last, in_flight)
     });
