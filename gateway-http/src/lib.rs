@@ -44,9 +44,16 @@
 //!   or too many headers 431, raw non-ASCII bytes in the target,
 //!   Content-Length with Transfer-Encoding, duplicate Content-Lengths and
 //!   obs-fold 400; the connection is then closed.
-//! - Header names with `_` are left out of the environ (as `simple_server`
-//!   does); the application still gets every header, repeated ones
-//!   separate, in the request's `HeaderMap`.
+//! - The application gets the request as hyper parsed it (every header,
+//!   repeated ones separate, in its `HeaderMap`), with the scheme and the
+//!   `Host` authority filled in so that `req.uri()` reads as on every other
+//!   backend; the core does not rebuild it from the environ. Header names
+//!   with `_` are left out of the environ (as `simple_server` does).
+//! - Per request the server allocates the environ (one buffer holds all the
+//!   values copied from the request), the handler's future and a one-chunk
+//!   exchange between the handler and the response body; there is no
+//!   channel and no task per request. `INSTR=1 scripts/bench-http.sh`
+//!   counts the instructions this costs against a bare hyper server.
 //!
 //! Limits and timeouts: see [`Server`].
 
