@@ -78,6 +78,28 @@ fn curl_http10_http11_keepalive_chunked_http2() {
     let o = curl(&["--http2-prior-knowledge", "-w", "[%{http_version}]", &hello]);
     assert_eq!(stdout(&o), "Hello, world!\n[2]", "{o:?}");
 
+    // Large and streamed bodies arrive whole over both versions, with and
+    // without a Content-Length (the handler finishes as its last chunk goes
+    // out, after the head).
+    for version in ["--http1.1", "--http2-prior-knowledge"] {
+        for (path, size) in [
+            ("/bytes?n=10485760", "10485760"),
+            ("/stream?chunks=100&size=100000", "10000000"),
+            ("/stream?chunks=5&size=3&delay_ms=20", "15"),
+        ] {
+            let o = curl(&[
+                version,
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{size_download}",
+                &srv.url(path),
+            ]);
+            assert!(o.status.success(), "{version} {path}: {o:?}");
+            assert_eq!(stdout(&o), size, "{version} {path}");
+        }
+    }
+
     // H11: a body error after the head: curl sees the transfer cut.
     let o = curl(&[&srv.url("/error/after")]);
     assert!(!o.status.success(), "{o:?}");

@@ -281,19 +281,23 @@ impl http_body::Body for ResponseBody {
             if let Some(data) = exchange.lock().chunk.take() {
                 return Poll::Ready(Some(Ok(Frame::data(data))));
             }
-            let pending = driver.as_mut().poll(cx).is_pending();
+            let finished = driver.as_mut().poll(cx).is_ready();
             let mut x = exchange.lock();
-            if let Some(data) = x.chunk.take() {
+            let chunk = x.chunk.take();
+            if finished {
+                // Never poll the finished handler again; what it left (a
+                // last chunk, an abort) is answered from here on.
+                this.error = x.abort.take();
+                drop(x);
+                this.running = None;
+            } else if chunk.is_none() {
+                return Poll::Pending;
+            }
+            if let Some(data) = chunk {
                 // A write that found the slot taken waits for this body to
                 // poll the handler again: hyper will, after this chunk.
                 return Poll::Ready(Some(Ok(Frame::data(data))));
             }
-            if pending {
-                return Poll::Pending;
-            }
-            this.error = x.abort.take();
-            drop(x);
-            this.running = None;
         }
         match this.error {
             Some(why) if this.error_ready => {

@@ -547,3 +547,31 @@ async fn idle_http2_connection_gets_goaway() {
     assert_eq!(goaway, Ok(true), "no GOAWAY on an idle HTTP/2 connection");
     still_serving(srv.addr).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn body_that_ends_with_its_last_late_chunk_is_complete() {
+    let srv = start().await;
+    // Chunked (no Content-Length): hyper reads the body to its end, so the
+    // chunk the handler leaves as it finishes must still come out, followed
+    // by the terminator; then the connection serves the next request.
+    let mut s = TcpStream::connect(srv.addr).await.unwrap();
+    let req = b"GET /late HTTP/1.1\r\nHost: x\r\n\r\n";
+    s.write_all(req).await.unwrap();
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !out.ends_with(b"0\r\n\r\n") {
+        let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf))
+            .await
+            .expect("the chunked body never ended")
+            .unwrap();
+        assert!(n > 0, "closed early: {}", text(&out));
+        out.extend_from_slice(&buf[..n]);
+    }
+    let out = text(&out);
+    assert!(out.contains("4\r\none,\r\n3\r\ntwo\r\n0\r\n\r\n"), "{out}");
+    s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let next = text(&read_to_close(&mut s).await);
+    assert!(next.starts_with("HTTP/1.1 200 OK"), "{next}");
+}

@@ -115,6 +115,26 @@ pub async fn app(req: Request<Body>) -> Result<Response<TestBody>, BoxError> {
                 .header(header::CONTENT_TYPE, "text/plain")
                 .body(StreamBody::new(stream).boxed_unsync())?
         }
+        "/late" => {
+            // The second chunk comes after the head went out, and the body
+            // ends in the same poll that yields it.
+            let stream = futures_util::stream::unfold(0u8, |n| async move {
+                match n {
+                    0 => Some((
+                        Ok::<_, BoxError>(http_body::Frame::data(Bytes::from("one,"))),
+                        1,
+                    )),
+                    1 => {
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                        Some((Ok(http_body::Frame::data(Bytes::from("two"))), 2))
+                    }
+                    _ => None,
+                }
+            });
+            Response::builder()
+                .header(header::CONTENT_TYPE, "text/plain")
+                .body(StreamBody::new(stream).boxed_unsync())?
+        }
         "/sleep" => {
             tokio::time::sleep(Duration::from_millis(300)).await;
             text("slept")?
