@@ -1,7 +1,10 @@
 //! The connection driver: runs the protocol state machine over a transport,
 //! starts the application for each request and ends requests.
 //!
-//! One loop reads the connection and hands each request's input to its
+//! A server that does not multiplex hands each connection to
+//! [`single`](crate::single), which serves its one request at a time inside
+//! the connection's task. The driver here is for multiplexed connections:
+//! one loop reads the connection and hands each request's input to its
 //! queue; each request runs `Handler::run` on its own task; all output goes
 //! through one writer task. The state machine and the table of running
 //! requests sit behind one lock, so ending a request (from its task) and
@@ -14,7 +17,7 @@ use std::time::Duration;
 
 use bytes::{Buf, BytesMut};
 use gateway_core::server::Watch;
-use gateway_core::{Body, BoxError, Handler};
+use gateway_core::{Body, BoxError, Handler, Outcome};
 use http::{Request, Response};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
@@ -22,14 +25,14 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tower::{Service, ServiceExt};
 
-use crate::gateway::{ErrorOutput, FcgiGateway, StderrState};
+use crate::gateway::{ErrorOutput, FcgiGateway, Out, StderrState};
 use crate::input::{self, FilterData, InputSender};
 use crate::proto::{Config, Connection, Event, ProtocolStatus, ResponseEncoder, Role};
 use crate::writer::{Output, writer};
 
 /// How long a closing connection keeps reading (and discarding) what the web
 /// server still sends, so that closing does not reset the connection.
-const DRAIN_TIME: Duration = Duration::from_secs(2);
+pub(crate) const DRAIN_TIME: Duration = Duration::from_secs(2);
 
 /// Everything the connections of one server share.
 pub(crate) struct Shared<S> {
@@ -40,6 +43,9 @@ pub(crate) struct Shared<S> {
     /// Requests allowed at once across connections; past that, new requests
     /// are answered `FCGI_OVERLOADED`.
     pub(crate) capacity: Arc<Semaphore>,
+    /// Signal a response that failed after its head by resetting the
+    /// connection instead of `FCGI_END_REQUEST` with appStatus 1.
+    pub(crate) reset_on_abort: bool,
 }
 
 struct Slot {
@@ -91,6 +97,10 @@ pub(crate) async fn serve<T, S, B>(
     B::Data: Buf + Send,
     B::Error: Into<BoxError> + Send,
 {
+    if !shared.config.mpxs_conns {
+        crate::single::serve(shared, io, peer_addr, local_addr, watch, reset).await;
+        return;
+    }
     let limits = shared.handler.limits().clone();
     let (mut rd, wr) = tokio::io::split(io);
     let (output, writer_fut) = writer(wr, limits.get_write_timeout());
@@ -223,7 +233,7 @@ pub(crate) async fn serve<T, S, B>(
 
 /// Shuts down writing and reads until the web server closes too (or a short
 /// time passes), so that unread input does not turn the close into a reset.
-async fn close_politely<R, W>(mut rd: R, mut wr: W)
+pub(crate) async fn close_politely<R, W>(mut rd: R, mut wr: W)
 where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
@@ -242,7 +252,7 @@ where
     .await;
 }
 
-async fn stopping_of(watch: &mut Option<Watch>) {
+pub(crate) async fn stopping_of(watch: &mut Option<Watch>) {
     match watch {
         Some(w) => w.stopping().await,
         None => std::future::pending().await,
@@ -309,7 +319,7 @@ where
                 After::Nothing => {}
                 After::Wait(queue) => queue.drained().await,
                 After::Aborted(id, task, stderr) => {
-                    let output = self.output.clone();
+                    let output = Out::Queue(self.output.clone());
                     let done = self.done.clone();
                     tokio::spawn(async move {
                         let _ = task.await;
@@ -380,7 +390,7 @@ where
                     role: slot.role,
                     params: Some(params),
                     stdin: Some(stdin_rx),
-                    output: self.output.clone(),
+                    output: Out::Queue(self.output.clone()),
                     encoder: ResponseEncoder::new(id),
                     stderr_state: slot.stderr.clone(),
                     errors: self.shared.errors,
@@ -425,7 +435,7 @@ where
                     }
                     Some(slot) => {
                         // Not started yet: answer at once.
-                        end_request(self.output, id, &slot.stderr, 1);
+                        end_request(&Out::Queue(self.output.clone()), id, &slot.stderr, 1);
                         let _ = self.done.send(false);
                         After::Nothing
                     }
@@ -453,13 +463,40 @@ fn push(st: &mut State, id: u16, data: bytes::Bytes, is_data: bool) -> After {
 }
 
 /// Queues the end of request `id` (unless its error stream already ended).
-fn end_request(output: &Output, id: u16, stderr: &Mutex<StderrState>, app_status: u32) {
+pub(crate) fn end_request(output: &Out, id: u16, stderr: &Mutex<StderrState>, app_status: u32) {
     if let Ok(mut s) = stderr.lock()
         && !s.ended
     {
         s.ended = true;
-        let _ = output.send_now(FcgiGateway::end_records(id, s.used, app_status));
+        output.send_now(FcgiGateway::end_records(id, s.used, app_status));
     }
+}
+
+/// Runs the application for one request through the handler; a Filter
+/// request's data stream goes into the request's extensions.
+pub(crate) async fn run_app<S, B>(
+    shared: &Shared<S>,
+    gw: &mut FcgiGateway,
+    filter: Option<FilterData>,
+) -> Outcome
+where
+    S: Service<Request<Body>, Response = Response<B>> + Clone + Send + Sync + 'static,
+    S::Future: Send,
+    S::Error: Into<BoxError> + Send,
+    B: http_body::Body + Send + 'static,
+    B::Data: Buf + Send,
+    B::Error: Into<BoxError> + Send,
+{
+    let app = shared
+        .app
+        .clone()
+        .map_request(move |mut req: Request<Body>| {
+            if let Some(data) = &filter {
+                req.extensions_mut().insert(data.clone());
+            }
+            req
+        });
+    shared.handler.run(gw, app).await
 }
 
 async fn run_request<S, B>(
@@ -477,21 +514,13 @@ async fn run_request<S, B>(
     B::Data: Buf + Send,
     B::Error: Into<BoxError> + Send,
 {
-    let app = shared
-        .app
-        .clone()
-        .map_request(move |mut req: Request<Body>| {
-            if let Some(data) = &filter {
-                req.extensions_mut().insert(data.clone());
-            }
-            req
-        });
-    let outcome = shared.handler.run(&mut gw, app).await;
+    let outcome = run_app(&shared, &mut gw, filter).await;
     let app_status = u32::from(!outcome.is_complete());
-    // A response that failed after its head went out must look truncated to
-    // the client, and web servers ignore appStatus: end the connection
-    // without the end of the response (what a crashed application does).
-    let truncate = outcome.is_aborted();
+    // A response that failed after its head went out ends with appStatus 1,
+    // or, when configured, with the connection reset and no end of the
+    // response (what a crashed application does), which web servers pass on
+    // to the client as a truncated response.
+    let truncate = outcome.is_aborted() && shared.reset_on_abort;
     let id = gw.id;
     let output = gw.output.clone();
     let stderr = gw.stderr_state.clone();
