@@ -86,6 +86,32 @@ pub(crate) async fn serve<T, S, B>(
     io: T,
     peer_addr: Option<SocketAddr>,
     local_addr: Option<SocketAddr>,
+    watch: Option<Watch>,
+    reset: fn(&T),
+) where
+    T: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+    S: Service<Request<Body>, Response = Response<B>> + Clone + Send + Sync + 'static,
+    S::Future: Send,
+    S::Error: Into<BoxError> + Send,
+    B: http_body::Body + Send + 'static,
+    B::Data: Buf + Send,
+    B::Error: Into<BoxError> + Send,
+{
+    if shared.config.mpxs_conns {
+        // Boxed, so that its size does not weigh on every connection's
+        // future (moved whole when its task is spawned).
+        Box::pin(multiplexed(shared, io, peer_addr, local_addr, watch, reset)).await;
+    } else {
+        crate::single::serve(shared, io, peer_addr, local_addr, watch, reset).await;
+    }
+}
+
+/// Serves one multiplexed connection until it closes.
+async fn multiplexed<T, S, B>(
+    shared: Arc<Shared<S>>,
+    io: T,
+    peer_addr: Option<SocketAddr>,
+    local_addr: Option<SocketAddr>,
     mut watch: Option<Watch>,
     reset: fn(&T),
 ) where
@@ -97,10 +123,6 @@ pub(crate) async fn serve<T, S, B>(
     B::Data: Buf + Send,
     B::Error: Into<BoxError> + Send,
 {
-    if !shared.config.mpxs_conns {
-        crate::single::serve(shared, io, peer_addr, local_addr, watch, reset).await;
-        return;
-    }
     let limits = shared.handler.limits().clone();
     let (mut rd, wr) = tokio::io::split(io);
     let (output, writer_fut) = writer(wr, limits.get_write_timeout());
@@ -240,7 +262,9 @@ where
 {
     let _ = tokio::time::timeout(DRAIN_TIME, async {
         let _ = wr.shutdown().await;
-        let mut sink = [0u8; 8192];
+        // On the heap: an array here would make every connection's future
+        // 8 KiB larger.
+        let mut sink = vec![0u8; 8192];
         let mut total = 0usize;
         while let Ok(n) = rd.read(&mut sink).await {
             total += n;

@@ -183,6 +183,10 @@ impl Gateway for FcgiGateway {
 
     fn add_cgi_vars(&mut self, environ: &mut Environ) {
         if let Some(params) = self.params.take() {
+            if environ.is_empty() {
+                // Room for all of them at once (no base variables to keep).
+                *environ = Environ::with_capacity(params.len() + 1);
+            }
             for (name, value) in params.into_vec() {
                 environ.insert(name, value);
             }

@@ -213,7 +213,9 @@ pub(crate) async fn serve<T, S, B>(
         let stderr = run.stderr.clone();
         let end = {
             let shared = d.shared.clone();
-            let mut fut = pin!(async move {
+            // Boxed: the handler's future is large, and the connection's
+            // future is moved whole when its task is spawned.
+            let mut fut = Box::pin(async move {
                 let mut gw = gw;
                 run_app(&shared, &mut gw, filter).await
             });
