@@ -36,7 +36,7 @@ use tower::Service;
 use crate::conn::{DRAIN_TIME, Shared, close_politely, end_request, run_app, stopping_of};
 use crate::direct::{self, Sink};
 use crate::gateway::{FcgiGateway, Out, StderrState};
-use crate::input::{self, FilterData, InputSender};
+use crate::input::{self, FilterData, InputBody, InputSender};
 use crate::proto::{Connection, Event, ProtocolError, ProtocolStatus, ResponseEncoder, Role};
 
 /// A request begun and waiting for the end of its parameters.
@@ -55,6 +55,10 @@ struct Running {
     stderr: Arc<Mutex<StderrState>>,
     _permit: OwnedSemaphorePermit,
 }
+
+/// A request ready to run: its state in the driver, its gateway, and the
+/// Filter role's data stream.
+type Started = (Running, FcgiGateway, Option<FilterData>);
 
 /// What the records read so far mean for the running request.
 enum Step {
@@ -152,7 +156,7 @@ pub(crate) async fn serve<T, S, B>(
 
     let stop = 'conn: loop {
         // Between requests: wait for the next request's parameters.
-        let (mut run, gw, filter) = loop {
+        let ((mut run, gw, filter), mut leftover) = loop {
             match d.idle_events(max_requests) {
                 Err(reason) => {
                     tracing::debug!(%reason, "FastCGI protocol error, closing the connection");
@@ -222,7 +226,14 @@ pub(crate) async fn serve<T, S, B>(
             let mut full: Option<InputSender> = None;
             loop {
                 if full.is_none() {
-                    match d.running_events(&mut run) {
+                    let step = match leftover.take() {
+                        Some(event) => match d.running_event(&mut run, event) {
+                            Step::More => d.running_events(&mut run),
+                            step => Ok(step),
+                        },
+                        None => d.running_events(&mut run),
+                    };
+                    match step {
                         Err(reason) => {
                             tracing::debug!(%reason, "FastCGI protocol error, closing the connection");
                             break End::Broken;
@@ -329,12 +340,12 @@ where
     }
 
     /// Handles the records read so far while no handler runs; returns the
-    /// next request once its parameters are complete.
-    #[allow(clippy::type_complexity)]
+    /// next request once its parameters are complete, with the event that
+    /// followed them if one was taken already.
     fn idle_events(
         &mut self,
         max_requests: Option<u64>,
-    ) -> Result<Option<(Running, FcgiGateway, Option<FilterData>)>, ProtocolError> {
+    ) -> Result<Option<(Started, Option<Event>)>, ProtocolError> {
         loop {
             let event = self.proto.next_event(&mut self.buf);
             self.replies();
@@ -370,7 +381,16 @@ where
                         continue;
                     };
                     self.started += 1;
-                    return Ok(Some(self.start(p, params)));
+                    // A request without a body usually ends its FCGI_STDIN
+                    // in the same read: then its body needs no queue.
+                    let next = self.proto.next_event(&mut self.buf);
+                    self.replies();
+                    return Ok(Some(match next? {
+                        Some(Event::StdinEnd { id: i }) if i == id => {
+                            (self.start(p, params, true), None)
+                        }
+                        other => (self.start(p, params, false), other),
+                    }));
                 }
                 Event::Abort { id } => {
                     tracing::debug!(id, "FastCGI request aborted by the web server");
@@ -388,19 +408,21 @@ where
         }
     }
 
-    /// The request's input queues and gateway.
-    fn start(
-        &mut self,
-        p: Pending,
-        params: crate::proto::Params,
-    ) -> (Running, FcgiGateway, Option<FilterData>) {
+    /// The request's input queues and gateway; `stdin_ended`: its
+    /// FCGI_STDIN has already ended, empty.
+    fn start(&mut self, p: Pending, params: crate::proto::Params, stdin_ended: bool) -> Started {
         let length = |name: &[u8]| {
             params
                 .get(name)
                 .and_then(|v| std::str::from_utf8(v).ok())
                 .and_then(|v| v.trim().parse::<u64>().ok())
         };
-        let (stdin_tx, stdin_rx) = input::channel(length(b"CONTENT_LENGTH"));
+        let (stdin_tx, stdin_rx) = if stdin_ended {
+            (None, InputBody::ended(length(b"CONTENT_LENGTH")))
+        } else {
+            let (tx, rx) = input::channel(length(b"CONTENT_LENGTH"));
+            (Some(tx), rx)
+        };
         let (data, filter) = if p.role == Role::Filter {
             let (tx, rx) = input::channel(length(b"FCGI_DATA_LENGTH"));
             (Some(tx), Some(FilterData::new(rx)))
@@ -422,7 +444,7 @@ where
         };
         let run = Running {
             id: p.id,
-            stdin: Some(stdin_tx),
+            stdin: stdin_tx,
             data,
             stderr,
             _permit: p.permit,
@@ -461,29 +483,38 @@ where
             let Some(event) = event? else {
                 return Ok(Step::More);
             };
-            match event {
-                Event::Stdin { id, data } if id == run.id => {
-                    if let Some(q) = push(run.stdin.as_ref(), data) {
-                        return Ok(Step::Full(q));
-                    }
-                }
-                Event::Data { id, data } if id == run.id => {
-                    if let Some(q) = push(run.data.as_ref(), data) {
-                        return Ok(Step::Full(q));
-                    }
-                }
-                Event::StdinEnd { id } if id == run.id => run.stdin = None,
-                Event::DataEnd { id } if id == run.id => run.data = None,
-                Event::Abort { id } if id == run.id => {
-                    self.proto.finish(id);
-                    return Ok(Step::Aborted);
-                }
-                Event::Rejected { id, status } => {
-                    tracing::debug!(id, ?status, "FastCGI request refused");
-                }
-                _ => {}
+            match self.running_event(run, event) {
+                Step::More => {}
+                step => return Ok(step),
             }
         }
+    }
+
+    /// Handles one event while the handler of `run` runs.
+    fn running_event(&mut self, run: &mut Running, event: Event) -> Step {
+        match event {
+            Event::Stdin { id, data } if id == run.id => {
+                if let Some(q) = push(run.stdin.as_ref(), data) {
+                    return Step::Full(q);
+                }
+            }
+            Event::Data { id, data } if id == run.id => {
+                if let Some(q) = push(run.data.as_ref(), data) {
+                    return Step::Full(q);
+                }
+            }
+            Event::StdinEnd { id } if id == run.id => run.stdin = None,
+            Event::DataEnd { id } if id == run.id => run.data = None,
+            Event::Abort { id } if id == run.id => {
+                self.proto.finish(id);
+                return Step::Aborted;
+            }
+            Event::Rejected { id, status } => {
+                tracing::debug!(id, ?status, "FastCGI request refused");
+            }
+            _ => {}
+        }
+        Step::More
     }
 }
 

@@ -111,6 +111,35 @@ async fn short_stdin_is_a_body_error_f10() {
     assert_eq!(c.response(1).await.body(), "short");
 }
 
+/// F10, B5: the whole request in one write (FCGI_STDIN ended right after the
+/// parameters, so its body is known empty at once): a GET gets an empty
+/// body, and a declared CONTENT_LENGTH with no data is still a body error.
+#[tokio::test]
+async fn request_in_one_write_f10() {
+    let a = app(|req: Request<Body>| async move {
+        match read_body(req.into_body()).await {
+            Ok(b) => ok(format!("got {}", b.len())),
+            Err(_) => ok("short"),
+        }
+    });
+    let mut c = connect(&mut Server::new(a));
+    for (length, expected) in [("", "got 0"), ("4", "short"), ("0", "got 0")] {
+        let mut p = get("/");
+        p[8].1 = length.into();
+        let mut w = BytesMut::new();
+        proto::encode_begin_request(&mut w, 1, RESPONDER, KEEP_CONN);
+        proto::encode_params(&mut w, 1, pairs(&p)).unwrap();
+        proto::encode_stream_end(&mut w, RecordType::Stdin, 1);
+        c.send(&w).await;
+        let r = c.response(1).await;
+        assert_eq!(
+            (r.body().as_str(), r.app_status),
+            (expected, 0),
+            "CONTENT_LENGTH {length:?}"
+        );
+    }
+}
+
 /// F9: a second request while one is active on a connection that does not
 /// multiplex is refused with FCGI_CANT_MPX_CONN, and the first completes.
 #[tokio::test]

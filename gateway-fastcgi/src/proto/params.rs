@@ -232,7 +232,7 @@ impl ParamsDecoder {
         // Room for the pairs `src` likely holds (web servers' pairs average
         // 20 to 40 bytes), so a request's parameters are not regrown pair by
         // pair.
-        let likely = (src.len() / 24).min(self.max_count.saturating_sub(self.params.len()));
+        let likely = (src.len() / 16).min(self.max_count.saturating_sub(self.params.len()));
         self.params.pairs.reserve(likely);
         loop {
             match parse_pair(src)? {
