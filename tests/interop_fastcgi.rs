@@ -601,14 +601,28 @@ fn default_abort(front: Front) -> Seen {
 /// (unless the response was shorter than its declared length) and not the
 /// reset.
 fn abort_after_head(front: Front, reset: bool, plain: &[Seen], declared: &[Seen]) {
+    abort_after_head_in(front, reset, false, plain, declared);
+}
+
+/// [`abort_after_head`], with the server multiplexing when `multiplex` (its
+/// other connection driver).
+fn abort_after_head_in(
+    front: Front,
+    reset: bool,
+    multiplex: bool,
+    plain: &[Seen],
+    declared: &[Seen],
+) {
     let program = example_binary("conformance").unwrap_or_else(|e| panic!("{e}"));
-    let env: &[(&str, &str)] = if reset {
-        &[("FCGI_ABORT_WITH_RESET", "1")]
-    } else {
-        &[]
-    };
+    let mut env = Vec::new();
+    if reset {
+        env.push(("FCGI_ABORT_WITH_RESET", "1"));
+    }
+    if multiplex {
+        env.push(("FCGI_MPXS_CONNS", "1"));
+    }
     let setup =
-        FcgiFront::start_with_env(front, &program, env).unwrap_or_else(|e| panic!("{front}: {e}"));
+        FcgiFront::start_with_env(front, &program, &env).unwrap_or_else(|e| panic!("{front}: {e}"));
     let ctx = Ctx { setup };
     for (path, expected) in [
         ("/error/after", plain),
@@ -659,6 +673,9 @@ fn apache_f11_abort_after_head_both_ways() {
     for front in [Front::Apache, Front::ApacheNoReuse] {
         abort_after_head(front, false, &[ChunkedComplete], &[DeclaredTruncated]);
         abort_after_head(front, true, &[ChunkedTruncated], &[DeclaredTruncated]);
+        // The multiplexed driver waits for the end of FCGI_STDIN before the
+        // reset too (Apache sends it after the parameters).
+        abort_after_head_in(front, true, true, &[ChunkedTruncated], &[DeclaredTruncated]);
     }
 }
 

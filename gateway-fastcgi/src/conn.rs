@@ -131,7 +131,10 @@ async fn multiplexed<T, S, B>(
         proto: Connection::new(&shared.config),
         slots: HashMap::new(),
     }));
-    let (done_tx, mut done_rx) = mpsc::unbounded_channel::<bool>();
+    // A request ended; `Some(id)`: its response failed after its head and
+    // the connection is to be reset once the request's input has ended.
+    let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Option<u16>>();
+    let mut resetting: Option<(u16, Instant)> = None;
     let mut buf = BytesMut::with_capacity(16 * 1024);
     let mut serial: u64 = 0;
     let mut started: u64 = 0;
@@ -144,6 +147,19 @@ async fn multiplexed<T, S, B>(
             let Ok(st) = state.lock() else {
                 break Stop::Abort;
             };
+            // A reset while the web server is still sending the request
+            // (Apache sends the end of FCGI_STDIN after the parameters)
+            // fails its send, and it answers 503 instead of passing on the
+            // partial response: wait for the input's end, briefly.
+            if let Some((id, until)) = resetting {
+                let input_ended = st
+                    .slots
+                    .get(&id)
+                    .is_none_or(|s| s.stdin.is_none() && s.data.is_none());
+                if input_ended || Instant::now() >= until {
+                    break Stop::Reset;
+                }
+            }
             let exhausted = max_requests.is_some_and(|m| started >= m);
             let close = st.proto.should_close()
                 || ((stopping || exhausted) && st.proto.active_requests() == 0);
@@ -160,6 +176,11 @@ async fn multiplexed<T, S, B>(
                 }
                 None => None,
             };
+            let deadline = match (deadline, resetting) {
+                (Some(d), Some((_, until))) => Some(d.min(until)),
+                (None, Some((_, until))) => Some(until),
+                (d, None) => d,
+            };
             (close, st.proto.active_requests(), deadline)
         };
         if should_close {
@@ -167,10 +188,10 @@ async fn multiplexed<T, S, B>(
         }
         tokio::select! {
             biased;
-            truncate = done_rx.recv() => {
-                if truncate == Some(true) {
+            ended = done_rx.recv() => {
+                if let Some(Some(id)) = ended {
                     tracing::debug!("FastCGI response failed after its head, resetting the connection");
-                    break Stop::Reset;
+                    resetting = Some((id, Instant::now() + DRAIN_TIME));
                 }
                 continue;
             }
@@ -184,6 +205,9 @@ async fn multiplexed<T, S, B>(
                 continue;
             }
             () = sleep_until(deadline) => {
+                if resetting.is_some() {
+                    continue;
+                }
                 if active == 0 {
                     tracing::debug!("FastCGI connection idle, closing");
                     break Stop::Close;
@@ -211,7 +235,7 @@ async fn multiplexed<T, S, B>(
             done: &done_tx,
             peer_addr,
             local_addr,
-            refuse: stopping || max_requests.is_some_and(|m| started >= m),
+            refuse: stopping || resetting.is_some() || max_requests.is_some_and(|m| started >= m),
         };
         match ctx.process(&mut buf, &mut serial, &mut started).await {
             Ok(()) => {}
@@ -294,7 +318,7 @@ struct Ctx<'a, S> {
     shared: &'a Arc<Shared<S>>,
     state: &'a Locked,
     output: &'a Output,
-    done: &'a mpsc::UnboundedSender<bool>,
+    done: &'a mpsc::UnboundedSender<Option<u16>>,
     peer_addr: Option<SocketAddr>,
     local_addr: Option<SocketAddr>,
     refuse: bool,
@@ -348,7 +372,7 @@ where
                     tokio::spawn(async move {
                         let _ = task.await;
                         end_request(&output, id, &stderr, 1);
-                        let _ = done.send(false);
+                        let _ = done.send(None);
                     });
                 }
             }
@@ -460,7 +484,7 @@ where
                     Some(slot) => {
                         // Not started yet: answer at once.
                         end_request(&Out::Queue(self.output.clone()), id, &slot.stderr, 1);
-                        let _ = self.done.send(false);
+                        let _ = self.done.send(None);
                         After::Nothing
                     }
                     None => After::Nothing,
@@ -526,7 +550,7 @@ where
 async fn run_request<S, B>(
     shared: Arc<Shared<S>>,
     state: Locked,
-    done: mpsc::UnboundedSender<bool>,
+    done: mpsc::UnboundedSender<Option<u16>>,
     mut gw: FcgiGateway,
     serial: u64,
     filter: Option<FilterData>,
@@ -552,16 +576,19 @@ async fn run_request<S, B>(
     drop(gw);
     let Ok(mut st) = state.lock() else { return };
     if st.slots.get(&id).is_some_and(|s| s.serial == serial) {
-        st.slots.remove(&id);
         if truncate {
+            // The slot stays, so the driver sees when its input ends.
             if let Ok(mut s) = stderr.lock() {
                 s.ended = true;
             }
+            drop(st);
+            let _ = done.send(Some(id));
         } else {
+            st.slots.remove(&id);
             st.proto.finish(id);
             end_request(&output, id, &stderr, app_status);
+            drop(st);
+            let _ = done.send(None);
         }
-        drop(st);
-        let _ = done.send(truncate);
     }
 }

@@ -877,6 +877,40 @@ async fn failure_after_head_with_reset_truncates() {
     }
 }
 
+/// With `abort_with_reset(true)`, the reset waits until the web server has
+/// sent the end of FCGI_STDIN (Apache sends it after the parameters, and
+/// fails its send otherwise): the partial response arrives, the connection
+/// stays open, and closes once the input has ended. Both drivers.
+#[tokio::test]
+async fn reset_waits_for_the_end_of_stdin() {
+    for multiplex in [false, true] {
+        let mut server = Server::new(failing_after_head());
+        server.multiplex(multiplex).abort_with_reset(true);
+        let mut c = connect(&mut server);
+        c.begin(1, RESPONDER, KEEP_CONN, &pairs(&get("/fail")))
+            .await;
+        loop {
+            let r = c.record().await.expect("the partial response");
+            assert!(!r.content.is_empty(), "multiplex {multiplex}: {r:?}");
+            if r.record_type == RecordType::Stdout {
+                break;
+            }
+        }
+        assert!(
+            c.stays_open().await,
+            "multiplex {multiplex}: reset before the input ended"
+        );
+        c.stream(RecordType::Stdin, 1, b"", true).await;
+        while let Some(r) = c.record().await {
+            assert!(
+                matches!(r.record_type, RecordType::Stdout | RecordType::Stderr)
+                    && !r.content.is_empty(),
+                "multiplex {multiplex}: {r:?}"
+            );
+        }
+    }
+}
+
 /// Over TCP the reset option really resets: the web server's read fails
 /// with ECONNRESET instead of seeing an orderly end of file.
 #[tokio::test]
