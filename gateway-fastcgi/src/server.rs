@@ -136,14 +136,16 @@ where
     /// complete to the client.
     ///
     /// With true, the connection is reset instead, without the end of the
-    /// response (what a crashed application does). The web server then sees
-    /// its upstream close prematurely and cuts the client's response off
-    /// (nginx ends a chunked response without its last chunk), so the
-    /// client can tell the response is truncated, whatever its framing. The
-    /// price is the connection, and, where the web server had not yet sent
-    /// the head, an error page from the web server instead of the partial
-    /// response. The README's FastCGI section lists what each web server
-    /// shows in both cases.
+    /// response (what a crashed application does), once the web server has
+    /// sent the rest of the request (at most 2 s later). The web server then
+    /// sees its upstream close prematurely and cuts the client's response
+    /// off (nginx and Apache end a chunked response without its last
+    /// chunk), so the client can tell the response is truncated, whatever
+    /// its framing. The price is the connection, and a web server that holds
+    /// a small response whole (lighttpd) may still send it as if complete.
+    /// A declared Content-Length shows the truncation either way. The crate's
+    /// README has a table of what nginx, Apache and lighttpd show in both
+    /// cases.
     pub fn abort_with_reset(&mut self, yes: bool) -> &mut Self {
         self.reset_on_abort = yes;
         self

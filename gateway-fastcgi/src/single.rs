@@ -226,14 +226,14 @@ pub(crate) async fn serve<T, S, B>(
             let mut full: Option<InputSender> = None;
             loop {
                 if full.is_none() {
-                    let step = match leftover.take() {
+                    let handled = match leftover.take() {
                         Some(event) => match d.running_event(&mut run, event) {
                             Step::More => d.running_events(&mut run),
-                            step => Ok(step),
+                            other => Ok(other),
                         },
                         None => d.running_events(&mut run),
                     };
-                    match step {
+                    match handled {
                         Err(reason) => {
                             tracing::debug!(%reason, "FastCGI protocol error, closing the connection");
                             break End::Broken;
