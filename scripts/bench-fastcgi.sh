@@ -24,6 +24,7 @@
 #   ROUNDS=N       rounds (default 5; 2 with --quick)
 #   DURATION=S     seconds per wrk run (default 5; 2 with --quick)
 #   CONNECTIONS=N  wrk connections (default 16)
+#   BACKENDS="..." which backends to run (default "ours libfcgi go hyper")
 #   KEEP_TMP=1     keep the temporary directory
 #   CARGO_TARGET_DIR is honoured by the builds, as usual.
 #
@@ -184,17 +185,18 @@ async fn main() {
     }
 }
 RS
-(cd "$TMP/hyperhello" && CARGO_TARGET_DIR="$TMP/hyper-target" cargo build --release --quiet) \
+HYPER_TARGET="${CARGO_TARGET_DIR:-$TMP}/bench-hyper"
+(cd "$TMP/hyperhello" && CARGO_TARGET_DIR="$HYPER_TARGET" cargo build --release --quiet) \
     || die "building the hyper hello failed"
 
 # A process per backend and mode: libfcgi serves one connection at a time,
 # so idle kept-alive connections from one run would starve the next.
-BACKENDS=(ours libfcgi go hyper)
+read -r -a BACKENDS <<<"${BACKENDS:-ours libfcgi go hyper}"
 declare -A CMD BACKEND PID FRONT
 CMD[ours]=$OURS
 CMD[libfcgi]=$TMP/libfcgi_hello
 CMD[go]=$TMP/go_hello
-CMD[hyper]=$TMP/hyper-target/release/hyperhello
+CMD[hyper]=$HYPER_TARGET/release/hyperhello
 NAMES=()
 for b in "${BACKENDS[@]}"; do for m in keep close; do NAMES+=("$b-$m"); done; done
 for n in "${NAMES[@]}"; do

@@ -1,7 +1,10 @@
 //! The connection driver: runs the protocol state machine over a transport,
 //! starts the application for each request and ends requests.
 //!
-//! One loop reads the connection and hands each request's input to its
+//! A server that does not multiplex hands each connection to
+//! [`single`](crate::single), which serves its one request at a time inside
+//! the connection's task. The driver here is for multiplexed connections:
+//! one loop reads the connection and hands each request's input to its
 //! queue; each request runs `Handler::run` on its own task; all output goes
 //! through one writer task. The state machine and the table of running
 //! requests sit behind one lock, so ending a request (from its task) and
@@ -14,7 +17,7 @@ use std::time::Duration;
 
 use bytes::{Buf, BytesMut};
 use gateway_core::server::Watch;
-use gateway_core::{Body, BoxError, Handler};
+use gateway_core::{Body, BoxError, Handler, Outcome};
 use http::{Request, Response};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
@@ -22,14 +25,14 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tower::{Service, ServiceExt};
 
-use crate::gateway::{ErrorOutput, FcgiGateway, StderrState};
+use crate::gateway::{ErrorOutput, FcgiGateway, Out, StderrState};
 use crate::input::{self, FilterData, InputSender};
 use crate::proto::{Config, Connection, Event, ProtocolStatus, ResponseEncoder, Role};
 use crate::writer::{Output, writer};
 
 /// How long a closing connection keeps reading (and discarding) what the web
 /// server still sends, so that closing does not reset the connection.
-const DRAIN_TIME: Duration = Duration::from_secs(2);
+pub(crate) const DRAIN_TIME: Duration = Duration::from_secs(2);
 
 /// Everything the connections of one server share.
 pub(crate) struct Shared<S> {
@@ -40,6 +43,9 @@ pub(crate) struct Shared<S> {
     /// Requests allowed at once across connections; past that, new requests
     /// are answered `FCGI_OVERLOADED`.
     pub(crate) capacity: Arc<Semaphore>,
+    /// Signal a response that failed after its head by resetting the
+    /// connection instead of `FCGI_END_REQUEST` with appStatus 1.
+    pub(crate) reset_on_abort: bool,
 }
 
 struct Slot {
@@ -80,6 +86,32 @@ pub(crate) async fn serve<T, S, B>(
     io: T,
     peer_addr: Option<SocketAddr>,
     local_addr: Option<SocketAddr>,
+    watch: Option<Watch>,
+    reset: fn(&T),
+) where
+    T: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+    S: Service<Request<Body>, Response = Response<B>> + Clone + Send + Sync + 'static,
+    S::Future: Send,
+    S::Error: Into<BoxError> + Send,
+    B: http_body::Body + Send + 'static,
+    B::Data: Buf + Send,
+    B::Error: Into<BoxError> + Send,
+{
+    if shared.config.mpxs_conns {
+        // Boxed, so that its size does not weigh on every connection's
+        // future (moved whole when its task is spawned).
+        Box::pin(multiplexed(shared, io, peer_addr, local_addr, watch, reset)).await;
+    } else {
+        crate::single::serve(shared, io, peer_addr, local_addr, watch, reset).await;
+    }
+}
+
+/// Serves one multiplexed connection until it closes.
+async fn multiplexed<T, S, B>(
+    shared: Arc<Shared<S>>,
+    io: T,
+    peer_addr: Option<SocketAddr>,
+    local_addr: Option<SocketAddr>,
     mut watch: Option<Watch>,
     reset: fn(&T),
 ) where
@@ -99,7 +131,10 @@ pub(crate) async fn serve<T, S, B>(
         proto: Connection::new(&shared.config),
         slots: HashMap::new(),
     }));
-    let (done_tx, mut done_rx) = mpsc::unbounded_channel::<bool>();
+    // A request ended; `Some(id)`: its response failed after its head and
+    // the connection is to be reset once the request's input has ended.
+    let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Option<u16>>();
+    let mut resetting: Option<(u16, Instant)> = None;
     let mut buf = BytesMut::with_capacity(16 * 1024);
     let mut serial: u64 = 0;
     let mut started: u64 = 0;
@@ -112,6 +147,19 @@ pub(crate) async fn serve<T, S, B>(
             let Ok(st) = state.lock() else {
                 break Stop::Abort;
             };
+            // A reset while the web server is still sending the request
+            // (Apache sends the end of FCGI_STDIN after the parameters)
+            // fails its send, and it answers 503 instead of passing on the
+            // partial response: wait for the input's end, briefly.
+            if let Some((id, until)) = resetting {
+                let input_ended = st
+                    .slots
+                    .get(&id)
+                    .is_none_or(|s| s.stdin.is_none() && s.data.is_none());
+                if input_ended || Instant::now() >= until {
+                    break Stop::Reset;
+                }
+            }
             let exhausted = max_requests.is_some_and(|m| started >= m);
             let close = st.proto.should_close()
                 || ((stopping || exhausted) && st.proto.active_requests() == 0);
@@ -128,6 +176,11 @@ pub(crate) async fn serve<T, S, B>(
                 }
                 None => None,
             };
+            let deadline = match (deadline, resetting) {
+                (Some(d), Some((_, until))) => Some(d.min(until)),
+                (None, Some((_, until))) => Some(until),
+                (d, None) => d,
+            };
             (close, st.proto.active_requests(), deadline)
         };
         if should_close {
@@ -135,10 +188,10 @@ pub(crate) async fn serve<T, S, B>(
         }
         tokio::select! {
             biased;
-            truncate = done_rx.recv() => {
-                if truncate == Some(true) {
+            ended = done_rx.recv() => {
+                if let Some(Some(id)) = ended {
                     tracing::debug!("FastCGI response failed after its head, resetting the connection");
-                    break Stop::Reset;
+                    resetting = Some((id, Instant::now() + DRAIN_TIME));
                 }
                 continue;
             }
@@ -152,6 +205,9 @@ pub(crate) async fn serve<T, S, B>(
                 continue;
             }
             () = sleep_until(deadline) => {
+                if resetting.is_some() {
+                    continue;
+                }
                 if active == 0 {
                     tracing::debug!("FastCGI connection idle, closing");
                     break Stop::Close;
@@ -179,7 +235,7 @@ pub(crate) async fn serve<T, S, B>(
             done: &done_tx,
             peer_addr,
             local_addr,
-            refuse: stopping || max_requests.is_some_and(|m| started >= m),
+            refuse: stopping || resetting.is_some() || max_requests.is_some_and(|m| started >= m),
         };
         match ctx.process(&mut buf, &mut serial, &mut started).await {
             Ok(()) => {}
@@ -223,14 +279,16 @@ pub(crate) async fn serve<T, S, B>(
 
 /// Shuts down writing and reads until the web server closes too (or a short
 /// time passes), so that unread input does not turn the close into a reset.
-async fn close_politely<R, W>(mut rd: R, mut wr: W)
+pub(crate) async fn close_politely<R, W>(mut rd: R, mut wr: W)
 where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
     let _ = tokio::time::timeout(DRAIN_TIME, async {
         let _ = wr.shutdown().await;
-        let mut sink = [0u8; 8192];
+        // On the heap: an array here would make every connection's future
+        // 8 KiB larger.
+        let mut sink = vec![0u8; 8192];
         let mut total = 0usize;
         while let Ok(n) = rd.read(&mut sink).await {
             total += n;
@@ -242,7 +300,7 @@ where
     .await;
 }
 
-async fn stopping_of(watch: &mut Option<Watch>) {
+pub(crate) async fn stopping_of(watch: &mut Option<Watch>) {
     match watch {
         Some(w) => w.stopping().await,
         None => std::future::pending().await,
@@ -260,7 +318,7 @@ struct Ctx<'a, S> {
     shared: &'a Arc<Shared<S>>,
     state: &'a Locked,
     output: &'a Output,
-    done: &'a mpsc::UnboundedSender<bool>,
+    done: &'a mpsc::UnboundedSender<Option<u16>>,
     peer_addr: Option<SocketAddr>,
     local_addr: Option<SocketAddr>,
     refuse: bool,
@@ -309,12 +367,12 @@ where
                 After::Nothing => {}
                 After::Wait(queue) => queue.drained().await,
                 After::Aborted(id, task, stderr) => {
-                    let output = self.output.clone();
+                    let output = Out::Queue(self.output.clone());
                     let done = self.done.clone();
                     tokio::spawn(async move {
                         let _ = task.await;
                         end_request(&output, id, &stderr, 1);
-                        let _ = done.send(false);
+                        let _ = done.send(None);
                     });
                 }
             }
@@ -380,7 +438,7 @@ where
                     role: slot.role,
                     params: Some(params),
                     stdin: Some(stdin_rx),
-                    output: self.output.clone(),
+                    output: Out::Queue(self.output.clone()),
                     encoder: ResponseEncoder::new(id),
                     stderr_state: slot.stderr.clone(),
                     errors: self.shared.errors,
@@ -425,8 +483,8 @@ where
                     }
                     Some(slot) => {
                         // Not started yet: answer at once.
-                        end_request(self.output, id, &slot.stderr, 1);
-                        let _ = self.done.send(false);
+                        end_request(&Out::Queue(self.output.clone()), id, &slot.stderr, 1);
+                        let _ = self.done.send(None);
                         After::Nothing
                     }
                     None => After::Nothing,
@@ -453,23 +511,23 @@ fn push(st: &mut State, id: u16, data: bytes::Bytes, is_data: bool) -> After {
 }
 
 /// Queues the end of request `id` (unless its error stream already ended).
-fn end_request(output: &Output, id: u16, stderr: &Mutex<StderrState>, app_status: u32) {
+pub(crate) fn end_request(output: &Out, id: u16, stderr: &Mutex<StderrState>, app_status: u32) {
     if let Ok(mut s) = stderr.lock()
         && !s.ended
     {
         s.ended = true;
-        let _ = output.send_now(FcgiGateway::end_records(id, s.used, app_status));
+        output.send_now(FcgiGateway::end_records(id, s.used, app_status));
     }
 }
 
-async fn run_request<S, B>(
-    shared: Arc<Shared<S>>,
-    state: Locked,
-    done: mpsc::UnboundedSender<bool>,
-    mut gw: FcgiGateway,
-    serial: u64,
+/// Runs the application for one request through the handler; a Filter
+/// request's data stream goes into the request's extensions.
+pub(crate) async fn run_app<S, B>(
+    shared: &Shared<S>,
+    gw: &mut FcgiGateway,
     filter: Option<FilterData>,
-) where
+) -> Outcome
+where
     S: Service<Request<Body>, Response = Response<B>> + Clone + Send + Sync + 'static,
     S::Future: Send,
     S::Error: Into<BoxError> + Send,
@@ -486,12 +544,31 @@ async fn run_request<S, B>(
             }
             req
         });
-    let outcome = shared.handler.run(&mut gw, app).await;
+    shared.handler.run(gw, app).await
+}
+
+async fn run_request<S, B>(
+    shared: Arc<Shared<S>>,
+    state: Locked,
+    done: mpsc::UnboundedSender<Option<u16>>,
+    mut gw: FcgiGateway,
+    serial: u64,
+    filter: Option<FilterData>,
+) where
+    S: Service<Request<Body>, Response = Response<B>> + Clone + Send + Sync + 'static,
+    S::Future: Send,
+    S::Error: Into<BoxError> + Send,
+    B: http_body::Body + Send + 'static,
+    B::Data: Buf + Send,
+    B::Error: Into<BoxError> + Send,
+{
+    let outcome = run_app(&shared, &mut gw, filter).await;
     let app_status = u32::from(!outcome.is_complete());
-    // A response that failed after its head went out must look truncated to
-    // the client, and web servers ignore appStatus: end the connection
-    // without the end of the response (what a crashed application does).
-    let truncate = outcome.is_aborted();
+    // A response that failed after its head went out ends with appStatus 1,
+    // or, when configured, with the connection reset and no end of the
+    // response (what a crashed application does), which web servers pass on
+    // to the client as a truncated response.
+    let truncate = outcome.is_aborted() && shared.reset_on_abort;
     let id = gw.id;
     let output = gw.output.clone();
     let stderr = gw.stderr_state.clone();
@@ -499,16 +576,19 @@ async fn run_request<S, B>(
     drop(gw);
     let Ok(mut st) = state.lock() else { return };
     if st.slots.get(&id).is_some_and(|s| s.serial == serial) {
-        st.slots.remove(&id);
         if truncate {
+            // The slot stays, so the driver sees when its input ends.
             if let Ok(mut s) = stderr.lock() {
                 s.ended = true;
             }
+            drop(st);
+            let _ = done.send(Some(id));
         } else {
+            st.slots.remove(&id);
             st.proto.finish(id);
             end_request(&output, id, &stderr, app_status);
+            drop(st);
+            let _ = done.send(None);
         }
-        drop(st);
-        let _ = done.send(truncate);
     }
 }

@@ -4,10 +4,12 @@
 use std::io;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use gateway_core::{Body, Environ, ErrorStream, Gateway, Protocol};
 
+use crate::direct::{HIGH_WATER, Sink};
 use crate::input::InputBody;
 use crate::proto::record::RecordType;
 use crate::proto::{
@@ -37,13 +39,37 @@ pub(crate) struct StderrState {
     pub(crate) ended: bool,
 }
 
+/// Where a request's records go.
+#[derive(Clone)]
+pub(crate) enum Out {
+    /// To the connection's writer task (multiplexed connections).
+    Queue(Output),
+    /// Straight into the connection's output buffer (one request at a
+    /// time); `Duration` bounds each wait for the web server to read.
+    Direct(Arc<dyn Sink>, Duration),
+}
+
+impl Out {
+    /// Queues records without waiting (control records, the error stream).
+    pub(crate) fn send_now(&self, bytes: Bytes) {
+        match self {
+            Out::Queue(q) => {
+                let _ = q.send_now(bytes);
+            }
+            Out::Direct(sink, _) => {
+                sink.append(&mut |out| out.extend_from_slice(&bytes));
+            }
+        }
+    }
+}
+
 /// One request's gateway.
 pub(crate) struct FcgiGateway {
     pub(crate) id: u16,
     pub(crate) role: Role,
     pub(crate) params: Option<Params>,
     pub(crate) stdin: Option<InputBody>,
-    pub(crate) output: Output,
+    pub(crate) output: Out,
     pub(crate) encoder: ResponseEncoder,
     pub(crate) stderr_state: Arc<Mutex<StderrState>>,
     pub(crate) errors: ErrorOutput,
@@ -74,23 +100,50 @@ impl FcgiGateway {
     }
 }
 
+fn closed() -> io::Error {
+    io::Error::new(io::ErrorKind::BrokenPipe, "FastCGI connection closed")
+}
+
 impl Gateway for FcgiGateway {
     async fn write(&mut self, data: Bytes) -> io::Result<()> {
         if data.is_empty() {
             return Ok(());
         }
-        let mut buf = BytesMut::with_capacity(data.len() + 16);
-        self.encoder.stdout(&mut buf, &data);
-        self.output.send(buf.freeze()).await
+        match &self.output {
+            Out::Queue(q) => {
+                let mut buf = BytesMut::with_capacity(data.len() + 16);
+                self.encoder.stdout(&mut buf, &data);
+                q.send(buf.freeze()).await
+            }
+            Out::Direct(sink, timeout) => {
+                let encoder = &mut self.encoder;
+                if !sink.append(&mut |out| encoder.stdout(out, &data)) {
+                    return Err(closed());
+                }
+                if sink.buffered() >= HIGH_WATER {
+                    let wait = std::future::poll_fn(|cx| sink.poll_write_out(cx));
+                    return match tokio::time::timeout(*timeout, wait).await {
+                        Ok(r) => r,
+                        Err(_) => Err(io::Error::new(
+                            io::ErrorKind::TimedOut,
+                            "FastCGI write timed out",
+                        )),
+                    };
+                }
+                Ok(())
+            }
+        }
     }
 
     async fn flush(&mut self) -> io::Result<()> {
-        // The writer flushes whenever its queue runs empty.
-        if self.output.is_closed() {
-            return Err(io::Error::new(
-                io::ErrorKind::BrokenPipe,
-                "FastCGI connection closed",
-            ));
+        // The writer task flushes whenever its queue runs empty; the direct
+        // driver writes whenever the request's future would block or ends.
+        let gone = match &self.output {
+            Out::Queue(q) => q.is_closed(),
+            Out::Direct(sink, _) => !sink.append(&mut |_| {}),
+        };
+        if gone {
+            return Err(closed());
         }
         Ok(())
     }
@@ -120,7 +173,7 @@ impl Gateway for FcgiGateway {
                         // the request, so nothing follows FCGI_END_REQUEST.
                         if !state.ended {
                             state.used = true;
-                            let _ = output.send_now(buf.freeze());
+                            output.send_now(buf.freeze());
                         }
                     }
                 })
@@ -130,6 +183,10 @@ impl Gateway for FcgiGateway {
 
     fn add_cgi_vars(&mut self, environ: &mut Environ) {
         if let Some(params) = self.params.take() {
+            if environ.is_empty() {
+                // Room for all of them at once (no base variables to keep).
+                *environ = Environ::with_capacity(params.len() + 1);
+            }
             for (name, value) in params.into_vec() {
                 environ.insert(name, value);
             }

@@ -48,8 +48,8 @@ pub(crate) fn channel(length: Option<u64>) -> (InputSender, InputBody) {
             flow: flow.clone(),
         },
         InputBody {
-            rx,
-            flow,
+            rx: Some(rx),
+            flow: Some(flow),
             remaining: length,
             done: false,
         },
@@ -98,10 +98,24 @@ impl InputSender {
 /// the end marker.
 #[derive(Debug)]
 pub(crate) struct InputBody {
-    rx: mpsc::UnboundedReceiver<Bytes>,
-    flow: Arc<Flow>,
+    /// `None` when the stream had ended, empty, before the body was made.
+    rx: Option<mpsc::UnboundedReceiver<Bytes>>,
+    flow: Option<Arc<Flow>>,
     remaining: Option<u64>,
     done: bool,
+}
+
+impl InputBody {
+    /// The body of a stream whose end marker arrived before any data (no
+    /// queue needed). `length` is the declared length, as for [`channel`].
+    pub(crate) fn ended(length: Option<u64>) -> InputBody {
+        InputBody {
+            rx: None,
+            flow: None,
+            remaining: length,
+            done: false,
+        }
+    }
 }
 
 impl http_body::Body for InputBody {
@@ -117,11 +131,17 @@ impl http_body::Body for InputBody {
             this.done = true;
             return Poll::Ready(None);
         }
-        match this.rx.poll_recv(cx) {
+        let polled = match this.rx.as_mut() {
+            Some(rx) => rx.poll_recv(cx),
+            None => Poll::Ready(None),
+        };
+        match polled {
             Poll::Pending => Poll::Pending,
             Poll::Ready(Some(mut data)) => {
-                this.flow.queued.fetch_sub(data.len(), Ordering::AcqRel);
-                this.flow.drained.notify_waiters();
+                if let Some(flow) = &this.flow {
+                    flow.queued.fetch_sub(data.len(), Ordering::AcqRel);
+                    flow.drained.notify_waiters();
+                }
                 if let Some(left) = &mut this.remaining {
                     let take = usize::try_from(*left).unwrap_or(usize::MAX).min(data.len());
                     data.truncate(take);

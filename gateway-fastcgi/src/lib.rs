@@ -18,13 +18,26 @@
 //! ```
 //!
 //! [`Server`] configures the rest (multiplexing, capacity, where the error
-//! stream goes, the web server allow-list, the shutdown, the handler with
-//! its limits). Each request runs [`gateway_core::Handler::run`] on its own
-//! task once its parameters have arrived; its body streams from
-//! `FCGI_STDIN` with bounded buffering; its response leaves as `FCGI_STDOUT`
-//! records through one writer per connection. `FCGI_ABORT_REQUEST` and a
-//! closed connection cancel the application; a response that fails after
-//! its head resets the connection, so the web server shows it truncated.
+//! stream goes, how a failed response ends, the web server allow-list, the
+//! shutdown, the handler with its limits). Each request runs
+//! [`gateway_core::Handler::run`] once its parameters have arrived; its body
+//! streams from `FCGI_STDIN` with bounded buffering. `FCGI_ABORT_REQUEST`
+//! and a closed connection cancel the application.
+//!
+//! Without multiplexing (the default, and what web servers use), a
+//! connection carries one request at a time and needs no other task: the
+//! request's handler runs inside the connection's task, next to the reads
+//! of the connection, and its records go straight into the connection's
+//! output buffer, so a small response and the end of the request leave in
+//! one write. With [`Server::multiplex`], each request runs on its own task
+//! and the records of all of them go through one writer task per
+//! connection.
+//!
+//! A response that fails after its head was sent ends with what was
+//! produced, then `FCGI_END_REQUEST` with appStatus 1 (spec §5.5); the web
+//! servers pass that on as a normal end, so
+//! [`Server::abort_with_reset`] offers resetting the connection instead,
+//! which they show the client as a truncated response.
 //!
 //! # The protocol layer
 //!
@@ -53,11 +66,13 @@
 
 pub mod codec;
 mod conn;
+mod direct;
 mod error;
 mod gateway;
 mod input;
 pub mod proto;
 mod server;
+mod single;
 mod writer;
 
 pub use error::Error;

@@ -52,6 +52,7 @@ pub struct Server<S> {
     allowed: Option<Vec<IpAddr>>,
     shutdown: Shutdown,
     capacity: Option<Arc<Semaphore>>,
+    reset_on_abort: bool,
 }
 
 impl<S, B> Server<S>
@@ -74,6 +75,7 @@ where
             allowed: web_server_addrs_from_env(),
             shutdown: Shutdown::new(),
             capacity: None,
+            reset_on_abort: false,
         }
     }
 
@@ -124,6 +126,31 @@ where
         self
     }
 
+    /// How a response that fails after its head was sent is ended. By
+    /// default (false) the output produced so far is sent, then the end of
+    /// the response and `FCGI_END_REQUEST` with appStatus 1 (protocolStatus
+    /// `FCGI_REQUEST_COMPLETE`), as the specification describes, and a
+    /// `FCGI_KEEP_CONN` connection stays open. Web servers do not look at
+    /// appStatus, though: they end the client's response normally, so a
+    /// response without Content-Length (chunked or close-delimited) looks
+    /// complete to the client.
+    ///
+    /// With true, the connection is reset instead, without the end of the
+    /// response (what a crashed application does), once the web server has
+    /// sent the rest of the request (at most 2 s later). The web server then
+    /// sees its upstream close prematurely and cuts the client's response
+    /// off (nginx and Apache end a chunked response without its last
+    /// chunk), so the client can tell the response is truncated, whatever
+    /// its framing. The price is the connection, and a web server that holds
+    /// a small response whole (lighttpd) may still send it as if complete.
+    /// A declared Content-Length shows the truncation either way. The crate's
+    /// README has a table of what nginx, Apache and lighttpd show in both
+    /// cases.
+    pub fn abort_with_reset(&mut self, yes: bool) -> &mut Self {
+        self.reset_on_abort = yes;
+        self
+    }
+
     /// What `FCGI_GET_VALUES` reports and the protocol layer enforces.
     pub fn protocol_config(&self) -> Config {
         let limits = self.handler.limits();
@@ -155,6 +182,7 @@ where
             config,
             errors: self.errors,
             capacity,
+            reset_on_abort: self.reset_on_abort,
         })
     }
 

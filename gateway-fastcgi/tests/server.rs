@@ -111,6 +111,35 @@ async fn short_stdin_is_a_body_error_f10() {
     assert_eq!(c.response(1).await.body(), "short");
 }
 
+/// F10, B5: the whole request in one write (FCGI_STDIN ended right after the
+/// parameters, so its body is known empty at once): a GET gets an empty
+/// body, and a declared CONTENT_LENGTH with no data is still a body error.
+#[tokio::test]
+async fn request_in_one_write_f10() {
+    let a = app(|req: Request<Body>| async move {
+        match read_body(req.into_body()).await {
+            Ok(b) => ok(format!("got {}", b.len())),
+            Err(_) => ok("short"),
+        }
+    });
+    let mut c = connect(&mut Server::new(a));
+    for (length, expected) in [("", "got 0"), ("4", "short"), ("0", "got 0")] {
+        let mut p = get("/");
+        p[8].1 = length.into();
+        let mut w = BytesMut::new();
+        proto::encode_begin_request(&mut w, 1, RESPONDER, KEEP_CONN);
+        proto::encode_params(&mut w, 1, pairs(&p)).unwrap();
+        proto::encode_stream_end(&mut w, RecordType::Stdin, 1);
+        c.send(&w).await;
+        let r = c.response(1).await;
+        assert_eq!(
+            (r.body().as_str(), r.app_status),
+            (expected, 0),
+            "CONTENT_LENGTH {length:?}"
+        );
+    }
+}
+
 /// F9: a second request while one is active on a connection that does not
 /// multiplex is refused with FCGI_CANT_MPX_CONN, and the first completes.
 #[tokio::test]
@@ -257,6 +286,79 @@ async fn get_values_reports_the_config_f4() {
     );
     c.stream(RecordType::Stdin, 1, b"", true).await;
     assert_eq!(c.response(1).await.body(), "GET / 0");
+}
+
+/// F4, F9 on a connection that does not multiplex: while the application
+/// runs (and waits), FCGI_GET_VALUES is answered at once and a second
+/// request is refused with FCGI_CANT_MPX_CONN; the first one then completes.
+#[tokio::test]
+async fn management_answered_while_the_app_runs_f4() {
+    let gate = Arc::new(Notify::new());
+    let started = Arc::new(Notify::new());
+    let (g, s) = (gate.clone(), started.clone());
+    let a = app(move |_req: Request<Body>| {
+        let (g, s) = (g.clone(), s.clone());
+        async move {
+            s.notify_one();
+            g.notified().await;
+            ok("released")
+        }
+    });
+    let mut c = connect(&mut Server::new(a));
+    c.begin(1, RESPONDER, KEEP_CONN, &pairs(&get("/"))).await;
+    c.stream(RecordType::Stdin, 1, b"", true).await;
+    started.notified().await;
+    let mut w = BytesMut::new();
+    proto::encode_get_values(&mut w, ["FCGI_MPXS_CONNS"]).unwrap();
+    c.send(&w).await;
+    let r = c.record().await.unwrap();
+    assert_eq!(
+        (r.record_type, r.request_id),
+        (RecordType::GetValuesResult, 0)
+    );
+    let pairs_got = proto::decode_pairs(r.content, 1 << 16, 16).unwrap();
+    assert_eq!(
+        pairs_got.get(b"FCGI_MPXS_CONNS").map(|v| &v[..]),
+        Some(&b"0"[..])
+    );
+    c.begin(2, RESPONDER, KEEP_CONN, &pairs(&get("/b"))).await;
+    let r = c.record().await.unwrap();
+    assert_eq!((r.record_type, r.request_id), (RecordType::EndRequest, 2));
+    assert_eq!(&r.content[..], b"\x00\x00\x00\x00\x01\x00\x00\x00");
+    gate.notify_one();
+    let r = c.response(1).await;
+    assert_eq!((r.body().as_str(), r.app_status), ("released", 0));
+}
+
+/// Graceful shutdown on connections that do not multiplex: the running
+/// request finishes and its connection then closes; an idle connection
+/// closes at once.
+#[tokio::test]
+async fn graceful_shutdown_one_request_at_a_time() {
+    let gate = Arc::new(Notify::new());
+    let started = Arc::new(Notify::new());
+    let (g, s) = (gate.clone(), started.clone());
+    let a = app(move |_req: Request<Body>| {
+        let (g, s) = (g.clone(), s.clone());
+        async move {
+            s.notify_one();
+            g.notified().await;
+            ok("finished")
+        }
+    });
+    let shutdown = gateway_core::server::Shutdown::new();
+    let mut server = Server::new(a);
+    server.shutdown(shutdown.clone());
+    let mut busy = connect(&mut server);
+    let mut idle = connect(&mut server);
+    busy.begin(1, RESPONDER, KEEP_CONN, &pairs(&get("/"))).await;
+    busy.stream(RecordType::Stdin, 1, b"", true).await;
+    started.notified().await;
+    shutdown.trigger();
+    assert!(idle.closed().await, "idle connection closed");
+    gate.notify_one();
+    assert_eq!(busy.response(1).await.body(), "finished");
+    assert!(busy.closed().await);
 }
 
 /// F9: past the server's capacity, new requests get FCGI_OVERLOADED.
@@ -679,12 +781,8 @@ async fn tcp_listener_and_allow_list_f1() {
     }
 }
 
-/// A body that fails after the head was sent: the connection is closed
-/// without the end of the response, so the web server (which ignores
-/// appStatus) shows the client a truncated response (C-level abort, like
-/// H11 for HTTP).
-#[tokio::test]
-async fn failure_after_head_truncates() {
+/// `partial`, then a body error: a response that fails after its head.
+fn failing_after_head() -> App {
     struct Failing(bool);
     impl http_body::Body for Failing {
         type Data = bytes::Bytes;
@@ -703,21 +801,135 @@ async fn failure_after_head_truncates() {
             )))))
         }
     }
-    let a = app(|_req: Request<Body>| async move { ok(Body::new(Failing(false))) });
-    let mut c = connect(&mut Server::new(a));
-    c.begin(1, RESPONDER, KEEP_CONN, &pairs(&get("/"))).await;
-    c.stream(RecordType::Stdin, 1, b"", true).await;
-    let mut stdout = Vec::new();
-    while let Some(r) = c.record().await {
-        assert!(!r.content.is_empty(), "no end of a stream: {r:?}");
-        match r.record_type {
-            RecordType::Stdout => stdout.extend_from_slice(&r.content),
-            RecordType::Stderr => {}
-            _ => panic!("no end of request: {r:?}"),
+    app(|req: Request<Body>| async move {
+        if req.uri().path() == "/fail" {
+            ok(Body::new(Failing(false)))
+        } else {
+            ok("fine")
+        }
+    })
+}
+
+/// F11: a response that fails after its head gets what was produced, the
+/// end of STDOUT, and END_REQUEST with appStatus 1 and REQUEST_COMPLETE
+/// (exact bytes, the last thing on the connection without KEEP_CONN); with
+/// KEEP_CONN the connection goes on serving. Both drivers (one request at a
+/// time, multiplexed).
+#[tokio::test]
+async fn failure_after_head_ends_with_app_status_1_f11() {
+    for multiplex in [false, true] {
+        let mut server = Server::new(failing_after_head());
+        server.multiplex(multiplex);
+
+        let mut c = connect(&mut server);
+        c.begin(1, RESPONDER, 0, &pairs(&get("/fail"))).await;
+        c.stream(RecordType::Stdin, 1, b"", true).await;
+        let raw = c.raw_until_close().await;
+        assert!(
+            raw.ends_with(b"\x01\x03\x00\x01\x00\x08\x00\x00\x00\x00\x00\x01\x00\x00\x00\x00"),
+            "multiplex {multiplex}: END_REQUEST {{appStatus 1, REQUEST_COMPLETE}} last: {raw:02x?}"
+        );
+        let mut c = Client::new(std::io::Cursor::new(raw.to_vec()));
+        let r = c.response(1).await;
+        assert!(r.text().starts_with("Status: 200 OK\r\n"), "{}", r.text());
+        assert_eq!(r.body(), "partial");
+        assert!(r.stdout_ended && r.stderr_ended);
+        assert_eq!((r.app_status, r.protocol_status), (1, 0));
+
+        let mut c = connect(&mut server);
+        c.begin(1, RESPONDER, KEEP_CONN, &pairs(&get("/fail")))
+            .await;
+        c.stream(RecordType::Stdin, 1, b"", true).await;
+        let r = c.response(1).await;
+        assert_eq!((r.body().as_str(), r.app_status), ("partial", 1));
+        c.begin(1, RESPONDER, KEEP_CONN, &pairs(&get("/next")))
+            .await;
+        c.stream(RecordType::Stdin, 1, b"", true).await;
+        let r = c.response(1).await;
+        assert_eq!((r.body().as_str(), r.app_status), ("fine", 0));
+    }
+}
+
+/// With `abort_with_reset(true)`, a response that fails after its head is
+/// cut off instead: what was produced, then the connection closes (a TCP
+/// connection with a reset) with neither the end of STDOUT nor END_REQUEST,
+/// even with KEEP_CONN. Both drivers.
+#[tokio::test]
+async fn failure_after_head_with_reset_truncates() {
+    for multiplex in [false, true] {
+        let mut server = Server::new(failing_after_head());
+        server.multiplex(multiplex).abort_with_reset(true);
+        let mut c = connect(&mut server);
+        c.begin(1, RESPONDER, KEEP_CONN, &pairs(&get("/fail")))
+            .await;
+        c.stream(RecordType::Stdin, 1, b"", true).await;
+        let mut stdout = Vec::new();
+        while let Some(r) = c.record().await {
+            assert!(!r.content.is_empty(), "no end of a stream: {r:?}");
+            match r.record_type {
+                RecordType::Stdout => stdout.extend_from_slice(&r.content),
+                RecordType::Stderr => {}
+                _ => panic!("no end of request: {r:?}"),
+            }
+        }
+        let text = String::from_utf8_lossy(&stdout);
+        assert!(text.ends_with("partial"), "multiplex {multiplex}: {text}");
+    }
+}
+
+/// With `abort_with_reset(true)`, the reset waits until the web server has
+/// sent the end of FCGI_STDIN (Apache sends it after the parameters, and
+/// fails its send otherwise): the partial response arrives, the connection
+/// stays open, and closes once the input has ended. Both drivers.
+#[tokio::test]
+async fn reset_waits_for_the_end_of_stdin() {
+    for multiplex in [false, true] {
+        let mut server = Server::new(failing_after_head());
+        server.multiplex(multiplex).abort_with_reset(true);
+        let mut c = connect(&mut server);
+        c.begin(1, RESPONDER, KEEP_CONN, &pairs(&get("/fail")))
+            .await;
+        loop {
+            let r = c.record().await.expect("the partial response");
+            assert!(!r.content.is_empty(), "multiplex {multiplex}: {r:?}");
+            if r.record_type == RecordType::Stdout {
+                break;
+            }
+        }
+        assert!(
+            c.stays_open().await,
+            "multiplex {multiplex}: reset before the input ended"
+        );
+        c.stream(RecordType::Stdin, 1, b"", true).await;
+        while let Some(r) = c.record().await {
+            assert!(
+                matches!(r.record_type, RecordType::Stdout | RecordType::Stderr)
+                    && !r.content.is_empty(),
+                "multiplex {multiplex}: {r:?}"
+            );
         }
     }
-    let text = String::from_utf8_lossy(&stdout);
-    assert!(text.ends_with("partial"), "{text}");
+}
+
+/// Over TCP the reset option really resets: the web server's read fails
+/// with ECONNRESET instead of seeing an orderly end of file.
+#[tokio::test]
+async fn failure_after_head_with_reset_over_tcp() {
+    use gateway_core::server::{Listener, Shutdown};
+    let listener = Listener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr_string();
+    let shutdown = Shutdown::new();
+    let mut server = Server::new(failing_after_head());
+    server.abort_with_reset(true).shutdown(shutdown.clone());
+    let task = tokio::spawn(async move { server.serve(listener).await });
+    let mut c = Client::new(tokio::net::TcpStream::connect(addr.as_str()).await.unwrap());
+    c.begin(1, RESPONDER, KEEP_CONN, &pairs(&get("/fail")))
+        .await;
+    c.stream(RecordType::Stdin, 1, b"", true).await;
+    let err = c.read_error().await;
+    assert_eq!(err, Some(std::io::ErrorKind::ConnectionReset));
+    shutdown.trigger();
+    let _ = task.await;
 }
 
 /// F5, F6: an unknown management record is answered with FCGI_UNKNOWN_TYPE,

@@ -114,18 +114,43 @@ pub struct FcgiFront {
     rundir: PathBuf,
     /// The application server, then the web server.
     children: Vec<Child>,
+    /// Extra environment for the application server.
+    env: Vec<(String, String)>,
 }
 
 impl FcgiFront {
     /// Starts `program fastcgi 127.0.0.1:PORT` and `front` in front of it
     /// (or only `front`, which then spawns `program fastcgi`).
     pub fn start(front: Front, program: &Path) -> io::Result<FcgiFront> {
-        let (name, package) = front.binary();
-        let binary = process::find_binary(name, package)?;
-        process::start_with_retries(|| Self::try_start(front, &binary, program), |_| true)
+        Self::start_with_env(front, program, &[])
     }
 
-    fn try_start(front: Front, binary: &Path, program: &Path) -> io::Result<FcgiFront> {
+    /// As [`start`](Self::start), with `env` added to the application
+    /// server's environment. A front end that spawns the program
+    /// ([`Front::spawns`]) passes it only what its configuration says, so
+    /// `env` is refused there.
+    pub fn start_with_env(
+        front: Front,
+        program: &Path,
+        env: &[(&str, &str)],
+    ) -> io::Result<FcgiFront> {
+        if front.spawns() && !env.is_empty() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("{front} spawns the program itself: no extra environment"),
+            ));
+        }
+        let (name, package) = front.binary();
+        let binary = process::find_binary(name, package)?;
+        process::start_with_retries(|| Self::try_start(front, &binary, program, env), |_| true)
+    }
+
+    fn try_start(
+        front: Front,
+        binary: &Path,
+        program: &Path,
+        env: &[(&str, &str)],
+    ) -> io::Result<FcgiFront> {
         let rundir = process::make_rundir(&format!("fcgi-{}", front.name()))?;
         let mut me = FcgiFront {
             front,
@@ -133,6 +158,10 @@ impl FcgiFront {
             backend: SocketAddr::from((Ipv4Addr::LOCALHOST, process::free_port()?)),
             rundir,
             children: Vec::new(),
+            env: env
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
         };
         match me.launch(binary, program) {
             Ok(()) => Ok(me),
@@ -148,7 +177,16 @@ impl FcgiFront {
 
     fn launch(&mut self, binary: &Path, program: &Path) -> io::Result<()> {
         if !self.front.spawns() {
-            let mut app = Command::new(program);
+            // `process::spawn` clears the environment: pass the extra
+            // variables through env(1).
+            let mut app = if self.env.is_empty() {
+                Command::new(program)
+            } else {
+                let mut env = Command::new("env");
+                env.args(self.env.iter().map(|(k, v)| format!("{k}={v}")))
+                    .arg(program);
+                env
+            };
             app.arg("fastcgi").arg(self.backend.to_string());
             let mut child = process::spawn(app, &self.rundir, "app")?;
             let backend = self.backend;

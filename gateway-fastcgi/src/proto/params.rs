@@ -229,6 +229,11 @@ impl ParamsDecoder {
 
     /// Takes every complete pair off the front of `src`.
     fn drain(&mut self, src: &mut Bytes) -> Result<(), ProtocolError> {
+        // Room for the pairs `src` likely holds (web servers' pairs average
+        // 20 to 40 bytes), so a request's parameters are not regrown pair by
+        // pair.
+        let likely = (src.len() / 16).min(self.max_count.saturating_sub(self.params.len()));
+        self.params.pairs.reserve(likely);
         loop {
             match parse_pair(src)? {
                 Progress::Need(need) => {

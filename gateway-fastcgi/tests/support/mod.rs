@@ -131,6 +131,22 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Client<T> {
         }
     }
 
+    /// Reads to the end of the connection; the kind of the error that ended
+    /// it, or `None` for an orderly end of file. Panics after 10 s.
+    pub async fn read_error(&mut self) -> Option<std::io::ErrorKind> {
+        tokio::time::timeout(Duration::from_secs(10), async {
+            loop {
+                match self.io.read_buf(&mut self.buf).await {
+                    Ok(0) => return None,
+                    Ok(_) => {}
+                    Err(e) => return Some(e.kind()),
+                }
+            }
+        })
+        .await
+        .expect("connection not closed within 10 s")
+    }
+
     /// Whether the server closed the connection (EOF within 5 s).
     pub async fn closed(&mut self) -> bool {
         let mut b = [0u8; 64];
