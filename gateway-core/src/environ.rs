@@ -34,6 +34,17 @@ pub struct Environ {
     vars: Vec<(Bytes, Bytes)>,
 }
 
+/// The most pairs [`Environ::extend_replacing`] checks with signatures (more
+/// take the plain path).
+const MAX_SIGNED: usize = 128;
+
+/// Length, first, middle and last bytes of a name, packed.
+fn signature(name: &[u8]) -> u64 {
+    let byte = |i: usize| u64::from(name.get(i).copied().unwrap_or(0));
+    let n = name.len();
+    (n as u64) << 32 | byte(0) << 24 | byte(n / 2) << 16 | byte(n.wrapping_sub(1)) << 8 | byte(n / 3)
+}
+
 /// A `CONTENT_LENGTH` that is not a decimal number.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct InvalidContentLength;
@@ -123,6 +134,43 @@ impl Environ {
     /// visible to [`Environ::iter`]); [`Environ::get`] returns the first.
     pub fn push(&mut self, name: impl Into<Bytes>, value: impl Into<Bytes>) {
         self.vars.push((name.into(), value.into()));
+    }
+
+    /// Sets every pair as [`insert`](Environ::insert) would, one after the
+    /// other (a later value replaces an earlier one of the same name, in
+    /// place), without a scan of the environ per pair in the common case of
+    /// distinct names: the way to take a whole FastCGI PARAMS stream.
+    pub fn extend_replacing(&mut self, pairs: Vec<(Bytes, Bytes)>) {
+        let start = self.vars.len();
+        if start > 0 || pairs.len() > MAX_SIGNED {
+            for (name, value) in pairs {
+                self.insert(name, value);
+            }
+            return;
+        }
+        // A cheap signature per name; names are compared only when two
+        // signatures are equal.
+        let mut sigs = [0u64; MAX_SIGNED];
+        for ((name, _), sig) in pairs.iter().zip(sigs.iter_mut()) {
+            *sig = signature(name);
+        }
+        let sigs = &sigs[..pairs.len()];
+        let repeated = sigs.iter().enumerate().any(|(i, s)| {
+            sigs[..i]
+                .iter()
+                .enumerate()
+                .any(|(j, t)| s == t && pairs[i].0 == pairs[j].0)
+        });
+        if repeated {
+            for (name, value) in pairs {
+                self.insert(name, value);
+            }
+        } else if self.vars.capacity() > pairs.len() {
+            self.vars.extend(pairs);
+        } else {
+            // Take the vector as it is: no copy.
+            self.vars = pairs;
+        }
     }
 
     /// Sets `name` only if it is absent (Python's `setdefault`).

@@ -210,3 +210,41 @@ async fn c41_default_base_environ_is_empty() {
     .await;
     assert_eq!(seen.lock().unwrap().environ.as_ref(), Some(&gw_env));
 }
+
+#[test]
+fn extend_replacing_is_insert_one_after_the_other() {
+    let pairs = |list: &[(&'static str, &'static str)]| -> Vec<(bytes::Bytes, bytes::Bytes)> {
+        list.iter()
+            .map(|&(n, v)| (bytes::Bytes::from(n), bytes::Bytes::from(v)))
+            .collect()
+    };
+    let cases: [&[(&str, &str)]; 4] = [
+        &[("A", "1"), ("B", "2"), ("SERVER_PORT", "80"), ("REMOTE_PORT", "9")],
+        &[("A", "1"), ("B", "2"), ("A", "3")],
+        &[("SERVER_NAME", "x"), ("SERVER_NAME", "y"), ("", "e"), ("", "f")],
+        &[],
+    ];
+    for list in cases {
+        for base in [Environ::new(), {
+            let mut e = Environ::new();
+            e.insert("B", "base");
+            e
+        }] {
+            let mut expected = base.clone();
+            for (n, v) in pairs(list) {
+                expected.insert(n, v);
+            }
+            let mut got = base.clone();
+            got.extend_replacing(pairs(list));
+            assert_eq!(got, expected, "{list:?}");
+        }
+    }
+    // Many distinct names (past the signature table) behave the same.
+    let many: Vec<_> = (0..300)
+        .map(|i| (bytes::Bytes::from(format!("N{i}")), bytes::Bytes::from("v")))
+        .collect();
+    let mut got = Environ::new();
+    got.extend_replacing(many.clone());
+    assert_eq!(got.len(), 300);
+    assert_eq!(got.get("N299"), Some(&b"v"[..]));
+}

@@ -183,13 +183,7 @@ impl Gateway for FcgiGateway {
 
     fn add_cgi_vars(&mut self, environ: &mut Environ) {
         if let Some(params) = self.params.take() {
-            if environ.is_empty() {
-                // Room for all of them at once (no base variables to keep).
-                *environ = Environ::with_capacity(params.len() + 1);
-            }
-            for (name, value) in params.into_vec() {
-                environ.insert(name, value);
-            }
+            environ.extend_replacing(params.into_vec());
         }
         environ.set_default("FCGI_ROLE", self.role.as_str());
     }
