@@ -34,15 +34,30 @@ pub struct Environ {
     vars: Vec<(Bytes, Bytes)>,
 }
 
-/// The most pairs [`Environ::extend_replacing`] checks with signatures (more
-/// take the plain path).
-const MAX_SIGNED: usize = 128;
-
-/// Length, first, middle and last bytes of a name, packed.
-fn signature(name: &[u8]) -> u64 {
-    let byte = |i: usize| u64::from(name.get(i).copied().unwrap_or(0));
-    let n = name.len();
-    (n as u64) << 32 | byte(0) << 24 | byte(n / 2) << 16 | byte(n.wrapping_sub(1)) << 8 | byte(n / 3)
+/// Whether two of `pairs` have the same name: a bit per name in a small
+/// filter (from its length and a few of its bytes), and a comparison with
+/// the earlier names only when the bit was already set.
+fn has_repeated_name(pairs: &[(Bytes, Bytes)]) -> bool {
+    let mut seen = [0u64; 16];
+    for (i, (name, _)) in pairs.iter().enumerate() {
+        let byte = |i: usize| u64::from(name.get(i).copied().unwrap_or(0));
+        let n = name.len();
+        let key = (n as u64) << 32
+            | byte(0) << 24
+            | byte(n / 2) << 16
+            | byte(n.wrapping_sub(1)) << 8
+            | byte(n / 3);
+        let bit = (key.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 54) as usize;
+        let (word, mask) = (bit / 64, 1u64 << (bit % 64));
+        let Some(w) = seen.get_mut(word) else {
+            return true;
+        };
+        if *w & mask != 0 && pairs.iter().take(i).any(|(earlier, _)| earlier == name) {
+            return true;
+        }
+        *w |= mask;
+    }
+    false
 }
 
 /// A `CONTENT_LENGTH` that is not a decimal number.
@@ -141,27 +156,7 @@ impl Environ {
     /// place), without a scan of the environ per pair in the common case of
     /// distinct names: the way to take a whole FastCGI PARAMS stream.
     pub fn extend_replacing(&mut self, pairs: Vec<(Bytes, Bytes)>) {
-        let start = self.vars.len();
-        if start > 0 || pairs.len() > MAX_SIGNED {
-            for (name, value) in pairs {
-                self.insert(name, value);
-            }
-            return;
-        }
-        // A cheap signature per name; names are compared only when two
-        // signatures are equal.
-        let mut sigs = [0u64; MAX_SIGNED];
-        for ((name, _), sig) in pairs.iter().zip(sigs.iter_mut()) {
-            *sig = signature(name);
-        }
-        let sigs = &sigs[..pairs.len()];
-        let repeated = sigs.iter().enumerate().any(|(i, s)| {
-            sigs[..i]
-                .iter()
-                .enumerate()
-                .any(|(j, t)| s == t && pairs[i].0 == pairs[j].0)
-        });
-        if repeated {
+        if !self.vars.is_empty() || has_repeated_name(&pairs) {
             for (name, value) in pairs {
                 self.insert(name, value);
             }

@@ -59,10 +59,16 @@ fn put_headers(buf: &mut BytesMut, headers: &HeaderMap) {
 /// (`content-type` → `Content-Type`), as CGI programs and wsgiref emit them.
 fn put_header(buf: &mut BytesMut, name: &[u8], value: &[u8]) {
     buf.reserve(name.len() + value.len() + 4);
-    let mut upper = true;
-    for &b in name {
-        buf.put_u8(if upper { b.to_ascii_uppercase() } else { b });
-        upper = b == b'-';
+    let start = buf.len();
+    buf.put_slice(name);
+    if let Some(written) = buf.get_mut(start..) {
+        let mut upper = true;
+        for b in written {
+            if upper {
+                b.make_ascii_uppercase();
+            }
+            upper = *b == b'-';
+        }
     }
     buf.put_slice(b": ");
     buf.put_slice(value);

@@ -219,9 +219,19 @@ fn extend_replacing_is_insert_one_after_the_other() {
             .collect()
     };
     let cases: [&[(&str, &str)]; 4] = [
-        &[("A", "1"), ("B", "2"), ("SERVER_PORT", "80"), ("REMOTE_PORT", "9")],
+        &[
+            ("A", "1"),
+            ("B", "2"),
+            ("SERVER_PORT", "80"),
+            ("REMOTE_PORT", "9"),
+        ],
         &[("A", "1"), ("B", "2"), ("A", "3")],
-        &[("SERVER_NAME", "x"), ("SERVER_NAME", "y"), ("", "e"), ("", "f")],
+        &[
+            ("SERVER_NAME", "x"),
+            ("SERVER_NAME", "y"),
+            ("", "e"),
+            ("", "f"),
+        ],
         &[],
     ];
     for list in cases {
