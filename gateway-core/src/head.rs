@@ -49,6 +49,16 @@ fn put_status(buf: &mut BytesMut, status: StatusCode, reason_phrase: Option<&[u8
     buf.put_slice(b"\r\n");
 }
 
+/// Room for the head and a small body after it, so that neither grows the
+/// buffer piece by piece.
+fn reserve_head(buf: &mut BytesMut, headers: &HeaderMap) {
+    let fields: usize = headers
+        .iter()
+        .map(|(n, v)| n.as_str().len() + v.len() + 4)
+        .sum();
+    buf.reserve(fields + 128 + 512);
+}
+
 fn put_headers(buf: &mut BytesMut, headers: &HeaderMap) {
     for (name, value) in headers {
         put_header(buf, name.as_str().as_bytes(), value.as_bytes());
@@ -94,6 +104,7 @@ pub fn encode_cgi(
     reason_phrase: Option<&[u8]>,
     headers: &HeaderMap,
 ) {
+    reserve_head(buf, headers);
     buf.put_slice(b"Status: ");
     put_status(buf, status, reason_phrase);
     put_headers(buf, headers);
@@ -112,6 +123,7 @@ pub fn encode_origin(
     headers: &HeaderMap,
     server_software: Option<&[u8]>,
 ) {
+    reserve_head(buf, headers);
     buf.put_slice(match version {
         Version::HTTP_10 => b"HTTP/1.0 ",
         Version::HTTP_2 => b"HTTP/2.0 ",
