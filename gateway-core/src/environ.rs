@@ -189,6 +189,19 @@ impl Environ {
         }
     }
 
+    /// The value of `name` as the shared buffer it is held in.
+    pub(crate) fn get_shared(&self, name: &[u8]) -> Option<&Bytes> {
+        self.vars
+            .iter()
+            .find(|(n, _)| n.as_ref() == name)
+            .map(|(_, v)| v)
+    }
+
+    /// The variables in order, as the shared buffers they are held in.
+    pub(crate) fn pairs(&self) -> &[(Bytes, Bytes)] {
+        &self.vars
+    }
+
     /// The variables in order, as raw bytes.
     pub fn iter(&self) -> impl ExactSizeIterator<Item = (&[u8], &[u8])> + '_ {
         self.vars.iter().map(|(n, v)| (n.as_ref(), v.as_ref()))

@@ -56,8 +56,13 @@ pub fn build_request(env: &Environ, body: Body) -> Result<Request<Body>, Error> 
     *req.uri_mut() = build_uri(env, https)?;
 
     let headers = req.headers_mut();
-    headers.reserve(env.len());
-    for (name, value) in env.iter() {
+    let fields = env
+        .pairs()
+        .iter()
+        .filter(|(n, _)| n.starts_with(b"HTTP_"))
+        .count();
+    headers.reserve(fields + 2);
+    for (name, value) in env.pairs() {
         let Some(rest) = name.strip_prefix(b"HTTP_") else {
             continue;
         };
@@ -82,12 +87,14 @@ pub fn build_request(env: &Environ, body: Body) -> Result<Request<Body>, Error> 
             );
             continue;
         };
-        let value =
-            HeaderValue::from_bytes(value).map_err(|_| bad("invalid header value in environ"))?;
+        // The environ's buffer is shared, not copied.
+        let value = HeaderValue::from_maybe_shared(value.clone())
+            .map_err(|_| bad("invalid header value in environ"))?;
         headers.append(name, value);
     }
-    if let Some(ct) = env.content_type() {
-        let v = HeaderValue::from_bytes(ct).map_err(|_| bad("invalid CONTENT_TYPE"))?;
+    if let Some(ct) = env.get_shared(b"CONTENT_TYPE").filter(|v| !v.is_empty()) {
+        let v =
+            HeaderValue::from_maybe_shared(ct.clone()).map_err(|_| bad("invalid CONTENT_TYPE"))?;
         headers.insert(http::header::CONTENT_TYPE, v);
     }
     match env.content_length() {
@@ -156,8 +163,8 @@ fn build_uri(env: &Environ, https: bool) -> Result<Uri, Error> {
 }
 
 fn authority(env: &Environ, https: bool) -> Result<Option<Authority>, Error> {
-    if let Some(host) = env.get_nonempty("HTTP_HOST") {
-        return Authority::try_from(host)
+    if let Some(host) = env.get_shared(b"HTTP_HOST").filter(|h| !h.is_empty()) {
+        return Authority::from_maybe_shared(host.clone())
             .map(Some)
             .map_err(|_| bad("invalid Host header"));
     }
