@@ -171,9 +171,9 @@ instructions() { # name binary; prints instructions per request
         sleep 0.1
     done
     wrk -t1 -c4 -d1s "http://127.0.0.1:$port/" >/dev/null
-    callgrind_control -i on "$vpid" >/dev/null
+    callgrind_control -i on "$vpid" >/dev/null 2>&1
     reqs=$(wrk -t1 -c4 -d3s "http://127.0.0.1:$port/" | awk '/requests in/ {print $1}')
-    callgrind_control -i off "$vpid" >/dev/null
+    callgrind_control -i off "$vpid" >/dev/null 2>&1
     kill -TERM "$vpid" 2>/dev/null || true
     wait "$vpid" 2>/dev/null || true
     ir=$(awk '/Collected :/ {print $NF}' "$TMP/$1.vg")

@@ -16,7 +16,7 @@
 //! | `GET /redirect?to=URL` | 302 with Location |
 //! | `GET /file?name=NAME` | a file from the fixture directory, as a file body |
 //! | `GET /error/before` | the application fails before any body (error page) |
-//! | `GET /error/after` | one chunk `partial`, then a body error (aborted) |
+//! | `GET /error/after[?length=N]` | one chunk `partial`, then a body error (aborted); with `length`, a declared `Content-Length: N` |
 //! | `GET /panic` | the handler panics (error page) |
 //! | `GET /sleep?ms=N` | waits, then `done` |
 //! | `GET /headers?NAME=VALUE&...` | 200 with those response headers |
@@ -251,6 +251,10 @@ async fn route(
                 let mut res = Response::new(body.boxed_unsync());
                 res.headers_mut()
                     .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+                if let Some(n) = param::<u64>(&pairs, "length") {
+                    res.headers_mut()
+                        .insert(header::CONTENT_LENGTH, HeaderValue::from(n));
+                }
                 Ok(res)
             }
             _ => Err("deliberate failure before the body (conformance /error/before)".into()),
