@@ -115,11 +115,12 @@ where
     };
     let outcome = shared.handler.run(&mut gateway, app).await;
     let ScgiGateway { writer, .. } = gateway;
+    let done = input.read_exactly(length);
     let Some(reader) = input.take_reader() else {
         return;
     };
     let stream = reader.unsplit(writer);
-    finish(stream, &outcome, limits).await;
+    finish(stream, &outcome, limits, done).await;
 }
 
 /// Reads until the header is complete. `buf` then holds the bytes read
@@ -156,8 +157,10 @@ async fn read_header(
     }
 }
 
-/// Ends the connection as `outcome` requires.
-async fn finish(stream: Stream, outcome: &Outcome, limits: &Limits) {
+/// Ends the connection as `outcome` requires. `all_read`: the whole request
+/// was read, so a plain close cannot turn into a reset and needs no
+/// lingering.
+async fn finish(stream: Stream, outcome: &Outcome, limits: &Limits, all_read: bool) {
     if outcome.is_aborted() {
         // The response failed after its head: the web server must not take
         // what it got for a whole response. A reset makes nginx, Apache and
@@ -173,7 +176,24 @@ async fn finish(stream: Stream, outcome: &Outcome, limits: &Limits) {
     if outcome.is_disconnected() || outcome.is_failed() {
         return;
     }
+    if all_read && nothing_waiting(&stream) {
+        // Nothing unread: closing sends the end of the response at once,
+        // and cannot turn into a reset.
+        drop(stream);
+        return;
+    }
     linger_close(stream, limits).await;
+}
+
+/// Whether no byte is waiting to be read on `stream` right now (a peer that
+/// sent more than its CONTENT_LENGTH gets the lingering close instead).
+fn nothing_waiting(stream: &Stream) -> bool {
+    let mut one = [0u8; 1];
+    let r = match stream {
+        Stream::Tcp(s) => s.try_read(&mut one),
+        Stream::Unix(s) => s.try_read(&mut one),
+    };
+    matches!(r, Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
 }
 
 /// Closes the connection without a reset: ends our side (the web server

@@ -25,6 +25,8 @@ struct Inner<R> {
     pending: Bytes,
     /// The socket's read half; `None` once the connection took it back.
     reader: Option<R>,
+    /// Bytes handed to the body so far.
+    consumed: u64,
 }
 
 impl<R> Clone for SharedInput<R> {
@@ -42,8 +44,17 @@ impl<R: AsyncRead + Unpin> SharedInput<R> {
             inner: Arc::new(Mutex::new(Inner {
                 pending,
                 reader: Some(reader),
+                consumed: 0,
             })),
         }
+    }
+
+    /// Whether exactly `length` bytes were read and nothing beyond them
+    /// arrived with the header: the web server has nothing more to send.
+    pub(crate) fn read_exactly(&self, length: u64) -> bool {
+        self.inner
+            .lock()
+            .is_ok_and(|inner| inner.consumed == length && inner.pending.is_empty())
     }
 
     /// Takes the read half back for the connection; a body still held by
@@ -69,10 +80,16 @@ impl<R: AsyncRead + Unpin> AsyncRead for SharedInput<R> {
             let n = inner.pending.len().min(buf.remaining());
             buf.put_slice(inner.pending.get(..n).unwrap_or_default());
             inner.pending.advance(n);
+            inner.consumed += n as u64;
             return Poll::Ready(Ok(()));
         }
+        let before = buf.filled().len();
         match inner.reader.as_mut() {
-            Some(reader) => Pin::new(reader).poll_read(cx, buf),
+            Some(reader) => {
+                let r = Pin::new(reader).poll_read(cx, buf);
+                inner.consumed += (buf.filled().len() - before) as u64;
+                r
+            }
             None => Poll::Ready(Err(io::Error::new(
                 io::ErrorKind::NotConnected,
                 "the request is over",
