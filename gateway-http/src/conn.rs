@@ -3,9 +3,9 @@
 
 use std::future::{Future, poll_fn};
 use std::pin::Pin;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::task::{Context, Poll};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Wake, Waker};
 
 use bytes::{Buf, Bytes};
 use gateway_core::server::Connection;
@@ -71,22 +71,90 @@ where
     let io = TokioIo::new(WriteTimeout::new(stream, limits.get_write_timeout()));
     let c = shared.builder.serve_connection(io, svc);
     tokio::pin!(c);
+    // The server stopping, or the connection idle: polled only when one of
+    // them woke the task, not on every wake-up hyper's I/O causes.
+    let idle = limits.get_idle_timeout();
+    let control = Gated::new(async {
+        tokio::select! {
+            _ = shutdown.stopping() => "the server is stopping",
+            () = activity.idle(idle) => "the connection is idle",
+        }
+    });
+    tokio::pin!(control);
     let result = tokio::select! {
         biased;
         r = c.as_mut() => r,
-        _ = shutdown.stopping() => {
+        why = control.as_mut() => {
             // Finish the request in flight, then close (HTTP/2: GOAWAY).
-            c.as_mut().graceful_shutdown();
-            c.await
-        }
-        () = activity.idle(limits.get_idle_timeout()) => {
-            tracing::debug!("closing an idle connection");
+            tracing::debug!(why, "closing the connection");
             c.as_mut().graceful_shutdown();
             c.await
         }
     };
     if let Err(e) = result {
         tracing::debug!(error = %e, "connection ended with an error");
+    }
+}
+
+/// A future polled only after its own waker fired (and once at first), so a
+/// task that is woken often for other reasons does not poll it each time.
+struct Gated<F> {
+    inner: Pin<Box<F>>,
+    gate: Arc<Gate>,
+    waker: Waker,
+}
+
+/// Whether a gated future was woken, and the task to wake.
+struct Gate {
+    fired: AtomicBool,
+    task: Mutex<Option<Waker>>,
+}
+
+impl Wake for Gate {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.fired.store(true, Ordering::Release);
+        let task = self.task.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(w) = task.as_ref() {
+            w.wake_by_ref();
+        }
+    }
+}
+
+impl<F: Future> Gated<F> {
+    fn new(inner: F) -> Self {
+        let gate = Arc::new(Gate {
+            fired: AtomicBool::new(true),
+            task: Mutex::new(None),
+        });
+        Self {
+            inner: Box::pin(inner),
+            waker: Waker::from(gate.clone()),
+            gate,
+        }
+    }
+}
+
+impl<F: Future> Future for Gated<F> {
+    type Output = F::Output;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let this = &mut *self;
+        {
+            let mut task = this.gate.task.lock().unwrap_or_else(|e| e.into_inner());
+            if !task.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+                *task = Some(cx.waker().clone());
+            }
+        }
+        if !this.gate.fired.swap(false, Ordering::AcqRel) {
+            return Poll::Pending;
+        }
+        this.inner
+            .as_mut()
+            .poll(&mut Context::from_waker(&this.waker))
     }
 }
 
