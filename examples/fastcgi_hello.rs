@@ -12,7 +12,8 @@
 //! On start it prints where it listens and an nginx snippet that passes
 //! requests to it; `examples/webservers/fastcgi/` has complete
 //! configurations for nginx, Apache and lighttpd. Ctrl-C (or SIGTERM) stops
-//! it after the requests in flight.
+//! it after the requests in flight. `FASTCGI_WORKER_THREADS=N` sets the
+//! threads it serves on (1: a single-threaded runtime; default: one per CPU).
 
 use std::convert::Infallible;
 use std::process::ExitCode;
@@ -45,7 +46,14 @@ fn main() -> ExitCode {
         let _ = writeln!(out, "        fastcgi_pass {listening};");
         let _ = writeln!(out, "    }}");
     };
-    match gateway_fastcgi::Server::new(app).run(addr.as_deref(), ready) {
+    let threads = std::env::var("FASTCGI_WORKER_THREADS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    match gateway_fastcgi::Server::new(app)
+        .worker_threads(threads)
+        .run(addr.as_deref(), ready)
+    {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("fastcgi_hello: {}: {e}", addr.as_deref().unwrap_or("fd 0"));

@@ -3,7 +3,9 @@
 # against other FastCGI servers and against nginx proxying plain HTTP, all
 # answering "Hello, world!\n", with wrk on loopback in interleaved rounds:
 #
-#   ours     examples/fastcgi_hello (gateway_fastcgi), cargo build --release
+#   ours     examples/fastcgi_hello (gateway_fastcgi), cargo build --release,
+#            on its default runtime (one thread per CPU)
+#   ours1    the same on a single-threaded runtime (FASTCGI_WORKER_THREADS=1)
 #   libfcgi  the C hello-world loop over libfcgi's FCGX_Accept_r (one request
 #            at a time, as libfcgi applications are), gcc -O2
 #   go       Go's net/http/fcgi with a hello handler, go build
@@ -24,7 +26,7 @@
 #   ROUNDS=N       rounds (default 5; 2 with --quick)
 #   DURATION=S     seconds per wrk run (default 5; 2 with --quick)
 #   CONNECTIONS=N  wrk connections (default 16)
-#   BACKENDS="..." which backends to run (default "ours libfcgi go hyper")
+#   BACKENDS="..." which backends to run (default "ours ours1 libfcgi go hyper")
 #   KEEP_TMP=1     keep the temporary directory
 #   CARGO_TARGET_DIR is honoured by the builds, as usual.
 #
@@ -191,9 +193,10 @@ HYPER_TARGET="${CARGO_TARGET_DIR:-$TMP}/bench-hyper"
 
 # A process per backend and mode: libfcgi serves one connection at a time,
 # so idle kept-alive connections from one run would starve the next.
-read -r -a BACKENDS <<<"${BACKENDS:-ours libfcgi go hyper}"
+read -r -a BACKENDS <<<"${BACKENDS:-ours ours1 libfcgi go hyper}"
 declare -A CMD BACKEND PID FRONT
 CMD[ours]=$OURS
+CMD[ours1]=$OURS
 CMD[libfcgi]=$TMP/libfcgi_hello
 CMD[go]=$TMP/go_hello
 CMD[hyper]=$HYPER_TARGET/release/hyperhello
@@ -201,7 +204,9 @@ NAMES=()
 for b in "${BACKENDS[@]}"; do for m in keep close; do NAMES+=("$b-$m"); done; done
 for n in "${NAMES[@]}"; do
     BACKEND[$n]=$(free_port)
-    "${CMD[${n%-*}]}" "127.0.0.1:${BACKEND[$n]}" >"$TMP/$n.out" 2>&1 &
+    threads=0
+    [ "${n%-*}" = ours1 ] && threads=1
+    FASTCGI_WORKER_THREADS=$threads "${CMD[${n%-*}]}" "127.0.0.1:${BACKEND[$n]}" >"$TMP/$n.out" 2>&1 &
     PID[$n]=$!
     PIDS+=($!)
     FRONT[$n]=$(free_port)
@@ -293,12 +298,19 @@ for name in names:
     ticks = sum(int(x) for x in open(f"{tmp}/{name}.cpu").read().split())
     cpu_us = ticks * 1_000_000 / hz / reqs if reqs else 0.0
     res[name] = (statistics.median(rps), statistics.median(p99), rps, errs, cpu_us)
-print(f"{'':15}{'req/s (median)':>16}{'p99 ms (median)':>18}{'ours/this req/s':>18}{'peak RSS MiB':>14}{'CPU us/req':>12}   per round req/s")
+one = any(n.startswith("ours1-") for n in names)
+col = f"{'ours1/this':>12}" if one else ""
+print(f"{'':15}{'req/s (median)':>16}{'p99 ms (median)':>18}{'ours/this req/s':>18}{col}{'peak RSS MiB':>14}{'CPU us/req':>12}   per round req/s")
 for name in names:
     m, p, rps, errs, cpu_us = res[name]
-    base = res["ours-" + name.rsplit("-", 1)[1]][0]
-    ratio = f"{base / m:.2f}" if m > 0 else "-"
+    mode = name.rsplit("-", 1)[1]
+    base = res["ours-" + mode][0] if "ours-" + mode in res else 0.0
+    ratio = f"{base / m:.2f}" if m > 0 and base > 0 else "-"
+    r1 = ""
+    if one:
+        b1 = res.get("ours1-" + mode, (0.0,))[0]
+        r1 = f"{(f'{b1 / m:.2f}' if m > 0 and b1 > 0 else '-'):>12}"
     kib = open(f"{tmp}/{name}.rss").read().strip() or "0"
     extra = f"   non-2xx: {errs}" if errs else ""
-    print(f"{name:15}{m:>16.0f}{p:>18.3f}{ratio:>18}{int(kib) / 1024:>14.1f}{cpu_us:>12.1f}   {' '.join(f'{x:.0f}' for x in rps)}{extra}")
+    print(f"{name:15}{m:>16.0f}{p:>18.3f}{ratio:>18}{r1}{int(kib) / 1024:>14.1f}{cpu_us:>12.1f}   {' '.join(f'{x:.0f}' for x in rps)}{extra}")
 PY

@@ -53,6 +53,7 @@ pub struct Server<S> {
     shutdown: Shutdown,
     capacity: Option<Arc<Semaphore>>,
     reset_on_abort: bool,
+    worker_threads: usize,
 }
 
 impl<S, B> Server<S>
@@ -76,7 +77,18 @@ where
             shutdown: Shutdown::new(),
             capacity: None,
             reset_on_abort: false,
+            worker_threads: 0,
         }
+    }
+
+    /// The threads [`run`](Server::run) serves on: 0 (the default) for one
+    /// per CPU, 1 for a single-threaded runtime, which costs the least per
+    /// connection (no hand-over between threads: about two thirds of the CPU
+    /// time per request behind nginx without keep-alive, measured with
+    /// `scripts/bench-fastcgi.sh`) but runs the application on one core.
+    pub fn worker_threads(&mut self, n: usize) -> &mut Self {
+        self.worker_threads = n;
+        self
     }
 
     /// The handler (error page, limits, mount point).
@@ -224,7 +236,8 @@ where
     }
 
     /// Binds `addr` (see [`listen`]), calls `ready` with the address it
-    /// listens on, and serves on a new multi-threaded runtime until SIGINT or
+    /// listens on, and serves on a new runtime (see
+    /// [`worker_threads`](Server::worker_threads)) until SIGINT or
     /// SIGTERM (or this server's shutdown): the whole `main` of a FastCGI
     /// application.
     ///
@@ -232,9 +245,18 @@ where
     ///
     /// The runtime cannot start, binding fails, or the listener fails.
     pub fn run(&mut self, addr: Option<&str>, ready: impl FnOnce(&str)) -> io::Result<()> {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build()?;
+        let rt = match self.worker_threads {
+            1 => tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?,
+            n => {
+                let mut b = tokio::runtime::Builder::new_multi_thread();
+                if n > 1 {
+                    b.worker_threads(n);
+                }
+                b.enable_all().build()?
+            }
+        };
         rt.block_on(async {
             let listener = listen(addr).await?;
             ready(&listener.local_addr_string());
