@@ -250,10 +250,7 @@ where
     // The handler runs inside this future until the head is out, then inside
     // the response body, which hyper polls: no task per request, and a
     // client that goes away drops (cancels) the application with the body.
-    let dfut = drive(shared, gw);
-    static ONCE: std::sync::Once = std::sync::Once::new();
-    ONCE.call_once(|| eprintln!("SIZE driver {}", std::mem::size_of_val(&dfut)));
-    let mut driver: Driver = Box::pin(dfut);
+    let mut driver: Driver = Box::pin(drive(shared, gw));
     let finished = poll_fn(|cx| {
         let finished = driver.as_mut().poll(cx).is_ready();
         if finished || exchange.lock().head.is_some() {
