@@ -50,6 +50,7 @@
 //! declared body is answered 413 without calling the application) and
 //! `max_response_head_len` (a larger head is a 500).
 
+mod app;
 mod body;
 mod environ;
 mod error;
@@ -66,6 +67,7 @@ pub mod request;
 pub mod server;
 pub mod validate;
 
+pub use app::{AppBody, Application};
 pub use body::Body;
 pub use environ::{Environ, InvalidContentLength};
 pub use error::{BoxError, Error, is_disconnect};

@@ -15,9 +15,9 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bytes::{Buf, BytesMut};
+use bytes::BytesMut;
 use gateway_core::server::Watch;
-use gateway_core::{Body, BoxError, Handler, Outcome};
+use gateway_core::{AppBody, Application, Body, Handler, Outcome};
 use http::{Request, Response};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
@@ -90,12 +90,8 @@ pub(crate) async fn serve<T, S, B>(
     reset: fn(&T),
 ) where
     T: AsyncRead + AsyncWrite + Send + Unpin + 'static,
-    S: Service<Request<Body>, Response = Response<B>> + Clone + Send + Sync + 'static,
-    S::Future: Send,
-    S::Error: Into<BoxError> + Send,
-    B: http_body::Body + Send + 'static,
-    B::Data: Buf + Send,
-    B::Error: Into<BoxError> + Send,
+    S: Application<B>,
+    B: AppBody,
 {
     if shared.config.mpxs_conns {
         // Boxed, so that its size does not weigh on every connection's
@@ -116,12 +112,8 @@ async fn multiplexed<T, S, B>(
     reset: fn(&T),
 ) where
     T: AsyncRead + AsyncWrite + Send + Unpin + 'static,
-    S: Service<Request<Body>, Response = Response<B>> + Clone + Send + Sync + 'static,
-    S::Future: Send,
-    S::Error: Into<BoxError> + Send,
-    B: http_body::Body + Send + 'static,
-    B::Data: Buf + Send,
-    B::Error: Into<BoxError> + Send,
+    S: Application<B>,
+    B: AppBody,
 {
     let limits = shared.handler.limits().clone();
     let (mut rd, wr) = tokio::io::split(io);
@@ -335,12 +327,10 @@ enum After {
 
 impl<S, B> Ctx<'_, S>
 where
-    S: Service<Request<Body>, Response = Response<B>> + Clone + Send + Sync + 'static,
-    S::Future: Send,
-    S::Error: Into<BoxError> + Send,
-    B: http_body::Body + Send + 'static,
-    B::Data: Buf + Send,
-    B::Error: Into<BoxError> + Send,
+    // The Response projection ties B to S (an impl's parameters must be
+    // constrained).
+    S: Application<B> + Service<Request<Body>, Response = Response<B>>,
+    B: AppBody,
 {
     async fn process(
         &self,
@@ -528,12 +518,8 @@ pub(crate) async fn run_app<S, B>(
     filter: Option<FilterData>,
 ) -> Outcome
 where
-    S: Service<Request<Body>, Response = Response<B>> + Clone + Send + Sync + 'static,
-    S::Future: Send,
-    S::Error: Into<BoxError> + Send,
-    B: http_body::Body + Send + 'static,
-    B::Data: Buf + Send,
-    B::Error: Into<BoxError> + Send,
+    S: Application<B>,
+    B: AppBody,
 {
     let app = shared
         .app
@@ -555,12 +541,8 @@ async fn run_request<S, B>(
     serial: u64,
     filter: Option<FilterData>,
 ) where
-    S: Service<Request<Body>, Response = Response<B>> + Clone + Send + Sync + 'static,
-    S::Future: Send,
-    S::Error: Into<BoxError> + Send,
-    B: http_body::Body + Send + 'static,
-    B::Data: Buf + Send,
-    B::Error: Into<BoxError> + Send,
+    S: Application<B>,
+    B: AppBody,
 {
     let outcome = run_app(&shared, &mut gw, filter).await;
     let app_status = u32::from(!outcome.is_complete());

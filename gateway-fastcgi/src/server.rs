@@ -5,9 +5,8 @@ use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
-use bytes::Buf;
 use gateway_core::server::{self, Listener, Shutdown, Watch};
-use gateway_core::{Body, BoxError, Handler};
+use gateway_core::{AppBody, Application, Body, Handler};
 use http::{Request, Response};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::Semaphore;
@@ -58,12 +57,10 @@ pub struct Server<S> {
 
 impl<S, B> Server<S>
 where
-    S: Service<Request<Body>, Response = Response<B>> + Clone + Send + Sync + 'static,
-    S::Future: Send,
-    S::Error: Into<BoxError> + Send,
-    B: http_body::Body + Send + 'static,
-    B::Data: Buf + Send,
-    B::Error: Into<BoxError> + Send,
+    // The Response projection ties B to S (an impl's parameters must be
+    // constrained).
+    S: Application<B> + Service<Request<Body>, Response = Response<B>>,
+    B: AppBody,
 {
     /// A server for `app` with the defaults.
     pub fn new(app: S) -> Self {
@@ -382,12 +379,8 @@ pub async fn listen(addr: Option<&str>) -> io::Result<Listener> {
 /// socket.
 pub async fn serve<S, B>(addr: &str, app: S) -> io::Result<()>
 where
-    S: Service<Request<Body>, Response = Response<B>> + Clone + Send + Sync + 'static,
-    S::Future: Send,
-    S::Error: Into<BoxError> + Send,
-    B: http_body::Body + Send + 'static,
-    B::Data: Buf + Send,
-    B::Error: Into<BoxError> + Send,
+    S: Application<B>,
+    B: AppBody,
 {
     let listener = listen(Some(addr)).await?;
     let shutdown = Shutdown::new();

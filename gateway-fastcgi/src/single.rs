@@ -24,9 +24,9 @@ use std::sync::{Arc, Mutex};
 use std::task::Poll;
 use std::time::Duration;
 
-use bytes::{Buf, BytesMut};
+use bytes::BytesMut;
 use gateway_core::server::Watch;
-use gateway_core::{Body, BoxError, Outcome};
+use gateway_core::{AppBody, Application, Body, Outcome};
 use http::{Request, Response};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::OwnedSemaphorePermit;
@@ -114,12 +114,8 @@ pub(crate) async fn serve<T, S, B>(
     reset: fn(&T),
 ) where
     T: AsyncRead + AsyncWrite + Send + Unpin + 'static,
-    S: Service<Request<Body>, Response = Response<B>> + Clone + Send + Sync + 'static,
-    S::Future: Send,
-    S::Error: Into<BoxError> + Send,
-    B: http_body::Body + Send + 'static,
-    B::Data: Buf + Send,
-    B::Error: Into<BoxError> + Send,
+    S: Application<B>,
+    B: AppBody,
 {
     let limits = shared.handler.limits();
     let head_timeout = limits.get_head_read_timeout();
@@ -324,12 +320,10 @@ pub(crate) async fn serve<T, S, B>(
 impl<T, S, B> Driver<T, S>
 where
     T: AsyncRead + AsyncWrite + Send + Unpin + 'static,
-    S: Service<Request<Body>, Response = Response<B>> + Clone + Send + Sync + 'static,
-    S::Future: Send,
-    S::Error: Into<BoxError> + Send,
-    B: http_body::Body + Send + 'static,
-    B::Data: Buf + Send,
-    B::Error: Into<BoxError> + Send,
+    // The Response projection ties B to S (an impl's parameters must be
+    // constrained).
+    S: Application<B> + Service<Request<Body>, Response = Response<B>>,
+    B: AppBody,
 {
     /// Moves the protocol layer's replies to the output buffer.
     fn replies(&mut self) {

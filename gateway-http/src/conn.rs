@@ -7,16 +7,15 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Wake, Waker};
 
-use bytes::{Buf, Bytes};
+use bytes::Bytes;
 use gateway_core::server::Connection;
-use gateway_core::{Body, BoxError, ErrorStream, Handler};
+use gateway_core::{AppBody, Application, Body, BoxError, ErrorStream, Handler};
 use http::{Request, Response};
 use http_body::{Body as _, Frame, SizeHint};
 use http_body_util::Limited;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
-use tower::Service;
 
 use crate::body::TimeoutBody;
 use crate::gateway::{Addrs, HttpGateway, SharedExchange};
@@ -34,12 +33,8 @@ pub(crate) struct Shared<S> {
 /// Serves one accepted connection until it closes or the server stops.
 pub(crate) async fn serve_connection<S, B>(conn: Connection, shared: Arc<Shared<S>>)
 where
-    S: Service<Request<Body>, Response = Response<B>> + Clone + Send + Sync + 'static,
-    S::Future: Send,
-    S::Error: Into<BoxError> + Send,
-    B: http_body::Body + Send + 'static,
-    B::Data: Buf + Send,
-    B::Error: Into<BoxError> + Send,
+    S: Application<B>,
+    B: AppBody,
 {
     let Connection {
         stream,
@@ -212,12 +207,8 @@ async fn respond<S, B>(
     in_flight: InFlight,
 ) -> Result<Response<ResponseBody>, BoxError>
 where
-    S: Service<Request<Body>, Response = Response<B>> + Clone + Send + Sync + 'static,
-    S::Future: Send,
-    S::Error: Into<BoxError> + Send,
-    B: http_body::Body + Send + 'static,
-    B::Data: Buf + Send,
-    B::Error: Into<BoxError> + Send,
+    S: Application<B>,
+    B: AppBody,
 {
     let (parts, incoming) = req.into_parts();
     let close = last && parts.version < http::Version::HTTP_2;
@@ -297,12 +288,8 @@ where
 /// is marked for the body to abort.
 async fn drive<S, B>(shared: Arc<Shared<S>>, mut gw: HttpGateway)
 where
-    S: Service<Request<Body>, Response = Response<B>> + Clone + Send + Sync + 'static,
-    S::Future: Send,
-    S::Error: Into<BoxError> + Send,
-    B: http_body::Body + Send + 'static,
-    B::Data: Buf + Send,
-    B::Error: Into<BoxError> + Send,
+    S: Application<B>,
+    B: AppBody,
 {
     let outcome = shared.handler.run(&mut gw, shared.app.clone()).await;
     if gw.head_sent && (outcome.is_aborted() || outcome.is_failed()) {

@@ -65,23 +65,16 @@ mod server;
 
 pub use server::{SERVER_SOFTWARE, Server};
 
-use bytes::Buf;
 use gateway_core::server::{Listener, Shutdown, signal};
-use gateway_core::{Body, BoxError};
-use http::{Request, Response};
-use tower::Service;
+use gateway_core::{AppBody, Application};
 
 /// Serves `app` on `addr` (`HOST:PORT` or `unix:PATH`) with the defaults,
 /// until SIGTERM or SIGINT; in-flight requests then get the shutdown's
 /// deadline to finish.
 pub async fn serve<S, B>(addr: &str, app: S) -> std::io::Result<()>
 where
-    S: Service<Request<Body>, Response = Response<B>> + Clone + Send + Sync + 'static,
-    S::Future: Send,
-    S::Error: Into<BoxError> + Send,
-    B: http_body::Body + Send + 'static,
-    B::Data: Buf + Send,
-    B::Error: Into<BoxError> + Send,
+    S: Application<B>,
+    B: AppBody,
 {
     let listener = Listener::bind(addr).await?;
     let shutdown = Shutdown::new();

@@ -3,13 +3,11 @@
 use std::io;
 use std::sync::Arc;
 
-use bytes::{Buf, Bytes};
+use bytes::Bytes;
 use gateway_core::server::{self, Listener, Shutdown};
-use gateway_core::{Body, BoxError, ErrorStream, Handler};
-use http::{Request, Response};
+use gateway_core::{AppBody, Application, ErrorStream, Handler};
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use hyper_util::server::conn::auto;
-use tower::Service;
 
 use crate::conn::{Shared, serve_connection};
 
@@ -153,12 +151,8 @@ impl Server {
     /// connections have finished (or its deadline passed).
     pub async fn serve<S, B>(&self, listener: Listener, app: S) -> io::Result<()>
     where
-        S: Service<Request<Body>, Response = Response<B>> + Clone + Send + Sync + 'static,
-        S::Future: Send,
-        S::Error: Into<BoxError> + Send,
-        B: http_body::Body + Send + 'static,
-        B::Data: Buf + Send,
-        B::Error: Into<BoxError> + Send,
+        S: Application<B>,
+        B: AppBody,
     {
         let shared = Arc::new(Shared {
             app,

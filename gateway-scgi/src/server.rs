@@ -3,11 +3,8 @@
 use std::io;
 use std::sync::Arc;
 
-use bytes::Buf;
 use gateway_core::server::{Listener, Shutdown, signal};
-use gateway_core::{Body, BoxError, ErrorStream, Handler, Limits};
-use http::{Request, Response};
-use tower::Service;
+use gateway_core::{AppBody, Application, ErrorStream, Handler, Limits};
 
 use crate::connection::{self, Shared};
 use crate::proto::Config;
@@ -137,12 +134,8 @@ impl Server {
     /// skipped; the result is kept for future listener errors.
     pub async fn serve<S, B>(&self, listener: Listener, app: S) -> io::Result<()>
     where
-        S: Service<Request<Body>, Response = Response<B>> + Clone + Send + Sync + 'static,
-        S::Future: Send,
-        S::Error: Into<BoxError> + Send,
-        B: http_body::Body + Send + 'static,
-        B::Data: Buf + Send,
-        B::Error: Into<BoxError> + Send,
+        S: Application<B>,
+        B: AppBody,
     {
         let shared = Arc::new(self.shared());
         let max = shared.limits.get_max_connections();
@@ -163,12 +156,8 @@ impl Server {
     /// The address cannot be bound.
     pub async fn serve_addr<S, B>(&self, addr: &str, app: S) -> io::Result<()>
     where
-        S: Service<Request<Body>, Response = Response<B>> + Clone + Send + Sync + 'static,
-        S::Future: Send,
-        S::Error: Into<BoxError> + Send,
-        B: http_body::Body + Send + 'static,
-        B::Data: Buf + Send,
-        B::Error: Into<BoxError> + Send,
+        S: Application<B>,
+        B: AppBody,
     {
         let listener = Listener::bind(addr).await?;
         self.shutdown.trigger_on(signal());
@@ -187,12 +176,8 @@ impl Server {
     /// `None` file descriptor 0 is not a listening socket.
     pub fn run<S, B>(&self, addr: Option<&str>, app: S, ready: impl FnOnce(&str)) -> io::Result<()>
     where
-        S: Service<Request<Body>, Response = Response<B>> + Clone + Send + Sync + 'static,
-        S::Future: Send,
-        S::Error: Into<BoxError> + Send,
-        B: http_body::Body + Send + 'static,
-        B::Data: Buf + Send,
-        B::Error: Into<BoxError> + Send,
+        S: Application<B>,
+        B: AppBody,
     {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .enable_all()
@@ -231,12 +216,8 @@ impl Server {
 /// The address cannot be bound.
 pub async fn serve<S, B>(addr: &str, app: S) -> io::Result<()>
 where
-    S: Service<Request<Body>, Response = Response<B>> + Clone + Send + Sync + 'static,
-    S::Future: Send,
-    S::Error: Into<BoxError> + Send,
-    B: http_body::Body + Send + 'static,
-    B::Data: Buf + Send,
-    B::Error: Into<BoxError> + Send,
+    S: Application<B>,
+    B: AppBody,
 {
     Server::new().serve_addr(addr, app).await
 }
