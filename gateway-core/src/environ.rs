@@ -107,11 +107,7 @@ impl Environ {
     /// The raw value of `name`, if present (an empty value is returned as
     /// empty; see [`Environ::get_nonempty`] for RFC 3875's "empty is unset").
     pub fn get(&self, name: impl AsRef<[u8]>) -> Option<&[u8]> {
-        let name = name.as_ref();
-        self.vars
-            .iter()
-            .find(|(n, _)| n.as_ref() == name)
-            .map(|(_, v)| v.as_ref())
+        self.get_shared(name.as_ref()).map(Bytes::as_ref)
     }
 
     /// The value of `name` unless it is absent or empty: RFC 3875 §4.1 says a

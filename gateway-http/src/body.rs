@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use gateway_core::BoxError;
+use gateway_core::server::Stall;
 use http_body::{Frame, SizeHint};
-use tokio::time::{Instant, Sleep};
 
 pin_project_lite::pin_project! {
     /// A body whose every frame must arrive within `timeout` of asking for
@@ -16,11 +16,7 @@ pin_project_lite::pin_project! {
     pub(crate) struct TimeoutBody<B> {
         #[pin]
         inner: B,
-        // Made on the first read, so a body never read costs no timer.
-        #[pin]
-        sleep: Option<Sleep>,
-        timeout: Duration,
-        waiting: bool,
+        stall: Stall,
     }
 }
 
@@ -28,9 +24,7 @@ impl<B> TimeoutBody<B> {
     pub(crate) fn new(inner: B, timeout: Duration) -> Self {
         Self {
             inner,
-            sleep: None,
-            timeout,
-            waiting: false,
+            stall: Stall::new(timeout),
         }
     }
 }
@@ -47,26 +41,12 @@ where
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        let mut this = self.project();
-        if !*this.waiting {
-            let deadline = Instant::now() + *this.timeout;
-            match this.sleep.as_mut().as_pin_mut() {
-                Some(sleep) => sleep.reset(deadline),
-                None => this.sleep.set(Some(tokio::time::sleep_until(deadline))),
-            }
-            *this.waiting = true;
-        }
-        if let Poll::Ready(frame) = this.inner.poll_frame(cx) {
-            *this.waiting = false;
-            return Poll::Ready(frame.map(|f| f.map_err(Into::into)));
-        }
-        if let Some(sleep) = this.sleep.as_pin_mut()
-            && sleep.poll(cx).is_ready()
-        {
-            *this.waiting = false;
+        let this = self.project();
+        let poll = this.inner.poll_frame(cx);
+        if this.stall.expired(poll.is_ready(), cx) {
             return Poll::Ready(Some(Err("reading the request body timed out".into())));
         }
-        Poll::Pending
+        poll.map(|frame| frame.map(|f| f.map_err(Into::into)))
     }
 
     fn is_end_stream(&self) -> bool {

@@ -1,13 +1,12 @@
 //! The connection's transport with a write timeout.
 
-use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use gateway_core::server::Stall;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::time::{Instant, Sleep};
 
 /// A transport whose writes fail with `TimedOut` once the peer has taken
 /// nothing for `timeout` (`Limits::write_timeout`): a client that stops
@@ -15,19 +14,14 @@ use tokio::time::{Instant, Sleep};
 /// that complete at once cost no clock read and no timer.
 pub(crate) struct WriteTimeout<T> {
     inner: T,
-    /// Made the first time a write has to wait.
-    sleep: Option<Pin<Box<Sleep>>>,
-    timeout: Duration,
-    waiting: bool,
+    stall: Stall,
 }
 
 impl<T> WriteTimeout<T> {
     pub(crate) fn new(inner: T, timeout: Duration) -> Self {
         Self {
             inner,
-            sleep: None,
-            timeout,
-            waiting: false,
+            stall: Stall::new(timeout),
         }
     }
 }
@@ -38,29 +32,15 @@ fn timed<T: Unpin, R>(
     cx: &mut Context<'_>,
     op: impl FnOnce(Pin<&mut T>, &mut Context<'_>) -> Poll<io::Result<R>>,
 ) -> Poll<io::Result<R>> {
-    if let Poll::Ready(r) = op(Pin::new(&mut this.inner), cx) {
-        this.waiting = false;
-        return Poll::Ready(r);
-    }
-    if !this.waiting {
-        let deadline = Instant::now() + this.timeout;
-        match &mut this.sleep {
-            Some(sleep) => sleep.as_mut().reset(deadline),
-            None => this.sleep = Some(Box::pin(tokio::time::sleep_until(deadline))),
-        }
-        this.waiting = true;
-    }
-    if let Some(sleep) = &mut this.sleep
-        && sleep.as_mut().poll(cx).is_ready()
-    {
-        this.waiting = false;
+    let poll = op(Pin::new(&mut this.inner), cx);
+    if this.stall.expired(poll.is_ready(), cx) {
         tracing::debug!("writing to the client timed out; closing the connection");
         return Poll::Ready(Err(io::Error::new(
             io::ErrorKind::TimedOut,
             "writing to the client timed out",
         )));
     }
-    Poll::Pending
+    poll
 }
 
 impl<T: AsyncRead + Unpin> AsyncRead for WriteTimeout<T> {

@@ -9,8 +9,8 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::{Buf, Bytes};
+use gateway_core::server::Stall;
 use tokio::io::{AsyncRead, ReadBuf};
-use tokio::time::Sleep;
 
 /// The read side of a connection, shared by the body and the connection.
 ///
@@ -103,16 +103,14 @@ impl<R: AsyncRead + Unpin> AsyncRead for SharedInput<R> {
 /// `TimedOut` instead of holding the application forever.
 pub(crate) struct TimedReader<R> {
     reader: R,
-    timeout: Duration,
-    sleep: Option<Pin<Box<Sleep>>>,
+    stall: Stall,
 }
 
 impl<R> TimedReader<R> {
     pub(crate) fn new(reader: R, timeout: Duration) -> Self {
         Self {
             reader,
-            timeout,
-            sleep: None,
+            stall: Stall::new(timeout),
         }
     }
 }
@@ -124,24 +122,14 @@ impl<R: AsyncRead + Unpin> AsyncRead for TimedReader<R> {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = &mut *self;
-        if let Poll::Ready(res) = Pin::new(&mut this.reader).poll_read(cx, buf) {
-            this.sleep = None;
-            return Poll::Ready(res);
+        let poll = Pin::new(&mut this.reader).poll_read(cx, buf);
+        if this.stall.expired(poll.is_ready(), cx) {
+            return Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("no request body byte for {:?}", this.stall.timeout()),
+            )));
         }
-        let timeout = this.timeout;
-        let sleep = this
-            .sleep
-            .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
-        match sleep.as_mut().poll(cx) {
-            Poll::Ready(()) => {
-                this.sleep = None;
-                Poll::Ready(Err(io::Error::new(
-                    io::ErrorKind::TimedOut,
-                    format!("no request body byte for {timeout:?}"),
-                )))
-            }
-            Poll::Pending => Poll::Pending,
-        }
+        poll
     }
 }
 

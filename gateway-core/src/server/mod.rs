@@ -18,7 +18,9 @@
 mod accept;
 mod listener;
 mod shutdown;
+mod stall;
 
 pub use accept::{Connection, serve};
 pub use listener::{Listener, Stream, UnixOptions};
 pub use shutdown::{Shutdown, Watch, signal};
+pub use stall::Stall;
