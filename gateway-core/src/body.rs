@@ -2,6 +2,8 @@
 
 use std::fmt;
 use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::task::{Context, Poll, ready};
 
 use bytes::{BufMut, Bytes, BytesMut};
@@ -18,6 +20,44 @@ use crate::error::{BoxError, Error, Kind};
 /// exact when the length is known, so extractors can preallocate.
 pub struct Body {
     inner: Inner,
+    fault: Option<BodyFault>,
+}
+
+/// Where a request body records the first client fault it reported (a body
+/// cut short, too large, too slow, malformed), so the handler can tell an
+/// application error caused by the body from one of the application's own.
+#[derive(Clone, Default)]
+pub(crate) struct BodyFault(Arc<AtomicU8>);
+
+impl BodyFault {
+    fn record(&self, err: &BoxError) {
+        let Some(e) = err.downcast_ref::<Error>() else {
+            return;
+        };
+        let code = match e.kind {
+            Kind::IncompleteBody => 1,
+            Kind::BodyTooLarge => 2,
+            Kind::BodyTimeout => 3,
+            Kind::MalformedBody => 4,
+            Kind::Disconnected => 5,
+            _ => return,
+        };
+        let _ = self
+            .0
+            .compare_exchange(0, code, Ordering::Relaxed, Ordering::Relaxed);
+    }
+
+    /// The fault recorded, if any.
+    pub(crate) fn kind(&self) -> Option<Kind> {
+        Some(match self.0.load(Ordering::Relaxed) {
+            1 => Kind::IncompleteBody,
+            2 => Kind::BodyTooLarge,
+            3 => Kind::BodyTimeout,
+            4 => Kind::MalformedBody,
+            5 => Kind::Disconnected,
+            _ => return None,
+        })
+    }
 }
 
 enum Inner {
@@ -31,6 +71,7 @@ impl Body {
     pub fn empty() -> Self {
         Self {
             inner: Inner::Empty,
+            fault: None,
         }
     }
 
@@ -42,6 +83,7 @@ impl Body {
         }
         Self {
             inner: Inner::Full(Some(bytes)),
+            fault: None,
         }
     }
 
@@ -54,6 +96,7 @@ impl Body {
         use http_body_util::BodyExt;
         Self {
             inner: Inner::Boxed(Box::pin(body.map_err(Into::into))),
+            fault: None,
         }
     }
 
@@ -73,6 +116,19 @@ impl Body {
             buf: BytesMut::new(),
             done: false,
         })
+    }
+}
+
+impl Body {
+    /// Makes the body record its first client fault in a slot the handler
+    /// reads; `None` for a body that cannot fail (empty, one buffer).
+    pub(crate) fn watch_faults(&mut self) -> Option<BodyFault> {
+        if !matches!(self.inner, Inner::Boxed(_)) {
+            return None;
+        }
+        let slot = BodyFault::default();
+        self.fault = Some(slot.clone());
+        Some(slot)
     }
 }
 
@@ -128,7 +184,13 @@ impl http_body::Body for Body {
         match &mut self.inner {
             Inner::Empty => Poll::Ready(None),
             Inner::Full(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
-            Inner::Boxed(b) => b.as_mut().poll_frame(cx),
+            Inner::Boxed(b) => {
+                let r = b.as_mut().poll_frame(cx);
+                if let (Poll::Ready(Some(Err(e))), Some(fault)) = (&r, &self.fault) {
+                    fault.record(e);
+                }
+                r
+            }
         }
     }
 

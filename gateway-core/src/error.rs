@@ -9,7 +9,7 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 ///
 /// Opaque on purpose: ask it what it is with the `is_*` predicates.
 pub struct Error {
-    kind: Kind,
+    pub(crate) kind: Kind,
     source: Option<BoxError>,
 }
 
@@ -21,6 +21,11 @@ pub(crate) enum Kind {
     IncompleteBody,
     /// The request body is larger than the configured limit.
     BodyTooLarge,
+    /// The request body stopped arriving for longer than the read timeout.
+    BodyTimeout,
+    /// The request body was malformed on the wire (a bad chunk size, a
+    /// protocol error in the stream that carries it).
+    MalformedBody,
     /// The application's response head is not valid.
     InvalidResponse(&'static str),
     /// The application (or its body) failed.
@@ -47,6 +52,36 @@ impl Error {
         }
     }
 
+    /// A request body that ended before its declared length: the client (or
+    /// the web server in front) went away or cut it short. For backends to
+    /// return as their body's error; `source` says what happened.
+    pub fn incomplete_body(source: impl Into<BoxError>) -> Self {
+        Self::with(Kind::IncompleteBody, source)
+    }
+
+    /// A request body larger than
+    /// [`Limits::max_body_len`](crate::Limits::max_body_len). For backends
+    /// to return as their body's error (answered 413 while nothing was
+    /// sent).
+    pub fn body_too_large() -> Self {
+        Self::new(Kind::BodyTooLarge)
+    }
+
+    /// A request body that stopped arriving for longer than
+    /// [`Limits::body_read_timeout`](crate::Limits::body_read_timeout). For
+    /// backends to return as their body's error (answered 408 while nothing
+    /// was sent).
+    pub fn body_timeout() -> Self {
+        Self::new(Kind::BodyTimeout)
+    }
+
+    /// A request body malformed on the wire (a bad chunk size, a framing
+    /// error). For backends to return as their body's error (answered 400
+    /// while nothing was sent).
+    pub fn malformed_body(source: impl Into<BoxError>) -> Self {
+        Self::with(Kind::MalformedBody, source)
+    }
+
     /// The request could not be turned into an `http::Request` (answered 400).
     pub fn is_bad_request(&self) -> bool {
         matches!(self.kind, Kind::BadRequest(_))
@@ -61,6 +96,48 @@ impl Error {
     /// The request body exceeded the configured limit.
     pub fn is_body_too_large(&self) -> bool {
         self.kind == Kind::BodyTooLarge
+    }
+
+    /// The request body stopped arriving for longer than the read timeout.
+    pub fn is_body_timeout(&self) -> bool {
+        self.kind == Kind::BodyTimeout
+    }
+
+    /// The request body was malformed on the wire.
+    pub fn is_malformed_body(&self) -> bool {
+        self.kind == Kind::MalformedBody
+    }
+
+    /// The failure is the client's (or the web server's in front), not the
+    /// application's: a bad request, a request body that was cut short,
+    /// too large, too slow or malformed, or a client that went away. Such
+    /// failures are logged at debug level and never as application errors.
+    pub fn is_client_fault(&self) -> bool {
+        matches!(
+            self.kind,
+            Kind::BadRequest(_)
+                | Kind::IncompleteBody
+                | Kind::BodyTooLarge
+                | Kind::BodyTimeout
+                | Kind::MalformedBody
+                | Kind::Disconnected
+        )
+    }
+
+    /// The status a client fault is answered with while nothing has been
+    /// sent: 400, 408 (body timeout) or 413 (body too large); `None` for
+    /// failures that are not the client's.
+    pub fn client_status(&self) -> Option<http::StatusCode> {
+        use http::StatusCode as S;
+        match self.kind {
+            Kind::BadRequest(_) | Kind::IncompleteBody | Kind::MalformedBody => {
+                Some(S::BAD_REQUEST)
+            }
+            Kind::Disconnected => Some(S::BAD_REQUEST),
+            Kind::BodyTooLarge => Some(S::PAYLOAD_TOO_LARGE),
+            Kind::BodyTimeout => Some(S::REQUEST_TIMEOUT),
+            _ => None,
+        }
     }
 
     /// The application's response was invalid (bad status, header or length).
@@ -93,6 +170,8 @@ impl Error {
             Kind::BadRequest(why) => why,
             Kind::IncompleteBody => "request body ended before CONTENT_LENGTH bytes",
             Kind::BodyTooLarge => "request body exceeds the configured limit",
+            Kind::BodyTimeout => "request body read timed out",
+            Kind::MalformedBody => "malformed request body",
             Kind::InvalidResponse(why) => why,
             Kind::App => "application error",
             Kind::Panic => "application panicked",
@@ -117,7 +196,11 @@ impl fmt::Debug for Error {
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.describe())?;
-        if let (Kind::App | Kind::Panic | Kind::Io, Some(s)) = (self.kind, &self.source) {
+        if let (
+            Kind::App | Kind::Panic | Kind::Io | Kind::MalformedBody | Kind::IncompleteBody,
+            Some(s),
+        ) = (self.kind, &self.source)
+        {
             write!(f, ": {s}")?;
         }
         Ok(())

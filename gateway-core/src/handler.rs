@@ -10,7 +10,7 @@ use futures_util::FutureExt;
 use http::{HeaderMap, HeaderValue, Request, Response, StatusCode, Version, header};
 use tower::{Service, ServiceExt};
 
-use crate::body::Body;
+use crate::body::{Body, BodyFault};
 use crate::environ::Environ;
 use crate::error::{BoxError, Error, Kind};
 use crate::gateway::Gateway;
@@ -264,6 +264,23 @@ pub(crate) struct RequestCtx {
     pub(crate) max_response_head_len: usize,
     pub(crate) errors: ErrorStream,
     pub(crate) traceback_limit: usize,
+    /// Where the request body records a client fault, if it can fail.
+    pub(crate) body_fault: Option<BodyFault>,
+}
+
+impl RequestCtx {
+    /// The kind of a failure the application (or its body) reported: the
+    /// request body's client fault when the body reported one (the
+    /// application most likely failed because of it), else an application
+    /// error.
+    pub(crate) fn app_failure(&self, source: impl Into<BoxError>) -> Error {
+        let kind = self
+            .body_fault
+            .as_ref()
+            .and_then(BodyFault::kind)
+            .unwrap_or(Kind::App);
+        Error::with(kind, source)
+    }
 }
 
 impl Handler {
@@ -304,7 +321,7 @@ impl Handler {
             env.set_default("SERVER_SOFTWARE", s.clone());
         }
         let errors = gateway.stderr();
-        let ctx = RequestCtx {
+        let mut ctx = RequestCtx {
             head_format: if origin {
                 HeadFormat::Origin {
                     version: cfg.http_version,
@@ -318,6 +335,7 @@ impl Handler {
             max_response_head_len: cfg.limits.get_max_response_head_len(),
             errors: errors.clone(),
             traceback_limit: cfg.traceback_limit,
+            body_fault: None,
         };
 
         // Refuse a declared body over the limit before reading any of it.
@@ -330,7 +348,8 @@ impl Handler {
             return Box::pin(self.finish_plain(gateway, res, &ctx)).await;
         }
 
-        let body = gateway.stdin(&env);
+        let mut body = gateway.stdin(&env);
+        ctx.body_fault = body.watch_faults();
         let mut req = match gateway.request(&env, body) {
             Ok(req) => req,
             Err(e) => {
@@ -362,7 +381,7 @@ impl Handler {
                 Sent::Done(outcome) => return outcome,
                 Sent::NothingSent(err) => err,
             },
-            Ok(Err(e)) => Error::with(Kind::App, e),
+            Ok(Err(e)) => ctx.app_failure(e),
             Err(panic) => Error::with(Kind::Panic, panic_message(&*panic)),
         };
         // The rare path lives in its own allocation, which keeps the future
@@ -379,7 +398,11 @@ impl Handler {
         ctx: &RequestCtx,
     ) -> Outcome {
         pipeline::log_failure(&failure, ctx);
-        let page = self.error_response(&failure);
+        let page = match failure.client_status() {
+            // The client's fault: say so, not "server error".
+            Some(status) => client_response(status),
+            None => self.error_response(&failure),
+        };
         match pipeline::send(gateway, page, ctx).await {
             Sent::Done(mut outcome) => {
                 if outcome.kind == OutcomeKind::Complete {
@@ -427,6 +450,16 @@ impl Handler {
         };
         res.map(http_body_util::Full::new)
     }
+}
+
+/// The answer to a client fault found after the application was called.
+fn client_response(status: StatusCode) -> Response<http_body_util::Full<Bytes>> {
+    let body: &'static str = match status {
+        StatusCode::REQUEST_TIMEOUT => "Request Timeout\n",
+        StatusCode::PAYLOAD_TOO_LARGE => "Request body too large\n",
+        _ => "Bad Request\n",
+    };
+    plain(status, body).map(http_body_util::Full::new)
 }
 
 fn plain(status: StatusCode, body: &'static str) -> Response<Bytes> {

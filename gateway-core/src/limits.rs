@@ -19,7 +19,8 @@ use std::time::Duration;
 /// | [`body_read_timeout`](Limits::body_read_timeout) | 60 s | socket backends, per read |
 /// | [`write_timeout`](Limits::write_timeout) | 60 s | socket backends, per write |
 /// | [`idle_timeout`](Limits::idle_timeout) | 60 s | keep-alive connections |
-/// | [`max_connections`](Limits::max_connections) | 1024 | socket servers |
+/// | [`max_connections`](Limits::max_connections) | 1024 | socket servers: past it, new connections get a busy answer at once |
+/// | [`listen_backlog`](Limits::listen_backlog) | 1024 | socket servers binding an address themselves |
 /// | [`max_requests_per_connection`](Limits::max_requests_per_connection) | none | keep-alive servers |
 ///
 /// ```
@@ -41,6 +42,7 @@ pub struct Limits {
     write_timeout: Duration,
     idle_timeout: Duration,
     max_connections: usize,
+    listen_backlog: u32,
     max_requests_per_connection: Option<u64>,
 }
 
@@ -56,6 +58,7 @@ impl Default for Limits {
             write_timeout: Duration::from_secs(60),
             idle_timeout: Duration::from_secs(60),
             max_connections: 1024,
+            listen_backlog: 1024,
             max_requests_per_connection: None,
         }
     }
@@ -114,8 +117,19 @@ impl Limits {
         idle_timeout, get_idle_timeout: std::time::Duration
     );
     limit!(
-        /// The most connections served at once.
+        /// The most connections served at once. Past it, a new connection is
+        /// accepted and answered at once with the protocol's busy reply
+        /// (HTTP and SCGI: 503 with `Retry-After`; FastCGI: `END_REQUEST`
+        /// with `FCGI_OVERLOADED`), then closed.
         max_connections, get_max_connections: usize
+    );
+    limit!(
+        /// The listen backlog of a socket the server binds itself: how many
+        /// connections the kernel holds before the server accepts them
+        /// (capped by `net.core.somaxconn`). The server accepts at once and
+        /// answers connections past `max_connections` with a busy reply, so
+        /// the backlog only absorbs bursts.
+        listen_backlog, get_listen_backlog: u32
     );
     limit!(
         /// The most requests served on one connection; `None` for no limit.

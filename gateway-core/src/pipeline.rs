@@ -167,7 +167,7 @@ impl<G: Gateway> Writer<'_, G> {
                 Some(Ok(Some(Ok(frame)))) => frame,
                 Some(Ok(None)) | None => return self.end(ctx).await,
                 Some(Ok(Some(Err(e)))) => {
-                    return self.body_failed(Error::with(Kind::App, e), ctx).await;
+                    return self.body_failed(ctx.app_failure(e), ctx).await;
                 }
                 Some(Err(panic)) => {
                     let msg = crate::handler::panic_message(&*panic);
@@ -487,6 +487,12 @@ fn is_bad_value_byte(b: u8) -> bool {
 /// request's error stream, with at most `traceback_limit` causes.
 pub(crate) fn log_failure(err: &Error, ctx: &RequestCtx) {
     use std::error::Error as _;
+    if err.is_client_fault() {
+        // The client's (or the web server's) doing, not the application's:
+        // nothing for the error log.
+        tracing::debug!(error = %err, "request failed: client fault");
+        return;
+    }
     tracing::error!(error = %err, "request failed");
     let mut msg = format!("gateway: {err}\n");
     // The first source is already in the message; list the ones below it.

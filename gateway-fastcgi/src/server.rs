@@ -209,6 +209,7 @@ where
             listener,
             max_connections,
             self.shutdown.clone(),
+            server::Refusal::close(),
             move |c: server::Connection| {
                 let shared = shared.clone();
                 let allowed = allowed.clone();

@@ -162,9 +162,13 @@ impl Server {
             errors: self.errors.clone(),
         });
         let max = self.handler.limits().get_max_connections();
-        server::serve(listener, max, self.shutdown.clone(), move |conn| {
-            serve_connection(conn, shared.clone())
-        })
+        server::serve(
+            listener,
+            max,
+            self.shutdown.clone(),
+            server::Refusal::close(),
+            move |conn| serve_connection(conn, shared.clone()),
+        )
         .await
     }
 }

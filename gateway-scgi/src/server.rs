@@ -140,7 +140,8 @@ impl Server {
         let shared = Arc::new(self.shared());
         let max = shared.limits.get_max_connections();
         tracing::info!(addr = %listener.local_addr_string(), "SCGI server listening");
-        gateway_core::server::serve(listener, max, self.shutdown.clone(), move |conn| {
+        let refusal = gateway_core::server::Refusal::close();
+        gateway_core::server::serve(listener, max, self.shutdown.clone(), refusal, move |conn| {
             let shared = shared.clone();
             let app = app.clone();
             async move { connection::serve(&shared, conn, app).await }

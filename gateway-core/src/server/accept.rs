@@ -1,8 +1,10 @@
 //! The accept loop.
 
+use std::fmt;
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -26,19 +28,68 @@ pub struct Connection {
     pub shutdown: Watch,
 }
 
+/// How a server answers a connection it has no room for (the connection
+/// cap is reached): a protocol's "busy" answer, written at once, so the
+/// client is refused cleanly instead of waiting in the listen backlog.
+///
+/// The answer runs on its own task for at most [`Refusal::TIME_LIMIT`]; at
+/// most [`Refusal::MAX_AT_ONCE`] run at once, and connections past that are
+/// closed without an answer.
+#[derive(Clone)]
+pub struct Refusal {
+    answer: Option<Arc<RefuseFn>>,
+}
+
+type RefuseFn = dyn Fn(Stream) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync;
+
+impl fmt::Debug for Refusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Refusal")
+            .field("answers", &self.answer.is_some())
+            .finish()
+    }
+}
+
+impl Refusal {
+    /// How long one refusal may take (reading enough of the request to
+    /// answer it, writing the answer, the lingering close).
+    pub const TIME_LIMIT: Duration = Duration::from_secs(2);
+    /// The most refusals answered at once.
+    pub const MAX_AT_ONCE: usize = 64;
+
+    /// Refuses with `answer`, which gets the stream and writes the
+    /// protocol's busy answer (HTTP 503, FastCGI `FCGI_OVERLOADED`, …).
+    pub fn new<F, Fut>(answer: F) -> Self
+    where
+        F: Fn(Stream) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        Self {
+            answer: Some(Arc::new(move |s| Box::pin(answer(s)))),
+        }
+    }
+
+    /// Refuses by closing the connection at once, without an answer.
+    pub fn close() -> Self {
+        Self { answer: None }
+    }
+}
+
 /// Accepts connections on `listener` and runs `conn` for each on its own
 /// task, until `shutdown` is triggered; then waits for the running
 /// connections up to the shutdown's deadline and aborts the rest.
 ///
-/// At most `max_connections` run at once: past that, the loop stops
-/// accepting (the kernel's backlog holds new connections) until one ends.
-/// Accept errors never end the loop: running out of file descriptors
-/// (`EMFILE`, `ENFILE`) or memory pauses it for a moment, and per-connection
-/// failures (`ECONNABORTED`, …) are skipped.
+/// At most `max_connections` run at once. Past that, each new connection is
+/// accepted and handed to `refusal`, which answers it with the protocol's
+/// "busy" reply and closes it: a client never waits in the kernel's listen
+/// backlog for a slot. Accept errors never end the loop: running out of file
+/// descriptors (`EMFILE`, `ENFILE`) or memory pauses it for a moment, and
+/// per-connection failures (`ECONNABORTED`, …) are skipped.
 pub async fn serve<F, Fut>(
     listener: Listener,
     max_connections: usize,
     shutdown: Shutdown,
+    refusal: Refusal,
     conn: F,
 ) -> io::Result<()>
 where
@@ -46,16 +97,10 @@ where
     Fut: Future<Output = ()> + Send + 'static,
 {
     let permits = Arc::new(Semaphore::new(max_connections.max(1)));
+    let refusing = Arc::new(Semaphore::new(Refusal::MAX_AT_ONCE));
     let mut tasks = JoinSet::new();
     let mut stop = shutdown.watch();
     loop {
-        let permit = tokio::select! {
-            p = permits.clone().acquire_owned() => match p {
-                Ok(p) => p,
-                Err(_) => break,
-            },
-            _ = stop.stopping() => break,
-        };
         let accepted = tokio::select! {
             a = listener.accept() => a,
             _ = stop.stopping() => break,
@@ -73,6 +118,10 @@ where
                 }
                 continue;
             }
+        };
+        let Ok(permit) = permits.clone().try_acquire_owned() else {
+            refuse(stream, &refusal, &refusing);
+            continue;
         };
         let local_addr = stream.local_addr();
         let fut = conn(Connection {
@@ -100,6 +149,20 @@ where
         }
     }
     Ok(())
+}
+
+/// Answers a connection over the cap on its own task, bounded in time and
+/// in number.
+fn refuse(stream: Stream, refusal: &Refusal, refusing: &Arc<Semaphore>) {
+    tracing::debug!("connection limit reached; refusing a connection");
+    let (Some(answer), Ok(slot)) = (&refusal.answer, refusing.clone().try_acquire_owned()) else {
+        return; // dropped: closed at once
+    };
+    let fut = answer(stream);
+    tokio::spawn(async move {
+        let _ = tokio::time::timeout(Refusal::TIME_LIMIT, fut).await;
+        drop(slot);
+    });
 }
 
 fn is_resource_exhaustion(e: &io::Error) -> bool {

@@ -10,18 +10,43 @@ use std::task::{Context, Poll};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
 
-/// How a Unix socket is created.
-#[derive(Debug, Clone, Default)]
-pub struct UnixOptions {
+/// The listen backlog used when none is set: the kernel caps it at
+/// `net.core.somaxconn`.
+pub const DEFAULT_BACKLOG: u32 = 1024;
+
+/// How a listening socket is created.
+#[derive(Debug, Clone)]
+pub struct BindOptions {
     mode: Option<u32>,
     remove_stale: bool,
+    backlog: u32,
 }
 
-impl UnixOptions {
-    /// The defaults: the process umask decides the mode; an existing file at
-    /// the path is an error.
+impl Default for BindOptions {
+    fn default() -> Self {
+        Self {
+            mode: None,
+            remove_stale: false,
+            backlog: DEFAULT_BACKLOG,
+        }
+    }
+}
+
+impl BindOptions {
+    /// The defaults: a backlog of [`DEFAULT_BACKLOG`]; for a Unix socket the
+    /// process umask decides the mode and an existing file at the path is an
+    /// error.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// The listen backlog: how many connections the kernel holds that the
+    /// server has not accepted yet (capped by `net.core.somaxconn`). The
+    /// server accepts at once and answers connections past its cap with a
+    /// busy reply, so this only needs to absorb bursts.
+    pub fn backlog(&mut self, backlog: u32) -> &mut Self {
+        self.backlog = backlog;
+        self
     }
 
     /// Sets the socket file's permission bits (e.g. `0o660`, so that only
@@ -59,16 +84,45 @@ impl fmt::Debug for Listener {
 
 impl Listener {
     /// Binds `addr`: `HOST:PORT` for TCP, `unix:PATH` for a Unix socket
-    /// (stale socket files are removed).
+    /// (stale socket files are removed), with the default backlog.
     pub async fn bind(addr: &str) -> io::Result<Self> {
+        Self::bind_with(addr, BindOptions::new().remove_stale(true)).await
+    }
+
+    /// Binds `addr` (as [`bind`](Listener::bind)) with `opts`.
+    pub async fn bind_with(addr: &str, opts: &BindOptions) -> io::Result<Self> {
         match addr.strip_prefix("unix:") {
-            Some(path) => Self::bind_unix(path, UnixOptions::new().remove_stale(true)),
-            None => Ok(Listener::Tcp(TcpListener::bind(addr).await?)),
+            Some(path) => Self::bind_unix(path, opts),
+            None => {
+                let mut last = None;
+                for a in tokio::net::lookup_host(addr).await? {
+                    match Self::bind_tcp(a, opts) {
+                        Ok(l) => return Ok(l),
+                        Err(e) => last = Some(e),
+                    }
+                }
+                Err(last.unwrap_or_else(|| {
+                    io::Error::new(io::ErrorKind::InvalidInput, "no address to bind")
+                }))
+            }
         }
     }
 
-    /// Binds a Unix socket at `path`.
-    pub fn bind_unix(path: impl AsRef<Path>, opts: &UnixOptions) -> io::Result<Self> {
+    /// Binds a TCP socket at `addr` (with `SO_REUSEADDR`, as servers do).
+    /// Must be called inside a tokio runtime.
+    pub fn bind_tcp(addr: SocketAddr, opts: &BindOptions) -> io::Result<Self> {
+        let socket = if addr.is_ipv4() {
+            tokio::net::TcpSocket::new_v4()?
+        } else {
+            tokio::net::TcpSocket::new_v6()?
+        };
+        socket.set_reuseaddr(true)?;
+        socket.bind(addr)?;
+        Ok(Listener::Tcp(socket.listen(opts.backlog)?))
+    }
+
+    /// Binds a Unix socket at `path`. Must be called inside a tokio runtime.
+    pub fn bind_unix(path: impl AsRef<Path>, opts: &BindOptions) -> io::Result<Self> {
         use std::os::unix::fs::{FileTypeExt, PermissionsExt};
         let path = path.as_ref();
         if opts.remove_stale
@@ -77,7 +131,13 @@ impl Listener {
         {
             std::fs::remove_file(path)?;
         }
-        let listener = UnixListener::bind(path)?;
+        let sock = socket2::Socket::new(socket2::Domain::UNIX, socket2::Type::STREAM, None)?;
+        sock.bind(&socket2::SockAddr::unix(path)?)?;
+        sock.listen(i32::try_from(opts.backlog).unwrap_or(i32::MAX))?;
+        sock.set_nonblocking(true)?;
+        let listener = UnixListener::from_std(std::os::unix::net::UnixListener::from(
+            std::os::fd::OwnedFd::from(sock),
+        ))?;
         if let Some(mode) = opts.mode {
             std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))?;
         }

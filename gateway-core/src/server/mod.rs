@@ -9,18 +9,24 @@
 //!   `bin-path`, `spawn-fcgi`; CHECKLIST F1, Q16);
 //! - [`serve`]: the accept loop: it survives `EMFILE`/`ENFILE` (it waits and
 //!   retries instead of dying), caps concurrent connections
-//!   ([`Limits::max_connections`](crate::Limits::max_connections)), sets
+//!   ([`Limits::max_connections`](crate::Limits::max_connections)) and
+//!   answers connections past the cap at once with the protocol's busy
+//!   reply ([`Refusal`]), sets
 //!   `TCP_NODELAY`, and runs each connection on its own task;
 //! - [`Shutdown`]: stop accepting, tell connections to finish (each
 //!   connection watches [`Watch::stopping`] between requests and closes idle
-//!   keep-alive connections), wait for in-flight requests up to a deadline.
+//!   keep-alive connections), wait for in-flight requests up to a deadline;
+//! - [`linger_close`], [`reset_on_close`], [`nothing_waiting`]: ending a
+//!   connection cleanly, or as an abort the peer can see.
 
 mod accept;
+mod close;
 mod listener;
 mod shutdown;
 mod stall;
 
-pub use accept::{Connection, serve};
-pub use listener::{Listener, Stream, UnixOptions};
+pub use accept::{Connection, Refusal, serve};
+pub use close::{LINGER_MAX_BYTES, LINGER_TIME, linger_close, nothing_waiting, reset_on_close};
+pub use listener::{BindOptions, DEFAULT_BACKLOG, Listener, Stream};
 pub use shutdown::{Shutdown, Watch, signal};
 pub use stall::Stall;

@@ -1,0 +1,57 @@
+//! Ending a connection: the lingering close, the reset, and whether input
+//! is waiting.
+
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::time::Instant;
+
+use super::listener::Stream;
+
+/// How long [`linger_close`] reads and discards what the peer still sends.
+pub const LINGER_TIME: Duration = Duration::from_secs(2);
+/// The most bytes [`linger_close`] discards before it gives up.
+pub const LINGER_MAX_BYTES: u64 = 16 << 20;
+
+/// Closes a connection without a reset: ends our side (the peer sees the end
+/// of the response), then reads and discards what the peer still sends (a
+/// body nobody read) until it closes, for at most [`LINGER_TIME`] and
+/// [`LINGER_MAX_BYTES`]. Closing a socket with unread input makes the kernel
+/// send a reset, which can destroy the response before the peer has read
+/// it. `write_timeout` bounds the end of our side.
+pub async fn linger_close(mut stream: Stream, write_timeout: Duration) {
+    let shut = tokio::time::timeout(write_timeout, stream.shutdown()).await;
+    if !matches!(shut, Ok(Ok(()))) {
+        return;
+    }
+    let deadline = Instant::now() + LINGER_TIME;
+    let mut scratch = vec![0u8; 16 * 1024];
+    let mut discarded = 0u64;
+    while discarded <= LINGER_MAX_BYTES {
+        match tokio::time::timeout_at(deadline, stream.read(&mut scratch)).await {
+            Ok(Ok(0)) | Ok(Err(_)) | Err(_) => break,
+            Ok(Ok(n)) => discarded += n as u64,
+        }
+    }
+}
+
+/// Whether no byte is waiting to be read on `stream` right now. A
+/// connection whose input was all read and with nothing waiting can be
+/// closed at once (no lingering needed: the close cannot become a reset).
+pub fn nothing_waiting(stream: &Stream) -> bool {
+    let mut one = [0u8; 1];
+    let r = match stream {
+        Stream::Tcp(s) => s.try_read(&mut one),
+        Stream::Unix(s) => s.try_read(&mut one),
+    };
+    matches!(r, Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
+}
+
+/// Makes the coming close of `stream` a reset where the transport has one
+/// (TCP: `SO_LINGER` 0), so the peer sees an aborted response rather than a
+/// clean end. Unix sockets have no reset: the close is a plain one.
+pub fn reset_on_close(stream: &Stream) {
+    if let Stream::Tcp(tcp) = stream {
+        let _ = tcp.set_zero_linger();
+    }
+}
