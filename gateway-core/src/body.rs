@@ -251,7 +251,7 @@ impl http_body::Body for ReaderBody {
             Ok(n) => n,
             Err(e) => {
                 this.done = true;
-                return Poll::Ready(Some(Err(e.into())));
+                return Poll::Ready(Some(Err(read_error(e))));
             }
         };
         if n == 0 {
@@ -282,6 +282,20 @@ impl http_body::Body for ReaderBody {
     }
 }
 
+/// A failed read of a request body, as the error the handler classifies: a
+/// read that timed out is a body timeout, a peer that went away is a body
+/// cut short; anything else stays an I/O error.
+fn read_error(e: std::io::Error) -> BoxError {
+    use std::io::ErrorKind as K;
+    match e.kind() {
+        K::TimedOut => Error::body_timeout().into(),
+        K::UnexpectedEof | K::ConnectionReset | K::ConnectionAborted | K::BrokenPipe => {
+            Error::incomplete_body(e).into()
+        }
+        _ => e.into(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -306,6 +320,42 @@ mod tests {
             .unwrap_err();
         let err = err.downcast::<Error>().unwrap();
         assert!(err.is_incomplete_body());
+    }
+
+    /// A reader that times out is a body timeout; one whose peer went away
+    /// is a body cut short: both client faults.
+    #[tokio::test]
+    async fn reader_errors_are_classified() {
+        struct Failing(std::io::ErrorKind);
+        impl AsyncRead for Failing {
+            fn poll_read(
+                self: Pin<&mut Self>,
+                _: &mut Context<'_>,
+                _: &mut tokio::io::ReadBuf<'_>,
+            ) -> Poll<std::io::Result<()>> {
+                Poll::Ready(Err(self.0.into()))
+            }
+        }
+        let err = Body::from_reader(Failing(std::io::ErrorKind::TimedOut), Some(10))
+            .collect()
+            .await
+            .unwrap_err()
+            .downcast::<Error>()
+            .unwrap();
+        assert!(err.is_body_timeout() && err.is_client_fault());
+        assert_eq!(err.client_status(), Some(http::StatusCode::REQUEST_TIMEOUT));
+        let err = Body::from_reader(Failing(std::io::ErrorKind::ConnectionReset), None)
+            .collect()
+            .await
+            .unwrap_err()
+            .downcast::<Error>()
+            .unwrap();
+        assert!(err.is_incomplete_body() && err.is_client_fault());
+        let err = Body::from_reader(Failing(std::io::ErrorKind::PermissionDenied), None)
+            .collect()
+            .await
+            .unwrap_err();
+        assert!(err.downcast_ref::<Error>().is_none());
     }
 
     #[tokio::test]

@@ -387,3 +387,43 @@ async fn b10_response_head_over_limit_gives_page() {
     assert_eq!(r.out, ERROR_PAGE);
     assert!(r.outcome.is_error_page());
 }
+
+/// An app that reads the whole request body and fails with the body's error.
+fn body_reader()
+-> impl tower::Service<Request<Body>, Response = Response<Body>, Error = BoxError> + Clone {
+    tower::service_fn(|req: Request<Body>| async move {
+        use http_body_util::BodyExt;
+        let body = req.into_body().collect().await?.to_bytes();
+        Ok::<_, BoxError>(Response::new(Body::from(body)))
+    })
+}
+
+/// A request body cut short is the client's fault: the app that fails on it
+/// gets a 400 for the client, and nothing lands in the error log as an
+/// application error.
+#[tokio::test]
+async fn body_cut_short_is_a_client_fault_not_an_app_error() {
+    let env = env_with(&[("CONTENT_LENGTH", "10")]);
+    let r = run_with_input(&Handler::new(), env, false, b"abc", body_reader()).await;
+    assert!(
+        r.text().starts_with("Status: 400 Bad Request\r\n"),
+        "{}",
+        r.text()
+    );
+    assert!(r.errors.is_empty(), "error log: {}", r.errors);
+}
+
+/// The same app failing for a reason of its own is still an application
+/// error: the client fault rule only applies when the body failed.
+#[tokio::test]
+async fn an_app_error_with_a_whole_body_is_still_an_app_error() {
+    let env = env_with(&[("CONTENT_LENGTH", "3")]);
+    let app = tower::service_fn(|req: Request<Body>| async move {
+        use http_body_util::BodyExt;
+        let _ = req.into_body().collect().await?;
+        Err::<Response<Body>, BoxError>(io::Error::other("own failure").into())
+    });
+    let r = run_with_input(&Handler::new(), env, false, b"abc", app).await;
+    assert_eq!(r.out, ERROR_PAGE);
+    assert!(r.errors.contains("own failure"), "{}", r.errors);
+}

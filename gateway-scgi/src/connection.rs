@@ -4,23 +4,17 @@ use std::io;
 use std::time::Duration;
 
 use bytes::{Buf, BytesMut};
-use gateway_core::server::{Connection, Stream, Watch};
+use gateway_core::server::{
+    Connection, Stream, Watch, linger_close, nothing_waiting, reset_on_close,
+};
 use gateway_core::{Body, BoxError, ErrorStream, Handler, Limits, Outcome};
 use http::{Request, Response};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::time::Instant;
 use tower::Service;
 
 use crate::gateway::ScgiGateway;
 use crate::input::{SharedInput, TimedReader};
 use crate::proto::{Config, Header, HeaderParser, Marker, ProtocolError};
-
-/// How long a closing connection keeps reading (and discarding) what the
-/// web server still sends, so that it never sees a reset.
-pub(crate) const LINGER_TIME: Duration = Duration::from_secs(2);
-
-/// The most bytes a closing connection discards before it gives up.
-pub(crate) const LINGER_MAX_BYTES: u64 = 16 << 20;
 
 /// The answer to a malformed request header (B4).
 const BAD_REQUEST: &[u8] =
@@ -89,7 +83,7 @@ where
             tracing::debug!(error = %e, "bad SCGI request");
             let write = stream.write_all(BAD_REQUEST);
             if let Ok(Ok(())) = tokio::time::timeout(limits.get_write_timeout(), write).await {
-                linger_close(stream, limits).await;
+                linger_close(stream, limits.get_write_timeout()).await;
             }
             return;
         }
@@ -168,9 +162,7 @@ async fn finish(stream: Stream, outcome: &Outcome, limits: &Limits, all_read: bo
         // normally (a plain close would look complete when the response has
         // no Content-Length).
         tracing::debug!("response aborted; resetting the connection");
-        if let Stream::Tcp(tcp) = &stream {
-            let _ = tcp.set_zero_linger();
-        }
+        reset_on_close(&stream);
         return;
     }
     if outcome.is_disconnected() || outcome.is_failed() {
@@ -182,38 +174,18 @@ async fn finish(stream: Stream, outcome: &Outcome, limits: &Limits, all_read: bo
         drop(stream);
         return;
     }
-    linger_close(stream, limits).await;
+    linger_close(stream, limits.get_write_timeout()).await;
 }
 
-/// Whether no byte is waiting to be read on `stream` right now (a peer that
-/// sent more than its CONTENT_LENGTH gets the lingering close instead).
-fn nothing_waiting(stream: &Stream) -> bool {
-    let mut one = [0u8; 1];
-    let r = match stream {
-        Stream::Tcp(s) => s.try_read(&mut one),
-        Stream::Unix(s) => s.try_read(&mut one),
-    };
-    matches!(r, Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
-}
+/// The answer to a connection past the server's connection cap.
+const BUSY: &[u8] = b"Status: 503 Service Unavailable\r\nRetry-After: 1\r\n\
+Content-Type: text/plain\r\nContent-Length: 20\r\n\r\nService Unavailable\n";
 
-/// Closes the connection without a reset: ends our side (the web server
-/// sees the end of the response), then reads and discards what it still
-/// sends (a body the application did not read) until it closes, for at most
-/// [`LINGER_TIME`] and [`LINGER_MAX_BYTES`]. Closing with unread input would
-/// make the kernel send a reset, which can destroy the response before the
-/// web server has read it.
-pub(crate) async fn linger_close(mut stream: Stream, limits: &Limits) {
-    let shut = tokio::time::timeout(limits.get_write_timeout(), stream.shutdown()).await;
-    if !matches!(shut, Ok(Ok(()))) {
-        return;
-    }
-    let deadline = Instant::now() + LINGER_TIME;
-    let mut scratch = vec![0u8; 16 * 1024];
-    let mut discarded = 0u64;
-    while discarded <= LINGER_MAX_BYTES {
-        match tokio::time::timeout_at(deadline, stream.read(&mut scratch)).await {
-            Ok(Ok(0)) | Ok(Err(_)) | Err(_) => break,
-            Ok(Ok(n)) => discarded += n as u64,
-        }
+/// Refuses a connection past the cap: a 503 with `Retry-After` at once,
+/// then the lingering close (the web server is still sending the request,
+/// which nobody reads).
+pub(crate) async fn refuse(mut stream: Stream, write_timeout: Duration) {
+    if let Ok(Ok(())) = tokio::time::timeout(write_timeout, stream.write_all(BUSY)).await {
+        linger_close(stream, write_timeout).await;
     }
 }

@@ -140,7 +140,10 @@ impl Server {
         let shared = Arc::new(self.shared());
         let max = shared.limits.get_max_connections();
         tracing::info!(addr = %listener.local_addr_string(), "SCGI server listening");
-        let refusal = gateway_core::server::Refusal::close();
+        let write_timeout = shared.limits.get_write_timeout();
+        let refusal = gateway_core::server::Refusal::new(move |stream| {
+            connection::refuse(stream, write_timeout)
+        });
         gateway_core::server::serve(listener, max, self.shutdown.clone(), refusal, move |conn| {
             let shared = shared.clone();
             let app = app.clone();

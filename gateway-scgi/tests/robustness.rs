@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use gateway_core::Limits;
 use gateway_core::server::Listener;
 use gateway_scgi::Server;
-use support::{TestServer, exchange, get};
+use support::{TestServer, exchange, get, request, split};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -147,4 +147,50 @@ async fn unix_socket_serves_requests() {
     task.await.unwrap().unwrap();
     assert!(!path.exists(), "the socket file is removed");
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Past the connection cap, a new connection is answered 503 with
+/// `Retry-After` at once instead of waiting in the listen backlog.
+#[tokio::test]
+async fn over_the_connection_cap_the_answer_is_503_at_once() {
+    let mut limits = Limits::default();
+    limits.max_connections(1);
+    let server = TestServer::start(limits).await;
+    // The one slot: a connection that sends nothing.
+    let _held = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let started = Instant::now();
+    let out = exchange(server.addr, get("/hello")).await.unwrap();
+    let (head, body) = split(&out);
+    assert!(head.starts_with("Status: 503"), "{head}");
+    assert!(head.contains("Retry-After: 1"), "{head}");
+    assert_eq!(body, b"Service Unavailable\n");
+    assert!(started.elapsed() < Duration::from_secs(1));
+}
+
+/// A body that stops arriving is the client's fault: an app that propagates
+/// its body error gets a 408 for the client, and the error stream records no
+/// application error.
+#[tokio::test]
+async fn body_read_timeout_is_a_408_and_no_application_error() {
+    use gateway_core::{Body, BoxError, ErrorStream};
+    use http_body_util::BodyExt;
+    let mut limits = Limits::default();
+    limits.body_read_timeout(Duration::from_millis(200));
+    let (errors, captured) = ErrorStream::capture();
+    let mut server = Server::new();
+    server.limits(limits).error_stream(errors);
+    let listener = Listener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.tcp_addr().unwrap();
+    let app = tower::service_fn(|req: http::Request<Body>| async move {
+        let body = req.into_body().collect().await?.to_bytes();
+        Ok::<_, BoxError>(http::Response::new(Body::from(body)))
+    });
+    tokio::spawn(async move { server.serve(listener, app).await });
+    let mut req = request(&[("REQUEST_URI", b"/echo")], b"0123456789");
+    req.truncate(req.len() - 4);
+    let out = exchange(addr, req).await.unwrap();
+    let (head, _) = split(&out);
+    assert!(head.starts_with("Status: 408"), "{head}");
+    assert!(captured.text().is_empty(), "{}", captured.text());
 }
