@@ -12,6 +12,7 @@ use http::{HeaderValue, Version};
 
 use crate::environ::{fix_iis_path_info, read_environ};
 use crate::stdin::{SPILL_AFTER, Stdin};
+use gateway_core::BodyLength;
 
 /// Which flavour of CGI a [`ProcessGateway`] speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -81,15 +82,27 @@ impl Gateway for ProcessGateway {
     }
 
     fn stdin(&mut self, environ: &Environ) -> Body {
-        // G3: read at most CONTENT_LENGTH bytes; unset or empty means no body.
-        match (environ.content_length().ok().flatten(), self.stdin.take()) {
-            (Some(n), Some(file)) if n > 0 => {
-                let stdin = Stdin::new(file, n);
-                self.body = Some(stdin.clone());
-                Body::new(stdin.body(n))
-            }
-            _ => Body::empty(),
+        // G3: read at most CONTENT_LENGTH bytes; unset or empty means no
+        // body, unless the request says it has one of unknown length
+        // (`CONTENT_LENGTH: -1`, or a transfer coding without a length, as
+        // Apache's mod_cgid passes a chunked upload): then stdin is read to
+        // end of file, which the web server gives once the body is over.
+        let length = match environ.body_length() {
+            Ok(BodyLength::Known(n)) if n > 0 => Some(n),
+            Ok(BodyLength::Unknown) => None,
+            _ => return Body::empty(),
+        };
+        let Some(file) = self.stdin.take() else {
+            return Body::empty();
+        };
+        if length.is_none() && std::io::IsTerminal::is_terminal(&file) {
+            // Nothing will ever close a terminal: asking for the length is
+            // better than waiting for ever or guessing.
+            return Body::failing(gateway_core::Error::length_required());
         }
+        let stdin = Stdin::new(file, length);
+        self.body = Some(stdin.clone());
+        Body::new(stdin.body(length))
     }
 
     fn stderr(&self) -> ErrorStream {

@@ -32,8 +32,11 @@ const CHUNK: usize = 64 * 1024;
 
 struct State {
     pipe: File,
-    /// Bytes still to read from the pipe.
+    /// Bytes still to read from the pipe (with an unknown length: until end
+    /// of file, `u64::MAX` until then).
     unread: u64,
+    /// Whether the length is known (end of file before it is an error).
+    known: bool,
     memory: VecDeque<Bytes>,
     memory_len: usize,
     /// The temporary file and how far it has been read back.
@@ -56,11 +59,14 @@ impl std::fmt::Debug for Stdin {
 }
 
 impl Stdin {
-    pub(crate) fn new(pipe: File, length: u64) -> Self {
+    /// Stdin holding `length` bytes, or, with `None`, everything up to end
+    /// of file.
+    pub(crate) fn new(pipe: File, length: Option<u64>) -> Self {
         Self {
             state: Arc::new(Mutex::new(State {
                 pipe,
-                unread: length,
+                unread: length.unwrap_or(u64::MAX),
+                known: length.is_some(),
                 memory: VecDeque::new(),
                 memory_len: 0,
                 file: None,
@@ -79,6 +85,7 @@ impl Stdin {
         let mut s = self.lock();
         while s.unread > 0 && s.failed.is_none() {
             match read_pipe(&mut s) {
+                Ok(chunk) if chunk.is_empty() => {}
                 Ok(chunk) => {
                     if let Err(e) = s.spill(chunk) {
                         tracing::error!(error = %e, "cannot hold the request body read ahead");
@@ -90,11 +97,13 @@ impl Stdin {
         }
     }
 
-    /// The body the application reads.
-    pub(crate) fn body(&self, length: u64) -> StdinBody {
+    /// The body the application reads: `length` bytes, or with `None`
+    /// everything up to end of file.
+    pub(crate) fn body(&self, length: Option<u64>) -> StdinBody {
         StdinBody {
             stdin: self.clone(),
-            left: length,
+            left: length.unwrap_or(u64::MAX),
+            known: length.is_some(),
         }
     }
 }
@@ -109,6 +118,11 @@ fn read_pipe(s: &mut State) -> io::Result<Bytes> {
             Err(e) => return Err(e),
         }
     };
+    if n == 0 && !s.known {
+        // The end of a body of unknown length.
+        s.unread = 0;
+        return Ok(Bytes::new());
+    }
     if n == 0 {
         // G3/B5: the client went away before CONTENT_LENGTH bytes.
         return Err(io::Error::new(
@@ -163,7 +177,7 @@ impl State {
         if self.unread == 0 {
             return Ok(None);
         }
-        read_pipe(self).map(Some)
+        read_pipe(self).map(|chunk| (!chunk.is_empty()).then_some(chunk))
     }
 }
 
@@ -200,6 +214,7 @@ fn temp_file() -> io::Result<File> {
 pub(crate) struct StdinBody {
     stdin: Stdin,
     left: u64,
+    known: bool,
 }
 
 impl http_body::Body for StdinBody {
@@ -217,7 +232,9 @@ impl http_body::Body for StdinBody {
         let next = self.stdin.lock().next();
         match next {
             Ok(Some(chunk)) => {
-                self.left = self.left.saturating_sub(chunk.len() as u64);
+                if self.known {
+                    self.left = self.left.saturating_sub(chunk.len() as u64);
+                }
                 Poll::Ready(Some(Ok(Frame::data(chunk))))
             }
             Ok(None) => {
@@ -236,7 +253,11 @@ impl http_body::Body for StdinBody {
     }
 
     fn size_hint(&self) -> SizeHint {
-        SizeHint::with_exact(self.left)
+        if self.known || self.left == 0 {
+            SizeHint::with_exact(self.left)
+        } else {
+            SizeHint::default()
+        }
     }
 }
 
@@ -258,8 +279,8 @@ mod tests {
 
     #[tokio::test]
     async fn reads_content_length_bytes() {
-        let stdin = Stdin::new(pipe_with(b"hello, and more"), 5);
-        assert_eq!(collect(stdin.body(5)).await.unwrap(), b"hello");
+        let stdin = Stdin::new(pipe_with(b"hello, and more"), Some(5));
+        assert_eq!(collect(stdin.body(Some(5))).await.unwrap(), b"hello");
     }
 
     #[tokio::test]
@@ -267,8 +288,8 @@ mod tests {
         let data: Vec<u8> = (0..(MEMORY_SPILL + 300_000))
             .map(|i| (i % 251) as u8)
             .collect();
-        let stdin = Stdin::new(pipe_with(&data), data.len() as u64);
-        let mut body = stdin.body(data.len() as u64);
+        let stdin = Stdin::new(pipe_with(&data), Some(data.len() as u64));
+        let mut body = stdin.body(Some(data.len() as u64));
         // The app reads a little, the gateway reads ahead, the app reads on.
         let first = body.frame().await.unwrap().unwrap().into_data().unwrap();
         stdin.read_ahead();
@@ -282,9 +303,27 @@ mod tests {
 
     #[tokio::test]
     async fn short_stdin_is_an_error_even_when_read_ahead() {
-        let stdin = Stdin::new(pipe_with(b"short"), 50);
+        let stdin = Stdin::new(pipe_with(b"short"), Some(50));
         stdin.read_ahead();
-        let err = collect(stdin.body(50)).await.unwrap_err();
+        let err = collect(stdin.body(Some(50))).await.unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::UnexpectedEof);
+    }
+
+    /// A body of unknown length (a chunked upload through Apache's
+    /// `mod_cgid`) is read to end of file, directly or read ahead.
+    #[tokio::test]
+    async fn unknown_length_reads_to_end_of_file() {
+        let stdin = Stdin::new(pipe_with(b"all of the upload"), None);
+        assert_eq!(
+            collect(stdin.body(None)).await.unwrap(),
+            b"all of the upload"
+        );
+        let data: Vec<u8> = (0..(MEMORY_SPILL + 1000)).map(|i| (i % 7) as u8).collect();
+        let stdin = Stdin::new(pipe_with(&data), None);
+        let mut body = stdin.body(None);
+        let first = body.frame().await.unwrap().unwrap().into_data().unwrap();
+        stdin.read_ahead();
+        let rest = collect(body).await.unwrap();
+        assert_eq!([&first[..], &rest[..]].concat(), data);
     }
 }

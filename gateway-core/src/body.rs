@@ -40,6 +40,7 @@ impl BodyFault {
             Kind::BodyTimeout => 3,
             Kind::MalformedBody => 4,
             Kind::Disconnected => 5,
+            Kind::LengthRequired => 6,
             _ => return,
         };
         let _ = self
@@ -55,6 +56,7 @@ impl BodyFault {
             3 => Kind::BodyTimeout,
             4 => Kind::MalformedBody,
             5 => Kind::Disconnected,
+            6 => Kind::LengthRequired,
             _ => return None,
         })
     }
@@ -100,6 +102,14 @@ impl Body {
         }
     }
 
+    /// A body that fails with `err` when first read: for a backend that
+    /// knows at once the body cannot be had (the handler answers a client
+    /// fault such as [`Error::length_required`] with its status if the
+    /// application passes the error on).
+    pub fn failing(err: Error) -> Self {
+        Self::new(Failing(Some(err)))
+    }
+
     /// A body read from `reader`: exactly `length` bytes when the length is
     /// known (fewer is an incomplete-body error, and no byte past it is
     /// read, RFC 3875 §4.2), or everything up to end of file when it is not.
@@ -120,6 +130,20 @@ impl Body {
 }
 
 impl Body {
+    /// Caps the body at `max` bytes: a body that turns out longer fails with
+    /// a body-too-large error (answered 413 while nothing was sent). For
+    /// bodies of unknown length; a known length is checked before the
+    /// application is called.
+    pub(crate) fn cap(self, max: u64) -> Body {
+        match self.inner {
+            Inner::Boxed(inner) => Body {
+                inner: Inner::Boxed(Box::pin(Capped { inner, left: max })),
+                fault: self.fault,
+            },
+            _ => self,
+        }
+    }
+
     /// Makes the body record its first client fault in a slot the handler
     /// reads; `None` for a body that cannot fail (empty, one buffer).
     pub(crate) fn watch_faults(&mut self) -> Option<BodyFault> {
@@ -208,6 +232,60 @@ impl http_body::Body for Body {
             Inner::Full(b) => SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len() as u64)),
             Inner::Boxed(b) => b.size_hint(),
         }
+    }
+}
+
+/// A body whose only frame is an error.
+struct Failing(Option<Error>);
+
+impl http_body::Body for Failing {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        Poll::Ready(self.0.take().map(|e| Err(e.into())))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.0.is_none()
+    }
+}
+
+/// A body that fails once it has yielded more than a limit.
+struct Capped {
+    inner: Pin<Box<dyn http_body::Body<Data = Bytes, Error = BoxError> + Send + 'static>>,
+    left: u64,
+}
+
+impl http_body::Body for Capped {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let frame = ready!(self.inner.as_mut().poll_frame(cx));
+        if let Some(Ok(f)) = &frame
+            && let Some(d) = f.data_ref()
+        {
+            match self.left.checked_sub(d.len() as u64) {
+                Some(left) => self.left = left,
+                None => return Poll::Ready(Some(Err(Error::body_too_large().into()))),
+            }
+        }
+        Poll::Ready(frame)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
     }
 }
 

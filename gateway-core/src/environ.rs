@@ -234,8 +234,36 @@ impl Environ {
         self.get_nonempty("CONTENT_TYPE")
     }
 
+    /// How long the request body is, by one rule for every backend:
+    ///
+    /// - `CONTENT_LENGTH` in decimal digits: [`BodyLength::Known`];
+    /// - `CONTENT_LENGTH: -1` (what Caddy and Go's FastCGI client send for a
+    ///   chunked upload): [`BodyLength::Unknown`];
+    /// - absent or empty while the request says it has a body
+    ///   (`HTTP_TRANSFER_ENCODING` is set, as Apache's `mod_cgid` passes a
+    ///   chunked upload): [`BodyLength::Unknown`];
+    /// - absent or empty otherwise: [`BodyLength::None`];
+    /// - anything else (`abc`, `+5`, ` 5`, `-2`): an error (answered 400).
+    ///
+    /// An unknown length means the body is read to its end (the end of the
+    /// FastCGI stream, end of file on stdin), bounded by
+    /// [`Limits::max_body_len`](crate::Limits::max_body_len).
+    pub fn body_length(&self) -> Result<BodyLength, InvalidContentLength> {
+        match self.get_nonempty("CONTENT_LENGTH") {
+            Some(b"-1") => Ok(BodyLength::Unknown),
+            Some(v) => parse_decimal(v)
+                .map(BodyLength::Known)
+                .ok_or(InvalidContentLength),
+            None if self.get_nonempty("HTTP_TRANSFER_ENCODING").is_some() => {
+                Ok(BodyLength::Unknown)
+            }
+            None => Ok(BodyLength::None),
+        }
+    }
+
     /// `CONTENT_LENGTH` as a number: `Ok(None)` when absent or empty,
-    /// an error when it is not a decimal number.
+    /// an error when it is not a decimal number (`-1` included: see
+    /// [`body_length`](Environ::body_length) for the rule that reads it).
     pub fn content_length(&self) -> Result<Option<u64>, InvalidContentLength> {
         match self.get_nonempty("CONTENT_LENGTH") {
             None => Ok(None),
@@ -351,6 +379,28 @@ impl<N: Into<Bytes>, V: Into<Bytes>> Extend<(N, V)> for Environ {
     }
 }
 
+/// The length of a request body, as [`Environ::body_length`] reads it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyLength {
+    /// The request has no body.
+    None,
+    /// Exactly this many bytes.
+    Known(u64),
+    /// A body whose length nobody said: read it to its end.
+    Unknown,
+}
+
+impl BodyLength {
+    /// The exact length: `Some(0)` for no body, `None` when unknown.
+    pub fn exact(self) -> Option<u64> {
+        match self {
+            BodyLength::None => Some(0),
+            BodyLength::Known(n) => Some(n),
+            BodyLength::Unknown => None,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -381,6 +431,46 @@ mod tests {
         for bad in ["-1", "+1", " 1", "1 ", "0x10", "99999999999999999999999"] {
             let e: Environ = [("CONTENT_LENGTH", bad)].into_iter().collect();
             assert_eq!(e.content_length(), Err(InvalidContentLength), "{bad}");
+        }
+    }
+
+    /// One rule for the body's length: digits, `-1` and a transfer coding
+    /// without a length are read; anything else is malformed.
+    #[test]
+    fn body_length_rule() {
+        let env =
+            |pairs: &[(&'static str, &'static str)]| -> Environ { pairs.iter().copied().collect() };
+        assert_eq!(env(&[]).body_length(), Ok(BodyLength::None));
+        assert_eq!(
+            env(&[("CONTENT_LENGTH", "")]).body_length(),
+            Ok(BodyLength::None)
+        );
+        assert_eq!(
+            env(&[("CONTENT_LENGTH", "12")]).body_length(),
+            Ok(BodyLength::Known(12))
+        );
+        assert_eq!(
+            env(&[("CONTENT_LENGTH", "-1")]).body_length(),
+            Ok(BodyLength::Unknown)
+        );
+        assert_eq!(
+            env(&[("HTTP_TRANSFER_ENCODING", "chunked")]).body_length(),
+            Ok(BodyLength::Unknown)
+        );
+        assert_eq!(
+            env(&[
+                ("CONTENT_LENGTH", "5"),
+                ("HTTP_TRANSFER_ENCODING", "chunked")
+            ])
+            .body_length(),
+            Ok(BodyLength::Known(5))
+        );
+        for bad in ["abc", "+5", " 5", "5 ", "-2", "-1 ", "--1"] {
+            assert_eq!(
+                env(&[("CONTENT_LENGTH", bad)]).body_length(),
+                Err(InvalidContentLength),
+                "{bad}"
+            );
         }
     }
 

@@ -26,6 +26,9 @@ pub(crate) enum Kind {
     /// The request body was malformed on the wire (a bad chunk size, a
     /// protocol error in the stream that carries it).
     MalformedBody,
+    /// The request has a body of unknown length that the backend cannot
+    /// find the end of.
+    LengthRequired,
     /// The application's response head is not valid.
     InvalidResponse(&'static str),
     /// The application (or its body) failed.
@@ -82,6 +85,14 @@ impl Error {
         Self::with(Kind::MalformedBody, source)
     }
 
+    /// A request body of unknown length whose end the backend cannot find
+    /// (a CGI stdin that is a terminal, so nothing will close it). For
+    /// backends to return as their body's error (answered 411 while nothing
+    /// was sent).
+    pub fn length_required() -> Self {
+        Self::new(Kind::LengthRequired)
+    }
+
     /// The request could not be turned into an `http::Request` (answered 400).
     pub fn is_bad_request(&self) -> bool {
         matches!(self.kind, Kind::BadRequest(_))
@@ -120,13 +131,15 @@ impl Error {
                 | Kind::BodyTooLarge
                 | Kind::BodyTimeout
                 | Kind::MalformedBody
+                | Kind::LengthRequired
                 | Kind::Disconnected
         )
     }
 
     /// The status a client fault is answered with while nothing has been
     /// sent: 400, 408 (body timeout) or 413 (body too large); `None` for
-    /// failures that are not the client's.
+    /// failures that are not the client's. 411 for a body whose end cannot
+    /// be found.
     pub fn client_status(&self) -> Option<http::StatusCode> {
         use http::StatusCode as S;
         match self.kind {
@@ -136,6 +149,7 @@ impl Error {
             Kind::Disconnected => Some(S::BAD_REQUEST),
             Kind::BodyTooLarge => Some(S::PAYLOAD_TOO_LARGE),
             Kind::BodyTimeout => Some(S::REQUEST_TIMEOUT),
+            Kind::LengthRequired => Some(S::LENGTH_REQUIRED),
             _ => None,
         }
     }
@@ -172,6 +186,7 @@ impl Error {
             Kind::BodyTooLarge => "request body exceeds the configured limit",
             Kind::BodyTimeout => "request body read timed out",
             Kind::MalformedBody => "malformed request body",
+            Kind::LengthRequired => "request body of unknown length with no end to read to",
             Kind::InvalidResponse(why) => why,
             Kind::App => "application error",
             Kind::Panic => "application panicked",

@@ -10,7 +10,7 @@ use http::{HeaderMap, Request, StatusCode, Version};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 
 use crate::body::Body;
-use crate::environ::Environ;
+use crate::environ::{BodyLength, Environ};
 use crate::error::Error;
 use crate::file::FileRegion;
 use crate::head::{self, HeadFormat};
@@ -291,9 +291,9 @@ where
     }
 
     fn stdin(&mut self, environ: &Environ) -> Body {
-        let length = environ.content_length().ok().flatten();
-        match self.reader.take() {
-            Some(r) if length.is_some() => Body::from_reader(r, length),
+        match (environ.body_length(), self.reader.take()) {
+            (Ok(BodyLength::Known(n)), Some(r)) => Body::from_reader(r, Some(n)),
+            (Ok(BodyLength::Unknown), Some(r)) => Body::from_reader(r, None),
             _ => Body::empty(),
         }
     }

@@ -11,7 +11,7 @@ use http::{HeaderMap, HeaderValue, Request, Response, StatusCode, Version, heade
 use tower::{Service, ServiceExt};
 
 use crate::body::{Body, BodyFault};
-use crate::environ::Environ;
+use crate::environ::{BodyLength, Environ};
 use crate::error::{BoxError, Error, Kind};
 use crate::gateway::Gateway;
 use crate::head::HeadFormat;
@@ -349,6 +349,12 @@ impl Handler {
         }
 
         let mut body = gateway.stdin(&env);
+        if let Some(max) = cfg.limits.get_max_body_len()
+            && env.body_length() == Ok(BodyLength::Unknown)
+        {
+            // No length to check up front: the body fails past the limit.
+            body = body.cap(max);
+        }
         ctx.body_fault = body.watch_faults();
         let mut req = match gateway.request(&env, body) {
             Ok(req) => req,
@@ -457,6 +463,7 @@ fn client_response(status: StatusCode) -> Response<http_body_util::Full<Bytes>> 
     let body: &'static str = match status {
         StatusCode::REQUEST_TIMEOUT => "Request Timeout\n",
         StatusCode::PAYLOAD_TOO_LARGE => "Request body too large\n",
+        StatusCode::LENGTH_REQUIRED => "Length Required\n",
         _ => "Bad Request\n",
     };
     plain(status, body).map(http_body_util::Full::new)

@@ -69,7 +69,7 @@ pub mod validate;
 
 pub use app::{AppBody, Application};
 pub use body::Body;
-pub use environ::{Environ, InvalidContentLength};
+pub use environ::{BodyLength, Environ, InvalidContentLength};
 pub use error::{BoxError, Error, is_disconnect};
 pub use file::{FileBody, FileRegion};
 pub use gateway::{Gateway, ResponseHead, StreamGateway};

@@ -7,7 +7,7 @@ use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{Method, Request, Uri, Version};
 
 use crate::body::Body;
-use crate::environ::Environ;
+use crate::environ::{BodyLength, Environ};
 use crate::error::{Error, Kind};
 
 /// Builds the request line and headers of an [`http::Request`] from an
@@ -97,11 +97,11 @@ pub fn build_request(env: &Environ, body: Body) -> Result<Request<Body>, Error> 
             HeaderValue::from_maybe_shared(ct.clone()).map_err(|_| bad("invalid CONTENT_TYPE"))?;
         headers.insert(http::header::CONTENT_TYPE, v);
     }
-    match env.content_length() {
-        Ok(Some(n)) => {
+    match env.body_length() {
+        Ok(BodyLength::Known(n)) => {
             headers.insert(http::header::CONTENT_LENGTH, HeaderValue::from(n));
         }
-        Ok(None) => {}
+        Ok(BodyLength::None | BodyLength::Unknown) => {}
         Err(_) => return Err(bad("CONTENT_LENGTH is not a decimal number")),
     }
     Ok(req)

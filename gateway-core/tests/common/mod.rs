@@ -333,6 +333,8 @@ pub(crate) struct Recorder {
     pub(crate) sendfile: Option<bool>,
     /// Whether `offload_file` takes the file (adding `X-Sendfile`).
     pub(crate) offload: bool,
+    /// The request body `stdin` hands out (empty when `None`).
+    pub(crate) body: Option<Body>,
 }
 
 impl Recorder {
@@ -343,6 +345,7 @@ impl Recorder {
             errors: ErrorStream::null(),
             sendfile: None,
             offload: false,
+            body: None,
         }
     }
 
@@ -382,7 +385,7 @@ impl Gateway for Recorder {
     }
 
     fn stdin(&mut self, _environ: &Environ) -> Body {
-        Body::empty()
+        self.body.take().unwrap_or_default()
     }
 
     fn stderr(&self) -> ErrorStream {
