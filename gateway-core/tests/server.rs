@@ -197,3 +197,88 @@ async fn listen_backlog_is_configurable() {
     );
     drop(listener);
 }
+
+/// Listen addresses: every accepted form reads back as written; a bad one
+/// is an error that names what was expected.
+#[test]
+fn listen_addresses_parse_and_print() {
+    use gateway_core::server::ListenAddr;
+    for text in [
+        "127.0.0.1:9000",
+        "[::1]:9000",
+        "unix:/run/app.sock",
+        "unix:/run/app.sock?mode=660",
+        "fd:0",
+        "systemd",
+        "systemd:fastcgi",
+    ] {
+        let addr: ListenAddr = text.parse().unwrap_or_else(|e| panic!("{text}: {e}"));
+        assert_eq!(addr.to_string(), text);
+    }
+    assert_eq!(
+        "unix:/s?mode=0600".parse::<ListenAddr>().unwrap(),
+        ListenAddr::Unix {
+            path: "/s".into(),
+            mode: Some(0o600)
+        }
+    );
+    for bad in [
+        "",
+        "localhost:9000",
+        "9000",
+        "127.0.0.1",
+        "unix:",
+        "unix:/s?mode=abc",
+        "unix:/s?mode=99999",
+        "fd:3",
+        "systemd:",
+        "tcp://127.0.0.1:9000",
+    ] {
+        let e = bad.parse::<ListenAddr>().unwrap_err().to_string();
+        assert!(e.contains("expected HOST:PORT"), "{bad}: {e}");
+        assert!(e.contains(&format!("{bad:?}")), "{bad}: {e}");
+    }
+}
+
+/// The protocol of a connection is told from its first bytes even when
+/// they arrive one at a time, and the bytes read to tell it are read again
+/// by whoever serves the connection.
+#[tokio::test]
+async fn sniffing_a_stream_split_after_one_byte_replays_what_it_read() {
+    use gateway_core::server::{Sniffed, Stream, sniff_stream};
+    for (first, want) in [
+        (&b"\x01\x01\x00\x01\x00\x08\x00\x00"[..], Sniffed::FastCgi),
+        (b"70:CONTENT_LENGTH\x00", Sniffed::Scgi),
+        (b"GET / HTTP/1.1\r\n\r\n", Sniffed::Http),
+        (b"\x16\x03\x01\x02\x00", Sniffed::Unknown),
+    ] {
+        let (ours, mut theirs) = tokio::net::UnixStream::pair().unwrap();
+        let first = first.to_vec();
+        let sent = first.clone();
+        let writer = tokio::spawn(async move {
+            theirs.write_all(&sent[..1]).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(30)).await;
+            theirs.write_all(&sent[1..]).await.unwrap();
+            theirs
+        });
+        let (found, mut stream) = sniff_stream(Stream::Unix(ours), Duration::from_secs(5))
+            .await
+            .unwrap();
+        assert_eq!(found, Some(want));
+        let _theirs = writer.await.unwrap();
+        let mut got = vec![0u8; first.len()];
+        stream.read_exact(&mut got).await.unwrap();
+        assert_eq!(got, first, "every byte is read again, in order");
+    }
+}
+
+/// A peer that sends nothing is given up on after the timeout.
+#[tokio::test]
+async fn sniffing_a_silent_stream_times_out() {
+    use gateway_core::server::{Stream, sniff_stream};
+    let (ours, _theirs) = tokio::net::UnixStream::pair().unwrap();
+    let (found, _) = sniff_stream(Stream::Unix(ours), Duration::from_millis(50))
+        .await
+        .unwrap();
+    assert_eq!(found, None);
+}

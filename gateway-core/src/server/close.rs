@@ -40,18 +40,14 @@ pub async fn linger_close(mut stream: Stream, write_timeout: Duration) {
 /// closed at once (no lingering needed: the close cannot become a reset).
 pub fn nothing_waiting(stream: &Stream) -> bool {
     let mut one = [0u8; 1];
-    let r = match stream {
-        Stream::Tcp(s) => s.try_read(&mut one),
-        Stream::Unix(s) => s.try_read(&mut one),
-    };
-    matches!(r, Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
+    matches!(stream.try_read(&mut one), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
 }
 
 /// Makes the coming close of `stream` a reset where the transport has one
 /// (TCP: `SO_LINGER` 0), so the peer sees an aborted response rather than a
 /// clean end. Unix sockets have no reset: the close is a plain one.
 pub fn reset_on_close(stream: &Stream) {
-    if let Stream::Tcp(tcp) = stream {
+    if let Some(tcp) = stream.as_tcp() {
         let _ = tcp.set_zero_linger();
     }
 }

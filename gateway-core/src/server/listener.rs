@@ -229,6 +229,28 @@ pub enum Stream {
     Tcp(TcpStream),
     /// A Unix domain socket.
     Unix(UnixStream),
+    /// A stream some of whose first bytes were read already (to tell its
+    /// protocol) and are read again before the rest.
+    Replay(Box<Replay>),
+}
+
+/// A stream with bytes to read again first: see [`Stream::replay`].
+#[derive(Debug)]
+pub struct Replay {
+    pending: bytes::Bytes,
+    stream: Stream,
+}
+
+impl Replay {
+    /// The bytes not read again yet.
+    pub fn pending(&self) -> &[u8] {
+        &self.pending
+    }
+
+    /// The stream below.
+    pub fn stream(&self) -> &Stream {
+        &self.stream
+    }
 }
 
 impl Stream {
@@ -237,6 +259,52 @@ impl Stream {
         match self {
             Stream::Tcp(s) => s.local_addr().ok(),
             Stream::Unix(_) => None,
+            Stream::Replay(r) => r.stream.local_addr(),
+        }
+    }
+
+    /// The peer's address, for TCP.
+    pub fn peer_addr(&self) -> Option<SocketAddr> {
+        match self {
+            Stream::Tcp(s) => s.peer_addr().ok(),
+            Stream::Unix(_) => None,
+            Stream::Replay(r) => r.stream.peer_addr(),
+        }
+    }
+
+    /// This stream, with `bytes` (read from it already) to be read again
+    /// before what follows. Empty `bytes` leave it as it is.
+    pub fn replay(self, bytes: bytes::Bytes) -> Stream {
+        if bytes.is_empty() {
+            return self;
+        }
+        Stream::Replay(Box::new(Replay {
+            pending: bytes,
+            stream: self,
+        }))
+    }
+
+    /// The TCP stream below, if this is TCP.
+    pub fn as_tcp(&self) -> Option<&TcpStream> {
+        match self {
+            Stream::Tcp(s) => Some(s),
+            Stream::Unix(_) => None,
+            Stream::Replay(r) => r.stream.as_tcp(),
+        }
+    }
+
+    /// Reads what is ready without waiting (`WouldBlock` when nothing is).
+    pub fn try_read(&self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Stream::Tcp(s) => s.try_read(buf),
+            Stream::Unix(s) => s.try_read(buf),
+            Stream::Replay(r) if !r.pending.is_empty() => {
+                let n = r.pending.len().min(buf.len());
+                buf[..n].copy_from_slice(&r.pending[..n]);
+                // Only a probe: the bytes stay pending.
+                Ok(n)
+            }
+            Stream::Replay(r) => r.stream.try_read(buf),
         }
     }
 }
@@ -250,6 +318,14 @@ impl AsyncRead for Stream {
         match self.get_mut() {
             Stream::Tcp(s) => Pin::new(s).poll_read(cx, buf),
             Stream::Unix(s) => Pin::new(s).poll_read(cx, buf),
+            Stream::Replay(r) => {
+                if r.pending.is_empty() {
+                    return Pin::new(&mut r.stream).poll_read(cx, buf);
+                }
+                let n = r.pending.len().min(buf.remaining());
+                buf.put_slice(&r.pending.split_to(n));
+                Poll::Ready(Ok(()))
+            }
         }
     }
 }
@@ -263,6 +339,7 @@ impl AsyncWrite for Stream {
         match self.get_mut() {
             Stream::Tcp(s) => Pin::new(s).poll_write(cx, buf),
             Stream::Unix(s) => Pin::new(s).poll_write(cx, buf),
+            Stream::Replay(r) => Pin::new(&mut r.stream).poll_write(cx, buf),
         }
     }
 
@@ -274,6 +351,7 @@ impl AsyncWrite for Stream {
         match self.get_mut() {
             Stream::Tcp(s) => Pin::new(s).poll_write_vectored(cx, bufs),
             Stream::Unix(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+            Stream::Replay(r) => Pin::new(&mut r.stream).poll_write_vectored(cx, bufs),
         }
     }
 
@@ -285,6 +363,7 @@ impl AsyncWrite for Stream {
         match self.get_mut() {
             Stream::Tcp(s) => Pin::new(s).poll_flush(cx),
             Stream::Unix(s) => Pin::new(s).poll_flush(cx),
+            Stream::Replay(r) => Pin::new(&mut r.stream).poll_flush(cx),
         }
     }
 
@@ -292,6 +371,7 @@ impl AsyncWrite for Stream {
         match self.get_mut() {
             Stream::Tcp(s) => Pin::new(s).poll_shutdown(cx),
             Stream::Unix(s) => Pin::new(s).poll_shutdown(cx),
+            Stream::Replay(r) => Pin::new(&mut r.stream).poll_shutdown(cx),
         }
     }
 }

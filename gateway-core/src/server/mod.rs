@@ -4,9 +4,11 @@
 //! Enabled by the `server` feature. The protocol crates use these so that
 //! every server binds, accepts, limits and shuts down the same way:
 //!
+//! - [`ListenAddr`]: where to listen, as text (`127.0.0.1:9000`,
+//!   `unix:/run/app.sock?mode=660`, `fd:0`, `systemd`, `systemd:NAME`);
 //! - [`Listener`]: TCP, a Unix socket (with permissions), or the listening
 //!   socket a web server hands over on file descriptor 0 (lighttpd's
-//!   `bin-path`, `spawn-fcgi`; CHECKLIST F1, Q16);
+//!   `bin-path`, `spawn-fcgi`);
 //! - [`serve`]: the accept loop: it survives `EMFILE`/`ENFILE` (it waits and
 //!   retries instead of dying), caps concurrent connections
 //!   ([`Limits::max_connections`](crate::Limits::max_connections)) and
@@ -17,16 +19,25 @@
 //!   connection watches [`Watch::stopping`] between requests and closes idle
 //!   keep-alive connections), wait for in-flight requests up to a deadline;
 //! - [`linger_close`], [`reset_on_close`], [`nothing_waiting`]: ending a
-//!   connection cleanly, or as an abort the peer can see.
+//!   connection cleanly, or as an abort the peer can see;
+//! - [`Stall`]: read and write timeouts that cost nothing while I/O is ready;
+//! - [`sniff`], [`sniff_stream`]: the protocol of a connection from its
+//!   first bytes, so one socket can serve FastCGI, SCGI and HTTP;
+//! - [`systemd`]: socket activation and readiness notification.
 
 mod accept;
+mod addr;
 mod close;
 mod listener;
 mod shutdown;
+mod sniff;
 mod stall;
+pub mod systemd;
 
 pub use accept::{Connection, Refusal, serve};
+pub use addr::{InvalidListenAddr, ListenAddr};
 pub use close::{LINGER_MAX_BYTES, LINGER_TIME, linger_close, nothing_waiting, reset_on_close};
-pub use listener::{BindOptions, DEFAULT_BACKLOG, Listener, Stream};
+pub use listener::{BindOptions, DEFAULT_BACKLOG, Listener, Replay, Stream};
 pub use shutdown::{Shutdown, Watch, signal};
+pub use sniff::{Sniffed, sniff, sniff_stream};
 pub use stall::Stall;
