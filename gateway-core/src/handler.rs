@@ -35,7 +35,42 @@ struct Config {
     http_version: Version,
     server_software: Option<Bytes>,
     limits: Limits,
-    mount: Option<Bytes>,
+    path_view: PathView,
+}
+
+/// Which path the application routes on.
+///
+/// Web servers split the path a client asked for into `SCRIPT_NAME` (where
+/// the program is mounted) and `PATH_INFO` (the rest), each their own way.
+/// The view decides what the request's URI path is:
+///
+/// - [`Full`](PathView::Full) (the default): the whole path the client
+///   asked for, `SCRIPT_NAME` + `PATH_INFO` (as Go's `net/http/cgi` does).
+///   Right for an application that knows its own URLs, and for nginx's
+///   stock configuration, whose `SCRIPT_NAME` is the whole path.
+/// - [`ScriptRelative`](PathView::ScriptRelative): the path below
+///   `SCRIPT_NAME`, as WSGI and Plack applications see it: a CGI program
+///   at `/cgi-bin/app` routes `/cgi-bin/app/users/1` as `/users/1`,
+///   wherever it is installed. Needs a web server that splits the path
+///   (Apache `ScriptAlias`, lighttpd, nginx with `fastcgi_split_path_info`).
+/// - [`Mount`](PathView::Mount): a fixed prefix stripped from the full path,
+///   whatever the web server put in `SCRIPT_NAME`. A path outside the prefix
+///   is left alone.
+///
+/// `SCRIPT_NAME` stays in the [`Environ`] for building links; the environ is
+/// never changed. When the application answers 404 while `SCRIPT_NAME` is
+/// not empty, a debug-level log line names the path it saw and this
+/// setting.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum PathView {
+    /// The whole path the client asked for.
+    #[default]
+    Full,
+    /// The path below `SCRIPT_NAME` (`/` when nothing is below it).
+    ScriptRelative,
+    /// The full path with this prefix (no trailing `/`) stripped.
+    Mount(Bytes),
 }
 
 /// Runs applications over a [`Gateway`]: builds the request from the
@@ -107,7 +142,7 @@ impl HandlerBuilder {
                 http_version: Version::HTTP_10,
                 server_software: None,
                 limits: Limits::default(),
-                mount: None,
+                path_view: PathView::Full,
             },
         }
     }
@@ -174,18 +209,26 @@ impl HandlerBuilder {
         self
     }
 
+    /// Which path the application routes on: the full path (the default),
+    /// the path below `SCRIPT_NAME`, or the full path less a fixed prefix;
+    /// see [`PathView`].
+    pub fn path_view(&mut self, view: PathView) -> &mut Self {
+        self.config.path_view = match view {
+            PathView::Mount(p) => mount_view(p),
+            v => v,
+        };
+        self
+    }
+
     /// A mount prefix stripped from the request path before the application
     /// sees it: with `/app`, a request for `/app/users/1` reaches the
     /// application as `/users/1`, whatever way the web server split
     /// `SCRIPT_NAME` and `PATH_INFO` (nginx and Apache put the whole path in
-    /// `SCRIPT_NAME` by default, CHECKLIST Q1, Q9). A path outside the prefix
-    /// is left alone. The environ is never changed.
+    /// `SCRIPT_NAME` by default). A path outside the prefix is left alone.
+    /// The environ is never changed. The same as
+    /// `path_view(PathView::Mount(prefix))`.
     pub fn mount(&mut self, prefix: impl Into<Bytes>) -> &mut Self {
-        let mut p: Bytes = prefix.into();
-        while p.ends_with(b"/") {
-            p.truncate(p.len() - 1);
-        }
-        self.config.mount = if p.is_empty() { None } else { Some(p) };
+        self.config.path_view = mount_view(prefix.into());
         self
     }
 
@@ -364,9 +407,20 @@ impl Handler {
                 return Box::pin(self.finish_plain(gateway, res, &ctx)).await;
             }
         };
-        if let Some(prefix) = &cfg.mount {
-            strip_mount(&mut req, prefix);
+        match &cfg.path_view {
+            PathView::Full => {}
+            PathView::Mount(prefix) => strip_mount(&mut req, prefix),
+            PathView::ScriptRelative => {
+                if let Some(sn) = env.get_nonempty("SCRIPT_NAME") {
+                    let sn = crate::request::quote_path(sn);
+                    strip_mount(&mut req, sn.strip_suffix(b"/").unwrap_or(&sn));
+                }
+            }
         }
+        // What the 404 hint below needs, kept only when it can be logged.
+        let seen_path = (tracing::enabled!(tracing::Level::DEBUG)
+            && env.get_nonempty("SCRIPT_NAME").is_some())
+        .then(|| req.uri().path().to_owned());
         let info = GatewayInfo {
             https: env.https(),
             multithread: gateway.multithread(),
@@ -383,10 +437,23 @@ impl Handler {
 
         let called = AssertUnwindSafe(app.oneshot(req)).catch_unwind().await;
         let failure = match called {
-            Ok(Ok(res)) => match pipeline::send(gateway, res, &ctx).await {
-                Sent::Done(outcome) => return outcome,
-                Sent::NothingSent(err) => err,
-            },
+            Ok(Ok(res)) => {
+                if res.status() == StatusCode::NOT_FOUND
+                    && let Some(path) = &seen_path
+                {
+                    tracing::debug!(
+                        path = %path,
+                        view = ?cfg.path_view,
+                        "the application answered 404 for this path while SCRIPT_NAME is set; \
+                         HandlerBuilder::path_view chooses the path it routes on \
+                         (full, below SCRIPT_NAME, or less a mount prefix)"
+                    );
+                }
+                match pipeline::send(gateway, res, &ctx).await {
+                    Sent::Done(outcome) => return outcome,
+                    Sent::NothingSent(err) => err,
+                }
+            }
             Ok(Err(e)) => ctx.app_failure(e),
             Err(panic) => Error::with(Kind::Panic, panic_message(&*panic)),
         };
@@ -475,6 +542,18 @@ fn plain(status: StatusCode, body: &'static str) -> Response<Bytes> {
     res.headers_mut()
         .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
     res
+}
+
+/// `Mount` without trailing slashes; an empty prefix is the full view.
+fn mount_view(mut p: Bytes) -> PathView {
+    while p.ends_with(b"/") {
+        p.truncate(p.len() - 1);
+    }
+    if p.is_empty() {
+        PathView::Full
+    } else {
+        PathView::Mount(p)
+    }
 }
 
 fn strip_mount(req: &mut Request<Body>, prefix: &[u8]) {

@@ -73,7 +73,7 @@ pub use environ::{BodyLength, Environ, InvalidContentLength};
 pub use error::{BoxError, Error, is_disconnect};
 pub use file::{FileBody, FileRegion};
 pub use gateway::{Gateway, ResponseHead, StreamGateway};
-pub use handler::{DEFAULT_ERROR_BODY, Handler, HandlerBuilder, Outcome};
+pub use handler::{DEFAULT_ERROR_BODY, Handler, HandlerBuilder, Outcome, PathView};
 pub use head::{HeadFormat, ReasonPhrase};
 pub use info::{Captured, ErrorStream, GatewayInfo, Protocol};
 pub use limits::Limits;

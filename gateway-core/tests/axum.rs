@@ -97,3 +97,60 @@ async fn axum_router_mounted_origin() {
     assert!(text.starts_with("HTTP/1.0 200 OK\r\nDate: "), "{text}");
     assert!(text.ends_with("\r\n\r\nid=7 x=- body=hi"), "{text}");
 }
+
+/// The path below SCRIPT_NAME: a CGI program at `/cgi-bin/app` routes
+/// `/cgi-bin/app/users/7` as `/users/7`, while the environ keeps
+/// SCRIPT_NAME for links; the default full view sees the whole path (and
+/// 404s with this router).
+#[tokio::test]
+async fn axum_router_script_relative_view() {
+    use gateway_core::PathView;
+    let env = || {
+        env_with(&[
+            ("REQUEST_METHOD", "POST"),
+            ("SCRIPT_NAME", "/cgi-bin/app"),
+            ("PATH_INFO", "/users/7"),
+            ("CONTENT_LENGTH", "2"),
+        ])
+    };
+    let handler = Handler::builder()
+        .path_view(PathView::ScriptRelative)
+        .build();
+    let r = run_with_input(&handler, env(), false, b"hi", router()).await;
+    assert!(
+        r.text().ends_with("\r\n\r\nid=7 x=- body=hi"),
+        "{}",
+        r.text()
+    );
+
+    let r = run_with_input(&Handler::new(), env(), false, b"hi", router()).await;
+    assert!(r.text().starts_with("Status: 404 "), "{}", r.text());
+
+    // Nothing below SCRIPT_NAME is `/`.
+    let env = env_with(&[("SCRIPT_NAME", "/cgi-bin/app"), ("PATH_INFO", "")]);
+    let app = tower::service_fn(|req: http::Request<gateway_core::Body>| async move {
+        Ok::<_, std::convert::Infallible>(http::Response::new(req.uri().path().to_owned()))
+    });
+    let r = run(&handler, env, false, app).await;
+    assert!(r.text().ends_with("\r\n\r\n/"), "{}", r.text());
+}
+
+/// `mount` and `path_view(PathView::Mount(..))` are one setting.
+#[tokio::test]
+async fn mount_is_a_path_view() {
+    use gateway_core::PathView;
+    let handler = Handler::builder()
+        .path_view(PathView::Mount("/app/".into()))
+        .build();
+    let env = env_with(&[
+        ("REQUEST_METHOD", "POST"),
+        ("SCRIPT_NAME", "/app/users/7"),
+        ("CONTENT_LENGTH", "2"),
+    ]);
+    let r = run_with_input(&handler, env, false, b"hi", router()).await;
+    assert!(
+        r.text().ends_with("\r\n\r\nid=7 x=- body=hi"),
+        "{}",
+        r.text()
+    );
+}
