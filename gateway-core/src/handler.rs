@@ -4,6 +4,7 @@
 use std::fmt;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::{Buf, Bytes};
 use futures_util::FutureExt;
@@ -18,10 +19,14 @@ use crate::head::HeadFormat;
 use crate::info::{ErrorStream, GatewayInfo};
 use crate::limits::Limits;
 use crate::pipeline::{self, Sent};
+use crate::repeats::{InApp, Repeats};
 use crate::request::version_of;
 
 /// The default error page body (wsgiref's `error_body`, C10).
 pub const DEFAULT_ERROR_BODY: &str = "A server error occurred.  Please contact the administrator.";
+
+/// The default interval of [`HandlerBuilder::repeat_summary`].
+pub const DEFAULT_REPEAT_SUMMARY: Duration = Duration::from_secs(10);
 
 type ErrorResponder = dyn Fn(&Error) -> Response<Bytes> + Send + Sync;
 
@@ -36,6 +41,10 @@ struct Config {
     server_software: Option<Bytes>,
     limits: Limits,
     path_view: PathView,
+    repeat_summary: Duration,
+    quiet_panics: bool,
+    /// Made by `build` from the two above.
+    repeats: Repeats,
 }
 
 /// Which path the application routes on.
@@ -86,6 +95,29 @@ pub enum PathView {
 /// [`Outcome`]. Every failure is logged once, to `tracing` at error level and
 /// to the request's error stream, with at most `traceback_limit` causes. A
 /// client that went away is not an error: it is logged at debug level.
+///
+/// Repeated failures are summarised, so that a route that fails on every
+/// request cannot flood the log: the first failure is logged in full;
+/// identical ones (same kind and message) within the interval of
+/// [`HandlerBuilder::repeat_summary`] (10 s by default) are only counted;
+/// the first identical one after the interval is logged as one line with
+/// the count, such as `gateway: 12345 more identical failures in the last
+/// 10 s: application panicked: boom` (or in full again if none was
+/// counted), and starts a new interval. There is no timer: counts are
+/// reported when the failure happens again, so the repeats of a failure
+/// that stops are reported with its next occurrence. At most 256 distinct
+/// failures are told apart at a time; past that they share one count until
+/// older ones expire. Both the `tracing` event and the error stream follow
+/// this policy; so do write failures and bodies longer than their
+/// `Content-Length`.
+///
+/// Panics in the application are also reported by the process's panic hook
+/// (by default the "thread '…' panicked at …" message on standard error).
+/// Building a handler wraps that hook, once per process: a panic raised
+/// while the handler polls the application or its response body reaches
+/// the previous hook at most once per interval for each location and
+/// message; every other panic reaches it unchanged. Turn this off with
+/// [`HandlerBuilder::quiet_repeated_panics`].
 #[derive(Clone)]
 pub struct Handler {
     config: Arc<Config>,
@@ -98,6 +130,8 @@ impl fmt::Debug for Handler {
             .field("http_version", &self.config.http_version)
             .field("server_software", &self.config.server_software)
             .field("limits", &self.config.limits)
+            .field("repeat_summary", &self.config.repeat_summary)
+            .field("quiet_repeated_panics", &self.config.quiet_panics)
             .finish_non_exhaustive()
     }
 }
@@ -143,6 +177,9 @@ impl HandlerBuilder {
                 server_software: None,
                 limits: Limits::default(),
                 path_view: PathView::Full,
+                repeat_summary: DEFAULT_REPEAT_SUMMARY,
+                quiet_panics: true,
+                repeats: Repeats::new(Duration::ZERO, false),
             },
         }
     }
@@ -232,9 +269,42 @@ impl HandlerBuilder {
         self
     }
 
-    /// The handler.
+    /// How long identical failures are counted before they are logged
+    /// again, as one line with the count (default
+    /// [`DEFAULT_REPEAT_SUMMARY`], 10 s). [`Duration::ZERO`] logs every
+    /// failure in full. See [`Handler`] for the policy.
+    pub fn repeat_summary(&mut self, interval: Duration) -> &mut Self {
+        self.config.repeat_summary = interval;
+        self
+    }
+
+    /// Whether panics raised in the application repeat on the process's
+    /// panic hook at most once per [`repeat_summary`] interval for each
+    /// location and message (default true).
+    ///
+    /// When true and the interval is not zero, [`build`] replaces the
+    /// process's panic hook, once per process, with one that filters those
+    /// panics and passes everything to the hook that was installed before
+    /// (the default one prints "thread '…' panicked at …"). Panics outside
+    /// the application, or in applications run by a handler built with
+    /// `false`, reach the previous hook unchanged. A hook set later with
+    /// [`std::panic::set_hook`] replaces the filter.
+    ///
+    /// [`repeat_summary`]: HandlerBuilder::repeat_summary
+    /// [`build`]: HandlerBuilder::build
+    pub fn quiet_repeated_panics(&mut self, quiet: bool) -> &mut Self {
+        self.config.quiet_panics = quiet;
+        self
+    }
+
+    /// The handler. Wraps the process's panic hook unless told not to (see
+    /// [`quiet_repeated_panics`](HandlerBuilder::quiet_repeated_panics)).
     pub fn build(&mut self) -> Handler {
-        let config = std::mem::replace(&mut self.config, HandlerBuilder::new().config);
+        let mut config = std::mem::replace(&mut self.config, HandlerBuilder::new().config);
+        config.repeats = Repeats::new(config.repeat_summary, config.quiet_panics);
+        if config.repeats.panic_mark().is_some() {
+            crate::repeats::install_panic_filter();
+        }
         Handler {
             config: Arc::new(config),
         }
@@ -300,7 +370,7 @@ impl Outcome {
 }
 
 /// The per-request context the pipeline needs.
-pub(crate) struct RequestCtx {
+pub(crate) struct RequestCtx<'h> {
     pub(crate) head_format: HeadFormat,
     pub(crate) request_version: Version,
     pub(crate) is_head: bool,
@@ -309,9 +379,11 @@ pub(crate) struct RequestCtx {
     pub(crate) traceback_limit: usize,
     /// Where the request body records a client fault, if it can fail.
     pub(crate) body_fault: Option<BodyFault>,
+    /// The handler's failure summariser.
+    pub(crate) repeats: &'h Repeats,
 }
 
-impl RequestCtx {
+impl RequestCtx<'_> {
     /// The kind of a failure the application (or its body) reported: the
     /// request body's client fault when the body reported one (the
     /// application most likely failed because of it), else an application
@@ -379,6 +451,7 @@ impl Handler {
             errors: errors.clone(),
             traceback_limit: cfg.traceback_limit,
             body_fault: None,
+            repeats: &cfg.repeats,
         };
 
         // Refuse a declared body over the limit before reading any of it.
@@ -435,7 +508,9 @@ impl Handler {
         ext.insert(info);
         ext.insert(errors);
 
-        let called = AssertUnwindSafe(app.oneshot(req)).catch_unwind().await;
+        let called = AssertUnwindSafe(InApp::new(app.oneshot(req), cfg.repeats.panic_mark()))
+            .catch_unwind()
+            .await;
         let failure = match called {
             Ok(Ok(res)) => {
                 if res.status() == StatusCode::NOT_FOUND
@@ -468,7 +543,7 @@ impl Handler {
         &self,
         gateway: &mut G,
         failure: Error,
-        ctx: &RequestCtx,
+        ctx: &RequestCtx<'_>,
     ) -> Outcome {
         pipeline::log_failure(&failure, ctx);
         let page = match failure.client_status() {
@@ -498,7 +573,7 @@ impl Handler {
         &self,
         gateway: &mut G,
         res: Response<Bytes>,
-        ctx: &RequestCtx,
+        ctx: &RequestCtx<'_>,
     ) -> Outcome {
         match pipeline::send(gateway, res.map(http_body_util::Full::new), ctx).await {
             Sent::Done(o) => o,

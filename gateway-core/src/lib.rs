@@ -19,7 +19,9 @@
 //!   declared), write coalescing with a flush whenever the body would block;
 //! - the error policy: the error page while nothing has been sent, an
 //!   aborted response after ([`Outcome::is_aborted`]), panics caught, a
-//!   client that went away treated as no error;
+//!   client that went away treated as no error, repeated identical failures
+//!   summarised so that a failing route cannot flood the log (see
+//!   [`Handler`]);
 //! - file bodies ([`FileBody`]) and the backend's sendfile hook;
 //! - the head encoders ([`head`]) and the shared [`Limits`].
 //!
@@ -62,6 +64,7 @@ pub mod imperative;
 mod info;
 mod limits;
 mod pipeline;
+mod repeats;
 pub mod request;
 #[cfg(feature = "server")]
 pub mod server;
@@ -73,7 +76,9 @@ pub use environ::{BodyLength, Environ, InvalidContentLength};
 pub use error::{BoxError, Error, is_disconnect};
 pub use file::{FileBody, FileRegion};
 pub use gateway::{Gateway, ResponseHead, StreamGateway};
-pub use handler::{DEFAULT_ERROR_BODY, Handler, HandlerBuilder, Outcome, PathView};
+pub use handler::{
+    DEFAULT_ERROR_BODY, DEFAULT_REPEAT_SUMMARY, Handler, HandlerBuilder, Outcome, PathView,
+};
 pub use head::{HeadFormat, ReasonPhrase};
 pub use info::{Captured, ErrorStream, GatewayInfo, Protocol};
 pub use limits::Limits;

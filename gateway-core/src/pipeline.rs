@@ -1,10 +1,12 @@
 //! The response pipeline: head checks, Content-Length rules, the lazy head,
 //! write coalescing, file bodies, and how failures end a response.
 
+use std::fmt;
 use std::future::poll_fn;
 use std::io;
 use std::panic::AssertUnwindSafe;
 use std::pin::pin;
+use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
 use futures_util::FutureExt;
@@ -16,6 +18,7 @@ use crate::file::FileRegion;
 use crate::gateway::{Gateway, ResponseHead};
 use crate::handler::{Outcome, OutcomeKind, RequestCtx};
 use crate::head::ReasonPhrase;
+use crate::repeats::{More, Span, Verdict, in_app};
 
 /// Chunks up to this size are copied into the coalescing buffer; larger ones
 /// are written as they are.
@@ -67,7 +70,7 @@ struct Writer<'g, G> {
     no_body_status: bool,
 }
 
-pub(crate) async fn send<G, B>(gw: &mut G, res: Response<B>, ctx: &RequestCtx) -> Sent
+pub(crate) async fn send<G, B>(gw: &mut G, res: Response<B>, ctx: &RequestCtx<'_>) -> Sent
 where
     G: Gateway,
     B: http_body::Body,
@@ -140,17 +143,19 @@ where
 }
 
 impl<G: Gateway> Writer<'_, G> {
-    async fn stream<B>(&mut self, body: B, ctx: &RequestCtx) -> Sent
+    async fn stream<B>(&mut self, body: B, ctx: &RequestCtx<'_>) -> Sent
     where
         B: http_body::Body,
         B::Data: Buf,
         B::Error: Into<BoxError>,
     {
         let mut body = pin!(body);
+        let mark = ctx.repeats.panic_mark();
         loop {
-            let mut next = AssertUnwindSafe(poll_fn(|cx| body.as_mut().poll_frame(cx)))
-                .catch_unwind()
-                .now_or_never();
+            let mut next =
+                AssertUnwindSafe(poll_fn(|cx| in_app(mark, || body.as_mut().poll_frame(cx))))
+                    .catch_unwind()
+                    .now_or_never();
             if next.is_none() {
                 // The body would block: what we have must reach the client
                 // now (server-sent events, long polls), then wait.
@@ -158,7 +163,7 @@ impl<G: Gateway> Writer<'_, G> {
                     return self.fail(Fail::Write(e), ctx).await;
                 }
                 next = Some(
-                    AssertUnwindSafe(poll_fn(|cx| body.as_mut().poll_frame(cx)))
+                    AssertUnwindSafe(poll_fn(|cx| in_app(mark, || body.as_mut().poll_frame(cx))))
                         .catch_unwind()
                         .await,
                 );
@@ -194,18 +199,18 @@ impl<G: Gateway> Writer<'_, G> {
 
     /// Takes one non-empty chunk. Returns false when the declared length is
     /// reached and more would be too much.
-    async fn data(&mut self, mut chunk: Bytes, ctx: &RequestCtx) -> Result<bool, Fail> {
+    async fn data(&mut self, mut chunk: Bytes, ctx: &RequestCtx<'_>) -> Result<bool, Fail> {
         self.commit_head(ctx)?;
         let mut more = true;
         if let Some(r) = &mut self.remaining {
             let n = chunk.len() as u64;
             if n > *r {
-                tracing::error!(
-                    extra = n - *r,
-                    "response body longer than its Content-Length; truncated"
-                );
-                ctx.errors
-                    .write(b"gateway: response body longer than its Content-Length; truncated\n");
+                const TOO_LONG: &str = "response body longer than its Content-Length; truncated";
+                if report_repeats(ctx, "too long", &TOO_LONG) {
+                    tracing::error!(extra = n - *r, "{TOO_LONG}");
+                    ctx.errors
+                        .write(format!("gateway: {TOO_LONG}\n").as_bytes());
+                }
                 chunk.truncate(*r as usize);
                 more = false;
             }
@@ -236,7 +241,7 @@ impl<G: Gateway> Writer<'_, G> {
     }
 
     /// Encodes the head into the buffer, once.
-    fn commit_head(&mut self, ctx: &RequestCtx) -> Result<(), Fail> {
+    fn commit_head(&mut self, ctx: &RequestCtx<'_>) -> Result<(), Fail> {
         let Some(mut parts) = self.head.take() else {
             return Ok(());
         };
@@ -279,7 +284,7 @@ impl<G: Gateway> Writer<'_, G> {
         Ok(())
     }
 
-    async fn send_file(&mut self, region: &FileRegion, ctx: &RequestCtx) -> Result<bool, Fail> {
+    async fn send_file(&mut self, region: &FileRegion, ctx: &RequestCtx<'_>) -> Result<bool, Fail> {
         if let Some(parts) = &mut self.head
             && self.gw.offload_file(region, &mut parts.headers)
         {
@@ -298,7 +303,7 @@ impl<G: Gateway> Writer<'_, G> {
     }
 
     /// The body ended (or is not sent at all).
-    async fn end(&mut self, ctx: &RequestCtx) -> Sent {
+    async fn end(&mut self, ctx: &RequestCtx<'_>) -> Sent {
         if let Some(parts) = &mut self.head
             && !self.no_body_status
             && !parts.headers.contains_key(header::CONTENT_LENGTH)
@@ -327,7 +332,7 @@ impl<G: Gateway> Writer<'_, G> {
 
     /// The body failed: before the head, the caller sends the error page;
     /// after it, what was produced goes out and the response is aborted.
-    async fn body_failed(&mut self, err: Error, ctx: &RequestCtx) -> Sent {
+    async fn body_failed(&mut self, err: Error, ctx: &RequestCtx<'_>) -> Sent {
         if self.head.is_some() {
             return Sent::NothingSent(err);
         }
@@ -338,7 +343,7 @@ impl<G: Gateway> Writer<'_, G> {
         self.done(OutcomeKind::Aborted)
     }
 
-    async fn fail(&mut self, f: Fail, ctx: &RequestCtx) -> Sent {
+    async fn fail(&mut self, f: Fail, ctx: &RequestCtx<'_>) -> Sent {
         match f {
             Fail::BeforeHead(e) if self.head.is_some() || self.bytes_sent == 0 => {
                 Sent::NothingSent(e)
@@ -354,9 +359,11 @@ impl<G: Gateway> Writer<'_, G> {
             }
             Fail::Write(e) => {
                 // C17: log it; nothing more can be sent.
-                tracing::error!(error = %e, "writing the response failed");
-                ctx.errors
-                    .write(format!("gateway: writing the response failed: {e}\n").as_bytes());
+                let what = format!("writing the response failed: {e}");
+                if report_repeats(ctx, "write", &what) {
+                    tracing::error!(error = %e, "writing the response failed");
+                    ctx.errors.write(format!("gateway: {what}\n").as_bytes());
+                }
                 self.done(OutcomeKind::Failed)
             }
         }
@@ -484,13 +491,17 @@ fn is_bad_value_byte(b: u8) -> bool {
 }
 
 /// Logs an application failure once: `tracing` at error level and the
-/// request's error stream, with at most `traceback_limit` causes.
-pub(crate) fn log_failure(err: &Error, ctx: &RequestCtx) {
+/// request's error stream, with at most `traceback_limit` causes; repeats
+/// are summarised (see [`report_repeats`]).
+pub(crate) fn log_failure(err: &Error, ctx: &RequestCtx<'_>) {
     use std::error::Error as _;
     if err.is_client_fault() {
         // The client's (or the web server's) doing, not the application's:
         // nothing for the error log.
         tracing::debug!(error = %err, "request failed: client fault");
+        return;
+    }
+    if !report_repeats(ctx, "failure", err) {
         return;
     }
     tracing::error!(error = %err, "request failed");
@@ -508,6 +519,56 @@ pub(crate) fn log_failure(err: &Error, ctx: &RequestCtx) {
         n += 1;
     }
     ctx.errors.write(msg.as_bytes());
+}
+
+/// Applies the handler's repeat policy to a failure that `what` describes
+/// (failures are identical when `tag` and the text are): writes the count
+/// lines it calls for, to `tracing` and the error stream, and returns
+/// whether the caller logs the failure itself in full.
+fn report_repeats(ctx: &RequestCtx<'_>, tag: &str, what: &dyn fmt::Display) -> bool {
+    const ASSORTED: &str = "too many distinct failures to count apart";
+    let (verdict, dropped) = ctx.repeats.check(tag, what);
+    for d in dropped {
+        let more = More {
+            count: d.count,
+            assorted: d.label.is_none(),
+        };
+        let label: &dyn fmt::Display = match &d.label {
+            Some(label) => label,
+            None => &ASSORTED,
+        };
+        log_count(ctx, more, d.over, label);
+    }
+    match verdict {
+        Verdict::Full => true,
+        Verdict::Quiet => false,
+        Verdict::Summary {
+            count,
+            over,
+            assorted,
+        } => {
+            let more = More { count, assorted };
+            if assorted {
+                log_count(
+                    ctx,
+                    more,
+                    over,
+                    &format_args!("{ASSORTED}; the latest: {what}"),
+                );
+            } else {
+                log_count(ctx, more, over, what);
+            }
+            false
+        }
+    }
+}
+
+/// Writes one count line: `gateway: 12 more identical failures in the last
+/// 10 s: application panicked: boom`.
+fn log_count(ctx: &RequestCtx<'_>, more: More, over: Duration, what: &dyn fmt::Display) {
+    let line = format!("{more} in the last {}: {what}", Span(over));
+    tracing::error!(count = more.count, "{line}");
+    ctx.errors.write(format!("gateway: {line}\n").as_bytes());
 }
 
 #[cfg(test)]
