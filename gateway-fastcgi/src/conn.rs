@@ -66,6 +66,19 @@ struct State {
 
 type Locked = Arc<Mutex<State>>;
 
+/// What the loop hears when a request ends.
+enum Ended {
+    /// Nothing more to do.
+    Done,
+    /// Request `.0`'s response failed after its head: reset the connection
+    /// once the request's input has ended.
+    Reset(u16),
+    /// The request's body gave up waiting for input: the web server's
+    /// stream is in an unknown state, so the connection takes no new
+    /// request and closes once the others are done.
+    Stalled,
+}
+
 /// Why the loop stopped.
 enum Stop {
     /// Close politely: flush, shut down writing, drain.
@@ -123,14 +136,13 @@ async fn multiplexed<T, S, B>(
         proto: Connection::new(&shared.config),
         slots: HashMap::new(),
     }));
-    // A request ended; `Some(id)`: its response failed after its head and
-    // the connection is to be reset once the request's input has ended.
-    let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Option<u16>>();
+    let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Ended>();
     let mut resetting: Option<(u16, Instant)> = None;
     let mut buf = BytesMut::with_capacity(16 * 1024);
     let mut serial: u64 = 0;
     let mut started: u64 = 0;
     let mut stopping = watch.as_ref().is_some_and(Watch::is_stopping);
+    let mut stalled = false;
     let mut last_read = Instant::now();
     let max_requests = limits.get_max_requests_per_connection();
 
@@ -154,7 +166,7 @@ async fn multiplexed<T, S, B>(
             }
             let exhausted = max_requests.is_some_and(|m| started >= m);
             let close = st.proto.should_close()
-                || ((stopping || exhausted) && st.proto.active_requests() == 0);
+                || ((stopping || exhausted || stalled) && st.proto.active_requests() == 0);
             let oldest_waiting = st
                 .slots
                 .values()
@@ -181,9 +193,16 @@ async fn multiplexed<T, S, B>(
         tokio::select! {
             biased;
             ended = done_rx.recv() => {
-                if let Some(Some(id)) = ended {
-                    tracing::debug!("FastCGI response failed after its head, resetting the connection");
-                    resetting = Some((id, Instant::now() + DRAIN_TIME));
+                match ended {
+                    Some(Ended::Reset(id)) => {
+                        tracing::debug!("FastCGI response failed after its head, resetting the connection");
+                        resetting = Some((id, Instant::now() + DRAIN_TIME));
+                    }
+                    Some(Ended::Stalled) if !stalled => {
+                        tracing::debug!("FastCGI input stalled, closing the connection once idle");
+                        stalled = true;
+                    }
+                    _ => {}
                 }
                 continue;
             }
@@ -227,7 +246,10 @@ async fn multiplexed<T, S, B>(
             done: &done_tx,
             peer_addr,
             local_addr,
-            refuse: stopping || resetting.is_some() || max_requests.is_some_and(|m| started >= m),
+            refuse: stopping
+                || stalled
+                || resetting.is_some()
+                || max_requests.is_some_and(|m| started >= m),
         };
         match ctx.process(&mut buf, &mut serial, &mut started).await {
             Ok(()) => {}
@@ -238,13 +260,20 @@ async fn multiplexed<T, S, B>(
         }
     };
 
-    // Cancel whatever still runs; nothing more is written for those requests.
-    let tasks: Vec<JoinHandle<()>> = match state.lock() {
-        Ok(mut st) => st.slots.drain().filter_map(|(_, s)| s.task).collect(),
+    // Cancel whatever still runs; nothing more is written for those
+    // requests. The tasks are cancelled before their input queues are
+    // dropped, so that an application still running does not see its body
+    // cut short first.
+    let slots: Vec<Slot> = match state.lock() {
+        Ok(mut st) => st.slots.drain().map(|(_, s)| s).collect(),
         Err(_) => Vec::new(),
     };
-    for t in &tasks {
-        t.abort();
+    let mut tasks: Vec<JoinHandle<()>> = Vec::new();
+    for mut slot in slots {
+        if let Some(task) = slot.task.take() {
+            task.abort();
+            tasks.push(task);
+        }
     }
     drop(output);
     drop(done_tx);
@@ -310,7 +339,7 @@ struct Ctx<'a, S> {
     shared: &'a Arc<Shared<S>>,
     state: &'a Locked,
     output: &'a Output,
-    done: &'a mpsc::UnboundedSender<Option<u16>>,
+    done: &'a mpsc::UnboundedSender<Ended>,
     peer_addr: Option<SocketAddr>,
     local_addr: Option<SocketAddr>,
     refuse: bool,
@@ -362,7 +391,7 @@ where
                     tokio::spawn(async move {
                         let _ = task.await;
                         end_request(&output, id, &stderr, 1);
-                        let _ = done.send(None);
+                        let _ = done.send(Ended::Done);
                     });
                 }
             }
@@ -414,10 +443,11 @@ where
                         .and_then(|v| std::str::from_utf8(v).ok())
                         .and_then(|v| v.trim().parse::<u64>().ok())
                 };
-                let (stdin_tx, stdin_rx) = input::channel(length(b"CONTENT_LENGTH"));
+                let body_timeout = self.shared.handler.limits().get_body_read_timeout();
+                let (stdin_tx, stdin_rx) = input::channel(length(b"CONTENT_LENGTH"), body_timeout);
                 slot.stdin = Some(stdin_tx);
                 let filter = if slot.role == Role::Filter {
-                    let (tx, rx) = input::channel(length(b"FCGI_DATA_LENGTH"));
+                    let (tx, rx) = input::channel(length(b"FCGI_DATA_LENGTH"), body_timeout);
                     slot.data = Some(tx);
                     Some(FilterData::new(rx))
                 } else {
@@ -448,14 +478,14 @@ where
             Event::Stdin { id, data } => push(st, id, data, false),
             Event::Data { id, data } => push(st, id, data, true),
             Event::StdinEnd { id } => {
-                if let Some(s) = st.slots.get_mut(&id) {
-                    s.stdin = None;
+                if let Some(q) = st.slots.get_mut(&id).and_then(|s| s.stdin.take()) {
+                    q.finish();
                 }
                 After::Nothing
             }
             Event::DataEnd { id } => {
-                if let Some(s) = st.slots.get_mut(&id) {
-                    s.data = None;
+                if let Some(q) = st.slots.get_mut(&id).and_then(|s| s.data.take()) {
+                    q.finish();
                 }
                 After::Nothing
             }
@@ -474,7 +504,7 @@ where
                     Some(slot) => {
                         // Not started yet: answer at once.
                         end_request(&Out::Queue(self.output.clone()), id, &slot.stderr, 1);
-                        let _ = self.done.send(None);
+                        let _ = self.done.send(Ended::Done);
                         After::Nothing
                     }
                     None => After::Nothing,
@@ -536,7 +566,7 @@ where
 async fn run_request<S, B>(
     shared: Arc<Shared<S>>,
     state: Locked,
-    done: mpsc::UnboundedSender<Option<u16>>,
+    done: mpsc::UnboundedSender<Ended>,
     mut gw: FcgiGateway,
     serial: u64,
     filter: Option<FilterData>,
@@ -564,13 +594,18 @@ async fn run_request<S, B>(
                 s.ended = true;
             }
             drop(st);
-            let _ = done.send(Some(id));
+            let _ = done.send(Ended::Reset(id));
         } else {
-            st.slots.remove(&id);
+            let stalled = st.slots.remove(&id).is_some_and(|slot| {
+                [&slot.stdin, &slot.data]
+                    .into_iter()
+                    .flatten()
+                    .any(InputSender::timed_out)
+            });
             st.proto.finish(id);
             end_request(&output, id, &stderr, app_status);
             drop(st);
-            let _ = done.send(None);
+            let _ = done.send(if stalled { Ended::Stalled } else { Ended::Done });
         }
     }
 }

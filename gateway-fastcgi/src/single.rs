@@ -268,6 +268,12 @@ pub(crate) async fn serve<T, S, B>(
         };
         (stdin_open, data_open) = (run.stdin.is_some(), run.data.is_some());
         input_open = stdin_open || data_open;
+        // The body gave up waiting for the web server: what it sends next
+        // is anyone's guess, so the connection ends with this request.
+        let stalled = [&run.stdin, &run.data]
+            .into_iter()
+            .flatten()
+            .any(InputSender::timed_out);
         drop(run);
         d.last_read = Instant::now();
         match end {
@@ -288,6 +294,10 @@ pub(crate) async fn serve<T, S, B>(
                 }
                 d.proto.finish(id);
                 end_request(&d.out, id, &stderr, u32::from(!outcome.is_complete()));
+                if stalled {
+                    tracing::debug!("FastCGI input stalled, closing the connection");
+                    break 'conn Stop::Close;
+                }
             }
         }
     };
@@ -411,14 +421,15 @@ where
                 .and_then(|v| std::str::from_utf8(v).ok())
                 .and_then(|v| v.trim().parse::<u64>().ok())
         };
+        let body_timeout = self.shared.handler.limits().get_body_read_timeout();
         let (stdin_tx, stdin_rx) = if stdin_ended {
             (None, InputBody::ended(length(b"CONTENT_LENGTH")))
         } else {
-            let (tx, rx) = input::channel(length(b"CONTENT_LENGTH"));
+            let (tx, rx) = input::channel(length(b"CONTENT_LENGTH"), body_timeout);
             (Some(tx), rx)
         };
         let (data, filter) = if p.role == Role::Filter {
-            let (tx, rx) = input::channel(length(b"FCGI_DATA_LENGTH"));
+            let (tx, rx) = input::channel(length(b"FCGI_DATA_LENGTH"), body_timeout);
             (Some(tx), Some(FilterData::new(rx)))
         } else {
             (None, None)
@@ -497,8 +508,16 @@ where
                     return Step::Full(q);
                 }
             }
-            Event::StdinEnd { id } if id == run.id => run.stdin = None,
-            Event::DataEnd { id } if id == run.id => run.data = None,
+            Event::StdinEnd { id } if id == run.id => {
+                if let Some(q) = run.stdin.take() {
+                    q.finish();
+                }
+            }
+            Event::DataEnd { id } if id == run.id => {
+                if let Some(q) = run.data.take() {
+                    q.finish();
+                }
+            }
             Event::Abort { id } if id == run.id => {
                 self.proto.finish(id);
                 return Step::Aborted;
