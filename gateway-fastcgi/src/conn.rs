@@ -62,6 +62,24 @@ struct Slot {
 struct State {
     proto: Connection,
     slots: HashMap<u16, Slot>,
+    /// When the connection last had no request: its start, or the end of
+    /// the last request.
+    idle_since: Instant,
+    /// While no request is active, when the first byte of the next request
+    /// head arrived (the connection's start for a fresh connection):
+    /// partial records and management records do not move it.
+    head_since: Option<Instant>,
+}
+
+impl State {
+    /// A request was ended or refused: with none left, the connection is
+    /// idle from now on.
+    fn ended_one(&mut self) {
+        if self.proto.active_requests() == 0 {
+            self.idle_since = Instant::now();
+            self.head_since = None;
+        }
+    }
 }
 
 type Locked = Arc<Mutex<State>>;
@@ -132,9 +150,12 @@ async fn multiplexed<T, S, B>(
     let (mut rd, wr) = tokio::io::split(io);
     let (output, writer_fut) = writer(wr, limits.get_write_timeout());
     let mut writer_task = tokio::spawn(writer_fut);
+    let opened = Instant::now();
     let state: Locked = Arc::new(Mutex::new(State {
         proto: Connection::new(&shared.config),
         slots: HashMap::new(),
+        idle_since: opened,
+        head_since: Some(opened),
     }));
     let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Ended>();
     let mut resetting: Option<(u16, Instant)> = None;
@@ -143,11 +164,12 @@ async fn multiplexed<T, S, B>(
     let mut started: u64 = 0;
     let mut stopping = watch.as_ref().is_some_and(Watch::is_stopping);
     let mut stalled = false;
-    let mut last_read = Instant::now();
     let max_requests = limits.get_max_requests_per_connection();
+    let head_timeout = limits.get_head_read_timeout();
+    let idle_timeout = limits.get_idle_timeout();
 
     let stop = loop {
-        let (should_close, active, deadline) = {
+        let (should_close, waiting_for_head, deadline) = {
             let Ok(st) = state.lock() else {
                 break Stop::Abort;
             };
@@ -164,28 +186,29 @@ async fn multiplexed<T, S, B>(
                     break Stop::Reset;
                 }
             }
+            let active = st.proto.active_requests();
             let exhausted = max_requests.is_some_and(|m| started >= m);
-            let close = st.proto.should_close()
-                || ((stopping || exhausted || stalled) && st.proto.active_requests() == 0);
+            let close =
+                st.proto.should_close() || ((stopping || exhausted || stalled) && active == 0);
+            // The head of a request (BEGIN_REQUEST and all its PARAMS) is
+            // due within head_read_timeout of its first byte as a whole; a
+            // connection without requests and without such bytes closes
+            // idle_timeout after its last request.
             let oldest_waiting = st
                 .slots
                 .values()
                 .filter(|s| s.task.is_none())
                 .map(|s| s.begun)
                 .min();
-            let deadline = match oldest_waiting {
-                Some(t) => Some(t + limits.get_head_read_timeout()),
-                None if st.proto.active_requests() == 0 => {
-                    Some(last_read + limits.get_idle_timeout())
-                }
-                None => None,
+            let (waiting_for_head, deadline) = match (oldest_waiting, st.head_since) {
+                (Some(t), _) => (true, Some(after(t, head_timeout))),
+                (None, Some(t)) if active == 0 => (true, Some(after(t, head_timeout))),
+                (None, None) if active == 0 => (false, Some(after(st.idle_since, idle_timeout))),
+                (None, _) => (false, None),
             };
-            let deadline = match (deadline, resetting) {
-                (Some(d), Some((_, until))) => Some(d.min(until)),
-                (None, Some((_, until))) => Some(until),
-                (d, None) => d,
-            };
-            (close, st.proto.active_requests(), deadline)
+            // Resetting: nothing else is waited for.
+            let deadline = resetting.map_or(deadline, |(_, until)| Some(until));
+            (close, waiting_for_head, deadline)
         };
         if should_close {
             break Stop::Close;
@@ -219,12 +242,12 @@ async fn multiplexed<T, S, B>(
                 if resetting.is_some() {
                     continue;
                 }
-                if active == 0 {
-                    tracing::debug!("FastCGI connection idle, closing");
-                    break Stop::Close;
+                if waiting_for_head {
+                    tracing::debug!("FastCGI request head not received in time, closing");
+                    break Stop::Abort;
                 }
-                tracing::debug!("FastCGI parameters not received in time, closing");
-                break Stop::Abort;
+                tracing::debug!("FastCGI connection idle, closing");
+                break Stop::Close;
             }
             r = rd.read_buf(&mut buf) => match r {
                 Ok(0) => {
@@ -235,7 +258,16 @@ async fn multiplexed<T, S, B>(
                     tracing::debug!(error = %e, "FastCGI read failed");
                     break Stop::Abort;
                 }
-                Ok(_) => last_read = Instant::now(),
+                Ok(_) => {
+                    // The first byte after an idle spell starts the clock
+                    // of the next request head.
+                    if let Ok(mut st) = state.lock()
+                        && st.proto.active_requests() == 0
+                        && st.head_since.is_none()
+                    {
+                        st.head_since = Some(Instant::now());
+                    }
+                }
             },
         }
         // Handle every complete record read so far.
@@ -328,6 +360,14 @@ pub(crate) async fn stopping_of(watch: &mut Option<Watch>) {
     }
 }
 
+/// `t + d`, or a year after `t` when that is not representable (a limit of
+/// `Duration::MAX` for "none").
+pub(crate) fn after(t: Instant, d: Duration) -> Instant {
+    t.checked_add(d)
+        .or_else(|| t.checked_add(Duration::from_secs(365 * 24 * 3600)))
+        .unwrap_or(t)
+}
+
 async fn sleep_until(deadline: Option<Instant>) {
     match deadline {
         Some(d) => tokio::time::sleep_until(d).await,
@@ -409,12 +449,13 @@ where
                 match permit {
                     Some(permit) => {
                         *serial += 1;
+                        let begun = st.head_since.unwrap_or_else(Instant::now);
                         st.slots.insert(
                             id,
                             Slot {
                                 serial: *serial,
                                 role,
-                                begun: Instant::now(),
+                                begun,
                                 stdin: None,
                                 data: None,
                                 task: None,
@@ -428,11 +469,13 @@ where
                         st.proto.reject(id, ProtocolStatus::Overloaded);
                         let replies = st.proto.take_output();
                         let _ = self.output.send_now(replies.freeze());
+                        st.ended_one();
                     }
                 }
                 After::Nothing
             }
             Event::Params { id, params } => {
+                st.head_since = None;
                 let Some(slot) = st.slots.get_mut(&id) else {
                     return After::Nothing;
                 };
@@ -492,6 +535,7 @@ where
             Event::Abort { id } => {
                 tracing::debug!(id, "FastCGI request aborted by the web server");
                 st.proto.finish(id);
+                st.ended_one();
                 match st.slots.remove(&id) {
                     Some(Slot {
                         task: Some(task),
@@ -512,6 +556,7 @@ where
             }
             Event::Rejected { id, status } => {
                 tracing::debug!(id, ?status, "FastCGI request refused");
+                st.ended_one();
                 After::Nothing
             }
             _ => After::Nothing,
@@ -603,6 +648,7 @@ async fn run_request<S, B>(
                     .any(InputSender::timed_out)
             });
             st.proto.finish(id);
+            st.ended_one();
             end_request(&output, id, &stderr, app_status);
             drop(st);
             let _ = done.send(if stalled { Ended::Stalled } else { Ended::Done });

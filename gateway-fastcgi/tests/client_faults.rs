@@ -13,7 +13,7 @@ use gateway_fastcgi::Server;
 use gateway_fastcgi::proto::{self, RecordType};
 use http::{Request, Response};
 use support::*;
-use tokio::io::DuplexStream;
+use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
 use tokio::sync::mpsc;
 use tower::util::BoxCloneSyncService;
 
@@ -225,4 +225,131 @@ async fn next(rx: &mut mpsc::UnboundedReceiver<Read>, case: &str) -> Read {
         .await
         .unwrap_or_else(|_| panic!("{case}: no news from the body"))
         .unwrap_or_else(|| panic!("{case}: the reader is gone"))
+}
+
+/// Writes `pieces` in turn, `gap` apart, until the server closes the
+/// connection or `limit` passes; how long the server kept it open, if it
+/// closed it. Whatever the server answers is read and dropped.
+async fn trickle(
+    c: &mut Client<DuplexStream>,
+    pieces: &[Vec<u8>],
+    gap: Duration,
+    limit: Duration,
+) -> Option<Duration> {
+    let began = Instant::now();
+    let mut scratch = [0u8; 1024];
+    for piece in pieces.iter().cycle() {
+        if began.elapsed() > limit {
+            return None;
+        }
+        if c.io.write_all(piece).await.is_err() {
+            return Some(began.elapsed());
+        }
+        let wait = tokio::time::sleep(gap);
+        tokio::pin!(wait);
+        loop {
+            tokio::select! {
+                () = &mut wait => break,
+                r = c.io.read(&mut scratch) => match r {
+                    Ok(0) | Err(_) => return Some(began.elapsed()),
+                    Ok(_) => {}
+                },
+            }
+        }
+    }
+    None
+}
+
+/// A whole FCGI_GET_VALUES record.
+fn get_values() -> Vec<u8> {
+    let mut w = BytesMut::new();
+    proto::encode_get_values(&mut w, ["FCGI_MAX_CONNS"]).unwrap();
+    w.to_vec()
+}
+
+/// Bytes trickled in before a request, on a fresh connection and on a
+/// kept-alive one after a request: the largest FCGI_GET_VALUES record one
+/// byte at a time, or whole small management records one after another.
+/// Neither moves the deadline of the next request head: the connection
+/// closes `head_read_timeout` after the first byte (well before the idle
+/// timeout), instead of staying open as long as bytes keep coming.
+#[tokio::test]
+async fn trickled_bytes_do_not_hold_the_connection() {
+    let head = Duration::from_millis(500);
+    let mut header = BytesMut::new();
+    header.extend_from_slice(&[1, 9, 0, 0, 0xff, 0xff, 0, 0]);
+    header.extend_from_slice(&[b'x'; 100]);
+    let one_byte_at_a_time: Vec<Vec<u8>> = header.iter().map(|b| vec![*b]).collect();
+    let whole_records = vec![get_values()];
+    for multiplex in [false, true] {
+        for kept_alive in [false, true] {
+            for (what, pieces) in [
+                ("a record a byte at a time", &one_byte_at_a_time),
+                ("whole management records", &whole_records),
+            ] {
+                let case = format!("multiplex {multiplex}, kept alive {kept_alive}, {what}");
+                let mut limits = Limits::default();
+                limits
+                    .head_read_timeout(head)
+                    .idle_timeout(Duration::from_secs(20));
+                let mut c = start(&mut server(reader(), multiplex, limits));
+                if kept_alive {
+                    c.begin(1, RESPONDER, KEEP_CONN, &pairs(&get("/"))).await;
+                    c.stream(RecordType::Stdin, 1, b"", true).await;
+                    assert_eq!(c.response(1).await.body(), "read 0", "{case}");
+                }
+                let open = trickle(
+                    &mut c,
+                    pieces,
+                    Duration::from_millis(50),
+                    Duration::from_secs(4),
+                )
+                .await;
+                let open = open.unwrap_or_else(|| panic!("{case}: still open after 4 s"));
+                assert!(
+                    open >= head - Duration::from_millis(100)
+                        && open < head + Duration::from_secs(2),
+                    "{case}: open for {open:?}"
+                );
+            }
+        }
+    }
+}
+
+/// The wait between requests: a fresh connection on which nothing comes
+/// closes after `head_read_timeout` (a request is due at once); a
+/// kept-alive one after `idle_timeout` from its last request, even when
+/// that is longer.
+#[tokio::test]
+async fn head_and_idle_deadlines() {
+    for multiplex in [false, true] {
+        let mut limits = Limits::default();
+        limits
+            .head_read_timeout(Duration::from_millis(300))
+            .idle_timeout(Duration::from_millis(1500));
+        let mut server = server(reader(), multiplex, limits);
+
+        let mut c = start(&mut server);
+        let began = Instant::now();
+        assert!(c.closed().await, "multiplex {multiplex}: fresh connection");
+        let took = began.elapsed();
+        assert!(
+            took < Duration::from_millis(1200),
+            "multiplex {multiplex}: fresh connection open for {took:?}"
+        );
+
+        let mut c = start(&mut server);
+        c.begin(1, RESPONDER, KEEP_CONN, &pairs(&get("/"))).await;
+        c.stream(RecordType::Stdin, 1, b"", true).await;
+        c.response(1).await;
+        let began = Instant::now();
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert!(c.stays_open().await, "multiplex {multiplex}: kept alive");
+        assert!(c.closed().await, "multiplex {multiplex}: idle");
+        let took = began.elapsed();
+        assert!(
+            took >= Duration::from_millis(1400) && took < Duration::from_secs(4),
+            "multiplex {multiplex}: idle for {took:?}"
+        );
+    }
 }
