@@ -62,9 +62,40 @@ struct Slot {
 struct State {
     proto: Connection,
     slots: HashMap<u16, Slot>,
+    /// When the connection last had no request: its start, or the end of
+    /// the last request.
+    idle_since: Instant,
+    /// While no request is active, when the first byte of the next request
+    /// head arrived (the connection's start for a fresh connection):
+    /// partial records and management records do not move it.
+    head_since: Option<Instant>,
+}
+
+impl State {
+    /// A request was ended or refused: with none left, the connection is
+    /// idle from now on.
+    fn ended_one(&mut self) {
+        if self.proto.active_requests() == 0 {
+            self.idle_since = Instant::now();
+            self.head_since = None;
+        }
+    }
 }
 
 type Locked = Arc<Mutex<State>>;
+
+/// What the loop hears when a request ends.
+enum Ended {
+    /// Nothing more to do.
+    Done,
+    /// Request `.0`'s response failed after its head: reset the connection
+    /// once the request's input has ended.
+    Reset(u16),
+    /// The request's body gave up waiting for input: the web server's
+    /// stream is in an unknown state, so the connection takes no new
+    /// request and closes once the others are done.
+    Stalled,
+}
 
 /// Why the loop stopped.
 enum Stop {
@@ -119,23 +150,26 @@ async fn multiplexed<T, S, B>(
     let (mut rd, wr) = tokio::io::split(io);
     let (output, writer_fut) = writer(wr, limits.get_write_timeout());
     let mut writer_task = tokio::spawn(writer_fut);
+    let opened = Instant::now();
     let state: Locked = Arc::new(Mutex::new(State {
         proto: Connection::new(&shared.config),
         slots: HashMap::new(),
+        idle_since: opened,
+        head_since: Some(opened),
     }));
-    // A request ended; `Some(id)`: its response failed after its head and
-    // the connection is to be reset once the request's input has ended.
-    let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Option<u16>>();
+    let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Ended>();
     let mut resetting: Option<(u16, Instant)> = None;
     let mut buf = BytesMut::with_capacity(16 * 1024);
     let mut serial: u64 = 0;
     let mut started: u64 = 0;
     let mut stopping = watch.as_ref().is_some_and(Watch::is_stopping);
-    let mut last_read = Instant::now();
+    let mut stalled = false;
     let max_requests = limits.get_max_requests_per_connection();
+    let head_timeout = limits.get_head_read_timeout();
+    let idle_timeout = limits.get_idle_timeout();
 
     let stop = loop {
-        let (should_close, active, deadline) = {
+        let (should_close, waiting_for_head, deadline) = {
             let Ok(st) = state.lock() else {
                 break Stop::Abort;
             };
@@ -152,28 +186,29 @@ async fn multiplexed<T, S, B>(
                     break Stop::Reset;
                 }
             }
+            let active = st.proto.active_requests();
             let exhausted = max_requests.is_some_and(|m| started >= m);
-            let close = st.proto.should_close()
-                || ((stopping || exhausted) && st.proto.active_requests() == 0);
+            let close =
+                st.proto.should_close() || ((stopping || exhausted || stalled) && active == 0);
+            // The head of a request (BEGIN_REQUEST and all its PARAMS) is
+            // due within head_read_timeout of its first byte as a whole; a
+            // connection without requests and without such bytes closes
+            // idle_timeout after its last request.
             let oldest_waiting = st
                 .slots
                 .values()
                 .filter(|s| s.task.is_none())
                 .map(|s| s.begun)
                 .min();
-            let deadline = match oldest_waiting {
-                Some(t) => Some(t + limits.get_head_read_timeout()),
-                None if st.proto.active_requests() == 0 => {
-                    Some(last_read + limits.get_idle_timeout())
-                }
-                None => None,
+            let (waiting_for_head, deadline) = match (oldest_waiting, st.head_since) {
+                (Some(t), _) => (true, Some(after(t, head_timeout))),
+                (None, Some(t)) if active == 0 => (true, Some(after(t, head_timeout))),
+                (None, None) if active == 0 => (false, Some(after(st.idle_since, idle_timeout))),
+                (None, _) => (false, None),
             };
-            let deadline = match (deadline, resetting) {
-                (Some(d), Some((_, until))) => Some(d.min(until)),
-                (None, Some((_, until))) => Some(until),
-                (d, None) => d,
-            };
-            (close, st.proto.active_requests(), deadline)
+            // Resetting: nothing else is waited for.
+            let deadline = resetting.map_or(deadline, |(_, until)| Some(until));
+            (close, waiting_for_head, deadline)
         };
         if should_close {
             break Stop::Close;
@@ -181,9 +216,16 @@ async fn multiplexed<T, S, B>(
         tokio::select! {
             biased;
             ended = done_rx.recv() => {
-                if let Some(Some(id)) = ended {
-                    tracing::debug!("FastCGI response failed after its head, resetting the connection");
-                    resetting = Some((id, Instant::now() + DRAIN_TIME));
+                match ended {
+                    Some(Ended::Reset(id)) => {
+                        tracing::debug!("FastCGI response failed after its head, resetting the connection");
+                        resetting = Some((id, Instant::now() + DRAIN_TIME));
+                    }
+                    Some(Ended::Stalled) if !stalled => {
+                        tracing::debug!("FastCGI input stalled, closing the connection once idle");
+                        stalled = true;
+                    }
+                    _ => {}
                 }
                 continue;
             }
@@ -200,12 +242,12 @@ async fn multiplexed<T, S, B>(
                 if resetting.is_some() {
                     continue;
                 }
-                if active == 0 {
-                    tracing::debug!("FastCGI connection idle, closing");
-                    break Stop::Close;
+                if waiting_for_head {
+                    tracing::debug!("FastCGI request head not received in time, closing");
+                    break Stop::Abort;
                 }
-                tracing::debug!("FastCGI parameters not received in time, closing");
-                break Stop::Abort;
+                tracing::debug!("FastCGI connection idle, closing");
+                break Stop::Close;
             }
             r = rd.read_buf(&mut buf) => match r {
                 Ok(0) => {
@@ -216,7 +258,16 @@ async fn multiplexed<T, S, B>(
                     tracing::debug!(error = %e, "FastCGI read failed");
                     break Stop::Abort;
                 }
-                Ok(_) => last_read = Instant::now(),
+                Ok(_) => {
+                    // The first byte after an idle spell starts the clock
+                    // of the next request head.
+                    if let Ok(mut st) = state.lock()
+                        && st.proto.active_requests() == 0
+                        && st.head_since.is_none()
+                    {
+                        st.head_since = Some(Instant::now());
+                    }
+                }
             },
         }
         // Handle every complete record read so far.
@@ -227,7 +278,10 @@ async fn multiplexed<T, S, B>(
             done: &done_tx,
             peer_addr,
             local_addr,
-            refuse: stopping || resetting.is_some() || max_requests.is_some_and(|m| started >= m),
+            refuse: stopping
+                || stalled
+                || resetting.is_some()
+                || max_requests.is_some_and(|m| started >= m),
         };
         match ctx.process(&mut buf, &mut serial, &mut started).await {
             Ok(()) => {}
@@ -238,13 +292,20 @@ async fn multiplexed<T, S, B>(
         }
     };
 
-    // Cancel whatever still runs; nothing more is written for those requests.
-    let tasks: Vec<JoinHandle<()>> = match state.lock() {
-        Ok(mut st) => st.slots.drain().filter_map(|(_, s)| s.task).collect(),
+    // Cancel whatever still runs; nothing more is written for those
+    // requests. The tasks are cancelled before their input queues are
+    // dropped, so that an application still running does not see its body
+    // cut short first.
+    let slots: Vec<Slot> = match state.lock() {
+        Ok(mut st) => st.slots.drain().map(|(_, s)| s).collect(),
         Err(_) => Vec::new(),
     };
-    for t in &tasks {
-        t.abort();
+    let mut tasks: Vec<JoinHandle<()>> = Vec::new();
+    for mut slot in slots {
+        if let Some(task) = slot.task.take() {
+            task.abort();
+            tasks.push(task);
+        }
     }
     drop(output);
     drop(done_tx);
@@ -299,6 +360,14 @@ pub(crate) async fn stopping_of(watch: &mut Option<Watch>) {
     }
 }
 
+/// `t + d`, or a year after `t` when that is not representable (a limit of
+/// `Duration::MAX` for "none").
+pub(crate) fn after(t: Instant, d: Duration) -> Instant {
+    t.checked_add(d)
+        .or_else(|| t.checked_add(Duration::from_secs(365 * 24 * 3600)))
+        .unwrap_or(t)
+}
+
 async fn sleep_until(deadline: Option<Instant>) {
     match deadline {
         Some(d) => tokio::time::sleep_until(d).await,
@@ -310,7 +379,7 @@ struct Ctx<'a, S> {
     shared: &'a Arc<Shared<S>>,
     state: &'a Locked,
     output: &'a Output,
-    done: &'a mpsc::UnboundedSender<Option<u16>>,
+    done: &'a mpsc::UnboundedSender<Ended>,
     peer_addr: Option<SocketAddr>,
     local_addr: Option<SocketAddr>,
     refuse: bool,
@@ -362,7 +431,7 @@ where
                     tokio::spawn(async move {
                         let _ = task.await;
                         end_request(&output, id, &stderr, 1);
-                        let _ = done.send(None);
+                        let _ = done.send(Ended::Done);
                     });
                 }
             }
@@ -380,12 +449,13 @@ where
                 match permit {
                     Some(permit) => {
                         *serial += 1;
+                        let begun = st.head_since.unwrap_or_else(Instant::now);
                         st.slots.insert(
                             id,
                             Slot {
                                 serial: *serial,
                                 role,
-                                begun: Instant::now(),
+                                begun,
                                 stdin: None,
                                 data: None,
                                 task: None,
@@ -399,11 +469,13 @@ where
                         st.proto.reject(id, ProtocolStatus::Overloaded);
                         let replies = st.proto.take_output();
                         let _ = self.output.send_now(replies.freeze());
+                        st.ended_one();
                     }
                 }
                 After::Nothing
             }
             Event::Params { id, params } => {
+                st.head_since = None;
                 let Some(slot) = st.slots.get_mut(&id) else {
                     return After::Nothing;
                 };
@@ -414,10 +486,11 @@ where
                         .and_then(|v| std::str::from_utf8(v).ok())
                         .and_then(|v| v.trim().parse::<u64>().ok())
                 };
-                let (stdin_tx, stdin_rx) = input::channel(length(b"CONTENT_LENGTH"));
+                let body_timeout = self.shared.handler.limits().get_body_read_timeout();
+                let (stdin_tx, stdin_rx) = input::channel(length(b"CONTENT_LENGTH"), body_timeout);
                 slot.stdin = Some(stdin_tx);
                 let filter = if slot.role == Role::Filter {
-                    let (tx, rx) = input::channel(length(b"FCGI_DATA_LENGTH"));
+                    let (tx, rx) = input::channel(length(b"FCGI_DATA_LENGTH"), body_timeout);
                     slot.data = Some(tx);
                     Some(FilterData::new(rx))
                 } else {
@@ -448,20 +521,21 @@ where
             Event::Stdin { id, data } => push(st, id, data, false),
             Event::Data { id, data } => push(st, id, data, true),
             Event::StdinEnd { id } => {
-                if let Some(s) = st.slots.get_mut(&id) {
-                    s.stdin = None;
+                if let Some(q) = st.slots.get_mut(&id).and_then(|s| s.stdin.take()) {
+                    q.finish();
                 }
                 After::Nothing
             }
             Event::DataEnd { id } => {
-                if let Some(s) = st.slots.get_mut(&id) {
-                    s.data = None;
+                if let Some(q) = st.slots.get_mut(&id).and_then(|s| s.data.take()) {
+                    q.finish();
                 }
                 After::Nothing
             }
             Event::Abort { id } => {
                 tracing::debug!(id, "FastCGI request aborted by the web server");
                 st.proto.finish(id);
+                st.ended_one();
                 match st.slots.remove(&id) {
                     Some(Slot {
                         task: Some(task),
@@ -474,7 +548,7 @@ where
                     Some(slot) => {
                         // Not started yet: answer at once.
                         end_request(&Out::Queue(self.output.clone()), id, &slot.stderr, 1);
-                        let _ = self.done.send(None);
+                        let _ = self.done.send(Ended::Done);
                         After::Nothing
                     }
                     None => After::Nothing,
@@ -482,6 +556,7 @@ where
             }
             Event::Rejected { id, status } => {
                 tracing::debug!(id, ?status, "FastCGI request refused");
+                st.ended_one();
                 After::Nothing
             }
             _ => After::Nothing,
@@ -536,7 +611,7 @@ where
 async fn run_request<S, B>(
     shared: Arc<Shared<S>>,
     state: Locked,
-    done: mpsc::UnboundedSender<Option<u16>>,
+    done: mpsc::UnboundedSender<Ended>,
     mut gw: FcgiGateway,
     serial: u64,
     filter: Option<FilterData>,
@@ -564,13 +639,19 @@ async fn run_request<S, B>(
                 s.ended = true;
             }
             drop(st);
-            let _ = done.send(Some(id));
+            let _ = done.send(Ended::Reset(id));
         } else {
-            st.slots.remove(&id);
+            let stalled = st.slots.remove(&id).is_some_and(|slot| {
+                [&slot.stdin, &slot.data]
+                    .into_iter()
+                    .flatten()
+                    .any(InputSender::timed_out)
+            });
             st.proto.finish(id);
+            st.ended_one();
             end_request(&output, id, &stderr, app_status);
             drop(st);
-            let _ = done.send(None);
+            let _ = done.send(if stalled { Ended::Stalled } else { Ended::Done });
         }
     }
 }

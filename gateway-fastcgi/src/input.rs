@@ -1,5 +1,5 @@
 //! Request input streams (`FCGI_STDIN`, `FCGI_DATA`) as bodies, with flow
-//! control.
+//! control and a stall limit.
 //!
 //! The connection driver pushes each record's bytes into a per-request
 //! queue; the application pulls them out through an [`http_body::Body`]. A
@@ -9,20 +9,37 @@
 //! hold up the others until it has that much unread input waiting; a
 //! connection carrying one request at a time (what web servers do) simply
 //! follows the application's pace, and memory stays bounded either way.
+//!
+//! A body waits at most `Limits::body_read_timeout` for the next bytes
+//! while the application asks for them; past that it fails with
+//! [`gateway_core::Error::body_timeout`], and the driver closes the
+//! connection once the request has ended. A stream that stops without its
+//! end marker (the web server aborted the request or closed the connection)
+//! fails with [`gateway_core::Error::incomplete_body`], as does one that
+//! ends short of its declared length: both are the client's doing, which
+//! the handler answers and logs as such.
 
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use bytes::Bytes;
+use gateway_core::Error;
+use gateway_core::server::Stall;
 use http_body::{Frame, SizeHint};
 use tokio::sync::{Notify, mpsc};
 
 /// How many unread bytes one request's input queue holds before the driver
 /// stops reading the connection.
 pub(crate) const QUEUE_BOUND: usize = 256 * 1024;
+
+/// The longest stall limit used: a longer one (`Duration::MAX` for "none")
+/// is cut to this, which is as good as none and keeps deadlines
+/// representable.
+const LONGEST_WAIT: Duration = Duration::from_secs(365 * 24 * 3600);
 
 /// The driver's end of an input queue.
 #[derive(Debug, Clone)]
@@ -35,11 +52,16 @@ pub(crate) struct InputSender {
 struct Flow {
     queued: AtomicUsize,
     drained: Notify,
+    /// The stream's end marker arrived (set before the sender is dropped).
+    ended: AtomicBool,
+    /// The body gave up waiting for input.
+    timed_out: AtomicBool,
 }
 
 /// A new queue and the body that reads it. `length` is the declared length
-/// (`CONTENT_LENGTH`), when there is one.
-pub(crate) fn channel(length: Option<u64>) -> (InputSender, InputBody) {
+/// (`CONTENT_LENGTH`), when there is one; `timeout` bounds each wait of the
+/// body for input.
+pub(crate) fn channel(length: Option<u64>, timeout: Duration) -> (InputSender, InputBody) {
     let (tx, rx) = mpsc::unbounded_channel();
     let flow = Arc::new(Flow::default());
     (
@@ -52,6 +74,7 @@ pub(crate) fn channel(length: Option<u64>) -> (InputSender, InputBody) {
             flow: Some(flow),
             remaining: length,
             done: false,
+            stall: Stall::new(timeout.min(LONGEST_WAIT)),
         },
     )
 }
@@ -67,6 +90,20 @@ impl InputSender {
             return false;
         }
         true
+    }
+
+    /// The stream's end marker arrived: the body ends normally once it has
+    /// read what was queued. A sender dropped without this (the request was
+    /// aborted, the connection closed) makes the body fail as cut short.
+    pub(crate) fn finish(self) {
+        self.flow.ended.store(true, Ordering::Release);
+    }
+
+    /// Whether the body gave up waiting for input (the web server stalled):
+    /// the connection is then in an unknown state and is closed once the
+    /// request has ended.
+    pub(crate) fn timed_out(&self) -> bool {
+        self.flow.timed_out.load(Ordering::Acquire)
     }
 
     /// Whether the queue is over its bound (and the body still reading).
@@ -95,7 +132,8 @@ impl InputSender {
 /// With a declared length, the body is cut at that length, and an end marker
 /// before it is an error (the client's upload failed, spec §6.2). Without
 /// one (an upload the web server streams without a length), the body runs to
-/// the end marker.
+/// the end marker. Its errors are [`gateway_core::Error`]s: cut short, or
+/// no input for longer than the stall limit.
 #[derive(Debug)]
 pub(crate) struct InputBody {
     /// `None` when the stream had ended, empty, before the body was made.
@@ -103,6 +141,8 @@ pub(crate) struct InputBody {
     flow: Option<Arc<Flow>>,
     remaining: Option<u64>,
     done: bool,
+    /// Times each wait for input.
+    stall: Stall,
 }
 
 impl InputBody {
@@ -114,18 +154,26 @@ impl InputBody {
             flow: None,
             remaining: length,
             done: false,
+            // Never waits: there is no queue.
+            stall: Stall::new(LONGEST_WAIT),
         }
+    }
+
+    /// Ends the body with `error`.
+    fn fail(&mut self, error: Error) -> Poll<Option<Result<Frame<Bytes>, Error>>> {
+        self.done = true;
+        Poll::Ready(Some(Err(error)))
     }
 }
 
 impl http_body::Body for InputBody {
     type Data = Bytes;
-    type Error = io::Error;
+    type Error = Error;
 
     fn poll_frame(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, Error>>> {
         let this = &mut *self;
         if this.done || this.remaining == Some(0) {
             this.done = true;
@@ -136,8 +184,20 @@ impl http_body::Body for InputBody {
             None => Poll::Ready(None),
         };
         match polled {
-            Poll::Pending => Poll::Pending,
+            Poll::Pending => {
+                // The timer needs a tokio runtime; a body read elsewhere
+                // just waits.
+                let in_runtime = tokio::runtime::Handle::try_current().is_ok();
+                if in_runtime && this.stall.expired(false, cx) {
+                    if let Some(flow) = &this.flow {
+                        flow.timed_out.store(true, Ordering::Release);
+                    }
+                    return this.fail(Error::body_timeout());
+                }
+                Poll::Pending
+            }
             Poll::Ready(Some(mut data)) => {
+                this.stall.expired(true, cx);
                 if let Some(flow) = &this.flow {
                     flow.queued.fetch_sub(data.len(), Ordering::AcqRel);
                     flow.drained.notify_waiters();
@@ -150,13 +210,25 @@ impl http_body::Body for InputBody {
                 Poll::Ready(Some(Ok(Frame::data(data))))
             }
             Poll::Ready(None) => {
-                this.done = true;
+                let ended = this
+                    .flow
+                    .as_ref()
+                    .is_none_or(|flow| flow.ended.load(Ordering::Acquire));
+                if !ended {
+                    return this.fail(Error::incomplete_body(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "FastCGI input cut off: the web server aborted the request or closed the connection",
+                    )));
+                }
                 match this.remaining {
-                    Some(left) if left > 0 => Poll::Ready(Some(Err(io::Error::new(
+                    Some(left) if left > 0 => this.fail(Error::incomplete_body(io::Error::new(
                         io::ErrorKind::UnexpectedEof,
                         format!("FastCGI input ended {left} bytes short of CONTENT_LENGTH"),
-                    )))),
-                    _ => Poll::Ready(None),
+                    ))),
+                    _ => {
+                        this.done = true;
+                        Poll::Ready(None)
+                    }
                 }
             }
         }

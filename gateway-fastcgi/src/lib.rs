@@ -71,6 +71,7 @@ mod error;
 mod gateway;
 mod input;
 pub mod proto;
+mod refuse;
 mod server;
 mod single;
 mod writer;

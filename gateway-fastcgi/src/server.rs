@@ -15,6 +15,7 @@ use tower::Service;
 use crate::conn::{self, Shared};
 use crate::gateway::ErrorOutput;
 use crate::proto::Config;
+use crate::refuse;
 
 /// A FastCGI application server.
 ///
@@ -38,9 +39,14 @@ use crate::proto::Config;
 /// `FCGI_WEB_SERVER_ADDRS` environment variable, if set. Limits and timeouts
 /// come from the [`Handler`]'s [`Limits`](gateway_core::Limits):
 /// `max_head_len` caps a request's parameters, `head_read_timeout` bounds
-/// the wait for them, `idle_timeout` closes idle kept-alive connections,
-/// `write_timeout` bounds each write, `max_connections` and
-/// `max_requests_per_connection` do what they say.
+/// the wait for a whole request head (`FCGI_BEGIN_REQUEST` and its
+/// parameters) from its first byte, `body_read_timeout` each wait of the
+/// application for body data (then 408 and the connection closes),
+/// `idle_timeout` the wait between requests on a kept-alive connection,
+/// `write_timeout` each write, and `max_requests_per_connection` what it
+/// says. Past `max_connections`, a new connection is accepted and its first
+/// request answered `FCGI_OVERLOADED` at once (then it is closed), so a web
+/// server never waits in the listen backlog for a slot.
 #[derive(Debug, Clone)]
 pub struct Server<S> {
     app: S,
@@ -197,6 +203,15 @@ where
 
     /// Serves connections from `listener` until the shutdown is triggered.
     ///
+    /// A connection past [`Limits::max_connections`](gateway_core::Limits)
+    /// is refused at once: its records are read (for at most a second and a
+    /// few KiB) up to its `FCGI_BEGIN_REQUEST`, which is answered
+    /// `FCGI_END_REQUEST` with protocolStatus `FCGI_OVERLOADED`; an
+    /// `FCGI_GET_VALUES` before it is answered as usual. Then the connection
+    /// is closed, reading what the web server still sends for a moment so
+    /// that the answer is not lost to a reset. A peer outside the allow-list
+    /// is closed without an answer.
+    ///
     /// # Errors
     ///
     /// Only a failure of the listener itself; connection errors are logged
@@ -204,12 +219,31 @@ where
     pub async fn serve(&mut self, listener: Listener) -> io::Result<()> {
         let shared = self.shared();
         let allowed: Option<Arc<[IpAddr]>> = self.allowed.clone().map(Into::into);
-        let max_connections = self.handler.limits().get_max_connections();
+        let limits = self.handler.limits();
+        let max_connections = limits.get_max_connections();
+        let refusal = {
+            let allowed = allowed.clone();
+            let config = shared.config;
+            let write_timeout = limits.get_write_timeout();
+            server::Refusal::new(move |stream: server::Stream| {
+                let allowed = allowed.clone();
+                async move {
+                    let peer = match &stream {
+                        server::Stream::Tcp(tcp) => tcp.peer_addr().ok(),
+                        server::Stream::Unix(_) => None,
+                    };
+                    // No answer at all for a peer that may not connect.
+                    if is_allowed(allowed.as_deref(), peer) {
+                        refuse::refuse(stream, config, write_timeout).await;
+                    }
+                }
+            })
+        };
         server::serve(
             listener,
             max_connections,
             self.shutdown.clone(),
-            server::Refusal::close(),
+            refusal,
             move |c: server::Connection| {
                 let shared = shared.clone();
                 let allowed = allowed.clone();
@@ -224,7 +258,7 @@ where
                         c.peer_addr,
                         c.local_addr,
                         Some(c.shutdown),
-                        reset_stream,
+                        server::reset_on_close,
                     )
                     .await;
                 }
@@ -233,8 +267,9 @@ where
         .await
     }
 
-    /// Binds `addr` (see [`listen`]), calls `ready` with the address it
-    /// listens on, and serves on a new runtime (see
+    /// Binds `addr` (see [`listen`]; a socket it creates gets the listen
+    /// backlog of [`Limits::listen_backlog`](gateway_core::Limits)), calls
+    /// `ready` with the address it listens on, and serves on a new runtime (see
     /// [`worker_threads`](Server::worker_threads)) until SIGINT or
     /// SIGTERM (or this server's shutdown): the whole `main` of a FastCGI
     /// application.
@@ -256,7 +291,8 @@ where
             }
         };
         rt.block_on(async {
-            let listener = listen(addr).await?;
+            let backlog = self.handler.limits().get_listen_backlog();
+            let listener = listen_with_backlog(addr, backlog).await?;
             ready(&listener.local_addr_string());
             self.shutdown.trigger_on(server::signal());
             self.serve(listener).await
@@ -288,15 +324,6 @@ where
         let shared = self.shared();
         let watch: Watch = self.shutdown.watch();
         conn::serve(shared, io, peer_addr, None, Some(watch), |_| {})
-    }
-}
-
-/// Makes closing `stream` send a reset (TCP only): nginx, Apache and
-/// lighttpd then drop the client connection instead of ending a response
-/// without Content-Length normally.
-fn reset_stream(stream: &server::Stream) {
-    if let server::Stream::Tcp(tcp) = stream {
-        let _ = tcp.set_zero_linger();
     }
 }
 
@@ -344,12 +371,21 @@ fn web_server_addrs_from_env() -> Option<Vec<IpAddr>> {
 
 /// Opens the listener for `addr`: `HOST:PORT`, `unix:PATH`, or `None` (or
 /// `-`) for the listening socket a web server passes on file descriptor 0
-/// (lighttpd's `bin-path`, `spawn-fcgi`; F1).
+/// (lighttpd's `bin-path`, `spawn-fcgi`; F1). A socket bound here gets the
+/// default listen backlog ([`server::DEFAULT_BACKLOG`]); for another one,
+/// bind with [`Listener::bind_with`] and [`server::BindOptions::backlog`],
+/// or use [`Server::run`], which takes
+/// [`Limits::listen_backlog`](gateway_core::Limits).
 ///
 /// # Errors
 ///
 /// Binding fails, or file descriptor 0 is not a listening socket.
 pub async fn listen(addr: Option<&str>) -> io::Result<Listener> {
+    listen_with_backlog(addr, server::DEFAULT_BACKLOG).await
+}
+
+/// [`listen`], with `backlog` for a socket bound here.
+async fn listen_with_backlog(addr: Option<&str>, backlog: u32) -> io::Result<Listener> {
     match addr {
         None | Some("-") => Listener::from_stdin()?.ok_or_else(|| {
             io::Error::new(
@@ -357,7 +393,11 @@ pub async fn listen(addr: Option<&str>) -> io::Result<Listener> {
                 "no address given and file descriptor 0 is not a listening socket",
             )
         }),
-        Some(addr) => Listener::bind(addr).await,
+        Some(addr) => {
+            let mut opts = server::BindOptions::new();
+            opts.remove_stale(true).backlog(backlog);
+            Listener::bind_with(addr, &opts).await
+        }
     }
 }
 

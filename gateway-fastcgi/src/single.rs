@@ -33,7 +33,7 @@ use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Instant;
 use tower::Service;
 
-use crate::conn::{DRAIN_TIME, Shared, close_politely, end_request, run_app, stopping_of};
+use crate::conn::{DRAIN_TIME, Shared, after, close_politely, end_request, run_app, stopping_of};
 use crate::direct::{self, Sink};
 use crate::gateway::{FcgiGateway, Out, StderrState};
 use crate::input::{self, FilterData, InputBody, InputSender};
@@ -43,7 +43,6 @@ use crate::proto::{Connection, Event, ProtocolError, ProtocolStatus, ResponseEnc
 struct Pending {
     id: u16,
     role: Role,
-    begun: Instant,
     permit: OwnedSemaphorePermit,
 }
 
@@ -99,7 +98,14 @@ struct Driver<T, S> {
     pending: Option<Pending>,
     started: u64,
     stopping: bool,
-    last_read: Instant,
+    /// When the connection last had no request: its start, or the end of
+    /// the last request.
+    idle_since: Instant,
+    /// Between requests, when the first byte of the next request head
+    /// arrived (the connection's start for a fresh connection): the whole
+    /// head is due within `head_read_timeout` of it, however it trickles
+    /// in. Management records do not move it.
+    head_since: Option<Instant>,
     peer_addr: Option<SocketAddr>,
     local_addr: Option<SocketAddr>,
 }
@@ -122,7 +128,6 @@ pub(crate) async fn serve<T, S, B>(
     let idle_timeout = limits.get_idle_timeout();
     let write_timeout = limits.get_write_timeout();
     let max_requests = limits.get_max_requests_per_connection();
-    let step = head_timeout.min(idle_timeout);
 
     let io = Arc::new(direct::Shared::new(io));
     let sink: Arc<dyn Sink> = io.clone();
@@ -136,15 +141,17 @@ pub(crate) async fn serve<T, S, B>(
         pending: None,
         started: 0,
         stopping: watch.as_ref().is_some_and(Watch::is_stopping),
-        last_read: Instant::now(),
+        idle_since: Instant::now(),
+        head_since: Some(Instant::now()),
         peer_addr,
         local_addr,
     };
     let mut stopped = pin!(stopping_of(&mut watch));
-    // One timer for the head-read and idle deadlines, never later than
-    // either: it is armed at most `step` ahead and re-armed when it fires
-    // early, so it is rarely touched.
-    let mut timer = pin!(tokio::time::sleep_until(after(d.last_read, step)));
+    // One timer for the head-read and idle deadlines, moved only when the
+    // deadline changes (a few times per request).
+    let mut timer = pin!(tokio::time::sleep_until(
+        d.idle_deadline(head_timeout, idle_timeout)
+    ));
     // Whether the web server may still send input when the connection
     // closes (then the close drains it, so it does not become a reset).
     let mut input_open = true;
@@ -168,6 +175,10 @@ pub(crate) async fn serve<T, S, B>(
                 break 'conn Stop::Close;
             }
             input_open = true;
+            let deadline = d.idle_deadline(head_timeout, idle_timeout);
+            if timer.deadline() != deadline {
+                timer.as_mut().reset(deadline);
+            }
             tokio::select! {
                 biased;
                 r = write_out(&*d.sink, write_timeout), if d.sink.buffered() > 0 => {
@@ -185,25 +196,18 @@ pub(crate) async fn serve<T, S, B>(
                         tracing::debug!(%error, "FastCGI read failed");
                         break 'conn Stop::Abort;
                     }
-                    Ok(_) => d.last_read = Instant::now(),
+                    Ok(_) => {
+                        d.head_since.get_or_insert_with(Instant::now);
+                    }
                 },
                 () = &mut stopped, if !d.stopping => d.stopping = true,
                 () = &mut timer => {
-                    let now = Instant::now();
-                    let next = match &d.pending {
-                        Some(p) if now >= after(p.begun, head_timeout) => {
-                            tracing::debug!("FastCGI parameters not received in time, closing");
-                            break 'conn Stop::Abort;
-                        }
-                        Some(p) => after(p.begun, head_timeout),
-                        None if d.proto.active_requests() > 0 => after(now, step),
-                        None if now >= after(d.last_read, idle_timeout) => {
-                            tracing::debug!("FastCGI connection idle, closing");
-                            break 'conn Stop::Close;
-                        }
-                        None => after(d.last_read, idle_timeout),
-                    };
-                    timer.as_mut().reset(next.min(after(now, step)));
+                    if d.head_since.is_some() {
+                        tracing::debug!("FastCGI request head not received in time, closing");
+                        break 'conn Stop::Abort;
+                    }
+                    tracing::debug!("FastCGI connection idle, closing");
+                    break 'conn Stop::Close;
                 }
             }
         };
@@ -258,7 +262,7 @@ pub(crate) async fn serve<T, S, B>(
                             tracing::debug!(%error, "FastCGI read failed");
                             break End::Broken;
                         }
-                        Ok(_) => d.last_read = Instant::now(),
+                        Ok(_) => {}
                     },
                     () = &mut stopped, if !d.stopping => d.stopping = true,
                 }
@@ -268,8 +272,14 @@ pub(crate) async fn serve<T, S, B>(
         };
         (stdin_open, data_open) = (run.stdin.is_some(), run.data.is_some());
         input_open = stdin_open || data_open;
+        // The body gave up waiting for the web server: what it sends next
+        // is anyone's guess, so the connection ends with this request.
+        let stalled = [&run.stdin, &run.data]
+            .into_iter()
+            .flatten()
+            .any(InputSender::timed_out);
         drop(run);
-        d.last_read = Instant::now();
+        d.ended_one();
         match end {
             End::Broken => break 'conn Stop::Abort,
             End::Aborted => {
@@ -288,6 +298,10 @@ pub(crate) async fn serve<T, S, B>(
                 }
                 d.proto.finish(id);
                 end_request(&d.out, id, &stderr, u32::from(!outcome.is_complete()));
+                if stalled {
+                    tracing::debug!("FastCGI input stalled, closing the connection");
+                    break 'conn Stop::Close;
+                }
             }
         }
     };
@@ -325,6 +339,24 @@ where
     S: Application<B> + Service<Request<Body>, Response = Response<B>>,
     B: AppBody,
 {
+    /// When waiting between requests ends: `head_timeout` after the first
+    /// byte of the next request head, or `idle_timeout` after the last
+    /// request when no such byte has arrived.
+    fn idle_deadline(&self, head_timeout: Duration, idle_timeout: Duration) -> Instant {
+        match self.head_since {
+            Some(t) => after(t, head_timeout),
+            None => after(self.idle_since, idle_timeout),
+        }
+    }
+
+    /// A request was ended or refused: the connection is idle from now on,
+    /// and bytes of the next request head already read start its clock.
+    fn ended_one(&mut self) {
+        let now = Instant::now();
+        self.idle_since = now;
+        self.head_since = (!self.buf.is_empty()).then_some(now);
+    }
+
     /// Moves the protocol layer's replies to the output buffer.
     fn replies(&mut self) {
         if self.proto.has_output() {
@@ -356,17 +388,13 @@ where
                     };
                     match permit {
                         Some(permit) => {
-                            self.pending = Some(Pending {
-                                id,
-                                role,
-                                begun: Instant::now(),
-                                permit,
-                            });
+                            self.pending = Some(Pending { id, role, permit });
                         }
                         None => {
                             tracing::debug!(id, "FastCGI request refused: overloaded");
                             self.proto.reject(id, ProtocolStatus::Overloaded);
                             self.replies();
+                            self.ended_one();
                         }
                     }
                 }
@@ -375,6 +403,7 @@ where
                         continue;
                     };
                     self.started += 1;
+                    self.head_since = None;
                     // A request without a body usually ends its FCGI_STDIN
                     // in the same read: then its body needs no queue.
                     let next = self.proto.next_event(&mut self.buf);
@@ -392,10 +421,14 @@ where
                     if self.pending.take_if(|p| p.id == id).is_some() {
                         // Not started yet: answer at once.
                         self.out.send_now(FcgiGateway::end_records(id, false, 1));
+                        self.ended_one();
                     }
                 }
                 Event::Rejected { id, status } => {
                     tracing::debug!(id, ?status, "FastCGI request refused");
+                    if self.pending.is_none() {
+                        self.ended_one();
+                    }
                 }
                 _ => {}
             }
@@ -411,14 +444,15 @@ where
                 .and_then(|v| std::str::from_utf8(v).ok())
                 .and_then(|v| v.trim().parse::<u64>().ok())
         };
+        let body_timeout = self.shared.handler.limits().get_body_read_timeout();
         let (stdin_tx, stdin_rx) = if stdin_ended {
             (None, InputBody::ended(length(b"CONTENT_LENGTH")))
         } else {
-            let (tx, rx) = input::channel(length(b"CONTENT_LENGTH"));
+            let (tx, rx) = input::channel(length(b"CONTENT_LENGTH"), body_timeout);
             (Some(tx), rx)
         };
         let (data, filter) = if p.role == Role::Filter {
-            let (tx, rx) = input::channel(length(b"FCGI_DATA_LENGTH"));
+            let (tx, rx) = input::channel(length(b"FCGI_DATA_LENGTH"), body_timeout);
             (Some(tx), Some(FilterData::new(rx)))
         } else {
             (None, None)
@@ -497,8 +531,16 @@ where
                     return Step::Full(q);
                 }
             }
-            Event::StdinEnd { id } if id == run.id => run.stdin = None,
-            Event::DataEnd { id } if id == run.id => run.data = None,
+            Event::StdinEnd { id } if id == run.id => {
+                if let Some(q) = run.stdin.take() {
+                    q.finish();
+                }
+            }
+            Event::DataEnd { id } if id == run.id => {
+                if let Some(q) = run.data.take() {
+                    q.finish();
+                }
+            }
             Event::Abort { id } if id == run.id => {
                 self.proto.finish(id);
                 return Step::Aborted;
@@ -510,13 +552,6 @@ where
         }
         Step::More
     }
-}
-
-/// `t + d`, or a year after `t` when that is not representable.
-fn after(t: Instant, d: Duration) -> Instant {
-    t.checked_add(d)
-        .or_else(|| t.checked_add(Duration::from_secs(365 * 24 * 3600)))
-        .unwrap_or(t)
 }
 
 /// Writes the output buffer out, within `timeout`.
