@@ -508,9 +508,19 @@ impl Handler {
         ext.insert(info);
         ext.insert(errors);
 
-        let called = AssertUnwindSafe(InApp::new(app.oneshot(req), cfg.repeats.panic_mark()))
-            .catch_unwind()
-            .await;
+        let call =
+            AssertUnwindSafe(InApp::new(app.oneshot(req), cfg.repeats.panic_mark())).catch_unwind();
+        let called = match cfg.limits.get_app_timeout() {
+            None => call.await,
+            Some(limit) => match tokio::time::timeout(limit, call).await {
+                Ok(called) => called,
+                Err(_) => {
+                    tracing::warn!(?limit, "the application did not answer in time; cancelled");
+                    let res = plain(StatusCode::SERVICE_UNAVAILABLE, "Service Unavailable\n");
+                    return Box::pin(self.finish_plain(gateway, res, &ctx)).await;
+                }
+            },
+        };
         let failure = match called {
             Ok(Ok(res)) => {
                 if res.status() == StatusCode::NOT_FOUND

@@ -22,6 +22,7 @@ use std::time::Duration;
 /// | [`max_connections`](Limits::max_connections) | 1024 | socket servers: past it, new connections get a busy answer at once |
 /// | [`listen_backlog`](Limits::listen_backlog) | 1024 | socket servers binding an address themselves |
 /// | [`max_requests_per_connection`](Limits::max_requests_per_connection) | none | keep-alive servers |
+/// | [`app_timeout`](Limits::app_timeout) | none | every backend: the application's time to its response head |
 ///
 /// ```
 /// use gateway_core::Limits;
@@ -44,6 +45,7 @@ pub struct Limits {
     max_connections: usize,
     listen_backlog: u32,
     max_requests_per_connection: Option<u64>,
+    app_timeout: Option<Duration>,
 }
 
 impl Default for Limits {
@@ -60,6 +62,7 @@ impl Default for Limits {
             max_connections: 1024,
             listen_backlog: 1024,
             max_requests_per_connection: None,
+            app_timeout: None,
         }
     }
 }
@@ -134,5 +137,17 @@ impl Limits {
     limit!(
         /// The most requests served on one connection; `None` for no limit.
         max_requests_per_connection, get_max_requests_per_connection: Option<u64>
+    );
+    limit!(
+        /// How long the application may take to produce its response head;
+        /// `None` (the default) for no limit, since a response may
+        /// legitimately wait (a long poll). Past it the application is
+        /// dropped (cancelled) and the client gets 503 Service Unavailable,
+        /// as Go's `http.TimeoutHandler` answers. A response whose head went
+        /// out is bounded by `write_timeout` per write instead. Without it,
+        /// the web server's own read timeout bounds the wait (nginx
+        /// `fastcgi_read_timeout`, 60 s by default), after which it closes
+        /// the connection and the server drops the application.
+        app_timeout, get_app_timeout: Option<std::time::Duration>
     );
 }

@@ -427,3 +427,43 @@ async fn an_app_error_with_a_whole_body_is_still_an_app_error() {
     assert_eq!(r.out, ERROR_PAGE);
     assert!(r.errors.contains("own failure"), "{}", r.errors);
 }
+
+/// An application slower than `app_timeout` to produce its head is
+/// cancelled (its future dropped) and the client gets 503.
+#[tokio::test]
+async fn app_timeout_cancels_a_slow_application_with_503() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::time::Duration;
+    struct Dropped(Arc<AtomicBool>);
+    impl Drop for Dropped {
+        fn drop(&mut self) {
+            self.0.store(true, Ordering::SeqCst);
+        }
+    }
+    let dropped = Arc::new(AtomicBool::new(false));
+    let flag = dropped.clone();
+    let app = tower::service_fn(move |_req: Request<Body>| {
+        let guard = Dropped(flag.clone());
+        async move {
+            tokio::time::sleep(Duration::from_secs(3600)).await;
+            drop(guard);
+            Ok::<_, Infallible>(Response::new(Body::empty()))
+        }
+    });
+    let mut limits = gateway_core::Limits::default();
+    limits.app_timeout(Some(Duration::from_millis(50)));
+    let handler = Handler::builder().limits(limits).build();
+    let started = std::time::Instant::now();
+    let r = run(&handler, testing_env(), false, app).await;
+    assert!(
+        r.text().starts_with("Status: 503 Service Unavailable\r\n"),
+        "{}",
+        r.text()
+    );
+    assert!(started.elapsed() < Duration::from_secs(5));
+    assert!(
+        dropped.load(Ordering::SeqCst),
+        "the application was cancelled"
+    );
+}
