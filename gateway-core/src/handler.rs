@@ -414,6 +414,44 @@ impl Handler {
         &self.config.limits
     }
 
+    /// The configured path view.
+    pub fn path_view(&self) -> &PathView {
+        &self.config.path_view
+    }
+
+    /// A builder holding this handler's settings, to make a changed copy
+    /// (a server's `limits` setter uses it).
+    ///
+    /// ```
+    /// use gateway_core::{Handler, Limits};
+    ///
+    /// let h = Handler::builder().error_body("oops").build();
+    /// let mut limits = Limits::default();
+    /// limits.max_connections(8);
+    /// let h2 = h.to_builder().limits(limits).build();
+    /// assert_eq!(h2.limits().get_max_connections(), 8);
+    /// ```
+    pub fn to_builder(&self) -> HandlerBuilder {
+        let c = &*self.config;
+        HandlerBuilder {
+            config: Config {
+                base_environ: c.base_environ.clone(),
+                error_status: c.error_status,
+                error_headers: c.error_headers.clone(),
+                error_body: c.error_body.clone(),
+                error_responder: c.error_responder.clone(),
+                traceback_limit: c.traceback_limit,
+                http_version: c.http_version,
+                server_software: c.server_software.clone(),
+                limits: c.limits.clone(),
+                path_view: c.path_view.clone(),
+                repeat_summary: c.repeat_summary,
+                quiet_panics: c.quiet_panics,
+                repeats: Repeats::new(std::time::Duration::ZERO, false),
+            },
+        }
+    }
+
     /// Serves one request from `gateway` with `app` (wsgiref's `run`).
     ///
     /// `app` is any `tower::Service` over `http` types, such as an axum

@@ -228,10 +228,7 @@ where
             server::Refusal::new(move |stream: server::Stream| {
                 let allowed = allowed.clone();
                 async move {
-                    let peer = match &stream {
-                        server::Stream::Tcp(tcp) => tcp.peer_addr().ok(),
-                        server::Stream::Unix(_) => None,
-                    };
+                    let peer = stream.peer_addr();
                     // No answer at all for a peer that may not connect.
                     if is_allowed(allowed.as_deref(), peer) {
                         refuse::refuse(stream, config, write_timeout).await;

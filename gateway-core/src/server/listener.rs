@@ -224,6 +224,7 @@ impl Drop for Listener {
 
 /// An accepted connection.
 #[derive(Debug)]
+#[non_exhaustive]
 pub enum Stream {
     /// TCP.
     Tcp(TcpStream),
