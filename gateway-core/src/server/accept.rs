@@ -28,6 +28,34 @@ pub struct Connection {
     pub shutdown: Watch,
 }
 
+impl Connection {
+    /// Tells the connection's protocol from its first bytes (see
+    /// [`sniff_stream`](super::sniff_stream)), for at most `timeout`, and
+    /// gives the connection back with those bytes still to be read. `None`
+    /// when the peer closed or went silent before its protocol showed.
+    pub async fn sniff(
+        self,
+        timeout: Duration,
+    ) -> io::Result<(Option<super::Sniffed>, Connection)> {
+        let Connection {
+            stream,
+            peer_addr,
+            local_addr,
+            shutdown,
+        } = self;
+        let (found, stream) = super::sniff_stream(stream, timeout).await?;
+        Ok((
+            found,
+            Connection {
+                stream,
+                peer_addr,
+                local_addr,
+                shutdown,
+            },
+        ))
+    }
+}
+
 /// How a server answers a connection it has no room for (the connection
 /// cap is reached): a protocol's "busy" answer, written at once, so the
 /// client is refused cleanly instead of waiting in the listen backlog.
