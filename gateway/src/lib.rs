@@ -1,0 +1,202 @@
+//! Run a tower or axum application behind any web server, started any way
+//! a web server or service manager starts programs.
+//!
+//! ```no_run
+//! fn main() -> std::process::ExitCode {
+//!     let app = tower::service_fn(|_req: http::Request<gateway::Body>| async {
+//!         Ok::<_, std::convert::Infallible>(http::Response::new("Hello, world!\n".to_string()))
+//!     });
+//!     gateway::run(app)
+//! }
+//! ```
+//!
+//! The same binary then works:
+//!
+//! | started as | serves |
+//! |---|---|
+//! | `./hello` from a shell | HTTP on 127.0.0.1:8000 (`GATEWAY_ADDR` or `PORT` change it) |
+//! | a CGI program (Apache, lighttpd, IIS, nginx + fcgiwrap) | that one CGI request |
+//! | lighttpd `bin-path`, `spawn-fcgi` (a listening socket on fd 0) | FastCGI, SCGI or HTTP, told per connection |
+//! | systemd socket activation | each socket: the protocol it is named after (`fastcgi`, `scgi`, `http`), or told per connection |
+//! | `GATEWAY_PROTOCOL=fastcgi GATEWAY_ADDR=unix:/run/app.sock ./hello` | what it says |
+//!
+//! [`run`] decides in this order, and logs the decision at info level:
+//!
+//! 1. an explicit choice: [`Builder::protocol`], else `GATEWAY_PROTOCOL`
+//!    (`cgi`, `iis-cgi`, `fastcgi`, `scgi`, `http`);
+//! 2. sockets systemd passed to this very process (`LISTEN_PID`);
+//! 3. a listening socket on fd 0;
+//! 4. `GATEWAY_INTERFACE=CGI/…`: CGI (IIS-CGI when `SERVER_SOFTWARE` starts
+//!    with `Microsoft-IIS`). A *connected* socket on fd 0, as Apache's
+//!    `mod_cgid` gives a CGI program, is CGI's stdin, not a server socket;
+//! 5. HTTP on `GATEWAY_ADDR`, else `0.0.0.0:$PORT`, else 127.0.0.1:8000.
+//!
+//! A start that cannot work (an unknown `GATEWAY_PROTOCOL`, CGI chosen
+//! from a terminal, fd 0 closed with nothing else to go on) prints one line
+//! and exits with status 2. See [`decide`] for the details.
+//!
+//! Where a socket's protocol is not named, each connection's is told by its
+//! first bytes: a FastCGI record header, an SCGI netstring's digits, an
+//! HTTP method. So one socket serves all three. A connection that is none
+//! of them is closed (logged at debug level).
+//!
+//! Under systemd the server says `READY=1` once it listens and
+//! `STOPPING=1` when it stops (`Type=notify` units), and stops gracefully
+//! on SIGTERM. Example unit and socket files are in `examples/systemd/`.
+//!
+//! Features `cgi`, `fastcgi`, `scgi` and `http` (all on by default) choose
+//! the protocols built in; a start that needs one left out is an error.
+
+mod detect;
+mod serve;
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+pub use detect::{Facts, Protocol, Socket, Start, StartError, Stdin, UnknownProtocol, decide};
+pub use gateway_core::server::ListenAddr;
+pub use gateway_core::{AppBody, Application, Body, BoxError, Handler, Limits, PathView};
+
+/// Serves `app` the way the program was started (see the crate docs), with
+/// the default settings. Returns the exit status for `main`.
+pub fn run<S, B>(app: S) -> ExitCode
+where
+    S: Application<B>,
+    B: AppBody,
+{
+    Builder::new().run(app)
+}
+
+/// Settings for [`run`]; every one is optional.
+#[derive(Debug, Clone)]
+pub struct Builder {
+    protocol: Option<Protocol>,
+    addr: Option<ListenAddr>,
+    handler: Handler,
+    worker_threads: Option<usize>,
+    grace_period: Duration,
+    logging: bool,
+}
+
+impl Default for Builder {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Builder {
+    /// The defaults: decide from how the program was started, the default
+    /// handler, tokio's default worker threads, a 30 s grace period on
+    /// shutdown, and a log subscriber to stderr.
+    pub fn new() -> Self {
+        Self {
+            protocol: None,
+            addr: None,
+            handler: Handler::new(),
+            worker_threads: None,
+            grace_period: Duration::from_secs(30),
+            logging: true,
+        }
+    }
+
+    /// Serves this protocol whatever else the environment says (as
+    /// `GATEWAY_PROTOCOL` would).
+    pub fn protocol(&mut self, protocol: Protocol) -> &mut Self {
+        self.protocol = Some(protocol);
+        self
+    }
+
+    /// Listens here (as `GATEWAY_ADDR` would), for a socket protocol.
+    pub fn addr(&mut self, addr: ListenAddr) -> &mut Self {
+        self.addr = Some(addr);
+        self
+    }
+
+    /// The handler: error page, base environ, limits, path view.
+    pub fn handler(&mut self, handler: Handler) -> &mut Self {
+        self.handler = handler;
+        self
+    }
+
+    /// Limits and timeouts (the handler rebuilt with them).
+    pub fn limits(&mut self, limits: Limits) -> &mut Self {
+        self.handler = self.handler.to_builder().limits(limits).build();
+        self
+    }
+
+    /// Which path the application routes on: the full path (the default),
+    /// the path below `SCRIPT_NAME` (what a CGI program needs whatever its
+    /// install path), or the full path less a mount prefix.
+    pub fn path_view(&mut self, view: PathView) -> &mut Self {
+        self.handler = self.handler.to_builder().path_view(view).build();
+        self
+    }
+
+    /// Worker threads of a socket server's runtime (1: a single-threaded
+    /// runtime).
+    pub fn worker_threads(&mut self, n: usize) -> &mut Self {
+        self.worker_threads = Some(n);
+        self
+    }
+
+    /// How long requests in flight get to finish once a shutdown starts.
+    pub fn grace_period(&mut self, d: Duration) -> &mut Self {
+        self.grace_period = d;
+        self
+    }
+
+    /// Whether to install a log subscriber writing to stderr (filtered by
+    /// `RUST_LOG`; default level info for socket servers, warn for CGI,
+    /// whose stderr is the web server's error log). Nothing is installed
+    /// when the program set one up already.
+    pub fn logging(&mut self, yes: bool) -> &mut Self {
+        self.logging = yes;
+        self
+    }
+
+    /// Decides what to serve, then serves `app` until the request (CGI) or
+    /// the server (SIGTERM, SIGINT) is done. Returns the exit status.
+    pub fn run<S, B>(&self, app: S) -> ExitCode
+    where
+        S: Application<B>,
+        B: AppBody,
+    {
+        // Before any thread: adopting systemd's sockets edits the
+        // environment.
+        let facts = Facts::gather();
+        let start = decide(&facts, self.protocol, self.addr.as_ref());
+        if self.logging {
+            let cgi = matches!(&start, Ok(s) if s.socket.is_none());
+            init_logging(if cgi { "warn" } else { "info" });
+        }
+        let start = match start {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("gateway: cannot start: {e}");
+                return ExitCode::from(2);
+            }
+        };
+        tracing::info!(
+            protocol = start.protocol.map_or("told per connection", Protocol::name),
+            socket = ?start.socket,
+            reason = start.reason,
+            "starting"
+        );
+        match serve::start(self, &start, app) {
+            Ok(code) => code,
+            Err(e) => {
+                eprintln!("gateway: {e}");
+                ExitCode::FAILURE
+            }
+        }
+    }
+}
+
+fn init_logging(default: &str) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}

@@ -1,0 +1,270 @@
+//! Serving what was decided.
+
+use std::io;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use gateway_core::server::{self, BindOptions, Connection, Listener, Refusal, Shutdown, Sniffed, Stream};
+use gateway_core::{AppBody, Application};
+
+use crate::Builder;
+use crate::detect::{Protocol, Socket, Start};
+
+/// How long a refused connection may take to show its protocol.
+const REFUSAL_SNIFF_TIME: Duration = Duration::from_secs(1);
+
+pub(crate) fn start<S, B>(b: &Builder, start: &Start, app: S) -> io::Result<ExitCode>
+where
+    S: Application<B>,
+    B: AppBody,
+{
+    let Some(socket) = &start.socket else {
+        return cgi(b, start.protocol, app);
+    };
+    let mut rt = match b.worker_threads {
+        Some(1) => tokio::runtime::Builder::new_current_thread(),
+        Some(n) => {
+            let mut rt = tokio::runtime::Builder::new_multi_thread();
+            rt.worker_threads(n);
+            rt
+        }
+        None => tokio::runtime::Builder::new_multi_thread(),
+    };
+    let rt = rt.enable_all().build()?;
+    rt.block_on(serve_sockets(b, start.protocol, socket, app))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+#[allow(unused_variables)]
+fn cgi<S, B>(b: &Builder, protocol: Option<Protocol>, app: S) -> io::Result<ExitCode>
+where
+    S: Application<B>,
+    B: AppBody,
+{
+    #[cfg(feature = "cgi")]
+    {
+        let mut cgi = match protocol {
+            Some(Protocol::IisCgi) => gateway_cgi::Cgi::iis(),
+            _ => gateway_cgi::Cgi::new(),
+        };
+        cgi.handler(b.handler.clone());
+        Ok(cgi.run(app))
+    }
+    #[cfg(not(feature = "cgi"))]
+    Err(missing("cgi"))
+}
+
+#[allow(dead_code)]
+fn missing(feature: &str) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::Unsupported,
+        format!("this program was built without the `{feature}` feature of the gateway crate"),
+    )
+}
+
+/// The protocol servers, each with the application.
+struct Servers<S, B> {
+    #[cfg(feature = "fastcgi")]
+    fastcgi: gateway_fastcgi::Connections<S, B>,
+    #[cfg(feature = "scgi")]
+    scgi: gateway_scgi::Connections<S, B>,
+    #[cfg(feature = "http")]
+    http: gateway_http::Connections<S, B>,
+    #[cfg(not(all(feature = "fastcgi", feature = "scgi", feature = "http")))]
+    _app: std::marker::PhantomData<fn() -> (S, B)>,
+}
+
+impl<S, B> Servers<S, B>
+where
+    S: Application<B>,
+    B: AppBody,
+{
+    #[allow(unused_variables)]
+    fn new(b: &Builder, shutdown: &Shutdown, app: &S) -> Self {
+        Servers {
+            #[cfg(feature = "fastcgi")]
+            fastcgi: gateway_fastcgi::Server::new()
+                .handler(b.handler.clone())
+                .shutdown(shutdown.clone())
+                .connections(app.clone()),
+            #[cfg(feature = "scgi")]
+            scgi: gateway_scgi::Server::new()
+                .handler(b.handler.clone())
+                .shutdown(shutdown.clone())
+                .connections(app.clone()),
+            #[cfg(feature = "http")]
+            http: gateway_http::Server::new()
+                .handler(b.handler.clone())
+                .shutdown(shutdown.clone())
+                .connections(app.clone()),
+            #[cfg(not(all(feature = "fastcgi", feature = "scgi", feature = "http")))]
+            _app: std::marker::PhantomData,
+        }
+    }
+
+    /// Serves `listener` in `protocol` until the shutdown.
+    async fn serve(&self, protocol: Protocol, listener: Listener) -> io::Result<()> {
+        match protocol {
+            #[cfg(feature = "fastcgi")]
+            Protocol::FastCgi => self.fastcgi.serve(listener).await,
+            #[cfg(feature = "scgi")]
+            Protocol::Scgi => self.scgi.serve(listener).await,
+            #[cfg(feature = "http")]
+            Protocol::Http => self.http.serve(listener).await,
+            other => Err(missing(other.name())),
+        }
+    }
+
+    /// Serves one connection in the protocol it showed.
+    async fn serve_connection(&self, sniffed: Sniffed, conn: Connection) {
+        match sniffed {
+            #[cfg(feature = "fastcgi")]
+            Sniffed::FastCgi => self.fastcgi.serve_connection(conn).await,
+            #[cfg(feature = "scgi")]
+            Sniffed::Scgi => self.scgi.serve_connection(conn).await,
+            #[cfg(feature = "http")]
+            Sniffed::Http => self.http.serve_connection(conn).await,
+            other => tracing::debug!(
+                protocol = ?other,
+                peer = ?conn.peer_addr,
+                "a connection in no protocol this server speaks; closed"
+            ),
+        }
+    }
+
+    /// Refuses one connection past the cap, in the protocol it showed.
+    async fn refuse(&self, stream: Stream) {
+        let Ok((Some(sniffed), stream)) = server::sniff_stream(stream, REFUSAL_SNIFF_TIME).await
+        else {
+            return;
+        };
+        match sniffed {
+            #[cfg(feature = "fastcgi")]
+            Sniffed::FastCgi => self.fastcgi.refuse(stream).await,
+            #[cfg(feature = "scgi")]
+            Sniffed::Scgi => self.scgi.refuse(stream).await,
+            #[cfg(feature = "http")]
+            Sniffed::Http => self.http.refuse(stream).await,
+            _ => drop(stream),
+        }
+    }
+}
+
+async fn serve_sockets<S, B>(
+    b: &Builder,
+    protocol: Option<Protocol>,
+    socket: &Socket,
+    app: S,
+) -> io::Result<()>
+where
+    S: Application<B>,
+    B: AppBody,
+{
+    let limits = b.handler.limits().clone();
+    let mut shutdown = Shutdown::new();
+    shutdown.deadline(b.grace_period);
+    shutdown.trigger_on(server::signal());
+    let listeners: Vec<(Option<Protocol>, Listener)> = match socket {
+        Socket::Addr(addr) => {
+            let mut opts = BindOptions::new();
+            opts.backlog(limits.get_listen_backlog());
+            let l = addr.listen(&opts).await.map_err(|e| {
+                io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}"))
+            })?;
+            vec![(protocol, l)]
+        }
+        Socket::Systemd(_) => server::systemd::take_all()?
+            .into_iter()
+            .map(|(name, l)| {
+                let named = name.parse::<Protocol>().ok().filter(|p| p.is_socket());
+                (protocol.or(named), l)
+            })
+            .collect(),
+    };
+    let status = listeners
+        .iter()
+        .map(|(p, l)| {
+            format!(
+                "{} on {}",
+                p.map_or("FastCGI/SCGI/HTTP", |p| match p {
+                    Protocol::FastCgi => "FastCGI",
+                    Protocol::Scgi => "SCGI",
+                    _ => "HTTP",
+                }),
+                l.local_addr_string()
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
+    tracing::info!("serving {status}");
+    let servers = Arc::new(Servers::new(b, &shutdown, &app));
+    let mut tasks = Vec::new();
+    for (p, listener) in listeners {
+        let servers = servers.clone();
+        let shutdown = shutdown.clone();
+        let max = limits.get_max_connections();
+        let timeout = limits.get_head_read_timeout();
+        tasks.push(tokio::spawn(async move {
+            match p {
+                Some(p) => servers.serve(p, listener).await,
+                None => serve_mixed(servers, listener, max, shutdown, timeout).await,
+            }
+        }));
+    }
+    server::systemd::notify_ready(&format!("serving {status}"));
+    let mut watch = shutdown.watch();
+    let stopping = tokio::spawn(async move {
+        watch.stopping().await;
+        server::systemd::notify_stopping("stopping: finishing requests in flight");
+    });
+    let mut result = Ok(());
+    for t in tasks {
+        match t.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                // One socket failing stops them all.
+                shutdown.trigger();
+                result = Err(e);
+            }
+            Err(e) => result = Err(io::Error::other(e)),
+        }
+    }
+    stopping.abort();
+    result
+}
+
+/// Serves a socket whose connections each tell their protocol by their
+/// first bytes.
+async fn serve_mixed<S, B>(
+    servers: Arc<Servers<S, B>>,
+    listener: Listener,
+    max_connections: usize,
+    shutdown: Shutdown,
+    timeout: Duration,
+) -> io::Result<()>
+where
+    S: Application<B>,
+    B: AppBody,
+{
+    let refusal = {
+        let servers = servers.clone();
+        Refusal::new(move |stream| {
+            let servers = servers.clone();
+            async move { servers.refuse(stream).await }
+        })
+    };
+    server::serve(listener, max_connections, shutdown, refusal, move |conn| {
+        let servers = servers.clone();
+        async move {
+            match conn.sniff(timeout).await {
+                Ok((Some(sniffed), conn)) => servers.serve_connection(sniffed, conn).await,
+                Ok((None, _)) => {
+                    tracing::debug!("the connection closed or went silent before its protocol showed")
+                }
+                Err(e) => tracing::debug!(error = %e, "reading a connection's first bytes failed"),
+            }
+        }
+    })
+    .await
+}
