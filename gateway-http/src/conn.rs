@@ -12,12 +12,11 @@ use gateway_core::server::Connection;
 use gateway_core::{AppBody, Application, Body, BoxError, ErrorStream, Handler};
 use http::{Request, Response};
 use http_body::{Body as _, Frame, SizeHint};
-use http_body_util::Limited;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 
-use crate::body::TimeoutBody;
+use crate::body::RequestBody;
 use crate::gateway::{Addrs, HttpGateway, SharedExchange};
 use crate::io::WriteTimeout;
 
@@ -217,14 +216,11 @@ where
         // No body (a GET): nothing to time or limit.
         Body::empty()
     } else {
-        let incoming = TimeoutBody::new(incoming, limits.get_body_read_timeout());
-        match limits.get_max_body_len() {
-            Some(max) => Body::new(Limited::new(
-                incoming,
-                usize::try_from(max).unwrap_or(usize::MAX),
-            )),
-            None => Body::new(incoming),
-        }
+        Body::new(RequestBody::new(
+            incoming,
+            limits.get_body_read_timeout(),
+            limits.get_max_body_len(),
+        ))
     };
     let exchange = SharedExchange::default();
     let gw = HttpGateway {

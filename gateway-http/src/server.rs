@@ -26,7 +26,8 @@ pub const SERVER_SOFTWARE: &str = concat!("gateway-http/", env!("CARGO_PKG_VERSI
 /// |---|---|
 /// | `max_head_len` | hyper's `max_header_size` (request line + headers; over it: 431) |
 /// | `max_headers` | hyper's `max_headers` (over it: 431) |
-/// | `max_body_len` | a larger declared body: 413; a chunked one that grows larger: a body error |
+/// | `max_body_len` | a larger declared body: 413 before the application runs; one that grows larger (chunked, HTTP/2): a body error, answered 413 if the application fails with it before sending anything |
+/// | `body_read_timeout` | each read of the request body; over it a body error, answered 408 if the application fails with it before sending anything |
 /// | `head_read_timeout` | hyper's header read timeout: the connection is closed. hyper starts it as soon as the connection waits for a request, so it also bounds an idle keep-alive connection |
 /// | `write_timeout` | the client taking nothing written to it for this long: the connection is closed |
 /// | `idle_timeout` | a connection with no request for this long (to twice that) is closed gracefully (HTTP/2: GOAWAY) |
