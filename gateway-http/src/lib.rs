@@ -61,6 +61,7 @@ mod body;
 mod conn;
 mod gateway;
 mod io;
+mod refuse;
 mod server;
 
 pub use server::{SERVER_SOFTWARE, Server};

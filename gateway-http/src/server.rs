@@ -10,6 +10,7 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 use hyper_util::server::conn::auto;
 
 use crate::conn::{Shared, serve_connection};
+use crate::refuse;
 
 const HYPER_DEFAULT_MAX_HEADERS: usize = 100;
 
@@ -32,7 +33,7 @@ pub const SERVER_SOFTWARE: &str = concat!("gateway-http/", env!("CARGO_PKG_VERSI
 /// | `write_timeout` | the client taking nothing written to it for this long: the connection is closed |
 /// | `idle_timeout` | a connection with no request for this long (to twice that) is closed gracefully (HTTP/2: GOAWAY) |
 /// | `max_requests_per_connection` | HTTP/1.x: the last response says `Connection: close` and the connection closes after it |
-/// | `max_connections` | the accept loop |
+/// | `max_connections` | past it, a new connection is answered at once: 503 with `Retry-After: 1` (HTTP/2 prior knowledge: GOAWAY with REFUSED_STREAM), then closed |
 ///
 /// ```no_run
 /// # async fn run() -> std::io::Result<()> {
@@ -162,12 +163,13 @@ impl Server {
             server_software: self.server_software.clone(),
             errors: self.errors.clone(),
         });
-        let max = self.handler.limits().get_max_connections();
+        let limits = self.handler.limits();
+        let refusal = refuse::refusal(self.server_software.as_ref(), limits.get_write_timeout());
         server::serve(
             listener,
-            max,
+            limits.get_max_connections(),
             self.shutdown.clone(),
-            server::Refusal::close(),
+            refusal,
             move |conn| serve_connection(conn, shared.clone()),
         )
         .await
