@@ -6,6 +6,7 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Wake, Waker};
+use std::time::Duration;
 
 use bytes::Bytes;
 use gateway_core::server::Connection;
@@ -19,6 +20,10 @@ use hyper_util::server::conn::auto;
 use crate::body::RequestBody;
 use crate::gateway::{Addrs, HttpGateway, SharedExchange};
 use crate::io::WriteTimeout;
+
+/// How long a connection that is closing, with no request in flight, may
+/// take to finish the close (between one and two of these).
+pub(crate) const CLOSE_GRACE: Duration = Duration::from_secs(1);
 
 /// What every connection of a server shares.
 pub(crate) struct Shared<S> {
@@ -79,10 +84,22 @@ where
         biased;
         r = c.as_mut() => r,
         why = control.as_mut() => {
-            // Finish the request in flight, then close (HTTP/2: GOAWAY).
+            // Finish the requests in flight, then close (HTTP/2: GOAWAY, a
+            // PING, and a last GOAWAY once the client acknowledged it).
+            // Requests in flight are bounded by their own timeouts and the
+            // shutdown's deadline; once none is left, the close itself gets
+            // CLOSE_GRACE, so a client that never acknowledges cannot hold
+            // the connection (and its slot) open.
             tracing::debug!(why, "closing the connection");
             c.as_mut().graceful_shutdown();
-            c.await
+            tokio::select! {
+                biased;
+                r = c.as_mut() => r,
+                () = activity.idle(CLOSE_GRACE) => {
+                    tracing::debug!("the client did not finish the close in time; dropping the connection");
+                    Ok(())
+                }
+            }
         }
     };
     if let Err(e) = result {
@@ -165,8 +182,8 @@ impl Activity {
     /// none started: the connection has been idle for between one and two
     /// periods. hyper's header read timeout already closes an idle HTTP/1
     /// connection; this closes idle HTTP/2 ones (GOAWAY), which hyper keeps
-    /// open for ever.
-    async fn idle(&self, period: std::time::Duration) {
+    /// open for ever, and bounds a close the client does not finish.
+    async fn idle(&self, period: Duration) {
         let mut seen = self.started.load(Ordering::Relaxed);
         loop {
             tokio::time::sleep(period).await;

@@ -143,9 +143,14 @@ impl Server {
         if limits.get_max_headers() != HYPER_DEFAULT_MAX_HEADERS {
             h1.max_headers(limits.get_max_headers());
         }
+        // A client silent for `idle_timeout` gets a PING; one that does not
+        // answer it within `write_timeout` is gone, and the connection (with
+        // its streams) is closed.
         b.http2()
             .timer(TokioTimer::new())
-            .max_header_list_size(u32::try_from(limits.get_max_head_len()).unwrap_or(u32::MAX));
+            .max_header_list_size(u32::try_from(limits.get_max_head_len()).unwrap_or(u32::MAX))
+            .keep_alive_interval(Some(limits.get_idle_timeout()))
+            .keep_alive_timeout(limits.get_write_timeout());
         b
     }
 
