@@ -14,12 +14,13 @@ use gateway_core::{AppBody, Application, Body, BoxError, ErrorStream, Handler};
 use http::{Request, Response};
 use http_body::{Body as _, Frame, SizeHint};
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::TokioIo;
 use hyper_util::server::conn::auto;
 
 use crate::body::RequestBody;
 use crate::gateway::{Addrs, HttpGateway, SharedExchange};
 use crate::io::WriteTimeout;
+use crate::stream::{SendClock, StreamExecutor, current_clock};
 
 /// How long a connection that is closing, with no request in flight, may
 /// take to finish the close (between one and two of these).
@@ -29,7 +30,7 @@ pub(crate) const CLOSE_GRACE: Duration = Duration::from_secs(1);
 pub(crate) struct Shared<S> {
     pub(crate) app: S,
     pub(crate) handler: Handler,
-    pub(crate) builder: auto::Builder<TokioExecutor>,
+    pub(crate) builder: auto::Builder<StreamExecutor>,
     pub(crate) server_software: Option<Bytes>,
     pub(crate) errors: ErrorStream,
 }
@@ -228,6 +229,13 @@ where
 {
     let (parts, incoming) = req.into_parts();
     let close = last && parts.version < http::Version::HTTP_2;
+    // HTTP/2: the response body tells its stream's watch when hyper holds a
+    // chunk it cannot send yet.
+    let clock = if parts.version == http::Version::HTTP_2 {
+        current_clock()
+    } else {
+        None
+    };
     let limits = shared.handler.limits();
     let body = if incoming.is_end_stream() {
         // No body (a GET): nothing to time or limit.
@@ -281,6 +289,7 @@ where
             error_ready: false,
             running: None,
             sized,
+            clock,
             _in_flight: in_flight,
         }
     } else {
@@ -291,9 +300,17 @@ where
             error_ready: false,
             running: Some((driver, exchange)),
             sized: false,
+            clock,
             _in_flight: in_flight,
         }
     };
+    if let Some(clock) = &body.clock
+        && !body.is_end_stream()
+    {
+        // hyper holds the body from here on; it may send the head and wait
+        // for room before it asks for the first chunk.
+        clock.handed_over();
+    }
     Ok(Response::from_parts(head, body))
 }
 
@@ -327,6 +344,8 @@ pub(crate) struct ResponseBody {
     error_ready: bool,
     running: Option<(Driver, SharedExchange)>,
     sized: bool,
+    /// HTTP/2: the stream's send clock (see `stream`).
+    clock: Option<Arc<SendClock>>,
     _in_flight: InFlight,
 }
 
@@ -339,6 +358,34 @@ impl http_body::Body for ResponseBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = &mut *self;
+        if let Some(clock) = &this.clock {
+            clock.polled();
+        }
+        let poll = this.next_frame(cx);
+        if let (Some(clock), Poll::Ready(Some(Ok(_)))) = (&this.clock, &poll) {
+            clock.handed_over();
+        }
+        poll
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.running.is_none() && self.whole.is_none() && self.error.is_none()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match (&self.running, &self.whole, &self.error) {
+            (None, Some(d), None) if self.sized => SizeHint::with_exact(d.len() as u64),
+            (None, None, None) if self.sized => SizeHint::with_exact(0),
+            _ => SizeHint::default(),
+        }
+    }
+}
+
+impl ResponseBody {
+    /// The next frame: the whole body, a chunk from the running handler, or
+    /// the held-back error.
+    fn next_frame(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = self;
         if let Some(data) = this.whole.take() {
             return Poll::Ready(Some(Ok(Frame::data(data))));
         }
@@ -375,18 +422,6 @@ impl http_body::Body for ResponseBody {
                 Poll::Pending
             }
             None => Poll::Ready(None),
-        }
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.running.is_none() && self.whole.is_none() && self.error.is_none()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        match (&self.running, &self.whole, &self.error) {
-            (None, Some(d), None) if self.sized => SizeHint::with_exact(d.len() as u64),
-            (None, None, None) if self.sized => SizeHint::with_exact(0),
-            _ => SizeHint::default(),
         }
     }
 }

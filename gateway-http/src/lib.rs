@@ -63,6 +63,7 @@ mod gateway;
 mod io;
 mod refuse;
 mod server;
+mod stream;
 
 pub use server::{SERVER_SOFTWARE, Server};
 

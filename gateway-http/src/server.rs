@@ -6,11 +6,12 @@ use std::sync::Arc;
 use bytes::Bytes;
 use gateway_core::server::{self, Listener, Shutdown};
 use gateway_core::{AppBody, Application, ErrorStream, Handler};
-use hyper_util::rt::{TokioExecutor, TokioTimer};
+use hyper_util::rt::TokioTimer;
 use hyper_util::server::conn::auto;
 
 use crate::conn::{Shared, serve_connection};
 use crate::refuse;
+use crate::stream::StreamExecutor;
 
 const HYPER_DEFAULT_MAX_HEADERS: usize = 100;
 
@@ -126,9 +127,13 @@ impl Server {
         self
     }
 
-    fn hyper_builder(&self) -> auto::Builder<TokioExecutor> {
+    fn hyper_builder(&self) -> auto::Builder<StreamExecutor> {
         let limits = self.handler.limits();
-        let mut b = auto::Builder::new(TokioExecutor::new());
+        // HTTP/2 streams run on tasks of their own, each watched for a
+        // response the client's flow control holds up past write_timeout.
+        let mut b = auto::Builder::new(StreamExecutor {
+            write_timeout: limits.get_write_timeout(),
+        });
         if !self.http2 {
             b = b.http1_only();
         }

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use gateway_core::{Body, BoxError, Limits};
 use http::{Request, Response};
+use http_body_util::{BodyExt, StreamBody};
 use support::{OnDrop, h2_frame, h2_preface, read_h2_frame, text};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
@@ -123,4 +124,130 @@ async fn silent_client_cannot_hold_the_only_slot() {
     }
     assert!(refused > 0, "the silent connection never held the slot");
     drop(silent);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stream_whose_window_never_opens_is_reset_after_the_write_timeout() {
+    let mut limits = Limits::default();
+    limits.write_timeout(Duration::from_millis(300));
+    let (tx, mut dropped) = mpsc::unbounded_channel();
+    // An endless response body that says when it is dropped.
+    let app = tower::service_fn(move |_req: Request<Body>| {
+        let tx = tx.clone();
+        async move {
+            let guard = OnDrop(move || {
+                let _ = tx.send(());
+            });
+            let chunk = Bytes::from(vec![b'x'; 16 * 1024]);
+            let stream = futures_util::stream::repeat_with(move || {
+                let _ = &guard;
+                Ok::<_, BoxError>(http_body::Frame::data(chunk.clone()))
+            });
+            Ok::<_, BoxError>(Response::new(StreamBody::new(stream).boxed_unsync()))
+        }
+    });
+    let srv = support::start_app(support::handler(limits), |_| {}, app).await;
+    let tcp = TcpStream::connect(srv.addr).await.unwrap();
+    // A stream window of 0, never released: the server may send headers,
+    // not a byte of the body.
+    let (mut client, conn) = h2::client::Builder::new()
+        .initial_window_size(0)
+        .handshake::<_, Bytes>(tcp)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let req = Request::get("http://x/").body(()).unwrap();
+    let (response, _) = client.send_request(req, true).unwrap();
+    let response = tokio::time::timeout(Duration::from_secs(5), response)
+        .await
+        .expect("no response head")
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let started = Instant::now();
+    tokio::time::timeout(Duration::from_secs(5), dropped.recv())
+        .await
+        .expect("the stalled response was never given up");
+    assert!(started.elapsed() >= Duration::from_millis(200));
+    // The client sees the stream reset, not a clean end.
+    let mut body = response.into_body();
+    let end = tokio::time::timeout(Duration::from_secs(5), body.data())
+        .await
+        .expect("the stream was neither reset nor ended");
+    assert!(matches!(end, Some(Err(_))), "{end:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn finished_response_whose_window_never_opens_is_reset() {
+    // The application is done before the head goes out; hyper holds its
+    // whole body, waiting for room that never comes.
+    let mut limits = Limits::default();
+    limits.write_timeout(Duration::from_millis(300));
+    let app = tower::service_fn(|_req: Request<Body>| async {
+        let body = http_body_util::Full::new(Bytes::from(vec![b'x'; 100_000]));
+        Ok::<_, BoxError>(Response::new(body))
+    });
+    let srv = support::start_app(support::handler(limits), |_| {}, app).await;
+    let tcp = TcpStream::connect(srv.addr).await.unwrap();
+    let (mut client, conn) = h2::client::Builder::new()
+        .initial_window_size(0)
+        .handshake::<_, Bytes>(tcp)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let req = Request::get("http://x/").body(()).unwrap();
+    let (response, _) = client.send_request(req, true).unwrap();
+    let response = response.await.unwrap();
+    let started = Instant::now();
+    let mut body = response.into_body();
+    let end = tokio::time::timeout(Duration::from_secs(5), body.data())
+        .await
+        .expect("the stalled response was never given up");
+    assert!(matches!(end, Some(Err(_))), "{end:?}");
+    assert!(started.elapsed() >= Duration::from_millis(200));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_reader_that_keeps_opening_its_window_gets_everything() {
+    // Each chunk is taken within the write timeout, the whole response
+    // takes twice as long: a slow client is not a stalled one.
+    let mut limits = Limits::default();
+    limits.write_timeout(Duration::from_millis(500));
+    let app = tower::service_fn(|_req: Request<Body>| async {
+        // One chunk at a time (the core would coalesce chunks that are
+        // ready together).
+        let chunks = futures_util::stream::unfold(0, |n| async move {
+            if n == 20 {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            let chunk = http_body::Frame::data(Bytes::from(vec![b'x'; 8192]));
+            Some((Ok::<_, BoxError>(chunk), n + 1))
+        });
+        Ok::<_, BoxError>(Response::new(StreamBody::new(chunks)))
+    });
+    let srv = support::start_app(support::handler(limits), |_| {}, app).await;
+    let tcp = TcpStream::connect(srv.addr).await.unwrap();
+    let (mut client, conn) = h2::client::Builder::new()
+        .initial_window_size(16384)
+        .handshake::<_, Bytes>(tcp)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let req = Request::get("http://x/").body(()).unwrap();
+    let (response, _) = client.send_request(req, true).unwrap();
+    let mut body = response.await.unwrap().into_body();
+    let started = Instant::now();
+    let mut got = 0;
+    while let Some(data) = body.data().await {
+        let data = data.expect("the response was cut off");
+        got += data.len();
+        tokio::time::sleep(Duration::from_millis(60)).await;
+        body.flow_control().release_capacity(data.len()).unwrap();
+    }
+    assert_eq!(got, 20 * 8192);
+    assert!(
+        started.elapsed() >= Duration::from_secs(1),
+        "{:?}",
+        started.elapsed()
+    );
 }
