@@ -19,7 +19,7 @@ use hyper_util::server::conn::auto;
 
 use crate::body::RequestBody;
 use crate::gateway::{Addrs, HttpGateway, SharedExchange};
-use crate::io::WriteTimeout;
+use crate::io::TimedIo;
 use crate::stream::{SendClock, StreamExecutor, current_clock};
 
 /// How long a connection that is closing, with no request in flight, may
@@ -68,7 +68,11 @@ where
         let in_flight = InFlight::start(&svc_activity);
         respond(req, svc_shared.clone(), addrs.clone(), last, in_flight)
     });
-    let io = TokioIo::new(WriteTimeout::new(stream, limits.get_write_timeout()));
+    let io = TokioIo::new(TimedIo::new(
+        stream,
+        limits.get_head_read_timeout(),
+        limits.get_write_timeout(),
+    ));
     let c = shared.builder.serve_connection(io, svc);
     tokio::pin!(c);
     // The server stopping, or the connection idle: polled only when one of

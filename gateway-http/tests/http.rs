@@ -393,6 +393,24 @@ async fn slowloris_header_timeout_closes() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connection_that_never_sends_a_byte_is_closed_after_head_read_timeout() {
+    let mut limits = gateway_core::Limits::default();
+    limits.head_read_timeout(Duration::from_millis(300));
+    let srv = support::start_with(gateway_core::Handler::builder().limits(limits).build()).await;
+    let mut s = TcpStream::connect(srv.addr).await.unwrap();
+    let started = std::time::Instant::now();
+    let out = read_to_close(&mut s).await;
+    assert!(out.is_empty(), "{}", text(&out));
+    assert!(started.elapsed() >= Duration::from_millis(250));
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+    still_serving(srv.addr).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http2_prior_knowledge_is_accepted() {
     let srv = start().await;
     let mut s = TcpStream::connect(srv.addr).await.unwrap();
