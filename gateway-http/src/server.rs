@@ -30,11 +30,17 @@ pub const SERVER_SOFTWARE: &str = concat!("gateway-http/", env!("CARGO_PKG_VERSI
 /// | `max_headers` | hyper's `max_headers` (over it: 431) |
 /// | `max_body_len` | a larger declared body: 413 before the application runs; one that grows larger (chunked, HTTP/2): a body error, answered 413 if the application fails with it before sending anything |
 /// | `body_read_timeout` | each read of the request body; over it a body error, answered 408 if the application fails with it before sending anything |
-/// | `head_read_timeout` | hyper's header read timeout: the connection is closed. hyper starts it as soon as the connection waits for a request, so it also bounds an idle keep-alive connection |
-/// | `write_timeout` | the client taking nothing written to it for this long: the connection is closed |
-/// | `idle_timeout` | a connection with no request for this long (to twice that) is closed gracefully (HTTP/2: GOAWAY) |
+/// | `head_read_timeout` | a new connection's first byte, then hyper's header read timeout: the connection is closed. hyper starts it as soon as the connection waits for a request, so it also bounds an idle HTTP/1 keep-alive connection |
+/// | `write_timeout` | the client taking nothing written to it for this long: the connection is closed. HTTP/2: a response chunk waiting this long for the client's flow-control window resets its stream; a PING unanswered this long closes the connection |
+/// | `idle_timeout` | a connection with no request for this long (to twice that) is closed gracefully (HTTP/2: GOAWAY); HTTP/2: a client silent this long gets a PING |
 /// | `max_requests_per_connection` | HTTP/1.x: the last response says `Connection: close` and the connection closes after it |
 /// | `max_connections` | past it, a new connection is answered at once: 503 with `Retry-After: 1` (HTTP/2 prior knowledge: GOAWAY with REFUSED_STREAM), then closed |
+///
+/// A graceful close (an idle HTTP/2 connection's GOAWAY, the server
+/// stopping) lets the requests in flight finish; once none is left, the
+/// client gets one to two seconds to finish the close, then the connection
+/// is dropped. The crate's README has a table of every connection state and
+/// the timeout that bounds it.
 ///
 /// ```no_run
 /// # async fn run() -> std::io::Result<()> {

@@ -1,5 +1,6 @@
-//! The HTTP server over raw TCP: CHECKLIST H1–H11, keep-alive, pipelining,
-//! chunked bodies, `Expect: 100-continue`, bad input (B8).
+//! The HTTP server over raw TCP: the head and environ as wsgiref's
+//! `simple_server` makes them, keep-alive, pipelining, chunked bodies,
+//! `Expect: 100-continue`, bad input, timeouts.
 
 mod support;
 
@@ -73,7 +74,7 @@ async fn h2_environ_decoded_path_and_joined_headers() {
     assert!(!out.contains("HTTP_CONTENT_TYPE"), "{out}");
     assert!(
         !out.contains("CONTENT_LENGTH"),
-        "H6: no empty CONTENT_LENGTH: {out}"
+        "no empty CONTENT_LENGTH: {out}"
     );
 }
 
