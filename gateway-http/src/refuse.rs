@@ -9,9 +9,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::Instant;
 
 /// How long a refused connection is read for the start of its request.
-pub(crate) const READ_TIME: Duration = Duration::from_secs(1);
+const READ_TIME: Duration = Duration::from_secs(1);
 /// The most bytes read from a refused connection before it is answered.
-pub(crate) const READ_MAX: usize = 8 * 1024;
+const READ_MAX: usize = 8 * 1024;
 /// What an HTTP/2 client with prior knowledge sends first.
 const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 /// The body of the 503.
