@@ -6,26 +6,31 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Wake, Waker};
+use std::time::Duration;
 
 use bytes::Bytes;
 use gateway_core::server::Connection;
 use gateway_core::{AppBody, Application, Body, BoxError, ErrorStream, Handler};
 use http::{Request, Response};
 use http_body::{Body as _, Frame, SizeHint};
-use http_body_util::Limited;
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::TokioIo;
 use hyper_util::server::conn::auto;
 
-use crate::body::TimeoutBody;
+use crate::body::RequestBody;
 use crate::gateway::{Addrs, HttpGateway, SharedExchange};
-use crate::io::WriteTimeout;
+use crate::io::TimedIo;
+use crate::stream::{SendClock, StreamExecutor, current_clock};
+
+/// How long a connection that is closing, with no request in flight, may
+/// take to finish the close (between one and two of these).
+pub(crate) const CLOSE_GRACE: Duration = Duration::from_secs(1);
 
 /// What every connection of a server shares.
 pub(crate) struct Shared<S> {
     pub(crate) app: S,
     pub(crate) handler: Handler,
-    pub(crate) builder: auto::Builder<TokioExecutor>,
+    pub(crate) builder: auto::Builder<StreamExecutor>,
     pub(crate) server_software: Option<Bytes>,
     pub(crate) errors: ErrorStream,
 }
@@ -63,7 +68,11 @@ where
         let in_flight = InFlight::start(&svc_activity);
         respond(req, svc_shared.clone(), addrs.clone(), last, in_flight)
     });
-    let io = TokioIo::new(WriteTimeout::new(stream, limits.get_write_timeout()));
+    let io = TokioIo::new(TimedIo::new(
+        stream,
+        limits.get_head_read_timeout(),
+        limits.get_write_timeout(),
+    ));
     let c = shared.builder.serve_connection(io, svc);
     tokio::pin!(c);
     // The server stopping, or the connection idle: polled only when one of
@@ -80,10 +89,22 @@ where
         biased;
         r = c.as_mut() => r,
         why = control.as_mut() => {
-            // Finish the request in flight, then close (HTTP/2: GOAWAY).
+            // Finish the requests in flight, then close (HTTP/2: GOAWAY, a
+            // PING, and a last GOAWAY once the client acknowledged it).
+            // Requests in flight are bounded by their own timeouts and the
+            // shutdown's deadline; once none is left, the close itself gets
+            // CLOSE_GRACE, so a client that never acknowledges cannot hold
+            // the connection (and its slot) open.
             tracing::debug!(why, "closing the connection");
             c.as_mut().graceful_shutdown();
-            c.await
+            tokio::select! {
+                biased;
+                r = c.as_mut() => r,
+                () = activity.idle(CLOSE_GRACE) => {
+                    tracing::debug!("the client did not finish the close in time; dropping the connection");
+                    Ok(())
+                }
+            }
         }
     };
     if let Err(e) = result {
@@ -166,8 +187,8 @@ impl Activity {
     /// none started: the connection has been idle for between one and two
     /// periods. hyper's header read timeout already closes an idle HTTP/1
     /// connection; this closes idle HTTP/2 ones (GOAWAY), which hyper keeps
-    /// open for ever.
-    async fn idle(&self, period: std::time::Duration) {
+    /// open for ever, and bounds a close the client does not finish.
+    async fn idle(&self, period: Duration) {
         let mut seen = self.started.load(Ordering::Relaxed);
         loop {
             tokio::time::sleep(period).await;
@@ -212,19 +233,23 @@ where
 {
     let (parts, incoming) = req.into_parts();
     let close = last && parts.version < http::Version::HTTP_2;
+    // HTTP/2: the response body tells its stream's watch when hyper holds a
+    // chunk it cannot send yet.
+    let clock = if parts.version == http::Version::HTTP_2 {
+        current_clock()
+    } else {
+        None
+    };
     let limits = shared.handler.limits();
     let body = if incoming.is_end_stream() {
         // No body (a GET): nothing to time or limit.
         Body::empty()
     } else {
-        let incoming = TimeoutBody::new(incoming, limits.get_body_read_timeout());
-        match limits.get_max_body_len() {
-            Some(max) => Body::new(Limited::new(
-                incoming,
-                usize::try_from(max).unwrap_or(usize::MAX),
-            )),
-            None => Body::new(incoming),
-        }
+        Body::new(RequestBody::new(
+            incoming,
+            limits.get_body_read_timeout(),
+            limits.get_max_body_len(),
+        ))
     };
     let exchange = SharedExchange::default();
     let gw = HttpGateway {
@@ -268,6 +293,7 @@ where
             error_ready: false,
             running: None,
             sized,
+            clock,
             _in_flight: in_flight,
         }
     } else {
@@ -278,9 +304,17 @@ where
             error_ready: false,
             running: Some((driver, exchange)),
             sized: false,
+            clock,
             _in_flight: in_flight,
         }
     };
+    if let Some(clock) = &body.clock
+        && !body.is_end_stream()
+    {
+        // hyper holds the body from here on; it may send the head and wait
+        // for room before it asks for the first chunk.
+        clock.handed_over();
+    }
     Ok(Response::from_parts(head, body))
 }
 
@@ -314,6 +348,8 @@ pub(crate) struct ResponseBody {
     error_ready: bool,
     running: Option<(Driver, SharedExchange)>,
     sized: bool,
+    /// HTTP/2: the stream's send clock (see `stream`).
+    clock: Option<Arc<SendClock>>,
     _in_flight: InFlight,
 }
 
@@ -326,6 +362,34 @@ impl http_body::Body for ResponseBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = &mut *self;
+        if let Some(clock) = &this.clock {
+            clock.polled();
+        }
+        let poll = this.next_frame(cx);
+        if let (Some(clock), Poll::Ready(Some(Ok(_)))) = (&this.clock, &poll) {
+            clock.handed_over();
+        }
+        poll
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.running.is_none() && self.whole.is_none() && self.error.is_none()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match (&self.running, &self.whole, &self.error) {
+            (None, Some(d), None) if self.sized => SizeHint::with_exact(d.len() as u64),
+            (None, None, None) if self.sized => SizeHint::with_exact(0),
+            _ => SizeHint::default(),
+        }
+    }
+}
+
+impl ResponseBody {
+    /// The next frame: the whole body, a chunk from the running handler, or
+    /// the held-back error.
+    fn next_frame(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = self;
         if let Some(data) = this.whole.take() {
             return Poll::Ready(Some(Ok(Frame::data(data))));
         }
@@ -362,18 +426,6 @@ impl http_body::Body for ResponseBody {
                 Poll::Pending
             }
             None => Poll::Ready(None),
-        }
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.running.is_none() && self.whole.is_none() && self.error.is_none()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        match (&self.running, &self.whole, &self.error) {
-            (None, Some(d), None) if self.sized => SizeHint::with_exact(d.len() as u64),
-            (None, None, None) if self.sized => SizeHint::with_exact(0),
-            _ => SizeHint::default(),
         }
     }
 }

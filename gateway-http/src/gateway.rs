@@ -89,7 +89,7 @@ pub(crate) struct HttpGateway {
 impl HttpGateway {
     /// Ends the response body with an error, so hyper closes the connection
     /// without a clean end (no chunked terminator, a short Content-Length
-    /// body; an HTTP/2 stream reset): the client sees truncation (H10, H11).
+    /// body; an HTTP/2 stream reset): the client sees truncation.
     pub(crate) fn abort(&mut self, why: &'static str) {
         self.exchange.lock().abort = Some(why);
     }
@@ -130,7 +130,7 @@ impl Gateway for HttpGateway {
     }
 
     /// The request as hyper parsed it (headers as they arrived, repeated
-    /// fields separate, H2), with the scheme and authority filled in from
+    /// fields separate), with the scheme and authority filled in from
     /// `Host` as every other backend gives them.
     fn request(&mut self, environ: &Environ, body: Body) -> Result<Request<Body>, Error> {
         let Some(mut parts) = self.parts.take() else {
@@ -195,7 +195,7 @@ impl Gateway for HttpGateway {
         let app_headers = std::mem::take(head.headers);
         parts.headers = match &self.server_software {
             Some(s) if !app_headers.contains_key(header::SERVER) => {
-                // H1: Server comes before the application's headers.
+                // Server comes before the application's headers.
                 let mut headers = HeaderMap::with_capacity(app_headers.len() + 1);
                 if let Ok(v) = HeaderValue::from_maybe_shared(s.clone()) {
                     headers.insert(header::SERVER, v);
@@ -228,10 +228,10 @@ impl Gateway for HttpGateway {
 }
 
 /// The CGI meta-variables for an HTTP request, as wsgiref's
-/// `WSGIRequestHandler.get_environ` makes them (H2, H6): `SCRIPT_NAME` is
+/// `WSGIRequestHandler.get_environ` makes them: `SCRIPT_NAME` is
 /// empty, `PATH_INFO` the percent-decoded path, `QUERY_STRING` raw,
 /// `CONTENT_TYPE`/`CONTENT_LENGTH` only when the request has them (no
-/// `text/plain` default, H6), `HTTP_*` with repeated fields joined by `,`.
+/// `text/plain` default), `HTTP_*` with repeated fields joined by `,`.
 /// Header names holding `_` are left out of the environ (as `simple_server`
 /// does, so `X_Forwarded_For` cannot pose as `X-Forwarded-For`); the
 /// application still sees every header in the request.

@@ -1,4 +1,5 @@
-//! The connection's transport with a write timeout.
+//! The connection's transport with a write timeout and a bound on the wait
+//! for the first byte.
 
 use std::io;
 use std::pin::Pin;
@@ -9,26 +10,35 @@ use gateway_core::server::Stall;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 /// A transport whose writes fail with `TimedOut` once the peer has taken
-/// nothing for `timeout` (`Limits::write_timeout`): a client that stops
-/// reading cannot hold the connection and its application forever. Writes
-/// that complete at once cost no clock read and no timer.
-pub(crate) struct WriteTimeout<T> {
+/// nothing for `write_timeout` (`Limits::write_timeout`): a client that
+/// stops reading cannot hold the connection and its application forever.
+/// Writes that complete at once cost no clock read and no timer.
+///
+/// Until the first byte arrives, reads fail the same way after
+/// `head_read_timeout`: hyper's own header read timeout only starts once
+/// it has seen enough bytes to tell HTTP/1 from HTTP/2, so a client that
+/// connects and sends nothing would otherwise be left to the idle watch.
+/// After the first byte a read costs one check more than the bare stream.
+pub(crate) struct TimedIo<T> {
     inner: T,
     stall: Stall,
+    /// The wait for the first byte; `None` once it came.
+    first_read: Option<Stall>,
 }
 
-impl<T> WriteTimeout<T> {
-    pub(crate) fn new(inner: T, timeout: Duration) -> Self {
+impl<T> TimedIo<T> {
+    pub(crate) fn new(inner: T, head_read_timeout: Duration, write_timeout: Duration) -> Self {
         Self {
             inner,
-            stall: Stall::new(timeout),
+            stall: Stall::new(write_timeout),
+            first_read: Some(Stall::new(head_read_timeout)),
         }
     }
 }
 
 /// Passes a write-side poll through, timing how long it stays pending.
 fn timed<T: Unpin, R>(
-    this: &mut WriteTimeout<T>,
+    this: &mut TimedIo<T>,
     cx: &mut Context<'_>,
     op: impl FnOnce(Pin<&mut T>, &mut Context<'_>) -> Poll<io::Result<R>>,
 ) -> Poll<io::Result<R>> {
@@ -43,17 +53,36 @@ fn timed<T: Unpin, R>(
     poll
 }
 
-impl<T: AsyncRead + Unpin> AsyncRead for WriteTimeout<T> {
+impl<T: AsyncRead + Unpin> AsyncRead for TimedIo<T> {
     fn poll_read(
-        mut self: Pin<&mut Self>,
+        self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_read(cx, buf)
+        let this = self.get_mut();
+        let Some(first) = &mut this.first_read else {
+            return Pin::new(&mut this.inner).poll_read(cx, buf);
+        };
+        let before = buf.filled().len();
+        let poll = Pin::new(&mut this.inner).poll_read(cx, buf);
+        if poll.is_ready() {
+            if buf.filled().len() > before {
+                this.first_read = None;
+            }
+            return poll;
+        }
+        if first.expired(false, cx) {
+            tracing::debug!("no request within the head read timeout; closing the connection");
+            return Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "no request within the head read timeout",
+            )));
+        }
+        Poll::Pending
     }
 }
 
-impl<T: AsyncWrite + Unpin> AsyncWrite for WriteTimeout<T> {
+impl<T: AsyncWrite + Unpin> AsyncWrite for TimedIo<T> {
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,

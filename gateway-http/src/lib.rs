@@ -35,10 +35,20 @@
 //!   chunked terminator, a short body, or an HTTP/2 stream reset, so the
 //!   client sees truncation.
 //! - `HEAD`: no body bytes; the application's Content-Length is kept.
-//! - The handler runs in the connection's task (no task per request): first
-//!   until the head is ready, then as hyper reads the response body. A
-//!   client that goes away drops the body, and with it the application's
-//!   future.
+//! - The handler runs in the task hyper polls the request in (HTTP/1: the
+//!   connection's task, no task per request; HTTP/2: the stream's task):
+//!   first until the head is ready, then as hyper reads the response body.
+//!   A client that goes away drops the body, and with it the application's
+//!   future; so does a timeout (a client that takes nothing written to it,
+//!   or an HTTP/2 stream whose window stays shut, for `write_timeout`).
+//! - A request body the client sends too slowly, too large, malformed or
+//!   cut short fails the application's read with the core's body error
+//!   ([`gateway_core::Error::is_body_timeout`] and its siblings); an
+//!   application that passes it on before sending anything gets the client
+//!   a 408, 413 or 400, and nothing is logged as an application error.
+//! - Past `max_connections` a new connection gets a busy answer at once
+//!   (HTTP/1: 503 with `Retry-After: 1`; HTTP/2: GOAWAY with
+//!   REFUSED_STREAM) and is closed.
 //! - Bad requests are answered by hyper before the application runs: a
 //!   request target over 65534 bytes gets 414, a head over `max_head_len`
 //!   or too many headers 431, raw non-ASCII bytes in the target,
@@ -52,7 +62,7 @@
 //! - Per request the server allocates the environ (one buffer holds all the
 //!   values copied from the request), the handler's future and a one-chunk
 //!   exchange between the handler and the response body; there is no
-//!   channel and no task per request. `INSTR=1 scripts/bench-http.sh`
+//!   channel, and on HTTP/1 no task per request. `INSTR=1 scripts/bench-http.sh`
 //!   counts the instructions this costs against a bare hyper server.
 //!
 //! Limits and timeouts: see [`Server`].
@@ -61,22 +71,27 @@ mod body;
 mod conn;
 mod gateway;
 mod io;
+mod refuse;
 mod server;
+mod stream;
 
 pub use server::{SERVER_SOFTWARE, Server};
 
-use gateway_core::server::{Listener, Shutdown, signal};
+use gateway_core::server::{BindOptions, Listener, Shutdown, signal};
 use gateway_core::{AppBody, Application};
 
 /// Serves `app` on `addr` (`HOST:PORT` or `unix:PATH`) with the defaults,
 /// until SIGTERM or SIGINT; in-flight requests then get the shutdown's
-/// deadline to finish.
+/// deadline to finish. The socket's listen backlog is the default
+/// [`Limits::listen_backlog`](gateway_core::Limits::listen_backlog).
 pub async fn serve<S, B>(addr: &str, app: S) -> std::io::Result<()>
 where
     S: Application<B>,
     B: AppBody,
 {
-    let listener = Listener::bind(addr).await?;
+    let backlog = gateway_core::Limits::default().get_listen_backlog();
+    let listener =
+        Listener::bind_with(addr, BindOptions::new().remove_stale(true).backlog(backlog)).await?;
     let shutdown = Shutdown::new();
     shutdown.trigger_on(signal());
     Server::new().shutdown(shutdown).serve(listener, app).await

@@ -6,10 +6,12 @@ use std::sync::Arc;
 use bytes::Bytes;
 use gateway_core::server::{self, Listener, Shutdown};
 use gateway_core::{AppBody, Application, ErrorStream, Handler};
-use hyper_util::rt::{TokioExecutor, TokioTimer};
+use hyper_util::rt::TokioTimer;
 use hyper_util::server::conn::auto;
 
 use crate::conn::{Shared, serve_connection};
+use crate::refuse;
+use crate::stream::StreamExecutor;
 
 const HYPER_DEFAULT_MAX_HEADERS: usize = 100;
 
@@ -26,12 +28,19 @@ pub const SERVER_SOFTWARE: &str = concat!("gateway-http/", env!("CARGO_PKG_VERSI
 /// |---|---|
 /// | `max_head_len` | hyper's `max_header_size` (request line + headers; over it: 431) |
 /// | `max_headers` | hyper's `max_headers` (over it: 431) |
-/// | `max_body_len` | a larger declared body: 413; a chunked one that grows larger: a body error |
-/// | `head_read_timeout` | hyper's header read timeout: the connection is closed. hyper starts it as soon as the connection waits for a request, so it also bounds an idle keep-alive connection |
-/// | `write_timeout` | the client taking nothing written to it for this long: the connection is closed |
-/// | `idle_timeout` | a connection with no request for this long (to twice that) is closed gracefully (HTTP/2: GOAWAY) |
+/// | `max_body_len` | a larger declared body: 413 before the application runs; one that grows larger (chunked, HTTP/2): a body error, answered 413 if the application fails with it before sending anything |
+/// | `body_read_timeout` | each read of the request body; over it a body error, answered 408 if the application fails with it before sending anything |
+/// | `head_read_timeout` | a new connection's first byte, then hyper's header read timeout: the connection is closed. hyper starts it as soon as the connection waits for a request, so it also bounds an idle HTTP/1 keep-alive connection |
+/// | `write_timeout` | the client taking nothing written to it for this long: the connection is closed. HTTP/2: a response chunk waiting this long for the client's flow-control window resets its stream; a PING unanswered this long closes the connection |
+/// | `idle_timeout` | a connection with no request for this long (to twice that) is closed gracefully (HTTP/2: GOAWAY); HTTP/2: a client silent this long gets a PING |
 /// | `max_requests_per_connection` | HTTP/1.x: the last response says `Connection: close` and the connection closes after it |
-/// | `max_connections` | the accept loop |
+/// | `max_connections` | past it, a new connection is answered at once: 503 with `Retry-After: 1` (HTTP/2 prior knowledge: GOAWAY with REFUSED_STREAM), then closed |
+///
+/// A graceful close (an idle HTTP/2 connection's GOAWAY, the server
+/// stopping) lets the requests in flight finish; once none is left, the
+/// client gets one to two seconds to finish the close, then the connection
+/// is dropped. The crate's README has a table of every connection state and
+/// the timeout that bounds it.
 ///
 /// ```no_run
 /// # async fn run() -> std::io::Result<()> {
@@ -124,9 +133,13 @@ impl Server {
         self
     }
 
-    fn hyper_builder(&self) -> auto::Builder<TokioExecutor> {
+    fn hyper_builder(&self) -> auto::Builder<StreamExecutor> {
         let limits = self.handler.limits();
-        let mut b = auto::Builder::new(TokioExecutor::new());
+        // HTTP/2 streams run on tasks of their own, each watched for a
+        // response the client's flow control holds up past write_timeout.
+        let mut b = auto::Builder::new(StreamExecutor {
+            write_timeout: limits.get_write_timeout(),
+        });
         if !self.http2 {
             b = b.http1_only();
         }
@@ -141,9 +154,14 @@ impl Server {
         if limits.get_max_headers() != HYPER_DEFAULT_MAX_HEADERS {
             h1.max_headers(limits.get_max_headers());
         }
+        // A client silent for `idle_timeout` gets a PING; one that does not
+        // answer it within `write_timeout` is gone, and the connection (with
+        // its streams) is closed.
         b.http2()
             .timer(TokioTimer::new())
-            .max_header_list_size(u32::try_from(limits.get_max_head_len()).unwrap_or(u32::MAX));
+            .max_header_list_size(u32::try_from(limits.get_max_head_len()).unwrap_or(u32::MAX))
+            .keep_alive_interval(Some(limits.get_idle_timeout()))
+            .keep_alive_timeout(limits.get_write_timeout());
         b
     }
 
@@ -161,12 +179,13 @@ impl Server {
             server_software: self.server_software.clone(),
             errors: self.errors.clone(),
         });
-        let max = self.handler.limits().get_max_connections();
+        let limits = self.handler.limits();
+        let refusal = refuse::refusal(self.server_software.as_ref(), limits.get_write_timeout());
         server::serve(
             listener,
-            max,
+            limits.get_max_connections(),
             self.shutdown.clone(),
-            server::Refusal::close(),
+            refusal,
             move |conn| serve_connection(conn, shared.clone()),
         )
         .await

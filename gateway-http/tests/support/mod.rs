@@ -167,18 +167,80 @@ pub struct Running {
 
 /// Starts the test app with `handler` on a free port.
 pub async fn start_with(handler: Handler) -> Running {
+    start_app(handler, |_| {}, tower::service_fn(app)).await
+}
+
+/// Starts `app` with `handler` on a free port, after `configure` had its
+/// say on the server.
+pub async fn start_app<S, B>(
+    handler: Handler,
+    configure: impl FnOnce(&mut gateway_http::Server),
+    app: S,
+) -> Running
+where
+    S: gateway_core::Application<B>,
+    B: gateway_core::AppBody,
+{
     let listener = Listener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.tcp_addr().expect("tcp address");
     let mut shutdown = Shutdown::new();
     shutdown.deadline(Duration::from_secs(2));
     let mut server = gateway_http::Server::new();
     server.handler(handler).shutdown(shutdown.clone());
-    let task = tokio::spawn(async move { server.serve(listener, tower::service_fn(app)).await });
+    configure(&mut server);
+    let task = tokio::spawn(async move { server.serve(listener, app).await });
     Running {
         addr,
         shutdown,
         task,
     }
+}
+
+/// A handler with `limits`.
+pub fn handler(limits: gateway_core::Limits) -> Handler {
+    Handler::builder()
+        .server_software(gateway_http::SERVER_SOFTWARE)
+        .limits(limits)
+        .build()
+}
+
+/// Calls `signal` when dropped: tells a test that the server dropped (or
+/// finished) an application's future or body.
+pub struct OnDrop<F: FnMut()>(pub F);
+
+impl<F: FnMut()> Drop for OnDrop<F> {
+    fn drop(&mut self) {
+        (self.0)()
+    }
+}
+
+/// An HTTP/2 frame: its 9-byte header, then the payload.
+pub fn h2_frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+    let len = payload.len();
+    let mut f = vec![(len >> 16) as u8, (len >> 8) as u8, len as u8, kind, flags];
+    f.extend_from_slice(&stream.to_be_bytes());
+    f.extend_from_slice(payload);
+    f
+}
+
+/// The HTTP/2 connection preface and an empty SETTINGS frame: what a
+/// prior-knowledge client sends first.
+pub fn h2_preface() -> Vec<u8> {
+    let mut out = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    out.extend(h2_frame(0x4, 0, 0, &[]));
+    out
+}
+
+/// Reads one HTTP/2 frame: (type, flags, stream, payload); `None` at the
+/// end of the stream.
+pub async fn read_h2_frame(s: &mut TcpStream) -> Option<(u8, u8, u32, Vec<u8>)> {
+    let mut head = [0u8; 9];
+    s.read_exact(&mut head).await.ok()?;
+    let len = usize::from(head[0]) << 16 | usize::from(head[1]) << 8 | usize::from(head[2]);
+    let mut payload = vec![0u8; len];
+    s.read_exact(&mut payload).await.ok()?;
+    let stream = u32::from_be_bytes([head[5], head[6], head[7], head[8]]) & 0x7fff_ffff;
+    Some((head[3], head[4], stream, payload))
 }
 
 /// Starts the test app with the default server.
