@@ -1,5 +1,5 @@
-//! Reading the process environment as raw bytes (wsgiref's `read_environ`,
-//! CHECKLIST G10) and the IIS `PATH_INFO` fix (I1).
+//! Reading the process environment as raw bytes (wsgiref's
+//! `read_environ`) and the IIS `PATH_INFO` fix.
 
 use std::ffi::OsString;
 
@@ -11,7 +11,7 @@ use gateway_core::Environ;
 /// On Unix, names and values are taken byte for byte (`vars_os`), so no
 /// byte a web server sent is lost or replaced, whatever the locale. On
 /// Windows the values are UTF-16 and become UTF-8, which is how IIS encodes
-/// paths (CHECKLIST I4).
+/// paths.
 pub fn read_environ() -> Environ {
     let vars = std::env::vars_os();
     let mut env = Environ::with_capacity(vars.size_hint().0);
@@ -32,11 +32,11 @@ fn os_bytes(s: OsString) -> Bytes {
     Bytes::from(s.to_string_lossy().into_owned())
 }
 
-/// Undoes IIS's CGI `PATH_INFO` (CHECKLIST I1–I3): IIS repeats
+/// Undoes IIS's CGI `PATH_INFO`: IIS repeats
 /// `SCRIPT_NAME` at the start of `PATH_INFO`, so when `PATH_INFO + "/"`
 /// starts with `SCRIPT_NAME + "/"`, that prefix is removed. The comparison
-/// is case-sensitive, as in wsgiref (I2). The bug cannot be detected, so a
-/// genuine `PATH_INFO` that starts with the script name is stripped too (I3):
+/// is case-sensitive, as in wsgiref. The bug cannot be detected, so a
+/// genuine `PATH_INFO` that starts with the script name is stripped too:
 /// use this only for IIS.
 pub fn fix_iis_path_info(env: &mut Environ) {
     let sn = env.script_name();
@@ -67,7 +67,7 @@ mod tests {
         env.get("PATH_INFO").map(<[u8]>::to_vec)
     }
 
-    /// I1: wsgiref's IISCGIHandler vectors.
+    /// wsgiref's IISCGIHandler vectors.
     #[test]
     fn i1_vectors() {
         let v = |s: &str| Some(s.as_bytes().to_vec());
@@ -83,7 +83,7 @@ mod tests {
         assert_eq!(fixed(Some("/app.py"), None), None);
     }
 
-    /// I2: the comparison is case-sensitive (IIS paths are not, but wsgiref
+    /// the comparison is case-sensitive (IIS paths are not, but wsgiref
     /// compares bytes; we keep that and document it).
     #[test]
     fn i2_case_sensitive() {
@@ -93,14 +93,14 @@ mod tests {
         );
     }
 
-    /// I3: a genuine PATH_INFO starting with the script name is stripped
+    /// a genuine PATH_INFO starting with the script name is stripped
     /// too; that is why this is a separate mode.
     #[test]
     fn i3_genuine_prefix_is_stripped() {
         assert_eq!(fixed(Some("/a"), Some("/a/b")), Some(b"/b".to_vec()));
     }
 
-    /// G10: the process environment arrives as raw bytes.
+    /// the process environment arrives as raw bytes.
     #[test]
     fn g10_reads_process_environment() {
         let env = read_environ();

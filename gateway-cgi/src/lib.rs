@@ -47,11 +47,11 @@
 //!
 //! ## Modes
 //!
-//! - [`run`]: plain CGI. The response head is `Status: …` (CHECKLIST G5).
+//! - [`run`]: plain CGI. The response head is `Status: …`.
 //! - [`Cgi::iis`]: IIS's CGI, which repeats `SCRIPT_NAME` at the start of
-//!   `PATH_INFO`; the repeat is removed before anything else (I1–I3).
+//!   `PATH_INFO`; the repeat is removed before anything else.
 //! - [`Cgi::nph`]: non-parsed headers: a full `HTTP/1.x` status line with
-//!   `Date` and `Connection: close` (G8). Apache runs a program in NPH mode
+//!   `Date` and `Connection: close`. Apache runs a program in NPH mode
 //!   when its file name starts with `nph-`.
 //! - [`serve_streams`]: CGI over explicit streams (wsgiref's
 //!   `BaseCGIHandler`), for tests and embedding.
@@ -59,7 +59,7 @@
 //! ## Exit status
 //!
 //! 0 when the response went out, including the error page (that page is
-//! the report, G9) and a client that went away; 1 when the response was
+//! the report) and a client that went away; 1 when the response was
 //! aborted after its head (the application or its body failed half-way, or
 //! the body was shorter than its Content-Length), so the web server can see
 //! the failure.

@@ -24,7 +24,7 @@ pub(crate) enum Mode {
 
 /// A [`Gateway`] over the process: the environment is the request's
 /// meta-variables, stdin its body, stdout the response, stderr the error
-/// stream (wsgiref's `CGIHandler`, C41, G9): run-once, multiprocess, not
+/// stream (wsgiref's `CGIHandler`): run-once, multiprocess, not
 /// multithread, no base environ.
 ///
 /// Output goes straight to file descriptor 1 without the standard library's

@@ -16,7 +16,7 @@ use crate::error::{BoxError, Error, Kind};
 ///
 /// An [`http_body::Body`] of [`Bytes`] whose errors are [`BoxError`]s: a
 /// backend failure, or a body that ended before `CONTENT_LENGTH` bytes
-/// (CHECKLIST B5, `gateway_core::Error::is_incomplete_body`). Its size hint is
+/// (`gateway_core::Error::is_incomplete_body`). Its size hint is
 /// exact when the length is known, so extractors can preallocate.
 pub struct Body {
     inner: Inner,
@@ -388,7 +388,7 @@ mod tests {
         assert_eq!(&got[..], b"hello world");
     }
 
-    /// B5/G3: EOF before CONTENT_LENGTH is a body error, not a short body.
+    /// EOF before CONTENT_LENGTH is a body error, not a short body.
     #[tokio::test]
     async fn reader_body_short_is_an_error() {
         let data: &[u8] = b"short";

@@ -305,7 +305,7 @@ impl Environ {
 
     /// Whether the request came over TLS: `HTTPS` is `on`, `yes` or `1`
     /// (compared without regard to case; IIS sends `off` for plain HTTP), or
-    /// `REQUEST_SCHEME` is `https`. This is wsgiref's `guess_scheme` (C22),
+    /// `REQUEST_SCHEME` is `https`. This is wsgiref's `guess_scheme`,
     /// widened to the case variants and to `REQUEST_SCHEME`.
     pub fn https(&self) -> bool {
         if let Some(v) = self.get("HTTPS")
@@ -474,7 +474,7 @@ mod tests {
         }
     }
 
-    /// C22: only on/yes/1 give https; "foo", "off" and absence give http.
+    /// only on/yes/1 give https; "foo", "off" and absence give http.
     #[test]
     fn c22_https_values() {
         for (v, want) in [

@@ -230,7 +230,7 @@ impl std::error::Error for Error {
     }
 }
 
-/// Whether an I/O error means the peer went away (C16: broken pipe,
+/// Whether an I/O error means the peer went away (broken pipe,
 /// connection reset, connection aborted), which is not a server fault.
 pub fn is_disconnect(err: &std::io::Error) -> bool {
     use std::io::ErrorKind::*;

@@ -89,7 +89,7 @@ impl fmt::Debug for FileRegion {
 /// send it without copying through user space, or hand it to the web server.
 ///
 /// Reads run on tokio's blocking pool in blocks of `block_size` (64 KiB by
-/// default), like wsgiref's `FileWrapper(blksize)` (C24).
+/// default), like wsgiref's `FileWrapper(blksize)`.
 pub struct FileBody {
     region: FileRegion,
     block_size: usize,
@@ -123,7 +123,7 @@ impl FileBody {
         }
     }
 
-    /// Sets how many bytes each read takes (C24's `blksize`).
+    /// Sets how many bytes each read takes (wsgiref's `blksize`).
     pub fn block_size(&mut self, n: usize) -> &mut Self {
         self.block_size = n.max(1);
         self
@@ -237,7 +237,7 @@ mod tests {
         (path.clone(), File::open(&path).unwrap())
     }
 
-    /// C24: "xyz"*50 with a 120-byte block size gives "xyz"*40 then "xyz"*10.
+    /// "xyz"*50 with a 120-byte block size gives "xyz"*40 then "xyz"*10.
     #[tokio::test]
     async fn c24_blocks() {
         let data = b"xyz".repeat(50);

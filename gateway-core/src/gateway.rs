@@ -39,8 +39,8 @@ pub struct ResponseHead<'a> {
 ///
 /// This is the I/O half of wsgiref's `BaseHandler`; the
 /// [`Handler`](crate::Handler) is the rest. The required methods are wsgiref's abstract
-/// ones (`_write`, `_flush`, `get_stdin`, `get_stderr`, `add_cgi_vars`,
-/// CHECKLIST C4); the provided ones have defaults a backend overrides as
+/// ones (`_write`, `_flush`, `get_stdin`, `get_stderr`, `add_cgi_vars`);
+/// the provided ones have defaults a backend overrides as
 /// needed (`origin_server`, the `wsgi.*` flags, head emission, `sendfile`).
 ///
 /// A minimal backend that keeps the response in memory:
@@ -65,7 +65,7 @@ pub struct ResponseHead<'a> {
 /// }
 /// ```
 pub trait Gateway: Send {
-    /// Writes all of `data` to the client, retrying short writes (C15).
+    /// Writes all of `data` to the client, retrying short writes.
     fn write(&mut self, data: Bytes) -> impl Future<Output = io::Result<()>> + Send;
 
     /// Pushes buffered output to the client.
@@ -179,7 +179,7 @@ pub trait Gateway: Send {
     }
 
     /// Sends a file body after the head has been written (wsgiref's
-    /// `sendfile`, C38), when [`supports_sendfile`](Gateway::supports_sendfile)
+    /// `sendfile`), when [`supports_sendfile`](Gateway::supports_sendfile)
     /// said yes: return `Ok(true)` when the whole region was sent, `Ok(false)`
     /// to let the pipeline stream the body as usual. Default: false.
     fn sendfile(&mut self, file: &FileRegion) -> impl Future<Output = io::Result<bool>> + Send {
@@ -193,7 +193,7 @@ pub trait Gateway: Send {
 ///
 /// The request body is read from `reader` (at most `CONTENT_LENGTH` bytes),
 /// the response is written to `writer` with `write_all`, so a writer that
-/// takes a few bytes per call still gets every byte (C15).
+/// takes a few bytes per call still gets every byte.
 ///
 /// ```
 /// use gateway_core::{Environ, ErrorStream, StreamGateway};
@@ -222,7 +222,7 @@ where
     W: AsyncWrite + Send + Unpin,
 {
     /// wsgiref's `SimpleHandler`: origin-server head, multithread, not
-    /// multiprocess, not run-once (C41).
+    /// multiprocess, not run-once.
     pub fn origin(reader: R, writer: W, errors: ErrorStream, environ: Environ) -> Self {
         Self {
             reader: Some(reader),

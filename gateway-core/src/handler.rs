@@ -22,7 +22,7 @@ use crate::pipeline::{self, Sent};
 use crate::repeats::{InApp, Repeats};
 use crate::request::version_of;
 
-/// The default error page body (wsgiref's `error_body`, C10).
+/// The default error page body (wsgiref's `error_body`).
 pub const DEFAULT_ERROR_BODY: &str = "A server error occurred.  Please contact the administrator.";
 
 /// The default interval of [`HandlerBuilder::repeat_summary`].
@@ -185,7 +185,7 @@ impl HandlerBuilder {
     }
 
     /// Variables every request's environ starts from, before the backend's
-    /// (wsgiref's `os_environ`; empty by default, so nothing leaks, C41).
+    /// (wsgiref's `os_environ`; empty by default, so nothing leaks).
     pub fn base_environ(&mut self, env: Environ) -> &mut Self {
         self.config.base_environ = env;
         self
@@ -233,7 +233,7 @@ impl HandlerBuilder {
 
     /// The `Server` header of origin-form heads, also set as
     /// `SERVER_SOFTWARE` when the environ has none (wsgiref's
-    /// `server_software`, C34).
+    /// `server_software`).
     pub fn server_software(&mut self, software: impl Into<Bytes>) -> &mut Self {
         self.config.server_software = Some(software.into());
         self

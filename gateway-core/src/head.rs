@@ -1,5 +1,5 @@
 //! Response head encoders: the CGI `Status:` form and the origin
-//! `HTTP/x.y` form (CHECKLIST C5–C15, C32).
+//! `HTTP/x.y` form.
 
 use std::cell::RefCell;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -19,15 +19,15 @@ pub struct ReasonPhrase(pub Bytes);
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum HeadFormat {
     /// The CGI form, used by CGI, FastCGI and SCGI: `Status: 200 OK\r\n`,
-    /// the headers, a blank line. Never `Date` or `Server` (C12, C32).
+    /// the headers, a blank line. Never `Date` or `Server`.
     Cgi,
     /// The origin-server form (wsgiref's `origin_server`, and CGI's NPH
     /// mode): `HTTP/<version> 200 OK\r\n`, `Date` unless the app gave one,
     /// `Server` if set and the app gave none, then the headers. For an
-    /// HTTP/0.9 request nothing at all is written (C12, C33).
+    /// HTTP/0.9 request nothing at all is written.
     Origin {
         /// The version on the status line: the handler's, not the
-        /// request's (C12).
+        /// request's.
         version: Version,
         /// The `Server` product string, if any.
         server_software: Option<Bytes>,
@@ -113,7 +113,7 @@ pub fn encode_cgi(
 
 /// Encodes an origin response head: the status line with `version`, `Date`
 /// (now) unless `headers` has one, `Server` if given and absent, then the
-/// headers and the blank line (C32). HTTP/0.9 gets nothing: call
+/// headers and the blank line. HTTP/0.9 gets nothing: call
 /// [`HeadFormat`]-aware code instead of this for such requests.
 pub fn encode_origin(
     buf: &mut BytesMut,

@@ -41,7 +41,7 @@ use crate::pipeline::is_hop_by_hop;
 const QUEUE_MAX: usize = 64 * 1024;
 
 /// An error from [`Responder::start_response`] or [`Responder::write`], with
-/// wsgiref's messages (C19, C29, C30, C31).
+/// wsgiref's messages.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HeadError(&'static str);
 
@@ -85,7 +85,7 @@ fn lock(m: &Mutex<Shared>) -> MutexGuard<'_, Shared> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// Parses a WSGI status string such as `"404 Not Found"` (C19).
+/// Parses a WSGI status string such as `"404 Not Found"`.
 pub fn parse_status(status: &str) -> Result<(StatusCode, Option<ReasonPhrase>), HeadError> {
     let b = status.as_bytes();
     if b.len() < 4 {
@@ -126,7 +126,7 @@ fn parse_headers(headers: &[(&str, &str)]) -> Result<HeaderMap, HeadError> {
 
 impl Responder {
     /// Sets the status and headers. A second call is an error ("Headers
-    /// already set!", C29); use [`replace_response`](Self::replace_response)
+    /// already set!"); use [`replace_response`](Self::replace_response)
     /// to change them after an error, as `exc_info` does.
     pub fn start_response(&self, status: &str, headers: &[(&str, &str)]) -> Result<(), HeadError> {
         let (code, reason) = parse_status(status)?;
@@ -140,7 +140,7 @@ impl Responder {
     }
 
     /// Replaces the status and headers, which works only while nothing has
-    /// been sent (C29's `exc_info`); after that it fails with "Headers
+    /// been sent (wsgiref's `exc_info`); after that it fails with "Headers
     /// already sent" and the caller should return its error to abort.
     pub fn replace_response(
         &self,
@@ -158,7 +158,7 @@ impl Responder {
     }
 
     /// Queues body bytes; waits while 64 KiB are queued. Writing before
-    /// `start_response` is an error (C31).
+    /// `start_response` is an error.
     pub async fn write(&self, data: impl Into<Bytes>) -> Result<(), HeadError> {
         let data = data.into();
         let mut data = Some(data);
@@ -336,7 +336,7 @@ impl http_body::Body for ImperativeBody {
 mod tests {
     use super::*;
 
-    /// C19: wsgiref's status messages.
+    /// wsgiref's status messages.
     #[test]
     fn c19_status_checks() {
         assert_eq!(
@@ -358,7 +358,7 @@ mod tests {
         assert_eq!(reason, Some(ReasonPhrase(Bytes::from_static(b"Okay"))));
     }
 
-    /// C18/C30: control characters and hop-by-hop headers are refused.
+    /// control characters and hop-by-hop headers are refused.
     #[test]
     fn c18_c30_header_checks() {
         assert!(parse_headers(&[("X-Ok", "a\tb")]).is_ok());

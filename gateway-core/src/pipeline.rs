@@ -26,7 +26,7 @@ const COPY_MAX: usize = 16 * 1024;
 /// The coalescing buffer is written out once it holds this much.
 const BUF_MAX: usize = 64 * 1024;
 
-/// The hop-by-hop header names wsgiref refuses from applications (C21):
+/// The hop-by-hop header names wsgiref refuses from applications:
 /// note `trailers`, the plural, as wsgiref lists it; `trailer` is not one.
 pub const HOP_BY_HOP: [&str; 8] = [
     "connection",
@@ -39,7 +39,7 @@ pub const HOP_BY_HOP: [&str; 8] = [
     "upgrade",
 ];
 
-/// Whether `name` is a hop-by-hop header (C21), in any case.
+/// Whether `name` is a hop-by-hop header, in any case.
 pub fn is_hop_by_hop(name: &str) -> bool {
     HOP_BY_HOP.iter().any(|h| h.eq_ignore_ascii_case(name))
 }
@@ -382,7 +382,7 @@ impl<G: Gateway> Writer<'_, G> {
     }
 }
 
-/// Checks the head an application produced (C18, C21, C30): control
+/// Checks the head an application produced: control
 /// characters are an error; hop-by-hop fields and `Status` are removed and
 /// logged (the validator layer makes them errors instead).
 fn check_head(parts: &mut Parts) -> Result<(), Error> {
@@ -484,7 +484,7 @@ fn length_value(n: u64) -> HeaderValue {
         .unwrap_or_else(|| HeaderValue::from(n))
 }
 
-/// C18: header values may not hold 0x00–0x08, 0x0A–0x1F or 0x7F (HTAB is
+/// header values may not hold 0x00–0x08, 0x0A–0x1F or 0x7F (HTAB is
 /// allowed).
 fn is_bad_value_byte(b: u8) -> bool {
     (b < 0x20 && b != b'\t') || b == 0x7f

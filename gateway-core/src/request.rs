@@ -1,5 +1,5 @@
 //! Building the `http::Request` from the environ: the same for every backend
-//! (DESIGN §2, CHECKLIST G1–G4, C23, B6).
+//! .
 
 use bytes::{BufMut, Bytes, BytesMut};
 use http::header::{HeaderName, HeaderValue};
@@ -130,7 +130,7 @@ fn header_name(rest: &[u8]) -> Option<HeaderName> {
     HeaderName::from_bytes(out).ok()
 }
 
-/// The HTTP version named by `SERVER_PROTOCOL` (G4).
+/// The HTTP version named by `SERVER_PROTOCOL`.
 pub(crate) fn version_of(proto: Option<&[u8]>) -> Version {
     let Some(p) = proto else {
         return Version::HTTP_10;
@@ -257,7 +257,7 @@ fn hex(c: u8) -> Option<u8> {
     }
 }
 
-/// C23: wsgiref quotes paths with `/;=,` safe besides letters, digits and
+/// wsgiref quotes paths with `/;=,` safe besides letters, digits and
 /// `_.-~`.
 fn is_path_safe(b: u8) -> bool {
     b.is_ascii_alphanumeric() || matches!(b, b'/' | b';' | b'=' | b',' | b'_' | b'.' | b'-' | b'~')
@@ -273,7 +273,7 @@ fn is_raw_path_byte(b: u8) -> bool {
         )
 }
 
-/// Bytes kept as they are in a query string (C23: the query is passed raw,
+/// Bytes kept as they are in a query string (the query is passed raw,
 /// but a URI cannot hold controls, space, `#` or non-ASCII).
 fn is_query_byte(b: u8) -> bool {
     b.is_ascii_graphic()
@@ -295,7 +295,7 @@ fn encode_into(out: &mut BytesMut, s: &[u8], keep: fn(u8) -> bool) {
     }
 }
 
-/// Percent-encodes a path the way the request builder does (C23), for
+/// Percent-encodes a path the way the request builder does, for
 /// code that rebuilds URLs from `SCRIPT_NAME`/`PATH_INFO`.
 pub fn quote_path(s: &[u8]) -> Bytes {
     let mut out = BytesMut::with_capacity(s.len());

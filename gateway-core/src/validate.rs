@@ -1,5 +1,5 @@
-//! A lint layer for applications and gateways (wsgiref's `validate`,
-//! CHECKLIST C42): wrap an application in [`ValidateLayer`] on any backend
+//! A lint layer for applications and gateways (wsgiref's
+//! `validate`): wrap an application in [`ValidateLayer`] on any backend
 //! and every rule broken becomes an error that names the rule.
 //!
 //! The request the gateway built is checked before the application runs:

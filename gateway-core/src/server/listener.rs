@@ -146,7 +146,7 @@ impl Listener {
 
     /// The listening socket on file descriptor 0, if there is one (FastCGI's
     /// `FCGI_LISTENSOCK_FILENO`: lighttpd's `bin-path` and `spawn-fcgi` start
-    /// the application with it, CHECKLIST F1). `Ok(None)` when fd 0 is not
+    /// the application with it). `Ok(None)` when fd 0 is not
     /// a listening socket (a terminal, a pipe, /dev/null). Must be called
     /// inside a tokio runtime.
     pub fn from_stdin() -> io::Result<Option<Self>> {
