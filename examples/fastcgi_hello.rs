@@ -7,26 +7,34 @@
 //! spawn-fcgi -p 9000 -- target/debug/examples/fastcgi_hello -   # socket on fd 0
 //! ```
 //!
-//! Started with a listening socket on file descriptor 0 (lighttpd's
-//! `bin-path`, `spawn-fcgi`) and no argument, it serves on that socket.
-//! On start it prints where it listens and an nginx snippet that passes
-//! requests to it; `examples/webservers/fastcgi/` has complete
-//! configurations for nginx, Apache and lighttpd. Ctrl-C (or SIGTERM) stops
-//! it after the requests in flight. `FASTCGI_WORKER_THREADS=N` sets the
-//! threads it serves on (1: a single-threaded runtime; default: one per CPU).
+//! The address is a `gateway_fastcgi::ListenAddr` (`fd:0`, `systemd` and
+//! `unix:PATH?mode=660` work too). Started with a listening socket on file
+//! descriptor 0 (lighttpd's `bin-path`, `spawn-fcgi`) and no argument, or
+//! with `-`, it serves on that socket. On start it prints where it listens
+//! and an nginx snippet that passes requests to it;
+//! `examples/webservers/fastcgi/` has complete configurations for nginx,
+//! Apache and lighttpd. Ctrl-C (or SIGTERM) stops it after the requests in
+//! flight. `FASTCGI_WORKER_THREADS=N` sets the threads it serves on (1: a
+//! single-threaded runtime; default: one per CPU).
 
 use std::convert::Infallible;
 use std::process::ExitCode;
 
-use gateway_core::Body;
+use gateway_fastcgi::{Body, ListenAddr, Server};
 use http::{Request, Response, header};
 
 fn main() -> ExitCode {
-    let arg = std::env::args().nth(1);
-    let addr = match arg.as_deref() {
-        Some(a) => Some(a.to_owned()),
-        None if fd0_is_listening() => None,
-        None => Some("127.0.0.1:9000".to_owned()),
+    let addr = match std::env::args().nth(1).as_deref() {
+        Some("-") => ListenAddr::Stdin,
+        Some(text) => match text.parse() {
+            Ok(addr) => addr,
+            Err(e) => {
+                eprintln!("fastcgi_hello: {e}");
+                return ExitCode::from(2);
+            }
+        },
+        None if fd0_is_listening() => ListenAddr::Stdin,
+        None => ListenAddr::Tcp(([127, 0, 0, 1], 9000).into()),
     };
     let app = tower::service_fn(|_req: Request<Body>| async {
         let res = Response::builder()
@@ -34,32 +42,38 @@ fn main() -> ExitCode {
             .body("Hello, world!\n".to_string());
         Ok::<_, Infallible>(res.unwrap_or_default())
     });
-    let ready = |listening: &str| {
-        // stdout may be closed when a web server spawned us; ignore that.
-        use std::io::Write;
-        let mut out = std::io::stdout();
-        let _ = writeln!(out, "FastCGI server listening on {listening}");
-        let _ = writeln!(out, "nginx:");
-        let _ = writeln!(out, "    location / {{");
-        let _ = writeln!(out, "        include fastcgi_params;");
-        let _ = writeln!(out, "        fastcgi_keep_conn on;");
-        let _ = writeln!(out, "        fastcgi_pass {listening};");
-        let _ = writeln!(out, "    }}");
-    };
+    print_nginx_snippet(&addr);
     let threads = std::env::var("FASTCGI_WORKER_THREADS")
         .ok()
         .and_then(|n| n.parse().ok())
         .unwrap_or(0);
-    match gateway_fastcgi::Server::new(app)
-        .worker_threads(threads)
-        .run(addr.as_deref(), ready)
-    {
+    match Server::new().worker_threads(threads).run(&addr, app) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("fastcgi_hello: {}: {e}", addr.as_deref().unwrap_or("fd 0"));
+            eprintln!("fastcgi_hello: {addr}: {e}");
             ExitCode::FAILURE
         }
     }
+}
+
+/// Prints where the server listens and how nginx reaches it (not for a
+/// socket a web server handed over: it knows).
+fn print_nginx_snippet(addr: &ListenAddr) {
+    let pass = match addr {
+        ListenAddr::Tcp(a) => a.to_string(),
+        ListenAddr::Unix { path, .. } => format!("unix:{}", path.display()),
+        _ => return,
+    };
+    // stdout may be closed when a web server spawned us; ignore that.
+    use std::io::Write;
+    let mut out = std::io::stdout();
+    let _ = writeln!(out, "FastCGI server listening on {addr}");
+    let _ = writeln!(out, "nginx:");
+    let _ = writeln!(out, "    location / {{");
+    let _ = writeln!(out, "        include fastcgi_params;");
+    let _ = writeln!(out, "        fastcgi_keep_conn on;");
+    let _ = writeln!(out, "        fastcgi_pass {pass};");
+    let _ = writeln!(out, "    }}");
 }
 
 /// Whether file descriptor 0 is a listening socket (checked on a throwaway

@@ -2,23 +2,36 @@
 
 use std::process::ExitCode;
 
+use gateway_fastcgi::{ListenAddr, Server};
 use gateway_test::conformance::Conformance;
 
-/// Serves `app` over FastCGI on `addr` (`HOST:PORT`, `unix:PATH`, or none for
-/// the listening socket on file descriptor 0, as lighttpd's `bin-path`
-/// passes it) until SIGTERM or SIGINT. From the environment:
-/// `FCGI_MPXS_CONNS=1` turns on multiplexing, `FCGI_ABORT_WITH_RESET=1`
-/// signals a response that fails after its head by resetting the connection
-/// ([`gateway_fastcgi::Server::abort_with_reset`]).
+/// Serves `app` over FastCGI on `addr` (`HOST:PORT`, `unix:PATH`, any other
+/// [`ListenAddr`], or none or `-` for the listening socket on file
+/// descriptor 0, as lighttpd's `bin-path` passes it) until SIGTERM or
+/// SIGINT. From the environment: `FCGI_MPXS_CONNS=1` turns on
+/// multiplexing, `FCGI_ABORT_WITH_RESET=1` signals a response that fails
+/// after its head by resetting the connection
+/// ([`Server::abort_with_reset`]).
 pub(crate) fn run(addr: Option<&str>, app: Conformance) -> ExitCode {
-    let ready = |listening: &str| eprintln!("conformance: FastCGI on {listening}");
-    let mut server = gateway_fastcgi::Server::new(app);
-    server.multiplex(std::env::var("FCGI_MPXS_CONNS").is_ok_and(|v| v == "1"));
-    server.abort_with_reset(std::env::var("FCGI_ABORT_WITH_RESET").is_ok_and(|v| v == "1"));
-    match server.run(addr, ready) {
+    let listen = match addr {
+        None | Some("-") => ListenAddr::Stdin,
+        Some(text) => match text.parse() {
+            Ok(listen) => listen,
+            Err(e) => {
+                eprintln!("conformance fastcgi: {e}");
+                return ExitCode::from(2);
+            }
+        },
+    };
+    let mut server = Server::new();
+    server
+        .multiplex(std::env::var("FCGI_MPXS_CONNS").is_ok_and(|v| v == "1"))
+        .abort_with_reset(std::env::var("FCGI_ABORT_WITH_RESET").is_ok_and(|v| v == "1"));
+    eprintln!("conformance: FastCGI on {listen}");
+    match server.run(&listen, app) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("conformance fastcgi: {}: {e}", addr.unwrap_or("fd 0"));
+            eprintln!("conformance fastcgi: {listen}: {e}");
             ExitCode::FAILURE
         }
     }

@@ -5,7 +5,7 @@
 //! conformance                 # with GATEWAY_INTERFACE set: one CGI request
 //! conformance iis-cgi         # one CGI request as IIS sends it
 //! conformance nph             # one NPH CGI request
-//! conformance fastcgi ADDR    # FastCGI server (ADDR = HOST:PORT, unix:PATH, or none for fd 0)
+//! conformance fastcgi ADDR    # FastCGI server (ADDR = HOST:PORT, unix:PATH, or none or - for fd 0)
 //! conformance scgi ADDR       # SCGI server (HOST:PORT or unix:PATH)
 //! conformance http ADDR       # HTTP server (HOST:PORT or unix:PATH)
 //! ```

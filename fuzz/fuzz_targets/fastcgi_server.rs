@@ -17,9 +17,9 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use gateway_core::{Body, ErrorStream, Handler, Limits};
-use gateway_fastcgi::Server;
+use gateway_core::{Body, ErrorStream, Limits};
 use gateway_fastcgi::proto::{self, RecordType};
+use gateway_fastcgi::{Connections, Server};
 use http::{Request, Response};
 use http_body_util::BodyExt;
 use libfuzzer_sys::fuzz_target;
@@ -45,10 +45,14 @@ async fn app(req: Request<Body>) -> Result<Response<Body>, Infallible> {
         Ok(b) => format!("read {}\n", b.len()),
         Err(_) => "body error\n".to_owned(),
     };
-    Ok(Response::new(Body::new(http_body_util::Full::new(Bytes::from(text)))))
+    Ok(Response::new(Body::new(http_body_util::Full::new(
+        Bytes::from(text),
+    ))))
 }
 
-fn server(options: u8) -> Server<tower::util::ServiceFn<fn(Request<Body>) -> AppFuture>> {
+fn server(
+    options: u8,
+) -> Connections<tower::util::ServiceFn<fn(Request<Body>) -> AppFuture>, Body> {
     type F = fn(Request<Body>) -> AppFuture;
     let f: F = |req| Box::pin(app(req));
     let mut limits = Limits::default();
@@ -56,16 +60,15 @@ fn server(options: u8) -> Server<tower::util::ServiceFn<fn(Request<Body>) -> App
         .max_head_len(if options & 4 != 0 { 256 } else { 1 << 20 })
         .idle_timeout(Duration::from_millis(50))
         .head_read_timeout(Duration::from_millis(50));
-    let mut server = Server::new(tower::service_fn(f));
+    let mut server = Server::new();
     server
-        .handler(Handler::builder().limits(limits).build())
+        .limits(limits)
         .multiplex(options & 1 != 0)
         .abort_with_reset(options & 2 != 0);
-    server
+    server.connections(tower::service_fn(f))
 }
 
-type AppFuture =
-    std::pin::Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> + Send>>;
+type AppFuture = std::pin::Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> + Send>>;
 
 /// Checks the server's output: whole records (a final one may be cut off
 /// when the connection was aborted) of types an application sends, and each
@@ -87,7 +90,10 @@ fn check_output(mut out: BytesMut) {
             }
             RecordType::Stderr => {
                 assert_ne!(id, 0);
-                assert!(!ending.contains(&id) || empty, "FCGI_STDERR after the end for {id}");
+                assert!(
+                    !ending.contains(&id) || empty,
+                    "FCGI_STDERR after the end for {id}"
+                );
             }
             RecordType::EndRequest => {
                 assert_ne!(id, 0);
@@ -106,7 +112,7 @@ fuzz_target!(|data: &[u8]| {
     let (options, sizes) = (*options, *sizes);
     runtime().block_on(async {
         let (mut client, conn) = tokio::io::duplex(16 * 1024);
-        let serving = tokio::spawn(server(options).connection(conn, None));
+        let serving = tokio::spawn(server(options).serve_io(conn, None));
         let (mut rd, mut wr) = tokio::io::split(&mut client);
         let write = async {
             let mut rest = wire;

@@ -16,30 +16,28 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::BytesMut;
-use gateway_core::server::Watch;
-use gateway_core::{AppBody, Application, Body, Handler, Outcome};
+use gateway_core::server::{LINGER_TIME, Watch, linger_close_io};
+use gateway_core::{AppBody, Application, Body, ErrorStream, Handler, Outcome};
 use http::{Request, Response};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tower::{Service, ServiceExt};
 
-use crate::gateway::{ErrorOutput, FcgiGateway, Out, StderrState};
+use crate::gateway::{FcgiGateway, Out, StderrState};
 use crate::input::{self, FilterData, InputSender};
 use crate::proto::{Config, Connection, Event, ProtocolStatus, ResponseEncoder, Role};
 use crate::writer::{Output, writer};
-
-/// How long a closing connection keeps reading (and discarding) what the web
-/// server still sends, so that closing does not reset the connection.
-pub(crate) const DRAIN_TIME: Duration = Duration::from_secs(2);
 
 /// Everything the connections of one server share.
 pub(crate) struct Shared<S> {
     pub(crate) app: S,
     pub(crate) handler: Handler,
     pub(crate) config: Config,
-    pub(crate) errors: ErrorOutput,
+    /// Where every request's error stream goes; `None`: its `FCGI_STDERR`
+    /// records.
+    pub(crate) errors: Option<ErrorStream>,
     /// Requests allowed at once across connections; past that, new requests
     /// are answered `FCGI_OVERLOADED`.
     pub(crate) capacity: Arc<Semaphore>,
@@ -219,7 +217,7 @@ async fn multiplexed<T, S, B>(
                 match ended {
                     Some(Ended::Reset(id)) => {
                         tracing::debug!("FastCGI response failed after its head, resetting the connection");
-                        resetting = Some((id, Instant::now() + DRAIN_TIME));
+                        resetting = Some((id, Instant::now() + LINGER_TIME));
                     }
                     Some(Ended::Stalled) if !stalled => {
                         tracing::debug!("FastCGI input stalled, closing the connection once idle");
@@ -316,7 +314,7 @@ async fn multiplexed<T, S, B>(
                 let _ = t.await;
             }
             if let Ok((wr, Ok(()))) = writer_task.await {
-                close_politely(rd, wr).await;
+                linger_close_io(rd.unsplit(wr), limits.get_write_timeout()).await;
             }
         }
         Stop::Reset => {
@@ -328,29 +326,6 @@ async fn multiplexed<T, S, B>(
             }
         }
     }
-}
-
-/// Shuts down writing and reads until the web server closes too (or a short
-/// time passes), so that unread input does not turn the close into a reset.
-pub(crate) async fn close_politely<R, W>(mut rd: R, mut wr: W)
-where
-    R: AsyncRead + Unpin,
-    W: AsyncWrite + Unpin,
-{
-    let _ = tokio::time::timeout(DRAIN_TIME, async {
-        let _ = wr.shutdown().await;
-        // On the heap: an array here would make every connection's future
-        // 8 KiB larger.
-        let mut sink = vec![0u8; 8192];
-        let mut total = 0usize;
-        while let Ok(n) = rd.read(&mut sink).await {
-            total += n;
-            if n == 0 || total > (1 << 20) {
-                break;
-            }
-        }
-    })
-    .await;
 }
 
 pub(crate) async fn stopping_of(watch: &mut Option<Watch>) {
@@ -504,7 +479,7 @@ where
                     output: Out::Queue(self.output.clone()),
                     encoder: ResponseEncoder::new(id),
                     stderr_state: slot.stderr.clone(),
-                    errors: self.shared.errors,
+                    errors: self.shared.errors.clone(),
                     peer_addr: self.peer_addr,
                     local_addr: self.local_addr,
                 };

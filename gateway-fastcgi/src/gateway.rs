@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
+use gateway_core::server::stall_timeout;
 use gateway_core::{Body, Environ, ErrorStream, Gateway, Protocol};
 
 use crate::direct::{HIGH_WATER, Sink};
@@ -17,19 +18,6 @@ use crate::proto::{
     encode_stream_end,
 };
 use crate::writer::Output;
-
-/// Where the application's error stream goes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-#[non_exhaustive]
-pub enum ErrorOutput {
-    /// `FCGI_STDERR` records: the web server logs them (nginx, Apache,
-    /// lighttpd).
-    #[default]
-    Records,
-    /// This process's log (`tracing`, warn level): for web servers that show
-    /// `FCGI_STDERR` output to the client or treat it as a failure (IIS).
-    Log,
-}
 
 /// Whether a request's error stream was used, and whether the request has
 /// ended (after which its error stream writes nothing).
@@ -72,7 +60,8 @@ pub(crate) struct FcgiGateway {
     pub(crate) output: Out,
     pub(crate) encoder: ResponseEncoder,
     pub(crate) stderr_state: Arc<Mutex<StderrState>>,
-    pub(crate) errors: ErrorOutput,
+    /// Where the error stream goes instead of `FCGI_STDERR` records.
+    pub(crate) errors: Option<ErrorStream>,
     pub(crate) peer_addr: Option<SocketAddr>,
     pub(crate) local_addr: Option<SocketAddr>,
 }
@@ -122,13 +111,7 @@ impl Gateway for FcgiGateway {
                 }
                 if sink.buffered() >= HIGH_WATER {
                     let wait = std::future::poll_fn(|cx| sink.poll_write_out(cx));
-                    return match tokio::time::timeout(*timeout, wait).await {
-                        Ok(r) => r,
-                        Err(_) => Err(io::Error::new(
-                            io::ErrorKind::TimedOut,
-                            "FastCGI write timed out",
-                        )),
-                    };
+                    return stall_timeout(*timeout, wait).await;
                 }
                 Ok(())
             }
@@ -156,9 +139,9 @@ impl Gateway for FcgiGateway {
     }
 
     fn stderr(&self) -> ErrorStream {
-        match self.errors {
-            ErrorOutput::Log => ErrorStream::log(),
-            ErrorOutput::Records => {
+        match &self.errors {
+            Some(errors) => errors.clone(),
+            None => {
                 let output = self.output.clone();
                 let state = self.stderr_state.clone();
                 let id = self.id;

@@ -8,21 +8,44 @@
 //!
 //! # Serving
 //!
+//! The one-liner, on the caller's runtime until SIGINT or SIGTERM:
+//!
 //! ```no_run
 //! # async fn run() -> std::io::Result<()> {
-//! let app = tower::service_fn(|_req: http::Request<gateway_core::Body>| async {
+//! let app = tower::service_fn(|_req: http::Request<gateway_fastcgi::Body>| async {
 //!     Ok::<_, std::convert::Infallible>(http::Response::new(String::from("hello\n")))
 //! });
 //! gateway_fastcgi::serve("127.0.0.1:9000", app).await
 //! # }
 //! ```
 //!
-//! [`Server`] configures the rest (multiplexing, capacity, where the error
-//! stream goes, how a failed response ends, the web server allow-list, the
-//! shutdown, the handler with its limits). Each request runs
-//! [`gateway_core::Handler::run`] once its parameters have arrived; its body
-//! streams from `FCGI_STDIN` with bounded buffering. `FCGI_ABORT_REQUEST`
-//! and a closed connection cancel the application.
+//! [`Server`] holds the settings (the [`Handler`] with its [`Limits`],
+//! multiplexing, the request cap, where the error stream goes, how a failed
+//! response ends, the web server allow-list, the shutdown and its grace
+//! period, the runtime's threads) and no application: [`Server::run`] is a
+//! whole `main` (its own runtime, systemd socket activation and readiness,
+//! a graceful stop on SIGINT and SIGTERM), [`Server::serve`] serves a
+//! [`Listener`] on the caller's runtime, and [`Server::connections`] gives
+//! the [`Connections`] that serve accepted connections one by one, for an
+//! accept loop of your own. The SCGI and HTTP servers of this workspace
+//! have the same shape.
+//!
+//! ```no_run
+//! use gateway_fastcgi::{ListenAddr, Limits, Server};
+//!
+//! let app = tower::service_fn(|_req: http::Request<gateway_fastcgi::Body>| async {
+//!     Ok::<_, std::convert::Infallible>(http::Response::new(String::from("hello\n")))
+//! });
+//! let mut limits = Limits::default();
+//! limits.max_body_len(Some(10 << 20));
+//! let addr: ListenAddr = "unix:/run/app.sock?mode=660".parse().expect("a listen address");
+//! Server::new().limits(limits).multiplex(true).run(&addr, app)?;
+//! # Ok::<(), std::io::Error>(())
+//! ```
+//!
+//! Each request runs [`Handler::run`] once its parameters have arrived; its
+//! body streams from `FCGI_STDIN` with bounded buffering.
+//! `FCGI_ABORT_REQUEST` and a closed connection cancel the application.
 //!
 //! Without multiplexing (the default, and what web servers use), a
 //! connection carries one request at a time and needs no other task: the
@@ -77,6 +100,7 @@ mod single;
 mod writer;
 
 pub use error::Error;
-pub use gateway::ErrorOutput;
+pub use gateway_core::server::{ListenAddr, Listener, Shutdown};
+pub use gateway_core::{Body, BoxError, ErrorStream, Handler, HandlerBuilder, Limits, PathView};
 pub use input::FilterData;
-pub use server::{Server, listen, parse_web_server_addrs, serve};
+pub use server::{Connections, Server, parse_web_server_addrs, serve};

@@ -1,143 +1,207 @@
-//! The FastCGI server: listeners, configuration, and the one-line
-//! [`serve`].
+//! The FastCGI server: its settings ([`Server`]), the server joined with an
+//! application ([`Connections`]), and the one-line [`serve`].
 
+use std::fmt;
+use std::future::Future;
 use std::io;
+use std::marker::PhantomData;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
+use std::time::Duration;
 
-use gateway_core::server::{self, Listener, Shutdown, Watch};
-use gateway_core::{AppBody, Application, Body, Handler};
-use http::{Request, Response};
+use gateway_core::server::{
+    self, BindOptions, Connection, ListenAddr, Listener, Refusal, Shutdown, Stream, systemd,
+};
+use gateway_core::{AppBody, Application, ErrorStream, Handler, Limits, PathView};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::Semaphore;
-use tower::Service;
 
 use crate::conn::{self, Shared};
-use crate::gateway::ErrorOutput;
 use crate::proto::Config;
 use crate::refuse;
 
-/// A FastCGI application server.
+/// A FastCGI application server's settings.
+///
+/// A `Server` holds no application: [`run`](Server::run) and
+/// [`serve`](Server::serve) take one, and [`connections`](Server::connections)
+/// joins one to the settings for an accept loop of your own. The SCGI and
+/// HTTP servers of this workspace have the same methods, so moving an
+/// application to another protocol changes the crate's name (and drops the
+/// FastCGI-only settings: [`multiplex`](Server::multiplex),
+/// [`max_requests`](Server::max_requests),
+/// [`web_server_addrs`](Server::web_server_addrs),
+/// [`abort_with_reset`](Server::abort_with_reset),
+/// [`protocol_config`](Server::protocol_config)).
 ///
 /// ```no_run
-/// # async fn run() -> std::io::Result<()> {
-/// use gateway_core::server::Listener;
+/// use gateway_fastcgi::{ListenAddr, Server};
 ///
-/// let app = tower::service_fn(|_req: http::Request<gateway_core::Body>| async {
+/// let app = tower::service_fn(|_req: http::Request<gateway_fastcgi::Body>| async {
 ///     Ok::<_, std::convert::Infallible>(http::Response::new(String::from("hello\n")))
 /// });
-/// let listener = Listener::bind("127.0.0.1:9000").await?;
-/// gateway_fastcgi::Server::new(app).multiplex(true).serve(listener).await
-/// # }
+/// let addr: ListenAddr = "127.0.0.1:9000".parse().expect("a listen address");
+/// Server::new().worker_threads(1).run(&addr, app)?;
+/// # Ok::<(), std::io::Error>(())
 /// ```
 ///
 /// Defaults: no multiplexing (what nginx, Apache httpd and lighttpd expect;
 /// a second request on a busy connection gets `FCGI_CANT_MPX_CONN`), as many
-/// requests at once as [`Limits::max_connections`](gateway_core::Limits)
-/// allows connections (more get `FCGI_OVERLOADED`), the error stream in
-/// `FCGI_STDERR` records, and the web server allow-list from the
-/// `FCGI_WEB_SERVER_ADDRS` environment variable, if set. Limits and timeouts
-/// come from the [`Handler`]'s [`Limits`](gateway_core::Limits):
-/// `max_head_len` caps a request's parameters, `head_read_timeout` bounds
-/// the wait for a whole request head (`FCGI_BEGIN_REQUEST` and its
-/// parameters) from its first byte, `body_read_timeout` each wait of the
-/// application for body data (then 408 and the connection closes),
-/// `idle_timeout` the wait between requests on a kept-alive connection,
-/// `write_timeout` each write, and `max_requests_per_connection` what it
-/// says. Past `max_connections`, a new connection is accepted and its first
-/// request answered `FCGI_OVERLOADED` at once (then it is closed), so a web
-/// server never waits in the listen backlog for a slot.
-#[derive(Debug, Clone)]
-pub struct Server<S> {
-    app: S,
+/// requests at once as [`Limits::max_connections`] allows connections (more
+/// get `FCGI_OVERLOADED`), the application's error stream in `FCGI_STDERR`
+/// records, and the web server allow-list from the `FCGI_WEB_SERVER_ADDRS`
+/// environment variable, if set. Limits and timeouts come from the
+/// [`Handler`]'s [`Limits`]: `max_head_len` caps a request's parameters,
+/// `head_read_timeout` bounds the wait for a whole request head
+/// (`FCGI_BEGIN_REQUEST` and its parameters) from its first byte,
+/// `body_read_timeout` each wait of the application for body data (then 408
+/// and the connection closes), `idle_timeout` the wait between requests on a
+/// kept-alive connection, `write_timeout` each write, `listen_backlog` the
+/// backlog of a socket [`run`](Server::run) binds, and
+/// `max_requests_per_connection` what it says. Past `max_connections`, a new
+/// connection is accepted and its first request answered `FCGI_OVERLOADED`
+/// at once (then it is closed), so a web server never waits in the listen
+/// backlog for a slot.
+#[derive(Clone, Debug)]
+pub struct Server {
     handler: Handler,
     multiplex: bool,
     max_requests: Option<usize>,
-    errors: ErrorOutput,
+    error_stream: Option<ErrorStream>,
     allowed: Option<Vec<IpAddr>>,
     shutdown: Shutdown,
-    capacity: Option<Arc<Semaphore>>,
+    grace_period: Option<Duration>,
     reset_on_abort: bool,
-    worker_threads: usize,
+    worker_threads: Option<usize>,
 }
 
-impl<S, B> Server<S>
-where
-    // The Response projection ties B to S (an impl's parameters must be
-    // constrained).
-    S: Application<B> + Service<Request<Body>, Response = Response<B>>,
-    B: AppBody,
-{
-    /// A server for `app` with the defaults.
-    pub fn new(app: S) -> Self {
+impl Default for Server {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Server {
+    /// A server with the defaults (see [`Server`]).
+    pub fn new() -> Self {
         Server {
-            app,
             handler: Handler::new(),
             multiplex: false,
             max_requests: None,
-            errors: ErrorOutput::default(),
+            error_stream: None,
             allowed: web_server_addrs_from_env(),
             shutdown: Shutdown::new(),
-            capacity: None,
+            grace_period: None,
             reset_on_abort: false,
-            worker_threads: 0,
+            worker_threads: None,
         }
     }
 
-    /// The threads [`run`](Server::run) serves on: 0 (the default) for one
-    /// per CPU, 1 for a single-threaded runtime, which costs the least per
-    /// connection (no hand-over between threads: about two thirds of the CPU
-    /// time per request behind nginx without keep-alive, measured with
-    /// `scripts/bench-fastcgi.sh`) but runs the application on one core.
-    pub fn worker_threads(&mut self, n: usize) -> &mut Self {
-        self.worker_threads = n;
+    /// The handler: the error page, the base environ, the limits, the path
+    /// view. It replaces the handler whole, limits included: call
+    /// [`limits`](Server::limits), [`path_view`](Server::path_view) and
+    /// [`max_connections`](Server::max_connections) after it.
+    pub fn handler(&mut self, handler: Handler) -> &mut Self {
+        self.handler = handler;
         self
     }
 
-    /// The handler (error page, limits, mount point).
-    pub fn handler(&mut self, handler: Handler) -> &mut Self {
-        self.handler = handler;
-        self.capacity = None;
+    /// The limits and timeouts (the handler's, which keeps its other
+    /// settings).
+    pub fn limits(&mut self, limits: Limits) -> &mut Self {
+        self.handler = self.handler.to_builder().limits(limits).build();
+        self
+    }
+
+    /// How the application sees the request path (the handler's, which
+    /// keeps its other settings).
+    pub fn path_view(&mut self, view: PathView) -> &mut Self {
+        self.handler = self.handler.to_builder().path_view(view).build();
+        self
+    }
+
+    /// The most connections served at once
+    /// ([`Limits::max_connections`]; the other limits stay).
+    pub fn max_connections(&mut self, n: usize) -> &mut Self {
+        let mut limits = self.handler.limits().clone();
+        limits.max_connections(n);
+        self.limits(limits)
+    }
+
+    /// Where the application's error stream goes. By default each request's
+    /// error stream becomes its `FCGI_STDERR` records, which the web server
+    /// writes to its error log (nginx, Apache, lighttpd). With a stream set,
+    /// every request writes there instead and no `FCGI_STDERR` record is
+    /// sent: [`ErrorStream::log`] for web servers that show that output to
+    /// the client or take it for a failure (IIS).
+    pub fn error_stream(&mut self, errors: ErrorStream) -> &mut Self {
+        self.error_stream = Some(errors);
+        self
+    }
+
+    /// The shutdown that stops this server: trigger it to stop accepting,
+    /// let in-flight requests finish (up to the
+    /// [grace period](Server::grace_period)), answer new requests
+    /// `FCGI_OVERLOADED` meanwhile and close idle connections. Default: a
+    /// shutdown of its own, triggered by SIGINT and SIGTERM under
+    /// [`run`](Server::run) and [`serve`](crate::serve()).
+    pub fn shutdown(&mut self, shutdown: Shutdown) -> &mut Self {
+        self.shutdown = shutdown;
+        self
+    }
+
+    /// The server's shutdown, to trigger it (from another task, a signal
+    /// handler of your own, a test).
+    pub fn shutdown_handle(&self) -> Shutdown {
+        let mut shutdown = self.shutdown.clone();
+        if let Some(d) = self.grace_period {
+            shutdown.deadline(d);
+        }
+        shutdown
+    }
+
+    /// How long requests in flight may take to finish once the shutdown
+    /// starts; then their connections are closed. Default: the shutdown's
+    /// own deadline (30 s for [`Shutdown::new`]).
+    pub fn grace_period(&mut self, period: Duration) -> &mut Self {
+        self.grace_period = Some(period);
+        self
+    }
+
+    /// The threads [`run`](Server::run) serves on: 1 for a single-threaded
+    /// runtime, which costs the least per connection (no hand-over between
+    /// threads: about two thirds of the CPU time per request behind nginx
+    /// without keep-alive, measured with `scripts/bench-fastcgi.sh`) but
+    /// runs the application on one core; more for a multi-threaded runtime
+    /// with that many workers. Default (and 0): tokio's, one per CPU.
+    pub fn worker_threads(&mut self, n: usize) -> &mut Self {
+        self.worker_threads = (n > 0).then_some(n);
         self
     }
 
     /// Whether a connection may carry several requests at once
-    /// (`FCGI_MPXS_CONNS`). Default false.
+    /// (`FCGI_MPXS_CONNS`). Default false: web servers send one request at
+    /// a time per connection.
     pub fn multiplex(&mut self, yes: bool) -> &mut Self {
         self.multiplex = yes;
         self
     }
 
-    /// How many requests run at once across all connections
-    /// (`FCGI_MAX_REQS`); more are answered `FCGI_OVERLOADED`. Default: the
-    /// connection limit.
+    /// The most requests running at once across all connections
+    /// (`FCGI_MAX_REQS`, as `FCGI_GET_VALUES` reports it); a request past it
+    /// is answered `FCGI_OVERLOADED` on its own connection. Default: the
+    /// connection limit. (The cap on requests over the life of one
+    /// connection is [`Limits::max_requests_per_connection`].)
     pub fn max_requests(&mut self, n: usize) -> &mut Self {
         self.max_requests = Some(n.max(1));
-        self.capacity = None;
-        self
-    }
-
-    /// Where the application's error stream goes. Default
-    /// [`ErrorOutput::Records`].
-    pub fn error_output(&mut self, errors: ErrorOutput) -> &mut Self {
-        self.errors = errors;
         self
     }
 
     /// Accepts connections only from these web server addresses (TCP peers;
     /// with a list set, Unix-socket connections are refused too). `None`
     /// accepts every connection. Default: the comma-separated list in
-    /// `FCGI_WEB_SERVER_ADDRS`, when set.
+    /// `FCGI_WEB_SERVER_ADDRS`, when set (see [`parse_web_server_addrs`]).
     pub fn web_server_addrs(&mut self, addrs: Option<Vec<IpAddr>>) -> &mut Self {
         self.allowed = addrs;
-        self
-    }
-
-    /// The shutdown that stops this server: trigger it to stop accepting,
-    /// finish in-flight requests up to its deadline, answer new requests
-    /// `FCGI_OVERLOADED` meanwhile and close idle connections.
-    pub fn shutdown(&mut self, shutdown: Shutdown) -> &mut Self {
-        self.shutdown = shutdown;
         self
     }
 
@@ -180,147 +244,277 @@ where
         config
     }
 
-    fn shared(&mut self) -> Arc<Shared<S>> {
-        let config = self.protocol_config();
+    /// This server with `app`: what serves each accepted connection. Its
+    /// clones share one count of running requests (the
+    /// [`max_requests`](Server::max_requests) cap).
+    pub fn connections<S, B>(&self, app: S) -> Connections<S, B>
+    where
+        S: Application<B>,
+        B: AppBody,
+    {
+        let limits = self.handler.limits();
         let capacity = self
-            .capacity
-            .get_or_insert_with(|| {
-                let n = self
-                    .max_requests
-                    .unwrap_or(self.handler.limits().get_max_connections());
-                Arc::new(Semaphore::new(n.max(1)))
-            })
-            .clone();
-        Arc::new(Shared {
-            app: self.app.clone(),
-            handler: self.handler.clone(),
-            config,
-            errors: self.errors,
-            capacity,
-            reset_on_abort: self.reset_on_abort,
-        })
+            .max_requests
+            .unwrap_or(limits.get_max_connections())
+            .clamp(1, Semaphore::MAX_PERMITS);
+        Connections {
+            shared: Arc::new(Shared {
+                app,
+                handler: self.handler.clone(),
+                config: self.protocol_config(),
+                errors: self.error_stream.clone(),
+                capacity: Arc::new(Semaphore::new(capacity)),
+                reset_on_abort: self.reset_on_abort,
+            }),
+            allowed: self.allowed.clone().map(Into::into),
+            shutdown: self.shutdown_handle(),
+            _body: PhantomData,
+        }
     }
 
-    /// Serves connections from `listener` until the shutdown is triggered.
-    ///
-    /// A connection past [`Limits::max_connections`](gateway_core::Limits)
-    /// is refused at once: its records are read (for at most a second and a
-    /// few KiB) up to its `FCGI_BEGIN_REQUEST`, which is answered
-    /// `FCGI_END_REQUEST` with protocolStatus `FCGI_OVERLOADED`; an
-    /// `FCGI_GET_VALUES` before it is answered as usual. Then the connection
-    /// is closed, reading what the web server still sends for a moment so
-    /// that the answer is not lost to a reset. A peer outside the allow-list
-    /// is closed without an answer.
+    /// Serves `app` on `listener`, on the caller's runtime, until the
+    /// [shutdown](Server::shutdown) is triggered and the requests in flight
+    /// have finished (or the [grace period](Server::grace_period) ran out).
+    /// The same as `self.connections(app).serve(listener)`: see
+    /// [`Connections::serve`].
     ///
     /// # Errors
     ///
     /// Only a failure of the listener itself; connection errors are logged
     /// at debug level and end that connection only.
-    pub async fn serve(&mut self, listener: Listener) -> io::Result<()> {
-        let shared = self.shared();
-        let allowed: Option<Arc<[IpAddr]>> = self.allowed.clone().map(Into::into);
-        let limits = self.handler.limits();
-        let max_connections = limits.get_max_connections();
-        let refusal = {
-            let allowed = allowed.clone();
-            let config = shared.config;
-            let write_timeout = limits.get_write_timeout();
-            server::Refusal::new(move |stream: server::Stream| {
-                let allowed = allowed.clone();
-                async move {
-                    let peer = stream.peer_addr();
-                    // No answer at all for a peer that may not connect.
-                    if is_allowed(allowed.as_deref(), peer) {
-                        refuse::refuse(stream, config, write_timeout).await;
-                    }
-                }
-            })
+    pub async fn serve<S, B>(&self, listener: Listener, app: S) -> io::Result<()>
+    where
+        S: Application<B>,
+        B: AppBody,
+    {
+        self.connections(app).serve(listener).await
+    }
+
+    /// The whole `main` of a FastCGI application: adopts the sockets systemd
+    /// passed (before any thread starts), starts a runtime (see
+    /// [`worker_threads`](Server::worker_threads)), opens `addr` (a socket
+    /// bound here gets the backlog of [`Limits::listen_backlog`]), logs
+    /// `FastCGI server listening on ADDR` at info level, tells systemd it is
+    /// ready (when started with `NOTIFY_SOCKET`), and serves `app` until
+    /// SIGINT, SIGTERM or the [shutdown](Server::shutdown), then lets the
+    /// requests in flight finish.
+    ///
+    /// # Errors
+    ///
+    /// The runtime cannot start, the address cannot be opened (a port in
+    /// use, file descriptor 0 not a listening socket, no such systemd
+    /// socket), or the listener fails.
+    pub fn run<S, B>(&self, addr: &ListenAddr, app: S) -> io::Result<()>
+    where
+        S: Application<B>,
+        B: AppBody,
+    {
+        // First: it changes the environment, which only one thread may do.
+        systemd::adopt();
+        let runtime = match self.worker_threads {
+            Some(1) => tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?,
+            Some(n) => tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(n)
+                .enable_all()
+                .build()?,
+            None => tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?,
         };
+        runtime.block_on(self.serve_until_signal(addr, app))
+    }
+
+    /// Opens `addr` and serves `app` until SIGINT, SIGTERM or the shutdown,
+    /// telling systemd where it stands.
+    async fn serve_until_signal<S, B>(&self, addr: &ListenAddr, app: S) -> io::Result<()>
+    where
+        S: Application<B>,
+        B: AppBody,
+    {
+        let mut opts = BindOptions::new();
+        opts.backlog(self.handler.limits().get_listen_backlog());
+        let listener = addr.listen(&opts).await?;
+        let at = listener.local_addr_string();
+        tracing::info!("FastCGI server listening on {at}");
+        systemd::notify_ready(&format!("serving FastCGI on {at}"));
+        let shutdown = self.shutdown_handle();
+        shutdown.trigger_on(server::signal());
+        let mut stopping = shutdown.watch();
+        tokio::spawn(async move {
+            stopping.stopping().await;
+            systemd::notify_stopping("stopping");
+        });
+        self.serve(listener, app).await
+    }
+}
+
+/// A [`Server`] with its application: serves accepted connections one by
+/// one, for an accept loop of your own, or for one socket serving several
+/// protocols (tell them apart with [`gateway_core::server::sniff_stream`]
+/// and hand each FastCGI connection here).
+///
+/// Cheap to clone: the clones share the application, the settings and the
+/// count of running requests.
+///
+/// ```no_run
+/// # async fn run() -> std::io::Result<()> {
+/// use gateway_core::server::Refusal;
+/// use gateway_fastcgi::{Listener, Server};
+///
+/// let app = tower::service_fn(|_req: http::Request<gateway_fastcgi::Body>| async {
+///     Ok::<_, std::convert::Infallible>(http::Response::new(String::from("hello\n")))
+/// });
+/// let server = Server::new();
+/// let connections = server.connections(app);
+/// let listener = Listener::bind("127.0.0.1:9000").await?;
+/// // What `connections.serve(listener)` does:
+/// let refusal: Refusal = connections.refusal();
+/// gateway_core::server::serve(listener, 1024, server.shutdown_handle(), refusal, move |conn| {
+///     let connections = connections.clone();
+///     async move { connections.serve_connection(conn).await }
+/// })
+/// .await
+/// # }
+/// ```
+pub struct Connections<S, B> {
+    shared: Arc<Shared<S>>,
+    allowed: Option<Arc<[IpAddr]>>,
+    shutdown: Shutdown,
+    _body: PhantomData<fn() -> B>,
+}
+
+impl<S, B> Clone for Connections<S, B> {
+    fn clone(&self) -> Self {
+        Connections {
+            shared: self.shared.clone(),
+            allowed: self.allowed.clone(),
+            shutdown: self.shutdown.clone(),
+            _body: PhantomData,
+        }
+    }
+}
+
+impl<S, B> fmt::Debug for Connections<S, B> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Connections")
+            .field("handler", &self.shared.handler)
+            .field("config", &self.shared.config)
+            .field("allowed", &self.allowed)
+            .field("shutdown", &self.shutdown)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S, B> Connections<S, B>
+where
+    S: Application<B>,
+    B: AppBody,
+{
+    /// Serves one accepted connection until it closes: its requests one
+    /// after the other (or at once, with [`Server::multiplex`]), until the
+    /// web server closes it, a limit or a protocol error ends it, or the
+    /// connection's shutdown watch reports that the server is stopping
+    /// (then it finishes its request in flight and closes). A peer outside
+    /// the [allow-list](Server::web_server_addrs) is closed at once.
+    pub async fn serve_connection(&self, conn: Connection) {
+        let Connection {
+            stream,
+            peer_addr,
+            local_addr,
+            shutdown,
+            ..
+        } = conn;
+        if !is_allowed(self.allowed.as_deref(), peer_addr) {
+            tracing::debug!(peer = ?peer_addr, "FastCGI connection from a web server not in FCGI_WEB_SERVER_ADDRS closed");
+            return;
+        }
+        conn::serve(
+            self.shared.clone(),
+            stream,
+            peer_addr,
+            local_addr,
+            Some(shutdown),
+            server::reset_on_close,
+        )
+        .await;
+    }
+
+    /// Answers a connection the server has no room for (past
+    /// [`Limits::max_connections`]): its records are read (for at most a
+    /// second and a few KiB) up to its `FCGI_BEGIN_REQUEST`, which is
+    /// answered `FCGI_END_REQUEST` with protocolStatus `FCGI_OVERLOADED`; an
+    /// `FCGI_GET_VALUES` before it is answered as usual. Then the connection
+    /// is closed, reading what the web server still sends for a moment so
+    /// that the answer is not lost to a reset. A peer outside the
+    /// [allow-list](Server::web_server_addrs) gets no answer.
+    pub async fn refuse(&self, stream: Stream) {
+        if is_allowed(self.allowed.as_deref(), stream.peer_addr()) {
+            let write_timeout = self.shared.handler.limits().get_write_timeout();
+            refuse::refuse(stream, self.shared.config, write_timeout).await;
+        }
+    }
+
+    /// [`refuse`](Connections::refuse) as the [`Refusal`] of
+    /// [`gateway_core::server::serve`].
+    pub fn refusal(&self) -> Refusal {
+        let this = self.clone();
+        Refusal::new(move |stream| {
+            let this = this.clone();
+            async move { this.refuse(stream).await }
+        })
+    }
+
+    /// Accepts connections on `listener` and serves each on its own task
+    /// ([`serve_connection`](Connections::serve_connection)), refusing those
+    /// past [`Limits::max_connections`] ([`refuse`](Connections::refuse)),
+    /// until the server's shutdown is triggered; then waits for the
+    /// requests in flight up to the grace period.
+    ///
+    /// # Errors
+    ///
+    /// Only a failure of the listener itself; connection errors are logged
+    /// at debug level and end that connection only.
+    pub async fn serve(&self, listener: Listener) -> io::Result<()> {
+        let max_connections = self.shared.handler.limits().get_max_connections();
+        let this = Arc::new(self.clone());
         server::serve(
             listener,
             max_connections,
             self.shutdown.clone(),
-            refusal,
-            move |c: server::Connection| {
-                let shared = shared.clone();
-                let allowed = allowed.clone();
-                async move {
-                    if !is_allowed(allowed.as_deref(), c.peer_addr) {
-                        tracing::debug!(peer = ?c.peer_addr, "FastCGI connection from a web server not in FCGI_WEB_SERVER_ADDRS closed");
-                        return;
-                    }
-                    conn::serve(
-                        shared,
-                        c.stream,
-                        c.peer_addr,
-                        c.local_addr,
-                        Some(c.shutdown),
-                        server::reset_on_close,
-                    )
-                    .await;
-                }
+            self.refusal(),
+            move |conn| {
+                let this = this.clone();
+                async move { this.serve_connection(conn).await }
             },
         )
         .await
     }
 
-    /// Binds `addr` (see [`listen`]; a socket it creates gets the listen
-    /// backlog of [`Limits::listen_backlog`](gateway_core::Limits)), calls
-    /// `ready` with the address it listens on, and serves on a new runtime (see
-    /// [`worker_threads`](Server::worker_threads)) until SIGINT or
-    /// SIGTERM (or this server's shutdown): the whole `main` of a FastCGI
-    /// application.
-    ///
-    /// # Errors
-    ///
-    /// The runtime cannot start, binding fails, or the listener fails.
-    pub fn run(&mut self, addr: Option<&str>, ready: impl FnOnce(&str)) -> io::Result<()> {
-        let rt = match self.worker_threads {
-            1 => tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()?,
-            n => {
-                let mut b = tokio::runtime::Builder::new_multi_thread();
-                if n > 1 {
-                    b.worker_threads(n);
-                }
-                b.enable_all().build()?
-            }
-        };
-        rt.block_on(async {
-            let backlog = self.handler.limits().get_listen_backlog();
-            let listener = listen_with_backlog(addr, backlog).await?;
-            ready(&listener.local_addr_string());
-            self.shutdown.trigger_on(server::signal());
-            self.serve(listener).await
-        })
-    }
-
-    /// Serves one connection that is already open (any byte stream: a
-    /// socket accepted elsewhere, an in-memory pipe in tests) until it
-    /// closes. The allow-list is not applied here.
-    pub async fn serve_connection<T>(&mut self, io: T, peer_addr: Option<SocketAddr>)
-    where
-        T: AsyncRead + AsyncWrite + Send + Unpin + 'static,
-    {
-        let shared = self.shared();
-        let watch: Watch = self.shutdown.watch();
-        conn::serve(shared, io, peer_addr, None, Some(watch), |_| {}).await;
-    }
-
-    /// A future serving one open connection, independent of `self` (to
-    /// spawn).
-    pub fn connection<T>(
-        &mut self,
+    /// Serves one connection over any byte stream (a socket opened
+    /// elsewhere, an in-memory pipe in tests) until it closes, as
+    /// [`serve_connection`](Connections::serve_connection) does, with the
+    /// server's shutdown. `peer_addr` is what the application sees as the
+    /// web server's address. The allow-list is not applied, and a response
+    /// that fails after its head cannot reset the stream (it is closed
+    /// instead). The future does not borrow `self`, so it can be spawned.
+    pub fn serve_io<T>(
+        &self,
         io: T,
         peer_addr: Option<SocketAddr>,
     ) -> impl Future<Output = ()> + Send + 'static
     where
         T: AsyncRead + AsyncWrite + Send + Unpin + 'static,
     {
-        let shared = self.shared();
-        let watch: Watch = self.shutdown.watch();
-        conn::serve(shared, io, peer_addr, None, Some(watch), |_| {})
+        conn::serve(
+            self.shared.clone(),
+            io,
+            peer_addr,
+            None,
+            Some(self.shutdown.watch()),
+            |_| {},
+        )
     }
 }
 
@@ -366,45 +560,15 @@ fn web_server_addrs_from_env() -> Option<Vec<IpAddr>> {
         .map(|v| parse_web_server_addrs(&v))
 }
 
-/// Opens the listener for `addr`: `HOST:PORT`, `unix:PATH`, or `None` (or
-/// `-`) for the listening socket a web server passes on file descriptor 0
-/// (lighttpd's `bin-path`, `spawn-fcgi`; F1). A socket bound here gets the
-/// default listen backlog ([`server::DEFAULT_BACKLOG`]); for another one,
-/// bind with [`Listener::bind_with`] and [`server::BindOptions::backlog`],
-/// or use [`Server::run`], which takes
-/// [`Limits::listen_backlog`](gateway_core::Limits).
-///
-/// # Errors
-///
-/// Binding fails, or file descriptor 0 is not a listening socket.
-pub async fn listen(addr: Option<&str>) -> io::Result<Listener> {
-    listen_with_backlog(addr, server::DEFAULT_BACKLOG).await
-}
-
-/// [`listen`], with `backlog` for a socket bound here.
-async fn listen_with_backlog(addr: Option<&str>, backlog: u32) -> io::Result<Listener> {
-    match addr {
-        None | Some("-") => Listener::from_stdin()?.ok_or_else(|| {
-            io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "no address given and file descriptor 0 is not a listening socket",
-            )
-        }),
-        Some(addr) => {
-            let mut opts = server::BindOptions::new();
-            opts.remove_stale(true).backlog(backlog);
-            Listener::bind_with(addr, &opts).await
-        }
-    }
-}
-
-/// Serves `app` over FastCGI on `addr` (`HOST:PORT` or `unix:PATH`; `-`
-/// for the listening socket on file descriptor 0) until SIGINT or SIGTERM,
-/// with the defaults of [`Server`].
+/// Serves `app` over FastCGI on `addr` with the defaults of [`Server`],
+/// on the caller's runtime, until SIGINT or SIGTERM; then lets the requests
+/// in flight finish. `addr` is a [`ListenAddr`]: `HOST:PORT`,
+/// `unix:PATH[?mode=OCTAL]`, `fd:0` (the listening socket a web server
+/// passes on file descriptor 0), `systemd` or `systemd:NAME`.
 ///
 /// ```no_run
 /// # async fn run() -> std::io::Result<()> {
-/// let app = tower::service_fn(|_req: http::Request<gateway_core::Body>| async {
+/// let app = tower::service_fn(|_req: http::Request<gateway_fastcgi::Body>| async {
 ///     Ok::<_, std::convert::Infallible>(http::Response::new(String::from("hello\n")))
 /// });
 /// gateway_fastcgi::serve("127.0.0.1:9000", app).await
@@ -413,27 +577,27 @@ async fn listen_with_backlog(addr: Option<&str>, backlog: u32) -> io::Result<Lis
 ///
 /// # Errors
 ///
-/// Binding fails, or `-` is given and file descriptor 0 is not a listening
-/// socket.
+/// `addr` is not a listen address ([`io::ErrorKind::InvalidInput`]), it
+/// cannot be opened, or the listener fails.
 pub async fn serve<S, B>(addr: &str, app: S) -> io::Result<()>
 where
     S: Application<B>,
     B: AppBody,
 {
-    let listener = listen(Some(addr)).await?;
-    let shutdown = Shutdown::new();
-    shutdown.trigger_on(server::signal());
-    Server::new(app).shutdown(shutdown).serve(listener).await
+    let addr: ListenAddr = addr
+        .parse()
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+    Server::new().serve_until_signal(&addr, app).await
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    /// F1: the allow-list matches IPv4 (also v4-mapped IPv6) and refuses
-    /// peers without an address (Unix sockets) once set.
+    /// The allow-list matches IPv4 (also v4-mapped IPv6) and refuses peers
+    /// without an address (Unix sockets) once set.
     #[test]
-    fn allow_list_f1() {
+    fn allow_list() {
         let list = parse_web_server_addrs("127.0.0.1, 10.0.0.2,bogus");
         assert_eq!(list.len(), 2);
         let ok: SocketAddr = "127.0.0.1:5000".parse().unwrap();
@@ -444,5 +608,51 @@ mod tests {
         assert!(!is_allowed(Some(&list), Some(other)));
         assert!(!is_allowed(Some(&list), None));
         assert!(is_allowed(None, None));
+    }
+
+    /// The limits setters keep the handler's other settings; the shortcut
+    /// changes only the connection cap, which the protocol layer reports.
+    #[test]
+    fn setters_keep_the_rest_of_the_handler() {
+        let mut server = Server::new();
+        server.handler(Handler::builder().error_body("sorry").build());
+        let mut limits = Limits::default();
+        limits.max_head_len(4096);
+        server.limits(limits).max_connections(3);
+        let h = &server.handler;
+        assert_eq!(h.limits().get_max_head_len(), 4096);
+        assert_eq!(h.limits().get_max_connections(), 3);
+        assert!(format!("{h:?}").contains("limits"));
+        let config = server.protocol_config();
+        assert_eq!((config.max_conns, config.max_reqs), (3, 3));
+        server.max_requests(2);
+        assert_eq!(server.protocol_config().max_reqs, 2);
+    }
+
+    /// The grace period is the deadline of the shutdown handed out, set
+    /// before or after the shutdown itself.
+    #[test]
+    fn grace_period_applies_to_any_shutdown() {
+        let mut server = Server::new();
+        server.grace_period(Duration::from_secs(3));
+        server.shutdown(Shutdown::new());
+        assert_eq!(
+            server.shutdown_handle().get_deadline(),
+            Duration::from_secs(3)
+        );
+        let handle = server.shutdown_handle();
+        handle.trigger();
+        assert!(server.shutdown_handle().is_triggered());
+    }
+
+    /// A bad address is an `InvalidInput` error naming what was expected.
+    #[tokio::test]
+    async fn serve_refuses_a_bad_address() {
+        let app = tower::service_fn(|_req: http::Request<gateway_core::Body>| async {
+            Ok::<_, std::convert::Infallible>(http::Response::new(String::new()))
+        });
+        let err = serve("localhost", app).await.unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
+        assert!(err.to_string().contains("expected"), "{err}");
     }
 }

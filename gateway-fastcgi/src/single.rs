@@ -13,19 +13,19 @@
 //! While the handler runs, the loop still reads the connection: `FCGI_STDIN`
 //! and `FCGI_DATA` go to the request's bounded queues (reading stops while
 //! a queue is full), `FCGI_ABORT_REQUEST` drops the handler future and ends
-//! the request (F13), management records are answered (F4), a
-//! `FCGI_BEGIN_REQUEST` for another id is refused with `FCGI_CANT_MPX_CONN`
-//! (F9), and the web server closing the connection drops the handler future
-//! (F14).
+//! the request, management records are answered, a `FCGI_BEGIN_REQUEST`
+//! for another id is refused with `FCGI_CANT_MPX_CONN`, and the web server
+//! closing the connection drops the handler future.
 
 use std::net::SocketAddr;
 use std::pin::pin;
 use std::sync::{Arc, Mutex};
-use std::task::Poll;
 use std::time::Duration;
 
 use bytes::BytesMut;
-use gateway_core::server::Watch;
+use gateway_core::server::{
+    LINGER_TIME, Watch, linger_close_io, nothing_waiting_io, stall_timeout,
+};
 use gateway_core::{AppBody, Application, Body, Outcome};
 use http::{Request, Response};
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -33,7 +33,7 @@ use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Instant;
 use tower::Service;
 
-use crate::conn::{DRAIN_TIME, Shared, after, close_politely, end_request, run_app, stopping_of};
+use crate::conn::{Shared, after, end_request, run_app, stopping_of};
 use crate::direct::{self, Sink};
 use crate::gateway::{FcgiGateway, Out, StderrState};
 use crate::input::{self, FilterData, InputBody, InputSender};
@@ -311,9 +311,10 @@ pub(crate) async fn serve<T, S, B>(
         Stop::Close => {
             let written = write_out(&*d.sink, write_timeout).await.is_ok();
             let Some(mut io) = d.io.take() else { return };
-            if written && (input_open || !d.buf.is_empty() || has_input(&mut io).await) {
-                let (rd, wr) = tokio::io::split(io);
-                close_politely(rd, wr).await;
+            // With all of the input read and nothing more arriving, a plain
+            // close cannot turn into a reset.
+            if written && (input_open || !d.buf.is_empty() || !nothing_waiting_io(&mut io).await) {
+                linger_close_io(io, write_timeout).await;
             }
         }
         Stop::Reset(id) => {
@@ -323,7 +324,7 @@ pub(crate) async fn serve<T, S, B>(
             // fails its send, and it answers 503 instead of passing on the
             // partial response.
             let skip = d.skip_input(id, stdin_open, data_open);
-            let _ = tokio::time::timeout(DRAIN_TIME, skip).await;
+            let _ = tokio::time::timeout(LINGER_TIME, skip).await;
             if let Some(io) = d.io.take() {
                 reset(&io);
             }
@@ -466,7 +467,7 @@ where
             output: self.out.clone(),
             encoder: ResponseEncoder::new(p.id),
             stderr_state: stderr.clone(),
-            errors: self.shared.errors,
+            errors: self.shared.errors.clone(),
             peer_addr: self.peer_addr,
             local_addr: self.local_addr,
         };
@@ -554,16 +555,10 @@ where
     }
 }
 
-/// Writes the output buffer out, within `timeout`.
+/// Writes the output buffer out, failing once the web server has taken
+/// nothing for `timeout`.
 async fn write_out(sink: &dyn Sink, timeout: Duration) -> std::io::Result<()> {
-    let write = std::future::poll_fn(|cx| sink.poll_write_out(cx));
-    match tokio::time::timeout(timeout, write).await {
-        Ok(r) => r,
-        Err(_) => Err(std::io::Error::new(
-            std::io::ErrorKind::TimedOut,
-            "FastCGI write timed out",
-        )),
-    }
+    stall_timeout(timeout, std::future::poll_fn(|cx| sink.poll_write_out(cx))).await
 }
 
 async fn read<T>(io: &direct::Shared<T>, buf: &mut BytesMut) -> std::io::Result<usize>
@@ -584,16 +579,4 @@ async fn drained(q: Option<&InputSender>) {
 fn push(q: Option<&InputSender>, data: bytes::Bytes) -> Option<InputSender> {
     let q = q?;
     (q.push(data) && q.is_full()).then(|| q.clone())
-}
-
-/// Whether the web server has sent more input (checked without waiting; a
-/// byte read here is discarded, as the connection is closing).
-async fn has_input<T: AsyncRead + Unpin>(io: &mut T) -> bool {
-    let mut byte = [0u8; 1];
-    std::future::poll_fn(|cx| {
-        let mut rb = tokio::io::ReadBuf::new(&mut byte);
-        let got = std::pin::Pin::new(&mut *io).poll_read(cx, &mut rb);
-        Poll::Ready(matches!(got, Poll::Ready(Ok(()))) && !rb.filled().is_empty())
-    })
-    .await
 }

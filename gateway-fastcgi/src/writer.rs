@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
+use gateway_core::server::stall_timeout;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::sync::{Semaphore, mpsc};
 
@@ -102,7 +103,7 @@ where
     while let Some(first) = rx.recv().await {
         let mut permits = first.permits as usize;
         let result = if first.bytes.len() >= GATHER {
-            timed(write_timeout, stream.write_all(&first.bytes)).await
+            stall_timeout(write_timeout, stream.write_all(&first.bytes)).await
         } else {
             buf.extend_from_slice(&first.bytes);
             while buf.len() < GATHER {
@@ -114,7 +115,7 @@ where
                     Err(_) => break,
                 }
             }
-            let r = timed(write_timeout, stream.write_all(&buf)).await;
+            let r = stall_timeout(write_timeout, stream.write_all(&buf)).await;
             buf.clear();
             r
         };
@@ -125,7 +126,7 @@ where
             return (stream, Err(e));
         }
         if rx.is_empty() {
-            if let Err(e) = timed(write_timeout, stream.flush()).await {
+            if let Err(e) = stall_timeout(write_timeout, stream.flush()).await {
                 window.close();
                 rx.close();
                 return (stream, Err(e));
@@ -133,16 +134,6 @@ where
         }
     }
     window.close();
-    let r = timed(write_timeout, stream.flush()).await;
+    let r = stall_timeout(write_timeout, stream.flush()).await;
     (stream, r)
-}
-
-async fn timed(d: Duration, f: impl Future<Output = io::Result<()>>) -> io::Result<()> {
-    match tokio::time::timeout(d, f).await {
-        Ok(r) => r,
-        Err(_) => Err(io::Error::new(
-            io::ErrorKind::TimedOut,
-            "FastCGI write timed out",
-        )),
-    }
 }

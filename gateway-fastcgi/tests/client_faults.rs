@@ -8,9 +8,9 @@ mod support;
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
-use gateway_core::{AppBody, Application, Body, BoxError, Handler, Limits};
-use gateway_fastcgi::Server;
+use gateway_core::{Body, BoxError, Limits};
 use gateway_fastcgi::proto::{self, RecordType};
+use gateway_fastcgi::{Connections, Server};
 use http::{Request, Response};
 use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
@@ -66,23 +66,10 @@ fn detached_reader(report: mpsc::UnboundedSender<Read>) -> App {
     }))
 }
 
-fn server(app: App, multiplex: bool, limits: Limits) -> Server<App> {
-    let mut server = Server::new(app);
-    server
-        .multiplex(multiplex)
-        .handler(Handler::builder().limits(limits).build());
-    server
-}
-
-/// Starts `server` on an in-memory connection.
-fn start<S, B>(server: &mut Server<S>) -> Client<DuplexStream>
-where
-    S: Application<B> + tower::Service<Request<Body>, Response = Response<B>>,
-    B: AppBody,
-{
-    let (a, b) = tokio::io::duplex(256 * 1024);
-    tokio::spawn(server.connection(b, None));
-    Client::new(a)
+fn server(app: App, multiplex: bool, limits: Limits) -> Connections<App, Body> {
+    let mut server = Server::new();
+    server.multiplex(multiplex).limits(limits);
+    server.connections(app)
 }
 
 /// POST parameters declaring `length` (empty: a body without a length).
@@ -104,7 +91,7 @@ async fn stalled_body_gets_408_and_the_connection_closes() {
     for multiplex in [false, true] {
         let mut limits = Limits::default();
         limits.body_read_timeout(timeout);
-        let mut c = start(&mut server(reader(), multiplex, limits));
+        let mut c = connect(&server(reader(), multiplex, limits));
         let began = Instant::now();
         c.begin(1, RESPONDER, KEEP_CONN, &pairs(&post("10000000000")))
             .await;
@@ -144,7 +131,7 @@ async fn stalled_body_gets_408_and_the_connection_closes() {
 #[tokio::test]
 async fn body_ended_short_is_a_client_fault() {
     for multiplex in [false, true] {
-        let mut c = start(&mut server(reader(), multiplex, Limits::default()));
+        let mut c = connect(&server(reader(), multiplex, Limits::default()));
         c.begin(1, RESPONDER, KEEP_CONN, &pairs(&post("10"))).await;
         c.stream(RecordType::Stdin, 1, b"abc", true).await;
         let r = c.response(1).await;
@@ -182,11 +169,7 @@ async fn input_cut_off_is_an_incomplete_body() {
             for abort in [false, true] {
                 let case = format!("multiplex {multiplex}, length {length:?}, abort {abort}");
                 let (tx, mut rx) = mpsc::unbounded_channel();
-                let mut c = start(&mut server(
-                    detached_reader(tx),
-                    multiplex,
-                    Limits::default(),
-                ));
+                let mut c = connect(&server(detached_reader(tx), multiplex, Limits::default()));
                 c.begin(1, RESPONDER, 0, &pairs(&post(length))).await;
                 c.stream(RecordType::Stdin, 1, &[b'x'; 100], false).await;
                 assert!(
@@ -292,7 +275,7 @@ async fn trickled_bytes_do_not_hold_the_connection() {
                 limits
                     .head_read_timeout(head)
                     .idle_timeout(Duration::from_secs(20));
-                let mut c = start(&mut server(reader(), multiplex, limits));
+                let mut c = connect(&server(reader(), multiplex, limits));
                 if kept_alive {
                     c.begin(1, RESPONDER, KEEP_CONN, &pairs(&get("/"))).await;
                     c.stream(RecordType::Stdin, 1, b"", true).await;
@@ -327,9 +310,9 @@ async fn head_and_idle_deadlines() {
         limits
             .head_read_timeout(Duration::from_millis(300))
             .idle_timeout(Duration::from_millis(1500));
-        let mut server = server(reader(), multiplex, limits);
+        let server = server(reader(), multiplex, limits);
 
-        let mut c = start(&mut server);
+        let mut c = connect(&server);
         let began = Instant::now();
         assert!(c.closed().await, "multiplex {multiplex}: fresh connection");
         let took = began.elapsed();
@@ -338,7 +321,7 @@ async fn head_and_idle_deadlines() {
             "multiplex {multiplex}: fresh connection open for {took:?}"
         );
 
-        let mut c = start(&mut server);
+        let mut c = connect(&server);
         c.begin(1, RESPONDER, KEEP_CONN, &pairs(&get("/"))).await;
         c.stream(RecordType::Stdin, 1, b"", true).await;
         c.response(1).await;

@@ -7,8 +7,8 @@ use std::convert::Infallible;
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
+use gateway_core::Body;
 use gateway_core::server::{Listener, Shutdown};
-use gateway_core::{Body, Handler, Limits};
 use gateway_fastcgi::Server;
 use gateway_fastcgi::proto::{self, ProtocolStatus, RecordType};
 use http::{Request, Response};
@@ -28,18 +28,16 @@ async fn capped(
     multiplex: bool,
     allowed: Option<Vec<std::net::IpAddr>>,
 ) -> (std::net::SocketAddr, Shutdown, tokio::task::JoinHandle<()>) {
-    let mut limits = Limits::default();
-    limits.max_connections(1);
     let listener = Listener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.tcp_addr().unwrap();
     let shutdown = Shutdown::new();
-    let mut server = Server::new(echo());
+    let mut server = Server::new();
     server
         .shutdown(shutdown.clone())
         .multiplex(multiplex)
         .web_server_addrs(allowed)
-        .handler(Handler::builder().limits(limits).build());
-    let task = tokio::spawn(async move { server.serve(listener).await.unwrap() });
+        .max_connections(1);
+    let task = tokio::spawn(async move { server.serve(listener, echo()).await.unwrap() });
     (addr, shutdown, task)
 }
 

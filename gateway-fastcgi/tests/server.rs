@@ -13,7 +13,7 @@ use std::time::Duration;
 use bytes::BytesMut;
 use gateway_core::{Body, ErrorStream, Handler, Limits};
 use gateway_fastcgi::proto::{self, ProtocolStatus, RecordType};
-use gateway_fastcgi::{ErrorOutput, FilterData, Server};
+use gateway_fastcgi::{FilterData, Server};
 use http::{Request, Response};
 use support::*;
 use tokio::sync::Notify;
@@ -45,7 +45,7 @@ fn echo() -> App {
 /// application closes the connection.
 #[tokio::test]
 async fn responder_without_keep_conn_closes_f7_f10_f11() {
-    let mut c = connect(&mut Server::new(echo()));
+    let mut c = connect(&Server::new().connections(echo()));
     c.begin(1, RESPONDER, 0, &pairs(&get("/hello"))).await;
     c.stream(RecordType::Stdin, 1, b"", true).await;
     let r = c.response(1).await;
@@ -59,7 +59,7 @@ async fn responder_without_keep_conn_closes_f7_f10_f11() {
 /// F7: with FCGI_KEEP_CONN the connection stays open and the id is reused.
 #[tokio::test]
 async fn keep_conn_reuses_id_f7() {
-    let mut c = connect(&mut Server::new(echo()));
+    let mut c = connect(&Server::new().connections(echo()));
     for i in 0..3 {
         let path = format!("/r{i}");
         c.begin(1, RESPONDER, KEEP_CONN, &pairs(&get(&path))).await;
@@ -75,7 +75,7 @@ async fn keep_conn_reuses_id_f7() {
 /// to the end of FCGI_STDIN.
 #[tokio::test]
 async fn body_with_and_without_length_f10() {
-    let mut c = connect(&mut Server::new(echo()));
+    let mut c = connect(&Server::new().connections(echo()));
     let mut p = get("/up");
     p[0].1 = "POST".into();
     p[8].1 = "5".into();
@@ -102,7 +102,7 @@ async fn short_stdin_is_a_body_error_f10() {
             Err(_) => ok("short"),
         }
     });
-    let mut c = connect(&mut Server::new(a));
+    let mut c = connect(&Server::new().connections(a));
     let mut p = get("/");
     p[0].1 = "POST".into();
     p[8].1 = "10".into();
@@ -122,7 +122,7 @@ async fn request_in_one_write_f10() {
             Err(_) => ok("short"),
         }
     });
-    let mut c = connect(&mut Server::new(a));
+    let mut c = connect(&Server::new().connections(a));
     for (length, expected) in [("", "got 0"), ("4", "short"), ("0", "got 0")] {
         let mut p = get("/");
         p[8].1 = length.into();
@@ -144,7 +144,7 @@ async fn request_in_one_write_f10() {
 /// multiplex is refused with FCGI_CANT_MPX_CONN, and the first completes.
 #[tokio::test]
 async fn cant_mpx_conn_f9() {
-    let mut c = connect(&mut Server::new(echo()));
+    let mut c = connect(&Server::new().connections(echo()));
     let mut p = get("/a");
     p[8].1 = "2".into();
     c.begin(1, RESPONDER, KEEP_CONN, &pairs(&p)).await;
@@ -182,9 +182,10 @@ async fn multiplexed_slow_reader_does_not_stall_others_f9() {
     fn req_path_hint() -> &'static str {
         "done"
     }
-    let mut server = Server::new(a);
+    let mut server = Server::new();
     server.multiplex(true);
-    let mut c = connect(&mut server);
+    let conns = server.connections(a);
+    let mut c = connect(&conns);
     let mut p = get("/slow");
     p[0].1 = "POST".into();
     c.begin(1, RESPONDER, KEEP_CONN, &pairs(&p)).await;
@@ -225,7 +226,7 @@ fn hanging(flag: Arc<AtomicBool>, started: Arc<Notify>) -> App {
 async fn abort_request_cancels_the_app_f13() {
     let dropped = Arc::new(AtomicBool::new(false));
     let started = Arc::new(Notify::new());
-    let mut c = connect(&mut Server::new(hanging(dropped.clone(), started.clone())));
+    let mut c = connect(&Server::new().connections(hanging(dropped.clone(), started.clone())));
     c.begin(1, RESPONDER, KEEP_CONN, &pairs(&get("/"))).await;
     started.notified().await;
     let mut w = BytesMut::new();
@@ -246,7 +247,7 @@ async fn abort_request_cancels_the_app_f13() {
 async fn web_server_close_cancels_f14() {
     let dropped = Arc::new(AtomicBool::new(false));
     let started = Arc::new(Notify::new());
-    let mut c = connect(&mut Server::new(hanging(dropped.clone(), started.clone())));
+    let mut c = connect(&Server::new().connections(hanging(dropped.clone(), started.clone())));
     c.begin(1, RESPONDER, KEEP_CONN, &pairs(&get("/"))).await;
     started.notified().await;
     drop(c);
@@ -263,9 +264,10 @@ async fn web_server_close_cancels_f14() {
 /// middle of a request.
 #[tokio::test]
 async fn get_values_reports_the_config_f4() {
-    let mut server = Server::new(echo());
+    let mut server = Server::new();
     server.multiplex(true).max_requests(7);
-    let mut c = connect(&mut server);
+    let conns = server.connections(echo());
+    let mut c = connect(&conns);
     c.begin(1, RESPONDER, KEEP_CONN, &pairs(&get("/"))).await;
     let mut w = BytesMut::new();
     proto::encode_get_values(&mut w, ["FCGI_MAX_REQS", "FCGI_MPXS_CONNS", "NOPE"]).unwrap();
@@ -304,7 +306,7 @@ async fn management_answered_while_the_app_runs_f4() {
             ok("released")
         }
     });
-    let mut c = connect(&mut Server::new(a));
+    let mut c = connect(&Server::new().connections(a));
     c.begin(1, RESPONDER, KEEP_CONN, &pairs(&get("/"))).await;
     c.stream(RecordType::Stdin, 1, b"", true).await;
     started.notified().await;
@@ -347,10 +349,11 @@ async fn graceful_shutdown_one_request_at_a_time() {
         }
     });
     let shutdown = gateway_core::server::Shutdown::new();
-    let mut server = Server::new(a);
+    let mut server = Server::new();
     server.shutdown(shutdown.clone());
-    let mut busy = connect(&mut server);
-    let mut idle = connect(&mut server);
+    let conns = server.connections(a);
+    let mut busy = connect(&conns);
+    let mut idle = connect(&conns);
     busy.begin(1, RESPONDER, KEEP_CONN, &pairs(&get("/"))).await;
     busy.stream(RecordType::Stdin, 1, b"", true).await;
     started.notified().await;
@@ -366,10 +369,11 @@ async fn graceful_shutdown_one_request_at_a_time() {
 async fn overloaded_past_capacity_f9() {
     let dropped = Arc::new(AtomicBool::new(false));
     let started = Arc::new(Notify::new());
-    let mut server = Server::new(hanging(dropped, started.clone()));
+    let mut server = Server::new();
     server.max_requests(1);
-    let mut c1 = connect(&mut server);
-    let mut c2 = connect(&mut server);
+    let conns = server.connections(hanging(dropped, started.clone()));
+    let mut c1 = connect(&conns);
+    let mut c2 = connect(&conns);
     c1.begin(1, RESPONDER, KEEP_CONN, &pairs(&get("/"))).await;
     started.notified().await;
     c2.begin(1, RESPONDER, 0, &pairs(&get("/"))).await;
@@ -382,7 +386,7 @@ async fn overloaded_past_capacity_f9() {
 /// F8: an unknown role is refused with FCGI_UNKNOWN_ROLE.
 #[tokio::test]
 async fn unknown_role_f8() {
-    let mut c = connect(&mut Server::new(echo()));
+    let mut c = connect(&Server::new().connections(echo()));
     c.begin(1, 9, 0, &[]).await;
     let r = c.record().await.unwrap();
     assert_eq!(r.record_type, RecordType::EndRequest);
@@ -407,7 +411,7 @@ async fn authorizer_role_f8() {
         }
         res
     });
-    let mut c = connect(&mut Server::new(a));
+    let mut c = connect(&Server::new().connections(a));
     let p = [
         ("REQUEST_METHOD", "GET"),
         ("REQUEST_URI", "/private/x?y=1"),
@@ -450,7 +454,7 @@ async fn filter_role_data_stream_f8() {
             String::from_utf8_lossy(&body)
         ))
     });
-    let mut c = connect(&mut Server::new(a));
+    let mut c = connect(&Server::new().connections(a));
     let mut p = get("/f");
     p.push(("FCGI_DATA_LENGTH", "4".into()));
     c.begin(1, FILTER, 0, &pairs(&p)).await;
@@ -472,7 +476,7 @@ fn stderr_app() -> App {
 /// an empty FCGI_STDERR before END_REQUEST.
 #[tokio::test]
 async fn stderr_records_f12_f16() {
-    let mut c = connect(&mut Server::new(stderr_app()));
+    let mut c = connect(&Server::new().connections(stderr_app()));
     c.begin(1, RESPONDER, 0, &pairs(&get("/"))).await;
     c.stream(RecordType::Stdin, 1, b"", true).await;
     let r = c.response(1).await;
@@ -481,18 +485,21 @@ async fn stderr_records_f12_f16() {
     assert_eq!(r.body(), "fine");
 }
 
-/// F16: with the error stream logged locally (for IIS), no FCGI_STDERR
-/// records are sent at all.
+/// F16: with an error stream of its own (the local log, for IIS), the
+/// application's errors go there and no FCGI_STDERR records are sent at all.
 #[tokio::test]
-async fn stderr_logged_locally_f16() {
-    let mut server = Server::new(stderr_app());
-    server.error_output(ErrorOutput::Log);
-    let mut c = connect(&mut server);
+async fn stderr_to_a_stream_of_its_own_f16() {
+    let (errors, captured) = ErrorStream::capture();
+    let mut server = Server::new();
+    server.error_stream(errors);
+    let conns = server.connections(stderr_app());
+    let mut c = connect(&conns);
     c.begin(1, RESPONDER, 0, &pairs(&get("/"))).await;
     c.stream(RecordType::Stdin, 1, b"", true).await;
     let r = c.response(1).await;
     assert!(r.stderr.is_empty() && !r.stderr_ended);
     assert_eq!(r.body(), "fine");
+    assert_eq!(captured.contents(), b"warning: something\n");
 }
 
 /// F2, B9: a large response is split into records of at most 65535 content
@@ -501,7 +508,7 @@ async fn stderr_logged_locally_f16() {
 #[tokio::test]
 async fn record_sizes_and_padding_f2() {
     let a = app(|_req: Request<Body>| async move { ok(vec![b'z'; 200_000]) });
-    let mut c = connect(&mut Server::new(a));
+    let mut c = connect(&Server::new().connections(a));
     c.begin(1, RESPONDER, 0, &pairs(&get("/"))).await;
     c.stream(RecordType::Stdin, 1, b"", true).await;
     let mut raw = c.raw_until_close().await;
@@ -553,7 +560,7 @@ async fn large_upload_is_streamed_f10() {
             ok(format!("{n}"))
         }
     });
-    let mut c = connect(&mut Server::new(a));
+    let mut c = connect(&Server::new().connections(a));
     let mut p = get("/big");
     p[0].1 = "PUT".into();
     c.begin(1, RESPONDER, 0, &pairs(&p)).await;
@@ -580,7 +587,7 @@ async fn large_download_is_streamed() {
         let chunks = futures_stream(1024, 64 * 1024);
         ok(Body::new(chunks))
     });
-    let mut c = connect(&mut Server::new(a));
+    let mut c = connect(&Server::new().connections(a));
     c.begin(1, RESPONDER, 0, &pairs(&get("/"))).await;
     c.stream(RecordType::Stdin, 1, b"", true).await;
     let r = c.response(1).await;
@@ -654,13 +661,13 @@ async fn protocol_errors_close_the_connection_f15() {
             w.to_vec()
         }),
     ];
-    let mut server = Server::new(echo());
+    let conns = Server::new().connections(echo());
     for (name, bytes) in cases {
-        let mut c = connect(&mut server);
+        let mut c = connect(&conns);
         c.send(&bytes).await;
         assert!(c.closed().await, "{name}: connection not closed");
     }
-    let mut c = connect(&mut server);
+    let mut c = connect(&conns);
     c.begin(1, RESPONDER, 0, &pairs(&get("/still"))).await;
     c.stream(RecordType::Stdin, 1, b"", true).await;
     assert_eq!(c.response(1).await.body(), "GET /still 0");
@@ -676,21 +683,22 @@ async fn limits_and_timeouts() {
         .max_head_len(1024)
         .idle_timeout(Duration::from_millis(200))
         .head_read_timeout(Duration::from_millis(200));
-    let mut server = Server::new(echo());
+    let mut server = Server::new();
     server.handler(Handler::builder().limits(limits).build());
 
-    let mut c = connect(&mut server);
+    let conns = server.connections(echo());
+    let mut c = connect(&conns);
     let big = "v".repeat(2000);
     c.begin(1, RESPONDER, 0, &[("HTTP_X", big.as_str())]).await;
     assert!(c.closed().await, "params over the cap");
 
-    let mut c = connect(&mut server);
+    let mut c = connect(&conns);
     c.begin(1, RESPONDER, KEEP_CONN, &pairs(&get("/"))).await;
     c.stream(RecordType::Stdin, 1, b"", true).await;
     c.response(1).await;
     assert!(c.closed().await, "idle keep-alive connection");
 
-    let mut c = connect(&mut server);
+    let mut c = connect(&conns);
     let mut w = BytesMut::new();
     proto::encode_begin_request(&mut w, 1, RESPONDER, 0);
     c.send(&w).await;
@@ -703,9 +711,10 @@ async fn limits_and_timeouts() {
 async fn requests_per_connection() {
     let mut limits = Limits::default();
     limits.max_requests_per_connection(Some(2));
-    let mut server = Server::new(echo());
+    let mut server = Server::new();
     server.handler(Handler::builder().limits(limits).build());
-    let mut c = connect(&mut server);
+    let conns = server.connections(echo());
+    let mut c = connect(&conns);
     for _ in 0..2 {
         c.begin(1, RESPONDER, KEEP_CONN, &pairs(&get("/"))).await;
         c.stream(RecordType::Stdin, 1, b"", true).await;
@@ -733,10 +742,11 @@ async fn graceful_shutdown() {
         }
     });
     let shutdown = gateway_core::server::Shutdown::new();
-    let mut server = Server::new(a);
+    let mut server = Server::new();
     server.shutdown(shutdown.clone()).multiplex(true);
-    let mut busy = connect(&mut server);
-    let mut idle = connect(&mut server);
+    let conns = server.connections(a);
+    let mut busy = connect(&conns);
+    let mut idle = connect(&conns);
     busy.begin(1, RESPONDER, KEEP_CONN, &pairs(&get("/"))).await;
     while count.load(Ordering::SeqCst) == 0 {
         tokio::time::sleep(Duration::from_millis(5)).await;
@@ -765,9 +775,9 @@ async fn tcp_listener_and_allow_list_f1() {
         let listener = Listener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.tcp_addr().unwrap();
         let shutdown = Shutdown::new();
-        let mut server = Server::new(echo());
+        let mut server = Server::new();
         server.shutdown(shutdown.clone()).web_server_addrs(allowed);
-        let task = tokio::spawn(async move { server.serve(listener).await });
+        let task = tokio::spawn(async move { server.serve(listener, echo()).await });
         let mut c = Client::new(tokio::net::TcpStream::connect(addr).await.unwrap());
         if served {
             c.begin(1, RESPONDER, 0, &pairs(&get("/tcp"))).await;
@@ -818,10 +828,11 @@ fn failing_after_head() -> App {
 #[tokio::test]
 async fn failure_after_head_ends_with_app_status_1_f11() {
     for multiplex in [false, true] {
-        let mut server = Server::new(failing_after_head());
+        let mut server = Server::new();
         server.multiplex(multiplex);
 
-        let mut c = connect(&mut server);
+        let conns = server.connections(failing_after_head());
+        let mut c = connect(&conns);
         c.begin(1, RESPONDER, 0, &pairs(&get("/fail"))).await;
         c.stream(RecordType::Stdin, 1, b"", true).await;
         let raw = c.raw_until_close().await;
@@ -836,7 +847,7 @@ async fn failure_after_head_ends_with_app_status_1_f11() {
         assert!(r.stdout_ended && r.stderr_ended);
         assert_eq!((r.app_status, r.protocol_status), (1, 0));
 
-        let mut c = connect(&mut server);
+        let mut c = connect(&conns);
         c.begin(1, RESPONDER, KEEP_CONN, &pairs(&get("/fail")))
             .await;
         c.stream(RecordType::Stdin, 1, b"", true).await;
@@ -857,9 +868,10 @@ async fn failure_after_head_ends_with_app_status_1_f11() {
 #[tokio::test]
 async fn failure_after_head_with_reset_truncates() {
     for multiplex in [false, true] {
-        let mut server = Server::new(failing_after_head());
+        let mut server = Server::new();
         server.multiplex(multiplex).abort_with_reset(true);
-        let mut c = connect(&mut server);
+        let conns = server.connections(failing_after_head());
+        let mut c = connect(&conns);
         c.begin(1, RESPONDER, KEEP_CONN, &pairs(&get("/fail")))
             .await;
         c.stream(RecordType::Stdin, 1, b"", true).await;
@@ -884,9 +896,10 @@ async fn failure_after_head_with_reset_truncates() {
 #[tokio::test]
 async fn reset_waits_for_the_end_of_stdin() {
     for multiplex in [false, true] {
-        let mut server = Server::new(failing_after_head());
+        let mut server = Server::new();
         server.multiplex(multiplex).abort_with_reset(true);
-        let mut c = connect(&mut server);
+        let conns = server.connections(failing_after_head());
+        let mut c = connect(&conns);
         c.begin(1, RESPONDER, KEEP_CONN, &pairs(&get("/fail")))
             .await;
         loop {
@@ -919,9 +932,9 @@ async fn failure_after_head_with_reset_over_tcp() {
     let listener = Listener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr_string();
     let shutdown = Shutdown::new();
-    let mut server = Server::new(failing_after_head());
+    let mut server = Server::new();
     server.abort_with_reset(true).shutdown(shutdown.clone());
-    let task = tokio::spawn(async move { server.serve(listener).await });
+    let task = tokio::spawn(async move { server.serve(listener, failing_after_head()).await });
     let mut c = Client::new(tokio::net::TcpStream::connect(addr.as_str()).await.unwrap());
     c.begin(1, RESPONDER, KEEP_CONN, &pairs(&get("/fail")))
         .await;
@@ -937,7 +950,7 @@ async fn failure_after_head_with_reset_over_tcp() {
 /// serving.
 #[tokio::test]
 async fn unknown_management_and_inactive_ids_f5_f6() {
-    let mut c = connect(&mut Server::new(echo()));
+    let mut c = connect(&Server::new().connections(echo()));
     c.send(b"\x01\x0c\x00\x00\x00\x00\x00\x00").await;
     let r = c.record().await.unwrap();
     assert_eq!((r.record_type, r.request_id), (RecordType::UnknownType, 0));
@@ -964,9 +977,9 @@ async fn unix_listener_and_allow_list_f1() {
             .await
             .unwrap();
         let shutdown = Shutdown::new();
-        let mut server = Server::new(echo());
+        let mut server = Server::new();
         server.shutdown(shutdown.clone()).web_server_addrs(allowed);
-        let task = tokio::spawn(async move { server.serve(listener).await });
+        let task = tokio::spawn(async move { server.serve(listener, echo()).await });
         let mut c = Client::new(tokio::net::UnixStream::connect(&path).await.unwrap());
         if served {
             c.begin(1, RESPONDER, 0, &pairs(&get("/unix"))).await;
@@ -986,7 +999,7 @@ async fn unix_listener_and_allow_list_f1() {
 /// B9 `record_sizes_and_padding_f2`).
 #[tokio::test]
 async fn bad_params_get_400_b6() {
-    let mut c = connect(&mut Server::new(echo()));
+    let mut c = connect(&Server::new().connections(echo()));
     let mut p = get("/x");
     p[0].1 = "BAD METHOD".into();
     c.begin(1, RESPONDER, KEEP_CONN, &pairs(&p)).await;

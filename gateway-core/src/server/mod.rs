@@ -20,6 +20,9 @@
 //!   keep-alive connections), wait for in-flight requests up to a deadline;
 //! - [`linger_close`], [`reset_on_close`], [`nothing_waiting`]: ending a
 //!   connection cleanly, or as an abort the peer can see;
+//!   [`linger_close_io`], [`nothing_waiting_io`] and [`stall_timeout`] do
+//!   the same over any byte stream, for drivers that also serve in-memory
+//!   pipes;
 //! - [`Stall`]: read and write timeouts that cost nothing while I/O is ready;
 //! - [`sniff`], [`sniff_stream`]: the protocol of a connection from its
 //!   first bytes, so one socket can serve FastCGI, SCGI and HTTP;
@@ -27,6 +30,7 @@
 
 mod accept;
 mod addr;
+mod any_stream;
 mod close;
 mod listener;
 mod shutdown;
@@ -36,6 +40,7 @@ pub mod systemd;
 
 pub use accept::{Connection, Refusal, serve};
 pub use addr::{InvalidListenAddr, ListenAddr};
+pub use any_stream::{linger_close_io, nothing_waiting_io, stall_timeout};
 pub use close::{LINGER_MAX_BYTES, LINGER_TIME, linger_close, nothing_waiting, reset_on_close};
 pub use listener::{BindOptions, DEFAULT_BACKLOG, Listener, Replay, Stream};
 pub use shutdown::{Shutdown, Watch, signal};

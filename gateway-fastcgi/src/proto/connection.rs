@@ -15,10 +15,10 @@ use super::request::{Event, Request};
 
 /// Limits and capabilities of a [`Connection`].
 ///
-/// The first three are what `FCGI_GET_VALUES` reports (F4), so they must match
+/// The first three are what `FCGI_GET_VALUES` reports, so they must match
 /// what the server really does. The defaults are libfcgi's answers (one
 /// connection, one request, no multiplexing) and caps on request parameters
-/// of 1 MiB and 4096 pairs (B2).
+/// of 1 MiB and 4096 pairs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Config {
     pub(crate) max_conns: u32,
@@ -55,7 +55,7 @@ impl Config {
 
     /// `FCGI_MAX_REQS`: how many requests are served at once. A connection
     /// that multiplexes refuses a request beyond this many active ones on it
-    /// with `FCGI_OVERLOADED` (F9).
+    /// with `FCGI_OVERLOADED`.
     pub fn max_reqs(&mut self, n: u32) -> &mut Self {
         self.max_reqs = n;
         self
@@ -63,14 +63,14 @@ impl Config {
 
     /// `FCGI_MPXS_CONNS`: whether a connection may carry several requests at
     /// once. If not, a second `FCGI_BEGIN_REQUEST` while one is active is
-    /// refused with `FCGI_CANT_MPX_CONN` (F9).
+    /// refused with `FCGI_CANT_MPX_CONN`.
     pub fn mpxs_conns(&mut self, yes: bool) -> &mut Self {
         self.mpxs_conns = yes;
         self
     }
 
     /// Most bytes of name-value pairs accepted for one request's
-    /// `FCGI_PARAMS` stream; more is a protocol error (B2).
+    /// `FCGI_PARAMS` stream; more is a protocol error.
     pub fn max_params_len(&mut self, bytes: usize) -> &mut Self {
         self.max_params_len = bytes;
         self
@@ -160,15 +160,15 @@ impl Connection {
     ///
     /// Returns `Ok(None)` for records that only add to state (part of a
     /// `FCGI_PARAMS` stream) or are ignored (records for an inactive request
-    /// id, F6; input for an aborted request).
+    /// id; input for an aborted request).
     ///
     /// # Errors
     ///
     /// The record breaks the protocol: an application record type on request
     /// id 0; a record type a web server never sends; an `FCGI_BEGIN_REQUEST`
-    /// body not 8 bytes long (F6) or for an active id (B3); a stream record
-    /// out of order or after its end marker (F15, B3); parameters over the
-    /// caps or malformed (B2).
+    /// body not 8 bytes long or for an active id; a stream record
+    /// out of order or after its end marker; parameters over the
+    /// caps or malformed.
     pub fn handle(&mut self, record: Record) -> Result<Option<Event>, ProtocolError> {
         let Record {
             record_type,
@@ -267,12 +267,12 @@ impl Connection {
         !self.output.is_empty()
     }
 
-    /// Marks request `id` as ended, freeing the id for reuse (F7), and returns
+    /// Marks request `id` as ended, freeing the id for reuse, and returns
     /// [`should_close`](Self::should_close).
     ///
     /// Call it no later than handing the request's `FCGI_END_REQUEST` to the
     /// transport: the web server may reuse the id as soon as it reads that
-    /// record. Later input for the id is ignored (F6). Unknown ids are
+    /// record. Later input for the id is ignored. Unknown ids are
     /// ignored.
     pub fn finish(&mut self, id: u16) -> bool {
         if let Some(request) = self.requests.remove(&id) {
@@ -296,7 +296,7 @@ impl Connection {
 
     /// Whether the application should close the connection now: a request
     /// without `FCGI_KEEP_CONN` has ended (or was refused) and no request is
-    /// active (F7). The queued output should be written first.
+    /// active. The queued output should be written first.
     pub fn should_close(&self) -> bool {
         self.close_requested && self.requests.is_empty()
     }

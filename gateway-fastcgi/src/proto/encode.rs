@@ -61,8 +61,8 @@ pub fn encode_record(
 /// side `FCGI_PARAMS`, `FCGI_STDIN`, `FCGI_DATA`) as as many records as it
 /// takes, each with at most [`MAX_CONTENT_LEN`] content bytes.
 ///
-/// Empty `data` writes **nothing**: an empty record would end the stream
-/// (B9). Use [`encode_stream_end`] for that.
+/// Empty `data` writes **nothing**: an empty record would end the stream.
+/// Use [`encode_stream_end`] for that.
 pub fn encode_stream(dst: &mut BytesMut, record_type: RecordType, request_id: u16, data: &[u8]) {
     let records = data.len().div_ceil(MAX_CONTENT_LEN);
     dst.reserve(data.len() + records * (FCGI_HEADER_LEN + 7));
@@ -79,7 +79,7 @@ pub fn encode_stream_end(dst: &mut BytesMut, record_type: RecordType, request_id
 /// Appends an `FCGI_END_REQUEST` record (§5.5).
 ///
 /// For request 1 with status 0 and [`ProtocolStatus::RequestComplete`] this is
-/// `01 03 00 01 00 08 00 00 00 00 00 00 00 00 00 00` (F11).
+/// `01 03 00 01 00 08 00 00 00 00 00 00 00 00 00 00`.
 pub fn encode_end_request(
     dst: &mut BytesMut,
     request_id: u16,
@@ -94,7 +94,7 @@ pub fn encode_end_request(
 }
 
 /// Appends an `FCGI_UNKNOWN_TYPE` record naming the management record type
-/// the application did not understand (§4.2, F5):
+/// the application did not understand (§4.2):
 /// `01 0b 00 00 00 08 00 00 | T 00 00 00 00 00 00 00`.
 pub fn encode_unknown_type(dst: &mut BytesMut, record_type: u8) {
     put_record(

@@ -3,7 +3,7 @@
 //! A web server may ask, on request id 0 and at any time, for the
 //! application's limits. The application answers with one
 //! `FCGI_GET_VALUES_RESULT` record holding the variables it knows, as decimal
-//! strings, and omits the others (F4).
+//! strings, and omits the others.
 
 use bytes::{Bytes, BytesMut};
 

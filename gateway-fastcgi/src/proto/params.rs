@@ -23,7 +23,7 @@ use super::error::ProtocolError;
 use super::record::RecordType;
 
 /// A long length of 2^31-1 would overflow a C `int` once anything is added to
-/// it (libfcgi rejects it, CVE-2025-23016); it is refused here too (B2).
+/// it (libfcgi rejects it, CVE-2025-23016); it is refused here too.
 const MAX_PAIR_LEN: usize = 0x7fff_fffe;
 
 /// An ordered list of name-value pairs, exactly as received: duplicates are
@@ -173,7 +173,7 @@ fn parse_pair(buf: &[u8]) -> Result<Progress, ProtocolError> {
 /// call [`finish`](Self::finish) at the end of the stream. A pair may be split
 /// across any number of pushes. Pairs that arrive within one push are sliced
 /// out of it without copying; a split pair is reassembled. The total number of
-/// bytes and of pairs is capped (B2), and a pair whose announced lengths
+/// bytes and of pairs is capped, and a pair whose announced lengths
 /// cannot fit under the byte cap is refused as soon as its lengths are known.
 #[derive(Debug)]
 pub struct ParamsDecoder {
@@ -267,7 +267,7 @@ impl ParamsDecoder {
     ///
     /// # Errors
     ///
-    /// The stream stopped inside a pair (B2).
+    /// The stream stopped inside a pair.
     pub fn finish(self) -> Result<Params, ProtocolError> {
         if self.pending.is_empty() {
             Ok(self.params)

@@ -308,7 +308,7 @@ impl Record {
 /// # Errors
 ///
 /// A header whose version is not [`FCGI_VERSION_1`] (checked as soon as the 8
-/// header bytes are in, B1). The connection must then be closed.
+/// header bytes are in). The connection must then be closed.
 pub fn decode(buf: &mut BytesMut) -> Result<Option<Record>, ProtocolError> {
     let Some(head) = buf.first_chunk::<FCGI_HEADER_LEN>() else {
         buf.reserve(FCGI_HEADER_LEN - buf.len());

@@ -21,18 +21,18 @@ use super::record::RecordType;
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Event {
-    /// A request started (F6). Its parameters follow.
+    /// A request started. Its parameters follow.
     Begin {
         /// Request id.
         id: u16,
         /// The role to play.
         role: Role,
         /// Whether `FCGI_KEEP_CONN` was set: if not, the application closes
-        /// the connection once the request ends (F7).
+        /// the connection once the request ends.
         keep_conn: bool,
     },
     /// The whole `FCGI_PARAMS` stream of a request arrived; the application
-    /// can be called now (F10).
+    /// can be called now.
     Params {
         /// Request id.
         id: u16,
@@ -63,7 +63,7 @@ pub enum Event {
         /// Request id.
         id: u16,
     },
-    /// The web server aborted the request (F13). The application should be
+    /// The web server aborted the request. The application should be
     /// cancelled and the request ended with an `FCGI_END_REQUEST` promptly.
     /// Further input for the request is ignored.
     Abort {
@@ -71,7 +71,7 @@ pub enum Event {
         id: u16,
     },
     /// An `FCGI_BEGIN_REQUEST` was refused and already answered with an
-    /// `FCGI_END_REQUEST` carrying this status (F8, F9). The id is not active.
+    /// `FCGI_END_REQUEST` carrying this status. The id is not active.
     Rejected {
         /// Request id.
         id: u16,
@@ -80,13 +80,13 @@ pub enum Event {
         /// [`UnknownRole`](ProtocolStatus::UnknownRole).
         status: ProtocolStatus,
     },
-    /// An `FCGI_GET_VALUES` query, already answered (F4).
+    /// An `FCGI_GET_VALUES` query, already answered.
     GetValues {
         /// The names asked for, known or not.
         names: Vec<Bytes>,
     },
     /// A management record of a type this crate does not handle, already
-    /// answered with `FCGI_UNKNOWN_TYPE` (F5).
+    /// answered with `FCGI_UNKNOWN_TYPE`.
     UnknownManagement {
         /// The record's type byte.
         record_type: u8,
@@ -204,7 +204,7 @@ impl Request {
 }
 
 /// One record of an input byte stream: `Some(data)` for data, `None` for the
-/// end marker, an error after the end marker (B3).
+/// end marker, an error after the end marker.
 fn stream(
     ended: &mut bool,
     id: u16,

@@ -10,9 +10,9 @@ use super::record::RecordType;
 ///
 /// The response goes out as `FCGI_STDOUT` data, then the empty `FCGI_STDOUT`
 /// record; if anything was written to `FCGI_STDERR`, the empty `FCGI_STDERR`
-/// record; then `FCGI_END_REQUEST` (F11). `FCGI_STDOUT` and `FCGI_STDERR`
-/// data may interleave (F12). Empty writes produce no record, so they can
-/// never end a stream early (B9); writes over 65535 bytes are split.
+/// record; then `FCGI_END_REQUEST`. `FCGI_STDOUT` and `FCGI_STDERR`
+/// data may interleave. Empty writes produce no record, so they can
+/// never end a stream early; writes over 65535 bytes are split.
 ///
 /// Each request can own its encoder and buffer, so one slow request does not
 /// hold up the others on a multiplexed connection.

@@ -3,14 +3,13 @@
 
 #![allow(dead_code, unreachable_pub)]
 
-use std::convert::Infallible;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use gateway_core::Body;
-use gateway_fastcgi::Server;
+use gateway_core::{AppBody, Application, Body};
+use gateway_fastcgi::Connections;
 use gateway_fastcgi::proto::{self, Record, RecordType};
-use http::{Request, Response};
+use http::Response;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, DuplexStream};
 
 pub const RESPONDER: u16 = 1;
@@ -24,18 +23,14 @@ pub struct Client<T> {
     buf: BytesMut,
 }
 
-/// Starts `server` on an in-memory connection.
-pub fn connect<S>(server: &mut Server<S>) -> Client<DuplexStream>
+/// Serves an in-memory connection with `conns`; the web server's end.
+pub fn connect<S, B>(conns: &Connections<S, B>) -> Client<DuplexStream>
 where
-    S: tower::Service<Request<Body>, Response = Response<Body>, Error = Infallible>
-        + Clone
-        + Send
-        + Sync
-        + 'static,
-    S::Future: Send,
+    S: Application<B>,
+    B: AppBody,
 {
     let (a, b) = tokio::io::duplex(256 * 1024);
-    tokio::spawn(server.connection(b, None));
+    tokio::spawn(conns.serve_io(b, None));
     Client::new(a)
 }
 
