@@ -249,16 +249,10 @@ impl Environ {
     /// FastCGI stream, end of file on stdin), bounded by
     /// [`Limits::max_body_len`](crate::Limits::max_body_len).
     pub fn body_length(&self) -> Result<BodyLength, InvalidContentLength> {
-        match self.get_nonempty("CONTENT_LENGTH") {
-            Some(b"-1") => Ok(BodyLength::Unknown),
-            Some(v) => parse_decimal(v)
-                .map(BodyLength::Known)
-                .ok_or(InvalidContentLength),
-            None if self.get_nonempty("HTTP_TRANSFER_ENCODING").is_some() => {
-                Ok(BodyLength::Unknown)
-            }
-            None => Ok(BodyLength::None),
-        }
+        BodyLength::from_values(
+            self.get_nonempty("CONTENT_LENGTH"),
+            self.get_nonempty("HTTP_TRANSFER_ENCODING").is_some(),
+        )
     }
 
     /// `CONTENT_LENGTH` as a number: `Ok(None)` when absent or empty,
@@ -391,6 +385,33 @@ pub enum BodyLength {
 }
 
 impl BodyLength {
+    /// The rule of [`Environ::body_length`] over the raw values, for a
+    /// backend that frames the body before it has an environ:
+    /// `content_length` is `CONTENT_LENGTH` (absent or empty: `None`), and
+    /// `transfer_coding` whether `HTTP_TRANSFER_ENCODING` is set.
+    ///
+    /// ```
+    /// use gateway_core::BodyLength;
+    ///
+    /// assert_eq!(BodyLength::from_values(Some(b"12"), false), Ok(BodyLength::Known(12)));
+    /// assert_eq!(BodyLength::from_values(Some(b"-1"), false), Ok(BodyLength::Unknown));
+    /// assert_eq!(BodyLength::from_values(None, true), Ok(BodyLength::Unknown));
+    /// assert!(BodyLength::from_values(Some(b" 5"), false).is_err());
+    /// ```
+    pub fn from_values(
+        content_length: Option<&[u8]>,
+        transfer_coding: bool,
+    ) -> Result<BodyLength, InvalidContentLength> {
+        match content_length.filter(|v| !v.is_empty()) {
+            Some(b"-1") => Ok(BodyLength::Unknown),
+            Some(v) => parse_decimal(v)
+                .map(BodyLength::Known)
+                .ok_or(InvalidContentLength),
+            None if transfer_coding => Ok(BodyLength::Unknown),
+            None => Ok(BodyLength::None),
+        }
+    }
+
     /// The exact length: `Some(0)` for no body, `None` when unknown.
     pub fn exact(self) -> Option<u64> {
         match self {

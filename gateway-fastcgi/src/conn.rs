@@ -455,17 +455,17 @@ where
                     return After::Nothing;
                 };
                 *started += 1;
-                let length = |name: &[u8]| {
-                    params
-                        .get(name)
-                        .and_then(|v| std::str::from_utf8(v).ok())
-                        .and_then(|v| v.trim().parse::<u64>().ok())
-                };
                 let body_timeout = self.shared.handler.limits().get_body_read_timeout();
-                let (stdin_tx, stdin_rx) = input::channel(length(b"CONTENT_LENGTH"), body_timeout);
+                let (stdin_tx, stdin_rx) = input::channel(
+                    input::declared_length(&params, b"CONTENT_LENGTH"),
+                    body_timeout,
+                );
                 slot.stdin = Some(stdin_tx);
                 let filter = if slot.role == Role::Filter {
-                    let (tx, rx) = input::channel(length(b"FCGI_DATA_LENGTH"), body_timeout);
+                    let (tx, rx) = input::channel(
+                        input::declared_length(&params, b"FCGI_DATA_LENGTH"),
+                        body_timeout,
+                    );
                     slot.data = Some(tx);
                     Some(FilterData::new(rx))
                 } else {

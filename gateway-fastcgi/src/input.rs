@@ -272,3 +272,17 @@ impl FilterData {
         self.body.lock().ok().and_then(|mut b| b.take())
     }
 }
+
+/// The exact length of a stream the web server declared in `params`
+/// (`CONTENT_LENGTH` for FCGI_STDIN, `FCGI_DATA_LENGTH` for FCGI_DATA), by
+/// the core's one rule: digits are a length; `-1` (Caddy, Go's client) or
+/// nothing means the stream is read to its end record, which FastCGI always
+/// sends, so no body is ever lost for want of a length. A malformed value
+/// is read to the end too: the handler answers such a request 400 before
+/// the application could read it.
+pub(crate) fn declared_length(params: &crate::proto::Params, name: &[u8]) -> Option<u64> {
+    match gateway_core::BodyLength::from_values(params.get(name).map(|v| &v[..]), false) {
+        Ok(gateway_core::BodyLength::Known(n)) => Some(n),
+        _ => None,
+    }
+}

@@ -439,21 +439,24 @@ where
     /// The request's input queues and gateway; `stdin_ended`: its
     /// FCGI_STDIN has already ended, empty.
     fn start(&mut self, p: Pending, params: crate::proto::Params, stdin_ended: bool) -> Started {
-        let length = |name: &[u8]| {
-            params
-                .get(name)
-                .and_then(|v| std::str::from_utf8(v).ok())
-                .and_then(|v| v.trim().parse::<u64>().ok())
-        };
         let body_timeout = self.shared.handler.limits().get_body_read_timeout();
         let (stdin_tx, stdin_rx) = if stdin_ended {
-            (None, InputBody::ended(length(b"CONTENT_LENGTH")))
+            (
+                None,
+                InputBody::ended(input::declared_length(&params, b"CONTENT_LENGTH")),
+            )
         } else {
-            let (tx, rx) = input::channel(length(b"CONTENT_LENGTH"), body_timeout);
+            let (tx, rx) = input::channel(
+                input::declared_length(&params, b"CONTENT_LENGTH"),
+                body_timeout,
+            );
             (Some(tx), rx)
         };
         let (data, filter) = if p.role == Role::Filter {
-            let (tx, rx) = input::channel(length(b"FCGI_DATA_LENGTH"), body_timeout);
+            let (tx, rx) = input::channel(
+                input::declared_length(&params, b"FCGI_DATA_LENGTH"),
+                body_timeout,
+            );
             (Some(tx), Some(FilterData::new(rx)))
         } else {
             (None, None)

@@ -336,3 +336,37 @@ async fn head_and_idle_deadlines() {
         );
     }
 }
+
+/// A body of unknown length (`CONTENT_LENGTH: -1`, what Caddy and Go's
+/// FastCGI client send for a chunked upload, or no length at all) is read
+/// to the end of FCGI_STDIN, whole; a malformed length is a 400 without
+/// calling the application.
+#[tokio::test]
+async fn unknown_length_is_read_to_the_end_of_stdin() {
+    for multiplex in [false, true] {
+        for length in ["-1", ""] {
+            let mut c = connect(&server(reader(), multiplex, Limits::default()));
+            c.begin(1, RESPONDER, KEEP_CONN, &pairs(&post(length))).await;
+            c.stream(RecordType::Stdin, 1, &[b'x'; 70_000], false).await;
+            c.stream(RecordType::Stdin, 1, b"", true).await;
+            let r = c.response(1).await;
+            assert!(
+                r.text().starts_with("Status: 200") && r.text().ends_with("read 70000"),
+                "multiplex {multiplex}, length {length:?}: {}",
+                r.text()
+            );
+        }
+        for bad in ["+5", " 5", "abc", "-2"] {
+            let mut c = connect(&server(reader(), multiplex, Limits::default()));
+            c.begin(1, RESPONDER, KEEP_CONN, &pairs(&post(bad))).await;
+            c.stream(RecordType::Stdin, 1, b"12345", false).await;
+            c.stream(RecordType::Stdin, 1, b"", true).await;
+            let r = c.response(1).await;
+            assert!(
+                r.text().starts_with("Status: 400"),
+                "multiplex {multiplex}, length {bad:?}: {}",
+                r.text()
+            );
+        }
+    }
+}

@@ -3,9 +3,6 @@
 
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::time::Instant;
-
 use super::listener::Stream;
 
 /// How long [`linger_close`] reads and discards what the peer still sends.
@@ -19,20 +16,8 @@ pub const LINGER_MAX_BYTES: u64 = 16 << 20;
 /// [`LINGER_MAX_BYTES`]. Closing a socket with unread input makes the kernel
 /// send a reset, which can destroy the response before the peer has read
 /// it. `write_timeout` bounds the end of our side.
-pub async fn linger_close(mut stream: Stream, write_timeout: Duration) {
-    let shut = tokio::time::timeout(write_timeout, stream.shutdown()).await;
-    if !matches!(shut, Ok(Ok(()))) {
-        return;
-    }
-    let deadline = Instant::now() + LINGER_TIME;
-    let mut scratch = vec![0u8; 16 * 1024];
-    let mut discarded = 0u64;
-    while discarded <= LINGER_MAX_BYTES {
-        match tokio::time::timeout_at(deadline, stream.read(&mut scratch)).await {
-            Ok(Ok(0)) | Ok(Err(_)) | Err(_) => break,
-            Ok(Ok(n)) => discarded += n as u64,
-        }
-    }
+pub async fn linger_close(stream: Stream, write_timeout: Duration) {
+    super::any_stream::linger_close_io(stream, write_timeout).await;
 }
 
 /// Whether no byte is waiting to be read on `stream` right now. A
