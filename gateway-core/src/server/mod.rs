@@ -33,6 +33,7 @@ mod shutdown;
 mod sniff;
 mod stall;
 pub mod systemd;
+mod timed_io;
 
 pub use accept::{Connection, Refusal, serve};
 pub use addr::{InvalidListenAddr, ListenAddr};
@@ -41,3 +42,4 @@ pub use listener::{BindOptions, DEFAULT_BACKLOG, Listener, Replay, Stream};
 pub use shutdown::{Shutdown, Watch, signal};
 pub use sniff::{Sniffed, sniff, sniff_stream};
 pub use stall::Stall;
+pub use timed_io::TimedIo;
