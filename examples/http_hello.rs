@@ -6,7 +6,10 @@
 //! cargo run --example http_hello -- unix:/tmp/hello.sock
 //! ```
 //!
-//! Stop it with Ctrl-C: requests in flight are finished first.
+//! The address is a `gateway_http::ListenAddr` (an IP address and port, not
+//! a host name). Stop it with Ctrl-C or SIGTERM: requests in flight are
+//! finished first. `gateway_http::Server` has the settings this one-liner
+//! leaves at their defaults.
 
 use std::convert::Infallible;
 use std::process::ExitCode;
@@ -36,7 +39,7 @@ async fn main() -> ExitCode {
     match gateway_http::serve(&addr, app).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("http_hello: {addr}: {e}");
+            eprintln!("http_hello: {e}");
             ExitCode::FAILURE
         }
     }

@@ -48,7 +48,7 @@ async fn main() -> ExitCode {
     match gateway_http::serve(&addr, app).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("validate: {addr}: {e}");
+            eprintln!("validate: {e}");
             ExitCode::FAILURE
         }
     }

@@ -2,44 +2,28 @@
 
 use std::process::ExitCode;
 
-use gateway_core::server::{Listener, Shutdown, signal};
+use gateway_http::{ListenAddr, Server};
 use gateway_test::conformance::Conformance;
 
-/// Serves `app` over HTTP on `addr` (`HOST:PORT` or `unix:PATH`) until
-/// SIGTERM or SIGINT.
+/// Serves `app` over HTTP on `addr` (`HOST:PORT`, `unix:PATH`, `fd:0`,
+/// `systemd`) on a current-thread runtime, until SIGTERM or SIGINT.
 pub(crate) fn run(addr: Option<&str>, app: Conformance) -> ExitCode {
     let Some(addr) = addr else {
         eprintln!("conformance http: an address is required (HOST:PORT or unix:PATH)");
         return ExitCode::from(2);
     };
-    let rt = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
+    let addr: ListenAddr = match addr.parse() {
+        Ok(a) => a,
         Err(e) => {
-            eprintln!("conformance http: cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
+            eprintln!("conformance http: {e}");
+            return ExitCode::from(2);
         }
     };
-    rt.block_on(async {
-        let listener = match Listener::bind(addr).await {
-            Ok(l) => l,
-            Err(e) => {
-                eprintln!("conformance http: cannot listen on {addr}: {e}");
-                return ExitCode::FAILURE;
-            }
-        };
-        let shutdown = Shutdown::new();
-        shutdown.trigger_on(signal());
-        let mut server = gateway_http::Server::new();
-        server.shutdown(shutdown);
-        match server.serve(listener, app).await {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("conformance http: {e}");
-                ExitCode::FAILURE
-            }
+    match Server::new().worker_threads(1).run(&addr, app) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("conformance http: {e}");
+            ExitCode::FAILURE
         }
-    })
+    }
 }

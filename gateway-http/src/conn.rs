@@ -9,7 +9,7 @@ use std::task::{Context, Poll, Wake, Waker};
 use std::time::Duration;
 
 use bytes::Bytes;
-use gateway_core::server::Connection;
+use gateway_core::server::{Connection, Shutdown, TimedIo};
 use gateway_core::{AppBody, Application, Body, BoxError, ErrorStream, Handler};
 use http::{Request, Response};
 use http_body::{Body as _, Frame, SizeHint};
@@ -19,7 +19,6 @@ use hyper_util::server::conn::auto;
 
 use crate::body::RequestBody;
 use crate::gateway::{Addrs, HttpGateway, SharedExchange};
-use crate::io::TimedIo;
 use crate::stream::{SendClock, StreamExecutor, current_clock};
 
 /// How long a connection that is closing, with no request in flight, may
@@ -33,9 +32,12 @@ pub(crate) struct Shared<S> {
     pub(crate) builder: auto::Builder<StreamExecutor>,
     pub(crate) server_software: Option<Bytes>,
     pub(crate) errors: ErrorStream,
+    /// The server's shutdown, watched besides the connection's own.
+    pub(crate) shutdown: Shutdown,
 }
 
-/// Serves one accepted connection until it closes or the server stops.
+/// Serves one accepted connection until it closes, or gracefully closes it
+/// once the shutdown it came with, or the server's own, starts.
 pub(crate) async fn serve_connection<S, B>(conn: Connection, shared: Arc<Shared<S>>)
 where
     S: Application<B>,
@@ -68,19 +70,24 @@ where
         let in_flight = InFlight::start(&svc_activity);
         respond(req, svc_shared.clone(), addrs.clone(), last, in_flight)
     });
-    let io = TokioIo::new(TimedIo::new(
-        stream,
-        limits.get_head_read_timeout(),
-        limits.get_write_timeout(),
-    ));
+    // A client that takes nothing written to it for write_timeout is gone.
+    // hyper's own header read timeout only starts once it has seen enough
+    // bytes to tell HTTP/1 from HTTP/2, so the wait for the first byte is
+    // bounded here.
+    let io = TokioIo::new(
+        TimedIo::new(stream, limits.get_write_timeout())
+            .first_byte_timeout(limits.get_head_read_timeout()),
+    );
     let c = shared.builder.serve_connection(io, svc);
     tokio::pin!(c);
     // The server stopping, or the connection idle: polled only when one of
     // them woke the task, not on every wake-up hyper's I/O causes.
     let idle = limits.get_idle_timeout();
+    let mut server_stopping = shared.shutdown.watch();
     let control = Gated::new(async {
         tokio::select! {
             _ = shutdown.stopping() => "the server is stopping",
+            _ = server_stopping.stopping() => "the server is stopping",
             () = activity.idle(idle) => "the connection is idle",
         }
     });

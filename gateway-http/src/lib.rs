@@ -15,15 +15,26 @@
 //!
 //! ```no_run
 //! # async fn run() -> std::io::Result<()> {
-//! let app = tower::service_fn(|_req: http::Request<gateway_core::Body>| async {
+//! let app = tower::service_fn(|_req: http::Request<gateway_http::Body>| async {
 //!     Ok::<_, std::convert::Infallible>(http::Response::new("Hello, world!\n".to_string()))
 //! });
 //! gateway_http::serve("127.0.0.1:8000", app).await
 //! # }
 //! ```
 //!
-//! [`Server`] configures limits, the handler, HTTP/2 and shutdown; it serves
-//! on any [`gateway_core::server::Listener`] (TCP or a Unix socket).
+//! [`serve`] listens on an address and stops gracefully on SIGTERM or
+//! SIGINT. [`Server`] holds the settings (handler, limits, the `Server`
+//! header, HTTP/2, shutdown, runtime threads) and serves in three ways:
+//!
+//! - [`Server::run`]: the whole `main`, on a runtime of its own, with
+//!   systemd socket activation and readiness, stopping on SIGTERM;
+//! - [`Server::serve`]: on a [`Listener`] (TCP, a Unix socket, the socket
+//!   on fd 0, a systemd socket), on the caller's runtime, until the
+//!   [`Shutdown`];
+//! - [`Server::connections`]: the server with its application
+//!   ([`Connections`]), which serves and refuses accepted connections one by
+//!   one, for an accept loop of your own or a socket shared with other
+//!   protocols.
 //!
 //! ## Behaviour
 //!
@@ -70,29 +81,37 @@
 mod body;
 mod conn;
 mod gateway;
-mod io;
 mod refuse;
 mod server;
 mod stream;
 
-pub use server::{SERVER_SOFTWARE, Server};
+pub use gateway_core::server::{ListenAddr, Listener, Shutdown};
+pub use gateway_core::{Body, BoxError, ErrorStream, Handler, HandlerBuilder, Limits, PathView};
+pub use server::{Connections, Server};
 
-use gateway_core::server::{BindOptions, Listener, Shutdown, signal};
 use gateway_core::{AppBody, Application};
 
-/// Serves `app` on `addr` (`HOST:PORT` or `unix:PATH`) with the defaults,
-/// until SIGTERM or SIGINT; in-flight requests then get the shutdown's
-/// deadline to finish. The socket's listen backlog is the default
-/// [`Limits::listen_backlog`](gateway_core::Limits::listen_backlog).
+/// Serves `app` over HTTP on `addr` with the default [`Server`], until
+/// SIGTERM or SIGINT; the requests in flight then get the grace period
+/// (30 s) to finish. `addr` is a [`ListenAddr`]: `HOST:PORT` with an IP
+/// address, `unix:PATH[?mode=OCTAL]`, `fd:0`, `systemd` or `systemd:NAME`
+/// (for systemd sockets prefer [`Server::run`], which adopts them before
+/// any thread starts). The socket's listen backlog is the default
+/// [`Limits::listen_backlog`]. Logs "HTTP server listening on ADDR" at info
+/// level and tells systemd when it is ready and when it stops.
+///
+/// # Errors
+///
+/// [`io::ErrorKind::InvalidInput`](std::io::ErrorKind::InvalidInput) for an
+/// address that cannot be read (the message names the accepted forms);
+/// the error of opening it otherwise.
 pub async fn serve<S, B>(addr: &str, app: S) -> std::io::Result<()>
 where
     S: Application<B>,
     B: AppBody,
 {
-    let backlog = gateway_core::Limits::default().get_listen_backlog();
-    let listener =
-        Listener::bind_with(addr, BindOptions::new().remove_stale(true).backlog(backlog)).await?;
-    let shutdown = Shutdown::new();
-    shutdown.trigger_on(signal());
-    Server::new().shutdown(shutdown).serve(listener, app).await
+    let addr: ListenAddr = addr
+        .parse()
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+    Server::new().serve_addr(&addr, app).await
 }

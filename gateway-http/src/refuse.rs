@@ -43,10 +43,36 @@ struct Answers {
 ///
 /// then closes with a lingering close, so a request body the client is
 /// still sending cannot turn the close into a reset that destroys the
-/// answer. The core bounds the whole refusal by `Refusal::TIME_LIMIT`.
-pub(crate) fn refusal(server_software: Option<&Bytes>, write_timeout: Duration) -> Refusal {
-    let answers = answers(server_software);
-    Refusal::new(move |stream| refuse(stream, answers.clone(), write_timeout))
+/// answer. Each step is bounded (the reads by `READ_TIME`, the write by
+/// `write_timeout`, the lingering close by the core's limits); the core's
+/// accept loop also bounds the whole refusal by `Refusal::TIME_LIMIT`.
+#[derive(Clone)]
+pub(crate) struct Refuser {
+    answers: Answers,
+    write_timeout: Duration,
+}
+
+impl Refuser {
+    pub(crate) fn new(server_software: Option<&Bytes>, write_timeout: Duration) -> Self {
+        Self {
+            answers: answers(server_software),
+            write_timeout,
+        }
+    }
+
+    /// Answers `stream` busy and closes it.
+    pub(crate) async fn refuse(&self, stream: Stream) {
+        refuse(stream, &self.answers, self.write_timeout).await;
+    }
+
+    /// The refusal for the core's accept loop.
+    pub(crate) fn refusal(&self) -> Refusal {
+        let this = self.clone();
+        Refusal::new(move |stream| {
+            let this = this.clone();
+            async move { this.refuse(stream).await }
+        })
+    }
 }
 
 fn answers(server_software: Option<&Bytes>) -> Answers {
@@ -110,7 +136,7 @@ fn classify(got: &[u8], finished: bool) -> Seen {
     Seen::More
 }
 
-async fn refuse(mut stream: Stream, answers: Answers, write_timeout: Duration) {
+async fn refuse(mut stream: Stream, answers: &Answers, write_timeout: Duration) {
     let deadline = Instant::now() + READ_TIME;
     let mut buf = vec![0u8; READ_MAX];
     let mut n = 0;
@@ -131,12 +157,12 @@ async fn refuse(mut stream: Stream, answers: Answers, write_timeout: Duration) {
         }
     };
     let answer = match seen {
-        Seen::Http2 => answers.http2,
-        Seen::Http1 { head: true } => answers.http1_head,
-        Seen::Http1 { head: false } | Seen::More => answers.http1,
+        Seen::Http2 => &answers.http2,
+        Seen::Http1 { head: true } => &answers.http1_head,
+        Seen::Http1 { head: false } | Seen::More => &answers.http1,
     };
     tracing::debug!("at the connection limit; answered busy");
-    let written = tokio::time::timeout(write_timeout, stream.write_all(&answer)).await;
+    let written = tokio::time::timeout(write_timeout, stream.write_all(answer)).await;
     if matches!(written, Ok(Ok(()))) {
         linger_close(stream, write_timeout).await;
     }

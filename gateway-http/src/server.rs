@@ -1,28 +1,50 @@
-//! The server builder.
+//! The server's settings, and the server with its application.
 
+use std::fmt;
+use std::future::{Future, poll_fn};
 use std::io;
+use std::marker::PhantomData;
+use std::pin::pin;
 use std::sync::Arc;
+use std::task::Poll;
+use std::time::Duration;
 
 use bytes::Bytes;
-use gateway_core::server::{self, Listener, Shutdown};
-use gateway_core::{AppBody, Application, ErrorStream, Handler};
+use gateway_core::server::{
+    self, BindOptions, Connection, ListenAddr, Listener, Refusal, Shutdown, Stream, systemd,
+};
+use gateway_core::{AppBody, Application, ErrorStream, Handler, Limits, PathView};
 use hyper_util::rt::TokioTimer;
 use hyper_util::server::conn::auto;
 
 use crate::conn::{Shared, serve_connection};
-use crate::refuse;
+use crate::refuse::Refuser;
 use crate::stream::StreamExecutor;
 
 const HYPER_DEFAULT_MAX_HEADERS: usize = 100;
 
-/// The `Server` header and `SERVER_SOFTWARE` of this crate.
-pub const SERVER_SOFTWARE: &str = concat!("gateway-http/", env!("CARGO_PKG_VERSION"));
+/// The default `Server` header and `SERVER_SOFTWARE`.
+const SERVER_SOFTWARE: &str = concat!("gateway-http/", env!("CARGO_PKG_VERSION"));
 
-/// An HTTP server: configure it, then [`serve`](Server::serve) an
-/// application on a [`Listener`].
+/// An HTTP server's settings: configure it, then serve an application with
+/// [`run`](Server::run) (the whole `main`: its own runtime, signals,
+/// systemd), [`serve`](Server::serve) (on a [`Listener`], on the caller's
+/// runtime) or [`connections`](Server::connections) (connection by
+/// connection, for an accept loop of your own). The server holds no
+/// application; one `Server` can serve several.
 ///
-/// The [`Handler`]'s [`Limits`](gateway_core::Limits) set the protocol
-/// limits:
+/// | setting | default |
+/// |---|---|
+/// | [`handler`](Server::handler): error page, base environ, limits, path view, failure summaries | [`Handler::new()`] |
+/// | [`limits`](Server::limits), [`max_connections`](Server::max_connections): the handler's limits | [`Limits::default()`] |
+/// | [`path_view`](Server::path_view): the path the application routes on | [`PathView::Full`] |
+/// | [`server_software`](Server::server_software): the `Server` header and `SERVER_SOFTWARE` | `gateway-http/VERSION` |
+/// | [`http2`](Server::http2): HTTP/2 with prior knowledge besides HTTP/1.x | on |
+/// | [`error_stream`](Server::error_stream): each request's error stream | standard error |
+/// | [`shutdown`](Server::shutdown), [`grace_period`](Server::grace_period): what stops the server, and the time in-flight requests then get | a new [`Shutdown`], 30 s |
+/// | [`worker_threads`](Server::worker_threads): the threads of [`run`](Server::run)'s runtime | tokio's default |
+///
+/// The handler's [`Limits`] set the protocol limits:
 ///
 /// | limit | how |
 /// |---|---|
@@ -35,6 +57,7 @@ pub const SERVER_SOFTWARE: &str = concat!("gateway-http/", env!("CARGO_PKG_VERSI
 /// | `idle_timeout` | a connection with no request for this long (to twice that) is closed gracefully (HTTP/2: GOAWAY); HTTP/2: a client silent this long gets a PING |
 /// | `max_requests_per_connection` | HTTP/1.x: the last response says `Connection: close` and the connection closes after it |
 /// | `max_connections` | past it, a new connection is answered at once: 503 with `Retry-After: 1` (HTTP/2 prior knowledge: GOAWAY with REFUSED_STREAM), then closed |
+/// | `listen_backlog` | the backlog of a socket [`run`](Server::run) or [`serve`](crate::serve()) binds |
 ///
 /// A graceful close (an idle HTTP/2 connection's GOAWAY, the server
 /// stopping) lets the requests in flight finish; once none is left, the
@@ -42,38 +65,35 @@ pub const SERVER_SOFTWARE: &str = concat!("gateway-http/", env!("CARGO_PKG_VERSI
 /// is dropped. The crate's README has a table of every connection state and
 /// the timeout that bounds it.
 ///
-/// ```no_run
-/// # async fn run() -> std::io::Result<()> {
-/// use gateway_core::server::{Listener, Shutdown, signal};
+/// hyper writes every response head: the status line (HTTP/1.1, or
+/// HTTP/1.0 to an HTTP/1.0 client), `Date`, and the `Server` header of
+/// [`server_software`](Server::server_software). The handler's own
+/// origin-server settings (`HandlerBuilder::http_version`,
+/// `HandlerBuilder::server_software`) are not used by this server, so any
+/// [`Handler`] serves correct HTTP.
 ///
-/// let app = tower::service_fn(|_req: http::Request<gateway_core::Body>| async {
+/// ```no_run
+/// use std::time::Duration;
+///
+/// let app = tower::service_fn(|_req: http::Request<gateway_http::Body>| async {
 ///     Ok::<_, std::convert::Infallible>(http::Response::new("hi\n".to_string()))
 /// });
-/// let shutdown = Shutdown::new();
-/// shutdown.trigger_on(signal());
+/// let addr = "127.0.0.1:8000".parse().expect("a listen address");
 /// gateway_http::Server::new()
-///     .shutdown(shutdown)
-///     .serve(Listener::bind("127.0.0.1:8000").await?, app)
-///     .await
-/// # }
+///     .max_connections(256)
+///     .grace_period(Duration::from_secs(10))
+///     .run(&addr, app)
+/// # .unwrap()
 /// ```
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct Server {
     handler: Handler,
     shutdown: Shutdown,
+    grace_period: Option<Duration>,
     http2: bool,
     server_software: Option<Bytes>,
     errors: ErrorStream,
-}
-
-impl std::fmt::Debug for Server {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Server")
-            .field("handler", &self.handler)
-            .field("http2", &self.http2)
-            .field("server_software", &self.server_software)
-            .finish_non_exhaustive()
-    }
+    worker_threads: Option<usize>,
 }
 
 impl Default for Server {
@@ -83,53 +103,117 @@ impl Default for Server {
 }
 
 impl Server {
-    /// HTTP/1.1 and HTTP/2 (prior knowledge), the default [`Handler`] with
-    /// [`SERVER_SOFTWARE`] as its `Server` header, a shutdown that nothing
-    /// triggers.
+    /// The defaults (see [`Server`]): HTTP/1.x and HTTP/2 with prior
+    /// knowledge, the default [`Handler`], `gateway-http/VERSION` as the
+    /// `Server` header, a shutdown that nothing triggers but
+    /// [`run`](Server::run)'s signals.
     pub fn new() -> Self {
         Self {
-            handler: Handler::builder()
-                .server_software(SERVER_SOFTWARE)
-                .http_version(http::Version::HTTP_11)
-                .build(),
+            handler: Handler::new(),
             shutdown: Shutdown::new(),
+            grace_period: None,
             http2: true,
             server_software: Some(Bytes::from_static(SERVER_SOFTWARE.as_bytes())),
             errors: ErrorStream::stderr(),
+            worker_threads: None,
         }
     }
 
-    /// The handler (error page, limits, mount prefix). Its
-    /// `server_software` is not seen here: set [`server_software`](Server::server_software).
+    /// The handler: error page, base environ, limits, path view, failure
+    /// summaries. Its origin-server settings (`http_version`,
+    /// `server_software`) are not used here: hyper writes the status line,
+    /// and [`server_software`](Server::server_software) sets the `Server`
+    /// header and `SERVER_SOFTWARE`. Replaces what
+    /// [`limits`](Server::limits), [`max_connections`](Server::max_connections)
+    /// and [`path_view`](Server::path_view) set before it.
     pub fn handler(&mut self, handler: Handler) -> &mut Self {
         self.handler = handler;
         self
     }
 
-    /// The `Server` response header and `SERVER_SOFTWARE`; `None` for none.
-    pub fn server_software(&mut self, software: Option<Bytes>) -> &mut Self {
-        self.server_software = software;
+    /// The limits and timeouts (see [`Server`] for what each bounds): the
+    /// handler's, changed.
+    pub fn limits(&mut self, limits: Limits) -> &mut Self {
+        self.handler = self.handler.to_builder().limits(limits).build();
         self
+    }
+
+    /// Which path the application routes on (see [`PathView`]): the
+    /// handler's, changed. Over HTTP `SCRIPT_NAME` is empty, so only a
+    /// [`PathView::Mount`] prefix changes anything.
+    pub fn path_view(&mut self, view: PathView) -> &mut Self {
+        self.handler = self.handler.to_builder().path_view(view).build();
+        self
+    }
+
+    /// The most connections served at once: the handler's
+    /// [`Limits::max_connections`], changed. Past it, a new connection gets
+    /// a busy answer at once.
+    pub fn max_connections(&mut self, n: usize) -> &mut Self {
+        let mut limits = self.handler.limits().clone();
+        limits.max_connections(n);
+        self.limits(limits)
     }
 
     /// Where each request's error stream (wsgi.errors) goes: application
     /// failures and validator messages. Default: standard error, as in
     /// wsgiref's `simple_server`.
-    pub fn errors(&mut self, errors: ErrorStream) -> &mut Self {
+    pub fn error_stream(&mut self, errors: ErrorStream) -> &mut Self {
         self.errors = errors;
         self
     }
 
-    /// The shutdown that stops the server (stop accepting, finish in-flight
-    /// requests, close idle connections).
+    /// The shutdown that stops the server: triggered (through any clone),
+    /// the server stops accepting, lets the requests in flight finish up to
+    /// the grace period, closes idle connections, and
+    /// [`serve`](Server::serve) returns. A [`grace_period`](Server::grace_period)
+    /// set on this server applies to it too.
     pub fn shutdown(&mut self, shutdown: Shutdown) -> &mut Self {
         self.shutdown = shutdown;
+        if let Some(d) = self.grace_period {
+            self.shutdown.deadline(d);
+        }
         self
     }
 
-    /// Whether HTTP/2 with prior knowledge is accepted besides HTTP/1.x.
+    /// A handle on the server's shutdown: trigger it to stop the server.
+    pub fn shutdown_handle(&self) -> Shutdown {
+        self.shutdown.clone()
+    }
+
+    /// How long the requests in flight get once the shutdown starts; past
+    /// it their connections are dropped. Default: the shutdown's deadline
+    /// (30 s for a new one).
+    pub fn grace_period(&mut self, period: Duration) -> &mut Self {
+        self.grace_period = Some(period);
+        self.shutdown.deadline(period);
+        self
+    }
+
+    /// The worker threads of the runtime [`run`](Server::run) builds: 1 for
+    /// a current-thread runtime (every connection on the main thread), more
+    /// for a multi-threaded one; 0 for tokio's default (a multi-threaded
+    /// runtime with a thread per core), which is also the default.
+    pub fn worker_threads(&mut self, n: usize) -> &mut Self {
+        self.worker_threads = (n > 0).then_some(n);
+        self
+    }
+
+    /// Whether HTTP/2 with prior knowledge is accepted besides HTTP/1.x
+    /// (default: yes).
     pub fn http2(&mut self, yes: bool) -> &mut Self {
         self.http2 = yes;
+        self
+    }
+
+    /// The `Server` response header and the `SERVER_SOFTWARE` variable;
+    /// `None` for no header and an empty `SERVER_SOFTWARE`. Default:
+    /// `gateway-http/VERSION`. This is the only setting for both: the
+    /// handler's `server_software` is not used by this server, and a
+    /// `SERVER_SOFTWARE` in the handler's base environ is replaced. A
+    /// `Server` header the application sets is kept.
+    pub fn server_software(&mut self, software: Option<Bytes>) -> &mut Self {
+        self.server_software = software;
         self
     }
 
@@ -165,28 +249,221 @@ impl Server {
         b
     }
 
-    /// Serves `app` on `listener` until the shutdown is triggered and the
-    /// connections have finished (or its deadline passed).
+    /// This server with `app`: what serves connections one by one (see
+    /// [`Connections`]). The settings are taken now; changing the server
+    /// afterwards does not change them.
+    pub fn connections<S, B>(&self, app: S) -> Connections<S, B>
+    where
+        S: Application<B>,
+        B: AppBody,
+    {
+        let limits = self.handler.limits();
+        Connections {
+            shared: Arc::new(Shared {
+                app,
+                handler: self.handler.clone(),
+                builder: self.hyper_builder(),
+                server_software: self.server_software.clone(),
+                errors: self.errors.clone(),
+                shutdown: self.shutdown.clone(),
+            }),
+            refuser: Refuser::new(self.server_software.as_ref(), limits.get_write_timeout()),
+            max_connections: limits.get_max_connections(),
+            _body: PhantomData,
+        }
+    }
+
+    /// Serves `app` on `listener`, on the caller's runtime, until the
+    /// shutdown is triggered and the connections have finished (or the
+    /// grace period passed). Signals are the caller's business: see
+    /// [`run`](Server::run) and [`serve`](crate::serve()) for servers that
+    /// stop on SIGTERM. The same as `self.connections(app).serve(listener)`.
+    ///
+    /// # Errors
+    ///
+    /// None in practice: failed accepts are logged and the loop goes on.
     pub async fn serve<S, B>(&self, listener: Listener, app: S) -> io::Result<()>
     where
         S: Application<B>,
         B: AppBody,
     {
-        let shared = Arc::new(Shared {
-            app,
-            handler: self.handler.clone(),
-            builder: self.hyper_builder(),
-            server_software: self.server_software.clone(),
-            errors: self.errors.clone(),
-        });
-        let limits = self.handler.limits();
-        let refusal = refuse::refusal(self.server_software.as_ref(), limits.get_write_timeout());
+        self.connections(app).serve(listener).await
+    }
+
+    /// The whole `main` of an HTTP server: adopts the sockets systemd
+    /// passed (first, before any thread starts), builds a runtime (see
+    /// [`worker_threads`](Server::worker_threads)), opens `addr` (with the
+    /// handler's [`Limits::listen_backlog`]), logs "HTTP server listening
+    /// on ADDR" at info level, tells systemd it is ready, and serves `app`
+    /// until SIGTERM or SIGINT (or the server's shutdown): then it tells
+    /// systemd it is stopping, stops accepting, and lets the requests in
+    /// flight finish within the [grace period](Server::grace_period).
+    ///
+    /// # Errors
+    ///
+    /// The runtime cannot be built, or `addr` cannot be opened.
+    pub fn run<S, B>(&self, addr: &ListenAddr, app: S) -> io::Result<()>
+    where
+        S: Application<B>,
+        B: AppBody,
+    {
+        systemd::adopt();
+        let mut rt = match self.worker_threads {
+            Some(1) => tokio::runtime::Builder::new_current_thread(),
+            Some(n) => {
+                let mut rt = tokio::runtime::Builder::new_multi_thread();
+                rt.worker_threads(n);
+                rt
+            }
+            None => tokio::runtime::Builder::new_multi_thread(),
+        };
+        let rt = rt.enable_all().build()?;
+        rt.block_on(self.serve_addr(addr, app))
+    }
+
+    /// Opens `addr` and serves `app` until a signal or the shutdown.
+    pub(crate) async fn serve_addr<S, B>(&self, addr: &ListenAddr, app: S) -> io::Result<()>
+    where
+        S: Application<B>,
+        B: AppBody,
+    {
+        let mut opts = BindOptions::new();
+        opts.backlog(self.handler.limits().get_listen_backlog());
+        let listener = addr
+            .listen(&opts)
+            .await
+            .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}")))?;
+        let local = listener.local_addr_string();
+        let conns = self.connections(app);
+        until_signal(conns.serve(listener), &self.shutdown, || {
+            // Once the signal handlers are in place: a SIGTERM right after
+            // the service manager heard of it is a graceful stop.
+            tracing::info!("HTTP server listening on {local}");
+            systemd::notify_ready(&format!("serving HTTP on {local}"));
+        })
+        .await
+    }
+}
+
+/// Runs `serving` until it ends. SIGTERM or SIGINT trigger `shutdown`; once
+/// the shutdown starts (by a signal or otherwise) the service manager hears
+/// the server is stopping, and `serving` gets to finish. `ready` is called
+/// once the signal handlers are installed.
+async fn until_signal(
+    serving: impl Future<Output = io::Result<()>>,
+    shutdown: &Shutdown,
+    ready: impl FnOnce(),
+) -> io::Result<()> {
+    let mut signal = pin!(server::signal());
+    // The first poll installs the handlers.
+    let mut signalled = poll_fn(|cx| Poll::Ready(signal.as_mut().poll(cx).is_ready())).await;
+    ready();
+    let mut serving = pin!(serving);
+    let mut watch = shutdown.watch();
+    if !signalled {
+        tokio::select! {
+            r = &mut serving => return r,
+            () = &mut signal => signalled = true,
+            () = watch.stopping() => {}
+        }
+    }
+    if signalled {
+        tracing::info!("stopping on a signal: finishing the requests in flight");
+        shutdown.trigger();
+    }
+    systemd::notify_stopping("stopping");
+    serving.await
+}
+
+/// The server with its application: serves accepted connections one by one,
+/// for an accept loop of your own and for one socket serving several
+/// protocols (tell a connection's protocol with
+/// [`Connection::sniff`](gateway_core::server::Connection::sniff), then hand
+/// it here). [`serve`](Connections::serve) is the whole accept loop. Cheap
+/// to clone; made by [`Server::connections`].
+pub struct Connections<S, B> {
+    shared: Arc<Shared<S>>,
+    refuser: Refuser,
+    max_connections: usize,
+    _body: PhantomData<fn() -> B>,
+}
+
+impl<S, B> Clone for Connections<S, B> {
+    fn clone(&self) -> Self {
+        Self {
+            shared: self.shared.clone(),
+            refuser: self.refuser.clone(),
+            max_connections: self.max_connections,
+            _body: PhantomData,
+        }
+    }
+}
+
+impl<S, B> fmt::Debug for Connections<S, B> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Connections")
+            .field("handler", &self.shared.handler)
+            .field("server_software", &self.shared.server_software)
+            .field("max_connections", &self.max_connections)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S, B> Connections<S, B>
+where
+    S: Application<B>,
+    B: AppBody,
+{
+    /// Serves one accepted connection (HTTP/1.x, or HTTP/2 with prior
+    /// knowledge) until it closes. Its stream may be any
+    /// [`Stream`]: TCP, a Unix socket, or one whose first bytes were read
+    /// already and are replayed ([`Stream::replay`]). It closes gracefully
+    /// when its [`Connection::shutdown`] watch or the server's shutdown
+    /// reports stopping, or after it has been idle (see [`Server`]).
+    ///
+    /// No connection cap is applied here: the accept loop counts.
+    pub async fn serve_connection(&self, conn: Connection) {
+        serve_connection(conn, self.shared.clone()).await;
+    }
+
+    /// Answers a connection this server has no room for: reads the start of
+    /// its request (at most 1 s and 8 KiB), answers
+    /// `503 Service Unavailable` with `Retry-After: 1` (HTTP/2 with prior
+    /// knowledge: GOAWAY with REFUSED_STREAM), and closes it with a
+    /// lingering close. Each step is bounded; the whole takes a few
+    /// seconds at most.
+    pub async fn refuse(&self, stream: Stream) {
+        self.refuser.refuse(stream).await;
+    }
+
+    /// [`refuse`](Connections::refuse) as a [`Refusal`], for
+    /// [`gateway_core::server::serve`].
+    pub fn refusal(&self) -> Refusal {
+        self.refuser.refusal()
+    }
+
+    /// Accepts connections on `listener` and serves each on its own task
+    /// until the server's shutdown is triggered, then lets them finish
+    /// within the grace period. Past `max_connections` a new connection is
+    /// [refused](Connections::refuse). This is
+    /// [`gateway_core::server::serve`] with [`refusal`](Connections::refusal)
+    /// and [`serve_connection`](Connections::serve_connection).
+    ///
+    /// # Errors
+    ///
+    /// None in practice: failed accepts are logged and the loop goes on.
+    pub async fn serve(&self, listener: Listener) -> io::Result<()> {
+        tracing::debug!("serving HTTP on {}", listener.local_addr_string());
+        let this = self.clone();
         server::serve(
             listener,
-            limits.get_max_connections(),
-            self.shutdown.clone(),
-            refusal,
-            move |conn| serve_connection(conn, shared.clone()),
+            self.max_connections,
+            self.shared.shutdown.clone(),
+            self.refusal(),
+            move |conn| {
+                let this = this.clone();
+                async move { this.serve_connection(conn).await }
+            },
         )
         .await
     }

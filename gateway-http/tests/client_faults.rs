@@ -56,7 +56,7 @@ async fn start(
     let srv = support::start_app(
         support::handler(limits),
         move |s| {
-            s.errors(errors);
+            s.error_stream(errors);
         },
         app,
     )

@@ -20,7 +20,7 @@ async fn h1_hello_http10_lf_only() {
         out,
         format!(
             "HTTP/1.0 200 OK\r\nserver: {}\r\ncontent-type: text/plain\r\ndate: Mon, 05 Jun 2006 18:49:54 GMT\r\ncontent-length: 13\r\n\r\nHello, world!",
-            gateway_http::SERVER_SOFTWARE
+            support::SOFTWARE
         )
     );
 }

@@ -37,6 +37,7 @@ mod shutdown;
 mod sniff;
 mod stall;
 pub mod systemd;
+mod timed_io;
 
 pub use accept::{Connection, Refusal, serve};
 pub use addr::{InvalidListenAddr, ListenAddr};
@@ -46,3 +47,4 @@ pub use listener::{BindOptions, DEFAULT_BACKLOG, Listener, Replay, Stream};
 pub use shutdown::{Shutdown, Watch, signal};
 pub use sniff::{Sniffed, sniff, sniff_stream};
 pub use stall::Stall;
+pub use timed_io::TimedIo;

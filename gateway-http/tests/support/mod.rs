@@ -16,6 +16,9 @@ use tokio::net::TcpStream;
 
 pub type TestBody = UnsyncBoxBody<Bytes, BoxError>;
 
+/// The server's default `Server` header and `SERVER_SOFTWARE`.
+pub const SOFTWARE: &str = concat!("gateway-http/", env!("CARGO_PKG_VERSION"));
+
 fn full(b: impl Into<Bytes>) -> TestBody {
     http_body_util::Full::new(b.into())
         .map_err(|e: Infallible| match e {})
@@ -181,13 +184,25 @@ where
     S: gateway_core::Application<B>,
     B: gateway_core::AppBody,
 {
+    let mut server = gateway_http::Server::new();
+    server.handler(handler);
+    configure(&mut server);
+    start_server(server, app).await
+}
+
+/// Serves `app` with `server` on a free port, with a shutdown of its own
+/// (2 s grace period).
+pub async fn start_server<S, B>(mut server: gateway_http::Server, app: S) -> Running
+where
+    S: gateway_core::Application<B>,
+    B: gateway_core::AppBody,
+{
     let listener = Listener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.tcp_addr().expect("tcp address");
-    let mut shutdown = Shutdown::new();
-    shutdown.deadline(Duration::from_secs(2));
-    let mut server = gateway_http::Server::new();
-    server.handler(handler).shutdown(shutdown.clone());
-    configure(&mut server);
+    let shutdown = Shutdown::new();
+    server
+        .shutdown(shutdown.clone())
+        .grace_period(Duration::from_secs(2));
     let task = tokio::spawn(async move { server.serve(listener, app).await });
     Running {
         addr,
@@ -198,10 +213,7 @@ where
 
 /// A handler with `limits`.
 pub fn handler(limits: gateway_core::Limits) -> Handler {
-    Handler::builder()
-        .server_software(gateway_http::SERVER_SOFTWARE)
-        .limits(limits)
-        .build()
+    Handler::builder().limits(limits).build()
 }
 
 /// Calls `signal` when dropped: tells a test that the server dropped (or
@@ -247,13 +259,7 @@ pub async fn read_h2_frame(s: &mut TcpStream) -> Option<(u8, u8, u32, Vec<u8>)> 
 pub async fn start() -> Running {
     let mut limits = gateway_core::Limits::default();
     limits.head_read_timeout(Duration::from_secs(2));
-    start_with(
-        Handler::builder()
-            .server_software(gateway_http::SERVER_SOFTWARE)
-            .limits(limits)
-            .build(),
-    )
-    .await
+    start_with(Handler::builder().limits(limits).build()).await
 }
 
 /// Sends `request` and reads until the server closes (at most 5 s).
