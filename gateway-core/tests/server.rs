@@ -206,6 +206,7 @@ fn listen_addresses_parse_and_print() {
     for text in [
         "127.0.0.1:9000",
         "[::1]:9000",
+        "localhost:9000",
         "unix:/run/app.sock",
         "unix:/run/app.sock?mode=660",
         "fd:0",
@@ -224,7 +225,10 @@ fn listen_addresses_parse_and_print() {
     );
     for bad in [
         "",
-        "localhost:9000",
+        "localhost",
+        "localhost:http",
+        "-bad:80",
+        "a b:80",
         "9000",
         "127.0.0.1",
         "unix:",
@@ -236,6 +240,7 @@ fn listen_addresses_parse_and_print() {
     ] {
         let e = bad.parse::<ListenAddr>().unwrap_err().to_string();
         assert!(e.contains("expected HOST:PORT"), "{bad}: {e}");
+        assert!(e.contains("unix:PATH"), "{bad}: {e}");
         assert!(e.contains(&format!("{bad:?}")), "{bad}: {e}");
     }
 }

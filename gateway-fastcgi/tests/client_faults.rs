@@ -346,7 +346,8 @@ async fn unknown_length_is_read_to_the_end_of_stdin() {
     for multiplex in [false, true] {
         for length in ["-1", ""] {
             let mut c = connect(&server(reader(), multiplex, Limits::default()));
-            c.begin(1, RESPONDER, KEEP_CONN, &pairs(&post(length))).await;
+            c.begin(1, RESPONDER, KEEP_CONN, &pairs(&post(length)))
+                .await;
             c.stream(RecordType::Stdin, 1, &[b'x'; 70_000], false).await;
             c.stream(RecordType::Stdin, 1, b"", true).await;
             let r = c.response(1).await;

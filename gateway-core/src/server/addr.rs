@@ -13,6 +13,7 @@ use super::systemd;
 /// | text | meaning |
 /// |---|---|
 /// | `127.0.0.1:9000`, `[::1]:9000` | TCP |
+/// | `localhost:9000` | TCP on the host name's first address that binds |
 /// | `unix:/run/app.sock` | a Unix socket (a stale socket file is replaced) |
 /// | `unix:/run/app.sock?mode=660` | the same, with these permission bits (octal) |
 /// | `fd:0` | the listening socket the parent left on fd 0 (lighttpd `bin-path`, `spawn-fcgi`) |
@@ -32,6 +33,13 @@ use super::systemd;
 pub enum ListenAddr {
     /// A TCP address.
     Tcp(SocketAddr),
+    /// A host name and a TCP port, looked up when listening.
+    Host {
+        /// The host name.
+        host: String,
+        /// The port.
+        port: u16,
+    },
     /// A Unix socket path, with the permission bits to give it.
     Unix {
         /// The socket file's path.
@@ -57,8 +65,9 @@ impl fmt::Display for InvalidListenAddr {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "invalid listen address {:?}: {}; expected HOST:PORT with an IP address \
-             (127.0.0.1:9000, [::1]:9000), unix:PATH[?mode=OCTAL], fd:0, systemd or systemd:NAME",
+            "invalid listen address {:?}: {}; expected HOST:PORT \
+             (127.0.0.1:9000, [::1]:9000, localhost:9000), unix:PATH[?mode=OCTAL], fd:0, \
+             systemd or systemd:NAME",
             self.input, self.why
         )
     }
@@ -110,9 +119,28 @@ impl FromStr for ListenAddr {
             }
             return Ok(ListenAddr::Systemd(Some(name.to_owned())));
         }
-        s.parse::<SocketAddr>()
-            .map(ListenAddr::Tcp)
-            .map_err(|_| err("not an IP address and port"))
+        if let Ok(a) = s.parse::<SocketAddr>() {
+            return Ok(ListenAddr::Tcp(a));
+        }
+        let (host, port) = s
+            .rsplit_once(':')
+            .ok_or_else(|| err("no port (HOST:PORT)"))?;
+        let port = port
+            .parse::<u16>()
+            .map_err(|_| err("the port is not a number from 0 to 65535"))?;
+        let is_name = !host.is_empty()
+            && host.len() <= 253
+            && host
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+            && !host.starts_with(['-', '.']);
+        if !is_name {
+            return Err(err("not an IP address or a host name"));
+        }
+        Ok(ListenAddr::Host {
+            host: host.to_owned(),
+            port,
+        })
     }
 }
 
@@ -120,6 +148,7 @@ impl fmt::Display for ListenAddr {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             ListenAddr::Tcp(a) => write!(f, "{a}"),
+            ListenAddr::Host { host, port } => write!(f, "{host}:{port}"),
             ListenAddr::Unix { path, mode: None } => write!(f, "unix:{}", path.display()),
             ListenAddr::Unix {
                 path,
@@ -147,6 +176,21 @@ impl ListenAddr {
     pub async fn listen(&self, opts: &BindOptions) -> std::io::Result<Listener> {
         match self {
             ListenAddr::Tcp(a) => Listener::bind_tcp(*a, opts),
+            ListenAddr::Host { host, port } => {
+                let mut last = None;
+                for a in tokio::net::lookup_host((host.as_str(), *port)).await? {
+                    match Listener::bind_tcp(a, opts) {
+                        Ok(l) => return Ok(l),
+                        Err(e) => last = Some(e),
+                    }
+                }
+                Err(last.unwrap_or_else(|| {
+                    std::io::Error::new(
+                        std::io::ErrorKind::NotFound,
+                        format!("{host}: no address to listen on"),
+                    )
+                }))
+            }
             ListenAddr::Unix { path, mode } => {
                 let mut opts = opts.clone();
                 opts.remove_stale(true);
