@@ -55,6 +55,7 @@
 mod app;
 mod body;
 mod environ;
+mod environ_builder;
 mod error;
 mod file;
 mod gateway;
@@ -73,6 +74,7 @@ pub mod validate;
 pub use app::{AppBody, Application};
 pub use body::Body;
 pub use environ::{BodyLength, Environ, InvalidContentLength};
+pub use environ_builder::{EnvironBuilder, RepeatedName};
 pub use error::{BoxError, Error, is_disconnect};
 pub use file::{FileBody, FileRegion};
 pub use gateway::{Gateway, ResponseHead, StreamGateway};

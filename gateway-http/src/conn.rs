@@ -9,7 +9,7 @@ use std::task::{Context, Poll, Wake, Waker};
 use std::time::Duration;
 
 use bytes::Bytes;
-use gateway_core::server::{Connection, Shutdown, TimedIo};
+use gateway_core::server::{Connection, Shutdown, Timed};
 use gateway_core::{AppBody, Application, Body, BoxError, ErrorStream, Handler};
 use http::{Request, Response};
 use http_body::{Body as _, Frame, SizeHint};
@@ -75,8 +75,8 @@ where
     // bytes to tell HTTP/1 from HTTP/2, so the wait for the first byte is
     // bounded here.
     let io = TokioIo::new(
-        TimedIo::new(stream, limits.get_write_timeout())
-            .first_byte_timeout(limits.get_head_read_timeout()),
+        Timed::writes(stream, limits.get_write_timeout())
+            .first_byte(limits.get_head_read_timeout()),
     );
     let c = shared.builder.serve_connection(io, svc);
     tokio::pin!(c);

@@ -11,5 +11,6 @@ pub mod conformance;
 pub mod frontend_fastcgi;
 pub mod frontend_http;
 pub mod frontend_scgi;
+pub mod frontend_uwsgi;
 pub mod http_client;
 pub mod webserver;

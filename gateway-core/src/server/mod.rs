@@ -24,6 +24,12 @@
 //!   the same over any byte stream, for drivers that also serve in-memory
 //!   pipes;
 //! - [`Stall`]: read and write timeouts that cost nothing while I/O is ready;
+//!   [`Timed`]: a reader or writer with those timeouts;
+//! - [`SharedInput`], [`close_after`], [`answer_and_close`]: the pieces of a
+//!   server for a protocol with one request per connection (SCGI, uwsgi):
+//!   the request body read from the socket and the socket taken back after
+//!   the response, the close the response's outcome calls for, a canned
+//!   answer (400, 503) and the close after it;
 //! - [`sniff`], [`sniff_stream`]: the protocol of a connection from its
 //!   first bytes, so one socket can serve FastCGI, SCGI and HTTP;
 //! - [`systemd`]: socket activation and readiness notification.
@@ -32,19 +38,23 @@ mod accept;
 mod addr;
 mod any_stream;
 mod close;
+mod finish;
+mod input;
 mod listener;
 mod shutdown;
 mod sniff;
 mod stall;
 pub mod systemd;
-mod timed_io;
+mod timed;
 
 pub use accept::{Connection, Refusal, serve};
 pub use addr::{InvalidListenAddr, ListenAddr};
 pub use any_stream::{linger_close_io, nothing_waiting_io, stall_timeout};
 pub use close::{LINGER_MAX_BYTES, LINGER_TIME, linger_close, nothing_waiting, reset_on_close};
+pub use finish::{answer_and_close, close_after};
+pub use input::SharedInput;
 pub use listener::{BindOptions, DEFAULT_BACKLOG, Listener, Replay, Stream};
 pub use shutdown::{Shutdown, Watch, signal};
 pub use sniff::{Sniffed, sniff, sniff_stream};
 pub use stall::Stall;
-pub use timed_io::TimedIo;
+pub use timed::Timed;
