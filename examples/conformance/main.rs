@@ -6,7 +6,7 @@
 //! conformance iis-cgi         # one CGI request as IIS sends it
 //! conformance nph             # one NPH CGI request
 //! conformance fastcgi ADDR    # FastCGI server (ADDR = HOST:PORT, unix:PATH, or none for fd 0)
-//! conformance scgi ADDR       # SCGI server (HOST:PORT or unix:PATH)
+//! conformance scgi ADDR       # SCGI server (HOST:PORT, unix:PATH, fd:0, systemd[:NAME]; none for fd 0)
 //! conformance http ADDR       # HTTP server (HOST:PORT or unix:PATH)
 //! ```
 //!
