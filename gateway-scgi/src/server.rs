@@ -246,11 +246,18 @@ impl Server {
             systemd::notify_ready(&format!("serving SCGI on {}", listener.local_addr_string()));
             self.shutdown.trigger_on(signal());
             let mut stopping = self.shutdown.watch();
-            tokio::spawn(async move {
+            let notify = tokio::spawn(async move {
                 stopping.stopping().await;
                 systemd::notify_stopping("stopping");
             });
-            self.serve(listener, app).await
+            let served = self.serve(listener, app).await;
+            // Sent by now even if the task has not run yet (one thread).
+            if self.shutdown.is_triggered() {
+                let _ = notify.await;
+            } else {
+                notify.abort();
+            }
+            served
         })
     }
 }

