@@ -6,39 +6,53 @@
 //! cargo run --example scgi_hello unix:/run/app.sock
 //! ```
 //!
-//! On start it prints where it listens and an nginx snippet that passes
-//! requests to it; `examples/webservers/scgi/` has complete configurations
-//! for nginx, Apache and lighttpd. Ctrl-C (or SIGTERM) stops it after the
-//! requests in flight.
+//! The address is any listen address (`HOST:PORT`, `unix:PATH[?mode=OCTAL]`,
+//! `fd:0`, `systemd`). On start it prints where it serves and an nginx
+//! snippet that passes requests to it; `examples/webservers/scgi/` has
+//! complete configurations for nginx, Apache and lighttpd. Ctrl-C (or
+//! SIGTERM) stops it after the requests in flight.
 
 use std::convert::Infallible;
 use std::process::ExitCode;
 
-use gateway_core::Body;
+use gateway_scgi::{Body, ListenAddr, Server};
 use http::{Request, Response, header};
 
 fn main() -> ExitCode {
-    let addr = std::env::args()
+    let text = std::env::args()
         .nth(1)
         .unwrap_or_else(|| "127.0.0.1:4000".to_owned());
+    let addr: ListenAddr = match text.parse() {
+        Ok(addr) => addr,
+        Err(e) => {
+            eprintln!("scgi_hello: {e}");
+            return ExitCode::from(2);
+        }
+    };
     let app = tower::service_fn(|_req: Request<Body>| async {
         let res = Response::builder()
             .header(header::CONTENT_TYPE, "text/plain")
             .body("Hello, world!\n".to_string());
         Ok::<_, Infallible>(res.unwrap_or_default())
     });
-    let ready = |listening: &str| {
-        println!("SCGI server listening on {listening}");
+    println!("SCGI server on {addr}");
+    // What nginx's scgi_pass takes: an address, or unix: and a path.
+    let pass = match &addr {
+        ListenAddr::Tcp(a) => Some(a.to_string()),
+        ListenAddr::Unix { path, .. } => Some(format!("unix:{}", path.display())),
+        _ => None,
+    };
+    if let Some(pass) = pass {
         println!("nginx:");
         println!("    location / {{");
         println!("        include scgi_params;");
-        println!("        scgi_pass {listening};");
+        println!("        scgi_pass {pass};");
         println!("    }}");
-    };
-    match gateway_scgi::Server::new().run(Some(&addr), app, ready) {
+    }
+    match Server::new().run(&addr, app) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("scgi_hello: {addr}: {e}");
+            eprintln!("scgi_hello: {e}");
             ExitCode::FAILURE
         }
     }

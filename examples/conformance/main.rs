@@ -5,9 +5,9 @@
 //! conformance                 # with GATEWAY_INTERFACE set: one CGI request
 //! conformance iis-cgi         # one CGI request as IIS sends it
 //! conformance nph             # one NPH CGI request
-//! conformance fastcgi ADDR    # FastCGI server (ADDR = HOST:PORT, unix:PATH, or none or - for fd 0)
-//! conformance scgi ADDR       # SCGI server (HOST:PORT or unix:PATH)
-//! conformance http ADDR       # HTTP server (HOST:PORT or unix:PATH)
+//! conformance fastcgi ADDR    # FastCGI server (any listen address; none or - for fd 0)
+//! conformance scgi ADDR       # SCGI server (any listen address; none for fd 0)
+//! conformance http ADDR       # HTTP server (any listen address)
 //! ```
 //!
 //! The routes are listed in `gateway_test::conformance`. `/file` serves from

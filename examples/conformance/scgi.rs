@@ -2,16 +2,25 @@
 
 use std::process::ExitCode;
 
+use gateway_scgi::{ListenAddr, Server};
 use gateway_test::conformance::Conformance;
 
-/// Serves `app` over SCGI on `addr` (`HOST:PORT`, `unix:PATH`, or none for
-/// the listening socket on file descriptor 0) until SIGTERM or SIGINT.
+/// Serves `app` over SCGI on `addr` until SIGTERM or SIGINT. `addr` is any
+/// listen address (`HOST:PORT`, `unix:PATH`, `fd:0`, `systemd`, …); none
+/// is the listening socket on file descriptor 0.
 pub(crate) fn run(addr: Option<&str>, app: Conformance) -> ExitCode {
-    let ready = |listening: &str| eprintln!("conformance: SCGI on {listening}");
-    match gateway_scgi::Server::new().run(addr, app, ready) {
+    let addr: ListenAddr = match addr.unwrap_or("fd:0").parse() {
+        Ok(addr) => addr,
+        Err(e) => {
+            eprintln!("conformance scgi: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    eprintln!("conformance: SCGI on {addr}");
+    match Server::new().run(&addr, app) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("conformance scgi: {}: {e}", addr.unwrap_or("fd 0"));
+            eprintln!("conformance scgi: {e}");
             ExitCode::FAILURE
         }
     }

@@ -16,7 +16,7 @@ use crate::gateway::ScgiGateway;
 use crate::input::{SharedInput, TimedReader};
 use crate::proto::{Config, Header, HeaderParser, Marker, ProtocolError};
 
-/// The answer to a malformed request header (B4).
+/// The answer to a malformed request header.
 const BAD_REQUEST: &[u8] =
     b"Status: 400 Bad Request\r\nContent-Type: text/plain\r\nContent-Length: 12\r\n\r\nBad Request\n";
 

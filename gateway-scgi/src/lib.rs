@@ -11,7 +11,7 @@
 //!
 //! ```no_run
 //! # async fn doc() -> std::io::Result<()> {
-//! let app = tower::service_fn(|_req: http::Request<gateway_core::Body>| async {
+//! let app = tower::service_fn(|_req: http::Request<gateway_scgi::Body>| async {
 //!     Ok::<_, std::convert::Infallible>(http::Response::new("Hello, world!\n".to_string()))
 //! });
 //! gateway_scgi::serve("127.0.0.1:4000", app).await
@@ -20,9 +20,32 @@
 //!
 //! and in nginx: `location / { include scgi_params; scgi_pass 127.0.0.1:4000; }`
 //! (complete configurations for nginx, Apache and lighttpd are in the
-//! repository's `examples/webservers/scgi/`). [`Server`] configures limits,
-//! the core handler, strictness and shutdown; it serves TCP, Unix sockets
-//! (`unix:PATH`) and the listening socket on file descriptor 0.
+//! repository's `examples/webservers/scgi/`).
+//!
+//! [`Server`] configures the rest: the core [`Handler`] and its [`Limits`],
+//! the grace period of the [`Shutdown`], strictness about the `SCGI`
+//! marker, the runtime of [`Server::run`]. It listens wherever a
+//! [`ListenAddr`] says: TCP, Unix sockets (`unix:PATH`), the listening
+//! socket on file descriptor 0 (`fd:0`), sockets passed by systemd. The
+//! FastCGI and HTTP servers of this workspace have the same shape, so
+//! moving an application between protocols changes the crate name only:
+//!
+//! ```no_run
+//! use gateway_scgi::{ListenAddr, Server};
+//!
+//! fn main() -> std::io::Result<()> {
+//!     let app = tower::service_fn(|_req: http::Request<gateway_scgi::Body>| async {
+//!         Ok::<_, std::convert::Infallible>(http::Response::new("Hello\n".to_string()))
+//!     });
+//!     let addr: ListenAddr = "unix:/run/app.sock?mode=660"
+//!         .parse()
+//!         .map_err(std::io::Error::other)?;
+//!     Server::new().max_connections(256).run(&addr, app)
+//! }
+//! ```
+//!
+//! [`Connections`] is a server with its application, serving connections
+//! one by one, for accept loops of your own.
 //!
 //! ## How a connection is served
 //!
@@ -56,8 +79,10 @@
 //! | `head_read_timeout` | 30 s | the whole header; then the connection closes |
 //! | `body_read_timeout` | 60 s | each body read; then the body fails |
 //! | `write_timeout` | 60 s | each response write |
-//! | `max_connections` | 1024 | more wait in the listen backlog |
+//! | `max_connections` | 1024 | past it, a new connection is answered 503 at once |
+//! | `listen_backlog` | 1024 | the backlog of an address the server binds itself |
 //! | `max_body_len` | none | a larger `CONTENT_LENGTH` is answered 413 |
+//! | `app_timeout` | none | a slower application is cancelled and answered 503 |
 //!
 //! ## Protocol layer
 //!
@@ -92,6 +117,6 @@ pub mod proto;
 mod server;
 
 pub use error::Error;
-pub use gateway_core::server::{Listener, Shutdown};
-pub use gateway_core::{Body, Handler, Limits};
-pub use server::{Server, serve};
+pub use gateway_core::server::{ListenAddr, Listener, Shutdown};
+pub use gateway_core::{Body, BoxError, ErrorStream, Handler, HandlerBuilder, Limits, PathView};
+pub use server::{Connections, Server, serve};

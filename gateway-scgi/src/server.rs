@@ -1,43 +1,60 @@
-//! The server: configuration, the accept loop, entry points.
+//! The server: configuration, the connections of one application, entry
+//! points.
 
+use std::fmt;
 use std::io;
+use std::marker::PhantomData;
 use std::sync::Arc;
+use std::time::Duration;
 
-use gateway_core::server::{Listener, Shutdown, signal};
-use gateway_core::{AppBody, Application, ErrorStream, Handler, Limits};
+use gateway_core::server::{
+    BindOptions, Connection, ListenAddr, Listener, Refusal, Shutdown, Stream, signal, systemd,
+};
+use gateway_core::{AppBody, Application, ErrorStream, Handler, Limits, PathView};
 
 use crate::connection::{self, Shared};
 use crate::proto::Config;
 
-/// An SCGI application server.
+/// An SCGI application server: how connections are served, without the
+/// application.
 ///
-/// Setters take `&mut self` and chain; [`serve`](Server::serve) and the
-/// other entry points take `&self`, so one configuration can serve several
-/// listeners.
+/// Setters take `&mut self` and chain. The entry points take `&self` and
+/// the application: [`serve`](Server::serve) on a listener, on the
+/// caller's runtime; [`run`](Server::run) on an address, on a runtime of
+/// its own, for a plain `main`; [`connections`](Server::connections) for
+/// an accept loop of your own. One configuration can serve several
+/// listeners and applications.
+///
+/// The limits are the handler's: [`limits`](Server::limits),
+/// [`path_view`](Server::path_view) and
+/// [`max_connections`](Server::max_connections) change the handler, and
+/// [`handler`](Server::handler) replaces it with its limits.
 ///
 /// ```no_run
 /// use std::time::Duration;
-/// use gateway_core::Limits;
+/// use gateway_scgi::{ListenAddr, Limits, Server};
 ///
-/// # async fn doc() -> std::io::Result<()> {
-/// let app = tower::service_fn(|_req: http::Request<gateway_core::Body>| async {
-///     Ok::<_, std::convert::Infallible>(http::Response::new("Hello\n".to_string()))
-/// });
-/// let mut limits = Limits::default();
-/// limits.head_read_timeout(Duration::from_secs(5));
-/// gateway_scgi::Server::new()
-///     .limits(limits)
-///     .serve_addr("127.0.0.1:4000", app)
-///     .await
-/// # }
+/// fn main() -> std::io::Result<()> {
+///     let app = tower::service_fn(|_req: http::Request<gateway_scgi::Body>| async {
+///         Ok::<_, std::convert::Infallible>(http::Response::new("Hello\n".to_string()))
+///     });
+///     let mut limits = Limits::default();
+///     limits.head_read_timeout(Duration::from_secs(5));
+///     let addr: ListenAddr = "127.0.0.1:4000".parse().map_err(std::io::Error::other)?;
+///     Server::new()
+///         .limits(limits)
+///         .max_connections(256)
+///         .grace_period(Duration::from_secs(10))
+///         .run(&addr, app)
+/// }
 /// ```
 #[derive(Debug, Clone)]
 pub struct Server {
-    handler: Option<Handler>,
-    limits: Option<Limits>,
+    handler: Handler,
     strict_marker: bool,
     errors: ErrorStream,
     shutdown: Shutdown,
+    worker_threads: Option<usize>,
 }
 
 impl Default for Server {
@@ -47,34 +64,95 @@ impl Default for Server {
 }
 
 impl Server {
-    /// The defaults: a default [`Handler`], default [`Limits`], lenient
-    /// about the `SCGI` marker, application errors logged through `tracing`
-    /// ([`ErrorStream::log`]), a shutdown with a 30-second deadline.
+    /// The defaults: a default [`Handler`] (with default [`Limits`]),
+    /// lenient about the `SCGI` marker, application errors logged through
+    /// `tracing` ([`ErrorStream::log`]), a shutdown with a 30-second grace
+    /// period, and tokio's default number of worker threads for
+    /// [`run`](Server::run).
     pub fn new() -> Self {
         Self {
-            handler: None,
-            limits: None,
+            handler: Handler::new(),
             strict_marker: false,
             errors: ErrorStream::log(),
             shutdown: Shutdown::new(),
+            worker_threads: None,
         }
     }
 
-    /// The core handler (error page, mount prefix, base environ, ...).
-    /// Unless [`limits`](Server::limits) is also set, the handler's limits
-    /// are the server's.
+    /// The core handler: error page, base environ, path view, limits, …
+    /// It replaces the server's handler whole, limits included: the
+    /// handler's limits are the server's.
     pub fn handler(&mut self, handler: Handler) -> &mut Self {
-        self.handler = Some(handler);
+        self.handler = handler;
         self
     }
 
-    /// Limits and timeouts. The server applies `max_head_len` (the header
-    /// block), `head_read_timeout`, `body_read_timeout` (per read),
-    /// `write_timeout` (per write) and `max_connections`; the handler applies
-    /// `max_body_len` and `max_response_head_len`. Without an explicit
-    /// [`handler`](Server::handler), the default handler gets these limits.
+    /// Limits and timeouts, kept in the handler (its other settings stay).
+    /// The server applies `max_head_len` (the header block),
+    /// `head_read_timeout`, `body_read_timeout` (per read), `write_timeout`
+    /// (per write), `max_connections` and `listen_backlog` (when it binds
+    /// the address itself); the handler applies `max_body_len`,
+    /// `max_response_head_len` and `app_timeout`.
     pub fn limits(&mut self, limits: Limits) -> &mut Self {
-        self.limits = Some(limits);
+        self.handler = self.handler.to_builder().limits(limits).build();
+        self
+    }
+
+    /// Which path the application routes on (see [`PathView`]), kept in the
+    /// handler (its other settings stay).
+    pub fn path_view(&mut self, view: PathView) -> &mut Self {
+        self.handler = self.handler.to_builder().path_view(view).build();
+        self
+    }
+
+    /// The most connections served at once (default 1024); past it a new
+    /// connection is answered `503 Service Unavailable` with `Retry-After`
+    /// at once. The same as setting
+    /// [`Limits::max_connections`] through [`limits`](Server::limits).
+    pub fn max_connections(&mut self, max: usize) -> &mut Self {
+        let mut limits = self.handler.limits().clone();
+        limits.max_connections(max);
+        self.limits(limits)
+    }
+
+    /// Where application failures are reported (wsgi.errors); the handler
+    /// logs them to `tracing` too.
+    pub fn error_stream(&mut self, errors: ErrorStream) -> &mut Self {
+        self.errors = errors;
+        self
+    }
+
+    /// The shutdown that stops the server: trigger it (or a clone of it) to
+    /// stop accepting, let in-flight requests finish within its deadline,
+    /// and make [`serve`](Server::serve) and [`run`](Server::run) return.
+    /// Its deadline becomes the server's grace period.
+    pub fn shutdown(&mut self, shutdown: Shutdown) -> &mut Self {
+        self.shutdown = shutdown;
+        self
+    }
+
+    /// A handle on the server's shutdown: [`Shutdown::trigger`] stops the
+    /// server.
+    pub fn shutdown_handle(&self) -> Shutdown {
+        self.shutdown.clone()
+    }
+
+    /// How long requests in flight may still take once the shutdown starts
+    /// (default 30 s); then their connections are aborted. This is the
+    /// shutdown's deadline ([`Shutdown::deadline`]): set it after
+    /// [`shutdown`](Server::shutdown), which brings its own.
+    pub fn grace_period(&mut self, period: Duration) -> &mut Self {
+        self.shutdown.deadline(period);
+        self
+    }
+
+    /// The worker threads of the runtime [`run`](Server::run) builds: 1 for
+    /// a current-thread runtime (everything on the calling thread), more
+    /// for a multi-threaded one with that many workers. Unset (or 0):
+    /// tokio's default, a multi-threaded runtime with a worker per core.
+    /// [`serve`](Server::serve) runs on the caller's runtime and ignores it.
+    pub fn worker_threads(&mut self, threads: usize) -> &mut Self {
+        self.worker_threads = (threads > 0).then_some(threads);
         self
     }
 
@@ -86,47 +164,35 @@ impl Server {
         self
     }
 
-    /// Where application failures are reported (wsgi.errors); the handler
-    /// logs them to `tracing` too.
-    pub fn error_stream(&mut self, errors: ErrorStream) -> &mut Self {
-        self.errors = errors;
-        self
-    }
-
-    /// The shutdown that stops the server: trigger it (or a clone of it) to
-    /// stop accepting, let in-flight requests finish up to its deadline, and
-    /// make [`serve`](Server::serve) return.
-    pub fn shutdown(&mut self, shutdown: Shutdown) -> &mut Self {
-        self.shutdown = shutdown;
-        self
-    }
-
-    /// A handle on the server's shutdown.
-    pub fn shutdown_handle(&self) -> Shutdown {
-        self.shutdown.clone()
-    }
-
-    fn shared(&self) -> Shared {
-        let (handler, limits) = match (&self.handler, &self.limits) {
-            (Some(h), Some(l)) => (h.clone(), l.clone()),
-            (Some(h), None) => (h.clone(), h.limits().clone()),
-            (None, Some(l)) => (Handler::builder().limits(l.clone()).build(), l.clone()),
-            (None, None) => (Handler::new(), Limits::default()),
-        };
+    /// This configuration with `app`: serves connections accepted by any
+    /// accept loop, one by one.
+    pub fn connections<S, B>(&self, app: S) -> Connections<S, B>
+    where
+        S: Application<B>,
+        B: AppBody,
+    {
+        let limits = self.handler.limits().clone();
         let mut parser = Config::new();
         parser
             .max_header_len(limits.get_max_head_len())
             .strict_marker(self.strict_marker);
-        Shared {
-            handler,
-            limits,
-            parser,
-            errors: self.errors.clone(),
+        Connections {
+            shared: Arc::new(Shared {
+                handler: self.handler.clone(),
+                limits,
+                parser,
+                errors: self.errors.clone(),
+            }),
+            app,
+            shutdown: self.shutdown.clone(),
+            _body: PhantomData,
         }
     }
 
-    /// Serves `app` on `listener` until the shutdown is triggered, one
-    /// request per connection, each connection on its own task.
+    /// Serves `app` on `listener`, on the caller's runtime, until the
+    /// shutdown is triggered: one request per connection, each connection
+    /// on its own task. The same as
+    /// `self.connections(app).serve(listener)`.
     ///
     /// # Errors
     ///
@@ -137,78 +203,198 @@ impl Server {
         S: Application<B>,
         B: AppBody,
     {
-        let shared = Arc::new(self.shared());
-        let max = shared.limits.get_max_connections();
-        tracing::info!(addr = %listener.local_addr_string(), "SCGI server listening");
-        let write_timeout = shared.limits.get_write_timeout();
-        let refusal = gateway_core::server::Refusal::new(move |stream| {
-            connection::refuse(stream, write_timeout)
-        });
-        gateway_core::server::serve(listener, max, self.shutdown.clone(), refusal, move |conn| {
-            let shared = shared.clone();
-            let app = app.clone();
-            async move { connection::serve(&shared, conn, app).await }
-        })
-        .await
+        self.connections(app).serve(listener).await
     }
 
-    /// Binds `addr` (`HOST:PORT` or `unix:PATH`) and serves `app` until the
-    /// shutdown is triggered or the process gets SIGTERM or SIGINT.
+    /// Runs the server to the end, on a runtime of its own (see
+    /// [`worker_threads`](Server::worker_threads)), for a `main` without
+    /// one: listens on `addr` (TCP, `unix:PATH`, `fd:0`, `systemd`, …; see
+    /// [`ListenAddr`]) with [`Limits::listen_backlog`], tells a service
+    /// manager it is ready (`READY=1`, when started with `NOTIFY_SOCKET`),
+    /// and serves until the shutdown is triggered or the process gets
+    /// SIGTERM or SIGINT.
+    ///
+    /// Sockets passed by systemd are adopted before the runtime starts
+    /// ([`systemd::adopt`]).
     ///
     /// # Errors
     ///
-    /// The address cannot be bound.
-    pub async fn serve_addr<S, B>(&self, addr: &str, app: S) -> io::Result<()>
+    /// The runtime cannot start, or `addr` cannot be listened on (it is
+    /// taken, `fd:0` is not a listening socket, systemd passed no such
+    /// socket).
+    pub fn run<S, B>(&self, addr: &ListenAddr, app: S) -> io::Result<()>
     where
         S: Application<B>,
         B: AppBody,
     {
-        let listener = Listener::bind(addr).await?;
-        self.shutdown.trigger_on(signal());
-        self.serve(listener, app).await
-    }
-
-    /// Runs the server to the end on a new multi-threaded runtime: binds
-    /// `addr` (`HOST:PORT` or `unix:PATH`; with `None`, the listening
-    /// socket on file descriptor 0 that a process manager handed over),
-    /// calls `ready` with the listener's address, and serves until SIGTERM
-    /// or SIGINT. For `main` functions without a runtime of their own.
-    ///
-    /// # Errors
-    ///
-    /// The runtime cannot start, the address cannot be bound, or with
-    /// `None` file descriptor 0 is not a listening socket.
-    pub fn run<S, B>(&self, addr: Option<&str>, app: S, ready: impl FnOnce(&str)) -> io::Result<()>
-    where
-        S: Application<B>,
-        B: AppBody,
-    {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build()?;
+        // Before any runtime thread exists: adopting edits the environment.
+        systemd::adopt();
+        let runtime = match self.worker_threads {
+            Some(1) => tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?,
+            Some(n) => tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(n)
+                .enable_all()
+                .build()?,
+            None => tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?,
+        };
         runtime.block_on(async {
-            let listener = match addr {
-                Some(addr) => Listener::bind(addr).await?,
-                None => Listener::from_stdin()?.ok_or_else(|| {
-                    io::Error::new(
-                        io::ErrorKind::InvalidInput,
-                        "no address given and file descriptor 0 is not a listening socket",
-                    )
-                })?,
-            };
-            ready(&listener.local_addr_string());
+            let listener = listen(addr, self.handler.limits()).await?;
+            systemd::notify_ready(&format!("serving SCGI on {}", listener.local_addr_string()));
             self.shutdown.trigger_on(signal());
-            self.serve(listener, app).await
+            let mut stopping = self.shutdown.watch();
+            let notify = tokio::spawn(async move {
+                stopping.stopping().await;
+                systemd::notify_stopping("stopping");
+            });
+            let served = self.serve(listener, app).await;
+            // Sent by now even if the task has not run yet (one thread).
+            if self.shutdown.is_triggered() {
+                let _ = notify.await;
+            } else {
+                notify.abort();
+            }
+            served
         })
     }
 }
 
-/// Serves `app` over SCGI on `addr` (`HOST:PORT` or `unix:PATH`) with the
-/// defaults, until SIGTERM or SIGINT:
+/// Listens on `addr` with the backlog of `limits`, and logs where.
+async fn listen(addr: &ListenAddr, limits: &Limits) -> io::Result<Listener> {
+    let mut opts = BindOptions::new();
+    opts.backlog(limits.get_listen_backlog());
+    let listener = addr.listen(&opts).await?;
+    tracing::info!("SCGI server listening on {}", listener.local_addr_string());
+    Ok(listener)
+}
+
+/// A [`Server`] with its application: serves accepted connections one by
+/// one, for accept loops of your own and for one socket serving several
+/// protocols. Cheap to clone; made by [`Server::connections`].
+///
+/// One socket for SCGI and nothing else, told from the first bytes:
+///
+/// ```no_run
+/// use std::time::Duration;
+/// use gateway_core::server::{self, Sniffed, sniff_stream};
+/// use gateway_scgi::{Listener, Server};
+///
+/// # async fn doc() -> std::io::Result<()> {
+/// let app = tower::service_fn(|_req: http::Request<gateway_scgi::Body>| async {
+///     Ok::<_, std::convert::Infallible>(http::Response::new("Hello\n".to_string()))
+/// });
+/// let server = Server::new();
+/// let scgi = server.connections(app);
+/// let listener = Listener::bind("127.0.0.1:4000").await?;
+/// let refusal = scgi.refusal();
+/// server::serve(listener, 1024, server.shutdown_handle(), refusal, move |mut conn| {
+///     let scgi = scgi.clone();
+///     async move {
+///         let Ok((found, stream)) = sniff_stream(conn.stream, Duration::from_secs(5)).await
+///         else {
+///             return;
+///         };
+///         conn.stream = stream;
+///         if found == Some(Sniffed::Scgi) {
+///             scgi.serve_connection(conn).await;
+///         }
+///     }
+/// })
+/// .await
+/// # }
+/// ```
+pub struct Connections<S, B> {
+    shared: Arc<Shared>,
+    app: S,
+    shutdown: Shutdown,
+    _body: PhantomData<fn() -> B>,
+}
+
+impl<S: Clone, B> Clone for Connections<S, B> {
+    fn clone(&self) -> Self {
+        Self {
+            shared: self.shared.clone(),
+            app: self.app.clone(),
+            shutdown: self.shutdown.clone(),
+            _body: PhantomData,
+        }
+    }
+}
+
+impl<S, B> fmt::Debug for Connections<S, B> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Connections")
+            .field("handler", &self.shared.handler)
+            .field("parser", &self.shared.parser)
+            .field("shutdown", &self.shutdown)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S, B> Connections<S, B>
+where
+    S: Application<B>,
+    B: AppBody,
+{
+    /// Serves the one request of an accepted connection, then closes it.
+    /// Failures are the peer's or the connection's: they are logged at
+    /// debug level and end this connection only. While no byte of the
+    /// request has arrived, the connection's shutdown watch closes it.
+    pub async fn serve_connection(&self, conn: Connection) {
+        connection::serve(&self.shared, conn, self.app.clone()).await;
+    }
+
+    /// Answers a connection the server has no room for:
+    /// `Status: 503 Service Unavailable` with `Retry-After: 1`, then the
+    /// lingering close.
+    pub async fn refuse(&self, stream: Stream) {
+        connection::refuse(stream, self.shared.limits.get_write_timeout()).await;
+    }
+
+    /// The busy answer of [`refuse`](Connections::refuse), for
+    /// [`gateway_core::server::serve`].
+    pub fn refusal(&self) -> Refusal {
+        let write_timeout = self.shared.limits.get_write_timeout();
+        Refusal::new(move |stream| connection::refuse(stream, write_timeout))
+    }
+
+    /// The accept loop: serves the connections of `listener`, each on its
+    /// own task, at most `max_connections` at once (the rest are refused),
+    /// until the shutdown is triggered; then waits for the connections in
+    /// flight up to the grace period.
+    ///
+    /// # Errors
+    ///
+    /// None in practice: failed accepts and connections are logged and
+    /// skipped; the result is kept for future listener errors.
+    pub async fn serve(&self, listener: Listener) -> io::Result<()> {
+        let max = self.shared.limits.get_max_connections();
+        let this = self.clone();
+        gateway_core::server::serve(
+            listener,
+            max,
+            self.shutdown.clone(),
+            self.refusal(),
+            move |conn| {
+                let this = this.clone();
+                async move { this.serve_connection(conn).await }
+            },
+        )
+        .await
+    }
+}
+
+/// Serves `app` over SCGI on `addr` with the defaults, on the caller's
+/// runtime, until SIGTERM or SIGINT (then gracefully: requests in flight
+/// get 30 s). `addr` is a [`ListenAddr`]: `HOST:PORT`, `unix:PATH`,
+/// `fd:0`, `systemd`, …
 ///
 /// ```no_run
 /// # async fn doc() -> std::io::Result<()> {
-/// let app = tower::service_fn(|_req: http::Request<gateway_core::Body>| async {
+/// let app = tower::service_fn(|_req: http::Request<gateway_scgi::Body>| async {
 ///     Ok::<_, std::convert::Infallible>(http::Response::new("Hello\n".to_string()))
 /// });
 /// gateway_scgi::serve("127.0.0.1:4000", app).await
@@ -217,11 +403,18 @@ impl Server {
 ///
 /// # Errors
 ///
-/// The address cannot be bound.
+/// `addr` is not a listen address ([`io::ErrorKind::InvalidInput`]), or
+/// cannot be listened on.
 pub async fn serve<S, B>(addr: &str, app: S) -> io::Result<()>
 where
     S: Application<B>,
     B: AppBody,
 {
-    Server::new().serve_addr(addr, app).await
+    let addr: ListenAddr = addr
+        .parse()
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+    let server = Server::new();
+    let listener = listen(&addr, server.handler.limits()).await?;
+    server.shutdown.trigger_on(signal());
+    server.serve(listener, app).await
 }

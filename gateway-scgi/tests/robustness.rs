@@ -1,4 +1,4 @@
-//! Bad input, slow peers, shutdown and Unix sockets (B4, timeouts, S-server).
+//! Bad input, slow peers, shutdown and Unix sockets.
 
 mod support;
 

@@ -1,5 +1,5 @@
 //! The SCGI server over real loopback sockets: requests, bodies, responses
-//! in CGI form (S1–S6, B4, B5).
+//! in CGI form.
 
 mod support;
 
@@ -9,7 +9,7 @@ use gateway_core::Limits;
 use gateway_scgi::Server;
 use support::{TestServer, exchange, get, request, split};
 
-/// The protocol document's example request (S1).
+/// The protocol document's example request.
 const S1: &[u8] = b"70:CONTENT_LENGTH\x0027\x00SCGI\x001\x00REQUEST_METHOD\x00POST\x00\
 REQUEST_URI\x00/deepthought\x00,What is the answer to life?";
 
