@@ -162,7 +162,10 @@ impl Facts {
     }
 
     fn var(&self, name: &str) -> Option<&str> {
-        self.vars.get(name).map(String::as_str).filter(|v| !v.is_empty())
+        self.vars
+            .get(name)
+            .map(String::as_str)
+            .filter(|v| !v.is_empty())
     }
 }
 
@@ -187,6 +190,29 @@ pub struct Start {
     pub socket: Option<Socket>,
     /// Why, in a few words, for the log.
     pub reason: &'static str,
+}
+
+impl fmt::Display for Start {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.protocol {
+            Some(Protocol::Cgi) => f.write_str("one CGI request")?,
+            Some(Protocol::IisCgi) => f.write_str("one IIS-CGI request")?,
+            Some(Protocol::FastCgi) => f.write_str("FastCGI")?,
+            Some(Protocol::Scgi) => f.write_str("SCGI")?,
+            Some(Protocol::Http) => f.write_str("HTTP")?,
+            None if matches!(self.socket, Some(Socket::Systemd(_))) => {
+                f.write_str("each socket's named protocol (else told per connection)")?
+            }
+            None => f.write_str("FastCGI, SCGI or HTTP (told per connection)")?,
+        }
+        match &self.socket {
+            None => Ok(()),
+            Some(Socket::Addr(a)) => write!(f, " on {a}"),
+            Some(Socket::Systemd(names)) => {
+                write!(f, " on systemd's sockets ({})", names.join(", "))
+            }
+        }
+    }
 }
 
 /// A start that cannot work, with the one line that says why.
@@ -217,7 +243,11 @@ impl std::error::Error for StartError {}
 ///    fd 0, as Apache's `mod_cgid` gives, is CGI's stdin);
 /// 5. HTTP on `GATEWAY_ADDR`, else `0.0.0.0:$PORT` when `PORT` is set (the
 ///    platform convention), else 127.0.0.1:8000.
-pub fn decide(facts: &Facts, explicit: Option<Protocol>, addr: Option<&ListenAddr>) -> Result<Start, StartError> {
+pub fn decide(
+    facts: &Facts,
+    explicit: Option<Protocol>,
+    addr: Option<&ListenAddr>,
+) -> Result<Start, StartError> {
     let env_addr = match (addr, facts.var("GATEWAY_ADDR")) {
         (Some(a), _) => Some(a.clone()),
         (None, Some(text)) => Some(
@@ -261,7 +291,11 @@ pub fn decide(facts: &Facts, explicit: Option<Protocol>, addr: Option<&ListenAdd
         } else if facts.stdin == Stdin::Listening {
             Socket::Addr(ListenAddr::Stdin)
         } else {
-            Socket::Addr(p.default_addr().parse().map_err(|e| StartError(format!("{e}")))?)
+            Socket::Addr(
+                p.default_addr()
+                    .parse()
+                    .map_err(|e| StartError(format!("{e}")))?,
+            )
         };
         return Ok(Start {
             protocol: Some(p),
@@ -298,7 +332,8 @@ pub fn decide(facts: &Facts, explicit: Option<Protocol>, addr: Option<&ListenAdd
     }
     if facts.stdin == Stdin::Closed {
         return Err(StartError(
-            "stdin is closed and nothing says how to serve: set GATEWAY_PROTOCOL and GATEWAY_ADDR".into(),
+            "stdin is closed and nothing says how to serve: set GATEWAY_PROTOCOL and GATEWAY_ADDR"
+                .into(),
         ));
     }
     let addr = match (env_addr, facts.var("PORT")) {
@@ -306,7 +341,10 @@ pub fn decide(facts: &Facts, explicit: Option<Protocol>, addr: Option<&ListenAdd
         (None, Some(port)) => format!("0.0.0.0:{port}")
             .parse()
             .map_err(|_| StartError(format!("PORT: not a port number: {port:?}")))?,
-        (None, None) => Protocol::Http.default_addr().parse().map_err(|e| StartError(format!("{e}")))?,
+        (None, None) => Protocol::Http
+            .default_addr()
+            .parse()
+            .map_err(|e| StartError(format!("{e}")))?,
     };
     Ok(Start {
         protocol: Some(Protocol::Http),

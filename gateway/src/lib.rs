@@ -176,12 +176,7 @@ impl Builder {
                 return ExitCode::from(2);
             }
         };
-        tracing::info!(
-            protocol = start.protocol.map_or("told per connection", Protocol::name),
-            socket = ?start.socket,
-            reason = start.reason,
-            "starting"
-        );
+        tracing::info!("starting {start} ({})", start.reason);
         match serve::start(self, &start, app) {
             Ok(code) => code,
             Err(e) => {
@@ -193,10 +188,12 @@ impl Builder {
 }
 
 fn init_logging(default: &str) {
+    use std::io::IsTerminal;
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr)
         .try_init();
 }

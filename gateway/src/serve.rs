@@ -5,7 +5,9 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use gateway_core::server::{self, BindOptions, Connection, Listener, Refusal, Shutdown, Sniffed, Stream};
+use gateway_core::server::{
+    self, BindOptions, Connection, Listener, Refusal, Shutdown, Sniffed, Stream,
+};
 use gateway_core::{AppBody, Application};
 
 use crate::Builder;
@@ -169,9 +171,10 @@ where
         Socket::Addr(addr) => {
             let mut opts = BindOptions::new();
             opts.backlog(limits.get_listen_backlog());
-            let l = addr.listen(&opts).await.map_err(|e| {
-                io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}"))
-            })?;
+            let l = addr
+                .listen(&opts)
+                .await
+                .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}")))?;
             vec![(protocol, l)]
         }
         Socket::Systemd(_) => server::systemd::take_all()?
@@ -260,7 +263,9 @@ where
             match conn.sniff(timeout).await {
                 Ok((Some(sniffed), conn)) => servers.serve_connection(sniffed, conn).await,
                 Ok((None, _)) => {
-                    tracing::debug!("the connection closed or went silent before its protocol showed")
+                    tracing::debug!(
+                        "the connection closed or went silent before its protocol showed"
+                    )
                 }
                 Err(e) => tracing::debug!(error = %e, "reading a connection's first bytes failed"),
             }

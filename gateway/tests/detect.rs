@@ -30,7 +30,10 @@ fn a_terminal_with_nothing_set_serves_http_on_the_default_address() {
     assert_eq!(s.protocol, Some(Protocol::Http));
     assert_eq!(s.socket, addr("127.0.0.1:8000"));
     // The same with stdin a pipe or /dev/null (a service manager).
-    assert_eq!(start(&facts(&[], Stdin::Other, &[])).socket, addr("127.0.0.1:8000"));
+    assert_eq!(
+        start(&facts(&[], Stdin::Other, &[])).socket,
+        addr("127.0.0.1:8000")
+    );
 }
 
 #[test]
@@ -47,8 +50,16 @@ fn http_listens_on_gateway_addr_then_port() {
     assert_eq!(s.socket, addr("unix:/run/a.sock"));
     let e = decide(&facts(&[("PORT", "http")], Stdin::Other, &[]), None, None).unwrap_err();
     assert!(e.to_string().contains("PORT"), "{e}");
-    let e = decide(&facts(&[("GATEWAY_ADDR", "nowhere")], Stdin::Other, &[]), None, None).unwrap_err();
-    assert!(e.to_string().contains("GATEWAY_ADDR") && e.to_string().contains("expected"), "{e}");
+    let e = decide(
+        &facts(&[("GATEWAY_ADDR", "nowhere")], Stdin::Other, &[]),
+        None,
+        None,
+    )
+    .unwrap_err();
+    assert!(
+        e.to_string().contains("GATEWAY_ADDR") && e.to_string().contains("expected"),
+        "{e}"
+    );
 }
 
 /// A CGI request: GATEWAY_INTERFACE, whatever stdin is (a pipe, or the
@@ -80,7 +91,11 @@ fn iis_is_told_by_its_server_software() {
 /// variables a parent may have left.
 #[test]
 fn a_listening_socket_on_fd_0_serves_sockets() {
-    let s = start(&facts(&[("GATEWAY_INTERFACE", "CGI/1.1")], Stdin::Listening, &[]));
+    let s = start(&facts(
+        &[("GATEWAY_INTERFACE", "CGI/1.1")],
+        Stdin::Listening,
+        &[],
+    ));
     assert_eq!(s.protocol, None);
     assert_eq!(s.socket, Some(Socket::Addr(ListenAddr::Stdin)));
 }
@@ -108,18 +123,34 @@ fn an_explicit_protocol_wins() {
     let s = start(&f);
     assert_eq!(s.protocol, Some(Protocol::FastCgi));
     assert_eq!(s.socket, addr("127.0.0.1:9000"));
-    let s = start(&facts(&[("GATEWAY_PROTOCOL", "scgi")], Stdin::Listening, &[]));
+    let s = start(&facts(
+        &[("GATEWAY_PROTOCOL", "scgi")],
+        Stdin::Listening,
+        &[],
+    ));
     assert_eq!(s.socket, Some(Socket::Addr(ListenAddr::Stdin)));
-    let s = start(&facts(&[("GATEWAY_PROTOCOL", "scgi")], Stdin::Other, &["x"]));
+    let s = start(&facts(
+        &[("GATEWAY_PROTOCOL", "scgi")],
+        Stdin::Other,
+        &["x"],
+    ));
     assert_eq!(s.socket, Some(Socket::Systemd(vec!["x".into()])));
     let s = start(&facts(
-        &[("GATEWAY_PROTOCOL", "http"), ("GATEWAY_ADDR", "unix:/tmp/h.sock")],
+        &[
+            ("GATEWAY_PROTOCOL", "http"),
+            ("GATEWAY_ADDR", "unix:/tmp/h.sock"),
+        ],
         Stdin::Listening,
         &["x"],
     ));
     assert_eq!(s.socket, addr("unix:/tmp/h.sock"));
     // The builder's choice beats the environment's.
-    let s = decide(&f, Some(Protocol::Http), Some(&"127.0.0.1:1".parse().unwrap())).unwrap();
+    let s = decide(
+        &f,
+        Some(Protocol::Http),
+        Some(&"127.0.0.1:1".parse().unwrap()),
+    )
+    .unwrap();
     assert_eq!(s.protocol, Some(Protocol::Http));
     assert_eq!(s.socket, addr("127.0.0.1:1"));
 }
@@ -127,15 +158,31 @@ fn an_explicit_protocol_wins() {
 /// Wrong starts are one clear error, never a guess.
 #[test]
 fn wrong_starts_are_errors() {
-    let e = decide(&facts(&[("GATEWAY_PROTOCOL", "gopher")], Stdin::Other, &[]), None, None)
-        .unwrap_err();
-    assert!(e.to_string().contains("expected cgi, iis-cgi, fastcgi, scgi or http"), "{e}");
-    let e = decide(&facts(&[("GATEWAY_PROTOCOL", "cgi")], Stdin::Terminal, &[]), None, None)
-        .unwrap_err();
+    let e = decide(
+        &facts(&[("GATEWAY_PROTOCOL", "gopher")], Stdin::Other, &[]),
+        None,
+        None,
+    )
+    .unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("expected cgi, iis-cgi, fastcgi, scgi or http"),
+        "{e}"
+    );
+    let e = decide(
+        &facts(&[("GATEWAY_PROTOCOL", "cgi")], Stdin::Terminal, &[]),
+        None,
+        None,
+    )
+    .unwrap_err();
     assert!(e.to_string().contains("terminal"), "{e}");
     let e = decide(&facts(&[], Stdin::Closed, &[]), None, None).unwrap_err();
     assert!(e.to_string().contains("closed"), "{e}");
-    let e = decide(&facts(&[("GATEWAY_PROTOCOL", "cgi")], Stdin::Closed, &[]), None, None)
-        .unwrap_err();
+    let e = decide(
+        &facts(&[("GATEWAY_PROTOCOL", "cgi")], Stdin::Closed, &[]),
+        None,
+        None,
+    )
+    .unwrap_err();
     assert!(e.to_string().contains("closed"), "{e}");
 }
