@@ -9,9 +9,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
-use gateway_core::server::{
-    self, BindOptions, Connection, ListenAddr, Listener, Refusal, Shutdown, Stream, systemd,
-};
+use gateway_core::server::{self, Connection, ListenAddr, Listener, Refusal, Shutdown, Stream};
 use gateway_core::{AppBody, Application, ErrorStream, Handler, Limits, PathView};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::Semaphore;
@@ -309,44 +307,15 @@ impl Server {
         S: Application<B>,
         B: AppBody,
     {
-        // First: it changes the environment, which only one thread may do.
-        systemd::adopt();
-        let runtime = match self.worker_threads {
-            Some(1) => tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()?,
-            Some(n) => tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(n)
-                .enable_all()
-                .build()?,
-            None => tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()?,
-        };
-        runtime.block_on(self.serve_until_signal(addr, app))
-    }
-
-    /// Opens `addr` and serves `app` until SIGINT, SIGTERM or the shutdown,
-    /// telling systemd where it stands.
-    async fn serve_until_signal<S, B>(&self, addr: &ListenAddr, app: S) -> io::Result<()>
-    where
-        S: Application<B>,
-        B: AppBody,
-    {
-        let mut opts = BindOptions::new();
-        opts.backlog(self.handler.limits().get_listen_backlog());
-        let listener = addr.listen(&opts).await?;
-        let at = listener.local_addr_string();
-        tracing::info!("FastCGI server listening on {at}");
-        systemd::notify_ready(&format!("serving FastCGI on {at}"));
-        let shutdown = self.shutdown_handle();
-        shutdown.trigger_on(server::signal());
-        let mut stopping = shutdown.watch();
-        tokio::spawn(async move {
-            stopping.stopping().await;
-            systemd::notify_stopping("stopping");
-        });
-        self.serve(listener, app).await
+        let connections = self.connections(app);
+        server::run(
+            "FastCGI",
+            addr,
+            self.handler.limits(),
+            self.worker_threads,
+            &self.shutdown_handle(),
+            |listener| connections.serve(listener),
+        )
     }
 }
 
@@ -584,10 +553,17 @@ where
     S: Application<B>,
     B: AppBody,
 {
-    let addr: ListenAddr = addr
-        .parse()
-        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
-    Server::new().serve_until_signal(&addr, app).await
+    let addr = server::parse_addr(addr)?;
+    let s = Server::new();
+    let connections = s.connections(app);
+    server::serve_until_signal(
+        "FastCGI",
+        &addr,
+        s.handler.limits(),
+        &s.shutdown_handle(),
+        |l| connections.serve(l),
+    )
+    .await
 }
 
 #[cfg(test)]

@@ -110,8 +110,6 @@ where
     S: Application<B>,
     B: AppBody,
 {
-    let addr: ListenAddr = addr
-        .parse()
-        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+    let addr = gateway_core::server::parse_addr(addr)?;
     Server::new().serve_addr(&addr, app).await
 }

@@ -1,18 +1,13 @@
 //! The server's settings, and the server with its application.
 
 use std::fmt;
-use std::future::{Future, poll_fn};
 use std::io;
 use std::marker::PhantomData;
-use std::pin::pin;
 use std::sync::Arc;
-use std::task::Poll;
 use std::time::Duration;
 
 use bytes::Bytes;
-use gateway_core::server::{
-    self, BindOptions, Connection, ListenAddr, Listener, Refusal, Shutdown, Stream, systemd,
-};
+use gateway_core::server::{self, Connection, ListenAddr, Listener, Refusal, Shutdown, Stream};
 use gateway_core::{AppBody, Application, ErrorStream, Handler, Limits, PathView};
 use hyper_util::rt::TokioTimer;
 use hyper_util::server::conn::auto;
@@ -307,18 +302,15 @@ impl Server {
         S: Application<B>,
         B: AppBody,
     {
-        systemd::adopt();
-        let mut rt = match self.worker_threads {
-            Some(1) => tokio::runtime::Builder::new_current_thread(),
-            Some(n) => {
-                let mut rt = tokio::runtime::Builder::new_multi_thread();
-                rt.worker_threads(n);
-                rt
-            }
-            None => tokio::runtime::Builder::new_multi_thread(),
-        };
-        let rt = rt.enable_all().build()?;
-        rt.block_on(self.serve_addr(addr, app))
+        let connections = self.connections(app);
+        server::run(
+            "HTTP",
+            addr,
+            self.handler.limits(),
+            self.worker_threads,
+            &self.shutdown,
+            |listener| connections.serve(listener),
+        )
     }
 
     /// Opens `addr` and serves `app` until a signal or the shutdown.
@@ -327,52 +319,12 @@ impl Server {
         S: Application<B>,
         B: AppBody,
     {
-        let mut opts = BindOptions::new();
-        opts.backlog(self.handler.limits().get_listen_backlog());
-        let listener = addr
-            .listen(&opts)
-            .await
-            .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}")))?;
-        let local = listener.local_addr_string();
-        let conns = self.connections(app);
-        until_signal(conns.serve(listener), &self.shutdown, || {
-            // Once the signal handlers are in place: a SIGTERM right after
-            // the service manager heard of it is a graceful stop.
-            tracing::info!("HTTP server listening on {local}");
-            systemd::notify_ready(&format!("serving HTTP on {local}"));
+        let connections = self.connections(app);
+        server::serve_until_signal("HTTP", addr, self.handler.limits(), &self.shutdown, |l| {
+            connections.serve(l)
         })
         .await
     }
-}
-
-/// Runs `serving` until it ends. SIGTERM or SIGINT trigger `shutdown`; once
-/// the shutdown starts (by a signal or otherwise) the service manager hears
-/// the server is stopping, and `serving` gets to finish. `ready` is called
-/// once the signal handlers are installed.
-async fn until_signal(
-    serving: impl Future<Output = io::Result<()>>,
-    shutdown: &Shutdown,
-    ready: impl FnOnce(),
-) -> io::Result<()> {
-    let mut signal = pin!(server::signal());
-    // The first poll installs the handlers.
-    let mut signalled = poll_fn(|cx| Poll::Ready(signal.as_mut().poll(cx).is_ready())).await;
-    ready();
-    let mut serving = pin!(serving);
-    let mut watch = shutdown.watch();
-    if !signalled {
-        tokio::select! {
-            r = &mut serving => return r,
-            () = &mut signal => signalled = true,
-            () = watch.stopping() => {}
-        }
-    }
-    if signalled {
-        tracing::info!("stopping on a signal: finishing the requests in flight");
-        shutdown.trigger();
-    }
-    systemd::notify_stopping("stopping");
-    serving.await
 }
 
 /// The server with its application: serves accepted connections one by one,

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use gateway_core::server::{
-    BindOptions, Connection, ListenAddr, Listener, Refusal, Shutdown, Stream, signal, systemd,
+    self as server, Connection, ListenAddr, Listener, Refusal, Shutdown, Stream,
 };
 use gateway_core::{AppBody, Application, ErrorStream, Handler, Limits, PathView};
 
@@ -227,48 +227,16 @@ impl Server {
         S: Application<B>,
         B: AppBody,
     {
-        // Before any runtime thread exists: adopting edits the environment.
-        systemd::adopt();
-        let runtime = match self.worker_threads {
-            Some(1) => tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()?,
-            Some(n) => tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(n)
-                .enable_all()
-                .build()?,
-            None => tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()?,
-        };
-        runtime.block_on(async {
-            let listener = listen(addr, self.handler.limits()).await?;
-            systemd::notify_ready(&format!("serving SCGI on {}", listener.local_addr_string()));
-            self.shutdown.trigger_on(signal());
-            let mut stopping = self.shutdown.watch();
-            let notify = tokio::spawn(async move {
-                stopping.stopping().await;
-                systemd::notify_stopping("stopping");
-            });
-            let served = self.serve(listener, app).await;
-            // Sent by now even if the task has not run yet (one thread).
-            if self.shutdown.is_triggered() {
-                let _ = notify.await;
-            } else {
-                notify.abort();
-            }
-            served
-        })
+        let connections = self.connections(app);
+        server::run(
+            "SCGI",
+            addr,
+            self.handler.limits(),
+            self.worker_threads,
+            &self.shutdown,
+            |listener| connections.serve(listener),
+        )
     }
-}
-
-/// Listens on `addr` with the backlog of `limits`, and logs where.
-async fn listen(addr: &ListenAddr, limits: &Limits) -> io::Result<Listener> {
-    let mut opts = BindOptions::new();
-    opts.backlog(limits.get_listen_backlog());
-    let listener = addr.listen(&opts).await?;
-    tracing::info!("SCGI server listening on {}", listener.local_addr_string());
-    Ok(listener)
 }
 
 /// A [`Server`] with its application: serves accepted connections one by
@@ -410,11 +378,11 @@ where
     S: Application<B>,
     B: AppBody,
 {
-    let addr: ListenAddr = addr
-        .parse()
-        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
-    let server = Server::new();
-    let listener = listen(&addr, server.handler.limits()).await?;
-    server.shutdown.trigger_on(signal());
-    server.serve(listener, app).await
+    let addr = server::parse_addr(addr)?;
+    let s = Server::new();
+    let connections = s.connections(app);
+    server::serve_until_signal("SCGI", &addr, s.handler.limits(), &s.shutdown, |l| {
+        connections.serve(l)
+    })
+    .await
 }

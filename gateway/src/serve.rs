@@ -24,16 +24,7 @@ where
     let Some(socket) = &start.socket else {
         return cgi(b, start.protocol, app);
     };
-    let mut rt = match b.worker_threads {
-        Some(1) => tokio::runtime::Builder::new_current_thread(),
-        Some(n) => {
-            let mut rt = tokio::runtime::Builder::new_multi_thread();
-            rt.worker_threads(n);
-            rt
-        }
-        None => tokio::runtime::Builder::new_multi_thread(),
-    };
-    let rt = rt.enable_all().build()?;
+    let rt = server::runtime(b.worker_threads)?;
     rt.block_on(serve_sockets(b, start.protocol, socket, app))?;
     Ok(ExitCode::SUCCESS)
 }
@@ -166,7 +157,6 @@ where
     let limits = b.handler.limits().clone();
     let mut shutdown = Shutdown::new();
     shutdown.deadline(b.grace_period);
-    shutdown.trigger_on(server::signal());
     let listeners: Vec<(Option<Protocol>, Listener)> = match socket {
         Socket::Addr(addr) => {
             let mut opts = BindOptions::new();
@@ -200,7 +190,6 @@ where
         })
         .collect::<Vec<_>>()
         .join(", ");
-    tracing::info!("serving {status}");
     let servers = Arc::new(Servers::new(b, &shutdown, &app));
     let mut tasks = Vec::new();
     for (p, listener) in listeners {
@@ -215,26 +204,26 @@ where
             }
         }));
     }
-    server::systemd::notify_ready(&format!("serving {status}"));
-    let mut watch = shutdown.watch();
-    let stopping = tokio::spawn(async move {
-        watch.stopping().await;
-        server::systemd::notify_stopping("stopping: finishing requests in flight");
-    });
-    let mut result = Ok(());
-    for t in tasks {
-        match t.await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => {
-                // One socket failing stops them all.
-                shutdown.trigger();
-                result = Err(e);
+    let serving = async {
+        let mut result = Ok(());
+        for t in tasks {
+            match t.await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    // One socket failing stops them all.
+                    shutdown.trigger();
+                    result = Err(e);
+                }
+                Err(e) => result = Err(io::Error::other(e)),
             }
-            Err(e) => result = Err(io::Error::other(e)),
         }
-    }
-    stopping.abort();
-    result
+        result
+    };
+    server::until_signal(serving, &shutdown, || {
+        tracing::info!("serving {status}");
+        server::systemd::notify_ready(&format!("serving {status}"));
+    })
+    .await
 }
 
 /// Serves a socket whose connections each tell their protocol by their

@@ -32,7 +32,10 @@
 //!   answer (400, 503) and the close after it;
 //! - [`sniff`], [`sniff_stream`]: the protocol of a connection from its
 //!   first bytes, so one socket can serve FastCGI, SCGI and HTTP;
-//! - [`systemd`]: socket activation and readiness notification.
+//! - [`systemd`]: socket activation and readiness notification;
+//! - [`run`], [`serve_until_signal`], [`until_signal`], [`runtime`],
+//!   [`parse_addr`]: what every server's `run` and one-line `serve` do
+//!   around serving (the runtime, the socket, readiness, signals).
 
 mod accept;
 mod addr;
@@ -41,6 +44,7 @@ mod close;
 mod finish;
 mod input;
 mod listener;
+mod run;
 mod shutdown;
 mod sniff;
 mod stall;
@@ -54,6 +58,7 @@ pub use close::{LINGER_MAX_BYTES, LINGER_TIME, linger_close, nothing_waiting, re
 pub use finish::{answer_and_close, close_after};
 pub use input::SharedInput;
 pub use listener::{BindOptions, DEFAULT_BACKLOG, Listener, Replay, Stream};
+pub use run::{parse_addr, run, runtime, serve_until_signal, until_signal};
 pub use shutdown::{Shutdown, Watch, signal};
 pub use sniff::{Sniffed, sniff, sniff_stream};
 pub use stall::Stall;
