@@ -97,7 +97,10 @@ pub enum Stdin {
     Connected,
     /// A terminal: someone ran the program by hand.
     Terminal,
-    /// Closed.
+    /// Closed. A Rust program does not see this on Linux and most other
+    /// Unix systems: the runtime reopens a closed fd 0 on `/dev/null`
+    /// before `main`, which then looks like [`Stdin::Other`]. It remains
+    /// for [`Facts`] built by hand and for platforms that leave fd 0 closed.
     Closed,
     /// A pipe, a file or `/dev/null`.
     Other,

@@ -31,9 +31,12 @@
 //!    `mod_cgid` gives a CGI program, is CGI's stdin, not a server socket;
 //! 5. HTTP on `GATEWAY_ADDR`, else `0.0.0.0:$PORT`, else 127.0.0.1:8000.
 //!
-//! A start that cannot work (an unknown `GATEWAY_PROTOCOL`, CGI chosen
-//! from a terminal, fd 0 closed with nothing else to go on) prints one line
-//! and exits with status 2. See [`decide`] for the details.
+//! A start that cannot work (an unknown `GATEWAY_PROTOCOL`, an address or
+//! port that does not parse, CGI chosen outside a CGI request) prints one
+//! line and exits with status 2. See [`decide`] for the details. A closed
+//! fd 0 is no such case: Rust's runtime reopens it on `/dev/null` before
+//! `main`, so the program starts as with `</dev/null` (HTTP, unless
+//! something else says otherwise).
 //!
 //! Where a socket's protocol is not named, each connection's is told by its
 //! first bytes: a FastCGI record header, an SCGI netstring's digits, an

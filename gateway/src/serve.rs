@@ -249,7 +249,19 @@ where
     server::serve(listener, max_connections, shutdown, refusal, move |conn| {
         let servers = servers.clone();
         async move {
-            match conn.sniff(timeout).await {
+            // A connection that has not shown its protocol has no request
+            // in flight: a shutdown closes it at once instead of waiting
+            // out the head-read timeout. Bytes already there win the race.
+            let mut stop = conn.shutdown.clone();
+            let sniffed = tokio::select! {
+                biased;
+                r = conn.sniff(timeout) => r,
+                _ = stop.stopping() => {
+                    tracing::debug!("shutting down: closed a connection before its protocol showed");
+                    return;
+                }
+            };
+            match sniffed {
                 Ok((Some(sniffed), conn)) => servers.serve_connection(sniffed, conn).await,
                 Ok((None, _)) => {
                     tracing::debug!(
