@@ -110,6 +110,10 @@ pub fn is_cgi() -> bool {
     std::env::var_os("GATEWAY_INTERFACE").is_some()
 }
 
+/// How long the process reads the rest of a request body the application
+/// left unread, after the response.
+const DRAIN_TIME: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// A CGI program's configuration: the mode and the core [`Handler`].
 #[derive(Debug, Clone)]
 pub struct Cgi {
@@ -174,10 +178,13 @@ impl Cgi {
             Ok(rt) => rt,
             Err(e) => return startup_failure(&e),
         };
-        match rt.block_on(self.serve(app)) {
+        let code = match rt.block_on(self.serve(app)) {
             Ok(outcome) => exit_code(&outcome),
             Err(e) => startup_failure(&e),
-        }
+        };
+        // A drain still blocked on a stalled web server is not waited for.
+        rt.shutdown_background();
+        code
     }
 
     /// Serves this process's request inside an existing runtime.
@@ -194,6 +201,13 @@ impl Cgi {
             Some(h) => h.run(&mut gateway, app).await,
             None => Handler::default().run(&mut gateway, app).await,
         };
+        // The response is out; what is left of the body is read before the
+        // process exits, bounded in time: a web server that stalls mid-body
+        // does not keep the process alive.
+        if gateway.has_unread_body() {
+            let drain = tokio::task::spawn_blocking(move || gateway.drain_body());
+            let _ = tokio::time::timeout(DRAIN_TIME, drain).await;
+        }
         Ok(outcome)
     }
 }

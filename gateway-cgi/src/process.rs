@@ -41,7 +41,51 @@ pub struct ProcessGateway {
     mode: Mode,
 }
 
+/// The most request-body bytes left unread by the application that are
+/// read and discarded before the process exits.
+const DRAIN_MAX: u64 = 16 << 20;
+
 impl ProcessGateway {
+    /// Reads and discards the request body the application did not read
+    /// (at most [`DRAIN_MAX`] bytes), so that the web server sees the
+    /// response end cleanly: Apache's `mod_cgid` hands the program a Unix
+    /// socket, which the kernel resets when it is closed with unread data,
+    /// and fcgiwrap fails once its pipe to the program is full. A body that
+    /// the handler refused before handing it out (a 413) is drained by its
+    /// declared length.
+    /// Whether the request has body bytes the application did not read.
+    pub(crate) fn has_unread_body(&self) -> bool {
+        match &self.body {
+            Some(body) => !body.all_read(),
+            None => {
+                self.stdin.is_some()
+                    && std::env::var_os("CONTENT_LENGTH").is_some_and(|v| !v.is_empty() && v != "0")
+            }
+        }
+    }
+
+    pub(crate) fn drain_body(&mut self) {
+        if let Some(body) = self.body.take() {
+            if !body.discard_rest(DRAIN_MAX) {
+                tracing::debug!("request body left unread at exit");
+            }
+            return;
+        }
+        let declared = std::env::var_os("CONTENT_LENGTH")
+            .and_then(|v| v.into_string().ok())
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0);
+        if declared == 0 {
+            return;
+        }
+        if let Some(file) = self.stdin.take() {
+            let stdin = Stdin::new(file, Some(declared));
+            if !stdin.discard_rest(DRAIN_MAX) {
+                tracing::debug!("request body left unread at exit");
+            }
+        }
+    }
+
     pub(crate) fn new(mode: Mode) -> io::Result<Self> {
         // Duplicated descriptors: unbuffered, and closing them leaves the
         // process's own 0 and 1 alone.

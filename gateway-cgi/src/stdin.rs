@@ -97,6 +97,29 @@ impl Stdin {
         }
     }
 
+    /// Reads and discards what the application left of the body, at most
+    /// `limit` bytes: a program that exits with body bytes unread makes
+    /// Apache's `mod_cgid` (a Unix socket, which the kernel resets when
+    /// closed with unread data) cut the response short, and fcgiwrap fail
+    /// once the pipe is full. Returns whether the body was read to its end.
+    /// Whether nothing is left to read from the pipe.
+    pub(crate) fn all_read(&self) -> bool {
+        let s = self.lock();
+        s.unread == 0 || s.failed.is_some()
+    }
+
+    pub(crate) fn discard_rest(&self, limit: u64) -> bool {
+        let mut s = self.lock();
+        let mut discarded = 0u64;
+        while s.unread > 0 && s.failed.is_none() && discarded < limit {
+            match read_pipe(&mut s) {
+                Ok(chunk) => discarded += chunk.len() as u64,
+                Err(_) => return false,
+            }
+        }
+        s.unread == 0
+    }
+
     /// The body the application reads: `length` bytes, or with `None`
     /// everything up to end of file.
     pub(crate) fn body(&self, length: Option<u64>) -> StdinBody {
