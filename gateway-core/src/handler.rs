@@ -492,6 +492,25 @@ impl Handler {
             repeats: &cfg.repeats,
         };
 
+        // Too many header fields: the web server passes what the client
+        // sent, so the cap on headers is applied here for every backend.
+        let max_headers = cfg.limits.get_max_headers();
+        if env.len() > max_headers {
+            let fields = env
+                .pairs()
+                .iter()
+                .filter(|(n, _)| n.starts_with(b"HTTP_"))
+                .count();
+            if fields > max_headers {
+                tracing::debug!(fields, max_headers, "too many request header fields");
+                let res = plain(
+                    StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                    "Request Header Fields Too Large\n",
+                );
+                return Box::pin(self.finish_plain(gateway, res, &ctx)).await;
+            }
+        }
+
         // Refuse a declared body over the limit before reading any of it.
         if let Some(max) = cfg.limits.get_max_body_len()
             && let Ok(Some(n)) = env.content_length()

@@ -89,7 +89,9 @@ impl Limits {
         max_head_len, get_max_head_len: usize
     );
     limit!(
-        /// The most request headers (or environ entries) accepted.
+        /// The most request header fields accepted: the HTTP server's parser
+        /// refuses more (431); for the other backends the handler counts the
+        /// `HTTP_*` variables the web server passed and answers 431 past it.
         max_headers, get_max_headers: usize
     );
     limit!(

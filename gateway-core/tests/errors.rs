@@ -467,3 +467,25 @@ async fn app_timeout_cancels_a_slow_application_with_503() {
         "the application was cancelled"
     );
 }
+
+/// More `HTTP_*` fields than `max_headers` is a 431 without calling the
+/// application, whatever backend passed them.
+#[tokio::test]
+async fn too_many_header_fields_is_431() {
+    let mut limits = gateway_core::Limits::default();
+    limits.max_headers(5);
+    let handler = Handler::builder().limits(limits).build();
+    let mut env = testing_env();
+    for i in 0..6 {
+        env.insert(format!("HTTP_X_{i}"), "v");
+    }
+    let called = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = called.clone();
+    let app = tower::service_fn(move |_req: Request<Body>| {
+        flag.store(true, std::sync::atomic::Ordering::SeqCst);
+        async { Ok::<_, Infallible>(Response::new(Body::empty())) }
+    });
+    let r = run(&handler, env, false, app).await;
+    assert!(r.text().starts_with("Status: 431 "), "{}", r.text());
+    assert!(!called.load(std::sync::atomic::Ordering::SeqCst));
+}
