@@ -200,7 +200,7 @@ mod tests {
         assert_eq!(ProtocolStatus::from_u8(4), None);
     }
 
-    /// F2: the header layout, big-endian fields, reserved byte ignored.
+    /// The header layout, big-endian fields, reserved byte ignored.
 
     #[test]
     fn begin_and_end_bodies() {

@@ -143,7 +143,7 @@ mod tests {
         assert_eq!(padding_len(MAX_CONTENT_LEN), 1);
     }
 
-    /// F2: header, content and padding are contiguous; the padding is zeros.
+    /// Header, content and padding are contiguous; the padding is zeros.
     #[test]
     fn stdout_record_bytes_f2() {
         let mut out = BytesMut::new();
@@ -157,7 +157,7 @@ mod tests {
         assert_eq!(&out[..], b"\x01\x07\x01\x02\x00\x04\x04\x00oops\0\0\0\0");
     }
 
-    /// B9: an empty chunk writes no record at all; only the explicit end
+    /// An empty chunk writes no record at all; only the explicit end
     /// marker is an empty record.
     #[test]
     fn empty_chunk_writes_nothing_b9() {
@@ -168,7 +168,7 @@ mod tests {
         assert_eq!(&out[..], b"\x01\x06\x00\x01\x00\x00\x00\x00");
     }
 
-    /// F2, B9: a chunk over 65535 bytes becomes several records, each at
+    /// A chunk over 65535 bytes becomes several records, each at
     /// most 65535 content bytes and padded to a multiple of 8.
     #[test]
     fn large_chunk_is_split_b9() {
@@ -212,7 +212,7 @@ mod tests {
         assert_eq!(out.len(), MAX_CONTENT_LEN + 9);
     }
 
-    /// F11: the normal end of request 1.
+    /// The normal end of request 1.
     #[test]
     fn end_request_bytes_f11() {
         let mut out = BytesMut::new();
@@ -229,7 +229,7 @@ mod tests {
         );
     }
 
-    /// F9: libfcgi's refusal of a second request on a connection.
+    /// Libfcgi's refusal of a second request on a connection.
     #[test]
     fn cant_mpx_conn_bytes_f9() {
         let mut out = BytesMut::new();
@@ -240,7 +240,7 @@ mod tests {
         );
     }
 
-    /// F5: the answer to an unknown management record type.
+    /// The answer to an unknown management record type.
     #[test]
     fn unknown_type_bytes_f5() {
         for t in [0u8, 0x0c, 0x42, 0xff] {

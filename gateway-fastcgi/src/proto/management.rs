@@ -88,7 +88,7 @@ pub(crate) fn get_values_answer(config: &Config, names: &[Bytes]) -> Vec<(&'stat
 mod tests {
     use super::*;
 
-    /// F4: libfcgi's answer (1, 1, 0), byte for byte.
+    /// Libfcgi's answer (1, 1, 0), byte for byte.
     const LIBFCGI_ANSWER: &[u8] = b"\x01\x0a\x00\x00\x00\x33\x05\x00\
         \x0e\x01FCGI_MAX_CONNS1\
         \x0d\x01FCGI_MAX_REQS1\
@@ -107,7 +107,7 @@ mod tests {
         assert_eq!(&out[..], LIBFCGI_ANSWER);
     }
 
-    /// F4: unknown names are left out, known ones answered once, in the
+    /// Unknown names are left out, known ones answered once, in the
     /// order asked, from the real configuration.
     #[test]
     fn answer_follows_config_and_order_f4() {

@@ -379,7 +379,7 @@ mod tests {
         decoder.finish()
     }
 
-    /// F3: name "X" with a 200-byte value: a 1-byte then a 4-byte length.
+    /// Name "X" with a 200-byte value: a 1-byte then a 4-byte length.
     #[test]
     fn vector_x_200_f3() {
         let value = vec![b'v'; 200];
@@ -391,7 +391,7 @@ mod tests {
         assert_eq!(pairs(&params), [(&b"X"[..], &value[..])]);
     }
 
-    /// F3: all four length combinations (11, 14, 41, 44), plus a long form
+    /// All four length combinations (11, 14, 41, 44), plus a long form
     /// used for a short length, which is also valid.
     #[test]
     fn four_length_combinations_f3() {
@@ -414,7 +414,7 @@ mod tests {
         assert_eq!(pairs(&params), [(&b"a"[..], &b""[..])]);
     }
 
-    /// F3: spec example B.2, a pair split across two records.
+    /// Spec example B.2, a pair split across two records.
     #[test]
     fn spec_example_b2_split_across_records_f3() {
         let params = decode_in_pieces(&[
@@ -479,7 +479,7 @@ mod tests {
         assert_eq!(value.as_ptr(), encoded[6..].as_ptr());
     }
 
-    /// B2: the stream ends inside a pair.
+    /// The stream ends inside a pair.
     #[test]
     fn truncated_pair_b2() {
         let encoded = block(&[(b"NAME", b"value")]);
@@ -491,7 +491,7 @@ mod tests {
         assert!(err.is_truncated());
     }
 
-    /// B2: a 4-byte length of 2^31-1 is refused (whatever the cap), also
+    /// A 4-byte length of 2^31-1 is refused (whatever the cap), also
     /// when the top bit is the only thing making it so.
     #[test]
     fn length_of_two_to_the_31_minus_one_b2() {
@@ -516,7 +516,7 @@ mod tests {
         );
     }
 
-    /// B2: the byte cap counts every byte and refuses a pair as soon as its
+    /// The byte cap counts every byte and refuses a pair as soon as its
     /// lengths show it cannot fit.
     #[test]
     fn byte_cap_b2() {

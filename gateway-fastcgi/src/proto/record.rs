@@ -411,7 +411,7 @@ mod tests {
         assert_eq!(header.to_bytes(), *b"\x01\x05\x12\x34\xab\xcd\x07\x00");
     }
 
-    /// F2: the receiver skips the padding, whatever it contains.
+    /// The receiver skips the padding, whatever it contains.
     #[test]
     fn decode_skips_padding_f2() {
         let mut wire = BytesMut::from(STDIN_ABC);
@@ -471,7 +471,7 @@ mod tests {
         }
     }
 
-    /// B1: a version other than 1 is refused from the header alone, before
+    /// A version other than 1 is refused from the header alone, before
     /// any content arrives.
     #[test]
     fn unsupported_version_b1() {

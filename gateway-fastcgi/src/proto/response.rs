@@ -88,7 +88,7 @@ mod tests {
     use super::*;
     use crate::proto::record::{Record, decode};
 
-    /// F11: data, empty STDOUT, then END_REQUEST; no STDERR records when the
+    /// Data, empty STDOUT, then END_REQUEST; no STDERR records when the
     /// error stream was not used.
     #[test]
     fn normal_end_f11() {
@@ -105,7 +105,7 @@ mod tests {
         );
     }
 
-    /// F11, F12: STDERR interleaves with STDOUT and gets its own end marker;
+    /// STDERR interleaves with STDOUT and gets its own end marker;
     /// a failed application reports a non-zero appStatus.
     #[test]
     fn stderr_is_ended_when_used_f12() {
@@ -138,7 +138,7 @@ mod tests {
         assert!(records.iter().all(|r| r.request_id == 3));
     }
 
-    /// B9: empty writes never produce an empty (stream-ending) record.
+    /// Empty writes never produce an empty (stream-ending) record.
     #[test]
     fn empty_writes_are_dropped_b9() {
         let mut out = BytesMut::new();

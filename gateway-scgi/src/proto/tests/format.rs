@@ -1,4 +1,4 @@
-//! S1–S6: the request format, accepted inputs and their results.
+//! The request format, accepted inputs and their results.
 
 use super::*;
 

@@ -1,4 +1,4 @@
-//! Q7, Q11, Q14: the header orders nginx, Apache httpd and lighttpd send.
+//! The header orders nginx, Apache httpd and lighttpd send.
 
 use super::*;
 

@@ -1,5 +1,5 @@
-//! Request-header tests: the spec vector (S1), the format rules (S2–S6), each
-//! rejected case (B4), the header orders of real web servers (Q7, Q11, Q14),
+//! Request-header tests: the spec vector, the format rules, each
+//! rejected case, the header orders of real web servers,
 //! and split input. Every parse goes through `outcome`, which also checks
 //! that the result is the same for the input whole, split in two at every
 //! byte (at a spread of bytes for long inputs), and fed one byte at a time.

@@ -1,4 +1,4 @@
-//! B4: each rejected case, one by one, and the size cap.
+//! Each rejected case, one by one, and the size cap.
 
 use super::*;
 
