@@ -215,7 +215,7 @@ impl Server {
     /// SIGTERM or SIGINT.
     ///
     /// Sockets passed by systemd are adopted before the runtime starts
-    /// ([`systemd::adopt`]).
+    /// ([`systemd::adopt`](gateway_core::server::systemd::adopt)).
     ///
     /// # Errors
     ///
