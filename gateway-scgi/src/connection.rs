@@ -5,15 +5,14 @@ use std::time::Duration;
 
 use bytes::{Buf, BytesMut};
 use gateway_core::server::{
-    Connection, Stream, Watch, linger_close, nothing_waiting, reset_on_close,
+    Connection, SharedInput, Stream, Timed, Watch, answer_and_close, close_after,
 };
-use gateway_core::{Body, BoxError, ErrorStream, Handler, Limits, Outcome};
+use gateway_core::{Body, BoxError, ErrorStream, Handler, Limits};
 use http::{Request, Response};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncReadExt;
 use tower::Service;
 
 use crate::gateway::ScgiGateway;
-use crate::input::{SharedInput, TimedReader};
 use crate::proto::{Config, Header, HeaderParser, Marker, ProtocolError};
 
 /// The answer to a malformed request header.
@@ -81,10 +80,7 @@ where
         }
         Ok(Err(HeadError::Protocol(e))) => {
             tracing::debug!(error = %e, "bad SCGI request");
-            let write = stream.write_all(BAD_REQUEST);
-            if let Ok(Ok(())) = tokio::time::timeout(limits.get_write_timeout(), write).await {
-                linger_close(stream, limits.get_write_timeout()).await;
-            }
+            answer_and_close(stream, BAD_REQUEST, limits.get_write_timeout()).await;
             return;
         }
     };
@@ -97,7 +93,7 @@ where
     let length = header.content_length();
     let (reader, writer) = tokio::io::split(stream);
     let input = SharedInput::new(buf.freeze(), reader);
-    let timed = TimedReader::new(input.clone(), limits.get_body_read_timeout());
+    let timed = Timed::reads(input.clone(), limits.get_body_read_timeout());
     let mut gateway = ScgiGateway {
         writer,
         pairs: header.into_pairs(),
@@ -114,7 +110,7 @@ where
         return;
     };
     let stream = reader.unsplit(writer);
-    finish(stream, &outcome, limits, done).await;
+    close_after(stream, &outcome, done, limits.get_write_timeout()).await;
 }
 
 /// Reads until the header is complete. `buf` then holds the bytes read
@@ -151,32 +147,6 @@ async fn read_header(
     }
 }
 
-/// Ends the connection as `outcome` requires. `all_read`: the whole request
-/// was read, so a plain close cannot turn into a reset and needs no
-/// lingering.
-async fn finish(stream: Stream, outcome: &Outcome, limits: &Limits, all_read: bool) {
-    if outcome.is_aborted() {
-        // The response failed after its head: the web server must not take
-        // what it got for a whole response. A reset makes nginx, Apache and
-        // lighttpd drop the client connection instead of ending the body
-        // normally (a plain close would look complete when the response has
-        // no Content-Length).
-        tracing::debug!("response aborted; resetting the connection");
-        reset_on_close(&stream);
-        return;
-    }
-    if outcome.is_disconnected() || outcome.is_failed() {
-        return;
-    }
-    if all_read && nothing_waiting(&stream) {
-        // Nothing unread: closing sends the end of the response at once,
-        // and cannot turn into a reset.
-        drop(stream);
-        return;
-    }
-    linger_close(stream, limits.get_write_timeout()).await;
-}
-
 /// The answer to a connection past the server's connection cap.
 const BUSY: &[u8] = b"Status: 503 Service Unavailable\r\nRetry-After: 1\r\n\
 Content-Type: text/plain\r\nContent-Length: 20\r\n\r\nService Unavailable\n";
@@ -184,8 +154,6 @@ Content-Type: text/plain\r\nContent-Length: 20\r\n\r\nService Unavailable\n";
 /// Refuses a connection past the cap: a 503 with `Retry-After` at once,
 /// then the lingering close (the web server is still sending the request,
 /// which nobody reads).
-pub(crate) async fn refuse(mut stream: Stream, write_timeout: Duration) {
-    if let Ok(Ok(())) = tokio::time::timeout(write_timeout, stream.write_all(BUSY)).await {
-        linger_close(stream, write_timeout).await;
-    }
+pub(crate) async fn refuse(stream: Stream, write_timeout: Duration) {
+    answer_and_close(stream, BUSY, write_timeout).await;
 }

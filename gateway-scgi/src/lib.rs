@@ -112,7 +112,6 @@ pub mod codec;
 mod connection;
 mod error;
 mod gateway;
-mod input;
 pub mod proto;
 mod server;
 
