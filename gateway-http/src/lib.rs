@@ -84,6 +84,7 @@ mod gateway;
 mod refuse;
 mod server;
 mod stream;
+mod upgrade;
 
 pub use gateway_core::server::{ListenAddr, Listener, Shutdown};
 pub use gateway_core::{Body, BoxError, ErrorStream, Handler, HandlerBuilder, Limits, PathView};
