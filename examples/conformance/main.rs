@@ -7,7 +7,7 @@
 //! conformance nph             # one NPH CGI request
 //! conformance fastcgi ADDR    # FastCGI server (any listen address; none or - for fd 0)
 //! conformance scgi ADDR       # SCGI server (any listen address; none for fd 0)
-//! conformance http ADDR       # HTTP server (any listen address)
+//! conformance http ADDR       # HTTP server (any listen address), with a WebSocket echo at /ws
 //! ```
 //!
 //! The routes are listed in `gateway_test::conformance`. `/file` serves from

@@ -159,6 +159,17 @@ pub trait Gateway: Send {
         }
     }
 
+    /// Whether this backend can hand the connection over to the application
+    /// after a `101 Switching Protocols` answer (HTTP/1.1 `Upgrade`, such as
+    /// WebSocket). When true, a 101 whose `Connection` names `upgrade` keeps
+    /// its `Connection` and `Upgrade` headers, and the backend carries out
+    /// the switch. When false (the default, and every CGI-family protocol,
+    /// which has no connection to hand over), a 101 from the application is
+    /// answered `501 Not Implemented` instead.
+    fn supports_upgrade(&self) -> bool {
+        false
+    }
+
     /// Lets the web server send a file body itself (`X-Sendfile`,
     /// `X-Accel-Redirect`): add the header to `headers` and return true, and
     /// the pipeline sends the head with no body. Asked only when

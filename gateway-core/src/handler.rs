@@ -43,6 +43,7 @@ struct Config {
     path_view: PathView,
     repeat_summary: Duration,
     quiet_panics: bool,
+    accel_hint: bool,
     /// Made by `build` from the two above.
     repeats: Repeats,
 }
@@ -132,6 +133,7 @@ impl fmt::Debug for Handler {
             .field("limits", &self.config.limits)
             .field("repeat_summary", &self.config.repeat_summary)
             .field("quiet_repeated_panics", &self.config.quiet_panics)
+            .field("accel_buffering_hint", &self.config.accel_hint)
             .finish_non_exhaustive()
     }
 }
@@ -179,6 +181,7 @@ impl HandlerBuilder {
                 path_view: PathView::Full,
                 repeat_summary: DEFAULT_REPEAT_SUMMARY,
                 quiet_panics: true,
+                accel_hint: true,
                 repeats: Repeats::new(Duration::ZERO, false),
             },
         }
@@ -297,6 +300,33 @@ impl HandlerBuilder {
         self
     }
 
+    /// Whether a streamed response asks the web server in front not to
+    /// buffer it (default true).
+    ///
+    /// nginx buffers what a FastCGI, SCGI, uwsgi or proxied backend sends
+    /// (`fastcgi_buffering on` and its siblings are the stock settings),
+    /// so a body written bit by bit — server-sent events, progress output,
+    /// a long poll — reaches the client only once nginx's buffer fills or
+    /// the response ends. nginx turns that off for one response that
+    /// carries `X-Accel-Buffering: no`. When this is on, the pipeline adds
+    /// that header to every response whose head goes out before its body
+    /// has ended without a `Content-Length` (a streamed body), and to every
+    /// `text/event-stream` response, on every backend (nginx honours it
+    /// with `proxy_pass` too); it never replaces an `X-Accel-Buffering`
+    /// the application set (`yes` keeps nginx's buffering for that
+    /// response). A response whose size is known is left alone: buffering
+    /// it costs the client nothing and frees the application sooner.
+    ///
+    /// nginx does not pass the header on to the client; other web servers
+    /// ignore it and pass it on, so turn this off when nothing in front
+    /// reads it and you would rather not send it. Apache httpd and
+    /// lighttpd are told to stream in their own configuration (see the
+    /// web-server examples of the workspace).
+    pub fn accel_buffering_hint(&mut self, on: bool) -> &mut Self {
+        self.config.accel_hint = on;
+        self
+    }
+
     /// The handler. Wraps the process's panic hook unless told not to (see
     /// [`quiet_repeated_panics`](HandlerBuilder::quiet_repeated_panics)).
     pub fn build(&mut self) -> Handler {
@@ -381,6 +411,10 @@ pub(crate) struct RequestCtx<'h> {
     pub(crate) body_fault: Option<BodyFault>,
     /// The handler's failure summariser.
     pub(crate) repeats: &'h Repeats,
+    /// Add `X-Accel-Buffering: no` to streamed responses.
+    pub(crate) accel_hint: bool,
+    /// The backend can switch protocols ([`Gateway::supports_upgrade`]).
+    pub(crate) upgrades: bool,
 }
 
 impl RequestCtx<'_> {
@@ -447,6 +481,7 @@ impl Handler {
                 path_view: c.path_view.clone(),
                 repeat_summary: c.repeat_summary,
                 quiet_panics: c.quiet_panics,
+                accel_hint: c.accel_hint,
                 repeats: Repeats::new(std::time::Duration::ZERO, false),
             },
         }
@@ -490,6 +525,8 @@ impl Handler {
             traceback_limit: cfg.traceback_limit,
             body_fault: None,
             repeats: &cfg.repeats,
+            accel_hint: cfg.accel_hint,
+            upgrades: gateway.supports_upgrade(),
         };
 
         // Too many header fields: the web server passes what the client
@@ -579,6 +616,21 @@ impl Handler {
             },
         };
         let failure = match called {
+            Ok(Ok(res)) if res.status() == StatusCode::SWITCHING_PROTOCOLS && !ctx.upgrades => {
+                // The application switched protocols where the backend has
+                // no connection to hand over: say so rather than send a
+                // 101 nothing follows.
+                drop(res);
+                tracing::warn!(
+                    "the application answered 101 Switching Protocols, which this backend \
+                     cannot carry out; answering 501"
+                );
+                let res = plain(
+                    StatusCode::NOT_IMPLEMENTED,
+                    "Protocol upgrades are not supported here\n",
+                );
+                return Box::pin(self.finish_plain(gateway, res, &ctx)).await;
+            }
             Ok(Ok(res)) => {
                 if res.status() == StatusCode::NOT_FOUND
                     && let Some(path) = &seen_path

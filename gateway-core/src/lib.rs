@@ -84,4 +84,6 @@ pub use handler::{
 pub use head::{HeadFormat, ReasonPhrase};
 pub use info::{Captured, ErrorStream, GatewayInfo, Protocol};
 pub use limits::Limits;
-pub use pipeline::{HOP_BY_HOP, is_hop_by_hop};
+pub use pipeline::{
+    HOP_BY_HOP, X_ACCEL_BUFFERING, is_hop_by_hop, is_proper_switch, wants_unbuffered,
+};

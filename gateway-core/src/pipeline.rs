@@ -44,6 +44,51 @@ pub fn is_hop_by_hop(name: &str) -> bool {
     HOP_BY_HOP.iter().any(|h| h.eq_ignore_ascii_case(name))
 }
 
+/// Whether a response with these headers asks the web server in front to
+/// pass its body on unbuffered: it is streamed (its head goes out before
+/// its end, without a `Content-Length`), or it is a stream of server-sent
+/// events (`text/event-stream`), which is only useful unbuffered.
+///
+/// The pipeline then adds `X-Accel-Buffering: no` (see
+/// [`HandlerBuilder::accel_buffering_hint`](crate::HandlerBuilder::accel_buffering_hint)),
+/// unless the application gave that header itself.
+pub fn wants_unbuffered(headers: &HeaderMap, streamed: bool) -> bool {
+    if headers.contains_key(X_ACCEL_BUFFERING) {
+        return false;
+    }
+    (streamed && !headers.contains_key(header::CONTENT_LENGTH)) || is_event_stream(headers)
+}
+
+/// The header nginx reads to turn its response buffering off for one
+/// response (for FastCGI, SCGI, uwsgi and proxied responses alike).
+pub const X_ACCEL_BUFFERING: &str = "x-accel-buffering";
+
+fn is_event_stream(headers: &HeaderMap) -> bool {
+    headers.get(header::CONTENT_TYPE).is_some_and(|v| {
+        let v = v.as_bytes();
+        let essence = v.split(|&b| b == b';').next().unwrap_or(v);
+        essence
+            .trim_ascii()
+            .eq_ignore_ascii_case(b"text/event-stream")
+    })
+}
+
+/// Whether a 101 response switches protocols properly: `Connection` names
+/// `upgrade` and `Upgrade` names the protocol. Only then do those two
+/// headers belong in the response.
+pub fn is_proper_switch(status: StatusCode, headers: &HeaderMap) -> bool {
+    status == StatusCode::SWITCHING_PROTOCOLS
+        && headers
+            .get_all(header::UPGRADE)
+            .iter()
+            .any(|v| !v.as_bytes().trim_ascii().is_empty())
+        && headers.get_all(header::CONNECTION).iter().any(|v| {
+            v.as_bytes()
+                .split(|&b| b == b',')
+                .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"upgrade"))
+        })
+}
+
 pub(crate) enum Sent {
     /// The response went out (fully or not): the request is over.
     Done(Outcome),
@@ -78,7 +123,8 @@ where
     B::Error: Into<BoxError>,
 {
     let (mut parts, body) = res.into_parts();
-    if let Err(e) = check_head(&mut parts) {
+    let switch = ctx.upgrades && is_proper_switch(parts.status, &parts.headers);
+    if let Err(e) = check_head(&mut parts, switch) {
         return Sent::NothingSent(e);
     }
     let status = parts.status;
@@ -200,7 +246,7 @@ impl<G: Gateway> Writer<'_, G> {
     /// Takes one non-empty chunk. Returns false when the declared length is
     /// reached and more would be too much.
     async fn data(&mut self, mut chunk: Bytes, ctx: &RequestCtx<'_>) -> Result<bool, Fail> {
-        self.commit_head(ctx)?;
+        self.commit_head(ctx, true)?;
         let mut more = true;
         if let Some(r) = &mut self.remaining {
             let n = chunk.len() as u64;
@@ -240,11 +286,18 @@ impl<G: Gateway> Writer<'_, G> {
         self.buf.len() + self.pending.as_ref().map_or(0, Bytes::len)
     }
 
-    /// Encodes the head into the buffer, once.
-    fn commit_head(&mut self, ctx: &RequestCtx<'_>) -> Result<(), Fail> {
+    /// Encodes the head into the buffer, once. `streamed`: the head goes
+    /// out before the end of the body (with its first chunk).
+    fn commit_head(&mut self, ctx: &RequestCtx<'_>, streamed: bool) -> Result<(), Fail> {
         let Some(mut parts) = self.head.take() else {
             return Ok(());
         };
+        if ctx.accel_hint && !self.no_body_status && wants_unbuffered(&parts.headers, streamed) {
+            parts.headers.insert(
+                HeaderName::from_static(X_ACCEL_BUFFERING),
+                HeaderValue::from_static("no"),
+            );
+        }
         let reason = parts.extensions.get::<ReasonPhrase>().map(|r| &r.0[..]);
         let mut head = ResponseHead {
             status: parts.status,
@@ -289,10 +342,10 @@ impl<G: Gateway> Writer<'_, G> {
             && self.gw.offload_file(region, &mut parts.headers)
         {
             self.remaining = None;
-            self.commit_head(ctx)?;
+            self.commit_head(ctx, false)?;
             return Ok(true);
         }
-        self.commit_head(ctx)?;
+        self.commit_head(ctx, false)?;
         self.push(false).await.map_err(Fail::Write)?;
         if self.gw.sendfile(region).await.map_err(Fail::Write)? {
             self.bytes_sent += region.len();
@@ -313,7 +366,7 @@ impl<G: Gateway> Writer<'_, G> {
                 .headers
                 .insert(header::CONTENT_LENGTH, HeaderValue::from_static("0"));
         }
-        if let Err(f) = self.commit_head(ctx) {
+        if let Err(f) = self.commit_head(ctx, false) {
             return self.fail(f, ctx).await;
         }
         let short = matches!(self.remaining, Some(r) if r > 0);
@@ -384,8 +437,10 @@ impl<G: Gateway> Writer<'_, G> {
 
 /// Checks the head an application produced: control
 /// characters are an error; hop-by-hop fields and `Status` are removed and
-/// logged (the validator layer makes them errors instead).
-fn check_head(parts: &mut Parts) -> Result<(), Error> {
+/// logged (the validator layer makes them errors instead). `switch`: a
+/// proper 101 the backend can carry out, which keeps `Connection` and
+/// `Upgrade`.
+fn check_head(parts: &mut Parts, switch: bool) -> Result<(), Error> {
     if let Some(r) = parts.extensions.get::<ReasonPhrase>()
         && r.0.iter().any(|&b| is_bad_value_byte(b))
     {
@@ -400,18 +455,21 @@ fn check_head(parts: &mut Parts) -> Result<(), Error> {
                 "control character in a response header value",
             )));
         }
-        if is_stripped(name) {
+        if is_stripped(name, switch) {
             tracing::warn!(header = %name, "removing a hop-by-hop or Status header from the response");
             strip = true;
         }
     }
     if strip {
-        remove_in_order(&mut parts.headers, is_stripped);
+        remove_in_order(&mut parts.headers, |n| is_stripped(n, switch));
     }
     Ok(())
 }
 
-fn is_stripped(name: &HeaderName) -> bool {
+fn is_stripped(name: &HeaderName, switch: bool) -> bool {
+    if switch && (name == header::CONNECTION || name == header::UPGRADE) {
+        return false;
+    }
     is_hop_by_hop(name.as_str()) || name == "status"
 }
 

@@ -18,7 +18,7 @@
 //! | [`rule::STATUS`] | a three-digit status of at least 100, a reason phrase without control characters |
 //! | [`rule::HEADER_NAME`] | names match `^[a-zA-Z][a-zA-Z0-9\-_]*$` and do not end in `-` or `_` |
 //! | [`rule::HEADER_VALUE`] | values hold no control characters |
-//! | [`rule::HOP_BY_HOP`] | no hop-by-hop header ([`crate::is_hop_by_hop`]) |
+//! | [`rule::HOP_BY_HOP`] | no hop-by-hop header ([`crate::is_hop_by_hop`]), except `Connection` and `Upgrade` on a 101 that switches protocols properly ([`crate::is_proper_switch`]) |
 //! | [`rule::STATUS_HEADER`] | no `Status` header |
 //! | [`rule::CONTENT_TYPE`] | `Content-Type` present, except on 1xx, 204 and 304, where it is forbidden (1xx: allowed) |
 //! | [`rule::NO_BODY`] | no body bytes for `HEAD`, 1xx, 204 and 304 |
@@ -292,7 +292,10 @@ fn check_response(parts: &http::response::Parts) -> Result<Option<u64>, Violatio
             "control character in the reason phrase",
         ));
     }
-    check_headers(&parts.headers)?;
+    check_headers(
+        &parts.headers,
+        crate::is_proper_switch(status, &parts.headers),
+    )?;
     let has_type = parts.headers.contains_key(header::CONTENT_TYPE);
     if (status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED) && has_type {
         return Err(Violation::new(
@@ -328,7 +331,8 @@ fn check_response(parts: &http::response::Parts) -> Result<Option<u64>, Violatio
     Ok(declared)
 }
 
-fn check_headers(headers: &HeaderMap) -> Result<(), Violation> {
+/// `switch`: a proper 101, which may carry `Connection` and `Upgrade`.
+fn check_headers(headers: &HeaderMap, switch: bool) -> Result<(), Violation> {
     for (name, value) in headers {
         let n = name.as_str();
         let bytes = n.as_bytes();
@@ -349,7 +353,7 @@ fn check_headers(headers: &HeaderMap) -> Result<(), Violation> {
                 "the Status header is not allowed (use the response status)",
             ));
         }
-        if is_hop_by_hop(n) {
+        if is_hop_by_hop(n) && !(switch && (n == "connection" || n == "upgrade")) {
             return Err(Violation::new(
                 rule::HOP_BY_HOP,
                 format!("hop-by-hop header {n:?} is not allowed"),

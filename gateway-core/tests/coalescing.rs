@@ -26,7 +26,8 @@ async fn small_response_is_one_write() {
     );
 }
 
-/// Chunks that are all ready at once coalesce into one write.
+/// Chunks that are all ready at once coalesce into one write. (A body of
+/// unknown size is streamed: its head asks the web server not to buffer.)
 #[tokio::test]
 async fn ready_chunks_coalesce() {
     let body = Scripted::new([data(b"a"), data(b"b"), data(b""), data(b"c")]);
@@ -38,7 +39,7 @@ async fn ready_chunks_coalesce() {
     assert_eq!(
         gw.events,
         vec![
-            Event::Write(b"Status: 200 OK\r\n\r\nabc".to_vec()),
+            Event::Write(b"Status: 200 OK\r\nX-Accel-Buffering: no\r\n\r\nabc".to_vec()),
             Event::Flush
         ]
     );
@@ -57,7 +58,7 @@ async fn pending_chunk_flushes_what_came_before() {
     assert_eq!(
         gw.events,
         vec![
-            Event::Write(b"Status: 200 OK\r\n\r\none".to_vec()),
+            Event::Write(b"Status: 200 OK\r\nX-Accel-Buffering: no\r\n\r\none".to_vec()),
             Event::Flush,
             Event::Write(b"two".to_vec()),
             Event::Flush,
@@ -75,7 +76,10 @@ async fn pending_before_first_chunk_holds_the_head() {
         .run(&mut gw, respond(move || Response::new(body.clone())))
         .await;
     assert!(outcome.is_complete());
-    assert_eq!(gw.writes(), vec![b"Status: 200 OK\r\n\r\nlate".to_vec()]);
+    assert_eq!(
+        gw.writes(),
+        vec![b"Status: 200 OK\r\nX-Accel-Buffering: no\r\n\r\nlate".to_vec()]
+    );
 }
 
 /// A large chunk is written as it is, after the head, not copied into

@@ -26,12 +26,16 @@ async fn c26_exact_size_hint_gives_content_length() {
     assert_eq!(r.out, b"Status: 200 OK\r\nContent-Length: 4\r\n\r\nabcd");
 }
 
-/// C26: a streamed body of unknown size gets no Content-Length.
+/// C26: a streamed body of unknown size gets no Content-Length (and asks
+/// the web server not to buffer it).
 #[tokio::test]
 async fn c26_streamed_body_has_no_content_length() {
     let body = Scripted::new([data(b"ab"), data(b"cd")]);
     let r = run_cgi(respond(move || Response::new(body.clone()))).await;
-    assert_eq!(r.out, b"Status: 200 OK\r\n\r\nabcd");
+    assert_eq!(
+        r.out,
+        b"Status: 200 OK\r\nX-Accel-Buffering: no\r\n\r\nabcd"
+    );
     assert!(r.outcome.is_complete());
 }
 

@@ -91,7 +91,10 @@ async fn c14_body_error_after_first_chunk_aborts_and_drops() {
     let body = Scripted::new([data(b"partial"), Step::Error("body broke late")]);
     let flag = body.drop_flag();
     let r = run_cgi(with_body(body)).await;
-    assert_eq!(r.out, b"Status: 200 OK\r\n\r\npartial");
+    assert_eq!(
+        r.out,
+        b"Status: 200 OK\r\nX-Accel-Buffering: no\r\n\r\npartial"
+    );
     assert!(r.outcome.is_aborted());
     assert_eq!(r.outcome.bytes_sent(), 7);
     assert!(r.errors.contains("body broke late"), "{}", r.errors);
@@ -104,7 +107,10 @@ async fn c14_body_panic_after_first_chunk_aborts() {
     let body = Scripted::new([data(b"partial"), Step::Pending, Step::Panic("late panic")]);
     let flag = body.drop_flag();
     let r = run_cgi(with_body(body)).await;
-    assert_eq!(r.out, b"Status: 200 OK\r\n\r\npartial");
+    assert_eq!(
+        r.out,
+        b"Status: 200 OK\r\nX-Accel-Buffering: no\r\n\r\npartial"
+    );
     assert!(r.outcome.is_aborted());
     assert!(r.errors.contains("late panic"), "{}", r.errors);
     assert!(flag.is_set());
@@ -152,7 +158,10 @@ async fn c37_disconnect_mid_stream_drops_body() {
     assert!(outcome.is_disconnected(), "{outcome:?}");
     assert_eq!(captured.text(), "");
     assert!(flag.is_set());
-    assert_eq!(gw.into_writer().out, b"Status: 200 OK\r\n\r\none");
+    assert_eq!(
+        gw.into_writer().out,
+        b"Status: 200 OK\r\nX-Accel-Buffering: no\r\n\r\none"
+    );
 }
 
 /// C17: another write error is logged to the error stream, the outcome is
@@ -172,7 +181,10 @@ async fn c17_other_write_error_logged_no_page() {
         "{}",
         captured.text()
     );
-    assert_eq!(gw.into_writer().out, b"Status: 200 OK\r\n\r\none");
+    assert_eq!(
+        gw.into_writer().out,
+        b"Status: 200 OK\r\nX-Accel-Buffering: no\r\n\r\none"
+    );
 }
 
 /// C17: the same when the very first write fails: logged, failed, nothing

@@ -18,7 +18,10 @@ async fn c6_write_then_return() {
         Ok(())
     }
     let r = run_cgi(imperative::service(app)).await;
-    assert_eq!(r.out, b"Status: 200 OK\r\n\r\nhttp");
+    assert_eq!(
+        r.out,
+        b"Status: 200 OK\r\nX-Accel-Buffering: no\r\n\r\nhttp"
+    );
     assert!(r.outcome.is_complete());
     assert_eq!(r.errors, "");
 }
@@ -47,7 +50,10 @@ async fn c11_error_after_output() {
         Err("failure after output".into())
     }
     let r = run_cgi(imperative::service(app)).await;
-    assert_eq!(r.out, b"Status: 200 OK\r\n\r\nSome output has been sent");
+    assert_eq!(
+        r.out,
+        b"Status: 200 OK\r\nX-Accel-Buffering: no\r\n\r\nSome output has been sent"
+    );
     assert!(r.outcome.is_aborted());
     assert!(r.errors.contains("failure after output"), "{}", r.errors);
 }
@@ -62,7 +68,10 @@ async fn c11_error_after_output_across_yield() {
         Err("failure after output".into())
     }
     let r = run_cgi(imperative::service(app)).await;
-    assert_eq!(r.out, b"Status: 200 OK\r\n\r\nSome output has been sent");
+    assert_eq!(
+        r.out,
+        b"Status: 200 OK\r\nX-Accel-Buffering: no\r\n\r\nSome output has been sent"
+    );
     assert!(r.outcome.is_aborted());
     assert!(r.errors.contains("failure after output"), "{}", r.errors);
 }
@@ -96,7 +105,10 @@ async fn c19_custom_reason_phrase() {
         Ok(())
     }
     let r = run_cgi(imperative::service(app)).await;
-    assert_eq!(r.out, b"Status: 200 Okay Then\r\n\r\nx");
+    assert_eq!(
+        r.out,
+        b"Status: 200 Okay Then\r\nX-Accel-Buffering: no\r\n\r\nx"
+    );
 }
 
 /// C29: a second start_response is "Headers already set!" (→ page).
@@ -125,7 +137,7 @@ async fn c29_replace_response_before_sending() {
     let r = run_cgi(imperative::service(app)).await;
     assert_eq!(
         r.out,
-        b"Status: 503 Service Unavailable\r\nRetry-After: 5\r\n\r\nbusy"
+        b"Status: 503 Service Unavailable\r\nRetry-After: 5\r\nX-Accel-Buffering: no\r\n\r\nbusy"
     );
 }
 
@@ -142,7 +154,7 @@ async fn c29_replace_response_after_sending_fails() {
         Ok(())
     }
     let r = run_cgi(imperative::service(app)).await;
-    assert_eq!(r.out, b"Status: 200 OK\r\n\r\na");
+    assert_eq!(r.out, b"Status: 200 OK\r\nX-Accel-Buffering: no\r\n\r\na");
     assert!(r.outcome.is_aborted());
     assert!(r.errors.contains("Headers already sent"), "{}", r.errors);
 }
@@ -220,14 +232,17 @@ async fn c31_writes_flushed_as_they_come() {
         .run(&mut gw, imperative::service(app))
         .await;
     assert!(outcome.is_complete());
-    assert_eq!(gw.output(), b"Status: 200 OK\r\n\r\none two three");
+    assert_eq!(
+        gw.output(),
+        b"Status: 200 OK\r\nX-Accel-Buffering: no\r\n\r\none two three"
+    );
     // Each write is followed by a flush.
     let flushes = gw.events.iter().filter(|e| **e == Event::Flush).count();
     assert!(flushes >= 3, "{:?}", gw.events);
     assert_eq!(
         gw.writes(),
         vec![
-            b"Status: 200 OK\r\n\r\none ".to_vec(),
+            b"Status: 200 OK\r\nX-Accel-Buffering: no\r\n\r\none ".to_vec(),
             b"two ".to_vec(),
             b"three".to_vec()
         ]

@@ -75,10 +75,11 @@ fn assert_error_page(out: &str, log: &str, rule: &str) {
 #[tokio::test]
 async fn compliant_app_passes_and_length_is_hidden() {
     let (out, log) = run(|| ok_text(full("hello"))).await;
-    // C42: the wrapper hides the body's size, so no Content-Length is added.
+    // C42: the wrapper hides the body's size, so no Content-Length is added
+    // (and the body counts as streamed).
     assert_eq!(
         out,
-        "Status: 200 OK\r\nContent-Type: text/plain\r\n\r\nhello"
+        "Status: 200 OK\r\nContent-Type: text/plain\r\nX-Accel-Buffering: no\r\n\r\nhello"
     );
     assert_eq!(log, "");
 }

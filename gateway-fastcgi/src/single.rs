@@ -246,7 +246,11 @@ pub(crate) async fn serve<T, S, B>(
                 tokio::select! {
                     biased;
                     outcome = &mut fut => break End::Done(outcome),
-                    r = write_out(&*d.sink, write_timeout), if d.sink.buffered() > 0 => {
+                    // Always polled after the handler, so output it
+                    // appended before it blocked goes out now (a branch
+                    // condition would be read only once, before the
+                    // handler ran, and hold a streamed body to its end).
+                    r = write_buffered(&*d.sink, write_timeout) => {
                         if let Err(error) = r {
                             tracing::debug!(%error, "FastCGI write failed");
                             break End::Broken;
@@ -562,6 +566,21 @@ where
 /// nothing for `timeout`.
 async fn write_out(sink: &dyn Sink, timeout: Duration) -> std::io::Result<()> {
     stall_timeout(timeout, std::future::poll_fn(|cx| sink.poll_write_out(cx))).await
+}
+
+/// Writes the buffer out once it holds something. Waits without a waker
+/// while it is empty: only the handler polled in the same task fills it,
+/// and every wake-up of the handler polls this again.
+async fn write_buffered(sink: &dyn Sink, timeout: Duration) -> std::io::Result<()> {
+    std::future::poll_fn(|_| {
+        if sink.buffered() > 0 {
+            std::task::Poll::Ready(())
+        } else {
+            std::task::Poll::Pending
+        }
+    })
+    .await;
+    write_out(sink, timeout).await
 }
 
 async fn read<T>(io: &direct::Shared<T>, buf: &mut BytesMut) -> std::io::Result<usize>

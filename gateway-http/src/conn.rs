@@ -20,6 +20,7 @@ use hyper_util::server::conn::auto;
 use crate::body::RequestBody;
 use crate::gateway::{Addrs, HttpGateway, SharedExchange};
 use crate::stream::{SendClock, StreamExecutor, current_clock};
+use crate::upgrade::{CutOnDrop, Tethered};
 
 /// How long a connection that is closing, with no request in flight, may
 /// take to finish the close (between one and two of these).
@@ -60,13 +61,26 @@ where
         .map(|n| Arc::new(AtomicU64::new(n)));
     let activity = Arc::new(Activity::default());
     let svc_activity = activity.clone();
-    let svc = hyper::service::service_fn(move |req| {
+    // The stream outlives hyper's connection when the application takes it
+    // over (a WebSocket): see `upgrade`.
+    let (stream, tether) = Tethered::new(stream);
+    let _cut = CutOnDrop(tether.clone());
+    let svc_tether = tether.clone();
+    let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
         let last = budget.as_ref().is_some_and(|b| {
             let left = b.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
                 Some(n.saturating_sub(1))
             });
             left.unwrap_or(0) <= 1
         });
+        if req.version() < http::Version::HTTP_2
+            && req
+                .extensions()
+                .get::<hyper::upgrade::OnUpgrade>()
+                .is_some()
+        {
+            svc_tether.arm();
+        }
         let in_flight = InFlight::start(&svc_activity);
         respond(req, svc_shared.clone(), addrs.clone(), last, in_flight)
     });
@@ -78,44 +92,70 @@ where
         Timed::writes(stream, limits.get_write_timeout())
             .first_byte(limits.get_head_read_timeout()),
     );
-    let c = shared.builder.serve_connection(io, svc);
-    tokio::pin!(c);
-    // The server stopping, or the connection idle: polled only when one of
-    // them woke the task, not on every wake-up hyper's I/O causes.
     let idle = limits.get_idle_timeout();
     let mut server_stopping = shared.shutdown.watch();
-    let control = Gated::new(async {
-        tokio::select! {
-            _ = shutdown.stopping() => "the server is stopping",
-            _ = server_stopping.stopping() => "the server is stopping",
-            () = activity.idle(idle) => "the connection is idle",
-        }
-    });
-    tokio::pin!(control);
-    let result = tokio::select! {
-        biased;
-        r = c.as_mut() => r,
-        why = control.as_mut() => {
-            // Finish the requests in flight, then close (HTTP/2: GOAWAY, a
-            // PING, and a last GOAWAY once the client acknowledged it).
-            // Requests in flight are bounded by their own timeouts and the
-            // shutdown's deadline; once none is left, the close itself gets
-            // CLOSE_GRACE, so a client that never acknowledges cannot hold
-            // the connection (and its slot) open.
-            tracing::debug!(why, "closing the connection");
-            c.as_mut().graceful_shutdown();
+    let result = {
+        let c = shared.builder.serve_connection_with_upgrades(io, svc);
+        tokio::pin!(c);
+        // The server stopping, or the connection idle: polled only when one
+        // of them woke the task, not on every wake-up hyper's I/O causes.
+        let control = Gated::new(async {
             tokio::select! {
-                biased;
-                r = c.as_mut() => r,
-                () = activity.idle(CLOSE_GRACE) => {
-                    tracing::debug!("the client did not finish the close in time; dropping the connection");
-                    Ok(())
+                _ = shutdown.stopping() => "the server is stopping",
+                _ = server_stopping.stopping() => "the server is stopping",
+                () = activity.idle(idle) => "the connection is idle",
+            }
+        });
+        tokio::pin!(control);
+        tokio::select! {
+            biased;
+            r = c.as_mut() => r,
+            why = control.as_mut() => {
+                // Finish the requests in flight, then close (HTTP/2: GOAWAY,
+                // a PING, and a last GOAWAY once the client acknowledged
+                // it). Requests in flight are bounded by their own timeouts
+                // and the shutdown's deadline; once none is left, the close
+                // itself gets CLOSE_GRACE, so a client that never
+                // acknowledges cannot hold the connection (and its slot)
+                // open.
+                tracing::debug!(why, "closing the connection");
+                c.as_mut().graceful_shutdown();
+                tokio::select! {
+                    biased;
+                    r = c.as_mut() => r,
+                    () = activity.idle(CLOSE_GRACE) => {
+                        tracing::debug!("the client did not finish the close in time; dropping the connection");
+                        Ok(())
+                    }
                 }
             }
         }
+        // hyper's connection (and the stream, unless it was upgraded) is
+        // dropped here.
     };
     if let Err(e) = result {
         tracing::debug!(error = %e, "connection ended with an error");
+    }
+    if !tether.released() {
+        // Upgraded: the application holds the stream. The connection keeps
+        // its slot until the application drops it; once the server stops,
+        // the application gets the grace period, then the socket is shut
+        // down.
+        tracing::debug!("the connection switched protocols; the application holds it");
+        let grace = shared.shutdown.get_deadline();
+        tokio::select! {
+            () = tether.wait_released() => {}
+            () = async {
+                tokio::select! {
+                    _ = shutdown.stopping() => {}
+                    _ = server_stopping.stopping() => {}
+                }
+                tokio::time::sleep(grace).await;
+            } => {
+                tracing::debug!("the grace period is over; closing the upgraded connection");
+                tether.cut();
+            }
+        }
     }
 }
 
@@ -259,7 +299,9 @@ where
         ))
     };
     let exchange = SharedExchange::default();
+    let upgradable = parts.version == http::Version::HTTP_11;
     let gw = HttpGateway {
+        upgradable,
         parts: Some(parts),
         body: Some(body),
         addrs,

@@ -84,6 +84,9 @@ pub(crate) struct HttpGateway {
     pub(crate) host: Option<Bytes>,
     pub(crate) server_software: Option<Bytes>,
     pub(crate) errors: ErrorStream,
+    /// An HTTP/1.1 request: hyper hands the connection to the application
+    /// after a 101.
+    pub(crate) upgradable: bool,
 }
 
 impl HttpGateway {
@@ -161,6 +164,12 @@ impl Gateway for HttpGateway {
         true
     }
 
+    /// HTTP/1.1: hyper hands the connection to the application (through
+    /// the `OnUpgrade` in the request's extensions) once the 101 is out.
+    fn supports_upgrade(&self) -> bool {
+        self.upgradable
+    }
+
     fn protocol(&self) -> Protocol {
         Protocol::Http
     }
@@ -213,7 +222,7 @@ impl Gateway for HttpGateway {
             }
             _ => app_headers,
         };
-        if self.close {
+        if self.close && head.status != http::StatusCode::SWITCHING_PROTOCOLS {
             parts
                 .headers
                 .insert(header::CONNECTION, HeaderValue::from_static("close"));

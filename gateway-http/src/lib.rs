@@ -76,6 +76,13 @@
 //!   channel, and on HTTP/1 no task per request. `INSTR=1 scripts/bench-http.sh`
 //!   counts the instructions this costs against a bare hyper server.
 //!
+//! - HTTP/1.1 `Upgrade` (WebSocket): an axum `WebSocketUpgrade` route works
+//!   unchanged (the request carries hyper's `OnUpgrade`, and a 101 keeps
+//!   its `Connection` and `Upgrade`). The upgraded connection counts
+//!   against `max_connections` until the application drops it, and is shut
+//!   down once the server stops and the grace period is over. HTTP/2
+//!   WebSocket (extended CONNECT) is not supported.
+//!
 //! Limits and timeouts: see [`Server`].
 
 mod body;
@@ -84,6 +91,7 @@ mod gateway;
 mod refuse;
 mod server;
 mod stream;
+mod upgrade;
 
 pub use gateway_core::server::{ListenAddr, Listener, Shutdown};
 pub use gateway_core::{Body, BoxError, ErrorStream, Handler, HandlerBuilder, Limits, PathView};

@@ -347,7 +347,7 @@ async fn the_server_shutdown_closes_connections_served_one_by_one() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_reads_the_address_first() {
     let app = tower::service_fn(support::app);
-    for bad in ["localhost", "127.0.0.1", "unix:", "fd:3"] {
+    for bad in ["local_host:8000", "127.0.0.1", "unix:", "fd:3"] {
         let err = gateway_http::serve(bad, app).await.unwrap_err();
         assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput, "{bad}");
         assert!(err.to_string().contains("expected HOST:PORT"), "{err}");

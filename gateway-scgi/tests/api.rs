@@ -209,7 +209,9 @@ async fn connections_refuse_with_503() {
 #[tokio::test]
 async fn serve_rejects_what_is_not_a_listen_address() {
     let app = tower::service_fn(path_or_fail);
-    let err = gateway_scgi::serve("localhost", app).await.unwrap_err();
+    let err = gateway_scgi::serve("local_host:4000", app)
+        .await
+        .unwrap_err();
     assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput);
     assert!(err.to_string().contains("invalid listen address"), "{err}");
 }

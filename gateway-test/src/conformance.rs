@@ -12,7 +12,7 @@
 //! | `ANY /environ` | 200 `application/json`: `environ`, `method`, `uri`, `headers`, `body_len` |
 //! | `GET /status/CODE` | that status, a short text body unless the status forbids one |
 //! | `GET /bytes?n=N` | N bytes `x`, Content-Length set |
-//! | `GET /stream?chunks=N&size=S&delay_ms=D` | N chunks of S bytes `x`, no Content-Length |
+//! | `GET /stream?chunks=N&size=S&delay_ms=D[&accel=V]` | N chunks of S bytes `x`, no Content-Length; with `accel`, `X-Accel-Buffering: V` |
 //! | `GET /redirect?to=URL` | 302 with Location |
 //! | `GET /file?name=NAME` | a file from the fixture directory, as a file body |
 //! | `GET /error/before` | the application fails before any body (error page) |
@@ -214,6 +214,10 @@ async fn route(
                 header::CONTENT_TYPE,
                 HeaderValue::from_static("application/octet-stream"),
             );
+            if let Some(v) = param::<String>(&pairs, "accel") {
+                res.headers_mut()
+                    .insert("x-accel-buffering", HeaderValue::try_from(v)?);
+            }
             Ok(res)
         }
         "redirect" => {

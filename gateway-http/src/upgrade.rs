@@ -1,0 +1,231 @@
+//! Connections that switch protocols (HTTP/1.1 `Upgrade`, such as
+//! WebSocket): once hyper hands the connection over to the application, it
+//! still counts against the server's connection cap, and it is closed when
+//! the server stops and the grace period is over.
+//!
+//! hyper's connection future ends when the connection is upgraded; the
+//! stream lives on inside the application's `Upgraded`. So the stream is
+//! [`Tethered`]: dropping it tells the connection's task, which waits for
+//! that (holding the connection's slot), and the task can shut the socket
+//! down when the server stops. To do that it needs a descriptor of its
+//! own: a stream whose request asks to switch protocols takes one (a
+//! duplicate of the socket's) at its next write, which is the 101 going
+//! out. Connections that never ask pay one atomic load per write.
+
+use std::io;
+use std::os::fd::AsFd;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll};
+
+use gateway_core::server::Stream;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::sync::Notify;
+
+/// What a connection's task shares with its stream.
+#[derive(Debug, Default)]
+pub(crate) struct Tether {
+    /// A request on the connection asked to switch protocols: take a
+    /// handle on the socket at the next write.
+    armed: AtomicBool,
+    /// A second descriptor of the socket, to shut it down while the stream
+    /// belongs to the application.
+    handle: Mutex<Option<Handle>>,
+    /// The stream was dropped.
+    released: AtomicBool,
+    notify: Notify,
+}
+
+#[derive(Debug)]
+enum Handle {
+    Tcp(std::net::TcpStream),
+    Unix(std::os::unix::net::UnixStream),
+}
+
+impl Tether {
+    fn handle(&self) -> MutexGuard<'_, Option<Handle>> {
+        self.handle.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A request asked to switch protocols.
+    pub(crate) fn arm(&self) {
+        self.armed.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether the stream has been dropped.
+    pub(crate) fn released(&self) -> bool {
+        self.released.load(Ordering::Acquire)
+    }
+
+    /// Completes once the stream has been dropped.
+    pub(crate) async fn wait_released(&self) {
+        loop {
+            let notified = self.notify.notified();
+            if self.released() {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    /// Shuts the socket down (both ways), if the stream took a handle on it
+    /// and is still alive: the peer sees the connection end, and the
+    /// application's reads end and its writes fail.
+    pub(crate) fn cut(&self) {
+        if let Some(handle) = self.handle().take() {
+            let _ = match &handle {
+                Handle::Tcp(s) => s.shutdown(std::net::Shutdown::Both),
+                Handle::Unix(s) => s.shutdown(std::net::Shutdown::Both),
+            };
+        }
+    }
+}
+
+/// Cuts the tether when dropped: the connection's task ended (or was
+/// aborted once the shutdown deadline passed) while the application may
+/// still hold the stream.
+#[derive(Debug)]
+pub(crate) struct CutOnDrop(pub(crate) Arc<Tether>);
+
+impl Drop for CutOnDrop {
+    fn drop(&mut self) {
+        self.0.cut();
+    }
+}
+
+/// A connection's stream, tethered to its task.
+#[derive(Debug)]
+pub(crate) struct Tethered {
+    inner: Stream,
+    tether: Arc<Tether>,
+}
+
+impl Tethered {
+    pub(crate) fn new(inner: Stream) -> (Self, Arc<Tether>) {
+        let tether = Arc::new(Tether::default());
+        (
+            Self {
+                inner,
+                tether: tether.clone(),
+            },
+            tether,
+        )
+    }
+
+    /// Takes the handle a switch of protocols needs, once asked to.
+    fn take_handle(&self) {
+        if self.tether.armed.load(Ordering::Relaxed) {
+            self.tether.armed.store(false, Ordering::Relaxed);
+            let mut slot = self.tether.handle();
+            if slot.is_none() {
+                *slot = handle_of(&self.inner);
+            }
+        }
+    }
+}
+
+/// A duplicate descriptor of the socket below `stream`.
+fn handle_of(stream: &Stream) -> Option<Handle> {
+    match stream {
+        Stream::Tcp(s) => s
+            .as_fd()
+            .try_clone_to_owned()
+            .ok()
+            .map(|fd| Handle::Tcp(fd.into())),
+        Stream::Unix(s) => s
+            .as_fd()
+            .try_clone_to_owned()
+            .ok()
+            .map(|fd| Handle::Unix(fd.into())),
+        Stream::Replay(r) => handle_of(r.stream()),
+        _ => None,
+    }
+}
+
+impl Drop for Tethered {
+    fn drop(&mut self) {
+        // The application is done with the connection: close it as it
+        // asked (our duplicate would keep the socket open).
+        drop(self.tether.handle().take());
+        self.tether.released.store(true, Ordering::Release);
+        self.tether.notify.notify_one();
+    }
+}
+
+impl AsyncRead for Tethered {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Tethered {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        self.take_handle();
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        self.take_handle();
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    #[tokio::test]
+    async fn cut_ends_the_peer_and_the_holder() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let mut client = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let (server, _) = listener.accept().await.unwrap();
+        let (mut s, tether) = Tethered::new(Stream::Tcp(server));
+        // Not armed: no handle, a cut does nothing.
+        s.write_all(b"a").await.unwrap();
+        tether.cut();
+        s.write_all(b"b").await.unwrap();
+        let mut two = [0; 2];
+        client.read_exact(&mut two).await.unwrap();
+        assert_eq!(&two, b"ab");
+        // Armed: the next write takes a handle, and a cut ends both sides.
+        tether.arm();
+        s.write_all(b"c").await.unwrap();
+        tether.cut();
+        let mut rest = Vec::new();
+        client.read_to_end(&mut rest).await.unwrap();
+        assert_eq!(rest, b"c");
+        let mut buf = [0; 1];
+        assert_eq!(s.read(&mut buf).await.unwrap(), 0);
+        assert!(!tether.released());
+        drop(s);
+        assert!(tether.released());
+        tether.wait_released().await;
+    }
+}
