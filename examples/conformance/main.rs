@@ -12,10 +12,16 @@
 //!
 //! The routes are listed in `gateway_test::conformance`. `/file` serves from
 //! the directory in `CONFORMANCE_FILES` (default: `examples/conformance-files`).
+//!
+//! `CONFORMANCE_OFFLOAD` puts an offload layer on `/offload`, with that
+//! directory as its root: `nginx:URI_PREFIX` (`X-Accel-Redirect`),
+//! `lighttpd` (`X-Sendfile`), `lighttpd-old` (`X-LIGHTTPD-send-file`) or
+//! `apache` (`X-Sendfile`, the raw path).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use gateway_core::offload::{OffloadHeader, OffloadLayer, PathEncoding};
 use gateway_test::conformance::Conformance;
 
 mod fastcgi;
@@ -33,6 +39,21 @@ fn files_dir() -> PathBuf {
         })
 }
 
+fn offload_layer(spec: &str, root: PathBuf) -> Option<OffloadLayer> {
+    Some(match spec.split_once(':') {
+        Some(("nginx", prefix)) => OffloadLayer::nginx(root, prefix),
+        _ => match spec {
+            "lighttpd" => OffloadLayer::lighttpd(root),
+            "lighttpd-old" => {
+                OffloadLayer::new(OffloadHeader::XLighttpdSendFile, PathEncoding::PercentUtf8)
+                    .map(root.clone(), root)
+            }
+            "apache" => OffloadLayer::apache(root),
+            _ => return None,
+        },
+    })
+}
+
 fn usage() -> ExitCode {
     eprintln!(
         "usage: conformance [cgi | iis-cgi | nph | fastcgi [ADDR] | scgi ADDR | http ADDR]\n\
@@ -42,7 +63,16 @@ fn usage() -> ExitCode {
 }
 
 fn main() -> ExitCode {
-    let app = Conformance::new(files_dir());
+    let mut app = Conformance::new(files_dir());
+    if let Some(spec) = std::env::var_os("CONFORMANCE_OFFLOAD") {
+        match offload_layer(&spec.to_string_lossy(), files_dir()) {
+            Some(layer) => app = app.with_offload(layer),
+            None => {
+                eprintln!("conformance: unknown CONFORMANCE_OFFLOAD {spec:?}");
+                return ExitCode::from(2);
+            }
+        }
+    }
     let mode = std::env::args().nth(1);
     let addr = std::env::args().nth(2);
     match mode.as_deref() {

@@ -22,7 +22,9 @@
 //!   client that went away treated as no error, repeated identical failures
 //!   summarised so that a failing route cannot flood the log (see
 //!   [`Handler`]);
-//! - file bodies ([`FileBody`]) and the backend's sendfile hook;
+//! - file bodies ([`FileBody`]) and the backend's sendfile hook, and
+//!   [`offload::OffloadLayer`], which hands whole files to the web server
+//!   (`X-Accel-Redirect`, `X-Sendfile`);
 //! - the head encoders ([`head`]) and the shared [`Limits`].
 //!
 //! ## Getting started
@@ -64,6 +66,7 @@ pub mod head;
 pub mod imperative;
 mod info;
 mod limits;
+pub mod offload;
 mod pipeline;
 mod repeats;
 pub mod request;
