@@ -17,6 +17,12 @@
 //! directory as its root: `nginx:URI_PREFIX` (`X-Accel-Redirect`),
 //! `lighttpd` (`X-Sendfile`), `lighttpd-old` (`X-LIGHTTPD-send-file`) or
 //! `apache` (`X-Sendfile`, the raw path).
+//!
+//! `CONFORMANCE_LOG=LEVEL` (`error`, `warn`, `info`, `debug`) sends what is
+//! logged while a request runs, at that level and above, to the request's
+//! error stream (`gateway_core::logging::ErrorLogLayer`), so `/log` lands
+//! in the web server's error log. `CONFORMANCE_SLOW_MS=N` sets
+//! `Limits::slow_request` for the FastCGI server.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -62,7 +68,29 @@ fn usage() -> ExitCode {
     ExitCode::from(2)
 }
 
+/// Installs the error-log layer at `level`.
+fn init_logging(level: &str) -> bool {
+    use tracing_subscriber::prelude::*;
+    let level = match level {
+        "error" => tracing::Level::ERROR,
+        "warn" => tracing::Level::WARN,
+        "info" => tracing::Level::INFO,
+        "debug" => tracing::Level::DEBUG,
+        _ => return false,
+    };
+    tracing_subscriber::registry()
+        .with(gateway_core::logging::ErrorLogLayer::new().level(level))
+        .init();
+    true
+}
+
 fn main() -> ExitCode {
+    if let Some(level) = std::env::var_os("CONFORMANCE_LOG")
+        && !init_logging(&level.to_string_lossy())
+    {
+        eprintln!("conformance: unknown CONFORMANCE_LOG {level:?}");
+        return ExitCode::from(2);
+    }
     let mut app = Conformance::new(files_dir());
     if let Some(spec) = std::env::var_os("CONFORMANCE_OFFLOAD") {
         match offload_layer(&spec.to_string_lossy(), files_dir()) {

@@ -21,6 +21,7 @@
 //! | `GET /sleep?ms=N` | waits, then `done` |
 //! | `GET /headers?NAME=VALUE&...` | 200 with those response headers |
 //! | `GET /offload?name=NAME` | a file from the fixture directory through the app's offload layer ([`Conformance::with_offload`]), or as a file body without one |
+//! | `GET /log?msg=TEXT[&level=LEVEL]` | logs TEXT with `tracing` (target `conformance`, level `warn` unless `error`, `info` or `debug`), answers 200 `request ID` with the request's id ([`GatewayInfo::request_id`](gateway_core::GatewayInfo::request_id)) |
 //! | `GET /offload/stats` | 200 `application/json`: `configured`, `offloaded` (responses handed to the web server), `body_bytes` (body bytes the `/offload` responses carried) |
 //!
 //! In `/environ`, every byte string is decoded as ISO-8859-1, so no byte is
@@ -47,9 +48,9 @@ mod offload;
 pub type ConfBody = UnsyncBoxBody<Bytes, BoxError>;
 
 /// The route names, in the order they are matched.
-pub const ROUTES: [&str; 13] = [
+pub const ROUTES: [&str; 14] = [
     "hello", "echo", "environ", "status", "bytes", "stream", "redirect", "file", "error", "panic",
-    "sleep", "headers", "offload",
+    "sleep", "headers", "offload", "log",
 ];
 
 /// The conformance application, a `tower::Service`.
@@ -287,6 +288,21 @@ async fn route(
                 res.headers_mut().append(name, value);
             }
             Ok(res)
+        }
+        "log" => {
+            let msg: String = param(&pairs, "msg").unwrap_or_default();
+            let level: String = param(&pairs, "level").unwrap_or_default();
+            match level.as_str() {
+                "error" => tracing::error!(target: "conformance", "{msg}"),
+                "info" => tracing::info!(target: "conformance", "{msg}"),
+                "debug" => tracing::debug!(target: "conformance", "{msg}"),
+                _ => tracing::warn!(target: "conformance", "{msg}"),
+            }
+            let id = req
+                .extensions()
+                .get::<gateway_core::GatewayInfo>()
+                .map_or(0, |i| i.request_id().get());
+            Ok(text(StatusCode::OK, format!("request {id}\n")))
         }
         "offload" => {
             let name = param(&pairs, "name");
