@@ -426,3 +426,32 @@ async fn through_the_handler_only_a_head_is_sent() {
         );
     }
 }
+
+/// The layer goes on an axum `Router` like any other.
+#[tokio::test]
+async fn on_an_axum_router() {
+    let dir = TempDir::new("axum");
+    let path = dir.file("report.pdf", b"%PDF");
+    let served = path.clone();
+    let app = axum::Router::new()
+        .route(
+            "/report",
+            axum::routing::get(move || {
+                let served = served.clone();
+                async move { FileBody::open(&served).unwrap().into_response() }
+            }),
+        )
+        .layer(OffloadLayer::nginx(&dir.0, "/protected/"));
+    let req = Request::builder()
+        .uri("/report")
+        .body(Body::empty())
+        .unwrap();
+    let res = app.oneshot(req).await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(
+        header(res.headers(), "x-accel-redirect"),
+        Some(&b"/protected/report.pdf"[..])
+    );
+    let body = res.into_body().collect().await.unwrap().to_bytes();
+    assert!(body.is_empty());
+}
