@@ -2,6 +2,9 @@
 
 use std::process::ExitCode;
 
+use std::time::Duration;
+
+use gateway_core::Limits;
 use gateway_fastcgi::{ListenAddr, Server};
 use gateway_test::conformance::Conformance;
 
@@ -11,7 +14,8 @@ use gateway_test::conformance::Conformance;
 /// SIGINT. From the environment: `FCGI_MPXS_CONNS=1` turns on
 /// multiplexing, `FCGI_ABORT_WITH_RESET=1` signals a response that fails
 /// after its head by resetting the connection
-/// ([`Server::abort_with_reset`]).
+/// ([`Server::abort_with_reset`]), `CONFORMANCE_SLOW_MS=N` logs requests
+/// running longer than N ms ([`Limits::slow_request`]).
 pub(crate) fn run(addr: Option<&str>, app: Conformance) -> ExitCode {
     let listen = match addr {
         None | Some("-") => ListenAddr::Stdin,
@@ -27,6 +31,14 @@ pub(crate) fn run(addr: Option<&str>, app: Conformance) -> ExitCode {
     server
         .multiplex(std::env::var("FCGI_MPXS_CONNS").is_ok_and(|v| v == "1"))
         .abort_with_reset(std::env::var("FCGI_ABORT_WITH_RESET").is_ok_and(|v| v == "1"));
+    if let Some(ms) = std::env::var("CONFORMANCE_SLOW_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        let mut limits = Limits::default();
+        limits.slow_request(Some(Duration::from_millis(ms)));
+        server.limits(limits);
+    }
     eprintln!("conformance: FastCGI on {listen}");
     match server.run(&listen, app) {
         Ok(()) => ExitCode::SUCCESS,

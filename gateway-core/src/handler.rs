@@ -10,6 +10,7 @@ use bytes::{Buf, Bytes};
 use futures_util::FutureExt;
 use http::{HeaderMap, HeaderValue, Request, Response, StatusCode, Version, header};
 use tower::{Service, ServiceExt};
+use tracing::Instrument;
 
 use crate::body::{Body, BodyFault};
 use crate::environ::{BodyLength, Environ};
@@ -18,6 +19,7 @@ use crate::gateway::Gateway;
 use crate::head::HeadFormat;
 use crate::info::{ErrorStream, GatewayInfo};
 use crate::limits::Limits;
+use crate::logging::{self, RequestId};
 use crate::pipeline::{self, Sent};
 use crate::repeats::{InApp, Repeats};
 use crate::request::version_of;
@@ -566,6 +568,13 @@ impl Handler {
             body = body.cap(max);
         }
         ctx.body_fault = body.watch_faults();
+        let phase = cfg
+            .limits
+            .get_slow_request()
+            .map(|_| Arc::new(crate::slow::Phase::default()));
+        if let Some(phase) = &phase {
+            body = crate::slow::watch_body(body, phase.clone());
+        }
         let mut req = match gateway.request(&env, body) {
             Ok(req) => req,
             Err(e) => {
@@ -574,6 +583,31 @@ impl Handler {
                 return Box::pin(self.finish_plain(gateway, res, &ctx)).await;
             }
         };
+        let id = RequestId::next();
+        let span = logging::request_span(
+            id,
+            req.method(),
+            req.uri().path(),
+            &errors,
+            &env,
+            gateway.protocol(),
+        );
+        let slow = cfg
+            .limits
+            .get_slow_request()
+            .zip(phase.clone())
+            .map(|(threshold, phase)| {
+                let uri = req.uri();
+                crate::slow::SlowLog {
+                    threshold,
+                    phase,
+                    method: req.method().clone(),
+                    uri: uri
+                        .path_and_query()
+                        .map_or(uri.path(), |pq| pq.as_str())
+                        .to_owned(),
+                }
+            });
         match &cfg.path_view {
             PathView::Full => {}
             PathView::Mount(prefix) => strip_mount(&mut req, prefix),
@@ -596,12 +630,40 @@ impl Handler {
             protocol: gateway.protocol(),
             peer_addr: gateway.peer_addr(),
             local_addr: gateway.local_addr(),
+            request_id: id,
         };
         let ext = req.extensions_mut();
         ext.insert(env);
         ext.insert(info);
         ext.insert(errors);
 
+        // Pinned where it is made: the wrappers hold only a reference, so
+        // the large future is not moved again.
+        let respond = std::pin::pin!(self.respond(gateway, app, req, &ctx, seen_path, phase));
+        crate::slow::Watch::new(respond, slow)
+            .instrument(span)
+            .await
+    }
+
+    /// Calls the application and sends its response (or the error page).
+    async fn respond<G, S, B>(
+        &self,
+        gateway: &mut G,
+        app: S,
+        req: Request<Body>,
+        ctx: &RequestCtx<'_>,
+        seen_path: Option<String>,
+        phase: Option<Arc<crate::slow::Phase>>,
+    ) -> Outcome
+    where
+        G: Gateway,
+        S: Service<Request<Body>, Response = Response<B>>,
+        S::Error: Into<BoxError>,
+        B: http_body::Body,
+        B::Data: Buf,
+        B::Error: Into<BoxError>,
+    {
+        let cfg = &*self.config;
         let call =
             AssertUnwindSafe(InApp::new(app.oneshot(req), cfg.repeats.panic_mark())).catch_unwind();
         let called = match cfg.limits.get_app_timeout() {
@@ -611,10 +673,13 @@ impl Handler {
                 Err(_) => {
                     tracing::warn!(?limit, "the application did not answer in time; cancelled");
                     let res = plain(StatusCode::SERVICE_UNAVAILABLE, "Service Unavailable\n");
-                    return Box::pin(self.finish_plain(gateway, res, &ctx)).await;
+                    return Box::pin(self.finish_plain(gateway, res, ctx)).await;
                 }
             },
         };
+        if let Some(phase) = phase {
+            phase.writing();
+        }
         let failure = match called {
             Ok(Ok(res)) if res.status() == StatusCode::SWITCHING_PROTOCOLS && !ctx.upgrades => {
                 // The application switched protocols where the backend has
@@ -643,7 +708,7 @@ impl Handler {
                          (full, below SCRIPT_NAME, or less a mount prefix)"
                     );
                 }
-                match pipeline::send(gateway, res, &ctx).await {
+                match pipeline::send(gateway, res, ctx).await {
                     Sent::Done(outcome) => return outcome,
                     Sent::NothingSent(err) => err,
                 }
@@ -653,7 +718,7 @@ impl Handler {
         };
         // The rare path lives in its own allocation, which keeps the future
         // of every request small.
-        Box::pin(self.error_page(gateway, failure, &ctx)).await
+        Box::pin(self.error_page(gateway, failure, ctx)).await
     }
 
     /// Sends the error page for a failure that happened before anything

@@ -64,6 +64,7 @@ pub struct GatewayInfo {
     pub(crate) protocol: Protocol,
     pub(crate) peer_addr: Option<SocketAddr>,
     pub(crate) local_addr: Option<SocketAddr>,
+    pub(crate) request_id: crate::logging::RequestId,
 }
 
 impl GatewayInfo {
@@ -109,6 +110,12 @@ impl GatewayInfo {
     /// The local address the request arrived on, when the backend knows it.
     pub fn local_addr(&self) -> Option<SocketAddr> {
         self.local_addr
+    }
+
+    /// The request's id: what its `tracing` span and the lines the
+    /// error-log layer writes for it show (see [`logging`](crate::logging)).
+    pub fn request_id(&self) -> crate::logging::RequestId {
+        self.request_id
     }
 }
 

@@ -22,7 +22,12 @@
 //!   client that went away treated as no error, repeated identical failures
 //!   summarised so that a failing route cannot flood the log (see
 //!   [`Handler`]);
-//! - file bodies ([`FileBody`]) and the backend's sendfile hook;
+//! - file bodies ([`FileBody`]) and the backend's sendfile hook, and
+//!   [`offload::OffloadLayer`], which hands whole files to the web server
+//!   (`X-Accel-Redirect`, `X-Sendfile`);
+//! - a `tracing` span per request, and (feature `tracing-layer`) a layer
+//!   that sends what the application logs to the web server's error log
+//!   ([`logging`]); the slow-request log ([`Limits::slow_request`]);
 //! - the head encoders ([`head`]) and the shared [`Limits`].
 //!
 //! ## Getting started
@@ -64,11 +69,14 @@ pub mod head;
 pub mod imperative;
 mod info;
 mod limits;
+pub mod logging;
+pub mod offload;
 mod pipeline;
 mod repeats;
 pub mod request;
 #[cfg(feature = "server")]
 pub mod server;
+mod slow;
 pub mod validate;
 
 pub use app::{AppBody, Application};
@@ -84,6 +92,7 @@ pub use handler::{
 pub use head::{HeadFormat, ReasonPhrase};
 pub use info::{Captured, ErrorStream, GatewayInfo, Protocol};
 pub use limits::Limits;
+pub use logging::RequestId;
 pub use pipeline::{
     HOP_BY_HOP, X_ACCEL_BUFFERING, is_hop_by_hop, is_proper_switch, wants_unbuffered,
 };

@@ -23,6 +23,7 @@ use std::time::Duration;
 /// | [`listen_backlog`](Limits::listen_backlog) | 1024 | socket servers binding an address themselves |
 /// | [`max_requests_per_connection`](Limits::max_requests_per_connection) | none | keep-alive servers |
 /// | [`app_timeout`](Limits::app_timeout) | none | every backend: the application's time to its response head |
+/// | [`slow_request`](Limits::slow_request) | none | every backend: a request running longer is logged once |
 ///
 /// ```
 /// use gateway_core::Limits;
@@ -46,6 +47,7 @@ pub struct Limits {
     listen_backlog: u32,
     max_requests_per_connection: Option<u64>,
     app_timeout: Option<Duration>,
+    slow_request: Option<Duration>,
 }
 
 impl Default for Limits {
@@ -63,6 +65,7 @@ impl Default for Limits {
             listen_backlog: 1024,
             max_requests_per_connection: None,
             app_timeout: None,
+            slow_request: None,
         }
     }
 }
@@ -151,5 +154,20 @@ impl Limits {
         /// `fastcgi_read_timeout`, 60 s by default), after which it closes
         /// the connection and the server drops the application.
         app_timeout, get_app_timeout: Option<std::time::Duration>
+    );
+    limit!(
+        /// How long a request may run before it is logged as slow; `None`
+        /// (the default) logs none. A request still running past it — from
+        /// the moment the handler calls the application to the end of the
+        /// response — is logged once, at warn level (target
+        /// `gateway_core::slow_request`, inside the request's span), with
+        /// its method, URI, the time so far and what it is doing: `in the
+        /// application` (no response head yet), `reading the request body`
+        /// (the application waits for it), or `writing the response` (the
+        /// body is being produced or sent). It is not stopped: see
+        /// [`app_timeout`](Limits::app_timeout) for that. php-fpm's
+        /// `request_slowlog_timeout`, without the stack dump. Needs a tokio
+        /// runtime with the time driver.
+        slow_request, get_slow_request: Option<std::time::Duration>
     );
 }

@@ -20,6 +20,9 @@
 //! | `GET /panic` | the handler panics (error page) |
 //! | `GET /sleep?ms=N` | waits, then `done` |
 //! | `GET /headers?NAME=VALUE&...` | 200 with those response headers |
+//! | `GET /offload?name=NAME` | a file from the fixture directory through the app's offload layer ([`Conformance::with_offload`]), or as a file body without one |
+//! | `GET /log?msg=TEXT[&level=LEVEL]` | logs TEXT with `tracing` (target `conformance`, level `warn` unless `error`, `info` or `debug`), answers 200 `request ID` with the request's id ([`GatewayInfo::request_id`](gateway_core::GatewayInfo::request_id)) |
+//! | `GET /offload/stats` | 200 `application/json`: `configured`, `offloaded` (responses handed to the web server), `body_bytes` (body bytes the `/offload` responses carried) |
 //!
 //! In `/environ`, every byte string is decoded as ISO-8859-1, so no byte is
 //! lost in the JSON.
@@ -39,19 +42,22 @@ use http_body::{Frame, SizeHint};
 use http_body_util::{BodyExt, Full, combinators::UnsyncBoxBody};
 use serde_json::{Map, Value, json};
 
+mod offload;
+
 /// The body type of every conformance response.
 pub type ConfBody = UnsyncBoxBody<Bytes, BoxError>;
 
 /// The route names, in the order they are matched.
-pub const ROUTES: [&str; 12] = [
+pub const ROUTES: [&str; 14] = [
     "hello", "echo", "environ", "status", "bytes", "stream", "redirect", "file", "error", "panic",
-    "sleep", "headers",
+    "sleep", "headers", "offload", "log",
 ];
 
 /// The conformance application, a `tower::Service`.
 #[derive(Debug, Clone)]
 pub struct Conformance {
     files: Arc<PathBuf>,
+    offload: Arc<offload::OffloadRoute>,
 }
 
 impl Conformance {
@@ -59,7 +65,14 @@ impl Conformance {
     pub fn new(files: impl Into<PathBuf>) -> Self {
         Self {
             files: Arc::new(files.into()),
+            offload: Arc::default(),
         }
+    }
+
+    /// Serves `/offload` through `layer`.
+    pub fn with_offload(mut self, layer: gateway_core::offload::OffloadLayer) -> Self {
+        self.offload = Arc::new(offload::OffloadRoute::new(Some(layer)));
+        self
     }
 }
 
@@ -74,7 +87,8 @@ impl tower::Service<Request<Body>> for Conformance {
 
     fn call(&mut self, req: Request<Body>) -> Self::Future {
         let files = self.files.clone();
-        Box::pin(async move { route(req, &files).await })
+        let offload = self.offload.clone();
+        Box::pin(async move { route(req, &files, &offload).await })
     }
 }
 
@@ -140,6 +154,7 @@ pub fn latin1(b: &[u8]) -> String {
 async fn route(
     req: Request<Body>,
     files: &std::path::Path,
+    offload: &Arc<offload::OffloadRoute>,
 ) -> Result<Response<ConfBody>, BoxError> {
     let path = req.uri().path().to_owned();
     let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
@@ -277,6 +292,25 @@ async fn route(
                 res.headers_mut().append(name, value);
             }
             Ok(res)
+        }
+        "log" => {
+            let msg: String = param(&pairs, "msg").unwrap_or_default();
+            let level: String = param(&pairs, "level").unwrap_or_default();
+            match level.as_str() {
+                "error" => tracing::error!(target: "conformance", "{msg}"),
+                "info" => tracing::info!(target: "conformance", "{msg}"),
+                "debug" => tracing::debug!(target: "conformance", "{msg}"),
+                _ => tracing::warn!(target: "conformance", "{msg}"),
+            }
+            let id = req
+                .extensions()
+                .get::<gateway_core::GatewayInfo>()
+                .map_or(0, |i| i.request_id().get());
+            Ok(text(StatusCode::OK, format!("request {id}\n")))
+        }
+        "offload" => {
+            let name = param(&pairs, "name");
+            offload::offload(req, files, offload, rest, name).await
         }
         _ => Ok(text(StatusCode::NOT_FOUND, "no such route\n")),
     }

@@ -10,6 +10,7 @@
 pub mod conformance;
 pub mod frontend_fastcgi;
 pub mod frontend_http;
+pub mod frontend_offload;
 pub mod frontend_scgi;
 pub mod frontend_uwsgi;
 pub mod http_client;
