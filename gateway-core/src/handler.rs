@@ -694,7 +694,7 @@ impl Handler {
                     StatusCode::NOT_IMPLEMENTED,
                     "Protocol upgrades are not supported here\n",
                 );
-                return Box::pin(self.finish_plain(gateway, res, &ctx)).await;
+                return Box::pin(self.finish_plain(gateway, res, ctx)).await;
             }
             Ok(Ok(res)) => {
                 if res.status() == StatusCode::NOT_FOUND
