@@ -16,6 +16,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 
+use crate::cases::Setup;
 use crate::webserver::process;
 use crate::webserver::{START_TIMEOUT, render, templates_dir};
 
@@ -202,6 +203,24 @@ impl ScgiFront {
     /// messages.
     pub fn error_log(&self) -> String {
         process::collect_logs(&self.front.to_string(), &self.rundir)
+    }
+}
+
+impl Setup for ScgiFront {
+    fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    fn target(&self, path_and_query: &str) -> String {
+        ScgiFront::target(self, path_and_query)
+    }
+
+    fn label(&self) -> String {
+        format!("{} (SCGI)", self.front)
+    }
+
+    fn logs(&self) -> String {
+        self.error_log()
     }
 }
 

@@ -159,6 +159,24 @@ impl UwsgiFront {
     }
 }
 
+impl crate::cases::Setup for UwsgiFront {
+    fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    fn target(&self, path_and_query: &str) -> String {
+        UwsgiFront::target(self, path_and_query)
+    }
+
+    fn label(&self) -> String {
+        "nginx (uwsgi)".to_owned()
+    }
+
+    fn logs(&self) -> String {
+        self.error_log()
+    }
+}
+
 impl Drop for UwsgiFront {
     fn drop(&mut self) {
         process::teardown(&mut self.children, &self.rundir);
