@@ -258,13 +258,19 @@ impl Proxied {
     }
 }
 
-/// What a client sees of a response the application aborts after its head
-/// (`/error/after`, chunked): a cut-off body, except through Caddy, which
-/// ends it like a whole one.
-fn abort_seen(front: HttpFront) -> (Framing, Completion) {
+/// What a client may see of a response the application aborts after its
+/// head (`/error/after`, chunked): a cut-off body, except through Caddy,
+/// which ends it like a whole one, and lighttpd, which sends what it got
+/// with its length when the whole partial response arrived before it had
+/// sent anything (both look whole).
+fn abort_seen(front: HttpFront) -> &'static [(Framing, Completion)] {
     match front {
-        HttpFront::Caddy => (Framing::Chunked, Completion::Complete),
-        _ => (Framing::Chunked, Completion::Truncated),
+        HttpFront::Caddy => &[(Framing::Chunked, Completion::Complete)],
+        HttpFront::Lighttpd => &[
+            (Framing::Chunked, Completion::Truncated),
+            (Framing::ContentLength(7), Completion::Complete),
+        ],
+        _ => &[(Framing::Chunked, Completion::Truncated)],
     }
 }
 
@@ -280,9 +286,16 @@ fn proxied_routes(p: &Proxied) {
             p.fail(format!("/hello body {:?}", r.text()));
         }
     }
-    std::thread::sleep(Duration::from_millis(200));
-    let open = established_to(srv.backend().port());
     let keeps = p.front != HttpFront::Lighttpd;
+    // lighttpd closes each connection after its response: give it time.
+    let mut open = established_to(srv.backend().port());
+    for _ in 0..50 {
+        if keeps || open == 0 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+        open = established_to(srv.backend().port());
+    }
     if keeps != (open > 0) {
         p.fail(format!(
             "{open} connections from the proxy to the application left open"
@@ -318,7 +331,7 @@ fn proxied_routes(p: &Proxied) {
     }
     let r = p.get("/error/after");
     let seen = (r.framing, r.completion.clone());
-    if r.status != 200 || !b"partial".starts_with(&r.body) || seen != abort_seen(p.front) {
+    if r.status != 200 || !b"partial".starts_with(&r.body) || !abort_seen(p.front).contains(&seen) {
         p.fail(format!(
             "/error/after: status {} {:?} {:?} body {:?}",
             r.status,
