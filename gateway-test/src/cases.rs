@@ -40,9 +40,12 @@ pub fn fail(setup: &dyn Setup, message: &str) -> ! {
 
 /// Sends `request`, failing with the logs if it cannot be sent.
 pub fn send(setup: &dyn Setup, request: &Request) -> Response {
-    request
-        .send(setup.addr())
-        .unwrap_or_else(|e| fail(setup, &format!("request failed: {e}")))
+    request.send(setup.addr()).unwrap_or_else(|e| {
+        fail(
+            setup,
+            &format!("{} {} failed: {e}", request.method(), request.target()),
+        )
+    })
 }
 
 /// Checks a 200 whose body arrived whole.

@@ -25,7 +25,7 @@ use std::process::{Child, Command, Output, Stdio};
 use crate::cases::Setup;
 use crate::webserver::daemon::Daemon;
 use crate::webserver::process;
-use crate::webserver::{START_TIMEOUT, render, templates_dir};
+use crate::webserver::{render, templates_dir};
 
 /// The URL prefix the FastCGI configurations mount the application at.
 pub const FCGI_MOUNT: &str = "/fcgi/conformance";
@@ -185,20 +185,45 @@ impl FcgiFront {
         }
         let (name, package) = front.binary();
         let binary = process::find_binary(name, package)?;
-        process::start_with_retries(|| Self::try_start(front, &binary, program, env), |_| true)
+        process::start_with_retries(
+            || Self::try_start(front, &binary, Some(program), None, env),
+            |_| true,
+        )
+    }
+
+    /// Starts only `front`, in front of a FastCGI server that already
+    /// listens on `backend` (a test's own, say).
+    pub fn in_front_of(front: Front, backend: SocketAddr) -> io::Result<FcgiFront> {
+        if front.spawns() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("{front} spawns the program itself"),
+            ));
+        }
+        let (name, package) = front.binary();
+        let binary = process::find_binary(name, package)?;
+        process::start_with_retries(
+            || Self::try_start(front, &binary, None, Some(backend), &[]),
+            |_| true,
+        )
     }
 
     fn try_start(
         front: Front,
         binary: &Path,
-        program: &Path,
+        program: Option<&Path>,
+        backend: Option<SocketAddr>,
         env: &[(&str, &str)],
     ) -> io::Result<FcgiFront> {
         let rundir = process::make_rundir(&format!("fcgi-{}", front.name()))?;
+        let backend = match backend {
+            Some(addr) => addr,
+            None => SocketAddr::from((Ipv4Addr::LOCALHOST, process::free_port()?)),
+        };
         let mut me = FcgiFront {
             front,
             addr: SocketAddr::from((Ipv4Addr::LOCALHOST, process::free_port()?)),
-            backend: SocketAddr::from((Ipv4Addr::LOCALHOST, process::free_port()?)),
+            backend,
             rundir,
             children: Vec::new(),
             env: front
@@ -220,8 +245,8 @@ impl FcgiFront {
         }
     }
 
-    fn launch(&mut self, binary: &Path, program: &Path) -> io::Result<()> {
-        if !self.front.spawns() {
+    fn launch(&mut self, binary: &Path, program: Option<&Path>) -> io::Result<()> {
+        if let Some(program) = program.filter(|_| !self.front.spawns()) {
             let mut app = Command::new(program);
             app.arg("fastcgi").arg(self.backend.to_string());
             let env: Vec<(&str, &str)> = self
@@ -231,22 +256,23 @@ impl FcgiFront {
                 .collect();
             let mut child = process::spawn_with_env(app, &self.rundir, "app", &env)?;
             let backend = self.backend;
-            let waited = process::wait_until(&mut child, START_TIMEOUT, "the FastCGI port", || {
-                process::accepts(backend)
-            });
+            let waited = process::wait_for_port(&mut child, "the FastCGI port", backend);
             self.children.push(child);
             waited?;
         }
 
         // A spawned program runs as the web server's user: it must be able
         // to execute it.
-        let program = if self.front.spawns()
-            && process::running_as_root()
-            && !process::usable_by_anyone(program)
-        {
-            process::copy_program(program, &self.rundir)?
-        } else {
-            program.to_path_buf()
+        let program = match program {
+            Some(program)
+                if self.front.spawns()
+                    && process::running_as_root()
+                    && !process::usable_by_anyone(program) =>
+            {
+                process::copy_program(program, &self.rundir)?
+            }
+            Some(program) => program.to_path_buf(),
+            None => PathBuf::new(),
         };
         let text = std::fs::read_to_string(templates_dir().join(self.front.template()))?;
         let rundir = text_of(&self.rundir)?.to_owned();
@@ -275,9 +301,7 @@ impl FcgiFront {
             &daemon.env(&self.rundir),
         )?;
         let addr = self.addr;
-        let waited = process::wait_until(&mut child, START_TIMEOUT, "the HTTP port", || {
-            process::accepts(addr)
-        });
+        let waited = process::wait_for_port(&mut child, "the HTTP port", addr);
         self.children.push(child);
         waited
     }
@@ -308,6 +332,13 @@ impl FcgiFront {
     pub fn backend_running(&mut self) -> bool {
         self.children
             .first_mut()
+            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+    }
+
+    /// Whether the web server is still running.
+    pub fn front_running(&mut self) -> bool {
+        self.children
+            .last_mut()
             .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
     }
 

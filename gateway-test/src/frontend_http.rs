@@ -22,7 +22,7 @@ use std::time::Duration;
 use crate::cases::Setup;
 use crate::webserver::daemon::Daemon;
 use crate::webserver::process;
-use crate::webserver::{START_TIMEOUT, render, templates_dir};
+use crate::webserver::{render, templates_dir};
 
 /// The URL prefix the reverse-proxy configurations pass to the application.
 pub const HTTP_MOUNT: &str = "/http/conformance";
@@ -143,9 +143,7 @@ impl HttpServer {
         app.arg("http").arg(me.backend.to_string());
         let mut child = process::spawn(app, &me.rundir, "app")?;
         let backend = me.backend;
-        let waited = process::wait_until(&mut child, START_TIMEOUT, "the HTTP port", || {
-            process::accepts(backend)
-        });
+        let waited = process::wait_for_port(&mut child, "the HTTP port", backend);
         me.children.push(child);
         waited.map_err(|e| io::Error::new(e.kind(), format!("{e}\n{}", me.error_log())))?;
         Ok(me)
@@ -205,9 +203,7 @@ impl HttpServer {
             front.name(),
             &daemon.env(&self.rundir),
         )?;
-        let waited = process::wait_until(&mut child, START_TIMEOUT, "the front port", || {
-            process::accepts(addr)
-        });
+        let waited = process::wait_for_port(&mut child, "the front port", addr);
         if let Err(e) = waited {
             process::stop(&mut child, Duration::from_secs(5));
             return Err(io::Error::new(

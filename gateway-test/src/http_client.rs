@@ -58,6 +58,16 @@ impl Request {
         }
     }
 
+    /// The method.
+    pub fn method(&self) -> &str {
+        &self.method
+    }
+
+    /// The request target, as sent in the request line.
+    pub fn target(&self) -> &str {
+        &self.target
+    }
+
     /// Adds a header line; the value is sent as raw bytes.
     pub fn header(mut self, name: &str, value: impl AsRef<[u8]>) -> Request {
         self.headers

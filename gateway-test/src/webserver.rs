@@ -222,12 +222,7 @@ impl WebServer {
         }
         let mut child = process::spawn(command, &rundir, self.kind.name())?;
         let addr = self.addr;
-        let waited = process::wait_until(
-            &mut child,
-            START_TIMEOUT,
-            "the port accepts connections",
-            || process::accepts(addr),
-        );
+        let waited = process::wait_for_port(&mut child, "the port accepts connections", addr);
         self.children.push(child);
         waited
     }

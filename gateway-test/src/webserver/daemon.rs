@@ -58,7 +58,10 @@ impl Daemon {
                     .arg("caddyfile");
             }
             Daemon::Haproxy => {
-                command.arg("-f").arg(config).arg("-db");
+                // -dR: no SO_REUSEPORT, so that a port another test's
+                // HAProxy holds makes this one fail to start (and the
+                // harness try another port) instead of sharing it.
+                command.arg("-f").arg(config).arg("-db").arg("-dR");
             }
         }
         command

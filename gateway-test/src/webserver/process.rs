@@ -173,6 +173,21 @@ pub fn wait_until(
     }
 }
 
+/// Waits until `addr` accepts connections, as [`wait_until`] does, and then
+/// until `child` has run a little longer (50 ms): a server that lost the
+/// race for a free port to another test's server exits, while the other
+/// one answered the probe.
+pub fn wait_for_port(child: &mut Child, what: &str, addr: SocketAddr) -> io::Result<()> {
+    wait_until(child, super::START_TIMEOUT, what, || accepts(addr))?;
+    std::thread::sleep(Duration::from_millis(50));
+    match child.try_wait()? {
+        None => Ok(()),
+        Some(status) => Err(io::Error::other(format!(
+            "exited ({status}) just after {what} was ready (another process on {addr}?)"
+        ))),
+    }
+}
+
 /// Whether something accepts connections on `addr`.
 pub fn accepts(addr: SocketAddr) -> bool {
     TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok()
