@@ -57,9 +57,13 @@ impl Ctx {
     }
 
     fn send(&self, request: Request) -> Response {
-        request
-            .send(self.setup.addr())
-            .unwrap_or_else(|e| self.fail(format!("request failed: {e}")))
+        request.send(self.setup.addr()).unwrap_or_else(|e| {
+            self.fail(format!(
+                "{} {} failed: {e}",
+                request.method(),
+                request.target()
+            ))
+        })
     }
 
     fn get(&self, path_and_query: &str) -> Response {
