@@ -291,6 +291,11 @@ pub fn head(setup: &dyn Setup) {
 /// Sends [`SLOW_REQUESTS`] requests at once, each answered after `delay`
 /// (`/sleep`); every one must succeed. Returns how long they took together.
 pub fn concurrent_slow(setup: &dyn Setup, delay: Duration) -> Duration {
+    try_concurrent_slow(setup, delay).unwrap_or_else(|e| fail(setup, &e))
+}
+
+/// [`concurrent_slow`], with the failures as an error instead of a panic.
+pub fn try_concurrent_slow(setup: &dyn Setup, delay: Duration) -> Result<Duration, String> {
     let addr = setup.addr();
     let target = setup.target(&format!("/sleep?ms={}", delay.as_millis()));
     let started = Instant::now();
@@ -322,15 +327,13 @@ pub fn concurrent_slow(setup: &dyn Setup, delay: Duration) -> Duration {
             Err(e) => Some(e.clone()),
         })
         .collect();
-    if !bad.is_empty() {
-        fail(
-            setup,
-            &format!(
-                "{} of {SLOW_REQUESTS} concurrent requests failed (first: {:?})",
-                bad.len(),
-                bad.first()
-            ),
-        );
+    if bad.is_empty() {
+        Ok(took)
+    } else {
+        Err(format!(
+            "{} of {SLOW_REQUESTS} concurrent requests failed (first: {:?})",
+            bad.len(),
+            bad.first()
+        ))
     }
-    took
 }
