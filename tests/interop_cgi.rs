@@ -1,13 +1,16 @@
 //! The conformance example as a CGI program behind real web servers:
 //! Apache httpd (mod_cgid), lighttpd (mod_cgi) and nginx with fcgiwrap, each
 //! configured from `examples/webservers/cgi/` and mounted at
-//! `/cgi/conformance`.
+//! `/cgi/conformance`. (Caddy and HAProxy cannot run CGI programs.)
 //!
 //! These tests need the servers installed, so they are ignored by a plain
 //! `cargo test`; `.ci/run` installs the Debian packages and runs them with
-//! `--include-ignored`. A missing server fails the test with the package to
+//! `--ignored`. A missing server fails the test with the package to
 //! install. Each test starts its own server on a free loopback port.
 
+use std::time::Duration;
+
+use gateway_test::cases;
 use gateway_test::http_client::{Completion, Framing, JsonValue, Request, Response};
 use gateway_test::webserver::{Kind, WebServer, example_binary};
 
@@ -157,7 +160,8 @@ fn one_mib() -> Vec<u8> {
         .collect()
 }
 
-/// GET /hello: a plain document response (G5, G6).
+/// GET /hello: a plain document response; the program's Status header is
+/// consumed, not passed on.
 fn hello(ctx: &Ctx) {
     let r = ctx.get("/hello");
     ctx.ok(&r, "GET /hello");
@@ -168,9 +172,10 @@ fn hello(ctx: &Ctx) {
         "content-type"
     );
     check_eq!(ctx, r.text(), "Hello, world!\n", "body");
+    check_eq!(ctx, r.header("status"), None, "a Status header passed on");
 }
 
-/// The request line and the CGI meta-variables for a GET with a query (G1):
+/// The request line and the CGI meta-variables for a GET with a query:
 /// QUERY_STRING stays raw, and the app's URI keeps the mount prefix and the
 /// query.
 fn query_string(ctx: &Ctx) {
@@ -232,8 +237,8 @@ fn query_string(ctx: &Ctx) {
     check_eq!(ctx, env.doc["body_len"].as_u64(), Some(0), "body_len");
 }
 
-/// POST of 1 MiB to /echo comes back byte for byte (G3: the body is read up
-/// to CONTENT_LENGTH, and the response streams out whole).
+/// POST of 1 MiB to /echo comes back byte for byte (the body is read up to
+/// CONTENT_LENGTH, and the response streams out whole).
 ///
 /// Apache's mod_cgid and fcgiwrap write the whole request body to the
 /// program before they read its output, so a program that answers while it
@@ -259,8 +264,8 @@ fn post_echo_1mib(ctx: &Ctx) {
     check_eq!(ctx, first_diff, None, "first differing byte");
 }
 
-/// Request headers reach the app both as headers and as HTTP_* variables
-/// (G2); Authorization is passed (Apache only with `CGIPassAuth On`, Q13);
+/// Request headers reach the app both as headers and as HTTP_* variables;
+/// Authorization is passed (Apache only with `CGIPassAuth On`);
 /// a client's `Proxy:` header never becomes HTTP_PROXY (httpoxy).
 fn request_headers(ctx: &Ctx) {
     let request = ctx
@@ -343,7 +348,7 @@ fn path_info_encoded(ctx: &Ctx) {
     );
 }
 
-/// HEAD: the status and headers of GET, no body (C35).
+/// HEAD: the status and headers of GET, no body.
 fn head(ctx: &Ctx) {
     let r = ctx.send(ctx.request("HEAD", "/hello"));
     check_eq!(ctx, r.status, 200, "HEAD /hello status");
@@ -383,8 +388,8 @@ fn status(ctx: &Ctx) {
     );
 }
 
-/// A client redirect: an explicit 302 with an absolute Location (G6). Apache
-/// turns a Location into a redirect only when the status is 200 (Q12); an
+/// A client redirect: an explicit 302 with an absolute Location. Apache
+/// turns a Location into a redirect only when the status is 200; an
 /// explicit 302 passes through on every server.
 fn redirect(ctx: &Ctx) {
     let r = ctx.get("/redirect?to=http://example.com/x");
@@ -398,7 +403,7 @@ fn redirect(ctx: &Ctx) {
 }
 
 /// The app fails before its head: wsgiref's error page, never the error
-/// text (C36, B7).
+/// text.
 fn error_before(ctx: &Ctx) {
     for path in ["/error/before", "/panic"] {
         let r = ctx.get(path);
@@ -440,7 +445,7 @@ fn error_after(ctx: &Ctx) {
     );
 }
 
-/// A file body from the fixture directory (C38).
+/// A file body from the fixture directory.
 fn file(ctx: &Ctx) {
     let r = ctx.get("/file?name=hello.txt");
     ctx.ok(&r, "GET /file?name=hello.txt");
@@ -473,6 +478,51 @@ fn bodies_and_headers(ctx: &Ctx) {
     );
 }
 
+/// A chunked upload comes back whole, and the CONTENT_LENGTH the server
+/// sets for it: lighttpd and nginx hold the whole body and set its length;
+/// Apache streams it without CONTENT_LENGTH (and with
+/// HTTP_TRANSFER_ENCODING), and the program reads to the end of its input.
+fn chunked_upload(ctx: &Ctx) {
+    cases::chunked_upload(&ctx.server, 1 << 20);
+    let (length, read) = cases::chunked_environ(&ctx.server, 100_000);
+    let expected = match ctx.kind() {
+        Kind::Apache => None,
+        Kind::Lighttpd | Kind::NginxFcgiwrap => Some("100000".to_owned()),
+    };
+    check_eq!(ctx, length, expected, "CONTENT_LENGTH of a chunked upload");
+    check_eq!(ctx, read, 100_000, "body length the program read");
+}
+
+/// A streamed response reaches the client as the program writes it.
+/// fcgiwrap holds the program's output in a buffer until it is full or the
+/// program exits: small chunks arrive together at the end, large ones as
+/// they come.
+fn streamed_response(ctx: &Ctx) {
+    if ctx.kind() == Kind::NginxFcgiwrap {
+        cases::held_response(&ctx.server, 10);
+        cases::streamed_response(&ctx.server, 100_000);
+    } else {
+        cases::streamed_response(&ctx.server, 10);
+    }
+}
+
+/// An 8 MiB download arrives whole.
+fn download(ctx: &Ctx) {
+    cases::download(&ctx.server, cases::DOWNLOAD_LEN);
+}
+
+/// 40 requests that each take 300 ms, at once: every one succeeds (each is
+/// a process of its own; nginx's fcgiwrap runs two at a time).
+fn slow_requests_at_once(ctx: &Ctx) {
+    let delay = Duration::from_millis(300);
+    let took = cases::concurrent_slow(&ctx.server, delay);
+    eprintln!(
+        "{}: {} requests of {delay:?} at once took {took:?}",
+        ctx.kind(),
+        cases::SLOW_REQUESTS
+    );
+}
+
 fn run(kind: Kind, case: fn(&Ctx)) {
     let ctx = Ctx::start(kind);
     case(&ctx);
@@ -492,19 +542,19 @@ macro_rules! suite {
 
             #[test]
             #[ignore = $reason]
-            fn g1_query_string() {
+            fn query_string() {
                 run($kind, super::query_string);
             }
 
             #[test]
             #[ignore = $reason]
-            fn g3_post_echo_1mib() {
+            fn post_echo_1mib() {
                 run($kind, super::post_echo_1mib);
             }
 
             #[test]
             #[ignore = $reason]
-            fn g2_request_headers() {
+            fn request_headers() {
                 run($kind, super::request_headers);
             }
 
@@ -528,25 +578,25 @@ macro_rules! suite {
 
             #[test]
             #[ignore = $reason]
-            fn g6_redirect() {
+            fn redirect() {
                 run($kind, super::redirect);
             }
 
             #[test]
             #[ignore = $reason]
-            fn c36_error_before() {
+            fn error_before() {
                 run($kind, super::error_before);
             }
 
             #[test]
             #[ignore = $reason]
-            fn c36_error_after() {
+            fn error_after() {
                 run($kind, super::error_after);
             }
 
             #[test]
             #[ignore = $reason]
-            fn c38_file() {
+            fn file() {
                 run($kind, super::file);
             }
 
@@ -554,6 +604,30 @@ macro_rules! suite {
             #[ignore = $reason]
             fn bodies_and_headers() {
                 run($kind, super::bodies_and_headers);
+            }
+
+            #[test]
+            #[ignore = $reason]
+            fn chunked_upload() {
+                run($kind, super::chunked_upload);
+            }
+
+            #[test]
+            #[ignore = $reason]
+            fn streamed_response() {
+                run($kind, super::streamed_response);
+            }
+
+            #[test]
+            #[ignore = $reason]
+            fn download_8mib() {
+                run($kind, super::download);
+            }
+
+            #[test]
+            #[ignore = $reason]
+            fn forty_slow_requests_at_once() {
+                run($kind, super::slow_requests_at_once);
             }
         }
     };

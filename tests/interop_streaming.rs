@@ -422,3 +422,64 @@ fn stock_nginx_proxy_pass_streams_on_the_header() {
         false,
     );
 }
+
+#[test]
+#[ignore = "needs haproxy (run by .ci/run)"]
+fn haproxy_fastcgi_streams() {
+    fastcgi(FcgiKind::Haproxy, 300);
+    fastcgi(FcgiKind::HaproxyMpxs, 300);
+}
+
+/// Caddy's FastCGI transport holds the response until about 64 KiB of it,
+/// or its end, have arrived: small chunks come together at the end,
+/// whatever `flush_interval` says; chunks of 64 KiB or more stream.
+#[test]
+#[ignore = "needs caddy (run by .ci/run)"]
+fn caddy_fastcgi_streams_in_64_kib_pieces() {
+    let front =
+        FcgiFront::start(FcgiKind::Caddy, &conformance()).unwrap_or_else(|e| panic!("caddy: {e}"));
+    let small = front.target(&stream_target(300));
+    assert_buffered(
+        "FastCGI behind Caddy, small chunks",
+        front.addr(),
+        &small,
+        300,
+    );
+    let big = 64 << 10;
+    let target = front.target(&stream_target_sized(big, 300));
+    let (times, response) = chunk_times_sized(front.addr(), &target, big);
+    assert_eq!(
+        times.len(),
+        CHUNKS,
+        "{response:.300}\n{}",
+        front.error_log()
+    );
+    for (k, t) in times.iter().enumerate().take(CHUNKS - 1) {
+        let next = Duration::from_millis(300) * (k as u32 + 1);
+        assert!(*t <= next + LATE_BY_AT_MOST, "64 KiB chunks at {times:?}");
+    }
+}
+
+/// Apache `mod_proxy_http`, lighttpd `mod_proxy`, Caddy `reverse_proxy` and
+/// HAProxy pass a streamed response from the HTTP server on as it comes.
+#[test]
+#[ignore = "needs apache2, lighttpd, caddy and haproxy (run by .ci/run)"]
+fn http_reverse_proxies_stream() {
+    use gateway_test::frontend_http::HttpFront;
+    for front in [
+        HttpFront::Apache,
+        HttpFront::Lighttpd,
+        HttpFront::Caddy,
+        HttpFront::Haproxy,
+    ] {
+        let srv = HttpServer::behind(front, &conformance()).unwrap_or_else(|e| panic!("{e}"));
+        let prefix = srv.target("");
+        assert_streams(
+            &format!("HTTP behind {front}"),
+            srv.addr(),
+            &prefix,
+            300,
+            || srv.error_log(),
+        );
+    }
+}

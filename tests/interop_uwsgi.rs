@@ -11,6 +11,7 @@ use std::io::{Read, Write};
 use std::net::{Shutdown, TcpStream};
 use std::time::Duration;
 
+use gateway_test::cases;
 use gateway_test::frontend_uwsgi::UwsgiFront;
 use gateway_test::http_client::{Completion, JsonValue, Request, Response, parse_response};
 use gateway_test::webserver::example_binary;
@@ -313,5 +314,50 @@ fn survives_malformed_packets_and_stops_on_sigterm() {
         .unwrap_or_else(|e| ctx.fail(format!("stopping the uwsgi server: {e}")));
     ctx.check(status.success(), || {
         format!("the uwsgi server did not stop cleanly on SIGTERM: {status}")
+    });
+}
+
+/// The cases every front end runs: a chunked upload (nginx holds the whole
+/// body and sends its length), a streamed response, an 8 MiB download, HEAD,
+/// and 40 slow requests at once.
+#[test]
+#[ignore = "needs nginx (run by .ci/run)"]
+fn chunked_upload() {
+    let ctx = Ctx::start();
+    cases::chunked_upload(&ctx.setup, 1 << 20);
+    let (length, read) = cases::chunked_environ(&ctx.setup, 100_000);
+    ctx.check_eq(length.as_deref(), Some("100000"), "CONTENT_LENGTH");
+    ctx.check_eq(read, 100_000, "body length the application read");
+}
+
+#[test]
+#[ignore = "needs nginx (run by .ci/run)"]
+fn streamed_response() {
+    cases::streamed_response(&Ctx::start().setup, 10);
+}
+
+#[test]
+#[ignore = "needs nginx (run by .ci/run)"]
+fn download_8mib() {
+    cases::download(&Ctx::start().setup, cases::DOWNLOAD_LEN);
+}
+
+#[test]
+#[ignore = "needs nginx (run by .ci/run)"]
+fn head() {
+    cases::head(&Ctx::start().setup);
+}
+
+#[test]
+#[ignore = "needs nginx (run by .ci/run)"]
+fn forty_slow_requests_at_once() {
+    let ctx = Ctx::start();
+    let delay = Duration::from_millis(500);
+    let took = cases::concurrent_slow(&ctx.setup, delay);
+    ctx.check(took < delay * 10, || {
+        format!(
+            "{} requests of {delay:?} took {took:?}",
+            cases::SLOW_REQUESTS
+        )
     });
 }

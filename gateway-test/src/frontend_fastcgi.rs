@@ -3,11 +3,13 @@
 //! [`FcgiFront::start`] runs a program as a FastCGI server on a free
 //! loopback port (`PROGRAM fastcgi 127.0.0.1:PORT`, as the `conformance`
 //! example takes it), waits until it accepts connections, then starts nginx
-//! (`fastcgi_pass`), Apache httpd (`mod_proxy_fcgi`) or lighttpd
-//! (`mod_fastcgi`) from the templates in `examples/webservers/fastcgi/`, on
-//! another free port. With [`Front::LighttpdSpawn`] lighttpd starts the
-//! program itself (`bin-path`), handing it the listening socket on file
-//! descriptor 0. Dropping it stops everything and removes the run directory.
+//! (`fastcgi_pass`), Apache httpd (`mod_proxy_fcgi`), lighttpd
+//! (`mod_fastcgi`), Caddy (`reverse_proxy` with the `fastcgi` transport) or
+//! HAProxy (an `fcgi-app`) from the templates in
+//! `examples/webservers/fastcgi/`, on another free port. With
+//! [`Front::LighttpdSpawn`] lighttpd starts the program itself
+//! (`bin-path`), handing it the listening socket on file descriptor 0.
+//! Dropping it stops everything and removes the run directory.
 //!
 //! [`cgi_fcgi`] runs libfcgi's `cgi-fcgi -bind -connect` as a client.
 //!
@@ -20,8 +22,10 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 
+use crate::cases::Setup;
+use crate::webserver::daemon::Daemon;
 use crate::webserver::process;
-use crate::webserver::{START_TIMEOUT, render, templates_dir};
+use crate::webserver::{render, templates_dir};
 
 /// The URL prefix the FastCGI configurations mount the application at.
 pub const FCGI_MOUNT: &str = "/fcgi/conformance";
@@ -46,17 +50,32 @@ pub enum Front {
     /// lighttpd `mod_fastcgi` spawning the program with the socket on fd 0
     /// (`fastcgi/lighttpd-spawn.conf`).
     LighttpdSpawn,
+    /// Caddy `reverse_proxy` with the `fastcgi` transport, a connection per
+    /// request (`fastcgi/Caddyfile`).
+    Caddy,
+    /// HAProxy `fcgi-app` with `option keep-conn`, a request at a time on
+    /// each connection (`fastcgi/haproxy.cfg`).
+    Haproxy,
+    /// HAProxy `fcgi-app` with `option mpxs-conns` and `option get-values`,
+    /// many requests at once on one connection when the application
+    /// announces `FCGI_MPXS_CONNS=1` (`fastcgi/haproxy-mpxs.cfg`; the
+    /// application is started with multiplexing on, see
+    /// [`Front::app_env`]).
+    HaproxyMpxs,
 }
 
 impl Front {
     /// Every front end.
-    pub const ALL: [Front; 6] = [
+    pub const ALL: [Front; 9] = [
         Front::Nginx,
         Front::NginxClose,
         Front::Apache,
         Front::ApacheNoReuse,
         Front::Lighttpd,
         Front::LighttpdSpawn,
+        Front::Caddy,
+        Front::Haproxy,
+        Front::HaproxyMpxs,
     ];
 
     /// A short name (directory names, messages).
@@ -68,6 +87,9 @@ impl Front {
             Front::ApacheNoReuse => "apache2-no-reuse",
             Front::Lighttpd => "lighttpd",
             Front::LighttpdSpawn => "lighttpd-spawn",
+            Front::Caddy => "caddy",
+            Front::Haproxy => "haproxy",
+            Front::HaproxyMpxs => "haproxy-mpxs",
         }
     }
 
@@ -80,15 +102,35 @@ impl Front {
             Front::ApacheNoReuse => "fastcgi/apache2-no-reuse.conf",
             Front::Lighttpd => "fastcgi/lighttpd.conf",
             Front::LighttpdSpawn => "fastcgi/lighttpd-spawn.conf",
+            Front::Caddy => "fastcgi/Caddyfile",
+            Front::Haproxy => "fastcgi/haproxy.cfg",
+            Front::HaproxyMpxs => "fastcgi/haproxy-mpxs.cfg",
+        }
+    }
+
+    fn daemon(self) -> Daemon {
+        match self {
+            Front::Nginx | Front::NginxClose => Daemon::Nginx,
+            Front::Apache | Front::ApacheNoReuse => Daemon::Apache,
+            Front::Lighttpd | Front::LighttpdSpawn => Daemon::Lighttpd,
+            Front::Caddy => Daemon::Caddy,
+            Front::Haproxy | Front::HaproxyMpxs => Daemon::Haproxy,
         }
     }
 
     /// The web server's binary and its Debian package.
     pub fn binary(self) -> (&'static str, &'static str) {
+        self.daemon().binary()
+    }
+
+    /// The environment the application server is started with for this
+    /// front end (before any the caller adds): `FCGI_MPXS_CONNS=1`, which
+    /// turns multiplexing on in the `conformance` example, for
+    /// [`Front::HaproxyMpxs`].
+    pub fn app_env(self) -> &'static [(&'static str, &'static str)] {
         match self {
-            Front::Nginx | Front::NginxClose => ("nginx", "nginx"),
-            Front::Apache | Front::ApacheNoReuse => ("apache2", "apache2"),
-            Front::Lighttpd | Front::LighttpdSpawn => ("lighttpd", "lighttpd"),
+            Front::HaproxyMpxs => &[("FCGI_MPXS_CONNS", "1")],
+            _ => &[],
         }
     }
 
@@ -126,7 +168,8 @@ impl FcgiFront {
     }
 
     /// As [`start`](Self::start), with `env` added to the application
-    /// server's environment. A front end that spawns the program
+    /// server's environment after [`Front::app_env`] (so it can override
+    /// it). A front end that spawns the program
     /// ([`Front::spawns`]) passes it only what its configuration says, so
     /// `env` is refused there.
     pub fn start_with_env(
@@ -142,24 +185,51 @@ impl FcgiFront {
         }
         let (name, package) = front.binary();
         let binary = process::find_binary(name, package)?;
-        process::start_with_retries(|| Self::try_start(front, &binary, program, env), |_| true)
+        process::start_with_retries(
+            || Self::try_start(front, &binary, Some(program), None, env),
+            |_| true,
+        )
+    }
+
+    /// Starts only `front`, in front of a FastCGI server that already
+    /// listens on `backend` (a test's own, say).
+    pub fn in_front_of(front: Front, backend: SocketAddr) -> io::Result<FcgiFront> {
+        if front.spawns() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("{front} spawns the program itself"),
+            ));
+        }
+        let (name, package) = front.binary();
+        let binary = process::find_binary(name, package)?;
+        process::start_with_retries(
+            || Self::try_start(front, &binary, None, Some(backend), &[]),
+            |_| true,
+        )
     }
 
     fn try_start(
         front: Front,
         binary: &Path,
-        program: &Path,
+        program: Option<&Path>,
+        backend: Option<SocketAddr>,
         env: &[(&str, &str)],
     ) -> io::Result<FcgiFront> {
         let rundir = process::make_rundir(&format!("fcgi-{}", front.name()))?;
+        let backend = match backend {
+            Some(addr) => addr,
+            None => SocketAddr::from((Ipv4Addr::LOCALHOST, process::free_port()?)),
+        };
         let mut me = FcgiFront {
             front,
             addr: SocketAddr::from((Ipv4Addr::LOCALHOST, process::free_port()?)),
-            backend: SocketAddr::from((Ipv4Addr::LOCALHOST, process::free_port()?)),
+            backend,
             rundir,
             children: Vec::new(),
-            env: env
+            env: front
+                .app_env()
                 .iter()
+                .chain(env)
                 .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
                 .collect(),
         };
@@ -175,37 +245,34 @@ impl FcgiFront {
         }
     }
 
-    fn launch(&mut self, binary: &Path, program: &Path) -> io::Result<()> {
-        if !self.front.spawns() {
-            // `process::spawn` clears the environment: pass the extra
-            // variables through env(1).
-            let mut app = if self.env.is_empty() {
-                Command::new(program)
-            } else {
-                let mut env = Command::new("env");
-                env.args(self.env.iter().map(|(k, v)| format!("{k}={v}")))
-                    .arg(program);
-                env
-            };
+    fn launch(&mut self, binary: &Path, program: Option<&Path>) -> io::Result<()> {
+        if let Some(program) = program.filter(|_| !self.front.spawns()) {
+            let mut app = Command::new(program);
             app.arg("fastcgi").arg(self.backend.to_string());
-            let mut child = process::spawn(app, &self.rundir, "app")?;
+            let env: Vec<(&str, &str)> = self
+                .env
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .collect();
+            let mut child = process::spawn_with_env(app, &self.rundir, "app", &env)?;
             let backend = self.backend;
-            let waited = process::wait_until(&mut child, START_TIMEOUT, "the FastCGI port", || {
-                process::accepts(backend)
-            });
+            let waited = process::wait_for_port(&mut child, "the FastCGI port", backend);
             self.children.push(child);
             waited?;
         }
 
         // A spawned program runs as the web server's user: it must be able
         // to execute it.
-        let program = if self.front.spawns()
-            && process::running_as_root()
-            && !process::usable_by_anyone(program)
-        {
-            process::copy_program(program, &self.rundir)?
-        } else {
-            program.to_path_buf()
+        let program = match program {
+            Some(program)
+                if self.front.spawns()
+                    && process::running_as_root()
+                    && !process::usable_by_anyone(program) =>
+            {
+                process::copy_program(program, &self.rundir)?
+            }
+            Some(program) => program.to_path_buf(),
+            None => PathBuf::new(),
         };
         let text = std::fs::read_to_string(templates_dir().join(self.front.template()))?;
         let rundir = text_of(&self.rundir)?.to_owned();
@@ -225,31 +292,16 @@ impl FcgiFront {
         let config = self.rundir.join(file);
         std::fs::write(&config, config_text)?;
 
-        let mut command = Command::new(binary);
-        match self.front {
-            Front::Nginx | Front::NginxClose => {
-                command
-                    .arg("-p")
-                    .arg(&self.rundir)
-                    .arg("-e")
-                    .arg(self.rundir.join("error.log"))
-                    .arg("-c")
-                    .arg(&config)
-                    .arg("-g")
-                    .arg("daemon off;");
-            }
-            Front::Apache | Front::ApacheNoReuse => {
-                command.arg("-DFOREGROUND").arg("-f").arg(&config);
-            }
-            Front::Lighttpd | Front::LighttpdSpawn => {
-                command.arg("-D").arg("-f").arg(&config);
-            }
-        }
-        let mut child = process::spawn(command, &self.rundir, self.front.name())?;
+        let daemon = self.front.daemon();
+        let command = daemon.command(binary, &config, &self.rundir);
+        let mut child = process::spawn_with_env(
+            command,
+            &self.rundir,
+            self.front.name(),
+            &daemon.env(&self.rundir),
+        )?;
         let addr = self.addr;
-        let waited = process::wait_until(&mut child, START_TIMEOUT, "the HTTP port", || {
-            process::accepts(addr)
-        });
+        let waited = process::wait_for_port(&mut child, "the HTTP port", addr);
         self.children.push(child);
         waited
     }
@@ -283,6 +335,13 @@ impl FcgiFront {
             .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
     }
 
+    /// Whether the web server is still running.
+    pub fn front_running(&mut self) -> bool {
+        self.children
+            .last_mut()
+            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+    }
+
     /// The run directory.
     pub fn rundir(&self) -> &Path {
         &self.rundir
@@ -292,6 +351,30 @@ impl FcgiFront {
     /// messages.
     pub fn error_log(&self) -> String {
         process::collect_logs(&self.front.to_string(), &self.rundir)
+    }
+
+    /// What the web server alone logged so far (its log files and captured
+    /// output, without the application server's output).
+    pub fn server_log(&self) -> String {
+        process::collect_logs_but(&self.front.to_string(), &self.rundir, &["app.out"])
+    }
+}
+
+impl Setup for FcgiFront {
+    fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    fn target(&self, path_and_query: &str) -> String {
+        FcgiFront::target(self, path_and_query)
+    }
+
+    fn label(&self) -> String {
+        format!("{} (FastCGI)", self.front)
+    }
+
+    fn logs(&self) -> String {
+        self.error_log()
     }
 }
 
@@ -343,6 +426,7 @@ mod tests {
         for front in Front::ALL {
             let text = std::fs::read_to_string(templates_dir().join(front.template())).unwrap();
             let out = render(&text, &vars).unwrap();
+            assert!(out.contains("/tmp/r"), "{front}");
             if front.spawns() {
                 assert!(out.contains("/usr/local/bin/app"), "{front}");
             } else {

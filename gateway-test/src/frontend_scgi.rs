@@ -16,8 +16,9 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 
+use crate::cases::Setup;
 use crate::webserver::process;
-use crate::webserver::{START_TIMEOUT, render, templates_dir};
+use crate::webserver::{render, templates_dir};
 
 /// The URL prefix the SCGI configurations mount the application at.
 pub const SCGI_MOUNT: &str = "/scgi/conformance";
@@ -114,9 +115,7 @@ impl ScgiFront {
         app.arg("scgi").arg(self.backend.to_string());
         let mut child = process::spawn(app, &self.rundir, "app")?;
         let backend = self.backend;
-        let waited = process::wait_until(&mut child, START_TIMEOUT, "the SCGI port", || {
-            process::accepts(backend)
-        });
+        let waited = process::wait_for_port(&mut child, "the SCGI port", backend);
         self.children.push(child);
         waited?;
 
@@ -159,9 +158,7 @@ impl ScgiFront {
         }
         let mut child = process::spawn(command, &self.rundir, self.front.name())?;
         let addr = self.addr;
-        let waited = process::wait_until(&mut child, START_TIMEOUT, "the HTTP port", || {
-            process::accepts(addr)
-        });
+        let waited = process::wait_for_port(&mut child, "the HTTP port", addr);
         self.children.push(child);
         waited
     }
@@ -202,6 +199,24 @@ impl ScgiFront {
     /// messages.
     pub fn error_log(&self) -> String {
         process::collect_logs(&self.front.to_string(), &self.rundir)
+    }
+}
+
+impl Setup for ScgiFront {
+    fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    fn target(&self, path_and_query: &str) -> String {
+        ScgiFront::target(self, path_and_query)
+    }
+
+    fn label(&self) -> String {
+        format!("{} (SCGI)", self.front)
+    }
+
+    fn logs(&self) -> String {
+        self.error_log()
     }
 }
 

@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus};
 
 use crate::webserver::process;
-use crate::webserver::{START_TIMEOUT, render, templates_dir};
+use crate::webserver::{render, templates_dir};
 
 /// The URL prefix the uwsgi configuration mounts the application at.
 pub const UWSGI_MOUNT: &str = "/uwsgi/conformance";
@@ -71,9 +71,7 @@ impl UwsgiFront {
         app.arg(self.backend.to_string());
         let mut child = process::spawn(app, &self.rundir, "app")?;
         let backend = self.backend;
-        let waited = process::wait_until(&mut child, START_TIMEOUT, "the uwsgi port", || {
-            process::accepts(backend)
-        });
+        let waited = process::wait_for_port(&mut child, "the uwsgi port", backend);
         self.children.push(child);
         waited?;
 
@@ -107,9 +105,7 @@ impl UwsgiFront {
             .arg("daemon off;");
         let mut child = process::spawn(command, &self.rundir, "nginx")?;
         let addr = self.addr;
-        let waited = process::wait_until(&mut child, START_TIMEOUT, "the HTTP port", || {
-            process::accepts(addr)
-        });
+        let waited = process::wait_for_port(&mut child, "the HTTP port", addr);
         self.children.push(child);
         waited
     }
@@ -156,6 +152,24 @@ impl UwsgiFront {
     /// messages.
     pub fn error_log(&self) -> String {
         process::collect_logs("nginx", &self.rundir)
+    }
+}
+
+impl crate::cases::Setup for UwsgiFront {
+    fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    fn target(&self, path_and_query: &str) -> String {
+        UwsgiFront::target(self, path_and_query)
+    }
+
+    fn label(&self) -> String {
+        "nginx (uwsgi)".to_owned()
+    }
+
+    fn logs(&self) -> String {
+        self.error_log()
     }
 }
 

@@ -18,7 +18,7 @@
 
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 mod parse;
 
@@ -56,6 +56,16 @@ impl Request {
             headers: Vec::new(),
             body: Vec::new(),
         }
+    }
+
+    /// The method.
+    pub fn method(&self) -> &str {
+        &self.method
+    }
+
+    /// The request target, as sent in the request line.
+    pub fn target(&self) -> &str {
+        &self.target
     }
 
     /// Adds a header line; the value is sent as raw bytes.
@@ -105,12 +115,56 @@ impl Request {
     /// Sends the request to `addr` and reads the response to the end.
     pub fn send(&self, addr: SocketAddr) -> io::Result<Response> {
         let raw = exchange(addr, &self.to_bytes(addr))?;
-        parse_response(&raw, self.method == "HEAD").map_err(|e| {
+        self.parse(&raw)
+    }
+
+    /// As [`send`](Self::send), and also says when each part of the
+    /// response arrived: whether a streamed response came piece by piece.
+    pub fn send_timed(&self, addr: SocketAddr) -> io::Result<(Response, Arrivals)> {
+        let mut arrivals = Arrivals::default();
+        let raw = exchange_with(addr, &self.to_bytes(addr), Some(&mut arrivals))?;
+        arrivals.head_len = raw
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .map(|at| at + 4);
+        Ok((self.parse(&raw)?, arrivals))
+    }
+
+    fn parse(&self, raw: &[u8]) -> io::Result<Response> {
+        parse_response(raw, self.method == "HEAD").map_err(|e| {
             io::Error::new(
                 io::ErrorKind::InvalidData,
-                format!("{e}; response bytes: {:?}", String::from_utf8_lossy(&raw)),
+                format!("{e}; response bytes: {:?}", String::from_utf8_lossy(raw)),
             )
         })
+    }
+}
+
+/// When the bytes of a response arrived ([`Request::send_timed`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Arrivals {
+    /// One entry per read that returned data: the time since the connection
+    /// was opened, and how many response bytes had arrived by then in all.
+    pub reads: Vec<(Duration, usize)>,
+    /// The length of the response head, blank line included, when it
+    /// arrived whole.
+    pub head_len: Option<usize>,
+}
+
+impl Arrivals {
+    /// When the first byte after the head arrived (for a chunked body, the
+    /// first chunk's size line).
+    pub fn first_after_head(&self) -> Option<Duration> {
+        let head = self.head_len?;
+        self.reads
+            .iter()
+            .find(|(_, total)| *total > head)
+            .map(|(at, _)| *at)
+    }
+
+    /// When the last byte arrived.
+    pub fn last(&self) -> Option<Duration> {
+        self.reads.last().map(|(at, _)| *at)
     }
 }
 
@@ -122,6 +176,16 @@ impl Request {
 /// deadlock the client. A failed write (the server closed early) is not an
 /// error: what the server answered is still returned.
 pub fn exchange(addr: SocketAddr, request: &[u8]) -> io::Result<Vec<u8>> {
+    exchange_with(addr, request, None)
+}
+
+/// [`exchange`], noting in `arrivals` when each read returned.
+fn exchange_with(
+    addr: SocketAddr,
+    request: &[u8],
+    arrivals: Option<&mut Arrivals>,
+) -> io::Result<Vec<u8>> {
+    let start = Instant::now();
     let stream = TcpStream::connect_timeout(&addr, IO_TIMEOUT)?;
     stream.set_read_timeout(Some(IO_TIMEOUT))?;
     stream.set_write_timeout(Some(IO_TIMEOUT))?;
@@ -134,14 +198,18 @@ pub fn exchange(addr: SocketAddr, request: &[u8]) -> io::Result<Vec<u8>> {
             // takes a half-closed connection for a client that went away.
             let _ = writer.write_all(request).and_then(|()| writer.flush()).ok();
         });
-        let result = read_to_close(&mut reader);
+        let result = read_to_close(&mut reader, start, arrivals);
         // Unblock the writer if the server stopped reading.
         let _ = reader.shutdown(Shutdown::Both).ok();
         result
     })
 }
 
-fn read_to_close(stream: &mut TcpStream) -> io::Result<Vec<u8>> {
+fn read_to_close(
+    stream: &mut TcpStream,
+    start: Instant,
+    mut arrivals: Option<&mut Arrivals>,
+) -> io::Result<Vec<u8>> {
     let mut raw = Vec::new();
     let mut buf = [0u8; 64 * 1024];
     loop {
@@ -149,6 +217,9 @@ fn read_to_close(stream: &mut TcpStream) -> io::Result<Vec<u8>> {
             Ok(0) => return Ok(raw),
             Ok(n) => {
                 raw.extend_from_slice(buf.get(..n).unwrap_or_default());
+                if let Some(a) = arrivals.as_deref_mut() {
+                    a.reads.push((start.elapsed(), raw.len()));
+                }
                 if raw.len() > MAX_RESPONSE_LEN {
                     return Err(io::Error::other("response larger than MAX_RESPONSE_LEN"));
                 }
@@ -293,6 +364,31 @@ mod tests {
         assert_eq!(response.status, 200);
         assert_eq!(response.body, b"abc");
         assert_eq!(response.completion, Completion::Complete);
+    }
+
+    #[test]
+    fn send_timed_says_when_the_body_came() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = std::thread::spawn(move || {
+            let (mut conn, _) = listener.accept().unwrap();
+            let mut buf = [0u8; 4096];
+            let _ = conn.read(&mut buf).unwrap();
+            conn.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\n")
+                .unwrap();
+            std::thread::sleep(Duration::from_millis(300));
+            conn.write_all(b"abc").unwrap();
+            std::thread::sleep(Duration::from_millis(300));
+            conn.write_all(b"def").unwrap();
+        });
+        let (response, arrivals) = Request::new("GET", "/").send_timed(addr).unwrap();
+        server.join().unwrap();
+        assert_eq!(response.body, b"abcdef");
+        assert_eq!(arrivals.head_len, Some(38));
+        let first = arrivals.first_after_head().unwrap();
+        let last = arrivals.last().unwrap();
+        assert!(first >= Duration::from_millis(250), "{arrivals:?}");
+        assert!(last >= first + Duration::from_millis(250), "{arrivals:?}");
     }
 
     #[test]

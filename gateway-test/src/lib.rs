@@ -2,11 +2,15 @@
 //!
 //! - [`conformance`]: the application every interop suite runs, over every
 //!   protocol, behind every web server;
-//! - [`webserver`]: starts real web servers (Apache httpd, lighttpd, nginx)
-//!   from the configurations in `examples/webservers/`;
+//! - [`webserver`] (CGI), [`frontend_fastcgi`], [`frontend_scgi`],
+//!   [`frontend_http`], [`frontend_uwsgi`]: start real web servers (nginx,
+//!   Apache httpd, lighttpd, Caddy, HAProxy) from the configurations in
+//!   `examples/webservers/`, with the application behind them;
+//! - [`cases`]: the cases every suite runs behind every front end;
 //! - [`http_client`]: a small blocking HTTP/1.1 client that reports exactly
 //!   what came over the wire, truncation included.
 
+pub mod cases;
 pub mod conformance;
 pub mod frontend_fastcgi;
 pub mod frontend_http;

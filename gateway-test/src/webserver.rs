@@ -1,4 +1,5 @@
-//! Real web servers started for interop tests.
+//! Real web servers started for interop tests: the CGI harness, and what the
+//! other protocols' harnesses share.
 //!
 //! [`WebServer::start`] runs Apache httpd, lighttpd or nginx (with fcgiwrap)
 //! in the foreground as child processes, configured from the templates in
@@ -32,6 +33,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 use std::time::Duration;
 
+pub(crate) mod daemon;
 pub mod process;
 mod template;
 
@@ -220,12 +222,7 @@ impl WebServer {
         }
         let mut child = process::spawn(command, &rundir, self.kind.name())?;
         let addr = self.addr;
-        let waited = process::wait_until(
-            &mut child,
-            START_TIMEOUT,
-            "the port accepts connections",
-            || process::accepts(addr),
-        );
+        let waited = process::wait_for_port(&mut child, "the port accepts connections", addr);
         self.children.push(child);
         waited
     }
@@ -291,6 +288,24 @@ impl WebServer {
     /// for assertion messages.
     pub fn error_log(&self) -> String {
         process::collect_logs(&self.kind.to_string(), &self.rundir)
+    }
+}
+
+impl crate::cases::Setup for WebServer {
+    fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    fn target(&self, path_and_query: &str) -> String {
+        WebServer::target(self, path_and_query)
+    }
+
+    fn label(&self) -> String {
+        format!("{} (CGI)", self.kind)
+    }
+
+    fn logs(&self) -> String {
+        self.error_log()
     }
 }
 

@@ -118,7 +118,17 @@ pub(crate) fn copy_program(program: &Path, rundir: &Path) -> io::Result<PathBuf>
 
 /// Starts `command` in its own process group, with a clean environment
 /// (only `PATH`) and its output appended to `<rundir>/<label>.out`.
-pub fn spawn(mut command: Command, rundir: &Path, label: &str) -> io::Result<Child> {
+pub fn spawn(command: Command, rundir: &Path, label: &str) -> io::Result<Child> {
+    spawn_with_env::<&str>(command, rundir, label, &[])
+}
+
+/// As [`spawn`], with `env` added to the clean environment.
+pub fn spawn_with_env<V: AsRef<std::ffi::OsStr>>(
+    mut command: Command,
+    rundir: &Path,
+    label: &str,
+    env: &[(&str, V)],
+) -> io::Result<Child> {
     let out = File::options()
         .create(true)
         .append(true)
@@ -126,6 +136,7 @@ pub fn spawn(mut command: Command, rundir: &Path, label: &str) -> io::Result<Chi
     command
         .env_clear()
         .env("PATH", SERVER_PATH)
+        .envs(env.iter().map(|(k, v)| (k, v.as_ref())))
         .current_dir(rundir)
         .stdin(Stdio::null())
         .stdout(out.try_clone()?)
@@ -159,6 +170,21 @@ pub fn wait_until(
             ));
         }
         std::thread::sleep(Duration::from_millis(25));
+    }
+}
+
+/// Waits until `addr` accepts connections, as [`wait_until`] does, and then
+/// until `child` has run a little longer (50 ms): a server that lost the
+/// race for a free port to another test's server exits, while the other
+/// one answered the probe.
+pub fn wait_for_port(child: &mut Child, what: &str, addr: SocketAddr) -> io::Result<()> {
+    wait_until(child, super::START_TIMEOUT, what, || accepts(addr))?;
+    std::thread::sleep(Duration::from_millis(50));
+    match child.try_wait()? {
+        None => Ok(()),
+        Some(status) => Err(io::Error::other(format!(
+            "exited ({status}) just after {what} was ready (another process on {addr}?)"
+        ))),
     }
 }
 
@@ -203,12 +229,19 @@ fn signal_group(pgid: u32, signal: &str) {
 /// files and the captured `*.out` output), headed by `label`, for assertion
 /// messages.
 pub fn collect_logs(label: &str, rundir: &Path) -> String {
+    collect_logs_but(label, rundir, &[])
+}
+
+/// As [`collect_logs`], without the files named in `skip` (`app.out`, to
+/// see only what the web server logged).
+pub fn collect_logs_but(label: &str, rundir: &Path, skip: &[&str]) -> String {
     let mut names: Vec<String> = std::fs::read_dir(rundir)
         .map(|entries| {
             entries
                 .filter_map(|e| e.ok())
                 .map(|e| e.file_name().to_string_lossy().into_owned())
                 .filter(|n| n.ends_with(".log") || n.ends_with(".out"))
+                .filter(|n| !skip.contains(&n.as_str()))
                 .collect()
         })
         .unwrap_or_default();
@@ -238,6 +271,25 @@ pub fn teardown(children: &mut [Child], rundir: &Path) {
     } else {
         let _ = std::fs::remove_dir_all(rundir);
     }
+}
+
+/// Established TCP connections whose local port is `port`, read from
+/// `/proc/net/tcp`: with a server's port, how many connections it has open
+/// (a web server's connections to an application server, say).
+pub fn established_to(port: u16) -> usize {
+    let table = fs::read_to_string("/proc/net/tcp").unwrap_or_default();
+    table
+        .lines()
+        .skip(1)
+        .filter(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let local_port = fields
+                .get(1)
+                .and_then(|a| a.rsplit(':').next())
+                .and_then(|p| u16::from_str_radix(p, 16).ok());
+            local_port == Some(port) && fields.get(3) == Some(&"01")
+        })
+        .count()
 }
 
 /// Runs `start` up to three times — another test may take a free port
