@@ -79,6 +79,7 @@ pub struct Builder {
     worker_threads: Option<usize>,
     grace_period: Duration,
     logging: bool,
+    error_log: bool,
 }
 
 impl Default for Builder {
@@ -99,6 +100,7 @@ impl Builder {
             worker_threads: None,
             grace_period: Duration::from_secs(30),
             logging: true,
+            error_log: true,
         }
     }
 
@@ -157,6 +159,19 @@ impl Builder {
         self
     }
 
+    /// Whether what the application logs while a request runs (warnings
+    /// and errors) goes to that request's error stream, so it lands in the
+    /// web server's error log with the request's id, method and path
+    /// (default: yes; through `gateway_core::logging::ErrorLogLayer`). Such
+    /// events then leave the process's own log, so nothing is written
+    /// twice; events outside requests stay there. Under IIS nothing is
+    /// written to the error stream (IIS turns it into a 500). Only with
+    /// [`logging`](Builder::logging).
+    pub fn error_log(&mut self, yes: bool) -> &mut Self {
+        self.error_log = yes;
+        self
+    }
+
     /// Decides what to serve, then serves `app` until the request (CGI) or
     /// the server (SIGTERM, SIGINT) is done. Returns the exit status.
     pub fn run<S, B>(&self, app: S) -> ExitCode
@@ -170,7 +185,7 @@ impl Builder {
         let start = decide(&facts, self.protocol, self.addr.as_ref());
         if self.logging {
             let cgi = matches!(&start, Ok(s) if s.socket.is_none());
-            init_logging(if cgi { "warn" } else { "info" });
+            init_logging(if cgi { "warn" } else { "info" }, self.error_log);
         }
         let start = match start {
             Ok(s) => s,
@@ -190,13 +205,43 @@ impl Builder {
     }
 }
 
-fn init_logging(default: &str) {
+fn init_logging(default: &str, error_log: bool) {
     use std::io::IsTerminal;
     use tracing_subscriber::EnvFilter;
+    use tracing_subscriber::filter::DynFilterFn;
+    use tracing_subscriber::prelude::*;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    let stderr = tracing_subscriber::fmt::layer()
         .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr)
+        .with_writer(std::io::stderr);
+    if !error_log {
+        let _ = tracing_subscriber::registry()
+            .with(filter)
+            .with(stderr)
+            .try_init();
+        return;
+    }
+    // The request span must get through the filter for the error-log layer
+    // to know which request an event belongs to.
+    let filter = match "gateway_core::request=info".parse() {
+        Ok(d) => filter.add_directive(d),
+        Err(_) => filter,
+    };
+    let outside = stderr.with_filter(DynFilterFn::new(|_, cx| !in_request(cx)));
+    let _ = tracing_subscriber::registry()
+        .with(filter)
+        .with(outside)
+        .with(gateway_core::logging::ErrorLogLayer::new().outside_requests(false))
         .try_init();
+}
+
+/// Whether the current span is (inside) a request's span.
+fn in_request<S>(cx: &tracing_subscriber::layer::Context<'_, S>) -> bool
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+{
+    cx.lookup_current().is_some_and(|span| {
+        span.scope()
+            .any(|s| s.name() == "request" && s.metadata().target() == "gateway_core::request")
+    })
 }

@@ -1,0 +1,65 @@
+//! What the application logs while a request runs lands once, with the
+//! request's context, on the request's error stream (under CGI the web
+//! server's error log is the program's stderr). The test runs itself again
+//! as a CGI program, since logging is set up once per process.
+
+use std::process::{Command, Stdio};
+
+const CHILD: &str = "GATEWAY_TEST_ERROR_LOG_CHILD";
+
+fn cgi_child(test: &str, error_log: &str) -> String {
+    let out = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", test, "--nocapture", "--test-threads=1"])
+        .env_clear()
+        .env(CHILD, error_log)
+        .env("GATEWAY_INTERFACE", "CGI/1.1")
+        .env("REQUEST_METHOD", "GET")
+        .env("SCRIPT_NAME", "/app")
+        .env("PATH_INFO", "/x")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(stdout.contains("Status: 200 OK"), "{stdout}");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn serve_one_request(error_log: bool) {
+    let app = tower::service_fn(|_req: http::Request<gateway::Body>| async {
+        tracing::warn!("from the app");
+        Ok::<_, std::convert::Infallible>(http::Response::new("ok\n".to_string()))
+    });
+    let code = gateway::Builder::new().error_log(error_log).run(app);
+    assert_eq!(code, std::process::ExitCode::SUCCESS);
+}
+
+#[test]
+fn an_app_warning_reaches_the_error_stream_once_with_its_request() {
+    match std::env::var(CHILD).as_deref() {
+        Ok("on") => serve_one_request(true),
+        Ok(_) => serve_one_request(false),
+        Err(_) => {
+            let name = "an_app_warning_reaches_the_error_stream_once_with_its_request";
+            let stderr = cgi_child(name, "on");
+            let lines: Vec<&str> = stderr
+                .lines()
+                .filter(|l| l.contains("from the app"))
+                .collect();
+            assert_eq!(lines.len(), 1, "{stderr}");
+            assert!(
+                lines[0].contains("request{id=") && lines[0].contains("method=GET"),
+                "{stderr}"
+            );
+            // Without the error log, the process's own log has it once,
+            // without the request's context.
+            let stderr = cgi_child(name, "off");
+            let lines: Vec<&str> = stderr
+                .lines()
+                .filter(|l| l.contains("from the app"))
+                .collect();
+            assert_eq!(lines.len(), 1, "{stderr}");
+            assert!(!lines[0].contains("request{id="), "{stderr}");
+        }
+    }
+}
