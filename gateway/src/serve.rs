@@ -5,9 +5,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use gateway_core::server::{
-    self, BindOptions, Connection, Listener, Refusal, Shutdown, Sniffed, Stream,
-};
+use gateway_core::server::{self, Connection, Listener, Refusal, Shutdown, Sniffed, Stream};
 use gateway_core::{AppBody, Application};
 
 use crate::Builder;
@@ -158,15 +156,7 @@ where
     let mut shutdown = Shutdown::new();
     shutdown.deadline(b.grace_period);
     let listeners: Vec<(Option<Protocol>, Listener)> = match socket {
-        Socket::Addr(addr) => {
-            let mut opts = BindOptions::new();
-            opts.backlog(limits.get_listen_backlog());
-            let l = addr
-                .listen(&opts)
-                .await
-                .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}")))?;
-            vec![(protocol, l)]
-        }
+        Socket::Addr(addr) => vec![(protocol, server::listen(addr, &limits).await?)],
         Socket::Systemd(_) => server::systemd::take_all()?
             .into_iter()
             .map(|(name, l)| {

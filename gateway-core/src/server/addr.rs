@@ -177,19 +177,7 @@ impl ListenAddr {
         match self {
             ListenAddr::Tcp(a) => Listener::bind_tcp(*a, opts),
             ListenAddr::Host { host, port } => {
-                let mut last = None;
-                for a in tokio::net::lookup_host((host.as_str(), *port)).await? {
-                    match Listener::bind_tcp(a, opts) {
-                        Ok(l) => return Ok(l),
-                        Err(e) => last = Some(e),
-                    }
-                }
-                Err(last.unwrap_or_else(|| {
-                    std::io::Error::new(
-                        std::io::ErrorKind::NotFound,
-                        format!("{host}: no address to listen on"),
-                    )
-                }))
+                Listener::bind_host((host.as_str(), *port), opts).await
             }
             ListenAddr::Unix { path, mode } => {
                 let mut opts = opts.clone();

@@ -93,19 +93,26 @@ impl Listener {
     pub async fn bind_with(addr: &str, opts: &BindOptions) -> io::Result<Self> {
         match addr.strip_prefix("unix:") {
             Some(path) => Self::bind_unix(path, opts),
-            None => {
-                let mut last = None;
-                for a in tokio::net::lookup_host(addr).await? {
-                    match Self::bind_tcp(a, opts) {
-                        Ok(l) => return Ok(l),
-                        Err(e) => last = Some(e),
-                    }
-                }
-                Err(last.unwrap_or_else(|| {
-                    io::Error::new(io::ErrorKind::InvalidInput, "no address to bind")
-                }))
+            None => Self::bind_host(addr, opts).await,
+        }
+    }
+
+    /// Binds the first address `host` (anything `tokio::net::lookup_host`
+    /// takes: `127.0.0.1:9000`, `("localhost", 9000)`) resolves to that
+    /// binds.
+    pub(crate) async fn bind_host(
+        host: impl tokio::net::ToSocketAddrs,
+        opts: &BindOptions,
+    ) -> io::Result<Self> {
+        let mut last = None;
+        for a in tokio::net::lookup_host(host).await? {
+            match Self::bind_tcp(a, opts) {
+                Ok(l) => return Ok(l),
+                Err(e) => last = Some(e),
             }
         }
+        Err(last
+            .unwrap_or_else(|| io::Error::new(io::ErrorKind::NotFound, "no address to listen on")))
     }
 
     /// Binds a TCP socket at `addr` (with `SO_REUSEADDR`, as servers do).

@@ -34,7 +34,7 @@
 //!   first bytes, so one socket can serve FastCGI, SCGI and HTTP;
 //! - [`systemd`]: socket activation and readiness notification;
 //! - [`run`], [`serve_until_signal`], [`until_signal`], [`runtime`],
-//!   [`parse_addr`]: what every server's `run` and one-line `serve` do
+//!   [`listen`], [`parse_addr`]: what every server's `run` and one-line `serve` do
 //!   around serving (the runtime, the socket, readiness, signals).
 
 mod accept;
@@ -58,7 +58,7 @@ pub use close::{LINGER_MAX_BYTES, LINGER_TIME, linger_close, nothing_waiting, re
 pub use finish::{answer_and_close, close_after};
 pub use input::SharedInput;
 pub use listener::{BindOptions, DEFAULT_BACKLOG, Listener, Replay, Stream};
-pub use run::{parse_addr, run, runtime, serve_until_signal, until_signal};
+pub use run::{listen, parse_addr, run, runtime, serve_until_signal, until_signal};
 pub use shutdown::{Shutdown, Watch, signal};
 pub use sniff::{Sniffed, sniff, sniff_stream};
 pub use stall::Stall;

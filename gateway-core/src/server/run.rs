@@ -37,6 +37,16 @@ pub fn parse_addr(addr: &str) -> io::Result<ListenAddr> {
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))
 }
 
+/// Opens `addr` the way a server's `run` does: a socket bound here gets
+/// the backlog of [`Limits::listen_backlog`]; an error names the address.
+pub async fn listen(addr: &ListenAddr, limits: &Limits) -> io::Result<Listener> {
+    let mut opts = BindOptions::new();
+    opts.backlog(limits.get_listen_backlog());
+    addr.listen(&opts)
+        .await
+        .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}")))
+}
+
 /// Runs `serving` until it ends, or until SIGTERM or SIGINT (which trigger
 /// `shutdown`) or `shutdown` itself, then lets it finish. The signal
 /// handlers are in place before `ready` is called, so a service manager
@@ -84,12 +94,7 @@ where
     F: FnOnce(Listener) -> Fut,
     Fut: Future<Output = io::Result<()>>,
 {
-    let mut opts = BindOptions::new();
-    opts.backlog(limits.get_listen_backlog());
-    let listener = addr
-        .listen(&opts)
-        .await
-        .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}")))?;
+    let listener = listen(addr, limits).await?;
     let at = listener.local_addr_string();
     until_signal(serve(listener), shutdown, || {
         tracing::info!("{protocol} server listening on {at}");
