@@ -34,7 +34,7 @@ use gateway_core::server::{
 };
 use gateway_core::{
     AppBody, Application, Body, BodyLength, Environ, EnvironBuilder, Error, ErrorStream, Gateway,
-    Handler, Limits, Protocol,
+    GatewayInfo, Handler, Limits, Protocol,
 };
 use gateway_test::conformance::Conformance;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, ReadHalf, WriteHalf};
@@ -212,24 +212,11 @@ impl Gateway for Uwsgi {
         environ.extend_from(&self.environ);
     }
 
-    fn origin_server(&self) -> bool {
-        true
-    }
-
-    fn protocol(&self) -> Protocol {
-        Protocol::Other("uwsgi")
-    }
-
-    fn multiprocess(&self) -> bool {
-        false
-    }
-
-    fn peer_addr(&self) -> Option<SocketAddr> {
-        self.peer_addr
-    }
-
-    fn local_addr(&self) -> Option<SocketAddr> {
-        self.local_addr
+    fn info(&self) -> GatewayInfo {
+        GatewayInfo::new(Protocol::Other("uwsgi"))
+            .with_origin_server(true)
+            .with_multiprocess(false)
+            .with_addrs(self.peer_addr, self.local_addr)
     }
 }
 

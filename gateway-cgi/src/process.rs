@@ -6,7 +6,8 @@ use std::os::fd::AsFd;
 
 use bytes::{Bytes, BytesMut};
 use gateway_core::{
-    Body, Environ, ErrorStream, FileRegion, Gateway, HeadFormat, Protocol, ResponseHead, head,
+    Body, Environ, ErrorStream, FileRegion, Gateway, GatewayInfo, HeadFormat, Protocol,
+    ResponseHead, head,
 };
 use http::{HeaderValue, Version};
 
@@ -106,6 +107,9 @@ impl ProcessGateway {
 }
 
 impl Gateway for ProcessGateway {
+    // A small file costs less read into the one write with the head.
+    const SENDFILE_MIN: Option<u64> = Some(64 * 1024 + 1);
+
     async fn write(&mut self, data: Bytes) -> io::Result<()> {
         // A response past a pipe's worth while the body is unread: read the
         // body ahead first, or the web server and we could wait on each
@@ -160,27 +164,15 @@ impl Gateway for ProcessGateway {
         }
     }
 
-    fn origin_server(&self) -> bool {
-        self.mode == Mode::Nph
-    }
-
-    fn protocol(&self) -> Protocol {
-        match self.mode {
+    fn info(&self) -> GatewayInfo {
+        let protocol = match self.mode {
             Mode::Iis => Protocol::IisCgi,
             _ => Protocol::Cgi,
-        }
-    }
-
-    fn multithread(&self) -> bool {
-        false
-    }
-
-    fn multiprocess(&self) -> bool {
-        true
-    }
-
-    fn run_once(&self) -> bool {
-        true
+        };
+        GatewayInfo::new(protocol)
+            .with_origin_server(self.mode == Mode::Nph)
+            .with_multithread(false)
+            .with_run_once(true)
     }
 
     fn write_head(&mut self, head: &mut ResponseHead<'_>, format: &HeadFormat, buf: &mut BytesMut) {
@@ -208,11 +200,6 @@ impl Gateway for ProcessGateway {
             }
             HeadFormat::Cgi => head::encode_cgi(buf, head.status, head.reason, head.headers),
         }
-    }
-
-    fn supports_sendfile(&self, file: &FileRegion) -> bool {
-        // A small file costs less read into the one write with the head.
-        file.len() > 64 * 1024
     }
 
     async fn sendfile(&mut self, file: &FileRegion) -> io::Result<bool> {

@@ -16,8 +16,7 @@ use http_body::{Frame, SizeHint};
 use tokio::task::JoinHandle;
 
 /// A byte range of an open file, as the pipeline offers it to a backend's
-/// [`sendfile`](crate::Gateway::sendfile) and
-/// [`offload_file`](crate::Gateway::offload_file) hooks.
+/// [`sendfile`](crate::Gateway::sendfile) hook.
 #[derive(Clone)]
 pub struct FileRegion {
     file: Arc<File>,

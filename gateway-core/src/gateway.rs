@@ -3,7 +3,6 @@
 
 use std::future::Future;
 use std::io;
-use std::net::SocketAddr;
 
 use bytes::{Bytes, BytesMut};
 use http::{HeaderMap, Request, StatusCode, Version};
@@ -14,7 +13,7 @@ use crate::environ::{BodyLength, Environ};
 use crate::error::Error;
 use crate::file::FileRegion;
 use crate::head::{self, HeadFormat};
-use crate::info::{ErrorStream, Protocol};
+use crate::info::{ErrorStream, GatewayInfo, Protocol};
 
 /// The response head as the pipeline hands it to a backend.
 #[derive(Debug)]
@@ -40,14 +39,19 @@ pub struct ResponseHead<'a> {
 /// This is the I/O half of wsgiref's `BaseHandler`; the
 /// [`Handler`](crate::Handler) is the rest. The required methods are wsgiref's abstract
 /// ones (`_write`, `_flush`, `get_stdin`, `get_stderr`, `add_cgi_vars`);
-/// the provided ones have defaults a backend overrides as
-/// needed (`origin_server`, the `wsgi.*` flags, head emission, `sendfile`).
+/// the provided ones have defaults a backend overrides as needed: what the
+/// backend is ([`info`](Gateway::info): protocol, head form, the `wsgi.*`
+/// flags, addresses, as one value), how the request is handed over
+/// ([`request`](Gateway::request)), how the head is written
+/// ([`write_head`](Gateway::write_head)), protocol switches
+/// ([`supports_upgrade`](Gateway::supports_upgrade)) and file bodies
+/// ([`sendfile`](Gateway::sendfile)).
 ///
 /// A minimal backend that keeps the response in memory:
 ///
 /// ```
 /// use bytes::Bytes;
-/// use gateway_core::{Body, Environ, ErrorStream, Gateway};
+/// use gateway_core::{Body, Environ, ErrorStream, Gateway, GatewayInfo, Protocol};
 ///
 /// struct Memory { out: Vec<u8> }
 ///
@@ -62,9 +66,19 @@ pub struct ResponseHead<'a> {
 ///     fn add_cgi_vars(&mut self, env: &mut Environ) {
 ///         env.insert("REQUEST_METHOD", "GET");
 ///     }
+///     fn info(&self) -> GatewayInfo {
+///         GatewayInfo::new(Protocol::Other("memory")).with_multiprocess(false)
+///     }
 /// }
 /// ```
 pub trait Gateway: Send {
+    /// The smallest file body offered to [`sendfile`](Gateway::sendfile), or
+    /// `None` (the default) to offer none. A file body that is not offered
+    /// is streamed like any other body, which keeps the head lazy (a file
+    /// that fails on its first read still gets the error page) and sends a
+    /// small file in the same write as the head.
+    const SENDFILE_MIN: Option<u64> = None;
+
     /// Writes all of `data` to the client, retrying short writes.
     fn write(&mut self, data: Bytes) -> impl Future<Output = io::Result<()>> + Send;
 
@@ -96,40 +110,15 @@ pub trait Gateway: Send {
         crate::request::build_request(environ, body)
     }
 
-    /// Whether this backend is the origin server (writes `HTTP/x.y` status
-    /// lines with `Date`/`Server`) rather than a CGI-style one (`Status:`).
-    fn origin_server(&self) -> bool {
-        false
-    }
-
-    /// The protocol, for [`GatewayInfo`](crate::GatewayInfo).
-    fn protocol(&self) -> Protocol {
-        Protocol::Other("custom")
-    }
-
-    /// wsgi.multithread (wsgiref's `BaseHandler` default: true).
-    fn multithread(&self) -> bool {
-        true
-    }
-
-    /// wsgi.multiprocess (wsgiref's `BaseHandler` default: true).
-    fn multiprocess(&self) -> bool {
-        true
-    }
-
-    /// wsgi.run_once (default false; CGI says true).
-    fn run_once(&self) -> bool {
-        false
-    }
-
-    /// The peer's socket address, when known.
-    fn peer_addr(&self) -> Option<SocketAddr> {
-        None
-    }
-
-    /// The local socket address, when known.
-    fn local_addr(&self) -> Option<SocketAddr> {
-        None
+    /// What this backend is, asked once per request: the protocol, whether
+    /// it is the origin server (writes `HTTP/x.y` status lines with
+    /// `Date`/`Server`) or CGI-style (`Status:`), wsgi.multithread,
+    /// wsgi.multiprocess, wsgi.run_once, and the socket addresses. The
+    /// handler adds the scheme and the request id and hands the result to
+    /// the application. Default: [`GatewayInfo::new`] of
+    /// `Protocol::Other("custom")` (wsgiref's `BaseHandler` defaults).
+    fn info(&self) -> GatewayInfo {
+        GatewayInfo::new(Protocol::Other("custom"))
     }
 
     /// Puts the response head into `buf`, to be written with the first body
@@ -170,29 +159,15 @@ pub trait Gateway: Send {
         false
     }
 
-    /// Lets the web server send a file body itself (`X-Sendfile`,
-    /// `X-Accel-Redirect`): add the header to `headers` and return true, and
-    /// the pipeline sends the head with no body. Asked only when
-    /// [`supports_sendfile`](Gateway::supports_sendfile) is true. Default:
-    /// false.
-    fn offload_file(&mut self, file: &FileRegion, headers: &mut HeaderMap) -> bool {
-        let _ = (file, headers);
-        false
-    }
-
-    /// Whether [`sendfile`](Gateway::sendfile) should be offered this file
-    /// body. When false (the default) the file is streamed like any body, so
-    /// the head stays lazy: a file that fails on its first read still gets
-    /// the error page.
-    fn supports_sendfile(&self, file: &FileRegion) -> bool {
-        let _ = file;
-        false
-    }
-
-    /// Sends a file body after the head has been written (wsgiref's
-    /// `sendfile`), when [`supports_sendfile`](Gateway::supports_sendfile)
-    /// said yes: return `Ok(true)` when the whole region was sent, `Ok(false)`
-    /// to let the pipeline stream the body as usual. Default: false.
+    /// Sends a file body itself (wsgiref's `sendfile`), after the head has
+    /// been written. Offered only file bodies of at least
+    /// [`SENDFILE_MIN`](Gateway::SENDFILE_MIN) bytes. Return `Ok(true)` when
+    /// the whole region was sent, `Ok(false)` to let the pipeline stream
+    /// the body as usual. Default: false.
+    ///
+    /// Handing a file to the web server instead (`X-Sendfile`,
+    /// `X-Accel-Redirect`) is the application's side:
+    /// [`OffloadLayer`](crate::offload::OffloadLayer).
     fn sendfile(&mut self, file: &FileRegion) -> impl Future<Output = io::Result<bool>> + Send {
         let _ = file;
         async { Ok(false) }
@@ -220,11 +195,7 @@ pub struct StreamGateway<R, W> {
     writer: W,
     errors: ErrorStream,
     environ: Environ,
-    origin: bool,
-    multithread: bool,
-    multiprocess: bool,
-    run_once: bool,
-    protocol: Protocol,
+    info: GatewayInfo,
 }
 
 impl<R, W> StreamGateway<R, W>
@@ -240,11 +211,9 @@ where
             writer,
             errors,
             environ,
-            origin: true,
-            multithread: true,
-            multiprocess: false,
-            run_once: false,
-            protocol: Protocol::Http,
+            info: GatewayInfo::new(Protocol::Http)
+                .with_origin_server(true)
+                .with_multiprocess(false),
         }
     }
 
@@ -252,28 +221,30 @@ where
     /// unless changed with [`flags`](StreamGateway::flags).
     pub fn cgi(reader: R, writer: W, errors: ErrorStream, environ: Environ) -> Self {
         let mut gw = Self::origin(reader, writer, errors, environ);
-        gw.origin = false;
-        gw.protocol = Protocol::Cgi;
+        gw.info = GatewayInfo::new(Protocol::Cgi).with_multiprocess(false);
         gw
     }
 
     /// Sets wsgi.multithread, wsgi.multiprocess and wsgi.run_once.
     pub fn flags(&mut self, multithread: bool, multiprocess: bool, run_once: bool) -> &mut Self {
-        self.multithread = multithread;
-        self.multiprocess = multiprocess;
-        self.run_once = run_once;
+        self.info = self
+            .info
+            .clone()
+            .with_multithread(multithread)
+            .with_multiprocess(multiprocess)
+            .with_run_once(run_once);
         self
     }
 
     /// Sets the protocol reported in [`GatewayInfo`](crate::GatewayInfo).
     pub fn protocol(&mut self, protocol: Protocol) -> &mut Self {
-        self.protocol = protocol;
+        self.info.protocol = protocol;
         self
     }
 
     /// Sets whether the head is written in the origin form.
     pub fn origin_server(&mut self, origin: bool) -> &mut Self {
-        self.origin = origin;
+        self.info.origin_server = origin;
         self
     }
 
@@ -317,23 +288,7 @@ where
         environ.extend_from(&self.environ);
     }
 
-    fn origin_server(&self) -> bool {
-        self.origin
-    }
-
-    fn protocol(&self) -> Protocol {
-        self.protocol
-    }
-
-    fn multithread(&self) -> bool {
-        self.multithread
-    }
-
-    fn multiprocess(&self) -> bool {
-        self.multiprocess
-    }
-
-    fn run_once(&self) -> bool {
-        self.run_once
+    fn info(&self) -> GatewayInfo {
+        self.info.clone()
     }
 }

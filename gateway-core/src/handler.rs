@@ -12,15 +12,15 @@ use http::{HeaderMap, HeaderValue, Request, Response, StatusCode, Version, heade
 use tower::{Service, ServiceExt};
 use tracing::Instrument;
 
-use crate::body::{Body, BodyFault};
+use crate::body::Body;
 use crate::environ::{BodyLength, Environ};
 use crate::error::{BoxError, Error, Kind};
 use crate::gateway::Gateway;
 use crate::head::HeadFormat;
-use crate::info::{ErrorStream, GatewayInfo};
 use crate::limits::Limits;
 use crate::logging::{self, RequestId};
-use crate::pipeline::{self, Sent};
+use crate::outcome::{Outcome, OutcomeKind};
+use crate::pipeline::{self, RequestCtx, Sent, panic_message};
 use crate::repeats::{InApp, Repeats};
 use crate::request::version_of;
 
@@ -343,97 +343,6 @@ impl HandlerBuilder {
     }
 }
 
-/// How a request ended, for the backend to act on (an aborted response is
-/// signalled the way its protocol allows) and to log.
-#[derive(Debug)]
-pub struct Outcome {
-    pub(crate) status: Option<StatusCode>,
-    pub(crate) bytes_sent: u64,
-    pub(crate) kind: OutcomeKind,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum OutcomeKind {
-    Complete,
-    ErrorPage,
-    Aborted,
-    Disconnected,
-    Failed,
-}
-
-impl Outcome {
-    /// The status sent, if a head was sent.
-    pub fn status(&self) -> Option<StatusCode> {
-        self.status
-    }
-
-    /// The body bytes sent.
-    pub fn bytes_sent(&self) -> u64 {
-        self.bytes_sent
-    }
-
-    /// The response was sent in full (the error page and a 400 count too).
-    pub fn is_complete(&self) -> bool {
-        matches!(self.kind, OutcomeKind::Complete | OutcomeKind::ErrorPage)
-    }
-
-    /// The application failed before anything was sent, and the error page
-    /// went out instead.
-    pub fn is_error_page(&self) -> bool {
-        self.kind == OutcomeKind::ErrorPage
-    }
-
-    /// The response failed after its head was sent (application or body
-    /// error, short body): the backend must make the client see truncation
-    /// (close the connection, FastCGI appStatus, CGI exit status).
-    pub fn is_aborted(&self) -> bool {
-        self.kind == OutcomeKind::Aborted
-    }
-
-    /// The client went away.
-    pub fn is_disconnected(&self) -> bool {
-        self.kind == OutcomeKind::Disconnected
-    }
-
-    /// Writing failed for another reason, or the error page itself failed.
-    pub fn is_failed(&self) -> bool {
-        self.kind == OutcomeKind::Failed
-    }
-}
-
-/// The per-request context the pipeline needs.
-pub(crate) struct RequestCtx<'h> {
-    pub(crate) head_format: HeadFormat,
-    pub(crate) request_version: Version,
-    pub(crate) is_head: bool,
-    pub(crate) max_response_head_len: usize,
-    pub(crate) errors: ErrorStream,
-    pub(crate) traceback_limit: usize,
-    /// Where the request body records a client fault, if it can fail.
-    pub(crate) body_fault: Option<BodyFault>,
-    /// The handler's failure summariser.
-    pub(crate) repeats: &'h Repeats,
-    /// Add `X-Accel-Buffering: no` to streamed responses.
-    pub(crate) accel_hint: bool,
-    /// The backend can switch protocols ([`Gateway::supports_upgrade`]).
-    pub(crate) upgrades: bool,
-}
-
-impl RequestCtx<'_> {
-    /// The kind of a failure the application (or its body) reported: the
-    /// request body's client fault when the body reported one (the
-    /// application most likely failed because of it), else an application
-    /// error.
-    pub(crate) fn app_failure(&self, source: impl Into<BoxError>) -> Error {
-        let kind = self
-            .body_fault
-            .as_ref()
-            .and_then(BodyFault::kind)
-            .unwrap_or(Kind::App);
-        Error::with(kind, source)
-    }
-}
-
 impl Handler {
     /// A handler with the defaults.
     pub fn new() -> Self {
@@ -506,7 +415,8 @@ impl Handler {
         let cfg = &*self.config;
         let mut env = cfg.base_environ.clone();
         gateway.add_cgi_vars(&mut env);
-        let origin = gateway.origin_server();
+        let mut info = gateway.info();
+        let origin = info.origin_server;
         if origin && let Some(s) = &cfg.server_software {
             env.set_default("SERVER_SOFTWARE", s.clone());
         }
@@ -590,7 +500,7 @@ impl Handler {
             req.uri().path(),
             &errors,
             &env,
-            gateway.protocol(),
+            info.protocol,
         );
         let slow = cfg
             .limits
@@ -622,16 +532,8 @@ impl Handler {
         let seen_path = (tracing::enabled!(tracing::Level::DEBUG)
             && env.get_nonempty("SCRIPT_NAME").is_some())
         .then(|| req.uri().path().to_owned());
-        let info = GatewayInfo {
-            https: env.https(),
-            multithread: gateway.multithread(),
-            multiprocess: gateway.multiprocess(),
-            run_once: gateway.run_once(),
-            protocol: gateway.protocol(),
-            peer_addr: gateway.peer_addr(),
-            local_addr: gateway.local_addr(),
-            request_id: id,
-        };
+        info.https = env.https();
+        info.request_id = id;
         let ext = req.extensions_mut();
         ext.insert(env);
         ext.insert(info);
@@ -837,15 +739,5 @@ fn strip_mount(req: &mut Request<Body>, prefix: &[u8]) {
         if let Ok(uri) = http::Uri::from_parts(parts) {
             *req.uri_mut() = uri;
         }
-    }
-}
-
-pub(crate) fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
-    if let Some(s) = panic.downcast_ref::<&str>() {
-        (*s).to_owned()
-    } else if let Some(s) = panic.downcast_ref::<String>() {
-        s.clone()
-    } else {
-        "(non-string panic payload)".to_owned()
     }
 }

@@ -45,7 +45,8 @@ impl fmt::Display for Protocol {
 
 /// What the gateway knows about how a request is served: wsgiref's
 /// `wsgi.url_scheme`, `wsgi.multithread`, `wsgi.multiprocess`,
-/// `wsgi.run_once`, plus the protocol and the socket addresses.
+/// `wsgi.run_once`, plus the protocol, the form of the response head and the
+/// socket addresses.
 ///
 /// The handler puts one into every request's extensions:
 ///
@@ -55,9 +56,22 @@ impl fmt::Display for Protocol {
 ///     req.extensions().get::<GatewayInfo>().map_or("http", |i| i.url_scheme())
 /// }
 /// ```
+///
+/// A backend describes itself with one ([`Gateway::info`](crate::Gateway::info)),
+/// built from [`GatewayInfo::new`] and the `with_*` methods; the handler
+/// fills in the scheme (from the environ) and the request id:
+///
+/// ```
+/// use gateway_core::{GatewayInfo, Protocol};
+///
+/// let info = GatewayInfo::new(Protocol::Scgi).with_multiprocess(false);
+/// assert!(info.multithread() && !info.multiprocess() && !info.run_once());
+/// assert!(!info.origin_server());
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GatewayInfo {
     pub(crate) https: bool,
+    pub(crate) origin_server: bool,
     pub(crate) multithread: bool,
     pub(crate) multiprocess: bool,
     pub(crate) run_once: bool,
@@ -68,6 +82,62 @@ pub struct GatewayInfo {
 }
 
 impl GatewayInfo {
+    /// A backend of `protocol` with wsgiref's `BaseHandler` defaults:
+    /// multithread, multiprocess, not run-once, a CGI-form head (not the
+    /// origin server), no socket addresses.
+    pub const fn new(protocol: Protocol) -> Self {
+        Self {
+            https: false,
+            origin_server: false,
+            multithread: true,
+            multiprocess: true,
+            run_once: false,
+            protocol,
+            peer_addr: None,
+            local_addr: None,
+            request_id: crate::logging::RequestId::NONE,
+        }
+    }
+
+    /// Sets whether the backend is the origin server: it writes `HTTP/x.y`
+    /// status lines (with `Date` and `Server` where the configuration asks)
+    /// rather than a CGI `Status:` line.
+    pub const fn with_origin_server(mut self, yes: bool) -> Self {
+        self.origin_server = yes;
+        self
+    }
+
+    /// Sets wsgi.multithread.
+    pub const fn with_multithread(mut self, yes: bool) -> Self {
+        self.multithread = yes;
+        self
+    }
+
+    /// Sets wsgi.multiprocess.
+    pub const fn with_multiprocess(mut self, yes: bool) -> Self {
+        self.multiprocess = yes;
+        self
+    }
+
+    /// Sets wsgi.run_once.
+    pub const fn with_run_once(mut self, yes: bool) -> Self {
+        self.run_once = yes;
+        self
+    }
+
+    /// Sets the peer's and the local socket address, when known.
+    pub const fn with_addrs(mut self, peer: Option<SocketAddr>, local: Option<SocketAddr>) -> Self {
+        self.peer_addr = peer;
+        self.local_addr = local;
+        self
+    }
+
+    /// Whether the response head is written in the origin form (`HTTP/x.y`
+    /// status line) rather than the CGI form (`Status:`).
+    pub fn origin_server(&self) -> bool {
+        self.origin_server
+    }
+
     /// `"https"` or `"http"` (wsgi.url_scheme, from `HTTPS`/`REQUEST_SCHEME`).
     pub fn url_scheme(&self) -> &'static str {
         if self.https { "https" } else { "http" }

@@ -71,6 +71,7 @@ mod info;
 mod limits;
 pub mod logging;
 pub mod offload;
+mod outcome;
 mod pipeline;
 mod repeats;
 pub mod request;
@@ -86,13 +87,12 @@ pub use environ_builder::{EnvironBuilder, RepeatedName};
 pub use error::{BoxError, Error, is_disconnect};
 pub use file::{FileBody, FileRegion};
 pub use gateway::{Gateway, ResponseHead, StreamGateway};
-pub use handler::{
-    DEFAULT_ERROR_BODY, DEFAULT_REPEAT_SUMMARY, Handler, HandlerBuilder, Outcome, PathView,
-};
+pub use handler::{DEFAULT_ERROR_BODY, DEFAULT_REPEAT_SUMMARY, Handler, HandlerBuilder, PathView};
 pub use head::{HeadFormat, ReasonPhrase};
 pub use info::{Captured, ErrorStream, GatewayInfo, Protocol};
 pub use limits::Limits;
 pub use logging::RequestId;
+pub use outcome::Outcome;
 pub use pipeline::{
     HOP_BY_HOP, X_ACCEL_BUFFERING, is_hop_by_hop, is_proper_switch, wants_unbuffered,
 };

@@ -107,6 +107,10 @@ pub const REQUEST_SPAN_TARGET: &str = "gateway_core::request";
 pub struct RequestId(u64);
 
 impl RequestId {
+    /// No request yet: the id of a [`GatewayInfo`](crate::GatewayInfo) a
+    /// backend made, before the handler gives it the request's.
+    pub(crate) const NONE: Self = RequestId(0);
+
     /// The next id of this process.
     pub(crate) fn next() -> Self {
         static NEXT: AtomicU64 = AtomicU64::new(1);

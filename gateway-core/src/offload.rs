@@ -68,11 +68,10 @@
 //!
 //! # Relation to the backend's hook
 //!
-//! [`Gateway::offload_file`](crate::Gateway::offload_file) lets a backend
-//! do the same below the application. The layer does it above, the same way
-//! for every protocol, so no backend needs the hook for this; a custom
-//! backend that prefers the hook can call
-//! [`OffloadLayer::offload_headers`] from it.
+//! A backend's [`Gateway::sendfile`](crate::Gateway::sendfile) sends a file
+//! body itself, after the head. Handing the file to the web server is done
+//! here, above the application, the same way for every protocol, so no
+//! backend needs a hook for it.
 
 use std::ffi::OsStr;
 use std::fmt;
@@ -341,8 +340,8 @@ impl OffloadLayer {
     }
 
     /// Adds the header for `region` to `headers` and returns true, or
-    /// returns false and leaves them alone; for a backend's
-    /// [`offload_file`](crate::Gateway::offload_file) hook.
+    /// returns false and leaves them alone (what the layer does to a
+    /// qualifying response, for code that builds responses itself).
     pub fn offload_headers(&self, region: &FileRegion, headers: &mut HeaderMap) -> bool {
         if headers.contains_key(&self.config.name) {
             return false;

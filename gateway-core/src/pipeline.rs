@@ -11,14 +11,16 @@ use std::time::Duration;
 use bytes::{Buf, Bytes, BytesMut};
 use futures_util::FutureExt;
 use http::response::Parts;
-use http::{HeaderMap, HeaderName, HeaderValue, Response, StatusCode, header};
+use http::{HeaderMap, HeaderName, HeaderValue, Response, StatusCode, Version, header};
 
+use crate::body::BodyFault;
 use crate::error::{BoxError, Error, Kind, is_disconnect};
 use crate::file::FileRegion;
 use crate::gateway::{Gateway, ResponseHead};
-use crate::handler::{Outcome, OutcomeKind, RequestCtx};
-use crate::head::ReasonPhrase;
-use crate::repeats::{More, Span, Verdict, in_app};
+use crate::head::{HeadFormat, ReasonPhrase};
+use crate::info::ErrorStream;
+use crate::outcome::{Outcome, OutcomeKind};
+use crate::repeats::{More, Repeats, Span, Verdict, in_app};
 
 /// Chunks up to this size are copied into the coalescing buffer; larger ones
 /// are written as they are.
@@ -87,6 +89,39 @@ pub fn is_proper_switch(status: StatusCode, headers: &HeaderMap) -> bool {
                 .split(|&b| b == b',')
                 .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"upgrade"))
         })
+}
+
+/// The per-request context the pipeline needs.
+pub(crate) struct RequestCtx<'h> {
+    pub(crate) head_format: HeadFormat,
+    pub(crate) request_version: Version,
+    pub(crate) is_head: bool,
+    pub(crate) max_response_head_len: usize,
+    pub(crate) errors: ErrorStream,
+    pub(crate) traceback_limit: usize,
+    /// Where the request body records a client fault, if it can fail.
+    pub(crate) body_fault: Option<BodyFault>,
+    /// The handler's failure summariser.
+    pub(crate) repeats: &'h Repeats,
+    /// Add `X-Accel-Buffering: no` to streamed responses.
+    pub(crate) accel_hint: bool,
+    /// The backend can switch protocols ([`Gateway::supports_upgrade`]).
+    pub(crate) upgrades: bool,
+}
+
+impl RequestCtx<'_> {
+    /// The kind of a failure the application (or its body) reported: the
+    /// request body's client fault when the body reported one (the
+    /// application most likely failed because of it), else an application
+    /// error.
+    pub(crate) fn app_failure(&self, source: impl Into<BoxError>) -> Error {
+        let kind = self
+            .body_fault
+            .as_ref()
+            .and_then(BodyFault::kind)
+            .unwrap_or(Kind::App);
+        Error::with(kind, source)
+    }
 }
 
 pub(crate) enum Sent {
@@ -178,7 +213,7 @@ where
         drop(body);
         return w.end(ctx).await;
     }
-    if let Some(region) = file.filter(|r| w.gw.supports_sendfile(r)) {
+    if let Some(region) = file.filter(|r| G::SENDFILE_MIN.is_some_and(|min| r.len() >= min)) {
         return match w.send_file(&region, ctx).await {
             Ok(true) => w.end(ctx).await,
             Ok(false) => w.stream(body, ctx).await,
@@ -221,7 +256,7 @@ impl<G: Gateway> Writer<'_, G> {
                     return self.body_failed(ctx.app_failure(e), ctx).await;
                 }
                 Some(Err(panic)) => {
-                    let msg = crate::handler::panic_message(&*panic);
+                    let msg = panic_message(&*panic);
                     return self.body_failed(Error::with(Kind::Panic, msg), ctx).await;
                 }
             };
@@ -338,13 +373,6 @@ impl<G: Gateway> Writer<'_, G> {
     }
 
     async fn send_file(&mut self, region: &FileRegion, ctx: &RequestCtx<'_>) -> Result<bool, Fail> {
-        if let Some(parts) = &mut self.head
-            && self.gw.offload_file(region, &mut parts.headers)
-        {
-            self.remaining = None;
-            self.commit_head(ctx, false)?;
-            return Ok(true);
-        }
         self.commit_head(ctx, false)?;
         self.push(false).await.map_err(Fail::Write)?;
         if self.gw.sendfile(region).await.map_err(Fail::Write)? {
@@ -627,6 +655,16 @@ fn log_count(ctx: &RequestCtx<'_>, more: More, over: Duration, what: &dyn fmt::D
     let line = format!("{more} in the last {}: {what}", Span(over));
     tracing::error!(count = more.count, "{line}");
     ctx.errors.write(format!("gateway: {line}\n").as_bytes());
+}
+
+pub(crate) fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = panic.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = panic.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "(non-string panic payload)".to_owned()
+    }
 }
 
 #[cfg(test)]

@@ -1,5 +1,5 @@
-//! File bodies through the handler, and the backend's sendfile and offload
-//! hooks (CHECKLIST C24, C38).
+//! File bodies through the handler, and the backend's sendfile hook
+//! (CHECKLIST C24, C38).
 
 mod common;
 
@@ -51,7 +51,7 @@ async fn c38_sendfile_accepts() {
         let f = std::fs::File::open(&path).expect("open");
         FileBody::from_file(f, 2, 5).into_response()
     });
-    let mut gw = Recorder::new(testing_env());
+    let mut gw = Recorder::<0>::with_sendfile_min(testing_env());
     gw.sendfile = Some(true);
     let outcome = Handler::new().run(&mut gw, app).await;
     assert!(outcome.is_complete(), "{outcome:?}");
@@ -77,7 +77,7 @@ async fn c38_sendfile_declines_then_streams() {
         let f = std::fs::File::open(&path).expect("open");
         FileBody::from_file(f, 2, 5).into_response()
     });
-    let mut gw = Recorder::new(testing_env());
+    let mut gw = Recorder::<0>::with_sendfile_min(testing_env());
     gw.sendfile = Some(false);
     let outcome = Handler::new().run(&mut gw, app).await;
     assert!(outcome.is_complete(), "{outcome:?}");
@@ -88,25 +88,37 @@ async fn c38_sendfile_declines_then_streams() {
     );
 }
 
-/// C38 (offload): a backend that hands the file to the web server adds its
-/// header and sends the head with no body.
+/// C38: a file body smaller than the backend's `SENDFILE_MIN` is not
+/// offered to its hook: it is streamed, in one write with the head.
 #[tokio::test]
-async fn c38_offload_file() {
-    let file = TempFile::new("offload", b"0123456789");
+async fn c38_file_below_sendfile_min_is_streamed() {
+    let file = TempFile::new("belowmin", b"0123456789");
     let path = file.path.clone();
     let app = respond(move || FileBody::open(&path).expect("open").into_response());
-    let mut gw = Recorder::new(testing_env());
-    gw.offload = true;
+    let mut gw = Recorder::<11>::with_sendfile_min(testing_env());
     gw.sendfile = Some(true);
     let outcome = Handler::new().run(&mut gw, app).await;
     assert!(outcome.is_complete(), "{outcome:?}");
-    let want = format!(
-        "Status: 200 OK\r\nContent-Length: 10\r\nX-Sendfile: {}\r\n\r\n",
-        file.path.display()
+    assert_eq!(
+        gw.writes(),
+        vec![b"Status: 200 OK\r\nContent-Length: 10\r\n\r\n0123456789".to_vec()]
     );
-    assert_eq!(String::from_utf8_lossy(&gw.output()), want);
     assert!(
         !gw.events.iter().any(|e| matches!(e, Event::Sendfile(..))),
+        "{:?}",
+        gw.events
+    );
+    // One byte more and the hook takes it.
+    let file = TempFile::new("atmin", b"0123456789a");
+    let path = file.path.clone();
+    let app = respond(move || FileBody::open(&path).expect("open").into_response());
+    let mut gw = Recorder::<11>::with_sendfile_min(testing_env());
+    gw.sendfile = Some(true);
+    let outcome = Handler::new().run(&mut gw, app).await;
+    assert!(outcome.is_complete(), "{outcome:?}");
+    assert!(
+        gw.events
+            .contains(&Event::Sendfile(0, 11, b"0123456789a".to_vec())),
         "{:?}",
         gw.events
     );
@@ -153,7 +165,7 @@ async fn c38_sendfile_read_error_is_not_a_disconnect() {
         FileBody::from_file(f, 0, 10).into_response()
     });
     let (errors, captured) = gateway_core::ErrorStream::capture();
-    let mut gw = Recorder::new(testing_env());
+    let mut gw = Recorder::<0>::with_sendfile_min(testing_env());
     gw.errors = errors;
     gw.sendfile = Some(true);
     let outcome = Handler::new().run(&mut gw, app).await;

@@ -15,8 +15,8 @@ use bytes::{Bytes, BytesMut};
 use common::*;
 use gateway_core::validate::ValidateLayer;
 use gateway_core::{
-    Body, Environ, ErrorStream, Gateway, Handler, HeadFormat, ResponseHead, StreamGateway,
-    is_proper_switch,
+    Body, Environ, ErrorStream, Gateway, GatewayInfo, Handler, HeadFormat, ResponseHead,
+    StreamGateway, is_proper_switch,
 };
 use http::{Request, Response, StatusCode};
 use tower::Layer;
@@ -40,8 +40,8 @@ impl Gateway for Upgrading {
     fn add_cgi_vars(&mut self, env: &mut Environ) {
         self.0.add_cgi_vars(env);
     }
-    fn origin_server(&self) -> bool {
-        true
+    fn info(&self) -> GatewayInfo {
+        self.0.info().with_origin_server(true)
     }
     fn write_head(&mut self, head: &mut ResponseHead<'_>, format: &HeadFormat, buf: &mut BytesMut) {
         self.0.write_head(head, format, buf);

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use gateway_core::server::stall_timeout;
-use gateway_core::{Body, Environ, ErrorStream, Gateway, Protocol};
+use gateway_core::{Body, Environ, ErrorStream, Gateway, GatewayInfo, Protocol};
 
 use crate::direct::{HIGH_WATER, Sink};
 use crate::input::InputBody;
@@ -171,23 +171,9 @@ impl Gateway for FcgiGateway {
         environ.set_default("FCGI_ROLE", self.role.as_str());
     }
 
-    fn protocol(&self) -> Protocol {
-        Protocol::FastCgi
-    }
-
-    fn multithread(&self) -> bool {
-        true
-    }
-
-    fn multiprocess(&self) -> bool {
-        false
-    }
-
-    fn peer_addr(&self) -> Option<SocketAddr> {
-        self.peer_addr
-    }
-
-    fn local_addr(&self) -> Option<SocketAddr> {
-        self.local_addr
+    fn info(&self) -> GatewayInfo {
+        GatewayInfo::new(Protocol::FastCgi)
+            .with_multiprocess(false)
+            .with_addrs(self.peer_addr, self.local_addr)
     }
 }

@@ -10,7 +10,7 @@ use std::task::Poll;
 
 use bytes::{Bytes, BytesMut};
 use gateway_core::{
-    Body, Environ, Error, ErrorStream, Gateway, HeadFormat, Protocol, ResponseHead,
+    Body, Environ, Error, ErrorStream, Gateway, GatewayInfo, HeadFormat, Protocol, ResponseHead,
 };
 use http::header::HeaderName;
 use http::request::Parts;
@@ -160,30 +160,17 @@ impl Gateway for HttpGateway {
         Ok(Request::from_parts(parts, body))
     }
 
-    fn origin_server(&self) -> bool {
-        true
-    }
-
     /// HTTP/1.1: hyper hands the connection to the application (through
     /// the `OnUpgrade` in the request's extensions) once the 101 is out.
     fn supports_upgrade(&self) -> bool {
         self.upgradable
     }
 
-    fn protocol(&self) -> Protocol {
-        Protocol::Http
-    }
-
-    fn multiprocess(&self) -> bool {
-        false
-    }
-
-    fn peer_addr(&self) -> Option<SocketAddr> {
-        self.addrs.peer
-    }
-
-    fn local_addr(&self) -> Option<SocketAddr> {
-        self.addrs.local
+    fn info(&self) -> GatewayInfo {
+        GatewayInfo::new(Protocol::Http)
+            .with_origin_server(true)
+            .with_multiprocess(false)
+            .with_addrs(self.addrs.peer, self.addrs.local)
     }
 
     /// Hands the head to hyper (which writes the status line and adds

@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use bytes::Bytes;
-use gateway_core::{Body, Environ, ErrorStream, Gateway, Protocol};
+use gateway_core::{Body, Environ, ErrorStream, Gateway, GatewayInfo, Protocol};
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 
 /// One request's backend. The response head is written in CGI form
@@ -66,27 +66,9 @@ impl<W: AsyncWrite + Send + Unpin> Gateway for ScgiGateway<W> {
         }
     }
 
-    fn protocol(&self) -> Protocol {
-        Protocol::Scgi
-    }
-
-    fn multithread(&self) -> bool {
-        true
-    }
-
-    fn multiprocess(&self) -> bool {
-        false
-    }
-
-    fn run_once(&self) -> bool {
-        false
-    }
-
-    fn peer_addr(&self) -> Option<SocketAddr> {
-        self.peer_addr
-    }
-
-    fn local_addr(&self) -> Option<SocketAddr> {
-        self.local_addr
+    fn info(&self) -> GatewayInfo {
+        GatewayInfo::new(Protocol::Scgi)
+            .with_multiprocess(false)
+            .with_addrs(self.peer_addr, self.local_addr)
     }
 }

@@ -7,7 +7,7 @@ use tokio::io::AsyncWriteExt;
 
 use super::close::{linger_close, nothing_waiting, reset_on_close};
 use super::listener::Stream;
-use crate::handler::Outcome;
+use crate::outcome::Outcome;
 
 /// Ends a connection that carried one request, as its `outcome` requires:
 ///
@@ -69,7 +69,7 @@ pub async fn answer_and_close(mut stream: Stream, answer: &[u8], write_timeout: 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::handler::OutcomeKind;
+    use crate::outcome::OutcomeKind;
     use tokio::io::AsyncReadExt;
     use tokio::net::{TcpListener, TcpStream};
 

@@ -323,28 +323,35 @@ pub(crate) enum Event {
     Sendfile(u64, u64, Vec<u8>),
 }
 
-/// A gateway that records every `write`, `flush` and `sendfile` call.
+/// A gateway that records every `write`, `flush` and `sendfile` call. Its
+/// sendfile hook is offered file bodies of at least `MIN` bytes; `u64::MAX`
+/// (the default) offers none.
 #[derive(Debug)]
-pub(crate) struct Recorder {
+pub(crate) struct Recorder<const MIN: u64 = { u64::MAX }> {
     pub(crate) env: Environ,
     pub(crate) events: Vec<Event>,
     pub(crate) errors: ErrorStream,
     /// What `sendfile` answers; `None` keeps the trait's default.
     pub(crate) sendfile: Option<bool>,
-    /// Whether `offload_file` takes the file (adding `X-Sendfile`).
-    pub(crate) offload: bool,
     /// The request body `stdin` hands out (empty when `None`).
     pub(crate) body: Option<Body>,
 }
 
 impl Recorder {
     pub(crate) fn new(env: Environ) -> Self {
+        Self::with_sendfile_min(env)
+    }
+}
+
+impl<const MIN: u64> Recorder<MIN> {
+    /// A recorder whose sendfile hook is offered files of `MIN` bytes or
+    /// more.
+    pub(crate) fn with_sendfile_min(env: Environ) -> Self {
         Self {
             env,
             events: Vec::new(),
             errors: ErrorStream::null(),
             sendfile: None,
-            offload: false,
             body: None,
         }
     }
@@ -373,7 +380,9 @@ impl Recorder {
     }
 }
 
-impl Gateway for Recorder {
+impl<const MIN: u64> Gateway for Recorder<MIN> {
+    const SENDFILE_MIN: Option<u64> = if MIN == u64::MAX { None } else { Some(MIN) };
+
     async fn write(&mut self, data: Bytes) -> io::Result<()> {
         self.events.push(Event::Write(data.to_vec()));
         Ok(())
@@ -394,27 +403,6 @@ impl Gateway for Recorder {
 
     fn add_cgi_vars(&mut self, environ: &mut Environ) {
         environ.extend_from(&self.env);
-    }
-
-    fn supports_sendfile(&self, _file: &FileRegion) -> bool {
-        self.sendfile.is_some() || self.offload
-    }
-
-    fn offload_file(&mut self, file: &FileRegion, headers: &mut HeaderMap) -> bool {
-        if !self.offload {
-            return false;
-        }
-        let path = file
-            .path()
-            .map(|p| p.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        match HeaderValue::from_str(&path) {
-            Ok(v) => {
-                headers.insert("x-sendfile", v);
-                true
-            }
-            Err(_) => false,
-        }
     }
 
     async fn sendfile(&mut self, file: &FileRegion) -> io::Result<bool> {
