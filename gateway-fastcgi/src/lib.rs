@@ -88,19 +88,19 @@
 //! and means the connection must be closed.
 
 pub mod codec;
-mod conn;
-mod direct;
+mod dispatch;
 mod error;
 mod gateway;
 mod input;
 pub mod proto;
 mod refuse;
 mod server;
-mod single;
-mod writer;
+mod strategy;
+mod transport;
 
 pub use error::Error;
 pub use gateway_core::server::{ListenAddr, Listener, Shutdown};
 pub use gateway_core::{Body, BoxError, ErrorStream, Handler, HandlerBuilder, Limits, PathView};
 pub use input::FilterData;
 pub use server::{Connections, Server, parse_web_server_addrs, serve};
+pub use strategy::Dispatch;

@@ -37,7 +37,7 @@ mod request;
 mod response;
 
 pub use body::{BeginRequestBody, EndRequestBody, ProtocolStatus, Role};
-pub use connection::{Config, Connection};
+pub use connection::{Close, Config, Connection};
 pub use encode::{
     encode_abort_request, encode_begin_request, encode_end_request, encode_record, encode_stream,
     encode_stream_end, encode_unknown_type, padding_len,
