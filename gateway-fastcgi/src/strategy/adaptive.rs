@@ -49,3 +49,41 @@ impl Strategy for Adaptive {
         self.spawned.cancel(id);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::future::poll_fn;
+
+    use super::*;
+    use crate::transport::Transport;
+
+    fn strategy() -> Adaptive {
+        let (io, _) = tokio::io::duplex(64);
+        Adaptive::new(Arc::new(Transport::new(io)))
+    }
+
+    fn pending() -> AppFuture {
+        Box::pin(std::future::pending())
+    }
+
+    /// A request alone runs in the connection's task; a second one sends
+    /// both to tasks of their own; once none runs, the next is in the
+    /// connection's task again.
+    #[tokio::test]
+    async fn spawns_only_while_several_run() {
+        let mut s = strategy();
+        s.start(1, pending());
+        assert!(!s.in_task.is_empty() && s.spawned.is_empty());
+        s.start(2, pending());
+        assert!(s.in_task.is_empty());
+        assert_eq!(s.spawned.len(), 2);
+        s.cancel(1);
+        s.cancel(2);
+        assert!(s.spawned.is_empty());
+        s.start(3, pending());
+        assert!(!s.in_task.is_empty() && s.spawned.is_empty());
+        // Nothing finished.
+        let polled = poll_fn(|cx| Poll::Ready(s.poll_finished(cx).is_pending())).await;
+        assert!(polled);
+    }
+}

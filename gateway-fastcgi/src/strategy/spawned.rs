@@ -28,6 +28,12 @@ impl Spawned {
     pub(crate) fn is_empty(&self) -> bool {
         self.tasks.is_empty()
     }
+
+    /// How many requests run.
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        self.tasks.len()
+    }
 }
 
 /// A request's future on its own task: after each poll, output it appended
