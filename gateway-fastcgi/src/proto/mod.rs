@@ -24,7 +24,10 @@
 //! [`Connection::take_output`] to the transport, hands events to the
 //! application, encodes the application's output with a [`ResponseEncoder`],
 //! calls [`Connection::finish`] when a request ends, and closes the transport
-//! on any [`ProtocolError`] or when [`Connection::should_close`] says so.
+//! on any [`ProtocolError`] or as [`Connection::poll_close`] says. Time is
+//! passed in: [`Connection::received`] after each read,
+//! [`Connection::handle_timeout`] when [`Connection::poll_timeout`] is
+//! reached.
 
 pub mod body;
 mod connection;
