@@ -14,6 +14,7 @@
 use std::net::SocketAddr;
 use std::pin::pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::BytesMut;
@@ -161,7 +162,7 @@ where
 
         let close = loop {
             if full.is_none() {
-                match self.process() {
+                match std::future::poll_fn(|cx| Poll::Ready(self.process(cx))).await {
                     Ok(queue) => full = queue,
                     Err(reason) => {
                         tracing::debug!(%reason, "FastCGI protocol error, closing the connection");
@@ -273,14 +274,15 @@ where
 
     /// Handles the records read so far; returns the input queue that went
     /// over its bound, if one did (then reading waits until it drains).
-    fn process(&mut self) -> Result<Option<InputSender>, ProtocolError> {
+    /// `cx` is the connection task's, for the applications run in it.
+    fn process(&mut self, cx: &mut Context<'_>) -> Result<Option<InputSender>, ProtocolError> {
         loop {
             let event = self.proto.next_event(&mut self.buf);
             self.replies();
             let Some(event) = event? else {
                 return Ok(None);
             };
-            if let Some(full) = self.event(event)? {
+            if let Some(full) = self.event(event, cx)? {
                 return Ok(Some(full));
             }
         }
@@ -296,7 +298,11 @@ where
     }
 
     /// Handles one event.
-    fn event(&mut self, event: Event) -> Result<Option<InputSender>, ProtocolError> {
+    fn event(
+        &mut self,
+        event: Event,
+        cx: &mut Context<'_>,
+    ) -> Result<Option<InputSender>, ProtocolError> {
         match event {
             Event::Begin { id, role, .. } => {
                 // The protocol layer admitted it; the cap across
@@ -324,11 +330,11 @@ where
                 let next = self.proto.next_event(&mut self.buf);
                 self.replies();
                 match next? {
-                    Some(Event::StdinEnd { id: i }) if i == id => self.start(id, params, true),
+                    Some(Event::StdinEnd { id: i }) if i == id => self.start(id, params, true, cx),
                     other => {
-                        self.start(id, params, false);
+                        self.start(id, params, false, cx);
                         if let Some(event) = other {
-                            return self.event(event);
+                            return self.event(event, cx);
                         }
                     }
                 }
@@ -370,8 +376,9 @@ where
     }
 
     /// Starts request `id`'s application; `stdin_ended`: its FCGI_STDIN has
-    /// already ended, empty.
-    fn start(&mut self, id: u16, params: Params, stdin_ended: bool) {
+    /// already ended, empty. An application run in the connection's task
+    /// (with `cx`) may be done at once: then the request ends here.
+    fn start(&mut self, id: u16, params: Params, stdin_ended: bool, cx: &mut Context<'_>) {
         let body_timeout = self.shared.handler.limits().get_body_read_timeout();
         let errors = self.shared.errors.clone();
         let (peer_addr, local_addr) = (self.peer_addr, self.local_addr);
@@ -403,15 +410,15 @@ where
             local_addr,
         };
         let shared = self.shared.clone();
-        self.strategy.start(
-            id,
-            Box::pin(async move {
-                let mut gw = gw;
-                run_app(&shared, &mut gw, filter).await
-                // The request's input queue is dropped with `gw`, before
-                // the request ends.
-            }),
-        );
+        let app = Box::pin(async move {
+            let mut gw = gw;
+            run_app(&shared, &mut gw, filter).await
+            // The request's input queue is dropped with `gw`, before the
+            // request ends.
+        });
+        if let Some(outcome) = self.strategy.start(id, app, cx) {
+            self.finished(id, &outcome);
+        }
     }
 
     /// Request `id`'s application finished.

@@ -10,9 +10,11 @@ use super::{AppFuture, InTask, Spawned, Strategy};
 use crate::transport::Sink;
 
 /// Runs a request in the connection's task when it is the only one in
-/// flight; a request that starts while another runs goes to a task of its
-/// own, and so does the one running in the connection's task (its boxed
-/// future moves as it is), so that the two run in parallel.
+/// flight (it is polled at once, so one that answers without waiting is
+/// done before the next request is looked at); a request that starts while
+/// another runs goes to a task of its own, and so does the one running in
+/// the connection's task (its boxed future moves as it is), so that the two
+/// run in parallel.
 pub(crate) struct Adaptive {
     in_task: InTask,
     spawned: Spawned,
@@ -26,15 +28,14 @@ impl Strategy for Adaptive {
         }
     }
 
-    fn start(&mut self, id: u16, app: AppFuture) {
+    fn start(&mut self, id: u16, app: AppFuture, cx: &mut Context<'_>) -> Option<Outcome> {
         if self.in_task.is_empty() && self.spawned.is_empty() {
-            self.in_task.start(id, app);
-            return;
+            return self.in_task.start(id, app, cx);
         }
         for (running, fut) in self.in_task.take_all() {
-            self.spawned.start(running, fut);
+            self.spawned.start(running, fut, cx);
         }
-        self.spawned.start(id, app);
+        self.spawned.start(id, app, cx)
     }
 
     fn poll_finished(&mut self, cx: &mut Context<'_>) -> Poll<(u16, Outcome)> {
@@ -71,16 +72,18 @@ mod tests {
     /// connection's task again.
     #[tokio::test]
     async fn spawns_only_while_several_run() {
+        let waker = std::task::Waker::noop();
+        let mut cx = Context::from_waker(waker);
         let mut s = strategy();
-        s.start(1, pending());
+        assert!(s.start(1, pending(), &mut cx).is_none());
         assert!(!s.in_task.is_empty() && s.spawned.is_empty());
-        s.start(2, pending());
+        assert!(s.start(2, pending(), &mut cx).is_none());
         assert!(s.in_task.is_empty());
         assert_eq!(s.spawned.len(), 2);
         s.cancel(1);
         s.cancel(2);
         assert!(s.spawned.is_empty());
-        s.start(3, pending());
+        assert!(s.start(3, pending(), &mut cx).is_none());
         assert!(!s.in_task.is_empty() && s.spawned.is_empty());
         // Nothing finished.
         let polled = poll_fn(|cx| Poll::Ready(s.poll_finished(cx).is_pending())).await;

@@ -34,8 +34,14 @@ impl Strategy for InTask {
         }
     }
 
-    fn start(&mut self, id: u16, app: AppFuture) {
-        self.running.push((id, app));
+    fn start(&mut self, id: u16, mut app: AppFuture, cx: &mut Context<'_>) -> Option<Outcome> {
+        match app.as_mut().poll(cx) {
+            Poll::Ready(outcome) => Some(outcome),
+            Poll::Pending => {
+                self.running.push((id, app));
+                None
+            }
+        }
     }
 
     fn poll_finished(&mut self, cx: &mut Context<'_>) -> Poll<(u16, Outcome)> {

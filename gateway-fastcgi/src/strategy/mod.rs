@@ -45,8 +45,14 @@ pub(crate) trait Strategy: Send + 'static {
     /// dispatcher for.
     fn new(sink: Arc<dyn Sink>) -> Self;
 
-    /// Starts request `id`'s application.
-    fn start(&mut self, id: u16, app: AppFuture);
+    /// Starts request `id`'s application. A strategy that runs it in the
+    /// connection's task polls it at once, with `cx`: an application that
+    /// answers without waiting (most answer a small request so) is done
+    /// before the next record is looked at, and its outcome is returned
+    /// here instead of by [`poll_finished`](Self::poll_finished). So on a
+    /// multiplexed connection, a request still runs in the connection's
+    /// task when the one before it has already finished.
+    fn start(&mut self, id: u16, app: AppFuture, cx: &mut Context<'_>) -> Option<Outcome>;
 
     /// Polls the requests (those run in the connection's task, with `cx`);
     /// the next one that finished, with its outcome. Pending when none

@@ -65,7 +65,7 @@ impl Strategy for Spawned {
         }
     }
 
-    fn start(&mut self, id: u16, app: AppFuture) {
+    fn start(&mut self, id: u16, app: AppFuture, _cx: &mut Context<'_>) -> Option<Outcome> {
         self.serial += 1;
         let serial = self.serial;
         let tx = self.tx.clone();
@@ -78,6 +78,7 @@ impl Strategy for Spawned {
             let _ = tx.send((id, serial, outcome));
         });
         self.tasks.push((id, serial, task));
+        None
     }
 
     fn poll_finished(&mut self, cx: &mut Context<'_>) -> Poll<(u16, Outcome)> {
