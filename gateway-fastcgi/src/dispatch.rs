@@ -113,6 +113,8 @@ struct Dispatcher<T, S, St> {
     /// Whether the web server may still send input (then a close drains it,
     /// so that it does not become a reset).
     input_open: bool,
+    /// The `Out` of the last request that ended, for the next one to reuse.
+    spare: Option<Out>,
 }
 
 impl<T, S, B, St> Dispatcher<T, S, St>
@@ -143,6 +145,7 @@ where
             peer_addr,
             local_addr,
             input_open: true,
+            spare: None,
         }
     }
 
@@ -308,15 +311,21 @@ where
                 // The protocol layer admitted it; the cap across
                 // connections is the last word.
                 match self.shared.capacity.clone().try_acquire_owned() {
-                    Ok(permit) => self.slots.push(Slot {
-                        id,
-                        role,
-                        running: false,
-                        stdin: None,
-                        data: None,
-                        out: Out::new(self.sink.clone(), id),
-                        _permit: permit,
-                    }),
+                    Ok(permit) => {
+                        let out = match self.spare.take() {
+                            Some(spare) => Out::reuse(spare, id),
+                            None => Out::new(self.sink.clone(), id),
+                        };
+                        self.slots.push(Slot {
+                            id,
+                            role,
+                            running: false,
+                            stdin: None,
+                            data: None,
+                            out,
+                            _permit: permit,
+                        });
+                    }
                     Err(_) => {
                         tracing::debug!(id, "FastCGI request refused: overloaded");
                         self.proto.reject(id, ProtocolStatus::Overloaded, now());
@@ -451,6 +460,7 @@ where
         slot.out.end(u32::from(!outcome.is_complete()));
         self.proto.finish(id, now());
         self.input_open = input_open;
+        self.spare = Some(slot.out);
     }
 }
 

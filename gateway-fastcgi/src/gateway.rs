@@ -45,6 +45,21 @@ impl Out {
         }
     }
 
+    /// An `Out` for request `id` on the connection of `spare` (a request's
+    /// `Out` that has ended), reusing its allocation when nothing else
+    /// holds it any more (the request's gateway and error streams are
+    /// gone); otherwise a new one.
+    pub(crate) fn reuse(mut spare: Out, id: u16) -> Out {
+        match Arc::get_mut(&mut spare.state) {
+            Some(state) => {
+                *state = OutState::default();
+                spare.id = id;
+                spare
+            }
+            None => Out::new(spare.sink, id),
+        }
+    }
+
     /// Appends records of the request, unless it has ended; whether they
     /// were appended.
     fn append(&self, encode: &mut dyn FnMut(&mut BytesMut)) -> bool {

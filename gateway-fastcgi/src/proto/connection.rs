@@ -1,7 +1,6 @@
 //! The connection-level state machine: which requests are active, what the
 //! management records ask, and the replies that need no application.
 
-use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
@@ -177,7 +176,7 @@ pub enum Close {
 #[derive(Debug)]
 pub struct Connection {
     config: Config,
-    requests: HashMap<u16, Request>,
+    requests: Requests,
     output: BytesMut,
     close_requested: bool,
     /// Refuse new requests and close once idle.
@@ -209,7 +208,7 @@ impl Connection {
     pub fn new(config: &Config) -> Connection {
         Connection {
             config: *config,
-            requests: HashMap::new(),
+            requests: Requests::default(),
             output: BytesMut::new(),
             close_requested: false,
             stopping: false,
@@ -562,4 +561,46 @@ fn after(t: Instant, d: Duration) -> Instant {
     t.checked_add(d)
         .or_else(|| t.checked_add(Duration::from_secs(365 * 24 * 3600)))
         .unwrap_or(t)
+}
+
+/// The active requests by id: a short list (one entry on a connection that
+/// carries one request at a time, a few on a multiplexed one), searched
+/// from the front, which costs less than hashing for so few.
+#[derive(Debug, Default)]
+struct Requests(Vec<(u16, Request)>);
+
+impl Requests {
+    fn get(&self, id: &u16) -> Option<&Request> {
+        self.0.iter().find(|(i, _)| i == id).map(|(_, r)| r)
+    }
+
+    fn get_mut(&mut self, id: &u16) -> Option<&mut Request> {
+        self.0.iter_mut().find(|(i, _)| i == id).map(|(_, r)| r)
+    }
+
+    fn contains_key(&self, id: &u16) -> bool {
+        self.0.iter().any(|(i, _)| i == id)
+    }
+
+    /// Adds request `id` (not active: the caller checked).
+    fn insert(&mut self, id: u16, request: Request) {
+        self.0.push((id, request));
+    }
+
+    fn remove(&mut self, id: &u16) -> Option<Request> {
+        let at = self.0.iter().position(|(i, _)| i == id)?;
+        Some(self.0.swap_remove(at).1)
+    }
+
+    fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    fn values(&self) -> impl Iterator<Item = &Request> {
+        self.0.iter().map(|(_, r)| r)
+    }
 }
