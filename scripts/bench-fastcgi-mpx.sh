@@ -3,7 +3,8 @@
 # started with FASTCGI_MULTIPLEX=1) behind HAProxy's fcgi-app twice, with
 # "option mpxs-conns" (several requests at once on one connection, from
 # examples/webservers/fastcgi/haproxy-mpxs.cfg) and without it (one
-# request at a time per connection, the same file less that option), with
+# request at a time per connection, the same file less that option and
+# "option get-values", whose answer would turn multiplexing on), with
 # wrk against HAProxy on loopback in interleaved rounds. It prints req/s,
 # p99 and the backend's CPU time per request for each, and the ratio
 # mpxs-conns / without, for each dispatch strategy of the application.
@@ -102,7 +103,9 @@ for n in "${NAMES[@]}"; do
         -e "s|^\(    nbthread\).*|\1 $NBTHREAD|" \
         -e '/^    log stderr/d; /^    log global/d; /^    option httplog/d; /log-stderr/d' \
         "$CFG" >"$TMP/$n.cfg"
-    [ "${n##*-}" = plain ] && sed -i '/option mpxs-conns/d' "$TMP/$n.cfg"
+    # Without get-values too: HAProxy takes FCGI_MPXS_CONNS from the
+    # application's answer over its own option.
+    [ "${n##*-}" = plain ] && sed -i '/option mpxs-conns/d; /option get-values/d' "$TMP/$n.cfg"
     "$HAPROXY" -f "$TMP/$n.cfg" -db >"$TMP/haproxy-$n.out" 2>&1 &
     PIDS+=($!)
 done
