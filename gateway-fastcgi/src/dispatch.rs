@@ -226,8 +226,7 @@ where
             transport,
             strategy,
             slots,
-            mut proto,
-            mut buf,
+            buf,
             input_open,
             ..
         } = self;
@@ -248,18 +247,9 @@ where
                 }
             }
             Close::Reset => {
+                // The request's input has ended, or the wait for it ran out
+                // (see `Connection::reset_after_input`).
                 let _ = write_out(&transport, write_timeout).await;
-                // Whatever the web server still sends is read and dropped
-                // until the wait ends (normally the input has ended).
-                let _ = tokio::time::timeout(LINGER_TIME, async {
-                    while proto.poll_close() != Some(Close::Reset) {
-                        match read(&transport, &mut buf).await {
-                            Ok(0) | Err(_) => return,
-                            Ok(_) => while let Ok(Some(_)) = proto.next_event(&mut buf) {},
-                        }
-                    }
-                })
-                .await;
                 if let Some(io) = transport.take() {
                     reset(&io);
                 }

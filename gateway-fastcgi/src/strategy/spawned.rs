@@ -19,9 +19,14 @@ pub(crate) struct Spawned {
     /// Request id, the serial number of its start, its task.
     tasks: Vec<(u16, u64, JoinHandle<()>)>,
     serial: u64,
-    tx: mpsc::UnboundedSender<(u16, u64, Outcome)>,
-    rx: mpsc::UnboundedReceiver<(u16, u64, Outcome)>,
+    /// Made with the first task (most connections never need one).
+    channel: Option<Channel>,
 }
+
+type Channel = (
+    mpsc::UnboundedSender<(u16, u64, Outcome)>,
+    mpsc::UnboundedReceiver<(u16, u64, Outcome)>,
+);
 
 impl Spawned {
     /// Whether no request runs.
@@ -55,20 +60,19 @@ impl Future for Detached {
 
 impl Strategy for Spawned {
     fn new(sink: Arc<dyn Sink>) -> Self {
-        let (tx, rx) = mpsc::unbounded_channel();
         Spawned {
             sink,
             tasks: Vec::new(),
             serial: 0,
-            tx,
-            rx,
+            channel: None,
         }
     }
 
     fn start(&mut self, id: u16, app: AppFuture, _cx: &mut Context<'_>) -> Option<Outcome> {
         self.serial += 1;
         let serial = self.serial;
-        let tx = self.tx.clone();
+        let (tx, _) = self.channel.get_or_insert_with(mpsc::unbounded_channel);
+        let tx = tx.clone();
         let app = Detached {
             app,
             sink: self.sink.clone(),
@@ -82,10 +86,13 @@ impl Strategy for Spawned {
     }
 
     fn poll_finished(&mut self, cx: &mut Context<'_>) -> Poll<(u16, Outcome)> {
+        let Some((_, rx)) = self.channel.as_mut() else {
+            return Poll::Pending;
+        };
         if self.tasks.is_empty() {
             return Poll::Pending;
         }
-        while let Poll::Ready(Some((id, serial, outcome))) = self.rx.poll_recv(cx) {
+        while let Poll::Ready(Some((id, serial, outcome))) = rx.poll_recv(cx) {
             // A request cancelled as it finished is not reported.
             if let Some(i) = self
                 .tasks
