@@ -15,12 +15,15 @@
 //! `examples/webservers/fastcgi/` has complete configurations for nginx,
 //! Apache and lighttpd. Ctrl-C (or SIGTERM) stops it after the requests in
 //! flight. `FASTCGI_WORKER_THREADS=N` sets the threads it serves on (1: a
-//! single-threaded runtime; default: one per CPU).
+//! single-threaded runtime; default: one per CPU); `FASTCGI_MULTIPLEX=1`
+//! lets a connection carry several requests at once, and
+//! `FASTCGI_DISPATCH=adaptive|in-task|spawned` says where they run
+//! (`gateway_fastcgi::Dispatch`; default adaptive).
 
 use std::convert::Infallible;
 use std::process::ExitCode;
 
-use gateway_fastcgi::{Body, ListenAddr, Server};
+use gateway_fastcgi::{Body, Dispatch, ListenAddr, Server};
 use http::{Request, Response, header};
 
 fn main() -> ExitCode {
@@ -47,7 +50,18 @@ fn main() -> ExitCode {
         .ok()
         .and_then(|n| n.parse().ok())
         .unwrap_or(0);
-    match Server::new().worker_threads(threads).run(&addr, app) {
+    let multiplex = std::env::var("FASTCGI_MULTIPLEX").is_ok_and(|v| v == "1");
+    let dispatch = match std::env::var("FASTCGI_DISPATCH").as_deref() {
+        Ok("in-task") => Dispatch::InTask,
+        Ok("spawned") => Dispatch::Spawned,
+        _ => Dispatch::Adaptive,
+    };
+    let mut server = Server::new();
+    server
+        .worker_threads(threads)
+        .multiplex(multiplex)
+        .dispatch(dispatch);
+    match server.run(&addr, app) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("fastcgi_hello: {addr}: {e}");

@@ -3,51 +3,126 @@
 
 use std::io;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use bytes::{Bytes, BytesMut};
-use gateway_core::server::stall_timeout;
 use gateway_core::{Body, Environ, ErrorStream, Gateway, GatewayInfo, Protocol};
 
-use crate::direct::{HIGH_WATER, Sink};
 use crate::input::InputBody;
 use crate::proto::record::RecordType;
 use crate::proto::{
     Params, ProtocolStatus, ResponseEncoder, Role, encode_end_request, encode_stream,
     encode_stream_end,
 };
-use crate::writer::Output;
+use crate::transport::{HIGH_WATER, Sink};
 
-/// Whether a request's error stream was used, and whether the request has
-/// ended (after which its error stream writes nothing).
-#[derive(Debug, Default)]
-pub(crate) struct StderrState {
-    pub(crate) used: bool,
-    pub(crate) ended: bool,
+/// Where one request's records go: the connection's output buffer, until
+/// the request has ended. Cheap to clone (the request's gateway and its
+/// error streams hold clones, as does the dispatcher).
+#[derive(Clone)]
+pub(crate) struct Out {
+    sink: Arc<dyn Sink>,
+    id: u16,
+    state: Arc<OutState>,
 }
 
-/// Where a request's records go.
-#[derive(Clone)]
-pub(crate) enum Out {
-    /// To the connection's writer task (multiplexed connections).
-    Queue(Output),
-    /// Straight into the connection's output buffer (one request at a
-    /// time); `Duration` bounds each wait for the web server to read.
-    Direct(Arc<dyn Sink>, Duration),
+/// Checked and set under the output buffer's lock, so that nothing of a
+/// request follows its `FCGI_END_REQUEST`, even from an application still
+/// running on another thread when it is cancelled.
+#[derive(Debug, Default)]
+struct OutState {
+    stderr_used: AtomicBool,
+    ended: AtomicBool,
 }
 
 impl Out {
-    /// Queues records without waiting (control records, the error stream).
-    pub(crate) fn send_now(&self, bytes: Bytes) {
-        match self {
-            Out::Queue(q) => {
-                let _ = q.send_now(bytes);
-            }
-            Out::Direct(sink, _) => {
-                sink.append(&mut |out| out.extend_from_slice(&bytes));
-            }
+    pub(crate) fn new(sink: Arc<dyn Sink>, id: u16) -> Out {
+        Out {
+            sink,
+            id,
+            state: Arc::default(),
         }
+    }
+
+    /// An `Out` for request `id` on the connection of `spare` (a request's
+    /// `Out` that has ended), reusing its allocation when nothing else
+    /// holds it any more (the request's gateway and error streams are
+    /// gone); otherwise a new one.
+    pub(crate) fn reuse(mut spare: Out, id: u16) -> Out {
+        match Arc::get_mut(&mut spare.state) {
+            Some(state) => {
+                *state = OutState::default();
+                spare.id = id;
+                spare
+            }
+            None => Out::new(spare.sink, id),
+        }
+    }
+
+    /// Appends records of the request, unless it has ended; whether they
+    /// were appended.
+    fn append(&self, encode: &mut dyn FnMut(&mut BytesMut)) -> bool {
+        let ended = &self.state.ended;
+        let mut appended = false;
+        let open = self.sink.append(&mut |out| {
+            if !ended.load(Ordering::Acquire) {
+                encode(out);
+                appended = true;
+            }
+        });
+        open && appended
+    }
+
+    /// Appends `data` as `FCGI_STDOUT` records.
+    fn stdout(&self, encoder: &mut ResponseEncoder, data: &[u8]) -> bool {
+        self.append(&mut |out| encoder.stdout(out, data))
+    }
+
+    /// Appends `msg` as an `FCGI_STDERR` record.
+    fn stderr(&self, msg: &[u8]) {
+        let used = &self.state.stderr_used;
+        let id = self.id;
+        self.append(&mut |out| {
+            used.store(true, Ordering::Release);
+            encode_stream(out, RecordType::Stderr, id, msg);
+        });
+    }
+
+    /// Ends the response: empty `FCGI_STDOUT`, empty `FCGI_STDERR` if it
+    /// was used, `FCGI_END_REQUEST` with `app_status`. Nothing of the
+    /// request is appended after it. Does nothing the second time.
+    pub(crate) fn end(&self, app_status: u32) {
+        let state = &self.state;
+        let id = self.id;
+        self.sink.append(&mut |out| {
+            if !state.ended.swap(true, Ordering::AcqRel) {
+                encode_stream_end(out, RecordType::Stdout, id);
+                if state.stderr_used.load(Ordering::Acquire) {
+                    encode_stream_end(out, RecordType::Stderr, id);
+                }
+                encode_end_request(out, id, app_status, ProtocolStatus::RequestComplete);
+            }
+        });
+    }
+
+    /// Cuts the response off where it is: nothing more of the request is
+    /// appended, not even its end (the connection is to be reset).
+    pub(crate) fn cut(&self) {
+        let ended = &self.state.ended;
+        self.sink
+            .append(&mut |_| ended.store(true, Ordering::Release));
+    }
+
+    /// Whether the connection can still take the request's output.
+    fn is_open(&self) -> bool {
+        !self.state.ended.load(Ordering::Acquire) && self.sink.append(&mut |_| {})
+    }
+
+    /// Waits until the connection's buffer has room (the web server read
+    /// enough of it).
+    async fn room(&self) -> io::Result<()> {
+        std::future::poll_fn(|cx| self.sink.poll_room(cx)).await
     }
 }
 
@@ -59,7 +134,6 @@ pub(crate) struct FcgiGateway {
     pub(crate) stdin: Option<InputBody>,
     pub(crate) output: Out,
     pub(crate) encoder: ResponseEncoder,
-    pub(crate) stderr_state: Arc<Mutex<StderrState>>,
     /// Where the error stream goes instead of `FCGI_STDERR` records.
     pub(crate) errors: Option<ErrorStream>,
     pub(crate) peer_addr: Option<SocketAddr>,
@@ -75,20 +149,6 @@ impl std::fmt::Debug for FcgiGateway {
     }
 }
 
-impl FcgiGateway {
-    /// The records that end the response: empty `FCGI_STDOUT`, empty
-    /// `FCGI_STDERR` if it was used, `FCGI_END_REQUEST`.
-    pub(crate) fn end_records(id: u16, stderr_used: bool, app_status: u32) -> Bytes {
-        let mut out = BytesMut::with_capacity(32);
-        encode_stream_end(&mut out, RecordType::Stdout, id);
-        if stderr_used {
-            encode_stream_end(&mut out, RecordType::Stderr, id);
-        }
-        encode_end_request(&mut out, id, app_status, ProtocolStatus::RequestComplete);
-        out.freeze()
-    }
-}
-
 fn closed() -> io::Error {
     io::Error::new(io::ErrorKind::BrokenPipe, "FastCGI connection closed")
 }
@@ -98,37 +158,22 @@ impl Gateway for FcgiGateway {
         if data.is_empty() {
             return Ok(());
         }
-        match &self.output {
-            Out::Queue(q) => {
-                let mut buf = BytesMut::with_capacity(data.len() + 16);
-                self.encoder.stdout(&mut buf, &data);
-                q.send(buf.freeze()).await
-            }
-            Out::Direct(sink, timeout) => {
-                let encoder = &mut self.encoder;
-                if !sink.append(&mut |out| encoder.stdout(out, &data)) {
-                    return Err(closed());
-                }
-                if sink.buffered() >= HIGH_WATER {
-                    let wait = std::future::poll_fn(|cx| sink.poll_write_out(cx));
-                    return stall_timeout(*timeout, wait).await;
-                }
-                Ok(())
-            }
+        if !self.output.stdout(&mut self.encoder, &data) {
+            return Err(closed());
         }
+        if self.output.sink.buffered() > HIGH_WATER {
+            return self.output.room().await;
+        }
+        Ok(())
     }
 
     async fn flush(&mut self) -> io::Result<()> {
-        // The writer task flushes whenever its queue runs empty; the direct
-        // driver writes whenever the request's future would block or ends.
-        let gone = match &self.output {
-            Out::Queue(q) => q.is_closed(),
-            Out::Direct(sink, _) => !sink.append(&mut |_| {}),
-        };
-        if gone {
-            return Err(closed());
+        // The dispatcher writes whenever output is buffered.
+        if self.output.is_open() {
+            Ok(())
+        } else {
+            Err(closed())
         }
-        Ok(())
     }
 
     fn stdin(&mut self, _environ: &Environ) -> Body {
@@ -143,21 +188,9 @@ impl Gateway for FcgiGateway {
             Some(errors) => errors.clone(),
             None => {
                 let output = self.output.clone();
-                let state = self.stderr_state.clone();
-                let id = self.id;
                 ErrorStream::new(move |msg| {
-                    if msg.is_empty() {
-                        return;
-                    }
-                    let mut buf = BytesMut::with_capacity(msg.len() + 16);
-                    encode_stream(&mut buf, RecordType::Stderr, id, msg);
-                    if let Ok(mut state) = state.lock() {
-                        // Queued under the lock that also guards the end of
-                        // the request, so nothing follows FCGI_END_REQUEST.
-                        if !state.ended {
-                            state.used = true;
-                            output.send_now(buf.freeze());
-                        }
+                    if !msg.is_empty() {
+                        output.stderr(msg);
                     }
                 })
             }

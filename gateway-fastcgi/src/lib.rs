@@ -47,14 +47,16 @@
 //! body streams from `FCGI_STDIN` with bounded buffering.
 //! `FCGI_ABORT_REQUEST` and a closed connection cancel the application.
 //!
-//! Without multiplexing (the default, and what web servers use), a
-//! connection carries one request at a time and needs no other task: the
-//! request's handler runs inside the connection's task, next to the reads
-//! of the connection, and its records go straight into the connection's
-//! output buffer, so a small response and the end of the request leave in
-//! one write. With [`Server::multiplex`], each request runs on its own task
-//! and the records of all of them go through one writer task per
-//! connection.
+//! One dispatcher serves every connection. While a request is the only one
+//! in flight on its connection (always so without multiplexing, the
+//! default, and what most web servers do), its handler runs inside the
+//! connection's task, next to the reads of the connection, with no task of
+//! its own; its records go into the connection's output buffer, so a small
+//! response and the end of the request leave in one write. With
+//! [`Server::multiplex`], when a second request arrives while the first
+//! runs, both go to tasks of their own so that they run in parallel; their
+//! records go through the same buffer, which the connection's task alone
+//! writes. [`Server::dispatch`] chooses another [`Dispatch`] strategy.
 //!
 //! A response that fails after its head was sent ends with what was
 //! produced, then `FCGI_END_REQUEST` with appStatus 1 (spec §5.5); the web
@@ -73,7 +75,10 @@
 //!   boundaries, with caps on their size and number;
 //! - request assembly: a per-connection state machine that checks the order
 //!   of records, tracks the active requests, answers management queries,
-//!   refuses what it cannot serve, and reports [`proto::Event`]s;
+//!   admits or refuses requests, keeps the connection's deadlines (with the
+//!   time passed in: [`proto::Connection::poll_timeout`],
+//!   [`proto::Connection::handle_timeout`]), and reports
+//!   [`proto::Event`]s;
 //! - the output encoder for one request's response;
 //! - a [`tokio_util::codec`] adapter, [`codec::RecordCodec`].
 //!
@@ -88,19 +93,19 @@
 //! and means the connection must be closed.
 
 pub mod codec;
-mod conn;
-mod direct;
+mod dispatch;
 mod error;
 mod gateway;
 mod input;
 pub mod proto;
 mod refuse;
 mod server;
-mod single;
-mod writer;
+mod strategy;
+mod transport;
 
 pub use error::Error;
 pub use gateway_core::server::{ListenAddr, Listener, Shutdown};
 pub use gateway_core::{Body, BoxError, ErrorStream, Handler, HandlerBuilder, Limits, PathView};
 pub use input::FilterData;
 pub use server::{Connections, Server, parse_web_server_addrs, serve};
+pub use strategy::Dispatch;

@@ -37,7 +37,7 @@ pub(crate) async fn refuse(mut stream: Stream, config: Config, write_timeout: Du
         loop {
             match proto.next_event(&mut buf) {
                 Ok(Some(Event::Begin { id, .. })) => {
-                    proto.reject(id, ProtocolStatus::Overloaded);
+                    proto.reject(id, ProtocolStatus::Overloaded, Instant::now().into_std());
                     break 'read true;
                 }
                 // Refused by the protocol layer already (unknown role).

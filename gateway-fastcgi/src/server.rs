@@ -14,9 +14,10 @@ use gateway_core::{AppBody, Application, ErrorStream, Handler, Limits, PathView}
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::Semaphore;
 
-use crate::conn::{self, Shared};
+use crate::dispatch::{self, Shared};
 use crate::proto::Config;
 use crate::refuse;
+use crate::strategy::Dispatch;
 
 /// A FastCGI application server's settings.
 ///
@@ -70,6 +71,7 @@ pub struct Server {
     grace_period: Option<Duration>,
     reset_on_abort: bool,
     worker_threads: Option<usize>,
+    dispatch: Dispatch,
 }
 
 impl Default for Server {
@@ -91,6 +93,7 @@ impl Server {
             grace_period: None,
             reset_on_abort: false,
             worker_threads: None,
+            dispatch: Dispatch::default(),
         }
     }
 
@@ -184,6 +187,15 @@ impl Server {
         self
     }
 
+    /// Where the applications of a connection's requests run (see
+    /// [`Dispatch`]). Default: [`Dispatch::Adaptive`], in the connection's
+    /// task while a request is the only one in flight on its connection,
+    /// each on a task of its own while several are.
+    pub fn dispatch(&mut self, dispatch: Dispatch) -> &mut Self {
+        self.dispatch = dispatch;
+        self
+    }
+
     /// The most requests running at once across all connections
     /// (`FCGI_MAX_REQS`, as `FCGI_GET_VALUES` reports it); a request past it
     /// is answered `FCGI_OVERLOADED` on its own connection. Default: the
@@ -238,7 +250,10 @@ impl Server {
             .max_conns(u32::try_from(conns).unwrap_or(u32::MAX))
             .max_reqs(u32::try_from(reqs).unwrap_or(u32::MAX))
             .mpxs_conns(self.multiplex)
-            .max_params_len(limits.get_max_head_len());
+            .max_params_len(limits.get_max_head_len())
+            .head_read_timeout(limits.get_head_read_timeout())
+            .idle_timeout(limits.get_idle_timeout())
+            .max_requests_per_connection(limits.get_max_requests_per_connection());
         config
     }
 
@@ -263,6 +278,7 @@ impl Server {
                 errors: self.error_stream.clone(),
                 capacity: Arc::new(Semaphore::new(capacity)),
                 reset_on_abort: self.reset_on_abort,
+                dispatch: self.dispatch,
             }),
             allowed: self.allowed.clone().map(Into::into),
             shutdown: self.shutdown_handle(),
@@ -399,7 +415,7 @@ where
             tracing::debug!(peer = ?peer_addr, "FastCGI connection from a web server not in FCGI_WEB_SERVER_ADDRS closed");
             return;
         }
-        conn::serve(
+        dispatch::serve(
             self.shared.clone(),
             stream,
             peer_addr,
@@ -476,7 +492,7 @@ where
     where
         T: AsyncRead + AsyncWrite + Send + Unpin + 'static,
     {
-        conn::serve(
+        dispatch::serve(
             self.shared.clone(),
             io,
             peer_addr,

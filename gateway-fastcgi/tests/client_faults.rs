@@ -3,6 +3,7 @@
 //! answered and logged as such. Each test runs on both drivers (one request
 //! at a time inside the connection's task, and multiplexed).
 
+#[macro_use]
 mod support;
 
 use std::time::{Duration, Instant};
@@ -10,7 +11,7 @@ use std::time::{Duration, Instant};
 use bytes::BytesMut;
 use gateway_core::{Body, BoxError, Limits};
 use gateway_fastcgi::proto::{self, RecordType};
-use gateway_fastcgi::{Connections, Server};
+use gateway_fastcgi::{Connections, Dispatch};
 use http::{Request, Response};
 use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
@@ -66,8 +67,8 @@ fn detached_reader(report: mpsc::UnboundedSender<Read>) -> App {
     }))
 }
 
-fn server(app: App, multiplex: bool, limits: Limits) -> Connections<App, Body> {
-    let mut server = Server::new();
+fn server(dispatch: Dispatch, app: App, multiplex: bool, limits: Limits) -> Connections<App, Body> {
+    let mut server = new_server(dispatch);
     server.multiplex(multiplex).limits(limits);
     server.connections(app)
 }
@@ -80,18 +81,18 @@ fn post(length: &str) -> Vec<(&'static str, String)> {
     p
 }
 
+per_dispatch! {
 /// A web server that sends part of a huge body, stops in the middle of a
 /// record and says nothing more: the application's read fails after
 /// `body_read_timeout` with a timeout, the handler answers 408 (logged as
 /// the client's fault, not on the error stream), the request ends and the
 /// connection closes although FCGI_KEEP_CONN was set.
-#[tokio::test]
-async fn stalled_body_gets_408_and_the_connection_closes() {
+async fn stalled_body_gets_408_and_the_connection_closes(dispatch) {
     let timeout = Duration::from_millis(300);
     for multiplex in [false, true] {
         let mut limits = Limits::default();
         limits.body_read_timeout(timeout);
-        let mut c = connect(&server(reader(), multiplex, limits));
+        let mut c = connect(&server(dispatch, reader(), multiplex, limits));
         let began = Instant::now();
         c.begin(1, RESPONDER, KEEP_CONN, &pairs(&post("10000000000")))
             .await;
@@ -124,14 +125,15 @@ async fn stalled_body_gets_408_and_the_connection_closes() {
         );
     }
 }
+}
 
+per_dispatch! {
 /// FCGI_STDIN ended short of CONTENT_LENGTH: the application that passes
 /// its body error on gets a 400 from the handler, and nothing reaches the
 /// error stream (it is the client's fault, not an application error).
-#[tokio::test]
-async fn body_ended_short_is_a_client_fault() {
+async fn body_ended_short_is_a_client_fault(dispatch) {
     for multiplex in [false, true] {
-        let mut c = connect(&server(reader(), multiplex, Limits::default()));
+        let mut c = connect(&server(dispatch, reader(), multiplex, Limits::default()));
         c.begin(1, RESPONDER, KEEP_CONN, &pairs(&post("10"))).await;
         c.stream(RecordType::Stdin, 1, b"abc", true).await;
         let r = c.response(1).await;
@@ -156,20 +158,21 @@ async fn body_ended_short_is_a_client_fault() {
         );
     }
 }
+}
 
+per_dispatch! {
 /// A web server that closes the connection, or aborts the request, in the
 /// middle of FCGI_STDIN: the application is cancelled, and a body that
 /// outlives it fails as cut short (`incomplete_body`), with or without a
 /// declared length; never a bare I/O error, and never a body that looks
 /// complete.
-#[tokio::test]
-async fn input_cut_off_is_an_incomplete_body() {
+async fn input_cut_off_is_an_incomplete_body(dispatch) {
     for multiplex in [false, true] {
         for length in ["1000", ""] {
             for abort in [false, true] {
                 let case = format!("multiplex {multiplex}, length {length:?}, abort {abort}");
                 let (tx, mut rx) = mpsc::unbounded_channel();
-                let mut c = connect(&server(detached_reader(tx), multiplex, Limits::default()));
+                let mut c = connect(&server(dispatch, detached_reader(tx), multiplex, Limits::default()));
                 c.begin(1, RESPONDER, 0, &pairs(&post(length))).await;
                 c.stream(RecordType::Stdin, 1, &[b'x'; 100], false).await;
                 assert!(
@@ -200,6 +203,7 @@ async fn input_cut_off_is_an_incomplete_body() {
             }
         }
     }
+}
 }
 
 /// The detached reader's next report.
@@ -250,14 +254,14 @@ fn get_values() -> Vec<u8> {
     w.to_vec()
 }
 
+per_dispatch! {
 /// Bytes trickled in before a request, on a fresh connection and on a
 /// kept-alive one after a request: the largest FCGI_GET_VALUES record one
 /// byte at a time, or whole small management records one after another.
 /// Neither moves the deadline of the next request head: the connection
 /// closes `head_read_timeout` after the first byte (well before the idle
 /// timeout), instead of staying open as long as bytes keep coming.
-#[tokio::test]
-async fn trickled_bytes_do_not_hold_the_connection() {
+async fn trickled_bytes_do_not_hold_the_connection(dispatch) {
     let head = Duration::from_millis(500);
     let mut header = BytesMut::new();
     header.extend_from_slice(&[1, 9, 0, 0, 0xff, 0xff, 0, 0]);
@@ -275,7 +279,7 @@ async fn trickled_bytes_do_not_hold_the_connection() {
                 limits
                     .head_read_timeout(head)
                     .idle_timeout(Duration::from_secs(20));
-                let mut c = connect(&server(reader(), multiplex, limits));
+                let mut c = connect(&server(dispatch, reader(), multiplex, limits));
                 if kept_alive {
                     c.begin(1, RESPONDER, KEEP_CONN, &pairs(&get("/"))).await;
                     c.stream(RecordType::Stdin, 1, b"", true).await;
@@ -298,19 +302,20 @@ async fn trickled_bytes_do_not_hold_the_connection() {
         }
     }
 }
+}
 
+per_dispatch! {
 /// The wait between requests: a fresh connection on which nothing comes
 /// closes after `head_read_timeout` (a request is due at once); a
 /// kept-alive one after `idle_timeout` from its last request, even when
 /// that is longer.
-#[tokio::test]
-async fn head_and_idle_deadlines() {
+async fn head_and_idle_deadlines(dispatch) {
     for multiplex in [false, true] {
         let mut limits = Limits::default();
         limits
             .head_read_timeout(Duration::from_millis(300))
             .idle_timeout(Duration::from_millis(1500));
-        let server = server(reader(), multiplex, limits);
+        let server = server(dispatch, reader(), multiplex, limits);
 
         let mut c = connect(&server);
         let began = Instant::now();
@@ -336,16 +341,17 @@ async fn head_and_idle_deadlines() {
         );
     }
 }
+}
 
+per_dispatch! {
 /// A body of unknown length (`CONTENT_LENGTH: -1`, what Caddy and Go's
 /// FastCGI client send for a chunked upload, or no length at all) is read
 /// to the end of FCGI_STDIN, whole; a malformed length is a 400 without
 /// calling the application.
-#[tokio::test]
-async fn unknown_length_is_read_to_the_end_of_stdin() {
+async fn unknown_length_is_read_to_the_end_of_stdin(dispatch) {
     for multiplex in [false, true] {
         for length in ["-1", ""] {
-            let mut c = connect(&server(reader(), multiplex, Limits::default()));
+            let mut c = connect(&server(dispatch, reader(), multiplex, Limits::default()));
             c.begin(1, RESPONDER, KEEP_CONN, &pairs(&post(length)))
                 .await;
             c.stream(RecordType::Stdin, 1, &[b'x'; 70_000], false).await;
@@ -358,7 +364,7 @@ async fn unknown_length_is_read_to_the_end_of_stdin() {
             );
         }
         for bad in ["+5", " 5", "abc", "-2"] {
-            let mut c = connect(&server(reader(), multiplex, Limits::default()));
+            let mut c = connect(&server(dispatch, reader(), multiplex, Limits::default()));
             c.begin(1, RESPONDER, KEEP_CONN, &pairs(&post(bad))).await;
             c.stream(RecordType::Stdin, 1, b"12345", false).await;
             c.stream(RecordType::Stdin, 1, b"", true).await;
@@ -370,4 +376,5 @@ async fn unknown_length_is_read_to_the_end_of_stdin() {
             );
         }
     }
+}
 }

@@ -2,6 +2,8 @@
 //! connection driver uses it: bytes in, events and reply bytes out.
 //! Test names carry the checklist items they cover.
 
+use std::time::Instant;
+
 use bytes::{Bytes, BytesMut};
 use gateway_fastcgi::proto::{
     self, Config, Connection, Event, Params, ProtocolError, ProtocolStatus, RecordType, Role,
@@ -131,7 +133,7 @@ fn keep_conn_and_id_reuse_f7_q5() {
         .params(1, &[])
         .bytes();
     run(&mut conn, wire).unwrap();
-    assert!(!conn.finish(1));
+    assert!(!conn.finish(1, Instant::now()));
     assert!(!conn.should_close());
     assert!(!conn.is_active(1));
 
@@ -149,7 +151,7 @@ fn keep_conn_and_id_reuse_f7_q5() {
         }
     );
     assert!(!conn.should_close());
-    assert!(conn.finish(1));
+    assert!(conn.finish(1, Instant::now()));
     assert!(conn.should_close());
 }
 
@@ -165,7 +167,7 @@ fn late_input_after_finish_is_ignored_f6() {
             .bytes(),
     )
     .unwrap();
-    conn.finish(1);
+    conn.finish(1, Instant::now());
     let wire = Wire::default()
         .record(RecordType::Stdin, 1, b"late")
         .record(RecordType::Stdin, 1, b"")
@@ -483,7 +485,7 @@ fn multiplexing_and_overload_f9() {
         ]
     );
     assert_eq!(conn.active_requests(), 2);
-    conn.finish(2);
+    conn.finish(2, Instant::now());
     let (events, output) = run(
         &mut conn,
         Wire::default().begin(3, RESPONDER, KEEP_CONN).bytes(),
@@ -562,7 +564,7 @@ fn abort_request_f13() {
         &out[out.len() - 16..],
         &end_request(1, 1, ProtocolStatus::RequestComplete)[..]
     );
-    assert!(!conn.finish(1));
+    assert!(!conn.finish(1, Instant::now()));
     assert!(!conn.is_aborted(1));
 }
 
@@ -571,13 +573,13 @@ fn abort_request_f13() {
 fn reject_active_request() {
     let mut conn = Connection::new(&Config::new());
     run(&mut conn, Wire::default().begin(1, RESPONDER, 0).bytes()).unwrap();
-    assert!(conn.reject(1, ProtocolStatus::Overloaded));
+    assert!(conn.reject(1, ProtocolStatus::Overloaded, Instant::now()));
     assert_eq!(
         &conn.take_output()[..],
         &end_request(1, 0, ProtocolStatus::Overloaded)[..]
     );
     // An unknown id writes nothing; the answer is still "close".
-    assert!(conn.reject(7, ProtocolStatus::Overloaded));
+    assert!(conn.reject(7, ProtocolStatus::Overloaded, Instant::now()));
     assert!(conn.take_output().is_empty());
 }
 

@@ -1,6 +1,7 @@
 //! Connections past the cap over loopback TCP: refused at once with
 //! FCGI_OVERLOADED, for both drivers.
 
+#[macro_use]
 mod support;
 
 use std::convert::Infallible;
@@ -9,7 +10,7 @@ use std::time::{Duration, Instant};
 use bytes::BytesMut;
 use gateway_core::Body;
 use gateway_core::server::{Listener, Shutdown};
-use gateway_fastcgi::Server;
+use gateway_fastcgi::Dispatch;
 use gateway_fastcgi::proto::{self, ProtocolStatus, RecordType};
 use http::{Request, Response};
 use support::*;
@@ -25,13 +26,14 @@ fn echo() -> App {
 
 /// A server capped at one connection, serving on loopback TCP.
 async fn capped(
+    dispatch: Dispatch,
     multiplex: bool,
     allowed: Option<Vec<std::net::IpAddr>>,
 ) -> (std::net::SocketAddr, Shutdown, tokio::task::JoinHandle<()>) {
     let listener = Listener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.tcp_addr().unwrap();
     let shutdown = Shutdown::new();
-    let mut server = Server::new();
+    let mut server = new_server(dispatch);
     server
         .shutdown(shutdown.clone())
         .multiplex(multiplex)
@@ -45,15 +47,15 @@ async fn connect(addr: std::net::SocketAddr) -> Client<TcpStream> {
     Client::new(TcpStream::connect(addr).await.unwrap())
 }
 
+per_dispatch! {
 /// With `max_connections(1)` and one connection held open, a second
 /// connection's request gets END_REQUEST {appStatus 0, FCGI_OVERLOADED}
 /// at once, and the connection is closed; an FCGI_GET_VALUES before the
 /// request is answered from the configuration. The held connection goes on
 /// serving.
-#[tokio::test]
-async fn past_the_connection_cap_requests_get_overloaded_at_once() {
+async fn past_the_connection_cap_requests_get_overloaded_at_once(dispatch) {
     for multiplex in [false, true] {
-        let (addr, shutdown, task) = capped(multiplex, None).await;
+        let (addr, shutdown, task) = capped(dispatch, multiplex, None).await;
         let mut held = connect(addr).await;
         held.begin(1, RESPONDER, KEEP_CONN, &pairs(&get("/held")))
             .await;
@@ -118,12 +120,13 @@ async fn past_the_connection_cap_requests_get_overloaded_at_once() {
         task.await.unwrap();
     }
 }
+}
 
+per_dispatch! {
 /// A peer outside the allow-list gets no answer past the cap either: its
 /// connection is closed without a record.
-#[tokio::test]
-async fn past_the_cap_a_peer_not_allowed_gets_no_answer() {
-    let (addr, shutdown, task) = capped(false, Some(vec!["10.9.9.9".parse().unwrap()])).await;
+async fn past_the_cap_a_peer_not_allowed_gets_no_answer(dispatch) {
+    let (addr, shutdown, task) = capped(dispatch, false, Some(vec!["10.9.9.9".parse().unwrap()])).await;
     // Refused by the allow-list, but it holds the one slot while it lasts.
     let _held = TcpStream::connect(addr).await.unwrap();
     tokio::time::sleep(Duration::from_millis(50)).await;
@@ -134,4 +137,5 @@ async fn past_the_cap_a_peer_not_allowed_gets_no_answer() {
     assert_eq!(c.raw_until_close().await.len(), 0);
     shutdown.trigger();
     task.await.unwrap();
+}
 }

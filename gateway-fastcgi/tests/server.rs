@@ -3,6 +3,7 @@
 //! application run through the core handler, records out. Test names carry
 //! the checklist items they cover.
 
+#[macro_use]
 mod support;
 
 use std::convert::Infallible;
@@ -13,7 +14,7 @@ use std::time::Duration;
 use bytes::BytesMut;
 use gateway_core::{Body, ErrorStream, Handler, Limits};
 use gateway_fastcgi::proto::{self, ProtocolStatus, RecordType};
-use gateway_fastcgi::{FilterData, Server};
+use gateway_fastcgi::{Dispatch, FilterData};
 use http::{Request, Response};
 use support::*;
 use tokio::sync::Notify;
@@ -40,12 +41,12 @@ fn echo() -> App {
     })
 }
 
+per_dispatch! {
 /// F7, F10, F11: a GET without FCGI_KEEP_CONN: CGI response in STDOUT
 /// records, the empty STDOUT, END_REQUEST {0, REQUEST_COMPLETE}, then the
 /// application closes the connection.
-#[tokio::test]
-async fn responder_without_keep_conn_closes_f7_f10_f11() {
-    let mut c = connect(&Server::new().connections(echo()));
+async fn responder_without_keep_conn_closes_f7_f10_f11(dispatch) {
+    let mut c = connect(&new_server(dispatch).connections(echo()));
     c.begin(1, RESPONDER, 0, &pairs(&get("/hello"))).await;
     c.stream(RecordType::Stdin, 1, b"", true).await;
     let r = c.response(1).await;
@@ -55,11 +56,12 @@ async fn responder_without_keep_conn_closes_f7_f10_f11() {
     assert_eq!((r.app_status, r.protocol_status), (0, 0));
     assert!(c.closed().await, "connection must close without KEEP_CONN");
 }
+}
 
+per_dispatch! {
 /// F7: with FCGI_KEEP_CONN the connection stays open and the id is reused.
-#[tokio::test]
-async fn keep_conn_reuses_id_f7() {
-    let mut c = connect(&Server::new().connections(echo()));
+async fn keep_conn_reuses_id_f7(dispatch) {
+    let mut c = connect(&new_server(dispatch).connections(echo()));
     for i in 0..3 {
         let path = format!("/r{i}");
         c.begin(1, RESPONDER, KEEP_CONN, &pairs(&get(&path))).await;
@@ -69,13 +71,14 @@ async fn keep_conn_reuses_id_f7() {
     }
     assert!(c.stays_open().await);
 }
+}
 
+per_dispatch! {
 /// F10: a body with CONTENT_LENGTH reaches the application; one with an
 /// empty CONTENT_LENGTH (a chunked upload the web server streams) is read
 /// to the end of FCGI_STDIN.
-#[tokio::test]
-async fn body_with_and_without_length_f10() {
-    let mut c = connect(&Server::new().connections(echo()));
+async fn body_with_and_without_length_f10(dispatch) {
+    let mut c = connect(&new_server(dispatch).connections(echo()));
     let mut p = get("/up");
     p[0].1 = "POST".into();
     p[8].1 = "5".into();
@@ -91,18 +94,19 @@ async fn body_with_and_without_length_f10() {
     c.stream(RecordType::Stdin, 1, b"y", true).await;
     assert_eq!(c.response(1).await.body(), "POST /up 100001");
 }
+}
 
+per_dispatch! {
 /// F10: STDIN shorter than CONTENT_LENGTH is a body error for the
 /// application (the client's upload failed).
-#[tokio::test]
-async fn short_stdin_is_a_body_error_f10() {
+async fn short_stdin_is_a_body_error_f10(dispatch) {
     let a = app(|req: Request<Body>| async move {
         match read_body(req.into_body()).await {
             Ok(b) => ok(format!("got {}", b.len())),
             Err(_) => ok("short"),
         }
     });
-    let mut c = connect(&Server::new().connections(a));
+    let mut c = connect(&new_server(dispatch).connections(a));
     let mut p = get("/");
     p[0].1 = "POST".into();
     p[8].1 = "10".into();
@@ -110,19 +114,20 @@ async fn short_stdin_is_a_body_error_f10() {
     c.stream(RecordType::Stdin, 1, b"abc", true).await;
     assert_eq!(c.response(1).await.body(), "short");
 }
+}
 
+per_dispatch! {
 /// F10, B5: the whole request in one write (FCGI_STDIN ended right after the
 /// parameters, so its body is known empty at once): a GET gets an empty
 /// body, and a declared CONTENT_LENGTH with no data is still a body error.
-#[tokio::test]
-async fn request_in_one_write_f10() {
+async fn request_in_one_write_f10(dispatch) {
     let a = app(|req: Request<Body>| async move {
         match read_body(req.into_body()).await {
             Ok(b) => ok(format!("got {}", b.len())),
             Err(_) => ok("short"),
         }
     });
-    let mut c = connect(&Server::new().connections(a));
+    let mut c = connect(&new_server(dispatch).connections(a));
     for (length, expected) in [("", "got 0"), ("4", "short"), ("0", "got 0")] {
         let mut p = get("/");
         p[8].1 = length.into();
@@ -139,12 +144,13 @@ async fn request_in_one_write_f10() {
         );
     }
 }
+}
 
+per_dispatch! {
 /// F9: a second request while one is active on a connection that does not
 /// multiplex is refused with FCGI_CANT_MPX_CONN, and the first completes.
-#[tokio::test]
-async fn cant_mpx_conn_f9() {
-    let mut c = connect(&Server::new().connections(echo()));
+async fn cant_mpx_conn_f9(dispatch) {
+    let mut c = connect(&new_server(dispatch).connections(echo()));
     let mut p = get("/a");
     p[8].1 = "2".into();
     c.begin(1, RESPONDER, KEEP_CONN, &pairs(&p)).await;
@@ -159,11 +165,12 @@ async fn cant_mpx_conn_f9() {
     c.stream(RecordType::Stdin, 1, b"ok", true).await;
     assert_eq!(c.response(1).await.body(), "GET /a 2");
 }
+}
 
+per_dispatch! {
 /// F9 + backpressure: on a multiplexing connection, a request whose
 /// application does not read its body does not hold up another request.
-#[tokio::test]
-async fn multiplexed_slow_reader_does_not_stall_others_f9() {
+async fn multiplexed_slow_reader_does_not_stall_others_f9(dispatch) {
     let gate = Arc::new(Notify::new());
     let g = gate.clone();
     let a = app(move |req: Request<Body>| {
@@ -182,7 +189,7 @@ async fn multiplexed_slow_reader_does_not_stall_others_f9() {
     fn req_path_hint() -> &'static str {
         "done"
     }
-    let mut server = Server::new();
+    let mut server = new_server(dispatch);
     server.multiplex(true);
     let conns = server.connections(a);
     let mut c = connect(&conns);
@@ -197,6 +204,7 @@ async fn multiplexed_slow_reader_does_not_stall_others_f9() {
     c.stream(RecordType::Stdin, 1, b"", true).await;
     gate.notify_one();
     assert_eq!(c.response(1).await.body(), "done 100000");
+}
 }
 
 /// Sets a flag when dropped: shows that a cancelled application was dropped.
@@ -220,13 +228,13 @@ fn hanging(flag: Arc<AtomicBool>, started: Arc<Notify>) -> App {
     })
 }
 
+per_dispatch! {
 /// F13: FCGI_ABORT_REQUEST cancels the application (its future is dropped)
 /// and is answered with END_REQUEST; the connection keeps serving.
-#[tokio::test]
-async fn abort_request_cancels_the_app_f13() {
+async fn abort_request_cancels_the_app_f13(dispatch) {
     let dropped = Arc::new(AtomicBool::new(false));
     let started = Arc::new(Notify::new());
-    let mut c = connect(&Server::new().connections(hanging(dropped.clone(), started.clone())));
+    let mut c = connect(&new_server(dispatch).connections(hanging(dropped.clone(), started.clone())));
     c.begin(1, RESPONDER, KEEP_CONN, &pairs(&get("/"))).await;
     started.notified().await;
     let mut w = BytesMut::new();
@@ -241,13 +249,14 @@ async fn abort_request_cancels_the_app_f13() {
     started.notified().await;
     assert!(c.stays_open().await);
 }
+}
 
+per_dispatch! {
 /// F14: the web server closing the connection cancels its requests.
-#[tokio::test]
-async fn web_server_close_cancels_f14() {
+async fn web_server_close_cancels_f14(dispatch) {
     let dropped = Arc::new(AtomicBool::new(false));
     let started = Arc::new(Notify::new());
-    let mut c = connect(&Server::new().connections(hanging(dropped.clone(), started.clone())));
+    let mut c = connect(&new_server(dispatch).connections(hanging(dropped.clone(), started.clone())));
     c.begin(1, RESPONDER, KEEP_CONN, &pairs(&get("/"))).await;
     started.notified().await;
     drop(c);
@@ -259,12 +268,13 @@ async fn web_server_close_cancels_f14() {
     }
     panic!("the application was not cancelled");
 }
+}
 
+per_dispatch! {
 /// F4: FCGI_GET_VALUES answers from the real configuration, even in the
 /// middle of a request.
-#[tokio::test]
-async fn get_values_reports_the_config_f4() {
-    let mut server = Server::new();
+async fn get_values_reports_the_config_f4(dispatch) {
+    let mut server = new_server(dispatch);
     server.multiplex(true).max_requests(7);
     let conns = server.connections(echo());
     let mut c = connect(&conns);
@@ -289,12 +299,13 @@ async fn get_values_reports_the_config_f4() {
     c.stream(RecordType::Stdin, 1, b"", true).await;
     assert_eq!(c.response(1).await.body(), "GET / 0");
 }
+}
 
+per_dispatch! {
 /// F4, F9 on a connection that does not multiplex: while the application
 /// runs (and waits), FCGI_GET_VALUES is answered at once and a second
 /// request is refused with FCGI_CANT_MPX_CONN; the first one then completes.
-#[tokio::test]
-async fn management_answered_while_the_app_runs_f4() {
+async fn management_answered_while_the_app_runs_f4(dispatch) {
     let gate = Arc::new(Notify::new());
     let started = Arc::new(Notify::new());
     let (g, s) = (gate.clone(), started.clone());
@@ -306,7 +317,7 @@ async fn management_answered_while_the_app_runs_f4() {
             ok("released")
         }
     });
-    let mut c = connect(&Server::new().connections(a));
+    let mut c = connect(&new_server(dispatch).connections(a));
     c.begin(1, RESPONDER, KEEP_CONN, &pairs(&get("/"))).await;
     c.stream(RecordType::Stdin, 1, b"", true).await;
     started.notified().await;
@@ -331,12 +342,13 @@ async fn management_answered_while_the_app_runs_f4() {
     let r = c.response(1).await;
     assert_eq!((r.body().as_str(), r.app_status), ("released", 0));
 }
+}
 
+per_dispatch! {
 /// Graceful shutdown on connections that do not multiplex: the running
 /// request finishes and its connection then closes; an idle connection
 /// closes at once.
-#[tokio::test]
-async fn graceful_shutdown_one_request_at_a_time() {
+async fn graceful_shutdown_one_request_at_a_time(dispatch) {
     let gate = Arc::new(Notify::new());
     let started = Arc::new(Notify::new());
     let (g, s) = (gate.clone(), started.clone());
@@ -349,7 +361,7 @@ async fn graceful_shutdown_one_request_at_a_time() {
         }
     });
     let shutdown = gateway_core::server::Shutdown::new();
-    let mut server = Server::new();
+    let mut server = new_server(dispatch);
     server.shutdown(shutdown.clone());
     let conns = server.connections(a);
     let mut busy = connect(&conns);
@@ -363,13 +375,14 @@ async fn graceful_shutdown_one_request_at_a_time() {
     assert_eq!(busy.response(1).await.body(), "finished");
     assert!(busy.closed().await);
 }
+}
 
+per_dispatch! {
 /// F9: past the server's capacity, new requests get FCGI_OVERLOADED.
-#[tokio::test]
-async fn overloaded_past_capacity_f9() {
+async fn overloaded_past_capacity_f9(dispatch) {
     let dropped = Arc::new(AtomicBool::new(false));
     let started = Arc::new(Notify::new());
-    let mut server = Server::new();
+    let mut server = new_server(dispatch);
     server.max_requests(1);
     let conns = server.connections(hanging(dropped, started.clone()));
     let mut c1 = connect(&conns);
@@ -382,23 +395,25 @@ async fn overloaded_past_capacity_f9() {
     assert!(r.stdout.is_empty());
     assert!(c2.closed().await);
 }
+}
 
+per_dispatch! {
 /// F8: an unknown role is refused with FCGI_UNKNOWN_ROLE.
-#[tokio::test]
-async fn unknown_role_f8() {
-    let mut c = connect(&Server::new().connections(echo()));
+async fn unknown_role_f8(dispatch) {
+    let mut c = connect(&new_server(dispatch).connections(echo()));
     c.begin(1, 9, 0, &[]).await;
     let r = c.record().await.unwrap();
     assert_eq!(r.record_type, RecordType::EndRequest);
     assert_eq!(r.content[4], ProtocolStatus::UnknownRole.as_u8());
     assert!(c.closed().await);
 }
+}
 
+per_dispatch! {
 /// F8: the Authorizer role: no body, no CONTENT_LENGTH/SCRIPT_NAME/PATH_INFO
 /// (the path comes from REQUEST_URI); a 200 with `Variable-*` headers goes
 /// back as is, and so does a 403.
-#[tokio::test]
-async fn authorizer_role_f8() {
+async fn authorizer_role_f8(dispatch) {
     let a = app(|req: Request<Body>| async move {
         let allowed = req.headers().contains_key("authorization");
         let path = req.uri().path().to_owned();
@@ -411,7 +426,7 @@ async fn authorizer_role_f8() {
         }
         res
     });
-    let mut c = connect(&Server::new().connections(a));
+    let mut c = connect(&new_server(dispatch).connections(a));
     let p = [
         ("REQUEST_METHOD", "GET"),
         ("REQUEST_URI", "/private/x?y=1"),
@@ -433,11 +448,12 @@ async fn authorizer_role_f8() {
     c.stream(RecordType::Stdin, 1, b"", true).await;
     assert!(c.response(1).await.text().starts_with("Status: 403"));
 }
+}
 
+per_dispatch! {
 /// F8: the Filter role: the FCGI_DATA stream reaches the application as
 /// [`FilterData`] in the request extensions, next to the body.
-#[tokio::test]
-async fn filter_role_data_stream_f8() {
+async fn filter_role_data_stream_f8(dispatch) {
     let a = app(|mut req: Request<Body>| async move {
         let data = req
             .extensions_mut()
@@ -454,13 +470,14 @@ async fn filter_role_data_stream_f8() {
             String::from_utf8_lossy(&body)
         ))
     });
-    let mut c = connect(&Server::new().connections(a));
+    let mut c = connect(&new_server(dispatch).connections(a));
     let mut p = get("/f");
     p.push(("FCGI_DATA_LENGTH", "4".into()));
     c.begin(1, FILTER, 0, &pairs(&p)).await;
     c.stream(RecordType::Stdin, 1, b"in", true).await;
     c.stream(RecordType::Data, 1, b"file", true).await;
     assert_eq!(c.response(1).await.body(), "data=file body=in");
+}
 }
 
 fn stderr_app() -> App {
@@ -472,11 +489,11 @@ fn stderr_app() -> App {
     })
 }
 
+per_dispatch! {
 /// F11, F12, F16: the error stream goes out as FCGI_STDERR records, ended by
 /// an empty FCGI_STDERR before END_REQUEST.
-#[tokio::test]
-async fn stderr_records_f12_f16() {
-    let mut c = connect(&Server::new().connections(stderr_app()));
+async fn stderr_records_f12_f16(dispatch) {
+    let mut c = connect(&new_server(dispatch).connections(stderr_app()));
     c.begin(1, RESPONDER, 0, &pairs(&get("/"))).await;
     c.stream(RecordType::Stdin, 1, b"", true).await;
     let r = c.response(1).await;
@@ -484,13 +501,14 @@ async fn stderr_records_f12_f16() {
     assert!(r.stderr_ended);
     assert_eq!(r.body(), "fine");
 }
+}
 
+per_dispatch! {
 /// F16: with an error stream of its own (the local log, for IIS), the
 /// application's errors go there and no FCGI_STDERR records are sent at all.
-#[tokio::test]
-async fn stderr_to_a_stream_of_its_own_f16() {
+async fn stderr_to_a_stream_of_its_own_f16(dispatch) {
     let (errors, captured) = ErrorStream::capture();
-    let mut server = Server::new();
+    let mut server = new_server(dispatch);
     server.error_stream(errors);
     let conns = server.connections(stderr_app());
     let mut c = connect(&conns);
@@ -501,14 +519,15 @@ async fn stderr_to_a_stream_of_its_own_f16() {
     assert_eq!(r.body(), "fine");
     assert_eq!(captured.contents(), b"warning: something\n");
 }
+}
 
+per_dispatch! {
 /// F2, B9: a large response is split into records of at most 65535 content
 /// bytes, each padded to a multiple of 8, with no empty STDOUT before the
 /// end; the framing on the wire is contiguous.
-#[tokio::test]
-async fn record_sizes_and_padding_f2() {
+async fn record_sizes_and_padding_f2(dispatch) {
     let a = app(|_req: Request<Body>| async move { ok(vec![b'z'; 200_000]) });
-    let mut c = connect(&Server::new().connections(a));
+    let mut c = connect(&new_server(dispatch).connections(a));
     c.begin(1, RESPONDER, 0, &pairs(&get("/"))).await;
     c.stream(RecordType::Stdin, 1, b"", true).await;
     let mut raw = c.raw_until_close().await;
@@ -533,65 +552,72 @@ async fn record_sizes_and_padding_f2() {
     assert!(ended);
     assert!(total > 200_000);
 }
+}
 
 /// F10 + bounded memory: 64 MiB streamed through a request without a
 /// declared length; the application sees the data while the upload is still
 /// going, so nothing buffers the whole body.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn large_upload_is_streamed_f10() {
-    let upload_done = Arc::new(AtomicBool::new(false));
-    let seen_early = Arc::new(AtomicBool::new(false));
-    let (d, e) = (upload_done.clone(), seen_early.clone());
-    let a = app(move |req: Request<Body>| {
-        let (d, e) = (d.clone(), e.clone());
-        async move {
-            use http_body_util::BodyExt;
-            let mut body = req.into_body();
-            let mut n = 0usize;
-            while let Some(frame) = body.frame().await {
-                let Ok(frame) = frame else { break };
-                if let Some(data) = frame.data_ref() {
-                    if n == 0 && !d.load(Ordering::SeqCst) {
-                        e.store(true, Ordering::SeqCst);
+    // Under each dispatch strategy.
+    for dispatch in Dispatch::ALL {
+        let upload_done = Arc::new(AtomicBool::new(false));
+        let seen_early = Arc::new(AtomicBool::new(false));
+        let (d, e) = (upload_done.clone(), seen_early.clone());
+        let a = app(move |req: Request<Body>| {
+            let (d, e) = (d.clone(), e.clone());
+            async move {
+                use http_body_util::BodyExt;
+                let mut body = req.into_body();
+                let mut n = 0usize;
+                while let Some(frame) = body.frame().await {
+                    let Ok(frame) = frame else { break };
+                    if let Some(data) = frame.data_ref() {
+                        if n == 0 && !d.load(Ordering::SeqCst) {
+                            e.store(true, Ordering::SeqCst);
+                        }
+                        n += data.len();
                     }
-                    n += data.len();
                 }
+                ok(format!("{n}"))
             }
-            ok(format!("{n}"))
+        });
+        let mut c = connect(&new_server(dispatch).connections(a));
+        let mut p = get("/big");
+        p[0].1 = "PUT".into();
+        c.begin(1, RESPONDER, 0, &pairs(&p)).await;
+        let chunk = vec![7u8; 60_000];
+        let total = 64 << 20;
+        let mut sent = 0;
+        while sent < total {
+            let n = chunk.len().min(total - sent);
+            c.stream(RecordType::Stdin, 1, &chunk[..n], false).await;
+            sent += n;
         }
-    });
-    let mut c = connect(&Server::new().connections(a));
-    let mut p = get("/big");
-    p[0].1 = "PUT".into();
-    c.begin(1, RESPONDER, 0, &pairs(&p)).await;
-    let chunk = vec![7u8; 60_000];
-    let total = 64 << 20;
-    let mut sent = 0;
-    while sent < total {
-        let n = chunk.len().min(total - sent);
-        c.stream(RecordType::Stdin, 1, &chunk[..n], false).await;
-        sent += n;
+        upload_done.store(true, Ordering::SeqCst);
+        c.stream(RecordType::Stdin, 1, b"", true).await;
+        let r = c.response(1).await;
+        assert_eq!(r.body(), total.to_string());
+        assert!(seen_early.load(Ordering::SeqCst), "body was not streamed");
     }
-    upload_done.store(true, Ordering::SeqCst);
-    c.stream(RecordType::Stdin, 1, b"", true).await;
-    let r = c.response(1).await;
-    assert_eq!(r.body(), total.to_string());
-    assert!(seen_early.load(Ordering::SeqCst), "body was not streamed");
 }
 
 /// A response streamed as it is produced: 64 MiB out through a connection
 /// whose reader is slower than the application, with bounded queues.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn large_download_is_streamed() {
-    let a = app(|_req: Request<Body>| async move {
-        let chunks = futures_stream(1024, 64 * 1024);
-        ok(Body::new(chunks))
-    });
-    let mut c = connect(&Server::new().connections(a));
-    c.begin(1, RESPONDER, 0, &pairs(&get("/"))).await;
-    c.stream(RecordType::Stdin, 1, b"", true).await;
-    let r = c.response(1).await;
-    assert_eq!(r.body().len(), 64 << 20);
+    // Under each dispatch strategy.
+    for dispatch in Dispatch::ALL {
+        let a = app(|_req: Request<Body>| async move {
+            let chunks = futures_stream(1024, 64 * 1024);
+            ok(Body::new(chunks))
+        });
+        let mut c = connect(&new_server(dispatch).connections(a));
+        c.begin(1, RESPONDER, 0, &pairs(&get("/"))).await;
+        c.stream(RecordType::Stdin, 1, b"", true).await;
+        let r = c.response(1).await;
+        assert_eq!(r.body().len(), 64 << 20);
+    }
 }
 
 /// A body of `n` chunks of `size` bytes, made lazily.
@@ -620,10 +646,10 @@ fn futures_stream(
     Chunks(n, size)
 }
 
+per_dispatch! {
 /// B1, B2, B3, F6, F15: protocol errors close the connection (never a
 /// panic) and the server keeps serving other connections.
-#[tokio::test]
-async fn protocol_errors_close_the_connection_f15() {
+async fn protocol_errors_close_the_connection_f15(dispatch) {
     let cases: Vec<(&str, Vec<u8>)> = vec![
         (
             "B1 bad version",
@@ -661,7 +687,7 @@ async fn protocol_errors_close_the_connection_f15() {
             w.to_vec()
         }),
     ];
-    let conns = Server::new().connections(echo());
+    let conns = new_server(dispatch).connections(echo());
     for (name, bytes) in cases {
         let mut c = connect(&conns);
         c.send(&bytes).await;
@@ -672,18 +698,19 @@ async fn protocol_errors_close_the_connection_f15() {
     c.stream(RecordType::Stdin, 1, b"", true).await;
     assert_eq!(c.response(1).await.body(), "GET /still 0");
 }
+}
 
+per_dispatch! {
 /// Limits: parameters over `max_head_len` close the connection; an idle
 /// kept-alive connection is closed after `idle_timeout`; a connection that
 /// never finishes its parameters is closed after `head_read_timeout`.
-#[tokio::test]
-async fn limits_and_timeouts() {
+async fn limits_and_timeouts(dispatch) {
     let mut limits = Limits::default();
     limits
         .max_head_len(1024)
         .idle_timeout(Duration::from_millis(200))
         .head_read_timeout(Duration::from_millis(200));
-    let mut server = Server::new();
+    let mut server = new_server(dispatch);
     server.handler(Handler::builder().limits(limits).build());
 
     let conns = server.connections(echo());
@@ -704,14 +731,15 @@ async fn limits_and_timeouts() {
     c.send(&w).await;
     assert!(c.closed().await, "parameters never finished");
 }
+}
 
+per_dispatch! {
 /// Limits: after `max_requests_per_connection` requests a kept-alive
 /// connection is closed once idle.
-#[tokio::test]
-async fn requests_per_connection() {
+async fn requests_per_connection(dispatch) {
     let mut limits = Limits::default();
     limits.max_requests_per_connection(Some(2));
-    let mut server = Server::new();
+    let mut server = new_server(dispatch);
     server.handler(Handler::builder().limits(limits).build());
     let conns = server.connections(echo());
     let mut c = connect(&conns);
@@ -722,12 +750,13 @@ async fn requests_per_connection() {
     }
     assert!(c.closed().await);
 }
+}
 
+per_dispatch! {
 /// Graceful shutdown: the in-flight request finishes, a new request (here on
 /// the busy, multiplexing connection) is answered FCGI_OVERLOADED, idle
 /// connections close, and the busy one closes once its request is done.
-#[tokio::test]
-async fn graceful_shutdown() {
+async fn graceful_shutdown(dispatch) {
     let gate = Arc::new(Notify::new());
     let g = gate.clone();
     let count = Arc::new(AtomicUsize::new(0));
@@ -742,7 +771,7 @@ async fn graceful_shutdown() {
         }
     });
     let shutdown = gateway_core::server::Shutdown::new();
-    let mut server = Server::new();
+    let mut server = new_server(dispatch);
     server.shutdown(shutdown.clone()).multiplex(true);
     let conns = server.connections(a);
     let mut busy = connect(&conns);
@@ -762,11 +791,12 @@ async fn graceful_shutdown() {
     assert_eq!(busy.response(1).await.body(), "finished");
     assert!(busy.closed().await);
 }
+}
 
+per_dispatch! {
 /// F1: the accept loop over loopback TCP, with an allow-list that refuses
 /// this peer, and without one.
-#[tokio::test]
-async fn tcp_listener_and_allow_list_f1() {
+async fn tcp_listener_and_allow_list_f1(dispatch) {
     use gateway_core::server::{Listener, Shutdown};
     for (allowed, served) in [
         (None, true),
@@ -775,7 +805,7 @@ async fn tcp_listener_and_allow_list_f1() {
         let listener = Listener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.tcp_addr().unwrap();
         let shutdown = Shutdown::new();
-        let mut server = Server::new();
+        let mut server = new_server(dispatch);
         server.shutdown(shutdown.clone()).web_server_addrs(allowed);
         let task = tokio::spawn(async move { server.serve(listener, echo()).await });
         let mut c = Client::new(tokio::net::TcpStream::connect(addr).await.unwrap());
@@ -789,6 +819,7 @@ async fn tcp_listener_and_allow_list_f1() {
         shutdown.trigger();
         task.await.unwrap().unwrap();
     }
+}
 }
 
 /// `partial`, then a body error: a response that fails after its head.
@@ -820,15 +851,15 @@ fn failing_after_head() -> App {
     })
 }
 
+per_dispatch! {
 /// F11: a response that fails after its head gets what was produced, the
 /// end of STDOUT, and END_REQUEST with appStatus 1 and REQUEST_COMPLETE
 /// (exact bytes, the last thing on the connection without KEEP_CONN); with
 /// KEEP_CONN the connection goes on serving. Both drivers (one request at a
 /// time, multiplexed).
-#[tokio::test]
-async fn failure_after_head_ends_with_app_status_1_f11() {
+async fn failure_after_head_ends_with_app_status_1_f11(dispatch) {
     for multiplex in [false, true] {
-        let mut server = Server::new();
+        let mut server = new_server(dispatch);
         server.multiplex(multiplex);
 
         let conns = server.connections(failing_after_head());
@@ -860,15 +891,16 @@ async fn failure_after_head_ends_with_app_status_1_f11() {
         assert_eq!((r.body().as_str(), r.app_status), ("fine", 0));
     }
 }
+}
 
+per_dispatch! {
 /// With `abort_with_reset(true)`, a response that fails after its head is
 /// cut off instead: what was produced, then the connection closes (a TCP
 /// connection with a reset) with neither the end of STDOUT nor END_REQUEST,
 /// even with KEEP_CONN. Both drivers.
-#[tokio::test]
-async fn failure_after_head_with_reset_truncates() {
+async fn failure_after_head_with_reset_truncates(dispatch) {
     for multiplex in [false, true] {
-        let mut server = Server::new();
+        let mut server = new_server(dispatch);
         server.multiplex(multiplex).abort_with_reset(true);
         let conns = server.connections(failing_after_head());
         let mut c = connect(&conns);
@@ -888,15 +920,16 @@ async fn failure_after_head_with_reset_truncates() {
         assert!(text.ends_with("partial"), "multiplex {multiplex}: {text}");
     }
 }
+}
 
+per_dispatch! {
 /// With `abort_with_reset(true)`, the reset waits until the web server has
 /// sent the end of FCGI_STDIN (Apache sends it after the parameters, and
 /// fails its send otherwise): the partial response arrives, the connection
 /// stays open, and closes once the input has ended. Both drivers.
-#[tokio::test]
-async fn reset_waits_for_the_end_of_stdin() {
+async fn reset_waits_for_the_end_of_stdin(dispatch) {
     for multiplex in [false, true] {
-        let mut server = Server::new();
+        let mut server = new_server(dispatch);
         server.multiplex(multiplex).abort_with_reset(true);
         let conns = server.connections(failing_after_head());
         let mut c = connect(&conns);
@@ -923,16 +956,17 @@ async fn reset_waits_for_the_end_of_stdin() {
         }
     }
 }
+}
 
+per_dispatch! {
 /// Over TCP the reset option really resets: the web server's read fails
 /// with ECONNRESET instead of seeing an orderly end of file.
-#[tokio::test]
-async fn failure_after_head_with_reset_over_tcp() {
+async fn failure_after_head_with_reset_over_tcp(dispatch) {
     use gateway_core::server::{Listener, Shutdown};
     let listener = Listener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr_string();
     let shutdown = Shutdown::new();
-    let mut server = Server::new();
+    let mut server = new_server(dispatch);
     server.abort_with_reset(true).shutdown(shutdown.clone());
     let task = tokio::spawn(async move { server.serve(listener, failing_after_head()).await });
     let mut c = Client::new(tokio::net::TcpStream::connect(addr.as_str()).await.unwrap());
@@ -944,13 +978,14 @@ async fn failure_after_head_with_reset_over_tcp() {
     shutdown.trigger();
     let _ = task.await;
 }
+}
 
+per_dispatch! {
 /// F5, F6: an unknown management record is answered with FCGI_UNKNOWN_TYPE,
 /// records for inactive request ids are ignored, and the connection goes on
 /// serving.
-#[tokio::test]
-async fn unknown_management_and_inactive_ids_f5_f6() {
-    let mut c = connect(&Server::new().connections(echo()));
+async fn unknown_management_and_inactive_ids_f5_f6(dispatch) {
+    let mut c = connect(&new_server(dispatch).connections(echo()));
     c.send(b"\x01\x0c\x00\x00\x00\x00\x00\x00").await;
     let r = c.record().await.unwrap();
     assert_eq!((r.record_type, r.request_id), (RecordType::UnknownType, 0));
@@ -960,11 +995,12 @@ async fn unknown_management_and_inactive_ids_f5_f6() {
     c.stream(RecordType::Stdin, 1, b"", true).await;
     assert_eq!(c.response(1).await.body(), "GET /after 0");
 }
+}
 
+per_dispatch! {
 /// F1: a Unix-socket listener serves; with an allow-list set, connections
 /// without an IP peer are refused.
-#[tokio::test]
-async fn unix_listener_and_allow_list_f1() {
+async fn unix_listener_and_allow_list_f1(dispatch) {
     use gateway_core::server::{Listener, Shutdown};
     let dir = std::env::temp_dir().join(format!("gateway-fcgi-test-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
@@ -977,7 +1013,7 @@ async fn unix_listener_and_allow_list_f1() {
             .await
             .unwrap();
         let shutdown = Shutdown::new();
-        let mut server = Server::new();
+        let mut server = new_server(dispatch);
         server.shutdown(shutdown.clone()).web_server_addrs(allowed);
         let task = tokio::spawn(async move { server.serve(listener, echo()).await });
         let mut c = Client::new(tokio::net::UnixStream::connect(&path).await.unwrap());
@@ -993,13 +1029,14 @@ async fn unix_listener_and_allow_list_f1() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+}
 
+per_dispatch! {
 /// B6: parameters that cannot become a request get 400 from the handler;
 /// the connection goes on serving (B5 is `short_stdin_is_a_body_error_f10`,
 /// B9 `record_sizes_and_padding_f2`).
-#[tokio::test]
-async fn bad_params_get_400_b6() {
-    let mut c = connect(&Server::new().connections(echo()));
+async fn bad_params_get_400_b6(dispatch) {
+    let mut c = connect(&new_server(dispatch).connections(echo()));
     let mut p = get("/x");
     p[0].1 = "BAD METHOD".into();
     c.begin(1, RESPONDER, KEEP_CONN, &pairs(&p)).await;
@@ -1010,4 +1047,5 @@ async fn bad_params_get_400_b6() {
     c.begin(1, RESPONDER, 0, &pairs(&get("/ok"))).await;
     c.stream(RecordType::Stdin, 1, b"", true).await;
     assert_eq!(c.response(1).await.body(), "GET /ok 0");
+}
 }

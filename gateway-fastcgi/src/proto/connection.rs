@@ -1,7 +1,7 @@
 //! The connection-level state machine: which requests are active, what the
 //! management records ask, and the replies that need no application.
 
-use std::collections::HashMap;
+use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 
@@ -26,6 +26,9 @@ pub struct Config {
     pub(crate) mpxs_conns: bool,
     pub(crate) max_params_len: usize,
     pub(crate) max_params: usize,
+    pub(crate) head_read_timeout: Option<Duration>,
+    pub(crate) idle_timeout: Option<Duration>,
+    pub(crate) max_requests_per_connection: Option<u64>,
 }
 
 impl Default for Config {
@@ -36,6 +39,9 @@ impl Default for Config {
             mpxs_conns: false,
             max_params_len: 1 << 20,
             max_params: 4096,
+            head_read_timeout: None,
+            idle_timeout: None,
+            max_requests_per_connection: None,
         }
     }
 }
@@ -82,6 +88,52 @@ impl Config {
         self.max_params = n;
         self
     }
+
+    /// How long a request head (`FCGI_BEGIN_REQUEST` and its whole
+    /// `FCGI_PARAMS` stream) may take from its first byte; on a connection
+    /// without requests, from the first byte of the next record (the
+    /// opening, for a fresh connection). Past it the connection is closed
+    /// ([`Close::Abort`]). Management records do not move it. Default: none.
+    pub fn head_read_timeout(&mut self, timeout: Duration) -> &mut Self {
+        self.head_read_timeout = Some(timeout);
+        self
+    }
+
+    /// How long a connection without requests waits for the next one (from
+    /// the end of the last); past it the connection is closed
+    /// ([`Close::Graceful`]). Default: none.
+    pub fn idle_timeout(&mut self, timeout: Duration) -> &mut Self {
+        self.idle_timeout = Some(timeout);
+        self
+    }
+
+    /// Most requests admitted over the life of one connection; later ones
+    /// are refused with `FCGI_OVERLOADED` and the connection closes once
+    /// idle. Default: no cap.
+    pub fn max_requests_per_connection(&mut self, n: Option<u64>) -> &mut Self {
+        self.max_requests_per_connection = n;
+        self
+    }
+}
+
+/// How a [`Connection`] wants its transport closed
+/// ([`Connection::poll_close`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Close {
+    /// Write what is queued, then close politely (end the output, let the
+    /// web server's last input drain): no request is active and one ended
+    /// without `FCGI_KEEP_CONN`, the connection was [stopped](Connection::stop),
+    /// its request cap or a stall left it unusable, or it sat idle past
+    /// the idle timeout.
+    Graceful,
+    /// Close at once: a request head did not arrive within the head read
+    /// timeout.
+    Abort,
+    /// Write what is queued, then reset the transport: a response failed
+    /// after its head ([`Connection::reset_after_input`]), and the request's
+    /// input has ended or the wait for it ran out.
+    Reset,
 }
 
 /// The FastCGI state machine of one transport connection, without I/O.
@@ -118,26 +170,184 @@ impl Config {
 /// assert_eq!(events[2], Event::StdinEnd { id: 1 });
 ///
 /// // The request ends without FCGI_KEEP_CONN: the connection should close.
-/// assert!(conn.finish(1));
+/// assert!(conn.finish(1, std::time::Instant::now()));
 /// # Ok::<(), proto::ProtocolError>(())
 /// ```
 #[derive(Debug)]
 pub struct Connection {
     config: Config,
-    requests: HashMap<u16, Request>,
+    requests: Requests,
     output: BytesMut,
     close_requested: bool,
+    /// Refuse new requests and close once idle.
+    stopping: bool,
+    /// An input stream stalled: same, the web server's stream being in an
+    /// unknown state.
+    stalled: bool,
+    /// Requests admitted so far.
+    admitted: u64,
+    /// When input last arrived.
+    last_input: Option<Instant>,
+    /// While no request is active: when the connection became idle (its
+    /// opening, or the end of its last request).
+    idle_since: Option<Instant>,
+    /// While no request is active: when the first byte of the next request
+    /// head arrived (the opening, for a fresh connection).
+    head_since: Option<Instant>,
+    /// A response failed after its head: reset once this request's input
+    /// has ended, or at this time.
+    resetting: Option<(u16, Instant)>,
+    /// Set by a deadline that passed.
+    expired: Option<Close>,
 }
 
 impl Connection {
-    /// A connection with no active request.
+    /// A connection with no active request and no clock: its deadlines
+    /// start with the first [`received`](Self::received). A transport that
+    /// has just opened uses [`opened`](Self::opened).
     pub fn new(config: &Config) -> Connection {
         Connection {
             config: *config,
-            requests: HashMap::new(),
+            requests: Requests::default(),
             output: BytesMut::new(),
             close_requested: false,
+            stopping: false,
+            stalled: false,
+            admitted: 0,
+            last_input: None,
+            idle_since: None,
+            head_since: None,
+            resetting: None,
+            expired: None,
         }
+    }
+
+    /// A connection whose transport opened at `now`: the first request head
+    /// is due within the head read timeout from then.
+    pub fn opened(config: &Config, now: Instant) -> Connection {
+        let mut conn = Connection::new(config);
+        conn.idle_since = Some(now);
+        conn.head_since = Some(now);
+        conn
+    }
+
+    /// Input arrived at `now` (call it after each read that got bytes):
+    /// on a connection without requests, the first bytes after an idle
+    /// spell start the clock of the next request head.
+    pub fn received(&mut self, now: Instant) {
+        self.last_input = Some(now);
+        if self.requests.is_empty() && self.head_since.is_none() {
+            self.head_since = Some(now);
+        }
+    }
+
+    /// The earliest time at which [`handle_timeout`](Self::handle_timeout)
+    /// has something to do, if any: the head read deadline of a request
+    /// whose parameters are incomplete, of the next request on a connection
+    /// without requests, the idle deadline, or the end of the wait of
+    /// [`reset_after_input`](Self::reset_after_input).
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        if self.expired.is_some() {
+            return None;
+        }
+        if let Some((_, until)) = self.resetting {
+            return Some(until);
+        }
+        if self.requests.is_empty() {
+            return match (self.head_since, self.config.head_read_timeout) {
+                (Some(t), Some(d)) => Some(after(t, d)),
+                (Some(_), None) => None,
+                (None, _) => self
+                    .idle_since
+                    .zip(self.config.idle_timeout)
+                    .map(|(t, d)| after(t, d)),
+            };
+        }
+        let head = self.config.head_read_timeout?;
+        self.requests
+            .values()
+            .filter_map(Request::head_started)
+            .min()
+            .map(|t| after(t, head))
+    }
+
+    /// Acts on the deadlines that passed by `now`; afterwards
+    /// [`poll_close`](Self::poll_close) tells whether the connection is to
+    /// close.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        if self.expired.is_some() {
+            return;
+        }
+        if let Some((_, until)) = self.resetting {
+            if now >= until {
+                self.expired = Some(Close::Reset);
+            }
+            return;
+        }
+        let Some(deadline) = self.poll_timeout() else {
+            return;
+        };
+        if now < deadline {
+            return;
+        }
+        let waiting_for_head = !self.requests.is_empty() || self.head_since.is_some();
+        self.expired = Some(if waiting_for_head {
+            tracing::debug!("FastCGI request head not received in time");
+            Close::Abort
+        } else {
+            tracing::debug!("FastCGI connection idle past its timeout");
+            Close::Graceful
+        });
+    }
+
+    /// Whether and how the transport is to be closed now; see [`Close`].
+    pub fn poll_close(&self) -> Option<Close> {
+        if let Some(close) = self.expired {
+            return Some(close);
+        }
+        if let Some((id, _)) = self.resetting {
+            let input_ended = self.requests.get(&id).is_none_or(Request::input_ended);
+            return input_ended.then_some(Close::Reset);
+        }
+        self.should_close().then_some(Close::Graceful)
+    }
+
+    /// Stops admitting requests (each new one is refused with
+    /// `FCGI_OVERLOADED`); the connection closes once the active ones
+    /// have ended. For a server shutting down.
+    pub fn stop(&mut self) {
+        self.stopping = true;
+    }
+
+    /// An input stream of a request stalled (its reader gave up waiting):
+    /// what the web server sends next cannot be trusted, so the connection
+    /// admits no more requests and closes once the active ones have ended.
+    pub fn stall(&mut self) {
+        self.stalled = true;
+    }
+
+    /// Request `id`'s response failed after its head and is to be cut off
+    /// by resetting the connection: [`poll_close`](Self::poll_close) says
+    /// [`Close::Reset`] once the request's input has ended (a reset while
+    /// the web server is still sending fails its send, and some answer the
+    /// client with an error page instead of the partial response), or at
+    /// `until` at the latest. No new request is admitted meanwhile.
+    pub fn reset_after_input(&mut self, id: u16, until: Instant) {
+        if self.resetting.is_none() {
+            self.resetting = Some((id, until));
+        }
+    }
+
+    /// Whether new requests are refused: the connection was stopped, has
+    /// stalled, is to be reset, or has admitted its cap of requests.
+    pub fn is_refusing(&self) -> bool {
+        self.stopping
+            || self.stalled
+            || self.resetting.is_some()
+            || self
+                .config
+                .max_requests_per_connection
+                .is_some_and(|m| self.admitted >= m)
     }
 
     /// Decodes records off the front of `buf` and handles them until one
@@ -228,7 +438,8 @@ impl Connection {
         let keep_conn = body.keep_conn();
         let refusal = if !self.config.mpxs_conns && !self.requests.is_empty() {
             Some(ProtocolStatus::CantMpxConn)
-        } else if self.requests.len() >= usize::try_from(self.config.max_reqs).unwrap_or(usize::MAX)
+        } else if self.is_refusing()
+            || self.requests.len() >= usize::try_from(self.config.max_reqs).unwrap_or(usize::MAX)
         {
             Some(ProtocolStatus::Overloaded)
         } else {
@@ -243,12 +454,19 @@ impl Connection {
                 if !keep_conn && self.requests.is_empty() {
                     self.close_requested = true;
                 }
+                if self.requests.is_empty() {
+                    // The refused request's head is over.
+                    self.head_since = None;
+                    self.idle_since = self.last_input.or(self.idle_since);
+                }
                 return Ok(Some(Event::Rejected { id, status }));
             }
         };
         let params = ParamsDecoder::new(self.config.max_params_len, self.config.max_params);
+        let head_started = self.head_since.take().or(self.last_input);
+        self.admitted += 1;
         self.requests
-            .insert(id, Request::new(role, keep_conn, params));
+            .insert(id, Request::new(role, keep_conn, params, head_started));
         Ok(Some(Event::Begin {
             id,
             role,
@@ -267,18 +485,26 @@ impl Connection {
         !self.output.is_empty()
     }
 
-    /// Marks request `id` as ended, freeing the id for reuse, and returns
-    /// [`should_close`](Self::should_close).
+    /// Marks request `id` as ended at `now`, freeing the id for reuse, and
+    /// returns [`should_close`](Self::should_close). With no request left,
+    /// the connection is idle from `now` on.
     ///
     /// Call it no later than handing the request's `FCGI_END_REQUEST` to the
     /// transport: the web server may reuse the id as soon as it reads that
     /// record. Later input for the id is ignored. Unknown ids are
     /// ignored.
-    pub fn finish(&mut self, id: u16) -> bool {
+    pub fn finish(&mut self, id: u16, now: Instant) -> bool {
         if let Some(request) = self.requests.remove(&id) {
             if !request.keep_conn() {
                 self.close_requested = true;
             }
+            if self.requests.is_empty() {
+                self.idle_since = Some(now);
+                self.head_since = None;
+            }
+        }
+        if self.resetting.is_some_and(|(r, _)| r == id) {
+            self.expired.get_or_insert(Close::Reset);
         }
         self.should_close()
     }
@@ -287,18 +513,20 @@ impl Connection {
     /// [`Overloaded`](ProtocolStatus::Overloaded) when a limit across
     /// connections is reached): queues its `FCGI_END_REQUEST` with this status
     /// and application status 0, then [`finish`](Self::finish)es it.
-    pub fn reject(&mut self, id: u16, status: ProtocolStatus) -> bool {
+    pub fn reject(&mut self, id: u16, status: ProtocolStatus, now: Instant) -> bool {
         if self.requests.contains_key(&id) {
             encode_end_request(&mut self.output, id, 0, status);
         }
-        self.finish(id)
+        self.finish(id, now)
     }
 
-    /// Whether the application should close the connection now: a request
-    /// without `FCGI_KEEP_CONN` has ended (or was refused) and no request is
-    /// active. The queued output should be written first.
+    /// Whether the application should close the connection now: no request
+    /// is active, and one without `FCGI_KEEP_CONN` has ended (or was
+    /// refused), or the connection refuses new requests (see
+    /// [`is_refusing`](Self::is_refusing)). The queued output should be
+    /// written first.
     pub fn should_close(&self) -> bool {
-        self.close_requested && self.requests.is_empty()
+        self.requests.is_empty() && (self.close_requested || self.is_refusing())
     }
 
     /// Whether request `id` is active (begun and not finished).
@@ -324,5 +552,55 @@ impl Connection {
     /// Whether active request `id` was aborted by the web server.
     pub fn is_aborted(&self, id: u16) -> bool {
         self.requests.get(&id).is_some_and(Request::is_aborted)
+    }
+}
+
+/// `t + d`, or a year after `t` when that is not representable (a limit of
+/// `Duration::MAX` for "none").
+fn after(t: Instant, d: Duration) -> Instant {
+    t.checked_add(d)
+        .or_else(|| t.checked_add(Duration::from_secs(365 * 24 * 3600)))
+        .unwrap_or(t)
+}
+
+/// The active requests by id: a short list (one entry on a connection that
+/// carries one request at a time, a few on a multiplexed one), searched
+/// from the front, which costs less than hashing for so few.
+#[derive(Debug, Default)]
+struct Requests(Vec<(u16, Request)>);
+
+impl Requests {
+    fn get(&self, id: &u16) -> Option<&Request> {
+        self.0.iter().find(|(i, _)| i == id).map(|(_, r)| r)
+    }
+
+    fn get_mut(&mut self, id: &u16) -> Option<&mut Request> {
+        self.0.iter_mut().find(|(i, _)| i == id).map(|(_, r)| r)
+    }
+
+    fn contains_key(&self, id: &u16) -> bool {
+        self.0.iter().any(|(i, _)| i == id)
+    }
+
+    /// Adds request `id` (not active: the caller checked).
+    fn insert(&mut self, id: u16, request: Request) {
+        self.0.push((id, request));
+    }
+
+    fn remove(&mut self, id: &u16) -> Option<Request> {
+        let at = self.0.iter().position(|(i, _)| i == id)?;
+        Some(self.0.swap_remove(at).1)
+    }
+
+    fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    fn values(&self) -> impl Iterator<Item = &Request> {
+        self.0.iter().map(|(_, r)| r)
     }
 }

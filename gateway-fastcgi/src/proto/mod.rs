@@ -24,7 +24,10 @@
 //! [`Connection::take_output`] to the transport, hands events to the
 //! application, encodes the application's output with a [`ResponseEncoder`],
 //! calls [`Connection::finish`] when a request ends, and closes the transport
-//! on any [`ProtocolError`] or when [`Connection::should_close`] says so.
+//! on any [`ProtocolError`] or as [`Connection::poll_close`] says. Time is
+//! passed in: [`Connection::received`] after each read,
+//! [`Connection::handle_timeout`] when [`Connection::poll_timeout`] is
+//! reached.
 
 pub mod body;
 mod connection;
@@ -37,7 +40,7 @@ mod request;
 mod response;
 
 pub use body::{BeginRequestBody, EndRequestBody, ProtocolStatus, Role};
-pub use connection::{Config, Connection};
+pub use connection::{Close, Config, Connection};
 pub use encode::{
     encode_abort_request, encode_begin_request, encode_end_request, encode_record, encode_stream,
     encode_stream_end, encode_unknown_type, padding_len,

@@ -6,6 +6,8 @@
 //! empty record and, for the Filter role only, `FCGI_DATA` likewise (those two
 //! may interleave). `FCGI_ABORT_REQUEST` may come at any time.
 
+use std::time::Instant;
+
 use bytes::Bytes;
 
 use super::body::{ProtocolStatus, Role};
@@ -110,10 +112,17 @@ pub(crate) struct Request {
     stdin_ended: bool,
     data_ended: bool,
     aborted: bool,
+    /// Until its parameters are complete: when its head began.
+    head_started: Option<Instant>,
 }
 
 impl Request {
-    pub(crate) fn new(role: Role, keep_conn: bool, params: ParamsDecoder) -> Request {
+    pub(crate) fn new(
+        role: Role,
+        keep_conn: bool,
+        params: ParamsDecoder,
+        head_started: Option<Instant>,
+    ) -> Request {
         Request {
             role,
             keep_conn,
@@ -121,7 +130,26 @@ impl Request {
             stdin_ended: false,
             data_ended: false,
             aborted: false,
+            head_started,
         }
+    }
+
+    /// While the parameters are incomplete: when the request's head began
+    /// (`None` then only without a clock).
+    pub(crate) fn head_started(&self) -> Option<Instant> {
+        match self.params {
+            ParamsState::Receiving(_) => self.head_started,
+            ParamsState::Done => None,
+        }
+    }
+
+    /// Whether all of the request's input streams have ended (or it was
+    /// aborted).
+    pub(crate) fn input_ended(&self) -> bool {
+        self.aborted
+            || (matches!(self.params, ParamsState::Done)
+                && self.stdin_ended
+                && (self.data_ended || self.role != Role::Filter))
     }
 
     pub(crate) fn role(&self) -> Role {

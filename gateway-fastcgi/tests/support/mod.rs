@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use gateway_core::{AppBody, Application, Body};
-use gateway_fastcgi::Connections;
 use gateway_fastcgi::proto::{self, Record, RecordType};
+use gateway_fastcgi::{Connections, Dispatch, Server};
 use http::Response;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, DuplexStream};
 
@@ -214,4 +214,41 @@ pub async fn read_body(body: Body) -> Result<Bytes, gateway_core::BoxError> {
 
 pub fn ok(body: impl Into<Body>) -> Response<Body> {
     Response::new(body.into())
+}
+
+/// A server with the defaults and `dispatch` as its strategy.
+pub fn new_server(dispatch: Dispatch) -> Server {
+    let mut server = Server::new();
+    server.dispatch(dispatch);
+    server
+}
+
+/// Turns each `async fn name(dispatch) { .. }` into a module `name` with
+/// one test per dispatch strategy (`name::adaptive`, `name::in_task`,
+/// `name::spawned`), each running the body with `dispatch` set to it.
+macro_rules! per_dispatch {
+    ($($(#[$m:meta])* async fn $name:ident($d:ident) $body:block)*) => {$(
+        $(#[$m])*
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+
+            async fn run($d: gateway_fastcgi::Dispatch) $body
+
+            #[tokio::test]
+            async fn adaptive() {
+                run(gateway_fastcgi::Dispatch::Adaptive).await
+            }
+
+            #[tokio::test]
+            async fn in_task() {
+                run(gateway_fastcgi::Dispatch::InTask).await
+            }
+
+            #[tokio::test]
+            async fn spawned() {
+                run(gateway_fastcgi::Dispatch::Spawned).await
+            }
+        }
+    )*};
 }

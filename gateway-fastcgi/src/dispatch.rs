@@ -1,0 +1,532 @@
+//! The connection dispatcher: one loop that reads the connection, feeds the
+//! protocol state machine ([`proto::Connection`], which also admits
+//! requests and keeps the connection's deadlines), starts each request's
+//! application through a [`Strategy`], hands the request its input, ends it
+//! when its application finishes, and alone writes the connection's output
+//! buffer.
+//!
+//! While applications run, the loop still reads the connection: `FCGI_STDIN`
+//! and `FCGI_DATA` go to the requests' bounded queues (reading stops while
+//! a queue is full), `FCGI_ABORT_REQUEST` cancels the application and ends
+//! the request, management records are answered, and the web server
+//! closing the connection cancels everything.
+
+use std::net::SocketAddr;
+use std::pin::pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::BytesMut;
+use gateway_core::server::{
+    LINGER_TIME, Watch, linger_close_io, nothing_waiting_io, stall_timeout,
+};
+use gateway_core::{AppBody, Application, Body, ErrorStream, Handler, Outcome};
+use http::{Request, Response};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::time::Instant;
+use tower::{Service, ServiceExt};
+
+use crate::gateway::{FcgiGateway, Out};
+use crate::input::{self, FilterData, InputBody, InputSender};
+use crate::proto::{
+    Close, Config, Connection, Event, Params, ProtocolError, ProtocolStatus, ResponseEncoder, Role,
+};
+use crate::strategy::{Adaptive, Dispatch, InTask, Spawned, Strategy};
+use crate::transport::{Sink, Transport};
+
+/// Everything the connections of one server share.
+pub(crate) struct Shared<S> {
+    pub(crate) app: S,
+    pub(crate) handler: Handler,
+    pub(crate) config: Config,
+    /// Where every request's error stream goes; `None`: its `FCGI_STDERR`
+    /// records.
+    pub(crate) errors: Option<ErrorStream>,
+    /// Requests allowed at once across connections; past that, new requests
+    /// are answered `FCGI_OVERLOADED`.
+    pub(crate) capacity: Arc<Semaphore>,
+    /// Signal a response that failed after its head by resetting the
+    /// connection instead of `FCGI_END_REQUEST` with appStatus 1.
+    pub(crate) reset_on_abort: bool,
+    /// Where the requests' applications run.
+    pub(crate) dispatch: Dispatch,
+}
+
+/// Serves one connection until it closes. `reset` ends the transport with a
+/// reset where it can (TCP: zero linger), for responses that failed after
+/// their head.
+pub(crate) async fn serve<T, S, B>(
+    shared: Arc<Shared<S>>,
+    io: T,
+    peer_addr: Option<SocketAddr>,
+    local_addr: Option<SocketAddr>,
+    watch: Option<Watch>,
+    reset: fn(&T),
+) where
+    T: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+    S: Application<B>,
+    B: AppBody,
+{
+    match shared.dispatch {
+        Dispatch::Adaptive => {
+            Dispatcher::<T, S, Adaptive>::new(shared, io, peer_addr, local_addr)
+                .run(watch, reset)
+                .await;
+        }
+        Dispatch::InTask => {
+            Dispatcher::<T, S, InTask>::new(shared, io, peer_addr, local_addr)
+                .run(watch, reset)
+                .await;
+        }
+        Dispatch::Spawned => {
+            Dispatcher::<T, S, Spawned>::new(shared, io, peer_addr, local_addr)
+                .run(watch, reset)
+                .await;
+        }
+    }
+}
+
+/// The dispatcher's side of one active request.
+struct Slot {
+    id: u16,
+    role: Role,
+    /// Whether its application runs (its parameters arrived).
+    running: bool,
+    stdin: Option<InputSender>,
+    data: Option<InputSender>,
+    out: Out,
+    _permit: OwnedSemaphorePermit,
+}
+
+struct Dispatcher<T, S, St> {
+    shared: Arc<Shared<S>>,
+    transport: Arc<Transport<T>>,
+    sink: Arc<dyn Sink>,
+    proto: Connection,
+    buf: BytesMut,
+    slots: Vec<Slot>,
+    strategy: St,
+    peer_addr: Option<SocketAddr>,
+    local_addr: Option<SocketAddr>,
+    /// Whether the web server may still send input (then a close drains it,
+    /// so that it does not become a reset).
+    input_open: bool,
+    /// The `Out` of the last request that ended, for the next one to reuse.
+    spare: Option<Out>,
+}
+
+impl<T, S, B, St> Dispatcher<T, S, St>
+where
+    T: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+    // The Response projection ties B to S (an impl's parameters must be
+    // constrained).
+    S: Application<B> + Service<Request<Body>, Response = Response<B>>,
+    B: AppBody,
+    St: Strategy,
+{
+    fn new(
+        shared: Arc<Shared<S>>,
+        io: T,
+        peer_addr: Option<SocketAddr>,
+        local_addr: Option<SocketAddr>,
+    ) -> Self {
+        let transport = Arc::new(Transport::new(io));
+        let sink: Arc<dyn Sink> = transport.clone();
+        Dispatcher {
+            proto: Connection::opened(&shared.config, now()),
+            shared,
+            strategy: St::new(sink.clone()),
+            transport,
+            sink,
+            buf: BytesMut::new(),
+            slots: Vec::new(),
+            peer_addr,
+            local_addr,
+            input_open: true,
+            spare: None,
+        }
+    }
+
+    async fn run(mut self, mut watch: Option<Watch>, reset: fn(&T)) {
+        let write_timeout = self.shared.handler.limits().get_write_timeout();
+        let mut stopping = watch.as_ref().is_some_and(Watch::is_stopping);
+        if stopping {
+            self.proto.stop();
+        }
+        let mut stopped = pin!(stopping_of(&mut watch));
+        // One timer for the connection's deadlines, moved only when the
+        // earliest one changes (a few times per request).
+        let mut timer = pin!(tokio::time::sleep_until(Instant::now()));
+        let mut timer_at = None;
+        // An input queue over its bound: no reading until it drains.
+        let mut full: Option<InputSender> = None;
+
+        let close = loop {
+            if full.is_none() {
+                match std::future::poll_fn(|cx| Poll::Ready(self.process(cx))).await {
+                    Ok(queue) => full = queue,
+                    Err(reason) => {
+                        tracing::debug!(%reason, "FastCGI protocol error, closing the connection");
+                        break Close::Abort;
+                    }
+                }
+            }
+            if let Some(close) = self.proto.poll_close() {
+                break close;
+            }
+            let deadline = self.proto.poll_timeout();
+            if deadline != timer_at {
+                timer_at = deadline;
+                if let Some(at) = deadline {
+                    timer.as_mut().reset(Instant::from_std(at));
+                }
+            }
+            tokio::select! {
+                biased;
+                (id, outcome) = std::future::poll_fn(|cx| self.strategy.poll_finished(cx)) => {
+                    self.finished(id, &outcome);
+                }
+                // Polled after the applications, so output they appended
+                // before they blocked goes out in this same turn.
+                r = write_buffered(&self.transport, write_timeout) => {
+                    if let Err(error) = r {
+                        tracing::debug!(%error, "FastCGI write failed");
+                        break Close::Abort;
+                    }
+                }
+                () = drained(full.as_ref()), if full.is_some() => full = None,
+                r = read(&self.transport, &mut self.buf), if full.is_none() => match r {
+                    Ok(0) => {
+                        tracing::debug!("FastCGI web server closed the connection");
+                        break Close::Abort;
+                    }
+                    Err(error) => {
+                        tracing::debug!(%error, "FastCGI read failed");
+                        break Close::Abort;
+                    }
+                    Ok(_) => {
+                        self.input_open = true;
+                        self.proto.received(now());
+                    }
+                },
+                () = &mut stopped, if !stopping => {
+                    stopping = true;
+                    self.proto.stop();
+                }
+                () = &mut timer, if timer_at.is_some() => self.proto.handle_timeout(now()),
+            }
+        };
+
+        // Cancel whatever still runs before the input queues are dropped,
+        // so that an application still running does not see its body cut
+        // short first; nothing more is written for those requests.
+        let Dispatcher {
+            transport,
+            strategy,
+            slots,
+            buf,
+            input_open,
+            ..
+        } = self;
+        drop(strategy);
+        drop(slots);
+        match close {
+            Close::Abort => drop(transport.take()),
+            Close::Graceful => {
+                let written = write_out(&transport, write_timeout).await.is_ok();
+                let Some(mut io) = transport.take() else {
+                    return;
+                };
+                // With all of the input read and nothing more arriving, a
+                // plain close cannot turn into a reset.
+                if written && (input_open || !buf.is_empty() || !nothing_waiting_io(&mut io).await)
+                {
+                    linger_close_io(io, write_timeout).await;
+                }
+            }
+            Close::Reset => {
+                // The request's input has ended, or the wait for it ran out
+                // (see `Connection::reset_after_input`).
+                let _ = write_out(&transport, write_timeout).await;
+                if let Some(io) = transport.take() {
+                    reset(&io);
+                }
+            }
+        }
+    }
+
+    /// Moves the protocol layer's replies to the output buffer.
+    fn replies(&mut self) {
+        if self.proto.has_output() {
+            let replies = self.proto.take_output();
+            self.transport.push(&replies);
+        }
+    }
+
+    /// Handles the records read so far; returns the input queue that went
+    /// over its bound, if one did (then reading waits until it drains).
+    /// `cx` is the connection task's, for the applications run in it.
+    fn process(&mut self, cx: &mut Context<'_>) -> Result<Option<InputSender>, ProtocolError> {
+        loop {
+            let event = self.proto.next_event(&mut self.buf);
+            self.replies();
+            let Some(event) = event? else {
+                return Ok(None);
+            };
+            if let Some(full) = self.event(event, cx)? {
+                return Ok(Some(full));
+            }
+        }
+    }
+
+    fn slot(&mut self, id: u16) -> Option<&mut Slot> {
+        self.slots.iter_mut().find(|s| s.id == id)
+    }
+
+    fn take_slot(&mut self, id: u16) -> Option<Slot> {
+        let i = self.slots.iter().position(|s| s.id == id)?;
+        Some(self.slots.swap_remove(i))
+    }
+
+    /// Handles one event.
+    fn event(
+        &mut self,
+        event: Event,
+        cx: &mut Context<'_>,
+    ) -> Result<Option<InputSender>, ProtocolError> {
+        match event {
+            Event::Begin { id, role, .. } => {
+                // The protocol layer admitted it; the cap across
+                // connections is the last word.
+                match self.shared.capacity.clone().try_acquire_owned() {
+                    Ok(permit) => {
+                        let out = match self.spare.take() {
+                            Some(spare) => Out::reuse(spare, id),
+                            None => Out::new(self.sink.clone(), id),
+                        };
+                        self.slots.push(Slot {
+                            id,
+                            role,
+                            running: false,
+                            stdin: None,
+                            data: None,
+                            out,
+                            _permit: permit,
+                        });
+                    }
+                    Err(_) => {
+                        tracing::debug!(id, "FastCGI request refused: overloaded");
+                        self.proto.reject(id, ProtocolStatus::Overloaded, now());
+                        self.replies();
+                    }
+                }
+            }
+            Event::Params { id, params } if self.slot(id).is_some_and(|s| !s.running) => {
+                // A request without a body usually ends its FCGI_STDIN in
+                // the same read: then its body needs no queue.
+                let next = self.proto.next_event(&mut self.buf);
+                self.replies();
+                match next? {
+                    Some(Event::StdinEnd { id: i }) if i == id => self.start(id, params, true, cx),
+                    other => {
+                        self.start(id, params, false, cx);
+                        if let Some(event) = other {
+                            return self.event(event, cx);
+                        }
+                    }
+                }
+            }
+            Event::Stdin { id, data } => {
+                let q = self.slot(id).and_then(|s| s.stdin.as_ref());
+                return Ok(push(q, data));
+            }
+            Event::Data { id, data } => {
+                let q = self.slot(id).and_then(|s| s.data.as_ref());
+                return Ok(push(q, data));
+            }
+            Event::StdinEnd { id } => {
+                if let Some(q) = self.slot(id).and_then(|s| s.stdin.take()) {
+                    q.finish();
+                }
+            }
+            Event::DataEnd { id } => {
+                if let Some(q) = self.slot(id).and_then(|s| s.data.take()) {
+                    q.finish();
+                }
+            }
+            Event::Abort { id } => {
+                tracing::debug!(id, "FastCGI request aborted by the web server");
+                if let Some(slot) = self.take_slot(id) {
+                    if slot.running {
+                        self.strategy.cancel(id);
+                    }
+                    slot.out.end(1);
+                }
+                self.proto.finish(id, now());
+            }
+            Event::Rejected { id, status } => {
+                tracing::debug!(id, ?status, "FastCGI request refused");
+            }
+            _ => {}
+        }
+        Ok(None)
+    }
+
+    /// Starts request `id`'s application; `stdin_ended`: its FCGI_STDIN has
+    /// already ended, empty. An application run in the connection's task
+    /// (with `cx`) may be done at once: then the request ends here.
+    fn start(&mut self, id: u16, params: Params, stdin_ended: bool, cx: &mut Context<'_>) {
+        let body_timeout = self.shared.handler.limits().get_body_read_timeout();
+        let errors = self.shared.errors.clone();
+        let (peer_addr, local_addr) = (self.peer_addr, self.local_addr);
+        let Some(slot) = self.slot(id) else { return };
+        let length = input::declared_length(&params, b"CONTENT_LENGTH");
+        let stdin = if stdin_ended {
+            InputBody::ended(length)
+        } else {
+            let (tx, rx) = input::channel(length, body_timeout);
+            slot.stdin = Some(tx);
+            rx
+        };
+        let filter = (slot.role == Role::Filter).then(|| {
+            let length = input::declared_length(&params, b"FCGI_DATA_LENGTH");
+            let (tx, rx) = input::channel(length, body_timeout);
+            slot.data = Some(tx);
+            FilterData::new(rx)
+        });
+        slot.running = true;
+        let gw = FcgiGateway {
+            id,
+            role: slot.role,
+            params: Some(params),
+            stdin: Some(stdin),
+            output: slot.out.clone(),
+            encoder: ResponseEncoder::new(id),
+            errors,
+            peer_addr,
+            local_addr,
+        };
+        let shared = self.shared.clone();
+        let app = Box::pin(async move {
+            let mut gw = gw;
+            run_app(&shared, &mut gw, filter).await
+            // The request's input queue is dropped with `gw`, before the
+            // request ends.
+        });
+        if let Some(outcome) = self.strategy.start(id, app, cx) {
+            self.finished(id, &outcome);
+        }
+    }
+
+    /// Request `id`'s application finished.
+    fn finished(&mut self, id: u16, outcome: &Outcome) {
+        let Some(slot) = self.take_slot(id) else {
+            return;
+        };
+        // The body gave up waiting for the web server: what it sends next
+        // is anyone's guess, so the connection takes no new request.
+        if [&slot.stdin, &slot.data]
+            .into_iter()
+            .flatten()
+            .any(InputSender::timed_out)
+        {
+            tracing::debug!("FastCGI input stalled, closing the connection once idle");
+            self.proto.stall();
+        }
+        let input_open = slot.stdin.is_some() || slot.data.is_some();
+        if outcome.is_aborted() && self.shared.reset_on_abort {
+            // A response that failed after its head went out is cut off,
+            // with the connection reset and no end of the response (what a
+            // crashed application does), which web servers pass on to the
+            // client as a truncated response.
+            tracing::debug!("FastCGI response failed after its head, resetting the connection");
+            slot.out.cut();
+            self.proto
+                .reset_after_input(id, (Instant::now() + LINGER_TIME).into_std());
+            return;
+        }
+        slot.out.end(u32::from(!outcome.is_complete()));
+        self.proto.finish(id, now());
+        self.input_open = input_open;
+        self.spare = Some(slot.out);
+    }
+}
+
+/// The clock the protocol layer runs on (tokio's, which tests can pause).
+fn now() -> std::time::Instant {
+    Instant::now().into_std()
+}
+
+async fn stopping_of(watch: &mut Option<Watch>) {
+    match watch {
+        Some(w) => w.stopping().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Runs the application for one request through the handler; a Filter
+/// request's data stream goes into the request's extensions.
+async fn run_app<S, B>(
+    shared: &Shared<S>,
+    gw: &mut FcgiGateway,
+    filter: Option<FilterData>,
+) -> Outcome
+where
+    S: Application<B>,
+    B: AppBody,
+{
+    let app = shared
+        .app
+        .clone()
+        .map_request(move |mut req: Request<Body>| {
+            if let Some(data) = &filter {
+                req.extensions_mut().insert(data.clone());
+            }
+            req
+        });
+    shared.handler.run(gw, app).await
+}
+
+/// Writes the output buffer out, failing once the web server has taken
+/// nothing for `timeout`.
+async fn write_out<T>(transport: &Transport<T>, timeout: Duration) -> std::io::Result<()>
+where
+    T: AsyncRead + AsyncWrite + Send + Unpin,
+{
+    stall_timeout(
+        timeout,
+        std::future::poll_fn(|cx| transport.poll_write_out(cx)),
+    )
+    .await
+}
+
+/// Writes the buffer out once it holds something.
+async fn write_buffered<T>(transport: &Transport<T>, timeout: Duration) -> std::io::Result<()>
+where
+    T: AsyncRead + AsyncWrite + Send + Unpin,
+{
+    std::future::poll_fn(|cx| transport.poll_output(cx)).await;
+    write_out(transport, timeout).await
+}
+
+async fn read<T>(transport: &Transport<T>, buf: &mut BytesMut) -> std::io::Result<usize>
+where
+    T: AsyncRead + AsyncWrite + Send + Unpin,
+{
+    std::future::poll_fn(|cx| transport.poll_read(cx, buf)).await
+}
+
+async fn drained(q: Option<&InputSender>) {
+    match q {
+        Some(q) => q.drained().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Queues `data`; returns the queue when it is over its bound.
+fn push(q: Option<&InputSender>, data: bytes::Bytes) -> Option<InputSender> {
+    let q = q?;
+    (q.push(data) && q.is_full()).then(|| q.clone())
+}
