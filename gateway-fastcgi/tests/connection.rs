@@ -2,11 +2,11 @@
 //! connection driver uses it: bytes in, events and reply bytes out.
 //! Test names carry the checklist items they cover.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use gateway_fastcgi::proto::{
-    self, Config, Connection, Event, Params, ProtocolError, ProtocolStatus, RecordType, Role,
+    self, Close, Config, Connection, Event, Params, ProtocolError, ProtocolStatus, RecordType, Role,
 };
 
 const RESPONDER: u16 = 1;
@@ -733,4 +733,148 @@ fn split_input_everywhere() {
         output.extend_from_slice(&conn.take_output());
     }
     assert_eq!((events, output), whole);
+}
+
+/// A configuration with a head read timeout of 1 s and an idle timeout of
+/// 10 s.
+fn timed() -> Config {
+    let mut config = Config::new();
+    config
+        .head_read_timeout(Duration::from_secs(1))
+        .idle_timeout(Duration::from_secs(10));
+    config
+}
+
+/// Deadlines with the time passed in: a fresh connection owes a request
+/// head within the head read timeout of its opening; once a request is
+/// under way there is no deadline; after it the idle timeout runs from its
+/// end, and the first byte of the next head starts the head read timeout.
+/// A head that is late closes at once, an idle connection politely.
+#[test]
+fn deadlines_with_the_time_passed_in() {
+    let t0 = Instant::now();
+    let s = Duration::from_secs;
+    let mut conn = Connection::opened(&timed(), t0);
+    assert_eq!(conn.poll_timeout(), Some(t0 + s(1)));
+    conn.handle_timeout(t0 + Duration::from_millis(999));
+    assert_eq!(conn.poll_close(), None);
+
+    // A request arrives at 0.5 s: no deadline while it is active and
+    // complete.
+    conn.received(t0 + Duration::from_millis(500));
+    let wire = Wire::default()
+        .begin(1, RESPONDER, KEEP_CONN)
+        .params(1, &[("REQUEST_METHOD", "GET")])
+        .bytes();
+    run(&mut conn, wire).unwrap();
+    assert_eq!(conn.poll_timeout(), None);
+    conn.handle_timeout(t0 + s(100));
+    assert_eq!(conn.poll_close(), None);
+
+    // It ends at 2 s: idle until 12 s.
+    assert!(!conn.finish(1, t0 + s(2)));
+    assert_eq!(conn.poll_timeout(), Some(t0 + s(12)));
+    // A byte at 3 s: the next head is due at 4 s.
+    conn.received(t0 + s(3));
+    assert_eq!(conn.poll_timeout(), Some(t0 + s(4)));
+    conn.handle_timeout(t0 + s(4));
+    assert_eq!(conn.poll_close(), Some(Close::Abort));
+
+    // Without that byte, the idle timeout closes politely.
+    let mut conn = Connection::opened(&timed(), t0);
+    conn.received(t0);
+    run(
+        &mut conn,
+        Wire::default().begin(1, RESPONDER, KEEP_CONN).bytes(),
+    )
+    .unwrap();
+    // A head under way has its own deadline.
+    assert_eq!(conn.poll_timeout(), Some(t0 + s(1)));
+    let wire = Wire::default().params(1, &[]).bytes();
+    run(&mut conn, wire).unwrap();
+    assert_eq!(conn.poll_timeout(), None);
+    conn.finish(1, t0 + s(2));
+    conn.handle_timeout(t0 + s(11));
+    assert_eq!(conn.poll_close(), None);
+    conn.handle_timeout(t0 + s(12));
+    assert_eq!(conn.poll_close(), Some(Close::Graceful));
+}
+
+/// Admission: past `max_requests_per_connection`, and once stopped, a new
+/// request is refused with FCGI_OVERLOADED, and the connection closes when
+/// no request is left.
+#[test]
+fn admission_cap_and_stop() {
+    let now = Instant::now();
+    let mut config = Config::new();
+    config
+        .mpxs_conns(true)
+        .max_reqs(4)
+        .max_requests_per_connection(Some(1));
+    let mut conn = Connection::new(&config);
+    let wire = Wire::default().begin(1, RESPONDER, KEEP_CONN).bytes();
+    let (events, _) = run(&mut conn, wire).unwrap();
+    assert!(matches!(events[0], Event::Begin { id: 1, .. }));
+    assert!(conn.is_refusing());
+    assert!(!conn.should_close(), "a request is active");
+    let wire = Wire::default().begin(2, RESPONDER, KEEP_CONN).bytes();
+    let (events, out) = run(&mut conn, wire).unwrap();
+    assert_eq!(
+        events,
+        [Event::Rejected {
+            id: 2,
+            status: ProtocolStatus::Overloaded
+        }]
+    );
+    assert_eq!(out, end_request(2, 0, ProtocolStatus::Overloaded));
+    assert!(conn.finish(1, now));
+    assert_eq!(conn.poll_close(), Some(Close::Graceful));
+
+    let mut conn = Connection::new(&Config::new());
+    conn.stop();
+    let wire = Wire::default().begin(1, RESPONDER, KEEP_CONN).bytes();
+    let (events, _) = run(&mut conn, wire).unwrap();
+    assert!(matches!(
+        events[0],
+        Event::Rejected {
+            status: ProtocolStatus::Overloaded,
+            ..
+        }
+    ));
+    assert_eq!(conn.poll_close(), Some(Close::Graceful));
+}
+
+/// A response cut off for a reset: the reset waits for the end of the
+/// request's FCGI_STDIN, or for the deadline given, and no request is
+/// admitted meanwhile.
+#[test]
+fn reset_after_the_input_ends() {
+    let t0 = Instant::now();
+    let wire = || {
+        Wire::default()
+            .begin(1, RESPONDER, KEEP_CONN)
+            .params(1, &[])
+            .bytes()
+    };
+    let mut conn = Connection::new(&Config::new());
+    run(&mut conn, wire()).unwrap();
+    conn.reset_after_input(1, t0 + Duration::from_secs(2));
+    assert_eq!(conn.poll_close(), None);
+    assert_eq!(conn.poll_timeout(), Some(t0 + Duration::from_secs(2)));
+    assert!(conn.is_refusing());
+    let (events, _) = run(
+        &mut conn,
+        Wire::default().record(RecordType::Stdin, 1, b"").bytes(),
+    )
+    .unwrap();
+    assert_eq!(events, [Event::StdinEnd { id: 1 }]);
+    assert_eq!(conn.poll_close(), Some(Close::Reset));
+
+    let mut conn = Connection::new(&Config::new());
+    run(&mut conn, wire()).unwrap();
+    conn.reset_after_input(1, t0 + Duration::from_secs(2));
+    conn.handle_timeout(t0 + Duration::from_secs(1));
+    assert_eq!(conn.poll_close(), None);
+    conn.handle_timeout(t0 + Duration::from_secs(2));
+    assert_eq!(conn.poll_close(), Some(Close::Reset));
 }
