@@ -132,6 +132,11 @@ impl StreamCounter {
         self.open.len()
     }
 
+    /// Whether the connection is known not to be HTTP/2: nothing to count.
+    pub(crate) fn is_off(&self) -> bool {
+        self.mode == Mode::Off
+    }
+
     /// Bytes the connection read from the client.
     pub(crate) fn read(&mut self, mut data: &[u8]) {
         loop {

@@ -196,6 +196,7 @@ impl AsyncRead for Tethered {
         let poll = Pin::new(&mut self.inner).poll_read(cx, buf);
         if let Poll::Ready(Ok(())) = poll
             && buf.filled().len() > before
+            && !self.streams.is_off()
         {
             let this = &mut *self;
             this.streams.read(&buf.filled()[before..]);
@@ -213,7 +214,9 @@ impl AsyncWrite for Tethered {
     ) -> Poll<io::Result<usize>> {
         self.take_handle();
         let poll = Pin::new(&mut self.inner).poll_write(cx, buf);
-        if let Poll::Ready(Ok(n)) = poll {
+        if let Poll::Ready(Ok(n)) = poll
+            && !self.streams.is_off()
+        {
             let this = &mut *self;
             this.streams.wrote(&buf[..n.min(buf.len())]);
             this.counted();
@@ -228,7 +231,9 @@ impl AsyncWrite for Tethered {
     ) -> Poll<io::Result<usize>> {
         self.take_handle();
         let poll = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
-        if let Poll::Ready(Ok(n)) = poll {
+        if let Poll::Ready(Ok(n)) = poll
+            && !self.streams.is_off()
+        {
             let this = &mut *self;
             let mut left = n;
             for b in bufs {
