@@ -1,27 +1,43 @@
 #!/usr/bin/env bash
 # Per-request cost of a CGI program: process start to exit, as a web server
-# pays it for every request. Three programs answer the same GET with
+# pays it for every request. Programs answering the same GET with
 # "Hello, world!\n", measured side by side in one run:
 #
-#   ours  examples/cgi_hello (gateway_cgi::run), cargo build --release
+#   ours  gateway-cgi/examples/cgi_hello (gateway_cgi::run),
+#         cargo build --release -p gateway-cgi --example cgi_hello
+#   rust  scripts/bench/hello.rs, one write to stdout: the least a Rust
+#         program does; built by cargo with the same release profile and the
+#         same link mode as ours, so ours/rust is what gateway-cgi adds
 #   C     scripts/bench/hello.c, one printf, gcc -O2
 #   Go    scripts/bench/hello_cgi.go, net/http/cgi from Go's standard library
 #
-# Targets: median(ours) / median(C) <= 1.5 and median(ours) / median(Go) < 1.0.
+# Targets: median(ours) / median(rust) <= 1.15 in each link mode measured,
+# median(ours) / median(C) <= 1.5 and median(ours) / median(Go) < 1.0 (both
+# for the statically linked build when it is measured).
 #
 # Usage: scripts/bench-cgi.sh [--quick] [--help]
 #   RUNS=N        timed runs per program in total (default 1500; 150 with --quick)
 #   ROUNDS=N      hyperfine rounds the runs are split into (default 15; 3 with --quick)
 #   WARMUP=N      untimed runs per program before each round (default 20; 10)
-#   LINK=static   (default) build ours statically linked, the recommended build
+#   LINK=both     (default) measure ours and rust both statically and
+#                 dynamically linked
+#   LINK=static   only the statically linked builds, the recommended build
 #                 for CGI programs: RUSTFLAGS="-C target-feature=+crt-static"
 #                 cargo build --release --target <host triple> (start-up skips
 #                 the dynamic loader, as a C program linked statically would)
-#   LINK=dynamic  build ours the default way (dynamically linked to libc)
+#   LINK=dynamic  only the default builds (dynamically linked to libc)
 #   OURS_BIN=P    measure this binary as "ours" instead of building cgi_hello
+#                 (one link mode: LINK=static or dynamic says which rust to
+#                 build beside it; default dynamic)
 #   STRICT=1      exit 1 when a target is missed (default: report only)
 #   KEEP_TMP=1    keep the temporary build dir (hyperfine JSON files are there)
-#   CARGO_TARGET_DIR is honoured by the cargo build, as usual.
+#   CARGO_TARGET_DIR is honoured by the cargo build of ours, as usual.
+#
+# cgi_hello is an example of the gateway-cgi package, not of the workspace's
+# root package: built with -p gateway-cgi it gets the dependency features a
+# CGI program has (the root package's examples also run socket servers and
+# turn on tokio's multi-thread scheduler and signal handling, which add
+# libm, a larger binary and a signal driver to every start).
 #
 # Needs root (or the tools already present): installs hyperfine, golang-go,
 # gcc, time and python3 with apt-get when one of them is missing.
@@ -81,44 +97,104 @@ else
 fi
 
 # ---------------------------------------------------------------- builds
-if [ -n "${OURS_BIN:-}" ]; then
-    [ -x "$OURS_BIN" ] || die "OURS_BIN=$OURS_BIN is not an executable file"
-    OURS=$(cd "$(dirname "$OURS_BIN")" && pwd)/$(basename "$OURS_BIN")
-    say "ours: using OURS_BIN=$OURS (not building cgi_hello)"
-else
-    LINK=${LINK:-static}
-    BUILD_ARGS=(build --release --example cgi_hello --message-format=json-render-diagnostics)
-    case "$LINK" in
-        static)
-            HOST=$(rustc -vV | sed -n 's/^host: //p')
-            BUILD_ARGS+=(--target "$HOST")
-            # With an explicit --target, RUSTFLAGS reach only the target
-            # crates, not build scripts or proc-macros.
-            export RUSTFLAGS="${RUSTFLAGS:-} -C target-feature=+crt-static"
-            ;;
-        dynamic) ;;
-        *) die "LINK must be static or dynamic, got '$LINK'" ;;
-    esac
-    say "ours: cargo ${BUILD_ARGS[*]} (LINK=$LINK)"
-    if ! (cd "$ROOT" && cargo "${BUILD_ARGS[@]}") >"$WORK/cargo.json"; then
-        die "cargo build --release --example cgi_hello FAILED (see the messages above); nothing was measured"
-    fi
-    # Ask cargo where it put the binary, so .cargo/config and CARGO_TARGET_DIR both work.
-    OURS=$(python3 - "$WORK/cargo.json" <<'PY'
+HOST=$(rustc -vV | sed -n 's/^host: //p')
+[ -n "$HOST" ] || die "rustc -vV did not name the host triple"
+
+# Prints the path of the executable named $1 from cargo's JSON messages in $2.
+cargo_exe() {
+    python3 - "$1" "$2" <<'PY'
 import json, sys
+name, path = sys.argv[1], sys.argv[2]
 exe = ""
-for line in open(sys.argv[1], encoding="utf-8", errors="replace"):
+for line in open(path, encoding="utf-8", errors="replace"):
     try:
         msg = json.loads(line)
     except ValueError:
         continue
-    if msg.get("reason") == "compiler-artifact" and msg.get("target", {}).get("name") == "cgi_hello":
+    if msg.get("reason") == "compiler-artifact" and msg.get("target", {}).get("name") == name:
         exe = msg.get("executable") or exe
 print(exe)
 PY
-)
-    [ -n "$OURS" ] || OURS="${CARGO_TARGET_DIR:-$ROOT/target}/release/examples/cgi_hello"
-    [ -x "$OURS" ] || die "cargo reported success but $OURS is not there"
+}
+
+# The link mode's cargo arguments and RUSTFLAGS. With an explicit --target,
+# RUSTFLAGS reach only the target crates, not build scripts or proc-macros.
+link_args() {
+    case "$1" in
+        static) echo "--target $HOST" ;;
+        dynamic) echo "" ;;
+    esac
+}
+link_rustflags() {
+    case "$1" in
+        static) echo "${RUSTFLAGS:-} -C target-feature=+crt-static" ;;
+        dynamic) echo "${RUSTFLAGS:-}" ;;
+    esac
+}
+
+# build_ours MODE: cgi_hello in MODE; prints the binary's path.
+build_ours() {
+    local mode=$1 json="$WORK/cargo-ours-$1.json" exe
+    say "ours ($mode): cargo build --release -p gateway-cgi --example cgi_hello $(link_args "$mode")"
+    # shellcheck disable=SC2046
+    if ! (cd "$ROOT" && RUSTFLAGS="$(link_rustflags "$mode")" cargo build --release \
+        -p gateway-cgi --example cgi_hello --message-format=json-render-diagnostics \
+        $(link_args "$mode")) >"$json"; then
+        die "cargo build of cgi_hello ($mode) FAILED (see the messages above); nothing was measured"
+    fi
+    exe=$(cargo_exe cgi_hello "$json")
+    [ -n "$exe" ] && [ -x "$exe" ] || die "cargo reported success but gave no cgi_hello executable"
+    echo "$exe"
+}
+
+# build_rust MODE: scripts/bench/hello.rs as a package of its own with the
+# workspace's release profile (read from Cargo.toml), in MODE.
+build_rust() {
+    local mode=$1 dir="$WORK/rust-$1" json="$WORK/cargo-rust-$1.json" exe
+    mkdir -p "$dir/src"
+    cp "$BENCH_SRC/hello.rs" "$dir/src/main.rs"
+    {
+        printf '[package]\nname = "hello_rs"\nversion = "0.0.0"\nedition = "2024"\npublish = false\n\n'
+        printf '[workspace]\n\n'
+        # The same [profile.release] as the workspace's, so both are built alike.
+        sed -n '/^\[profile\.release\]/,/^\[/{/^\[profile\.release\]/p;/^\[/!p}' "$ROOT/Cargo.toml"
+    } >"$dir/Cargo.toml"
+    say "rust ($mode): cargo build --release (scripts/bench/hello.rs) $(link_args "$mode")"
+    # shellcheck disable=SC2046
+    if ! (cd "$dir" && CARGO_TARGET_DIR="$dir/target" RUSTFLAGS="$(link_rustflags "$mode")" \
+        cargo build --release --offline --message-format=json-render-diagnostics \
+        $(link_args "$mode")) >"$json"; then
+        die "cargo build of scripts/bench/hello.rs ($mode) FAILED"
+    fi
+    exe=$(cargo_exe hello_rs "$json")
+    [ -n "$exe" ] && [ -x "$exe" ] || die "cargo gave no hello_rs executable"
+    echo "$exe"
+}
+
+NAMES=()
+BINS=()
+if [ -n "${OURS_BIN:-}" ]; then
+    [ -x "$OURS_BIN" ] || die "OURS_BIN=$OURS_BIN is not an executable file"
+    MODE=${LINK:-dynamic}
+    case "$MODE" in static | dynamic) ;; *) die "with OURS_BIN, LINK must be static or dynamic" ;; esac
+    OURS=$(cd "$(dirname "$OURS_BIN")" && pwd)/$(basename "$OURS_BIN")
+    say "ours: using OURS_BIN=$OURS (not building cgi_hello)"
+    rust_bin=$(build_rust "$MODE")
+    NAMES+=("ours-$MODE" "rust-$MODE")
+    BINS+=("$OURS" "$rust_bin")
+else
+    LINK=${LINK:-both}
+    case "$LINK" in
+        both) MODES=(static dynamic) ;;
+        static | dynamic) MODES=("$LINK") ;;
+        *) die "LINK must be both, static or dynamic, got '$LINK'" ;;
+    esac
+    for mode in "${MODES[@]}"; do
+        ours_bin=$(build_ours "$mode")
+        rust_bin=$(build_rust "$mode")
+        NAMES+=("ours-$mode" "rust-$mode")
+        BINS+=("$ours_bin" "$rust_bin")
+    done
 fi
 
 say "C: gcc -O2 scripts/bench/hello.c"
@@ -137,8 +213,9 @@ GO_BIN="$WORK/hello_go"
     GOTELEMETRY=off GOCACHE="$GO_DIR/cache" GOPATH="$GO_DIR/path" GOENV=off \
     "$GO" build -o "$GO_BIN" .) || die "go build failed on scripts/bench/hello_cgi.go"
 
-NAMES=(ours C Go)
-BINS=("$OURS" "$C_BIN" "$GO_BIN")
+NAMES+=(C Go)
+BINS+=("$C_BIN" "$GO_BIN")
+COUNT=${#NAMES[@]}
 
 # ---------------------------------------------------------------- environment
 # What Apache (mod_cgi, a GET to /cgi-bin/cgi_hello/hello?name=world) puts in
@@ -188,7 +265,7 @@ cgi_exec() { env -i "${CGI_ENV[@]}" "$@"; }
 # ---------------------------------------------------------------- correctness
 # A broken program must not win: each answer has to be a well-formed CGI
 # response carrying the expected body, with exit status 0.
-for i in 0 1 2; do
+for ((i = 0; i < COUNT; i++)); do
     out="$WORK/out.${NAMES[$i]}" err="$WORK/err.${NAMES[$i]}"
     status=0
     cgi_exec "${BINS[$i]}" </dev/null >"$out" 2>"$err" || status=$?
@@ -224,20 +301,20 @@ if body != b"Hello, world!\n":
 PY
     [ -s "$err" ] && say "warning: ${NAMES[$i]} wrote to stderr: $(head -c 200 "$err")"
 done
-say "all three answer with a correct CGI response"
+say "all $COUNT answer with a correct CGI response"
 
 # ---------------------------------------------------------------- timing
 # The machine is shared and noisy: the runs are split into ROUNDS hyperfine
 # invocations, each with its own warmup, and the order of the programs is
-# rotated from one round to the next, so a burst of load hits all three
+# rotated from one round to the next, so a burst of load hits them all
 # alike. Many short rounds interleave better than a few long ones. Samples
 # are pooled per program afterwards; the per-round ratios show how noisy the
 # run was, and the ratio of minimums is the figure least touched by load.
 say "timing: $ROUNDS round(s) x $PER_ROUND runs per program, $WARMUP warmup runs each round"
 for ((r = 0; r < ROUNDS; r++)); do
     args=()
-    for ((k = 0; k < 3; k++)); do
-        i=$(( (r + k) % 3 ))
+    for ((k = 0; k < COUNT; k++)); do
+        i=$(( (r + k) % COUNT ))
         args+=(-n "${NAMES[$i]}" "${BINS[$i]}")
     done
     cgi_exec "$HYPERFINE" -N --style basic --warmup "$WARMUP" --runs "$PER_ROUND" \
@@ -249,7 +326,7 @@ done
 # Peak RSS: GNU time reports the child's ru_maxrss (KiB); time itself is the
 # parent and is not counted. Max over a few runs.
 RSS=()
-for i in 0 1 2; do
+for ((i = 0; i < COUNT; i++)); do
     peak=0
     for _ in 1 2 3 4 5; do
         cgi_exec /usr/bin/time -f %M -o "$WORK/rss" "${BINS[$i]}" </dev/null >/dev/null 2>&1 \
@@ -261,12 +338,12 @@ for i in 0 1 2; do
 done
 
 # ---------------------------------------------------------------- report
-python3 - "$WORK" "$ROUNDS" "${STRICT:-0}" "${RSS[@]}" "${BINS[@]}" <<'PY'
+python3 - "$WORK" "$ROUNDS" "${STRICT:-0}" "$COUNT" "${NAMES[@]}" "${RSS[@]}" "${BINS[@]}" <<'PY'
 import json, os, statistics, sys
-work, rounds, strict = sys.argv[1], int(sys.argv[2]), sys.argv[3] == "1"
-rss = dict(zip(("ours", "C", "Go"), sys.argv[4:7]))
-bins = dict(zip(("ours", "C", "Go"), sys.argv[7:10]))
-names = ("ours", "C", "Go")
+work, rounds, strict, count = sys.argv[1], int(sys.argv[2]), sys.argv[3] == "1", int(sys.argv[4])
+names = sys.argv[5:5 + count]
+rss = dict(zip(names, sys.argv[5 + count:5 + 2 * count]))
+bins = dict(zip(names, sys.argv[5 + 2 * count:5 + 3 * count]))
 times = {n: [] for n in names}
 round_median = {n: [] for n in names}
 for r in range(rounds):
@@ -283,32 +360,42 @@ for n in names:
         p90=t[min(len(t) - 1, int(0.9 * len(t)))],
         sd=statistics.stdev(t) if len(t) > 1 else 0.0,
     )
+w = max(len(n) for n in names)
 print()
-print(f"{'program':<6} {'runs':>6} {'median':>9} {'mean':>9} {'min':>9} {'p90':>9} {'stddev':>9} {'RSS KiB':>8} {'size KiB':>9}")
+print(f"{'program':<{w}} {'runs':>6} {'median':>9} {'mean':>9} {'min':>9} {'p90':>9} {'stddev':>9} {'RSS KiB':>8} {'size KiB':>9}")
 for n in names:
     s = stat[n]
     size = os.path.getsize(bins[n]) // 1024
-    print(f"{n:<6} {s['n']:>6} {ms(s['median']):>6.3f} ms {ms(s['mean']):>6.3f} ms {ms(s['min']):>6.3f} ms "
+    print(f"{n:<{w}} {s['n']:>6} {ms(s['median']):>6.3f} ms {ms(s['mean']):>6.3f} ms {ms(s['min']):>6.3f} ms "
           f"{ms(s['p90']):>6.3f} ms {ms(s['sd']):>6.3f} ms {rss[n]:>8} {size:>9}")
-ours_c = stat["ours"]["median"] / stat["C"]["median"]
-ours_go = stat["ours"]["median"] / stat["Go"]["median"]
-min_c = stat["ours"]["min"] / stat["C"]["min"]
-min_go = stat["ours"]["min"] / stat["Go"]["min"]
-if rounds > 1:
-    rc = [o / c for o, c in zip(round_median["ours"], round_median["C"])]
-    rg = [o / g for o, g in zip(round_median["ours"], round_median["Go"])]
-    print()
-    print("per-round median ratios (spread = noise):")
-    print("  ours/C  " + " ".join(f"{x:.2f}" for x in rc) + f"   (median {statistics.median(rc):.2f})")
-    print("  ours/Go " + " ".join(f"{x:.2f}" for x in rg) + f"   (median {statistics.median(rg):.2f})")
-print(f"ratio of minimums: ours/C {min_c:.2f}  ours/Go {min_go:.2f}")
+
+# (label, ours, peer, target, strictly below?)
+checks = []
+modes = [n[len("ours-"):] for n in names if n.startswith("ours-")]
+for m in modes:
+    checks.append((f"ours/rust ({m})", f"ours-{m}", f"rust-{m}", 1.15, False))
+main = "ours-static" if "ours-static" in names else f"ours-{modes[0]}"
+checks.append((f"ours/C ({main[5:]})", main, "C", 1.5, False))
+checks.append((f"ours/Go ({main[5:]})", main, "Go", 1.0, True))
+
 print()
-print(f"ours binary: {bins['ours']}")
-print(f"cgi_hello median {ms(stat['ours']['median']):.3f} ms | C {ms(stat['C']['median']):.3f} ms | "
-      f"Go {ms(stat['Go']['median']):.3f} ms | ours/C {ours_c:.2f} | ours/Go {ours_go:.2f} | "
-      f"RSS KiB ours {rss['ours']} C {rss['C']} Go {rss['Go']}")
-ok_c, ok_go = ours_c <= 1.5, ours_go < 1.0
-print(f"{'PASS' if ok_c else 'MISS'} ours/C {ours_c:.2f} (target <= 1.5)")
-print(f"{'PASS' if ok_go else 'MISS'} ours/Go {ours_go:.2f} (target < 1.0)")
-sys.exit(1 if strict and not (ok_c and ok_go) else 0)
+if rounds > 1:
+    print("per-round median ratios (spread = noise):")
+    for label, a, b, _, _ in checks:
+        rr = [x / y for x, y in zip(round_median[a], round_median[b])]
+        print(f"  {label:<18} " + " ".join(f"{x:.2f}" for x in rr) + f"   (median {statistics.median(rr):.2f})")
+print("ratio of minimums: " + "  ".join(
+    f"{label} {stat[a]['min'] / stat[b]['min']:.2f}" for label, a, b, _, _ in checks))
+print()
+for n in names:
+    if n.startswith("ours-"):
+        print(f"{n} binary: {bins[n]}")
+print(" | ".join(f"{n} median {ms(stat[n]['median']):.3f} ms" for n in names))
+ok_all = True
+for label, a, b, target, strict_below in checks:
+    ratio = stat[a]["median"] / stat[b]["median"]
+    ok = ratio < target if strict_below else ratio <= target
+    ok_all &= ok
+    print(f"{'PASS' if ok else 'MISS'} {label} {ratio:.2f} (target {'<' if strict_below else '<='} {target})")
+sys.exit(1 if strict and not ok_all else 0)
 PY

@@ -13,12 +13,21 @@ use gateway_core::Environ;
 /// Windows the values are UTF-16 and become UTF-8, which is how IIS encodes
 /// paths.
 pub fn read_environ() -> Environ {
-    let vars = std::env::vars_os();
-    let mut env = Environ::with_capacity(vars.size_hint().0);
-    for (name, value) in vars {
-        env.push(os_bytes(name), os_bytes(value));
+    let pairs = environ_pairs();
+    let mut env = Environ::with_capacity(pairs.len());
+    for (name, value) in pairs {
+        env.push(name, value);
     }
     env
+}
+
+/// The process environment as name/value pairs, each taken over from the
+/// standard library's copy without another one.
+pub(crate) fn environ_pairs() -> Vec<(Bytes, Bytes)> {
+    let vars = std::env::vars_os();
+    let mut pairs = Vec::with_capacity(vars.size_hint().0);
+    pairs.extend(vars.map(|(name, value)| (os_bytes(name), os_bytes(value))));
+    pairs
 }
 
 #[cfg(unix)]

@@ -28,15 +28,21 @@
 //!
 //! A CGI process serves one request, so [`run`] does only what that needs:
 //! a current-thread tokio runtime (no worker threads), the environment read
-//! once as raw bytes, blocking reads of stdin and one unbuffered write of
-//! the response for a small body, file bodies copied by the kernel.
+//! once as raw bytes and moved, not copied, into the request, blocking
+//! reads of stdin and one unbuffered write of the response for a small
+//! body, file bodies copied by the kernel.
 //!
 //! Process start-up dominates, and for a Rust program most of it is the
 //! dynamic loader: a statically linked build starts about 30% faster
 //! (`RUSTFLAGS="-C target-feature=+crt-static" cargo build --release
 //! --target x86_64-unknown-linux-gnu`; the explicit `--target` keeps the flag
-//! away from build scripts and proc-macros). The repository's
-//! `scripts/bench-cgi.sh` measures it against a C and a Go CGI program.
+//! away from build scripts and proc-macros). What the program links in
+//! counts too: tokio's `rt-multi-thread` feature (part of `full`) brings
+//! the multi-thread scheduler's code and, through it, libm, which the
+//! dynamic loader then maps and relocates at every start; its `signal`
+//! feature makes every runtime set up a signal driver. A CGI program needs
+//! neither. The repository's `scripts/bench-cgi.sh` measures the
+//! `cgi_hello` example against a trivial Rust program, C and Go.
 //!
 //! Apache and fcgiwrap write the whole request body to the program before
 //! they read its output. So that a program which streams a large answer
@@ -110,6 +116,10 @@ pub fn is_cgi() -> bool {
     std::env::var_os("GATEWAY_INTERFACE").is_some()
 }
 
+/// The I/O events the runtime takes from the OS at a time: more than one
+/// CGI request's application waits on at once.
+const CGI_IO_EVENTS: usize = 64;
+
 /// How long the process reads the rest of a request body the application
 /// left unread, after the response.
 const DRAIN_TIME: std::time::Duration = std::time::Duration::from_secs(2);
@@ -173,6 +183,9 @@ impl Cgi {
         scrub_httpoxy();
         let rt = match tokio::runtime::Builder::new_current_thread()
             .enable_all()
+            // One request's worth of sockets: a small event buffer (the
+            // default holds 1024 events, 12 KiB of heap touched at start-up).
+            .max_io_events_per_tick(CGI_IO_EVENTS)
             .build()
         {
             Ok(rt) => rt,

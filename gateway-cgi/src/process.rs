@@ -11,7 +11,7 @@ use gateway_core::{
 };
 use http::{HeaderValue, Version};
 
-use crate::environ::{fix_iis_path_info, read_environ};
+use crate::environ::{environ_pairs, fix_iis_path_info};
 use crate::stdin::{SPILL_AFTER, Stdin};
 use gateway_core::BodyLength;
 
@@ -158,7 +158,9 @@ impl Gateway for ProcessGateway {
     }
 
     fn add_cgi_vars(&mut self, environ: &mut Environ) {
-        environ.extend_from(&read_environ());
+        // Moved in, not copied: a pair's buffers are the ones the standard
+        // library read the variable into.
+        environ.extend_replacing(environ_pairs());
         if self.mode == Mode::Iis {
             fix_iis_path_info(environ);
         }

@@ -20,11 +20,14 @@ use hyper_util::server::conn::auto;
 use crate::body::RequestBody;
 use crate::gateway::{Addrs, HttpGateway, SharedExchange};
 use crate::stream::{SendClock, StreamExecutor, current_clock};
-use crate::upgrade::{CutOnDrop, Tethered};
+use crate::upgrade::{CutOnDrop, Tether, Tethered};
 
 /// How long a connection that is closing, with no request in flight, may
 /// take to finish the close (between one and two of these).
 pub(crate) const CLOSE_GRACE: Duration = Duration::from_secs(1);
+
+/// Why a connection closes when the server stops.
+const STOPPING: &str = "the server is stopping";
 
 /// What every connection of a server shares.
 pub(crate) struct Shared<S> {
@@ -81,6 +84,12 @@ where
         {
             svc_tether.arm();
         }
+        if req.version() == http::Version::HTTP_2 && req.method() == http::Method::CONNECT {
+            // An HTTP/2 CONNECT (extended, as a WebSocket over HTTP/2 is,
+            // or not): hyper hands the stream to the application when the
+            // answer is 2xx, and it may outlive the request.
+            svc_tether.tunnel();
+        }
         let in_flight = InFlight::start(&svc_activity);
         respond(req, svc_shared.clone(), addrs.clone(), last, in_flight)
     });
@@ -94,6 +103,11 @@ where
     );
     let idle = limits.get_idle_timeout();
     let mut server_stopping = shared.shutdown.watch();
+    // For the close, which may outlast the watches above: a stream handed
+    // to the application keeps a closing connection open until it ends,
+    // or until the grace period once the server stops.
+    let (mut late_stop, mut late_server_stop) = (shutdown.clone(), shared.shutdown.watch());
+    let grace = shared.shutdown.get_deadline();
     let result = {
         let c = shared.builder.serve_connection_with_upgrades(io, svc);
         tokio::pin!(c);
@@ -101,9 +115,9 @@ where
         // of them woke the task, not on every wake-up hyper's I/O causes.
         let control = Gated::new(async {
             tokio::select! {
-                _ = shutdown.stopping() => "the server is stopping",
-                _ = server_stopping.stopping() => "the server is stopping",
-                () = activity.idle(idle) => "the connection is idle",
+                _ = shutdown.stopping() => STOPPING,
+                _ = server_stopping.stopping() => STOPPING,
+                () = activity.idle(idle, &tether) => "the connection is idle",
             }
         });
         tokio::pin!(control);
@@ -120,11 +134,24 @@ where
                 // open.
                 tracing::debug!(why, "closing the connection");
                 c.as_mut().graceful_shutdown();
+                let stopping = why == STOPPING;
                 tokio::select! {
                     biased;
                     r = c.as_mut() => r,
-                    () = activity.idle(CLOSE_GRACE) => {
+                    () = activity.idle(CLOSE_GRACE, &tether) => {
                         tracing::debug!("the client did not finish the close in time; dropping the connection");
+                        Ok(())
+                    }
+                    () = async {
+                        if !stopping {
+                            tokio::select! {
+                                _ = late_stop.stopping() => {}
+                                _ = late_server_stop.stopping() => {}
+                            }
+                        }
+                        tokio::time::sleep(grace).await;
+                    } => {
+                        tracing::debug!("the grace period is over; dropping the connection");
                         Ok(())
                     }
                 }
@@ -234,13 +261,15 @@ impl Activity {
     /// none started: the connection has been idle for between one and two
     /// periods. hyper's header read timeout already closes an idle HTTP/1
     /// connection; this closes idle HTTP/2 ones (GOAWAY), which hyper keeps
-    /// open for ever, and bounds a close the client does not finish.
-    async fn idle(&self, period: Duration) {
+    /// open for ever, and bounds a close the client does not finish. A
+    /// stream handed to the application (an HTTP/2 extended CONNECT) that
+    /// may still be open counts as a request in flight.
+    async fn idle(&self, period: Duration, tether: &Tether) {
         let mut seen = self.started.load(Ordering::Relaxed);
         loop {
             tokio::time::sleep(period).await;
             let now = self.started.load(Ordering::Relaxed);
-            if now == seen && self.in_flight.load(Ordering::Relaxed) == 0 {
+            if now == seen && self.in_flight.load(Ordering::Relaxed) == 0 && !tether.tunnel_open() {
                 return;
             }
             seen = now;

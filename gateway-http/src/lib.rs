@@ -80,14 +80,21 @@
 //!   unchanged (the request carries hyper's `OnUpgrade`, and a 101 keeps
 //!   its `Connection` and `Upgrade`). The upgraded connection counts
 //!   against `max_connections` until the application drops it, and is shut
-//!   down once the server stops and the grace period is over. HTTP/2
-//!   WebSocket (extended CONNECT) is not supported.
+//!   down once the server stops and the grace period is over.
+//! - HTTP/2 extended CONNECT (RFC 8441, [`Server::extended_connect`], on by
+//!   default): a WebSocket over HTTP/2 reaches the application as a
+//!   `CONNECT` request with hyper's `OnUpgrade` and `hyper::ext::Protocol`,
+//!   and a `2xx` answer hands the stream over; an axum `WebSocketUpgrade`
+//!   route routed with `any` serves both HTTP versions. While such a stream
+//!   is open its connection is not closed for being idle; once the server
+//!   stops, it gets the grace period, then the connection is closed.
 //!
 //! Limits and timeouts: see [`Server`].
 
 mod body;
 mod conn;
 mod gateway;
+mod h2streams;
 mod refuse;
 mod server;
 mod stream;

@@ -35,6 +35,7 @@ const SERVER_SOFTWARE: &str = concat!("gateway-http/", env!("CARGO_PKG_VERSION")
 /// | [`path_view`](Server::path_view): the path the application routes on | [`PathView::Full`] |
 /// | [`server_software`](Server::server_software): the `Server` header and `SERVER_SOFTWARE` | `gateway-http/VERSION` |
 /// | [`http2`](Server::http2): HTTP/2 with prior knowledge besides HTTP/1.x | on |
+/// | [`extended_connect`](Server::extended_connect): HTTP/2 extended CONNECT (RFC 8441: WebSocket over HTTP/2) | on |
 /// | [`error_stream`](Server::error_stream): each request's error stream | standard error |
 /// | [`shutdown`](Server::shutdown), [`grace_period`](Server::grace_period): what stops the server, and the time in-flight requests then get | a new [`Shutdown`], 30 s |
 /// | [`worker_threads`](Server::worker_threads): the threads of [`run`](Server::run)'s runtime | tokio's default |
@@ -86,6 +87,7 @@ pub struct Server {
     shutdown: Shutdown,
     grace_period: Option<Duration>,
     http2: bool,
+    extended_connect: bool,
     server_software: Option<Bytes>,
     errors: ErrorStream,
     worker_threads: Option<usize>,
@@ -108,6 +110,7 @@ impl Server {
             shutdown: Shutdown::new(),
             grace_period: None,
             http2: true,
+            extended_connect: true,
             server_software: Some(Bytes::from_static(SERVER_SOFTWARE.as_bytes())),
             errors: ErrorStream::stderr(),
             worker_threads: None,
@@ -201,6 +204,21 @@ impl Server {
         self
     }
 
+    /// Whether HTTP/2 clients may open extended CONNECT streams (RFC 8441:
+    /// the server sends `SETTINGS_ENABLE_CONNECT_PROTOCOL`), which is how a
+    /// WebSocket runs over HTTP/2 (default: yes). Such a request reaches
+    /// the application as `CONNECT` with hyper's `hyper::ext::Protocol`
+    /// (`websocket`) and `OnUpgrade` in its extensions; a `2xx` answer with
+    /// no body hands the stream over, as a `101` does on HTTP/1.1 (axum's
+    /// `WebSocketUpgrade` does both: route it with `any`, or with `get`
+    /// and `connect`). While a stream handed over may be open, its
+    /// connection is not closed for being idle; once the server stops, it
+    /// gets the grace period, then the connection is closed.
+    pub fn extended_connect(&mut self, yes: bool) -> &mut Self {
+        self.extended_connect = yes;
+        self
+    }
+
     /// The `Server` response header and the `SERVER_SOFTWARE` variable;
     /// `None` for no header and an empty `SERVER_SOFTWARE`. Default:
     /// `gateway-http/VERSION`. This is the only setting for both: the
@@ -241,6 +259,9 @@ impl Server {
             .max_header_list_size(u32::try_from(limits.get_max_head_len()).unwrap_or(u32::MAX))
             .keep_alive_interval(Some(limits.get_idle_timeout()))
             .keep_alive_timeout(limits.get_write_timeout());
+        if self.extended_connect {
+            b.http2().enable_connect_protocol();
+        }
         b
     }
 

@@ -11,17 +11,25 @@
 //! own: a stream whose request asks to switch protocols takes one (a
 //! duplicate of the socket's) at its next write, which is the 101 going
 //! out. Connections that never ask pay one atomic load per write.
+//!
+//! HTTP/2 streams can switch protocols too (an extended CONNECT, RFC 8441):
+//! hyper hands such a stream to the application and keeps serving the
+//! connection. The connection's stream counts the HTTP/2 streams open on it
+//! ([`StreamCounter`]), so that the connection's idle watch leaves a
+//! connection alone while a stream it handed over may still be open.
 
 use std::io;
 use std::os::fd::AsFd;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll};
 
 use gateway_core::server::Stream;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::Notify;
+
+use crate::h2streams::StreamCounter;
 
 /// What a connection's task shares with its stream.
 #[derive(Debug, Default)]
@@ -35,6 +43,10 @@ pub(crate) struct Tether {
     /// The stream was dropped.
     released: AtomicBool,
     notify: Notify,
+    /// An HTTP/2 stream on the connection was an extended CONNECT.
+    tunnels: AtomicBool,
+    /// HTTP/2 streams open on the connection, as its stream counted them.
+    open_streams: AtomicUsize,
 }
 
 #[derive(Debug)]
@@ -51,6 +63,18 @@ impl Tether {
     /// A request asked to switch protocols.
     pub(crate) fn arm(&self) {
         self.armed.store(true, Ordering::Relaxed);
+    }
+
+    /// An HTTP/2 stream on the connection asked for an extended CONNECT:
+    /// from now on, open streams keep the connection from being idle.
+    pub(crate) fn tunnel(&self) {
+        self.tunnels.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether a stream the connection handed over (an extended CONNECT)
+    /// may still be open: one was asked for, and streams are open.
+    pub(crate) fn tunnel_open(&self) -> bool {
+        self.tunnels.load(Ordering::Relaxed) && self.open_streams.load(Ordering::Relaxed) > 0
     }
 
     /// Whether the stream has been dropped.
@@ -99,6 +123,7 @@ impl Drop for CutOnDrop {
 pub(crate) struct Tethered {
     inner: Stream,
     tether: Arc<Tether>,
+    streams: StreamCounter,
 }
 
 impl Tethered {
@@ -108,9 +133,17 @@ impl Tethered {
             Self {
                 inner,
                 tether: tether.clone(),
+                streams: StreamCounter::default(),
             },
             tether,
         )
+    }
+
+    /// Publishes the count of open HTTP/2 streams after it may have changed.
+    fn counted(&self) {
+        self.tether
+            .open_streams
+            .store(self.streams.open(), Ordering::Relaxed);
     }
 
     /// Takes the handle a switch of protocols needs, once asked to.
@@ -159,7 +192,17 @@ impl AsyncRead for Tethered {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_read(cx, buf)
+        let before = buf.filled().len();
+        let poll = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if let Poll::Ready(Ok(())) = poll
+            && buf.filled().len() > before
+            && !self.streams.is_off()
+        {
+            let this = &mut *self;
+            this.streams.read(&buf.filled()[before..]);
+            this.counted();
+        }
+        poll
     }
 }
 
@@ -170,7 +213,15 @@ impl AsyncWrite for Tethered {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         self.take_handle();
-        Pin::new(&mut self.inner).poll_write(cx, buf)
+        let poll = Pin::new(&mut self.inner).poll_write(cx, buf);
+        if let Poll::Ready(Ok(n)) = poll
+            && !self.streams.is_off()
+        {
+            let this = &mut *self;
+            this.streams.wrote(&buf[..n.min(buf.len())]);
+            this.counted();
+        }
+        poll
     }
 
     fn poll_write_vectored(
@@ -179,7 +230,23 @@ impl AsyncWrite for Tethered {
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         self.take_handle();
-        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+        let poll = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        if let Poll::Ready(Ok(n)) = poll
+            && !self.streams.is_off()
+        {
+            let this = &mut *self;
+            let mut left = n;
+            for b in bufs {
+                if left == 0 {
+                    break;
+                }
+                let take = left.min(b.len());
+                this.streams.wrote(&b[..take]);
+                left -= take;
+            }
+            this.counted();
+        }
+        poll
     }
 
     fn is_write_vectored(&self) -> bool {

@@ -251,9 +251,10 @@ async fn the_server_stopping_closes_it_after_the_grace_period() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn http2_has_no_websocket() {
-    // No extended CONNECT over HTTP/2: axum's extractor refuses a GET that
-    // is not HTTP/1.1 upgrade, and the route answers with its rejection.
+async fn http2_get_is_not_a_websocket_handshake() {
+    // Over HTTP/2 a WebSocket opens with an extended CONNECT (see
+    // websocket_h2.rs): axum's extractor refuses a GET, and the route
+    // answers with its rejection.
     let srv = start(Limits::default()).await;
     let mut req = support::h2_preface();
     // HEADERS for GET /ws (HPACK: :method GET, :scheme http, :path /ws,
