@@ -93,7 +93,9 @@ where
             .first_byte(limits.get_head_read_timeout()),
     );
     let idle = limits.get_idle_timeout();
-    let mut server_stopping = shared.shutdown.watch();
+    // A connection just accepted gets its first request served even if the
+    // server started stopping meanwhile (see `Shutdown::connection_watch`).
+    let mut server_stopping = shared.shutdown.connection_watch();
     let result = {
         let c = shared.builder.serve_connection_with_upgrades(io, svc);
         tokio::pin!(c);
