@@ -15,7 +15,9 @@ use gateway_test::conformance::Conformance;
 /// multiplexing, `FCGI_ABORT_WITH_RESET=1` signals a response that fails
 /// after its head by resetting the connection
 /// ([`Server::abort_with_reset`]), `CONFORMANCE_SLOW_MS=N` logs requests
-/// running longer than N ms ([`Limits::slow_request`]).
+/// running longer than N ms ([`Limits::slow_request`]),
+/// `CONFORMANCE_REUSE_PORT=1` binds a TCP address with `SO_REUSEPORT`
+/// ([`Server::reuse_port`], for rolling restarts).
 pub(crate) fn run(addr: Option<&str>, app: Conformance) -> ExitCode {
     let listen = match addr {
         None | Some("-") => ListenAddr::Stdin,
@@ -39,6 +41,7 @@ pub(crate) fn run(addr: Option<&str>, app: Conformance) -> ExitCode {
         limits.slow_request(Some(Duration::from_millis(ms)));
         server.limits(limits);
     }
+    server.reuse_port(reuse_port());
     eprintln!("conformance: FastCGI on {listen}");
     match server.run(&listen, app) {
         Ok(()) => ExitCode::SUCCESS,
@@ -47,4 +50,9 @@ pub(crate) fn run(addr: Option<&str>, app: Conformance) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Whether `CONFORMANCE_REUSE_PORT=1` asks for `SO_REUSEPORT`.
+pub(crate) fn reuse_port() -> bool {
+    std::env::var("CONFORMANCE_REUSE_PORT").is_ok_and(|v| v == "1")
 }

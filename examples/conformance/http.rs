@@ -15,6 +15,7 @@ use tower::ServiceExt;
 
 /// Serves `app` over HTTP on `addr` (`HOST:PORT`, `unix:PATH`, `fd:0`,
 /// `systemd`) on a current-thread runtime, until SIGTERM or SIGINT.
+/// `CONFORMANCE_REUSE_PORT=1` binds a TCP address with `SO_REUSEPORT`.
 pub(crate) fn run(addr: Option<&str>, app: Conformance) -> ExitCode {
     let Some(addr) = addr else {
         eprintln!("conformance http: an address is required (HOST:PORT or unix:PATH)");
@@ -28,7 +29,12 @@ pub(crate) fn run(addr: Option<&str>, app: Conformance) -> ExitCode {
         }
     };
     let app = tower::service_fn(move |req| with_websocket(app.clone(), req));
-    match Server::new().worker_threads(1).run(&addr, app) {
+    let reuse_port = super::fastcgi::reuse_port();
+    match Server::new()
+        .worker_threads(1)
+        .reuse_port(reuse_port)
+        .run(&addr, app)
+    {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("conformance http: {e}");

@@ -23,6 +23,9 @@
 //! error stream (`gateway_core::logging::ErrorLogLayer`), so `/log` lands
 //! in the web server's error log. `CONFORMANCE_SLOW_MS=N` sets
 //! `Limits::slow_request` for the FastCGI server.
+//! `CONFORMANCE_REUSE_PORT=1` binds a TCP address with `SO_REUSEPORT`
+//! (FastCGI and HTTP), so a new process can take over the port in a
+//! rolling restart (`scripts/scale-out.sh`).
 
 use std::path::PathBuf;
 use std::process::ExitCode;

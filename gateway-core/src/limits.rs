@@ -21,6 +21,7 @@ use std::time::Duration;
 /// | [`idle_timeout`](Limits::idle_timeout) | 60 s | keep-alive connections |
 /// | [`max_connections`](Limits::max_connections) | 1024 | socket servers: past it, new connections get a busy answer at once |
 /// | [`listen_backlog`](Limits::listen_backlog) | 1024 | socket servers binding an address themselves |
+/// | [`reuse_port`](Limits::reuse_port) | off | socket servers binding a TCP address themselves |
 /// | [`max_requests_per_connection`](Limits::max_requests_per_connection) | none | keep-alive servers |
 /// | [`app_timeout`](Limits::app_timeout) | none | every backend: the application's time to its response head |
 /// | [`slow_request`](Limits::slow_request) | none | every backend: a request running longer is logged once |
@@ -45,6 +46,7 @@ pub struct Limits {
     idle_timeout: Duration,
     max_connections: usize,
     listen_backlog: u32,
+    reuse_port: bool,
     max_requests_per_connection: Option<u64>,
     app_timeout: Option<Duration>,
     slow_request: Option<Duration>,
@@ -63,6 +65,7 @@ impl Default for Limits {
             idle_timeout: Duration::from_secs(60),
             max_connections: 1024,
             listen_backlog: 1024,
+            reuse_port: false,
             max_requests_per_connection: None,
             app_timeout: None,
             slow_request: None,
@@ -138,6 +141,17 @@ impl Limits {
         /// answers connections past `max_connections` with a busy reply, so
         /// the backlog only absorbs bursts.
         listen_backlog, get_listen_backlog: u32
+    );
+    limit!(
+        /// Whether a TCP address the server binds itself gets
+        /// `SO_REUSEPORT`, so that another process can listen on the same
+        /// port at the same time: a new version starts listening before the
+        /// old one stops (a rolling restart), and the kernel spreads new
+        /// connections over every process on the port. Off by default, so a
+        /// second server started by mistake on a port in use fails instead
+        /// of sharing it. A socket handed over (systemd, fd 0) keeps the
+        /// options it was created with.
+        reuse_port, get_reuse_port: bool
     );
     limit!(
         /// The most requests served on one connection; `None` for no limit.

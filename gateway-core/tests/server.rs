@@ -198,6 +198,121 @@ async fn listen_backlog_is_configurable() {
     drop(listener);
 }
 
+/// A connection accepted just before the shutdown, whose client sends its
+/// request a moment later, is served: its watch does not report the
+/// shutdown during the grace for new connections.
+#[tokio::test]
+async fn a_connection_accepted_just_before_the_shutdown_gets_its_request_served() {
+    let listener = Listener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.tcp_addr().unwrap();
+    let mut shutdown = Shutdown::new();
+    shutdown.new_connection_grace(Duration::from_secs(2));
+    let (accepted_tx, accepted_rx) = tokio::sync::oneshot::channel::<()>();
+    let accepted_tx = std::sync::Mutex::new(Some(accepted_tx));
+    let server = tokio::spawn(serve(
+        listener,
+        4,
+        shutdown.clone(),
+        Refusal::close(),
+        move |mut c: gateway_core::server::Connection| {
+            if let Some(tx) = accepted_tx.lock().unwrap().take() {
+                let _ = tx.send(());
+            }
+            async move {
+                // A driver between requests: the next request, or the
+                // shutdown, whichever comes first.
+                let mut buf = [0u8; 5];
+                tokio::select! {
+                    r = c.stream.read_exact(&mut buf) => if r.is_ok() {
+                        let _ = c.stream.write_all(&buf).await;
+                    },
+                    () = c.shutdown.stopping() => {}
+                }
+            }
+        },
+    ));
+    let mut client = tokio::net::TcpStream::connect(addr).await.unwrap();
+    accepted_rx.await.unwrap();
+    shutdown.trigger();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    client.write_all(b"hello").await.unwrap();
+    let mut got = Vec::new();
+    client.read_to_end(&mut got).await.unwrap();
+    assert_eq!(got, b"hello");
+    server.await.unwrap().unwrap();
+}
+
+/// A connection watch reports the shutdown once its grace has passed; a
+/// plain watch at once.
+#[tokio::test(start_paused = true)]
+async fn a_connection_watch_reports_the_shutdown_after_its_grace() {
+    let mut shutdown = Shutdown::new();
+    shutdown.new_connection_grace(Duration::from_secs(1));
+    let mut young = shutdown.connection_watch();
+    let plain = shutdown.watch();
+    assert!(!young.is_stopping() && !plain.is_stopping());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    shutdown.trigger();
+    assert!(plain.is_stopping());
+    assert!(!young.is_stopping(), "300 ms into a 1 s grace");
+    let started = tokio::time::Instant::now();
+    young.stopping().await;
+    assert_eq!(started.elapsed(), Duration::from_millis(700));
+    assert!(young.is_stopping());
+    // A connection accepted after the trigger waits out its own grace; an
+    // old connection's watch reports at once.
+    let mut late = shutdown.connection_watch();
+    tokio::time::timeout(Duration::from_millis(500), late.stopping())
+        .await
+        .expect_err("a watch made after the trigger waits out its own grace");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(late.is_stopping());
+    tokio::time::timeout(Duration::from_millis(1), late.stopping())
+        .await
+        .expect("an old connection's watch reports at once");
+    let mut zero = Shutdown::new();
+    zero.new_connection_grace(Duration::ZERO).trigger();
+    assert!(zero.connection_watch().is_stopping());
+}
+
+/// Connections the kernel completed but the server had not accepted when
+/// the shutdown started are served, not reset with the listener.
+#[tokio::test(flavor = "current_thread")]
+async fn connections_waiting_in_the_backlog_at_shutdown_are_served() {
+    let listener = Listener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.tcp_addr().unwrap();
+    // Handshakes the kernel completes with nobody accepting yet: the
+    // server task has not run (one thread, no await in between).
+    let clients: Vec<std::net::TcpStream> = (0..8)
+        .map(|_| {
+            let mut c = std::net::TcpStream::connect(addr).unwrap();
+            std::io::Write::write_all(&mut c, b"hello").unwrap();
+            c
+        })
+        .collect();
+    let shutdown = Shutdown::new();
+    shutdown.trigger();
+    let server = tokio::spawn(serve(
+        listener,
+        16,
+        shutdown.clone(),
+        Refusal::close(),
+        |mut c: gateway_core::server::Connection| async move {
+            let mut buf = [0u8; 5];
+            if c.stream.read_exact(&mut buf).await.is_ok() {
+                let _ = c.stream.write_all(&buf).await;
+            }
+        },
+    ));
+    server.await.unwrap().unwrap();
+    for mut c in clients {
+        let mut got = Vec::new();
+        c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        std::io::Read::read_to_end(&mut c, &mut got).unwrap();
+        assert_eq!(got, b"hello");
+    }
+}
+
 /// Listen addresses: every accepted form reads back as written; a bad one
 /// is an error that names what was expected.
 #[test]

@@ -128,6 +128,16 @@ impl Server {
         self.limits(limits)
     }
 
+    /// Binds a TCP address with `SO_REUSEPORT` (default: off), so that a new
+    /// process can listen on the same port before this one stops: a
+    /// rolling restart with no refused connection. The handler's
+    /// [`Limits::reuse_port`], changed.
+    pub fn reuse_port(&mut self, yes: bool) -> &mut Self {
+        let mut limits = self.handler.limits().clone();
+        limits.reuse_port(yes);
+        self.limits(limits)
+    }
+
     /// Where the application's error stream goes. By default each request's
     /// error stream becomes its `FCGI_STDERR` records, which the web server
     /// writes to its error log (nginx, Apache, lighttpd). With a stream set,

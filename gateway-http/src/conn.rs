@@ -102,7 +102,9 @@ where
             .first_byte(limits.get_head_read_timeout()),
     );
     let idle = limits.get_idle_timeout();
-    let mut server_stopping = shared.shutdown.watch();
+    // A connection just accepted gets its first request served even if the
+    // server started stopping meanwhile (see `Shutdown::connection_watch`).
+    let mut server_stopping = shared.shutdown.connection_watch();
     // For the close, which may outlast the watches above: a stream handed
     // to the application keeps a closing connection open until it ends,
     // or until the grace period once the server stops.

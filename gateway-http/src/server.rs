@@ -54,6 +54,7 @@ const SERVER_SOFTWARE: &str = concat!("gateway-http/", env!("CARGO_PKG_VERSION")
 /// | `max_requests_per_connection` | HTTP/1.x: the last response says `Connection: close` and the connection closes after it |
 /// | `max_connections` | past it, a new connection is answered at once: 503 with `Retry-After: 1` (HTTP/2 prior knowledge: GOAWAY with REFUSED_STREAM), then closed |
 /// | `listen_backlog` | the backlog of a socket [`run`](Server::run) or [`serve`](crate::serve()) binds |
+/// | `reuse_port` | `SO_REUSEPORT` on a TCP socket [`run`](Server::run) or [`serve`](crate::serve()) binds |
 ///
 /// A graceful close (an idle HTTP/2 connection's GOAWAY, the server
 /// stopping) lets the requests in flight finish; once none is left, the
@@ -150,6 +151,16 @@ impl Server {
     pub fn max_connections(&mut self, n: usize) -> &mut Self {
         let mut limits = self.handler.limits().clone();
         limits.max_connections(n);
+        self.limits(limits)
+    }
+
+    /// Binds a TCP address with `SO_REUSEPORT` (default: off), so that a new
+    /// process can listen on the same port before this one stops: a
+    /// rolling restart with no refused connection. The handler's
+    /// [`Limits::reuse_port`], changed.
+    pub fn reuse_port(&mut self, yes: bool) -> &mut Self {
+        let mut limits = self.handler.limits().clone();
+        limits.reuse_port(yes);
         self.limits(limits)
     }
 

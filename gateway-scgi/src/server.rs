@@ -115,6 +115,16 @@ impl Server {
         self.limits(limits)
     }
 
+    /// Binds a TCP address with `SO_REUSEPORT` (default: off), so that a new
+    /// process can listen on the same port before this one stops: a
+    /// rolling restart with no refused connection. The handler's
+    /// [`Limits::reuse_port`], changed.
+    pub fn reuse_port(&mut self, yes: bool) -> &mut Self {
+        let mut limits = self.handler.limits().clone();
+        limits.reuse_port(yes);
+        self.limits(limits)
+    }
+
     /// Where application failures are reported (wsgi.errors); the handler
     /// logs them to `tracing` too.
     pub fn error_stream(&mut self, errors: ErrorStream) -> &mut Self {

@@ -129,6 +129,15 @@ impl Builder {
         self
     }
 
+    /// Binds a TCP address with `SO_REUSEPORT` (default: off), so that a
+    /// new process can listen on the same port before this one stops: a
+    /// rolling restart with no refused connection. The handler's [`Limits::reuse_port`], changed.
+    pub fn reuse_port(&mut self, yes: bool) -> &mut Self {
+        let mut limits = self.handler.limits().clone();
+        limits.reuse_port(yes);
+        self.limits(limits)
+    }
+
     /// Which path the application routes on: the full path (the default),
     /// the path below `SCRIPT_NAME` (what a CGI program needs whatever its
     /// install path), or the full path less a mount prefix.

@@ -8,7 +8,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 
 use super::listener::{Listener, Stream};
@@ -103,9 +103,19 @@ impl Refusal {
     }
 }
 
+/// The most connections taken from the listen backlog once the shutdown
+/// started (a backlog holds at most `net.core.somaxconn`).
+const MAX_BACKLOG_TAKEN: usize = 65_536;
+
 /// Accepts connections on `listener` and runs `conn` for each on its own
-/// task, until `shutdown` is triggered; then waits for the running
+/// task, until `shutdown` is triggered; then takes the connections still
+/// waiting in the listen backlog (the kernel would reset them when the
+/// listener closes), closes the listener, waits for the running
 /// connections up to the shutdown's deadline and aborts the rest.
+///
+/// Each connection watches the shutdown through
+/// [`Shutdown::connection_watch`]: one accepted moments before the
+/// shutdown started still gets the request its client was sending served.
 ///
 /// At most `max_connections` run at once. Past that, each new connection is
 /// accepted and handed to `refusal`, which answers it with the protocol's
@@ -151,17 +161,19 @@ where
             refuse(stream, &refusal, &refusing);
             continue;
         };
-        let local_addr = stream.local_addr();
-        let fut = conn(Connection {
-            stream,
-            peer_addr,
-            local_addr,
-            shutdown: shutdown.watch(),
-        });
-        tasks.spawn(async move {
-            fut.await;
-            drop(permit);
-        });
+        start(&mut tasks, &conn, &shutdown, stream, peer_addr, permit);
+    }
+    // Connections the kernel completed but nobody accepted yet are reset
+    // when the listener closes (with SO_REUSEPORT, the others in the group
+    // do not get them): serve them too.
+    for _ in 0..MAX_BACKLOG_TAKEN {
+        let Ok(Some((stream, peer_addr))) = listener.accept_waiting() else {
+            break;
+        };
+        match permits.clone().try_acquire_owned() {
+            Ok(permit) => start(&mut tasks, &conn, &shutdown, stream, peer_addr, permit),
+            Err(_) => refuse(stream, &refusal, &refusing),
+        }
     }
     drop(listener);
     let deadline = tokio::time::sleep(shutdown.get_deadline());
@@ -177,6 +189,32 @@ where
         }
     }
     Ok(())
+}
+
+/// Runs `conn` for an accepted connection on its own task, holding
+/// `permit` until it ends.
+fn start<F, Fut>(
+    tasks: &mut JoinSet<()>,
+    conn: &F,
+    shutdown: &Shutdown,
+    stream: Stream,
+    peer_addr: Option<SocketAddr>,
+    permit: OwnedSemaphorePermit,
+) where
+    F: Fn(Connection) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let local_addr = stream.local_addr();
+    let fut = conn(Connection {
+        stream,
+        peer_addr,
+        local_addr,
+        shutdown: shutdown.connection_watch(),
+    });
+    tasks.spawn(async move {
+        fut.await;
+        drop(permit);
+    });
 }
 
 /// Answers a connection over the cap on its own task, bounded in time and

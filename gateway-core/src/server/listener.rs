@@ -20,6 +20,7 @@ pub struct BindOptions {
     mode: Option<u32>,
     remove_stale: bool,
     backlog: u32,
+    reuse_port: bool,
 }
 
 impl Default for BindOptions {
@@ -28,6 +29,7 @@ impl Default for BindOptions {
             mode: None,
             remove_stale: false,
             backlog: DEFAULT_BACKLOG,
+            reuse_port: false,
         }
     }
 }
@@ -46,6 +48,18 @@ impl BindOptions {
     /// busy reply, so this only needs to absorb bursts.
     pub fn backlog(&mut self, backlog: u32) -> &mut Self {
         self.backlog = backlog;
+        self
+    }
+
+    /// Whether a TCP socket is bound with `SO_REUSEPORT` (default: no), so
+    /// that several processes can listen on the same address and port at
+    /// once, each with its own socket, and the kernel spreads new
+    /// connections among them. Every socket of the group must set it (and
+    /// belong to the same user). A rolling restart then starts the new
+    /// process on the port before the old one stops. Ignored for Unix
+    /// sockets.
+    pub fn reuse_port(&mut self, yes: bool) -> &mut Self {
+        self.reuse_port = yes;
         self
     }
 
@@ -115,8 +129,9 @@ impl Listener {
             .unwrap_or_else(|| io::Error::new(io::ErrorKind::NotFound, "no address to listen on")))
     }
 
-    /// Binds a TCP socket at `addr` (with `SO_REUSEADDR`, as servers do).
-    /// Must be called inside a tokio runtime.
+    /// Binds a TCP socket at `addr` (with `SO_REUSEADDR`, as servers do,
+    /// and `SO_REUSEPORT` when `opts` say so). Must be called inside a
+    /// tokio runtime.
     pub fn bind_tcp(addr: SocketAddr, opts: &BindOptions) -> io::Result<Self> {
         let socket = if addr.is_ipv4() {
             tokio::net::TcpSocket::new_v4()?
@@ -124,6 +139,9 @@ impl Listener {
             tokio::net::TcpSocket::new_v6()?
         };
         socket.set_reuseaddr(true)?;
+        if opts.reuse_port {
+            socket.set_reuseport(true)?;
+        }
         socket.bind(addr)?;
         Ok(Listener::Tcp(socket.listen(opts.backlog)?))
     }
@@ -216,6 +234,36 @@ impl Listener {
             Listener::Unix(l, _) => {
                 let (s, _) = l.accept().await?;
                 Ok((Stream::Unix(s), None))
+            }
+        }
+    }
+}
+
+impl Listener {
+    /// Accepts a connection already waiting in the backlog, without waiting
+    /// for one: `Ok(None)` when none is. It asks the kernel directly, so it
+    /// also finds connections that arrived since the runtime last looked
+    /// (which [`accept`](Listener::accept) would only see on a later turn).
+    pub fn accept_waiting(&self) -> io::Result<Option<(Stream, Option<SocketAddr>)>> {
+        let sock = match self {
+            Listener::Tcp(l) => socket2::SockRef::from(l),
+            Listener::Unix(l, _) => socket2::SockRef::from(l),
+        };
+        let (accepted, peer) = match sock.accept() {
+            Ok(a) => a,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        accepted.set_nonblocking(true)?;
+        match self {
+            Listener::Tcp(_) => {
+                let _ = accepted.set_tcp_nodelay(true);
+                let s = TcpStream::from_std(std::net::TcpStream::from(accepted))?;
+                Ok(Some((Stream::Tcp(s), peer.as_socket())))
+            }
+            Listener::Unix(..) => {
+                let s = UnixStream::from_std(std::os::unix::net::UnixStream::from(accepted))?;
+                Ok(Some((Stream::Unix(s), None)))
             }
         }
     }

@@ -38,10 +38,13 @@ pub fn parse_addr(addr: &str) -> io::Result<ListenAddr> {
 }
 
 /// Opens `addr` the way a server's `run` does: a socket bound here gets
-/// the backlog of [`Limits::listen_backlog`]; an error names the address.
+/// the backlog of [`Limits::listen_backlog`] and, for TCP,
+/// `SO_REUSEPORT` when [`Limits::reuse_port`] is on; an error names the
+/// address.
 pub async fn listen(addr: &ListenAddr, limits: &Limits) -> io::Result<Listener> {
     let mut opts = BindOptions::new();
-    opts.backlog(limits.get_listen_backlog());
+    opts.backlog(limits.get_listen_backlog())
+        .reuse_port(limits.get_reuse_port());
     addr.listen(&opts)
         .await
         .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}")))
