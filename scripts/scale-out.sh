@@ -398,6 +398,7 @@ balanced() {
     place "$where" "$port"
     BAD_EXITS=0
     : >"$RUN/balancer.log"
+    : >"$RUN/error.log"
     for k in 1 2 3; do start_backend "$k" "$proto" || { record "$name" 1 0; return; }; done
     url="http://$LISTEN$prefix/sleep?ms=$SLEEP_MS"
     start_balancer "$balancer" "$url" || { record "$name" 1 0; cleanup_backends; return; }
@@ -426,6 +427,12 @@ balanced() {
     esac
     finish_load
     stop_balancer "$([ "$balancer" = nginx ] && echo QUIT || echo USR1)"
+    # What the balancer saw and hid from the client.
+    if [ "$balancer" = nginx ]; then
+        echo "  nginx logged $(grep -c 'upstream' "$RUN/error.log" 2>/dev/null || true) failed upstream attempts (each retried on another server)"
+    else
+        echo "  HAProxy logged $(grep -c 'is DOWN' "$RUN/balancer.log" 2>/dev/null || true) server-down events"
+    fi
     cleanup_backends
     record "$name" "$FAILED" "$TOTAL"
 }
