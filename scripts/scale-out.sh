@@ -30,8 +30,15 @@
 #                            to the balancer's namespace by a veth pair)
 #   direct-http-rolling      no balancer, so no retry hides anything: wrk
 #                            opens a new connection per request straight to
-#                            one backend, which is replaced 3 times through
-#                            SO_REUSEPORT
+#                            one backend, which is replaced twice a second
+#                            through SO_REUSEPORT (in a network namespace of
+#                            its own with net.ipv4.tcp_migrate_req=1)
+#   direct-http-rolling-nomigrate
+#                            the same with the system's tcp_migrate_req
+#                            (0 by default); only run when named: the kernel
+#                            then resets the rare connection that arrives on
+#                            the old socket between its last accept and its
+#                            close
 #   direct-http-handover     the same, the new process taking over the
 #                            listening socket itself (systemd socket
 #                            activation, emulated with systemd-socket-activate
@@ -63,6 +70,8 @@ ALL_SCENARIOS=(
     haproxy-http-kill-netns haproxy-http-rolling-netns
     direct-http-rolling direct-http-handover
 )
+# Run only when named: see direct-http-rolling-nomigrate below.
+EXTRA_SCENARIOS=(direct-http-rolling-nomigrate)
 
 # The holder of a handed-over socket (direct-http-handover), run by
 # systemd-socket-activate with the listening socket on fd 3: starts the
@@ -102,7 +111,7 @@ if [ "${1:-}" = "__hold" ]; then
 fi
 
 if [ "${1:-}" = "--list" ]; then
-    printf '%s\n' "${ALL_SCENARIOS[@]}"
+    printf '%s\n' "${ALL_SCENARIOS[@]}" "${EXTRA_SCENARIOS[@]}"
     exit 0
 fi
 if [ "${1:-}" = "-h" ] || [ "${1:-}" = "--help" ]; then
@@ -112,7 +121,7 @@ fi
 SCENARIOS=("$@")
 [ "${#SCENARIOS[@]}" -gt 0 ] || SCENARIOS=("${ALL_SCENARIOS[@]}")
 for s in "${SCENARIOS[@]}"; do
-    printf '%s\n' "${ALL_SCENARIOS[@]}" | grep -qx -- "$s" || {
+    printf '%s\n' "${ALL_SCENARIOS[@]}" "${EXTRA_SCENARIOS[@]}" | grep -qx -- "$s" || {
         echo "scale-out: unknown scenario $s (--list shows them)" >&2
         exit 2
     }
@@ -182,7 +191,9 @@ netns_setup() {
 
 # A free port on 127.0.0.1 (and the three above it) in this namespace.
 free_ports() {
-    local base=$((20000 + ($$ * 7 + RANDOM) % 30000)) i busy
+    # Below the kernel's ephemeral range (32768 and up), where the load's
+    # own connections take their local ports.
+    local base=$((20000 + ($$ * 7 + RANDOM) % 12000)) i busy
     while :; do
         busy=""
         for i in 0 1 2 3; do
@@ -197,6 +208,21 @@ free_ports() {
 # scenario: local (127.0.0.1, free ports) or netns.
 place() {
     local where=$1 backend_port=$2 k base
+    if [ "$where" = single-netns ]; then
+        # One namespace for the backend and the load, with the kernel
+        # moving connections queued on a closing SO_REUSEPORT socket to
+        # another one of the group (Linux 5.14+).
+        if [ -z "${SINGLE_NS:-}" ]; then
+            SINGLE_NS="$NS-d"
+            ip netns add "$SINGLE_NS"; NAMESPACES+=("$SINGLE_NS")
+            ip -n "$SINGLE_NS" link set lo up
+            ip netns exec "$SINGLE_NS" sysctl -qw net.ipv4.tcp_migrate_req=1
+        fi
+        LB=(ip netns exec "$SINGLE_NS")
+        BACKEND_HOST[1]="$SINGLE_NS"
+        BACKEND_ADDR[1]="127.0.0.1:$backend_port"
+        return
+    fi
     if [ "$where" = netns ]; then
         netns_setup
         LB=(ip netns exec "$NS-lb")
@@ -372,6 +398,7 @@ balanced() {
     place "$where" "$port"
     BAD_EXITS=0
     : >"$RUN/balancer.log"
+    : >"$RUN/error.log"
     for k in 1 2 3; do start_backend "$k" "$proto" || { record "$name" 1 0; return; }; done
     url="http://$LISTEN$prefix/sleep?ms=$SLEEP_MS"
     start_balancer "$balancer" "$url" || { record "$name" 1 0; cleanup_backends; return; }
@@ -400,6 +427,12 @@ balanced() {
     esac
     finish_load
     stop_balancer "$([ "$balancer" = nginx ] && echo QUIT || echo USR1)"
+    # What the balancer saw and hid from the client.
+    if [ "$balancer" = nginx ]; then
+        echo "  nginx logged $(grep -c 'upstream' "$RUN/error.log" 2>/dev/null || true) failed upstream attempts (each retried on another server)"
+    else
+        echo "  HAProxy logged $(grep -c 'is DOWN' "$RUN/balancer.log" 2>/dev/null || true) server-down events"
+    fi
     cleanup_backends
     record "$name" "$FAILED" "$TOTAL"
 }
@@ -416,27 +449,36 @@ cleanup_backends() {
     done
 }
 
-# No balancer: one backend replaced 3 times under new-connection load.
+# How many times the direct scenarios replace their backend: about two a
+# second, ending 2 s before the load does.
+direct_restarts() {
+    local n=$(((SECONDS_PER_RUN - 3) * 2))
+    [ "$n" -ge 3 ] || n=3
+    echo "$n"
+}
+
+# No balancer: one backend replaced again and again under new-connection
+# load.
 direct_rolling() {
-    local name=$1 k=1
-    place local 8000
+    local name=$1 where=$2 k=1
+    place "$where" 8000
     BAD_EXITS=0
     start_backend 1 http || { record "$name" 1 0; return; }
     start_load "http://${BACKEND_ADDR[1]}/hello" -H "Connection: close"
-    sleep 1.5
-    for _ in 1 2 3; do
+    sleep 1
+    echo "  $(direct_restarts) times: a new process listens next to the old one, SIGTERM to the old one"
+    for _ in $(seq "$(direct_restarts)"); do
         local old=${PID[$k]}
         start_backend "$k" http || break
-        echo "  pid ${PID[$k]} listens next to pid $old; SIGTERM to $old"
         stop_gracefully "backend" "$old"
-        sleep "$(awk "BEGIN { print ($SECONDS_PER_RUN - 4) / 3 }")"
+        sleep 0.4
     done
     finish_load
     cleanup_backends
     record "$name" "$FAILED" "$TOTAL"
 }
 
-# No balancer: one backend replaced 3 times, each new process taking the
+# No balancer: one backend replaced again and again, each new process taking the
 # listening socket over from a holder (as systemd socket activation does).
 direct_handover() {
     local name=$1 fifo="$RUN/hold.fifo" status="$RUN/hold.status" holder rc
@@ -452,11 +494,11 @@ direct_handover() {
         sleep 0.1
     done
     start_load "http://${BACKEND_ADDR[1]}/hello" -H "Connection: close"
-    sleep 1.5
-    for _ in 1 2 3; do
-        echo "  restart: a new process on the same socket, then SIGTERM to the old one"
+    sleep 1
+    echo "  $(direct_restarts) times: a new process on the same socket, then SIGTERM to the old one"
+    for _ in $(seq "$(direct_restarts)"); do
         echo restart >"$fifo"
-        sleep "$(awk "BEGIN { print ($SECONDS_PER_RUN - 4) / 3 }")"
+        sleep 0.4
     done
     finish_load
     echo stop >"$fifo"
@@ -467,7 +509,11 @@ direct_handover() {
             STATUS=1
         fi
     done <"$status"
-    [ "$(wc -l <"$status")" -eq 4 ] || { echo "  the holder saw $(wc -l <"$status") exits, not 4" >&2; STATUS=1; }
+    local want=$(($(direct_restarts) + 1))
+    [ "$(wc -l <"$status")" -eq "$want" ] || {
+        echo "  the holder saw $(wc -l <"$status") exits, not $want" >&2
+        STATUS=1
+    }
     record "$name" "$FAILED" "$TOTAL"
 }
 
@@ -485,7 +531,8 @@ for s in "${SCENARIOS[@]}"; do
         nginx-fastcgi-rolling-netns) balanced "$s" nginx rolling netns ;;
         haproxy-http-kill-netns) balanced "$s" haproxy kill netns ;;
         haproxy-http-rolling-netns) balanced "$s" haproxy rolling netns ;;
-        direct-http-rolling) direct_rolling "$s" ;;
+        direct-http-rolling) direct_rolling "$s" single-netns ;;
+        direct-http-rolling-nomigrate) direct_rolling "$s" local ;;
         direct-http-handover) direct_handover "$s" ;;
     esac
 done

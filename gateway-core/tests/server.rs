@@ -313,6 +313,36 @@ async fn connections_waiting_in_the_backlog_at_shutdown_are_served() {
     }
 }
 
+/// With `reuse_port`, a second socket binds the port a first one listens
+/// on (a new version next to the old), and connections reach the second
+/// once the first is gone; without it the second bind fails.
+#[tokio::test]
+async fn reuse_port_lets_a_second_server_listen_on_the_same_port() {
+    use gateway_core::Limits;
+    use gateway_core::server::{ListenAddr, listen};
+    let mut limits = Limits::default();
+    limits.reuse_port(true);
+    let first = listen(&"127.0.0.1:0".parse::<ListenAddr>().unwrap(), &limits)
+        .await
+        .unwrap();
+    let addr = ListenAddr::Tcp(first.tcp_addr().unwrap());
+    let second = listen(&addr, &limits)
+        .await
+        .expect("a second SO_REUSEPORT bind");
+    let err = listen(&addr, &Limits::default()).await.unwrap_err();
+    assert_eq!(err.kind(), std::io::ErrorKind::AddrInUse, "{err}");
+    assert!(err.to_string().contains(&addr.to_string()), "{err}");
+    drop(first);
+    let _client = tokio::net::TcpStream::connect(second.tcp_addr().unwrap())
+        .await
+        .unwrap();
+    let (_, peer) = tokio::time::timeout(Duration::from_secs(5), second.accept())
+        .await
+        .expect("the second socket gets the connection")
+        .unwrap();
+    assert!(peer.is_some());
+}
+
 /// Listen addresses: every accepted form reads back as written; a bad one
 /// is an error that names what was expected.
 #[test]
