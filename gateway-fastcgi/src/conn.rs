@@ -242,6 +242,7 @@ async fn multiplexed<T, S, B>(
                 }
                 if waiting_for_head {
                     tracing::debug!("FastCGI request head not received in time, closing");
+                    gateway_core::metrics::note(shared.handler.metrics(), gateway_core::Failure::Timeout);
                     break Stop::Abort;
                 }
                 tracing::debug!("FastCGI connection idle, closing");
@@ -285,6 +286,10 @@ async fn multiplexed<T, S, B>(
             Ok(()) => {}
             Err(reason) => {
                 tracing::debug!(%reason, "FastCGI protocol error, closing the connection");
+                gateway_core::metrics::note(
+                    shared.handler.metrics(),
+                    gateway_core::Failure::Protocol,
+                );
                 break Stop::Abort;
             }
         }
@@ -441,6 +446,10 @@ where
                     }
                     None => {
                         tracing::debug!(id, "FastCGI request refused: overloaded");
+                        gateway_core::metrics::note(
+                            self.shared.handler.metrics(),
+                            gateway_core::Failure::Limit,
+                        );
                         st.proto.reject(id, ProtocolStatus::Overloaded);
                         let replies = st.proto.take_output();
                         let _ = self.output.send_now(replies.freeze());

@@ -163,6 +163,10 @@ pub(crate) async fn serve<T, S, B>(
             match d.idle_events(max_requests) {
                 Err(reason) => {
                     tracing::debug!(%reason, "FastCGI protocol error, closing the connection");
+                    gateway_core::metrics::note(
+                        d.shared.handler.metrics(),
+                        gateway_core::Failure::Protocol,
+                    );
                     break 'conn Stop::Abort;
                 }
                 Ok(Some(request)) => break request,
@@ -204,6 +208,7 @@ pub(crate) async fn serve<T, S, B>(
                 () = &mut timer => {
                     if d.head_since.is_some() {
                         tracing::debug!("FastCGI request head not received in time, closing");
+                        gateway_core::metrics::note(d.shared.handler.metrics(), gateway_core::Failure::Timeout);
                         break 'conn Stop::Abort;
                     }
                     tracing::debug!("FastCGI connection idle, closing");
@@ -236,6 +241,10 @@ pub(crate) async fn serve<T, S, B>(
                     match handled {
                         Err(reason) => {
                             tracing::debug!(%reason, "FastCGI protocol error, closing the connection");
+                            gateway_core::metrics::note(
+                                d.shared.handler.metrics(),
+                                gateway_core::Failure::Protocol,
+                            );
                             break End::Broken;
                         }
                         Ok(Step::Aborted) => break End::Aborted,
@@ -397,6 +406,10 @@ where
                         }
                         None => {
                             tracing::debug!(id, "FastCGI request refused: overloaded");
+                            gateway_core::metrics::note(
+                                self.shared.handler.metrics(),
+                                gateway_core::Failure::Limit,
+                            );
                             self.proto.reject(id, ProtocolStatus::Overloaded);
                             self.replies();
                             self.ended_one();
