@@ -8,6 +8,7 @@ use std::process::ExitCode;
 use axum::extract::FromRequestParts;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::response::IntoResponse;
+use gateway_core::Metrics;
 use gateway_http::{Body, BoxError, ListenAddr, Server};
 use gateway_test::conformance::Conformance;
 use http::{Request, Response};
@@ -15,7 +16,7 @@ use tower::ServiceExt;
 
 /// Serves `app` over HTTP on `addr` (`HOST:PORT`, `unix:PATH`, `fd:0`,
 /// `systemd`) on a current-thread runtime, until SIGTERM or SIGINT.
-pub(crate) fn run(addr: Option<&str>, app: Conformance) -> ExitCode {
+pub(crate) fn run(addr: Option<&str>, app: Conformance, metrics: &Metrics) -> ExitCode {
     let Some(addr) = addr else {
         eprintln!("conformance http: an address is required (HOST:PORT or unix:PATH)");
         return ExitCode::from(2);
@@ -28,7 +29,11 @@ pub(crate) fn run(addr: Option<&str>, app: Conformance) -> ExitCode {
         }
     };
     let app = tower::service_fn(move |req| with_websocket(app.clone(), req));
-    match Server::new().worker_threads(1).run(&addr, app) {
+    match Server::new()
+        .metrics(metrics)
+        .worker_threads(1)
+        .run(&addr, app)
+    {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("conformance http: {e}");

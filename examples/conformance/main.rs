@@ -23,6 +23,10 @@
 //! error stream (`gateway_core::logging::ErrorLogLayer`), so `/log` lands
 //! in the web server's error log. `CONFORMANCE_SLOW_MS=N` sets
 //! `Limits::slow_request` for the FastCGI server.
+//!
+//! The socket servers count their traffic in a `gateway_core::Metrics` and
+//! answer `/_gateway/status` (JSON) and `/_gateway/metrics` (OpenMetrics
+//! text) with it.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -103,10 +107,12 @@ fn main() -> ExitCode {
     }
     let mode = std::env::args().nth(1);
     let addr = std::env::args().nth(2);
+    let metrics = gateway_core::Metrics::new();
+    let counted = app.clone().with_metrics(&metrics);
     match mode.as_deref() {
-        Some("fastcgi") => fastcgi::run(addr.as_deref(), app),
-        Some("scgi") => scgi::run(addr.as_deref(), app),
-        Some("http") => http::run(addr.as_deref(), app),
+        Some("fastcgi") => fastcgi::run(addr.as_deref(), counted, &metrics),
+        Some("scgi") => scgi::run(addr.as_deref(), counted, &metrics),
+        Some("http") => http::run(addr.as_deref(), counted, &metrics),
         Some("iis-cgi") => gateway_cgi::Cgi::iis().run(app),
         Some("nph") => gateway_cgi::Cgi::nph().run(app),
         Some("cgi") => gateway_cgi::run(app),
