@@ -15,7 +15,10 @@
 //! `examples/webservers/fastcgi/` has complete configurations for nginx,
 //! Apache and lighttpd. Ctrl-C (or SIGTERM) stops it after the requests in
 //! flight. `FASTCGI_WORKER_THREADS=N` sets the threads it serves on (1: a
-//! single-threaded runtime; default: one per CPU).
+//! single-threaded runtime; default: one per CPU). `FASTCGI_METRICS=1`
+//! counts requests in a `gateway_core::Metrics` (what
+//! `scripts/bench-fastcgi.sh` measures the cost of); with
+//! `FASTCGI_STATUS_ADDR=ADDR` as well, they are served over HTTP there.
 
 use std::convert::Infallible;
 use std::process::ExitCode;
@@ -47,7 +50,18 @@ fn main() -> ExitCode {
         .ok()
         .and_then(|n| n.parse().ok())
         .unwrap_or(0);
-    match Server::new().worker_threads(threads).run(&addr, app) {
+    let mut server = Server::new();
+    server.worker_threads(threads);
+    if std::env::var("FASTCGI_METRICS").is_ok_and(|v| v == "1") {
+        server.metrics(&gateway_fastcgi::Metrics::new());
+        if let Some(status) = std::env::var("FASTCGI_STATUS_ADDR")
+            .ok()
+            .and_then(|a| a.parse().ok())
+        {
+            server.status_addr(status);
+        }
+    }
+    match server.run(&addr, app) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("fastcgi_hello: {addr}: {e}");
