@@ -520,12 +520,12 @@ impl Handler {
         B::Data: Buf,
         B::Error: Into<BoxError>,
     {
-        let Some(metrics) = &self.config.metrics else {
-            return self.serve(gateway, app).await;
-        };
-        let counted = metrics.request(self.config.limits.get_slow_request());
+        let cfg = &*self.config;
+        let counted = (cfg.metrics.as_ref()).map(|m| m.request(cfg.limits.get_slow_request()));
         let outcome = self.serve(gateway, app).await;
-        counted.finish(&outcome);
+        if let Some(counted) = counted {
+            counted.finish(&outcome);
+        }
         outcome
     }
 
