@@ -604,10 +604,7 @@ impl Handler {
             // No length to check up front: the body fails past the limit.
             body = body.cap(max);
         }
-        ctx.body_fault = body.watch_faults();
-        if let Some(m) = &cfg.metrics {
-            body = m.count_body(body);
-        }
+        ctx.body_fault = body.watch_faults(cfg.metrics.as_ref());
         let phase = cfg
             .limits
             .get_slow_request()

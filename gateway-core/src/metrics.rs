@@ -42,7 +42,7 @@
 //! | requests | requests ended, by the class of the status sent (`1xx` … `5xx`, or `none` when no head went out) |
 //! | requests in flight, max in flight | requests running now, and the most at once |
 //! | slow requests | requests that ran longer than [`Limits::slow_request`](crate::Limits::slow_request), counted when they end |
-//! | bytes in / out | request body bytes the application read, response body bytes sent |
+//! | bytes in / out | request body bytes read (by the application, or whole by the backend before it), response body bytes sent |
 //! | failures | by [`Failure`] kind |
 //!
 //! # Cost
@@ -54,19 +54,15 @@
 use std::convert::Infallible;
 use std::fmt::{self, Write as _};
 use std::future::{Ready, ready};
-use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use bytes::{Buf, Bytes};
+use bytes::Bytes;
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
-use http_body::{Frame, SizeHint};
 use http_body_util::Full;
 
-use crate::body::Body;
-use crate::error::BoxError;
 use crate::handler::Outcome;
 
 /// The media type of the OpenMetrics text format.
@@ -305,16 +301,10 @@ impl Metrics {
         }
     }
 
-    /// The request body, counting the bytes the application reads.
-    pub(crate) fn count_body(&self, body: Body) -> Body {
-        if http_body::Body::is_end_stream(&body) {
-            return body;
-        }
-        Body::new(Counted {
-            body,
-            read: 0,
-            metrics: self.clone(),
-        })
+    /// Counts request body bytes read.
+    #[inline]
+    pub(crate) fn body_read(&self, n: u64) {
+        self.inner.bytes_in.add(n);
     }
 
     /// Counts the failure an error before the response was sent stands for.
@@ -424,47 +414,6 @@ impl Drop for RequestGuard<'_> {
     }
 }
 
-/// A request body that adds the bytes read to `bytes_in` when dropped.
-struct Counted {
-    body: Body,
-    read: u64,
-    metrics: Metrics,
-}
-
-impl http_body::Body for Counted {
-    type Data = Bytes;
-    type Error = BoxError;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        let polled = Pin::new(&mut self.body).poll_frame(cx);
-        if let Poll::Ready(Some(Ok(frame))) = &polled
-            && let Some(data) = frame.data_ref()
-        {
-            self.read += data.remaining() as u64;
-        }
-        polled
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.body.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        http_body::Body::size_hint(&self.body)
-    }
-}
-
-impl Drop for Counted {
-    fn drop(&mut self) {
-        if self.read > 0 {
-            self.metrics.inner.bytes_in.add(self.read);
-        }
-    }
-}
-
 /// The figures of a [`Metrics`] at one moment. Render them with
 /// [`to_json`](Snapshot::to_json) or
 /// [`to_openmetrics`](Snapshot::to_openmetrics).
@@ -496,7 +445,7 @@ pub struct Snapshot {
     pub requests_max_in_flight: u64,
     /// Requests that ran longer than the slow-request threshold.
     pub requests_slow: u64,
-    /// Request body bytes read by the application.
+    /// Request body bytes read.
     pub bytes_in: u64,
     /// Response body bytes sent.
     pub bytes_out: u64,
