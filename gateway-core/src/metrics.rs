@@ -166,7 +166,7 @@ struct Inner {
     max_open: AtomicU64,
     in_flight: Line,
     max_in_flight: AtomicU64,
-    by_class: [AtomicU64; 6],
+    by_class: [Line; 6],
     slow: AtomicU64,
     bytes_in: Line,
     bytes_out: Line,
@@ -241,7 +241,7 @@ impl Metrics {
         let m = &*self.inner;
         let open = m.open.get();
         let in_flight = m.in_flight.get();
-        let by_class = std::array::from_fn(|i| m.by_class[i].load(Relaxed));
+        let by_class = std::array::from_fn(|i| m.by_class[i].get());
         Snapshot {
             start_time: m.started.duration_since(UNIX_EPOCH).unwrap_or_default(),
             uptime: m.started_at.elapsed(),
@@ -377,7 +377,7 @@ impl RequestGuard<'_> {
             Some(s) => usize::from(s.as_u16() / 100).clamp(1, 5) - 1,
             None => 5,
         };
-        m.by_class[class].fetch_add(1, Relaxed);
+        m.by_class[class].add(1);
         let sent = outcome.bytes_sent();
         if sent > 0 {
             m.bytes_out.add(sent);
@@ -408,7 +408,7 @@ impl Drop for RequestGuard<'_> {
         let m = self.inner;
         m.in_flight.0.fetch_sub(1, Relaxed);
         if !self.finished {
-            m.by_class[5].fetch_add(1, Relaxed);
+            m.by_class[5].add(1);
             m.failures[Failure::ClientGone.index()].fetch_add(1, Relaxed);
         }
     }

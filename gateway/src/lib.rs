@@ -275,3 +275,27 @@ where
             .any(|s| s.name() == "request" && s.metadata().target() == "gateway_core::request")
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metrics_go_to_the_handler_and_survive_other_settings() {
+        let metrics = Metrics::new();
+        let mut b = Builder::new();
+        b.metrics(&metrics).limits(Limits::default());
+        let counted = b.handler.metrics().expect("metrics set");
+        counted.failure(gateway_core::Failure::Timeout);
+        assert_eq!(
+            metrics.snapshot().failure(gateway_core::Failure::Timeout),
+            1
+        );
+
+        let mut b = Builder::new();
+        assert!(b.handler.metrics().is_none());
+        b.status_addr("127.0.0.1:0".parse().unwrap());
+        assert!(b.handler.metrics().is_some(), "status_addr brings metrics");
+        assert!(b.status_addr.is_some());
+    }
+}
