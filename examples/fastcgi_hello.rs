@@ -18,7 +18,10 @@
 //! single-threaded runtime; default: one per CPU); `FASTCGI_MULTIPLEX=1`
 //! lets a connection carry several requests at once, and
 //! `FASTCGI_DISPATCH=adaptive|in-task|spawned` says where they run
-//! (`gateway_fastcgi::Dispatch`; default adaptive).
+//! (`gateway_fastcgi::Dispatch`; default adaptive). `FASTCGI_METRICS=1`
+//! counts requests in a `gateway_core::Metrics` (what
+//! `scripts/bench-fastcgi.sh` measures the cost of); with
+//! `FASTCGI_STATUS_ADDR=ADDR` as well, they are served over HTTP there.
 
 use std::convert::Infallible;
 use std::process::ExitCode;
@@ -61,6 +64,15 @@ fn main() -> ExitCode {
         .worker_threads(threads)
         .multiplex(multiplex)
         .dispatch(dispatch);
+    if std::env::var("FASTCGI_METRICS").is_ok_and(|v| v == "1") {
+        server.metrics(&gateway_fastcgi::Metrics::new());
+        if let Some(status) = std::env::var("FASTCGI_STATUS_ADDR")
+            .ok()
+            .and_then(|a| a.parse().ok())
+        {
+            server.status_addr(status);
+        }
+    }
     match server.run(&addr, app) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -6,6 +6,9 @@
 #   ours     examples/fastcgi_hello (gateway_fastcgi), cargo build --release,
 #            on its default runtime (one thread per CPU)
 #   ours1    the same on a single-threaded runtime (FASTCGI_WORKER_THREADS=1)
+#   oursm    ours with metrics on (FASTCGI_METRICS=1: a gateway_core::Metrics
+#            counts every connection and request); not run by default, its
+#            "ours/this" column is the cost of the metrics
 #   libfcgi  the C hello-world loop over libfcgi's FCGX_Accept_r (one request
 #            at a time, as libfcgi applications are), gcc -O2
 #   go       Go's net/http/fcgi with a hello handler, go build
@@ -26,7 +29,13 @@
 #   ROUNDS=N       rounds (default 5; 2 with --quick)
 #   DURATION=S     seconds per wrk run (default 5; 2 with --quick)
 #   CONNECTIONS=N  wrk connections (default 16)
-#   BACKENDS="..." which backends to run (default "ours ours1 libfcgi go hyper")
+#   BACKENDS="..." which backends to run (default "ours ours1 libfcgi go hyper";
+#                  "oursm" is ours with metrics on)
+#   INSTR=1        also count the user-space instructions ours spends per
+#                  request behind nginx with keep-alive, with metrics off and
+#                  on (valgrind's callgrind on a single-threaded runtime,
+#                  instrumentation switched on only while wrk runs): a figure
+#                  that does not move with the load of a shared machine
 #   KEEP_TMP=1     keep the temporary directory
 #   CARGO_TARGET_DIR is honoured by the builds, as usual.
 #
@@ -197,6 +206,7 @@ read -r -a BACKENDS <<<"${BACKENDS:-ours ours1 libfcgi go hyper}"
 declare -A CMD BACKEND PID FRONT
 CMD[ours]=$OURS
 CMD[ours1]=$OURS
+CMD[oursm]=$OURS
 CMD[libfcgi]=$TMP/libfcgi_hello
 CMD[go]=$TMP/go_hello
 CMD[hyper]=$HYPER_TARGET/release/hyperhello
@@ -204,14 +214,30 @@ NAMES=()
 for b in "${BACKENDS[@]}"; do for m in keep close; do NAMES+=("$b-$m"); done; done
 for n in "${NAMES[@]}"; do
     BACKEND[$n]=$(free_port)
-    threads=0
+    threads=0 metrics=0
     [ "${n%-*}" = ours1 ] && threads=1
-    FASTCGI_WORKER_THREADS=$threads "${CMD[${n%-*}]}" "127.0.0.1:${BACKEND[$n]}" >"$TMP/$n.out" 2>&1 &
+    [ "${n%-*}" = oursm ] && metrics=1
+    FASTCGI_WORKER_THREADS=$threads FASTCGI_METRICS=$metrics "${CMD[${n%-*}]}" "127.0.0.1:${BACKEND[$n]}" >"$TMP/$n.out" 2>&1 &
     PID[$n]=$!
     PIDS+=($!)
     FRONT[$n]=$(free_port)
 done
-for n in "${NAMES[@]}"; do wait_port "${BACKEND[$n]}"; done
+# INSTR=1: ours under callgrind, metrics off (cg) and on (cgm), kept alive.
+CG=()
+if [ "${INSTR:-0}" = 1 ]; then
+    need_pkg valgrind valgrind
+    for c in cg cgm; do
+        BACKEND[$c]=$(free_port)
+        FRONT[$c]=$(free_port)
+        FASTCGI_WORKER_THREADS=1 FASTCGI_METRICS=$([ "$c" = cgm ] && echo 1 || echo 0) \
+            valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$TMP/$c.cg" \
+            "$OURS" "127.0.0.1:${BACKEND[$c]}" >"$TMP/$c.out" 2>"$TMP/$c.vg" &
+        PID[$c]=$!
+        PIDS+=($!)
+        CG+=("$c")
+    done
+fi
+for n in "${NAMES[@]}" "${CG[@]}"; do wait_port "${BACKEND[$n]}"; done
 
 {
     echo "worker_processes 1;"
@@ -223,6 +249,17 @@ for n in "${NAMES[@]}"; do wait_port "${BACKEND[$n]}"; done
     for d in client_body proxy fastcgi uwsgi scgi; do echo "    ${d}_temp_path $TMP/$d;"; done
     for n in "${NAMES[@]}"; do
         echo "    upstream up_${n//-/_} { server 127.0.0.1:${BACKEND[$n]}; keepalive 32; }"
+    done
+    for c in "${CG[@]}"; do
+        echo "    upstream up_$c { server 127.0.0.1:${BACKEND[$c]}; keepalive 32; }"
+        echo "    server {"
+        echo "        listen 127.0.0.1:${FRONT[$c]};"
+        echo "        location / {"
+        echo "            include /etc/nginx/fastcgi_params;"
+        echo "            fastcgi_keep_conn on;"
+        echo "            fastcgi_pass up_$c;"
+        echo "        }"
+        echo "    }"
     done
     for n in "${NAMES[@]}"; do
         b=${n%-*} m=${n##*-}
@@ -277,6 +314,21 @@ for n in "${NAMES[@]}"; do
     awk '/VmHWM/ {print $2}' "/proc/${PID[$n]}/status" >"$TMP/$n.rss" 2>/dev/null || echo 0 >"$TMP/$n.rss"
 done
 
+# Instructions per request under callgrind: counted only while wrk runs.
+declare -A IR
+for c in "${CG[@]}"; do
+    say "counting instructions per request ($c, valgrind)"
+    wrk -t1 -c4 -d2s "http://127.0.0.1:${FRONT[$c]}/" >/dev/null
+    callgrind_control -i on "${PID[$c]}" >/dev/null 2>&1
+    reqs=$(wrk -t1 -c4 -d5s "http://127.0.0.1:${FRONT[$c]}/" | awk '/requests in/ {print $1}')
+    callgrind_control -i off "${PID[$c]}" >/dev/null 2>&1
+    kill -TERM "${PID[$c]}" 2>/dev/null || true
+    wait "${PID[$c]}" 2>/dev/null || true
+    ir=$(awk '/Collected :/ {print $NF}' "$TMP/$c.vg")
+    [ -n "$ir" ] && [ "${reqs:-0}" -gt 0 ] || die "no instruction count for $c (see $TMP/$c.vg)"
+    IR[$c]=$((ir / reqs))
+done
+
 python3 - "$TMP" "$ROUNDS" "$(getconf CLK_TCK)" "${NAMES[@]}" <<'PY'
 import re, statistics, sys
 tmp, rounds, hz, names = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4:]
@@ -314,3 +366,6 @@ for name in names:
     extra = f"   non-2xx: {errs}" if errs else ""
     print(f"{name:15}{m:>16.0f}{p:>18.3f}{ratio:>18}{r1}{int(kib) / 1024:>14.1f}{cpu_us:>12.1f}   {' '.join(f'{x:.0f}' for x in rps)}{extra}")
 PY
+if [ -n "${IR[cg]:-}" ]; then
+    python3 -c "import sys; o, m = int(sys.argv[1]), int(sys.argv[2]); print(f'instructions/request (callgrind, keep-alive, 1 thread): metrics off {o}, on {m}, delta {m - o:+d} ({(m - o) / o * 100:+.2f} %)')" "${IR[cg]}" "${IR[cgm]}"
+fi

@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use gateway_core::Limits;
+use gateway_core::Metrics;
 use gateway_fastcgi::{ListenAddr, Server};
 use gateway_test::conformance::Conformance;
 
@@ -18,7 +19,7 @@ use gateway_test::conformance::Conformance;
 /// running longer than N ms ([`Limits::slow_request`]),
 /// `CONFORMANCE_REUSE_PORT=1` binds a TCP address with `SO_REUSEPORT`
 /// ([`Server::reuse_port`], for rolling restarts).
-pub(crate) fn run(addr: Option<&str>, app: Conformance) -> ExitCode {
+pub(crate) fn run(addr: Option<&str>, app: Conformance, metrics: &Metrics) -> ExitCode {
     let listen = match addr {
         None | Some("-") => ListenAddr::Stdin,
         Some(text) => match text.parse() {
@@ -31,6 +32,7 @@ pub(crate) fn run(addr: Option<&str>, app: Conformance) -> ExitCode {
     };
     let mut server = Server::new();
     server
+        .metrics(metrics)
         .multiplex(std::env::var("FCGI_MPXS_CONNS").is_ok_and(|v| v == "1"))
         .abort_with_reset(std::env::var("FCGI_ABORT_WITH_RESET").is_ok_and(|v| v == "1"));
     if let Some(ms) = std::env::var("CONFORMANCE_SLOW_MS")

@@ -8,6 +8,7 @@ use std::process::ExitCode;
 use axum::extract::FromRequestParts;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::response::IntoResponse;
+use gateway_core::Metrics;
 use gateway_http::{Body, BoxError, ListenAddr, Server};
 use gateway_test::conformance::Conformance;
 use http::{Request, Response};
@@ -16,7 +17,7 @@ use tower::ServiceExt;
 /// Serves `app` over HTTP on `addr` (`HOST:PORT`, `unix:PATH`, `fd:0`,
 /// `systemd`) on a current-thread runtime, until SIGTERM or SIGINT.
 /// `CONFORMANCE_REUSE_PORT=1` binds a TCP address with `SO_REUSEPORT`.
-pub(crate) fn run(addr: Option<&str>, app: Conformance) -> ExitCode {
+pub(crate) fn run(addr: Option<&str>, app: Conformance, metrics: &Metrics) -> ExitCode {
     let Some(addr) = addr else {
         eprintln!("conformance http: an address is required (HOST:PORT or unix:PATH)");
         return ExitCode::from(2);
@@ -31,6 +32,7 @@ pub(crate) fn run(addr: Option<&str>, app: Conformance) -> ExitCode {
     let app = tower::service_fn(move |req| with_websocket(app.clone(), req));
     let reuse_port = super::fastcgi::reuse_port();
     match Server::new()
+        .metrics(metrics)
         .worker_threads(1)
         .reuse_port(reuse_port)
         .run(&addr, app)

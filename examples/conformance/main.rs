@@ -26,6 +26,10 @@
 //! `CONFORMANCE_REUSE_PORT=1` binds a TCP address with `SO_REUSEPORT`
 //! (FastCGI and HTTP), so a new process can take over the port in a
 //! rolling restart (`scripts/scale-out.sh`).
+//!
+//! The socket servers count their traffic in a `gateway_core::Metrics` and
+//! answer `/_gateway/status` (JSON) and `/_gateway/metrics` (OpenMetrics
+//! text) with it.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -106,10 +110,12 @@ fn main() -> ExitCode {
     }
     let mode = std::env::args().nth(1);
     let addr = std::env::args().nth(2);
+    let metrics = gateway_core::Metrics::new();
+    let counted = app.clone().with_metrics(&metrics);
     match mode.as_deref() {
-        Some("fastcgi") => fastcgi::run(addr.as_deref(), app),
-        Some("scgi") => scgi::run(addr.as_deref(), app),
-        Some("http") => http::run(addr.as_deref(), app),
+        Some("fastcgi") => fastcgi::run(addr.as_deref(), counted, &metrics),
+        Some("scgi") => scgi::run(addr.as_deref(), counted, &metrics),
+        Some("http") => http::run(addr.as_deref(), counted, &metrics),
         Some("iis-cgi") => gateway_cgi::Cgi::iis().run(app),
         Some("nph") => gateway_cgi::Cgi::nph().run(app),
         Some("cgi") => gateway_cgi::run(app),

@@ -2,13 +2,14 @@
 
 use std::process::ExitCode;
 
+use gateway_core::Metrics;
 use gateway_scgi::{ListenAddr, Server};
 use gateway_test::conformance::Conformance;
 
 /// Serves `app` over SCGI on `addr` until SIGTERM or SIGINT. `addr` is any
 /// listen address (`HOST:PORT`, `unix:PATH`, `fd:0`, `systemd`, …); none
 /// is the listening socket on file descriptor 0.
-pub(crate) fn run(addr: Option<&str>, app: Conformance) -> ExitCode {
+pub(crate) fn run(addr: Option<&str>, app: Conformance, metrics: &Metrics) -> ExitCode {
     let addr: ListenAddr = match addr.unwrap_or("fd:0").parse() {
         Ok(addr) => addr,
         Err(e) => {
@@ -17,7 +18,7 @@ pub(crate) fn run(addr: Option<&str>, app: Conformance) -> ExitCode {
         }
     };
     eprintln!("conformance: SCGI on {addr}");
-    match Server::new().run(&addr, app) {
+    match Server::new().metrics(metrics).run(&addr, app) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("conformance scgi: {e}");

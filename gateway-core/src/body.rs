@@ -26,8 +26,15 @@ pub struct Body {
 /// Where a request body records the first client fault it reported (a body
 /// cut short, too large, too slow, malformed), so the handler can tell an
 /// application error caused by the body from one of the application's own.
+/// With metrics, the body also counts the bytes it yields there.
 #[derive(Clone, Default)]
-pub(crate) struct BodyFault(Arc<AtomicU8>);
+pub(crate) struct BodyFault(Arc<FaultSlot>);
+
+#[derive(Default)]
+struct FaultSlot {
+    code: AtomicU8,
+    counted: Option<crate::Metrics>,
+}
 
 impl BodyFault {
     fn record(&self, err: &BoxError) {
@@ -45,12 +52,13 @@ impl BodyFault {
         };
         let _ = self
             .0
+            .code
             .compare_exchange(0, code, Ordering::Relaxed, Ordering::Relaxed);
     }
 
     /// The fault recorded, if any.
     pub(crate) fn kind(&self) -> Option<Kind> {
-        Some(match self.0.load(Ordering::Relaxed) {
+        Some(match self.0.code.load(Ordering::Relaxed) {
             1 => Kind::IncompleteBody,
             2 => Kind::BodyTooLarge,
             3 => Kind::BodyTimeout,
@@ -145,12 +153,24 @@ impl Body {
     }
 
     /// Makes the body record its first client fault in a slot the handler
-    /// reads; `None` for a body that cannot fail (empty, one buffer).
-    pub(crate) fn watch_faults(&mut self) -> Option<BodyFault> {
-        if !matches!(self.inner, Inner::Boxed(_)) {
-            return None;
+    /// reads; `None` for a body that cannot fail (empty, one buffer). With
+    /// `metrics`, the bytes it yields are counted there (those of a body of
+    /// one buffer at once).
+    pub(crate) fn watch_faults(&mut self, metrics: Option<&crate::Metrics>) -> Option<BodyFault> {
+        match &self.inner {
+            Inner::Boxed(_) => {}
+            Inner::Full(b) => {
+                if let (Some(m), Some(b)) = (metrics, b) {
+                    m.body_read(b.len() as u64);
+                }
+                return None;
+            }
+            Inner::Empty => return None,
         }
-        let slot = BodyFault::default();
+        let slot = BodyFault(Arc::new(FaultSlot {
+            code: AtomicU8::new(0),
+            counted: metrics.cloned(),
+        }));
         self.fault = Some(slot.clone());
         Some(slot)
     }
@@ -210,8 +230,15 @@ impl http_body::Body for Body {
             Inner::Full(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
             Inner::Boxed(b) => {
                 let r = b.as_mut().poll_frame(cx);
-                if let (Poll::Ready(Some(Err(e))), Some(fault)) = (&r, &self.fault) {
-                    fault.record(e);
+                if let (Poll::Ready(Some(polled)), Some(fault)) = (&r, &self.fault) {
+                    match polled {
+                        Err(e) => fault.record(e),
+                        Ok(frame) => {
+                            if let (Some(m), Some(data)) = (&fault.0.counted, frame.data_ref()) {
+                                m.body_read(data.len() as u64);
+                            }
+                        }
+                    }
                 }
                 r
             }

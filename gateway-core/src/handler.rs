@@ -46,6 +46,7 @@ struct Config {
     repeat_summary: Duration,
     quiet_panics: bool,
     accel_hint: bool,
+    metrics: Option<crate::Metrics>,
     /// Made by `build` from the two above.
     repeats: Repeats,
 }
@@ -184,6 +185,7 @@ impl HandlerBuilder {
                 repeat_summary: DEFAULT_REPEAT_SUMMARY,
                 quiet_panics: true,
                 accel_hint: true,
+                metrics: None,
                 repeats: Repeats::new(Duration::ZERO, false),
             },
         }
@@ -329,6 +331,14 @@ impl HandlerBuilder {
         self
     }
 
+    /// Counts this handler's requests in `metrics` (requests, status
+    /// classes, bytes, failures, requests in flight): see
+    /// [`Metrics`](crate::Metrics). None by default.
+    pub fn metrics(&mut self, metrics: &crate::Metrics) -> &mut Self {
+        self.config.metrics = Some(metrics.clone());
+        self
+    }
+
     /// The handler. Wraps the process's panic hook unless told not to (see
     /// [`quiet_repeated_panics`](HandlerBuilder::quiet_repeated_panics)).
     pub fn build(&mut self) -> Handler {
@@ -364,6 +374,12 @@ impl Handler {
         &self.config.path_view
     }
 
+    /// The metrics this handler counts in, if any (servers count their
+    /// connections and protocol failures there too).
+    pub fn metrics(&self) -> Option<&crate::Metrics> {
+        self.config.metrics.as_ref()
+    }
+
     /// A builder holding this handler's settings, to make a changed copy
     /// (a server's `limits` setter uses it).
     ///
@@ -393,6 +409,7 @@ impl Handler {
                 repeat_summary: c.repeat_summary,
                 quiet_panics: c.quiet_panics,
                 accel_hint: c.accel_hint,
+                metrics: c.metrics.clone(),
                 repeats: Repeats::new(std::time::Duration::ZERO, false),
             },
         }
@@ -404,6 +421,24 @@ impl Handler {
     /// `Router`; pass a clone per request. It is driven to readiness and
     /// called once; a panic in it or in its body is caught.
     pub async fn run<G, S, B>(&self, gateway: &mut G, app: S) -> Outcome
+    where
+        G: Gateway,
+        S: Service<Request<Body>, Response = Response<B>>,
+        S::Error: Into<BoxError>,
+        B: http_body::Body,
+        B::Data: Buf,
+        B::Error: Into<BoxError>,
+    {
+        let cfg = &*self.config;
+        let counted = (cfg.metrics.as_ref()).map(|m| m.request(cfg.limits.get_slow_request()));
+        let outcome = self.serve(gateway, app).await;
+        if let Some(counted) = counted {
+            counted.finish(&outcome);
+        }
+        outcome
+    }
+
+    async fn serve<G, S, B>(&self, gateway: &mut G, app: S) -> Outcome
     where
         G: Gateway,
         S: Service<Request<Body>, Response = Response<B>>,
@@ -452,6 +487,7 @@ impl Handler {
                 .count();
             if fields > max_headers {
                 tracing::debug!(fields, max_headers, "too many request header fields");
+                crate::metrics::note(cfg.metrics.as_ref(), crate::Failure::Limit);
                 let res = plain(
                     StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
                     "Request Header Fields Too Large\n",
@@ -466,6 +502,7 @@ impl Handler {
             && n > max
         {
             tracing::debug!(length = n, max, "request body over the limit");
+            crate::metrics::note(cfg.metrics.as_ref(), crate::Failure::Limit);
             let res = plain(StatusCode::PAYLOAD_TOO_LARGE, "Request body too large\n");
             return Box::pin(self.finish_plain(gateway, res, &ctx)).await;
         }
@@ -477,7 +514,7 @@ impl Handler {
             // No length to check up front: the body fails past the limit.
             body = body.cap(max);
         }
-        ctx.body_fault = body.watch_faults();
+        ctx.body_fault = body.watch_faults(cfg.metrics.as_ref());
         let phase = cfg
             .limits
             .get_slow_request()
@@ -489,6 +526,7 @@ impl Handler {
             Ok(req) => req,
             Err(e) => {
                 tracing::debug!(error = %e, "bad request");
+                crate::metrics::note(cfg.metrics.as_ref(), crate::Failure::Protocol);
                 let res = plain(StatusCode::BAD_REQUEST, "Bad Request\n");
                 return Box::pin(self.finish_plain(gateway, res, &ctx)).await;
             }
@@ -574,6 +612,7 @@ impl Handler {
                 Ok(called) => called,
                 Err(_) => {
                     tracing::warn!(?limit, "the application did not answer in time; cancelled");
+                    crate::metrics::note(cfg.metrics.as_ref(), crate::Failure::Timeout);
                     let res = plain(StatusCode::SERVICE_UNAVAILABLE, "Service Unavailable\n");
                     return Box::pin(self.finish_plain(gateway, res, ctx)).await;
                 }
@@ -632,6 +671,9 @@ impl Handler {
         ctx: &RequestCtx<'_>,
     ) -> Outcome {
         pipeline::log_failure(&failure, ctx);
+        if let Some(m) = &self.config.metrics {
+            m.error(&failure);
+        }
         let page = match failure.client_status() {
             // The client's fault: say so, not "server error".
             Some(status) => client_response(status),

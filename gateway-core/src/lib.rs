@@ -28,6 +28,8 @@
 //! - a `tracing` span per request, and (feature `tracing-layer`) a layer
 //!   that sends what the application logs to the web server's error log
 //!   ([`logging`]); the slow-request log ([`Limits::slow_request`]);
+//! - server metrics and the status page ([`Metrics`]), as JSON and
+//!   OpenMetrics text, served by a `tower::Service`;
 //! - the head encoders ([`head`]) and the shared [`Limits`].
 //!
 //! ## Getting started
@@ -70,6 +72,7 @@ pub mod imperative;
 mod info;
 mod limits;
 pub mod logging;
+pub mod metrics;
 pub mod offload;
 mod outcome;
 mod pipeline;
@@ -92,6 +95,7 @@ pub use head::{HeadFormat, ReasonPhrase};
 pub use info::{Captured, ErrorStream, GatewayInfo, Protocol};
 pub use limits::Limits;
 pub use logging::RequestId;
+pub use metrics::{Failure, Metrics};
 pub use outcome::Outcome;
 pub use pipeline::{
     HOP_BY_HOP, X_ACCEL_BUFFERING, is_hop_by_hop, is_proper_switch, wants_unbuffered,

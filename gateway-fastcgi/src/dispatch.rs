@@ -169,11 +169,22 @@ where
                     Ok(queue) => full = queue,
                     Err(reason) => {
                         tracing::debug!(%reason, "FastCGI protocol error, closing the connection");
+                        gateway_core::metrics::note(
+                            self.shared.handler.metrics(),
+                            gateway_core::Failure::Protocol,
+                        );
                         break Close::Abort;
                     }
                 }
             }
             if let Some(close) = self.proto.poll_close() {
+                if close == Close::Abort {
+                    // The protocol layer aborts only a head not received in time.
+                    gateway_core::metrics::note(
+                        self.shared.handler.metrics(),
+                        gateway_core::Failure::Timeout,
+                    );
+                }
                 break close;
             }
             let deadline = self.proto.poll_timeout();
@@ -318,6 +329,10 @@ where
                     }
                     Err(_) => {
                         tracing::debug!(id, "FastCGI request refused: overloaded");
+                        gateway_core::metrics::note(
+                            self.shared.handler.metrics(),
+                            gateway_core::Failure::Limit,
+                        );
                         self.proto.reject(id, ProtocolStatus::Overloaded, now());
                         self.replies();
                     }

@@ -105,7 +105,9 @@ mod transport;
 
 pub use error::Error;
 pub use gateway_core::server::{ListenAddr, Listener, Shutdown};
-pub use gateway_core::{Body, BoxError, ErrorStream, Handler, HandlerBuilder, Limits, PathView};
+pub use gateway_core::{
+    Body, BoxError, ErrorStream, Handler, HandlerBuilder, Limits, Metrics, PathView,
+};
 pub use input::FilterData;
 pub use server::{Connections, Server, parse_web_server_addrs, serve};
 pub use strategy::Dispatch;

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use gateway_core::server::{self, Connection, ListenAddr, Listener, Refusal, Shutdown, Stream};
-use gateway_core::{AppBody, Application, ErrorStream, Handler, Limits, PathView};
+use gateway_core::{AppBody, Application, ErrorStream, Handler, Limits, Metrics, PathView};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::Semaphore;
 
@@ -72,6 +72,7 @@ pub struct Server {
     reset_on_abort: bool,
     worker_threads: Option<usize>,
     dispatch: Dispatch,
+    status_addr: Option<ListenAddr>,
 }
 
 impl Default for Server {
@@ -94,6 +95,7 @@ impl Server {
             reset_on_abort: false,
             worker_threads: None,
             dispatch: Dispatch::default(),
+            status_addr: None,
         }
     }
 
@@ -136,6 +138,33 @@ impl Server {
         let mut limits = self.handler.limits().clone();
         limits.reuse_port(yes);
         self.limits(limits)
+    }
+
+    /// Counts this server's connections, requests, bytes and failures in
+    /// `metrics` (the handler's, which keeps its other settings): mount
+    /// [`Metrics::service`] in the application, or serve it on an address
+    /// of its own with [`status_addr`](Server::status_addr). Besides what
+    /// the handler counts, the server counts its connections, the
+    /// connections refused past [`Limits::max_connections`], FastCGI
+    /// protocol errors, request heads not received in time, and requests
+    /// answered `FCGI_OVERLOADED`.
+    pub fn metrics(&mut self, metrics: &Metrics) -> &mut Self {
+        self.handler = self.handler.to_builder().metrics(metrics).build();
+        self
+    }
+
+    /// Serves the [metrics](Server::metrics) (fresh ones if none were set)
+    /// over plain HTTP on `addr` next to the FastCGI socket, under
+    /// [`run`](Server::run): `GET` any path for the JSON status page, a
+    /// path ending in `metrics` (or `Accept: application/openmetrics-text`)
+    /// for the OpenMetrics text. See [`server::serve_status`]; meant for a
+    /// loopback or internal address.
+    pub fn status_addr(&mut self, addr: ListenAddr) -> &mut Self {
+        if self.handler.metrics().is_none() {
+            self.metrics(&Metrics::new());
+        }
+        self.status_addr = Some(addr);
+        self
     }
 
     /// Where the application's error stream goes. By default each request's
@@ -334,13 +363,19 @@ impl Server {
         B: AppBody,
     {
         let connections = self.connections(app);
+        let shutdown = self.shutdown_handle();
+        let limits = self.handler.limits();
+        let status = self
+            .status_addr
+            .as_ref()
+            .zip(self.handler.metrics().cloned());
         server::run(
             "FastCGI",
             addr,
-            self.handler.limits(),
+            limits,
             self.worker_threads,
-            &self.shutdown_handle(),
-            |listener| connections.serve(listener),
+            &shutdown,
+            |listener| server::with_status(connections.serve(listener), status, limits, &shutdown),
         )
     }
 }
@@ -425,6 +460,7 @@ where
             tracing::debug!(peer = ?peer_addr, "FastCGI connection from a web server not in FCGI_WEB_SERVER_ADDRS closed");
             return;
         }
+        let _open = self.shared.handler.metrics().map(Metrics::connection);
         dispatch::serve(
             self.shared.clone(),
             stream,
@@ -447,6 +483,10 @@ where
     pub async fn refuse(&self, stream: Stream) {
         if is_allowed(self.allowed.as_deref(), stream.peer_addr()) {
             let write_timeout = self.shared.handler.limits().get_write_timeout();
+            gateway_core::metrics::note(
+                self.shared.handler.metrics(),
+                gateway_core::Failure::Refused,
+            );
             refuse::refuse(stream, self.shared.config, write_timeout).await;
         }
     }
@@ -502,14 +542,19 @@ where
     where
         T: AsyncRead + AsyncWrite + Send + Unpin + 'static,
     {
-        dispatch::serve(
+        let open = self.shared.handler.metrics().map(Metrics::connection);
+        let serving = dispatch::serve(
             self.shared.clone(),
             io,
             peer_addr,
             None,
             Some(self.shutdown.watch()),
             |_| {},
-        )
+        );
+        async move {
+            let _open = open;
+            serving.await
+        }
     }
 }
 

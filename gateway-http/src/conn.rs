@@ -164,6 +164,7 @@ where
     };
     if let Err(e) = result {
         tracing::debug!(error = %e, "connection ended with an error");
+        count_error(shared.handler.metrics(), &*e);
     }
     if !tether.released() {
         // Upgraded: the application holds the stream. The connection keeps
@@ -506,6 +507,36 @@ impl ResponseBody {
                 Poll::Pending
             }
             None => Poll::Ready(None),
+        }
+    }
+}
+
+/// Counts a connection that ended with an error in the metrics: a request
+/// hyper could not parse, a head not received in time, a head too large.
+fn count_error(metrics: Option<&gateway_core::Metrics>, e: &(dyn std::error::Error + 'static)) {
+    use gateway_core::Failure;
+    let Some(metrics) = metrics else { return };
+    let kind = match e.downcast_ref::<hyper::Error>() {
+        Some(e) if e.is_parse_too_large() => Failure::Limit,
+        Some(e) if e.is_parse() || e.is_parse_status() => Failure::Protocol,
+        Some(e) if e.is_timeout() => Failure::Timeout,
+        _ if is_timeout(e) => Failure::Timeout,
+        _ => return,
+    };
+    metrics.failure(kind);
+}
+
+/// Whether an error or one of its causes is an I/O timeout.
+fn is_timeout(mut e: &(dyn std::error::Error + 'static)) -> bool {
+    loop {
+        if let Some(io) = e.downcast_ref::<std::io::Error>()
+            && io.kind() == std::io::ErrorKind::TimedOut
+        {
+            return true;
+        }
+        match e.source() {
+            Some(next) => e = next,
+            None => return false,
         }
     }
 }

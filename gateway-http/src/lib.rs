@@ -101,7 +101,9 @@ mod stream;
 mod upgrade;
 
 pub use gateway_core::server::{ListenAddr, Listener, Shutdown};
-pub use gateway_core::{Body, BoxError, ErrorStream, Handler, HandlerBuilder, Limits, PathView};
+pub use gateway_core::{
+    Body, BoxError, ErrorStream, Handler, HandlerBuilder, Limits, Metrics, PathView,
+};
 pub use server::{Connections, Server};
 
 use gateway_core::{AppBody, Application};

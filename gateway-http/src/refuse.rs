@@ -50,18 +50,25 @@ struct Answers {
 pub(crate) struct Refuser {
     answers: Answers,
     write_timeout: Duration,
+    metrics: Option<gateway_core::Metrics>,
 }
 
 impl Refuser {
-    pub(crate) fn new(server_software: Option<&Bytes>, write_timeout: Duration) -> Self {
+    pub(crate) fn new(
+        server_software: Option<&Bytes>,
+        write_timeout: Duration,
+        metrics: Option<gateway_core::Metrics>,
+    ) -> Self {
         Self {
             answers: answers(server_software),
             write_timeout,
+            metrics,
         }
     }
 
     /// Answers `stream` busy and closes it.
     pub(crate) async fn refuse(&self, stream: Stream) {
+        gateway_core::metrics::note(self.metrics.as_ref(), gateway_core::Failure::Refused);
         refuse(stream, &self.answers, self.write_timeout).await;
     }
 

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use gateway_core::server::{self, Connection, ListenAddr, Listener, Refusal, Shutdown, Stream};
-use gateway_core::{AppBody, Application, ErrorStream, Handler, Limits, PathView};
+use gateway_core::{AppBody, Application, ErrorStream, Handler, Limits, Metrics, PathView};
 use hyper_util::rt::TokioTimer;
 use hyper_util::server::conn::auto;
 
@@ -92,6 +92,7 @@ pub struct Server {
     server_software: Option<Bytes>,
     errors: ErrorStream,
     worker_threads: Option<usize>,
+    status_addr: Option<ListenAddr>,
 }
 
 impl Default for Server {
@@ -115,7 +116,35 @@ impl Server {
             server_software: Some(Bytes::from_static(SERVER_SOFTWARE.as_bytes())),
             errors: ErrorStream::stderr(),
             worker_threads: None,
+            status_addr: None,
         }
+    }
+
+    /// Counts this server's connections, requests, bytes and failures in
+    /// `metrics` (the handler's, which keeps its other settings): mount
+    /// [`Metrics::service`] in the application, or serve it on an address
+    /// of its own with [`status_addr`](Server::status_addr). Besides what
+    /// the handler counts, the server counts its connections, the
+    /// connections refused past [`Limits::max_connections`], and
+    /// connections that ended on a request hyper could not parse, a head
+    /// too large, or a head not received in time.
+    pub fn metrics(&mut self, metrics: &Metrics) -> &mut Self {
+        self.handler = self.handler.to_builder().metrics(metrics).build();
+        self
+    }
+
+    /// Serves the [metrics](Server::metrics) (fresh ones if none were set)
+    /// over plain HTTP on `addr`, a listener apart from the application's,
+    /// under [`run`](Server::run): `GET` any path for the JSON status page,
+    /// a path ending in `metrics` (or `Accept:
+    /// application/openmetrics-text`) for the OpenMetrics text. See
+    /// [`server::serve_status`]; meant for a loopback or internal address.
+    pub fn status_addr(&mut self, addr: ListenAddr) -> &mut Self {
+        if self.handler.metrics().is_none() {
+            self.metrics(&Metrics::new());
+        }
+        self.status_addr = Some(addr);
+        self
     }
 
     /// The handler: error page, base environ, limits, path view, failure
@@ -294,7 +323,11 @@ impl Server {
                 errors: self.errors.clone(),
                 shutdown: self.shutdown.clone(),
             }),
-            refuser: Refuser::new(self.server_software.as_ref(), limits.get_write_timeout()),
+            refuser: Refuser::new(
+                self.server_software.as_ref(),
+                limits.get_write_timeout(),
+                self.handler.metrics().cloned(),
+            ),
             max_connections: limits.get_max_connections(),
             _body: PhantomData,
         }
@@ -335,13 +368,20 @@ impl Server {
         B: AppBody,
     {
         let connections = self.connections(app);
+        let limits = self.handler.limits();
+        let status = self
+            .status_addr
+            .as_ref()
+            .zip(self.handler.metrics().cloned());
         server::run(
             "HTTP",
             addr,
-            self.handler.limits(),
+            limits,
             self.worker_threads,
             &self.shutdown,
-            |listener| connections.serve(listener),
+            |listener| {
+                server::with_status(connections.serve(listener), status, limits, &self.shutdown)
+            },
         )
     }
 
@@ -407,6 +447,7 @@ where
     ///
     /// No connection cap is applied here: the accept loop counts.
     pub async fn serve_connection(&self, conn: Connection) {
+        let _open = self.shared.handler.metrics().map(Metrics::connection);
         serve_connection(conn, self.shared.clone()).await;
     }
 

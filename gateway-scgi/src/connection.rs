@@ -67,11 +67,16 @@ where
         Ok(Ok(header)) => header,
         Err(_) => {
             tracing::debug!(timeout = ?limits.get_head_read_timeout(), "SCGI header read timed out");
+            gateway_core::metrics::note(shared.handler.metrics(), gateway_core::Failure::Timeout);
             return;
         }
         Ok(Err(HeadError::Idle)) => return,
         Ok(Err(HeadError::Truncated)) => {
             tracing::debug!("connection closed inside the SCGI header");
+            gateway_core::metrics::note(
+                shared.handler.metrics(),
+                gateway_core::Failure::ClientGone,
+            );
             return;
         }
         Ok(Err(HeadError::Io(e))) => {
@@ -80,6 +85,7 @@ where
         }
         Ok(Err(HeadError::Protocol(e))) => {
             tracing::debug!(error = %e, "bad SCGI request");
+            gateway_core::metrics::note(shared.handler.metrics(), gateway_core::Failure::Protocol);
             answer_and_close(stream, BAD_REQUEST, limits.get_write_timeout()).await;
             return;
         }

@@ -117,5 +117,7 @@ mod server;
 
 pub use error::Error;
 pub use gateway_core::server::{ListenAddr, Listener, Shutdown};
-pub use gateway_core::{Body, BoxError, ErrorStream, Handler, HandlerBuilder, Limits, PathView};
+pub use gateway_core::{
+    Body, BoxError, ErrorStream, Handler, HandlerBuilder, Limits, Metrics, PathView,
+};
 pub use server::{Connections, Server, serve};

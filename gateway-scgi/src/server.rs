@@ -10,7 +10,7 @@ use std::time::Duration;
 use gateway_core::server::{
     self as server, Connection, ListenAddr, Listener, Refusal, Shutdown, Stream,
 };
-use gateway_core::{AppBody, Application, ErrorStream, Handler, Limits, PathView};
+use gateway_core::{AppBody, Application, ErrorStream, Handler, Limits, Metrics, PathView};
 
 use crate::connection::{self, Shared};
 use crate::proto::Config;
@@ -55,6 +55,7 @@ pub struct Server {
     errors: ErrorStream,
     shutdown: Shutdown,
     worker_threads: Option<usize>,
+    status_addr: Option<ListenAddr>,
 }
 
 impl Default for Server {
@@ -76,6 +77,7 @@ impl Server {
             errors: ErrorStream::log(),
             shutdown: Shutdown::new(),
             worker_threads: None,
+            status_addr: None,
         }
     }
 
@@ -123,6 +125,33 @@ impl Server {
         let mut limits = self.handler.limits().clone();
         limits.reuse_port(yes);
         self.limits(limits)
+    }
+
+    /// Counts this server's connections, requests, bytes and failures in
+    /// `metrics` (the handler's, which keeps its other settings): mount
+    /// [`Metrics::service`] in the application, or serve it on an address
+    /// of its own with [`status_addr`](Server::status_addr). Besides what
+    /// the handler counts, the server counts its connections, the
+    /// connections refused past [`Limits::max_connections`], malformed
+    /// SCGI headers, headers not received in time and connections closed
+    /// inside the header.
+    pub fn metrics(&mut self, metrics: &Metrics) -> &mut Self {
+        self.handler = self.handler.to_builder().metrics(metrics).build();
+        self
+    }
+
+    /// Serves the [metrics](Server::metrics) (fresh ones if none were set)
+    /// over plain HTTP on `addr` next to the SCGI socket, under
+    /// [`run`](Server::run): `GET` any path for the JSON status page, a
+    /// path ending in `metrics` (or `Accept: application/openmetrics-text`)
+    /// for the OpenMetrics text. See [`server::serve_status`]; meant for a
+    /// loopback or internal address.
+    pub fn status_addr(&mut self, addr: ListenAddr) -> &mut Self {
+        if self.handler.metrics().is_none() {
+            self.metrics(&Metrics::new());
+        }
+        self.status_addr = Some(addr);
+        self
     }
 
     /// Where application failures are reported (wsgi.errors); the handler
@@ -238,13 +267,20 @@ impl Server {
         B: AppBody,
     {
         let connections = self.connections(app);
+        let limits = self.handler.limits();
+        let status = self
+            .status_addr
+            .as_ref()
+            .zip(self.handler.metrics().cloned());
         server::run(
             "SCGI",
             addr,
-            self.handler.limits(),
+            limits,
             self.worker_threads,
             &self.shutdown,
-            |listener| connections.serve(listener),
+            |listener| {
+                server::with_status(connections.serve(listener), status, limits, &self.shutdown)
+            },
         )
     }
 }
@@ -322,6 +358,7 @@ where
     /// debug level and end this connection only. While no byte of the
     /// request has arrived, the connection's shutdown watch closes it.
     pub async fn serve_connection(&self, conn: Connection) {
+        let _open = self.shared.handler.metrics().map(Metrics::connection);
         connection::serve(&self.shared, conn, self.app.clone()).await;
     }
 
@@ -329,6 +366,10 @@ where
     /// `Status: 503 Service Unavailable` with `Retry-After: 1`, then the
     /// lingering close.
     pub async fn refuse(&self, stream: Stream) {
+        gateway_core::metrics::note(
+            self.shared.handler.metrics(),
+            gateway_core::Failure::Refused,
+        );
         connection::refuse(stream, self.shared.limits.get_write_timeout()).await;
     }
 
@@ -336,7 +377,11 @@ where
     /// [`gateway_core::server::serve`].
     pub fn refusal(&self) -> Refusal {
         let write_timeout = self.shared.limits.get_write_timeout();
-        Refusal::new(move |stream| connection::refuse(stream, write_timeout))
+        let metrics = self.shared.handler.metrics().cloned();
+        Refusal::new(move |stream| {
+            gateway_core::metrics::note(metrics.as_ref(), gateway_core::Failure::Refused);
+            connection::refuse(stream, write_timeout)
+        })
     }
 
     /// The accept loop: serves the connections of `listener`, each on its

@@ -23,6 +23,8 @@
 //! | `GET /offload?name=NAME` | a file from the fixture directory through the app's offload layer ([`Conformance::with_offload`]), or as a file body without one |
 //! | `GET /log?msg=TEXT[&level=LEVEL]` | logs TEXT with `tracing` (target `conformance`, level `warn` unless `error`, `info` or `debug`), answers 200 `request ID` with the request's id ([`GatewayInfo::request_id`](gateway_core::GatewayInfo::request_id)) |
 //! | `GET /offload/stats` | 200 `application/json`: `configured`, `offloaded` (responses handed to the web server), `body_bytes` (body bytes the `/offload` responses carried) |
+//! | `GET /_gateway/status` | with [`Conformance::with_metrics`]: the server's status page (JSON) |
+//! | `GET /_gateway/metrics` | with [`Conformance::with_metrics`]: the server's metrics (OpenMetrics text) |
 //!
 //! In `/environ`, every byte string is decoded as ISO-8859-1, so no byte is
 //! lost in the JSON.
@@ -58,6 +60,7 @@ pub const ROUTES: [&str; 14] = [
 pub struct Conformance {
     files: Arc<PathBuf>,
     offload: Arc<offload::OffloadRoute>,
+    metrics: Option<gateway_core::Metrics>,
 }
 
 impl Conformance {
@@ -66,7 +69,15 @@ impl Conformance {
         Self {
             files: Arc::new(files.into()),
             offload: Arc::default(),
+            metrics: None,
         }
+    }
+
+    /// Answers `/_gateway/status` (JSON) and `/_gateway/metrics`
+    /// (OpenMetrics text), under any mount prefix, with `metrics`.
+    pub fn with_metrics(mut self, metrics: &gateway_core::Metrics) -> Self {
+        self.metrics = Some(metrics.clone());
+        self
     }
 
     /// Serves `/offload` through `layer`.
@@ -86,6 +97,22 @@ impl tower::Service<Request<Body>> for Conformance {
     }
 
     fn call(&mut self, req: Request<Body>) -> Self::Future {
+        if let Some(metrics) = &self.metrics {
+            let path = req.uri().path().trim_end_matches('/');
+            let service = if path.ends_with("/_gateway/status") {
+                Some(metrics.status_service())
+            } else if path.ends_with("/_gateway/metrics") {
+                Some(metrics.metrics_service())
+            } else {
+                None
+            };
+            if let Some(service) = service {
+                let res = service
+                    .respond(&req)
+                    .map(|b| b.map_err(|e: Infallible| match e {}).boxed_unsync());
+                return Box::pin(std::future::ready(Ok(res)));
+            }
+        }
         let files = self.files.clone();
         let offload = self.offload.clone();
         Box::pin(async move { route(req, &files, &offload).await })

@@ -47,6 +47,11 @@
 //! `STOPPING=1` when it stops (`Type=notify` units), and stops gracefully
 //! on SIGTERM. Example unit and socket files are in `examples/systemd/`.
 //!
+//! [`Builder::metrics`] counts connections, requests, bytes and failures
+//! in a [`Metrics`] whose services render them as JSON or OpenMetrics text
+//! (mount them in the application), and [`Builder::status_addr`] serves
+//! them on an address of their own.
+//!
 //! Features `cgi`, `fastcgi`, `scgi` and `http` (all on by default) choose
 //! the protocols built in; a start that needs one left out is an error.
 
@@ -58,7 +63,7 @@ use std::time::Duration;
 
 pub use detect::{Facts, Protocol, Socket, Start, StartError, Stdin, UnknownProtocol, decide};
 pub use gateway_core::server::ListenAddr;
-pub use gateway_core::{AppBody, Application, Body, BoxError, Handler, Limits, PathView};
+pub use gateway_core::{AppBody, Application, Body, BoxError, Handler, Limits, Metrics, PathView};
 
 /// Serves `app` the way the program was started (see the crate docs), with
 /// the default settings. Returns the exit status for `main`.
@@ -80,6 +85,7 @@ pub struct Builder {
     grace_period: Duration,
     logging: bool,
     error_log: bool,
+    status_addr: Option<ListenAddr>,
 }
 
 impl Default for Builder {
@@ -101,6 +107,7 @@ impl Builder {
             grace_period: Duration::from_secs(30),
             logging: true,
             error_log: true,
+            status_addr: None,
         }
     }
 
@@ -143,6 +150,29 @@ impl Builder {
     /// install path), or the full path less a mount prefix.
     pub fn path_view(&mut self, view: PathView) -> &mut Self {
         self.handler = self.handler.to_builder().path_view(view).build();
+        self
+    }
+
+    /// Counts connections, requests, bytes and failures in `metrics` (the
+    /// handler rebuilt with them), whichever protocol is served: mount
+    /// [`Metrics::service`] in the application, or serve it on an address
+    /// of its own with [`status_addr`](Builder::status_addr). Under CGI
+    /// each process counts only its own request.
+    pub fn metrics(&mut self, metrics: &Metrics) -> &mut Self {
+        self.handler = self.handler.to_builder().metrics(metrics).build();
+        self
+    }
+
+    /// Serves the [metrics](Builder::metrics) (fresh ones if none were
+    /// set) over plain HTTP on `addr`, next to a socket server (not under
+    /// CGI): `GET` any path for the JSON status page, a path ending in
+    /// `metrics` (or `Accept: application/openmetrics-text`) for the
+    /// OpenMetrics text. Meant for a loopback or internal address.
+    pub fn status_addr(&mut self, addr: ListenAddr) -> &mut Self {
+        if self.handler.metrics().is_none() {
+            self.metrics(&Metrics::new());
+        }
+        self.status_addr = Some(addr);
         self
     }
 
@@ -253,4 +283,28 @@ where
         span.scope()
             .any(|s| s.name() == "request" && s.metadata().target() == "gateway_core::request")
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metrics_go_to_the_handler_and_survive_other_settings() {
+        let metrics = Metrics::new();
+        let mut b = Builder::new();
+        b.metrics(&metrics).limits(Limits::default());
+        let counted = b.handler.metrics().expect("metrics set");
+        counted.failure(gateway_core::Failure::Timeout);
+        assert_eq!(
+            metrics.snapshot().failure(gateway_core::Failure::Timeout),
+            1
+        );
+
+        let mut b = Builder::new();
+        assert!(b.handler.metrics().is_none());
+        b.status_addr("127.0.0.1:0".parse().unwrap());
+        assert!(b.handler.metrics().is_some(), "status_addr brings metrics");
+        assert!(b.status_addr.is_some());
+    }
 }

@@ -209,6 +209,8 @@ where
         }
         result
     };
+    let status_page = b.status_addr.as_ref().zip(b.handler.metrics().cloned());
+    let serving = server::with_status(serving, status_page, &limits, &shutdown);
     server::until_signal(serving, &shutdown, || {
         tracing::info!("serving {status}");
         server::systemd::notify_ready(&format!("serving {status}"));

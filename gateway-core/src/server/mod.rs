@@ -35,7 +35,10 @@
 //! - [`systemd`]: socket activation and readiness notification;
 //! - [`run`], [`serve_until_signal`], [`until_signal`], [`runtime`],
 //!   [`listen`], [`parse_addr`]: what every server's `run` and one-line `serve` do
-//!   around serving (the runtime, the socket, readiness, signals).
+//!   around serving (the runtime, the socket, readiness, signals);
+//! - [`serve_status`], [`with_status`]: a [`Metrics`](crate::Metrics)'
+//!   status page and OpenMetrics text over plain HTTP on an address of
+//!   their own (the servers' `status_addr` setting).
 
 mod accept;
 mod addr;
@@ -48,6 +51,7 @@ mod run;
 mod shutdown;
 mod sniff;
 mod stall;
+mod status;
 pub mod systemd;
 mod timed;
 
@@ -62,4 +66,5 @@ pub use run::{listen, parse_addr, run, runtime, serve_until_signal, until_signal
 pub use shutdown::{Shutdown, Watch, signal};
 pub use sniff::{Sniffed, sniff, sniff_stream};
 pub use stall::Stall;
+pub use status::{STATUS_MAX_CONNECTIONS, serve_status, with_status};
 pub use timed::Timed;
