@@ -60,6 +60,159 @@ fn has_repeated_name(pairs: &[(Bytes, Bytes)]) -> bool {
     false
 }
 
+/// The variables the core reads for every request, found in one pass over
+/// the environ instead of one scan each. Each holds the first value of its
+/// name, as [`Environ::get`] finds it; the methods read them as the
+/// environ's methods of the same name do.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct Known<'a> {
+    pub(crate) method: Option<&'a Bytes>,
+    pub(crate) protocol: Option<&'a Bytes>,
+    pub(crate) https: Option<&'a Bytes>,
+    pub(crate) request_scheme: Option<&'a Bytes>,
+    pub(crate) http_host: Option<&'a Bytes>,
+    pub(crate) server_name: Option<&'a Bytes>,
+    pub(crate) server_port: Option<&'a Bytes>,
+    pub(crate) script_name: Option<&'a Bytes>,
+    pub(crate) path_info: Option<&'a Bytes>,
+    pub(crate) query_string: Option<&'a Bytes>,
+    pub(crate) request_uri: Option<&'a Bytes>,
+    pub(crate) content_type: Option<&'a Bytes>,
+    pub(crate) content_length: Option<&'a Bytes>,
+    pub(crate) transfer_encoding: Option<&'a Bytes>,
+    /// How many `HTTP_*` variables there are.
+    pub(crate) http_fields: usize,
+}
+
+fn nonempty(v: Option<&Bytes>) -> Option<&[u8]> {
+    v.map(Bytes::as_ref).filter(|v| !v.is_empty())
+}
+
+impl<'a> Known<'a> {
+    fn of(vars: &'a [(Bytes, Bytes)]) -> Self {
+        let mut k = Known::default();
+        for (name, value) in vars {
+            // Dispatched on the first byte, so most names cost one compare.
+            let n = name.as_ref();
+            let slot = match n.first() {
+                Some(b'R') => match n {
+                    b"REQUEST_METHOD" => &mut k.method,
+                    b"REQUEST_SCHEME" => &mut k.request_scheme,
+                    b"REQUEST_URI" => &mut k.request_uri,
+                    _ => continue,
+                },
+                Some(b'S') => match n {
+                    b"SERVER_PROTOCOL" => &mut k.protocol,
+                    b"SERVER_NAME" => &mut k.server_name,
+                    b"SERVER_PORT" => &mut k.server_port,
+                    b"SCRIPT_NAME" => &mut k.script_name,
+                    _ => continue,
+                },
+                Some(b'H') => {
+                    if n == b"HTTPS" {
+                        &mut k.https
+                    } else if n.starts_with(b"HTTP_") {
+                        k.http_fields += 1;
+                        match n {
+                            b"HTTP_HOST" => &mut k.http_host,
+                            b"HTTP_TRANSFER_ENCODING" => &mut k.transfer_encoding,
+                            _ => continue,
+                        }
+                    } else {
+                        continue;
+                    }
+                }
+                Some(b'P') if n == b"PATH_INFO" => &mut k.path_info,
+                Some(b'Q') if n == b"QUERY_STRING" => &mut k.query_string,
+                Some(b'C') => match n {
+                    b"CONTENT_TYPE" => &mut k.content_type,
+                    b"CONTENT_LENGTH" => &mut k.content_length,
+                    _ => continue,
+                },
+                _ => continue,
+            };
+            if slot.is_none() {
+                *slot = Some(value);
+            }
+        }
+        k
+    }
+
+    /// As [`Environ::request_method`].
+    pub(crate) fn request_method(&self) -> Option<&'a [u8]> {
+        nonempty(self.method)
+    }
+
+    /// As [`Environ::server_protocol`].
+    pub(crate) fn server_protocol(&self) -> Option<&'a [u8]> {
+        nonempty(self.protocol)
+    }
+
+    /// As [`Environ::https`].
+    pub(crate) fn https(&self) -> bool {
+        https(
+            self.https.map(Bytes::as_ref),
+            self.request_scheme.map(Bytes::as_ref),
+        )
+    }
+
+    /// As [`Environ::server_name`].
+    pub(crate) fn server_name(&self) -> Option<&'a [u8]> {
+        nonempty(self.server_name)
+    }
+
+    /// As [`Environ::server_port`].
+    pub(crate) fn server_port(&self) -> Option<u16> {
+        u16::try_from(parse_decimal(nonempty(self.server_port)?)?).ok()
+    }
+
+    /// As [`Environ::script_name`].
+    pub(crate) fn script_name(&self) -> &'a [u8] {
+        self.script_name.map_or(&[], Bytes::as_ref)
+    }
+
+    /// As [`Environ::path_info`].
+    pub(crate) fn path_info(&self) -> &'a [u8] {
+        self.path_info.map_or(&[], Bytes::as_ref)
+    }
+
+    /// As [`Environ::query_string`].
+    pub(crate) fn query_string(&self) -> &'a [u8] {
+        self.query_string.map_or(&[], Bytes::as_ref)
+    }
+
+    /// As [`Environ::request_uri`].
+    pub(crate) fn request_uri(&self) -> Option<&'a [u8]> {
+        nonempty(self.request_uri)
+    }
+
+    /// As [`Environ::content_length`].
+    pub(crate) fn content_length(&self) -> Result<Option<u64>, InvalidContentLength> {
+        match nonempty(self.content_length) {
+            None => Ok(None),
+            Some(v) => parse_decimal(v).map(Some).ok_or(InvalidContentLength),
+        }
+    }
+
+    /// As [`Environ::body_length`].
+    pub(crate) fn body_length(&self) -> Result<BodyLength, InvalidContentLength> {
+        BodyLength::from_values(
+            nonempty(self.content_length),
+            nonempty(self.transfer_encoding).is_some(),
+        )
+    }
+}
+
+/// wsgiref's `guess_scheme` over `HTTPS` and `REQUEST_SCHEME`.
+fn https(https: Option<&[u8]>, scheme: Option<&[u8]>) -> bool {
+    if let Some(v) = https
+        && (v.eq_ignore_ascii_case(b"on") || v.eq_ignore_ascii_case(b"yes") || v == b"1")
+    {
+        return true;
+    }
+    matches!(scheme, Some(v) if v.eq_ignore_ascii_case(b"https"))
+}
+
 /// A `CONTENT_LENGTH` that is not a decimal number.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct InvalidContentLength;
@@ -193,6 +346,11 @@ impl Environ {
             .map(|(_, v)| v)
     }
 
+    /// The variables the core reads for every request, in one pass.
+    pub(crate) fn known(&self) -> Known<'_> {
+        Known::of(&self.vars)
+    }
+
     /// The variables in order, as the shared buffers they are held in.
     pub(crate) fn pairs(&self) -> &[(Bytes, Bytes)] {
         &self.vars
@@ -302,12 +460,7 @@ impl Environ {
     /// `REQUEST_SCHEME` is `https`. This is wsgiref's `guess_scheme`,
     /// widened to the case variants and to `REQUEST_SCHEME`.
     pub fn https(&self) -> bool {
-        if let Some(v) = self.get("HTTPS")
-            && (v.eq_ignore_ascii_case(b"on") || v.eq_ignore_ascii_case(b"yes") || v == b"1")
-        {
-            return true;
-        }
-        matches!(self.get("REQUEST_SCHEME"), Some(v) if v.eq_ignore_ascii_case(b"https"))
+        https(self.get("HTTPS"), self.get("REQUEST_SCHEME"))
     }
 
     /// Sets the defaults wsgiref's `util.setup_testing_defaults` sets, for

@@ -421,6 +421,11 @@ impl Handler {
             env.set_default("SERVER_SOFTWARE", s.clone());
         }
         let errors = gateway.stderr();
+        // What is read of the environ below, found in one pass.
+        let known = env.known();
+        let content_length = known.content_length();
+        let body_length = known.body_length();
+        let https = known.https();
         let mut ctx = RequestCtx {
             head_format: if origin {
                 HeadFormat::Origin {
@@ -430,8 +435,8 @@ impl Handler {
             } else {
                 HeadFormat::Cgi
             },
-            request_version: version_of(env.server_protocol()),
-            is_head: env.request_method() == Some(b"HEAD"),
+            request_version: version_of(known.server_protocol()),
+            is_head: known.request_method() == Some(b"HEAD"),
             max_response_head_len: cfg.limits.get_max_response_head_len(),
             errors: errors.clone(),
             traceback_limit: cfg.traceback_limit,
@@ -462,7 +467,7 @@ impl Handler {
 
         // Refuse a declared body over the limit before reading any of it.
         if let Some(max) = cfg.limits.get_max_body_len()
-            && let Ok(Some(n)) = env.content_length()
+            && let Ok(Some(n)) = content_length
             && n > max
         {
             tracing::debug!(length = n, max, "request body over the limit");
@@ -472,7 +477,7 @@ impl Handler {
 
         let mut body = gateway.stdin(&env);
         if let Some(max) = cfg.limits.get_max_body_len()
-            && env.body_length() == Ok(BodyLength::Unknown)
+            && body_length == Ok(BodyLength::Unknown)
         {
             // No length to check up front: the body fails past the limit.
             body = body.cap(max);
@@ -532,7 +537,7 @@ impl Handler {
         let seen_path = (tracing::enabled!(tracing::Level::DEBUG)
             && env.get_nonempty("SCRIPT_NAME").is_some())
         .then(|| req.uri().path().to_owned());
-        info.https = env.https();
+        info.https = https;
         info.request_id = id;
         let ext = req.extensions_mut();
         ext.insert(env);
