@@ -1,6 +1,7 @@
 //! The CGI meta-variables of one request, as raw bytes.
 
 use std::fmt;
+use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
 
@@ -29,10 +30,37 @@ use bytes::Bytes;
 /// assert_eq!(env.request_method(), Some(&b"POST"[..]));
 /// assert_eq!(env.content_length(), Ok(Some(27)));
 /// ```
-#[derive(Clone, Default, PartialEq, Eq)]
+#[derive(Clone, Default)]
 pub struct Environ {
+    /// The variables; while `deferred` is set, only the few the handler
+    /// reads for every request (see [`Environ::deferred`]).
     vars: Vec<(Bytes, Bytes)>,
+    deferred: Option<Arc<Deferred>>,
 }
+
+/// The variables of a deferred environ, made once, when first read.
+struct Deferred {
+    made: OnceLock<Vec<(Bytes, Bytes)>>,
+    make: Box<dyn Fn() -> Environ + Send + Sync>,
+}
+
+impl Deferred {
+    fn vars(&self) -> &[(Bytes, Bytes)] {
+        self.made.get_or_init(|| {
+            let mut env = (self.make)();
+            env.vars_mut();
+            env.vars
+        })
+    }
+}
+
+impl PartialEq for Environ {
+    fn eq(&self, other: &Self) -> bool {
+        self.vars() == other.vars()
+    }
+}
+
+impl Eq for Environ {}
 
 /// Whether two of `pairs` have the same name: a bit per name in a small
 /// filter (from its length and a few of its bytes), and a comparison with
@@ -235,26 +263,77 @@ impl Environ {
     pub fn with_capacity(n: usize) -> Self {
         Self {
             vars: Vec::with_capacity(n),
+            deferred: None,
         }
+    }
+
+    /// An environ whose variables are made by `make` the first time
+    /// anything reads them (once, whatever the number of clones), for a
+    /// backend whose environ is derived from a request it already holds in
+    /// `http` form: a request whose application never reads its environ
+    /// costs no environ.
+    ///
+    /// `known` holds, of the variables the handler reads for every
+    /// request, those the full environ has, with the same values:
+    /// `REQUEST_METHOD`, `SERVER_PROTOCOL`, `CONTENT_LENGTH`,
+    /// `HTTP_TRANSFER_ENCODING`, `HTTPS`, `REQUEST_SCHEME` and
+    /// `SCRIPT_NAME`. Any change to the environ makes it first.
+    ///
+    /// ```
+    /// use gateway_core::Environ;
+    ///
+    /// let known: Environ = [("REQUEST_METHOD", "GET")].into_iter().collect();
+    /// let env = Environ::deferred(known, || {
+    ///     [("REQUEST_METHOD", "GET"), ("PATH_INFO", "/x")].into_iter().collect()
+    /// });
+    /// assert_eq!(env.path_info(), b"/x");
+    /// assert_eq!(env.len(), 2);
+    /// ```
+    pub fn deferred(known: Environ, make: impl Fn() -> Environ + Send + Sync + 'static) -> Self {
+        let mut known = known;
+        known.vars_mut();
+        Self {
+            vars: known.vars,
+            deferred: Some(Arc::new(Deferred {
+                made: OnceLock::new(),
+                make: Box::new(make),
+            })),
+        }
+    }
+
+    /// The variables, made first if deferred.
+    fn vars(&self) -> &[(Bytes, Bytes)] {
+        match &self.deferred {
+            None => &self.vars,
+            Some(d) => d.vars(),
+        }
+    }
+
+    /// The variables to change, made first if deferred.
+    fn vars_mut(&mut self) -> &mut Vec<(Bytes, Bytes)> {
+        if let Some(d) = self.deferred.take() {
+            self.vars = d.vars().to_vec();
+        }
+        &mut self.vars
     }
 
     /// Makes room for at least `n` more variables.
     pub fn reserve(&mut self, n: usize) {
-        self.vars.reserve(n);
+        self.vars_mut().reserve(n);
     }
 
     /// The number of variables.
     pub fn len(&self) -> usize {
-        self.vars.len()
+        self.vars().len()
     }
 
     /// Whether there are no variables.
     pub fn is_empty(&self) -> bool {
-        self.vars.is_empty()
+        self.vars().is_empty()
     }
 
     fn position(&self, name: &[u8]) -> Option<usize> {
-        self.vars.iter().position(|(n, _)| n.as_ref() == name)
+        self.vars().iter().position(|(n, _)| n.as_ref() == name)
     }
 
     /// The raw value of `name`, if present (an empty value is returned as
@@ -285,9 +364,9 @@ impl Environ {
         let name = name.into();
         let value = value.into();
         match self.position(&name) {
-            Some(i) => Some(std::mem::replace(&mut self.vars[i].1, value)),
+            Some(i) => Some(std::mem::replace(&mut self.vars_mut()[i].1, value)),
             None => {
-                self.vars.push((name, value));
+                self.vars_mut().push((name, value));
                 None
             }
         }
@@ -297,7 +376,7 @@ impl Environ {
     /// when they know the names are distinct (or want to keep a duplicate
     /// visible to [`Environ::iter`]); [`Environ::get`] returns the first.
     pub fn push(&mut self, name: impl Into<Bytes>, value: impl Into<Bytes>) {
-        self.vars.push((name.into(), value.into()));
+        self.vars_mut().push((name.into(), value.into()));
     }
 
     /// Sets every pair as [`insert`](Environ::insert) would, one after the
@@ -305,7 +384,7 @@ impl Environ {
     /// place), without a scan of the environ per pair in the common case of
     /// distinct names: the way to take a whole FastCGI PARAMS stream.
     pub fn extend_replacing(&mut self, pairs: Vec<(Bytes, Bytes)>) {
-        if !self.vars.is_empty() || has_repeated_name(&pairs) {
+        if !self.vars_mut().is_empty() || has_repeated_name(&pairs) {
             for (name, value) in pairs {
                 self.insert(name, value);
             }
@@ -321,26 +400,26 @@ impl Environ {
     pub fn set_default(&mut self, name: impl Into<Bytes>, value: impl Into<Bytes>) {
         let name = name.into();
         if self.position(&name).is_none() {
-            self.vars.push((name, value.into()));
+            self.vars_mut().push((name, value.into()));
         }
     }
 
     /// Removes `name` and returns its value.
     pub fn remove(&mut self, name: impl AsRef<[u8]>) -> Option<Bytes> {
         let i = self.position(name.as_ref())?;
-        Some(self.vars.remove(i).1)
+        Some(self.vars_mut().remove(i).1)
     }
 
     /// Copies every variable of `other` into `self`, `other` winning.
     pub fn extend_from(&mut self, other: &Environ) {
-        for (n, v) in &other.vars {
+        for (n, v) in other.vars() {
             self.insert(n.clone(), v.clone());
         }
     }
 
     /// The value of `name` as the shared buffer it is held in.
     pub(crate) fn get_shared(&self, name: &[u8]) -> Option<&Bytes> {
-        self.vars
+        self.vars()
             .iter()
             .find(|(n, _)| n.as_ref() == name)
             .map(|(_, v)| v)
@@ -348,17 +427,25 @@ impl Environ {
 
     /// The variables the core reads for every request, in one pass.
     pub(crate) fn known(&self) -> Known<'_> {
+        Known::of(self.vars())
+    }
+
+    /// What the handler reads for every request, without making a
+    /// deferred environ: the same as [`known`](Environ::known) except that
+    /// a deferred environ answers from the variables it was given as known
+    /// (its `HTTP_*` count is theirs, not the request's).
+    pub(crate) fn known_now(&self) -> Known<'_> {
         Known::of(&self.vars)
     }
 
     /// The variables in order, as the shared buffers they are held in.
     pub(crate) fn pairs(&self) -> &[(Bytes, Bytes)] {
-        &self.vars
+        self.vars()
     }
 
     /// The variables in order, as raw bytes.
     pub fn iter(&self) -> impl ExactSizeIterator<Item = (&[u8], &[u8])> + '_ {
-        self.vars.iter().map(|(n, v)| (n.as_ref(), v.as_ref()))
+        self.vars().iter().map(|(n, v)| (n.as_ref(), v.as_ref()))
     }
 
     /// `REQUEST_METHOD`.
@@ -501,7 +588,7 @@ pub(crate) fn parse_decimal(v: &[u8]) -> Option<u64> {
 impl fmt::Debug for Environ {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut m = f.debug_map();
-        for (n, v) in &self.vars {
+        for (n, v) in self.vars() {
             m.entry(&String::from_utf8_lossy(n), &String::from_utf8_lossy(v));
         }
         m.finish()
