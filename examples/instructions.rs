@@ -3,14 +3,16 @@
 //! the client that sends them.
 //!
 //! ```text
-//! instructions serve KIND N PORT_FILE    # KIND: http, hyper, fastcgi, scgi
+//! instructions serve KIND N PORT_FILE    # KIND: http, hyper, hyper-close, fastcgi, scgi
 //! instructions client KIND N PORT
 //! ```
 //!
 //! The server listens on a free loopback port, writes it to `PORT_FILE`,
 //! and exits after its `N`th request: `http`, `fastcgi` and `scgi` are this
 //! workspace's servers, `hyper` a bare hyper 1.x server with hyper-util's
-//! auto (HTTP/1 + HTTP/2) connection builder. Every server runs on a
+//! auto (HTTP/1 + HTTP/2) connection builder (`hyper-close`: the same
+//! server, with a client that opens a connection per request, the peer of
+//! SCGI). Every server runs on a
 //! current-thread tokio runtime and answers with the same application.
 //!
 //! The client sends `N` requests one after the other and reads each
@@ -115,7 +117,7 @@ fn serve(kind: &str, n: usize, port_file: &str) -> io::Result<()> {
             "http" => ours!(gateway_http::Server::new()),
             "fastcgi" => ours!(gateway_fastcgi::Server::new()),
             "scgi" => ours!(gateway_scgi::Server::new()),
-            "hyper" => bare_hyper(listener, n).await,
+            "hyper" | "hyper-close" => bare_hyper(listener, n).await,
             _ => Err(bad(format!("unknown kind {kind}"))),
         }
     })
@@ -143,6 +145,21 @@ async fn bare_hyper(listener: Listener, n: usize) -> io::Result<()> {
 fn client(kind: &str, n: usize, port: u16) -> io::Result<()> {
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
     match kind {
+        "hyper-close" => {
+            let req = b"GET /hello?name=world HTTP/1.1\r\nHost: 127.0.0.1\r\n\
+                User-Agent: Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0\r\n\
+                Accept: text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8\r\n\
+                Accept-Language: en-US,en;q=0.5\r\nAccept-Encoding: gzip, deflate\r\n\
+                Connection: close\r\n\r\n";
+            for _ in 0..n {
+                let mut s = TcpStream::connect(addr)?;
+                s.write_all(req)?;
+                let mut out = Vec::new();
+                s.read_to_end(&mut out)?;
+                check(&out)?;
+            }
+            Ok(())
+        }
         "http" | "hyper" => {
             let mut s = TcpStream::connect(addr)?;
             s.set_nodelay(true)?;

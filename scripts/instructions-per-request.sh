@@ -13,8 +13,9 @@
 # (fastcgi_params, scgi_params) or a browser-sized header (HTTP).
 #
 # The peer for every line is bare hyper: for HTTP the same server without the
-# gateway; for FastCGI and SCGI, the backend behind nginx that a reverse
-# proxy (proxy_pass to hyper) would have.
+# gateway; for FastCGI, the backend behind nginx that a reverse proxy
+# (proxy_pass to hyper, keep-alive) would have; for SCGI, bare hyper with a
+# connection per request (`Connection: close`), as SCGI has.
 #
 # Usage: scripts/instructions-per-request.sh [KIND...]  (default: http fastcgi scgi)
 #   BASE=N    requests of the smaller run (default 1000)
@@ -68,6 +69,10 @@ printf '%-8s %12s %12s %7s\n' protocol ours hyper ratio
 HYPER=$(per_request hyper)
 for kind in "${KINDS[@]}"; do
     OURS=$(per_request "$kind")
-    printf '%-8s %12s %12s %7s\n' "$kind" "$OURS" "$HYPER" \
-        "$(python3 -c "print(f'{$OURS / $HYPER:.2f}')")"
+    PEER=$HYPER
+    if [ "$kind" = scgi ]; then
+        PEER=$(per_request hyper-close)
+    fi
+    printf '%-8s %12s %12s %7s\n' "$kind" "$OURS" "$PEER" \
+        "$(python3 -c "print(f'{$OURS / $PEER:.2f}')")"
 done
