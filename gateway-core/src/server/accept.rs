@@ -152,12 +152,15 @@ where
             continue;
         };
         let local_addr = stream.local_addr();
-        let fut = conn(Connection {
+        // Boxed where it is made: a connection's future holds its request's
+        // whole handler state (kilobytes), which would otherwise be copied
+        // each time the task machinery moves it.
+        let fut = Box::pin(conn(Connection {
             stream,
             peer_addr,
             local_addr,
             shutdown: shutdown.watch(),
-        });
+        }));
         tasks.spawn(async move {
             fut.await;
             drop(permit);
