@@ -173,9 +173,14 @@ impl Proc {
     /// Checks the start-up line: what was decided, and why.
     #[track_caller]
     fn decided(&self, start: &str) {
-        let log = self.log();
-        if !log.contains(&format!("starting {start}")) {
-            self.fail(format!("no start-up line \"starting {start}\""));
+        // The line may reach the log a moment after the socket accepts.
+        let line = format!("starting {start}");
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !self.log().contains(&line) {
+            if Instant::now() > deadline {
+                self.fail(format!("no start-up line \"{line}\""));
+            }
+            std::thread::sleep(Duration::from_millis(20));
         }
     }
 }

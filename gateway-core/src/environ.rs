@@ -1,6 +1,7 @@
 //! The CGI meta-variables of one request, as raw bytes.
 
 use std::fmt;
+use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
 
@@ -29,10 +30,37 @@ use bytes::Bytes;
 /// assert_eq!(env.request_method(), Some(&b"POST"[..]));
 /// assert_eq!(env.content_length(), Ok(Some(27)));
 /// ```
-#[derive(Clone, Default, PartialEq, Eq)]
+#[derive(Clone, Default)]
 pub struct Environ {
+    /// The variables; while `deferred` is set, only the few the handler
+    /// reads for every request (see [`Environ::deferred`]).
     vars: Vec<(Bytes, Bytes)>,
+    deferred: Option<Arc<Deferred>>,
 }
+
+/// The variables of a deferred environ, made once, when first read.
+struct Deferred {
+    made: OnceLock<Vec<(Bytes, Bytes)>>,
+    make: Box<dyn Fn() -> Environ + Send + Sync>,
+}
+
+impl Deferred {
+    fn vars(&self) -> &[(Bytes, Bytes)] {
+        self.made.get_or_init(|| {
+            let mut env = (self.make)();
+            env.vars_mut();
+            env.vars
+        })
+    }
+}
+
+impl PartialEq for Environ {
+    fn eq(&self, other: &Self) -> bool {
+        self.vars() == other.vars()
+    }
+}
+
+impl Eq for Environ {}
 
 /// Whether two of `pairs` have the same name: a bit per name in a small
 /// filter (from its length and a few of its bytes), and a comparison with
@@ -60,6 +88,159 @@ fn has_repeated_name(pairs: &[(Bytes, Bytes)]) -> bool {
     false
 }
 
+/// The variables the core reads for every request, found in one pass over
+/// the environ instead of one scan each. Each holds the first value of its
+/// name, as [`Environ::get`] finds it; the methods read them as the
+/// environ's methods of the same name do.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct Known<'a> {
+    pub(crate) method: Option<&'a Bytes>,
+    pub(crate) protocol: Option<&'a Bytes>,
+    pub(crate) https: Option<&'a Bytes>,
+    pub(crate) request_scheme: Option<&'a Bytes>,
+    pub(crate) http_host: Option<&'a Bytes>,
+    pub(crate) server_name: Option<&'a Bytes>,
+    pub(crate) server_port: Option<&'a Bytes>,
+    pub(crate) script_name: Option<&'a Bytes>,
+    pub(crate) path_info: Option<&'a Bytes>,
+    pub(crate) query_string: Option<&'a Bytes>,
+    pub(crate) request_uri: Option<&'a Bytes>,
+    pub(crate) content_type: Option<&'a Bytes>,
+    pub(crate) content_length: Option<&'a Bytes>,
+    pub(crate) transfer_encoding: Option<&'a Bytes>,
+    /// How many `HTTP_*` variables there are.
+    pub(crate) http_fields: usize,
+}
+
+fn nonempty(v: Option<&Bytes>) -> Option<&[u8]> {
+    v.map(Bytes::as_ref).filter(|v| !v.is_empty())
+}
+
+impl<'a> Known<'a> {
+    fn of(vars: &'a [(Bytes, Bytes)]) -> Self {
+        let mut k = Known::default();
+        for (name, value) in vars {
+            // Dispatched on the first byte, so most names cost one compare.
+            let n = name.as_ref();
+            let slot = match n.first() {
+                Some(b'R') => match n {
+                    b"REQUEST_METHOD" => &mut k.method,
+                    b"REQUEST_SCHEME" => &mut k.request_scheme,
+                    b"REQUEST_URI" => &mut k.request_uri,
+                    _ => continue,
+                },
+                Some(b'S') => match n {
+                    b"SERVER_PROTOCOL" => &mut k.protocol,
+                    b"SERVER_NAME" => &mut k.server_name,
+                    b"SERVER_PORT" => &mut k.server_port,
+                    b"SCRIPT_NAME" => &mut k.script_name,
+                    _ => continue,
+                },
+                Some(b'H') => {
+                    if n == b"HTTPS" {
+                        &mut k.https
+                    } else if n.starts_with(b"HTTP_") {
+                        k.http_fields += 1;
+                        match n {
+                            b"HTTP_HOST" => &mut k.http_host,
+                            b"HTTP_TRANSFER_ENCODING" => &mut k.transfer_encoding,
+                            _ => continue,
+                        }
+                    } else {
+                        continue;
+                    }
+                }
+                Some(b'P') if n == b"PATH_INFO" => &mut k.path_info,
+                Some(b'Q') if n == b"QUERY_STRING" => &mut k.query_string,
+                Some(b'C') => match n {
+                    b"CONTENT_TYPE" => &mut k.content_type,
+                    b"CONTENT_LENGTH" => &mut k.content_length,
+                    _ => continue,
+                },
+                _ => continue,
+            };
+            if slot.is_none() {
+                *slot = Some(value);
+            }
+        }
+        k
+    }
+
+    /// As [`Environ::request_method`].
+    pub(crate) fn request_method(&self) -> Option<&'a [u8]> {
+        nonempty(self.method)
+    }
+
+    /// As [`Environ::server_protocol`].
+    pub(crate) fn server_protocol(&self) -> Option<&'a [u8]> {
+        nonempty(self.protocol)
+    }
+
+    /// As [`Environ::https`].
+    pub(crate) fn https(&self) -> bool {
+        https(
+            self.https.map(Bytes::as_ref),
+            self.request_scheme.map(Bytes::as_ref),
+        )
+    }
+
+    /// As [`Environ::server_name`].
+    pub(crate) fn server_name(&self) -> Option<&'a [u8]> {
+        nonempty(self.server_name)
+    }
+
+    /// As [`Environ::server_port`].
+    pub(crate) fn server_port(&self) -> Option<u16> {
+        u16::try_from(parse_decimal(nonempty(self.server_port)?)?).ok()
+    }
+
+    /// As [`Environ::script_name`].
+    pub(crate) fn script_name(&self) -> &'a [u8] {
+        self.script_name.map_or(&[], Bytes::as_ref)
+    }
+
+    /// As [`Environ::path_info`].
+    pub(crate) fn path_info(&self) -> &'a [u8] {
+        self.path_info.map_or(&[], Bytes::as_ref)
+    }
+
+    /// As [`Environ::query_string`].
+    pub(crate) fn query_string(&self) -> &'a [u8] {
+        self.query_string.map_or(&[], Bytes::as_ref)
+    }
+
+    /// As [`Environ::request_uri`].
+    pub(crate) fn request_uri(&self) -> Option<&'a [u8]> {
+        nonempty(self.request_uri)
+    }
+
+    /// As [`Environ::content_length`].
+    pub(crate) fn content_length(&self) -> Result<Option<u64>, InvalidContentLength> {
+        match nonempty(self.content_length) {
+            None => Ok(None),
+            Some(v) => parse_decimal(v).map(Some).ok_or(InvalidContentLength),
+        }
+    }
+
+    /// As [`Environ::body_length`].
+    pub(crate) fn body_length(&self) -> Result<BodyLength, InvalidContentLength> {
+        BodyLength::from_values(
+            nonempty(self.content_length),
+            nonempty(self.transfer_encoding).is_some(),
+        )
+    }
+}
+
+/// wsgiref's `guess_scheme` over `HTTPS` and `REQUEST_SCHEME`.
+fn https(https: Option<&[u8]>, scheme: Option<&[u8]>) -> bool {
+    if let Some(v) = https
+        && (v.eq_ignore_ascii_case(b"on") || v.eq_ignore_ascii_case(b"yes") || v == b"1")
+    {
+        return true;
+    }
+    matches!(scheme, Some(v) if v.eq_ignore_ascii_case(b"https"))
+}
+
 /// A `CONTENT_LENGTH` that is not a decimal number.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct InvalidContentLength;
@@ -82,26 +263,77 @@ impl Environ {
     pub fn with_capacity(n: usize) -> Self {
         Self {
             vars: Vec::with_capacity(n),
+            deferred: None,
         }
+    }
+
+    /// An environ whose variables are made by `make` the first time
+    /// anything reads them (once, whatever the number of clones), for a
+    /// backend whose environ is derived from a request it already holds in
+    /// `http` form: a request whose application never reads its environ
+    /// costs no environ.
+    ///
+    /// `known` holds, of the variables the handler reads for every
+    /// request, those the full environ has, with the same values:
+    /// `REQUEST_METHOD`, `SERVER_PROTOCOL`, `CONTENT_LENGTH`,
+    /// `HTTP_TRANSFER_ENCODING`, `HTTPS`, `REQUEST_SCHEME` and
+    /// `SCRIPT_NAME`. Any change to the environ makes it first.
+    ///
+    /// ```
+    /// use gateway_core::Environ;
+    ///
+    /// let known: Environ = [("REQUEST_METHOD", "GET")].into_iter().collect();
+    /// let env = Environ::deferred(known, || {
+    ///     [("REQUEST_METHOD", "GET"), ("PATH_INFO", "/x")].into_iter().collect()
+    /// });
+    /// assert_eq!(env.path_info(), b"/x");
+    /// assert_eq!(env.len(), 2);
+    /// ```
+    pub fn deferred(known: Environ, make: impl Fn() -> Environ + Send + Sync + 'static) -> Self {
+        let mut known = known;
+        known.vars_mut();
+        Self {
+            vars: known.vars,
+            deferred: Some(Arc::new(Deferred {
+                made: OnceLock::new(),
+                make: Box::new(make),
+            })),
+        }
+    }
+
+    /// The variables, made first if deferred.
+    fn vars(&self) -> &[(Bytes, Bytes)] {
+        match &self.deferred {
+            None => &self.vars,
+            Some(d) => d.vars(),
+        }
+    }
+
+    /// The variables to change, made first if deferred.
+    fn vars_mut(&mut self) -> &mut Vec<(Bytes, Bytes)> {
+        if let Some(d) = self.deferred.take() {
+            self.vars = d.vars().to_vec();
+        }
+        &mut self.vars
     }
 
     /// Makes room for at least `n` more variables.
     pub fn reserve(&mut self, n: usize) {
-        self.vars.reserve(n);
+        self.vars_mut().reserve(n);
     }
 
     /// The number of variables.
     pub fn len(&self) -> usize {
-        self.vars.len()
+        self.vars().len()
     }
 
     /// Whether there are no variables.
     pub fn is_empty(&self) -> bool {
-        self.vars.is_empty()
+        self.vars().is_empty()
     }
 
     fn position(&self, name: &[u8]) -> Option<usize> {
-        self.vars.iter().position(|(n, _)| n.as_ref() == name)
+        self.vars().iter().position(|(n, _)| n.as_ref() == name)
     }
 
     /// The raw value of `name`, if present (an empty value is returned as
@@ -132,9 +364,9 @@ impl Environ {
         let name = name.into();
         let value = value.into();
         match self.position(&name) {
-            Some(i) => Some(std::mem::replace(&mut self.vars[i].1, value)),
+            Some(i) => Some(std::mem::replace(&mut self.vars_mut()[i].1, value)),
             None => {
-                self.vars.push((name, value));
+                self.vars_mut().push((name, value));
                 None
             }
         }
@@ -144,7 +376,7 @@ impl Environ {
     /// when they know the names are distinct (or want to keep a duplicate
     /// visible to [`Environ::iter`]); [`Environ::get`] returns the first.
     pub fn push(&mut self, name: impl Into<Bytes>, value: impl Into<Bytes>) {
-        self.vars.push((name.into(), value.into()));
+        self.vars_mut().push((name.into(), value.into()));
     }
 
     /// Sets every pair as [`insert`](Environ::insert) would, one after the
@@ -152,7 +384,7 @@ impl Environ {
     /// place), without a scan of the environ per pair in the common case of
     /// distinct names: the way to take a whole FastCGI PARAMS stream.
     pub fn extend_replacing(&mut self, pairs: Vec<(Bytes, Bytes)>) {
-        if !self.vars.is_empty() || has_repeated_name(&pairs) {
+        if !self.vars_mut().is_empty() || has_repeated_name(&pairs) {
             for (name, value) in pairs {
                 self.insert(name, value);
             }
@@ -168,39 +400,52 @@ impl Environ {
     pub fn set_default(&mut self, name: impl Into<Bytes>, value: impl Into<Bytes>) {
         let name = name.into();
         if self.position(&name).is_none() {
-            self.vars.push((name, value.into()));
+            self.vars_mut().push((name, value.into()));
         }
     }
 
     /// Removes `name` and returns its value.
     pub fn remove(&mut self, name: impl AsRef<[u8]>) -> Option<Bytes> {
         let i = self.position(name.as_ref())?;
-        Some(self.vars.remove(i).1)
+        Some(self.vars_mut().remove(i).1)
     }
 
     /// Copies every variable of `other` into `self`, `other` winning.
     pub fn extend_from(&mut self, other: &Environ) {
-        for (n, v) in &other.vars {
+        for (n, v) in other.vars() {
             self.insert(n.clone(), v.clone());
         }
     }
 
     /// The value of `name` as the shared buffer it is held in.
     pub(crate) fn get_shared(&self, name: &[u8]) -> Option<&Bytes> {
-        self.vars
+        self.vars()
             .iter()
             .find(|(n, _)| n.as_ref() == name)
             .map(|(_, v)| v)
     }
 
+    /// The variables the core reads for every request, in one pass.
+    pub(crate) fn known(&self) -> Known<'_> {
+        Known::of(self.vars())
+    }
+
+    /// What the handler reads for every request, without making a
+    /// deferred environ: the same as [`known`](Environ::known) except that
+    /// a deferred environ answers from the variables it was given as known
+    /// (its `HTTP_*` count is theirs, not the request's).
+    pub(crate) fn known_now(&self) -> Known<'_> {
+        Known::of(&self.vars)
+    }
+
     /// The variables in order, as the shared buffers they are held in.
     pub(crate) fn pairs(&self) -> &[(Bytes, Bytes)] {
-        &self.vars
+        self.vars()
     }
 
     /// The variables in order, as raw bytes.
     pub fn iter(&self) -> impl ExactSizeIterator<Item = (&[u8], &[u8])> + '_ {
-        self.vars.iter().map(|(n, v)| (n.as_ref(), v.as_ref()))
+        self.vars().iter().map(|(n, v)| (n.as_ref(), v.as_ref()))
     }
 
     /// `REQUEST_METHOD`.
@@ -302,12 +547,7 @@ impl Environ {
     /// `REQUEST_SCHEME` is `https`. This is wsgiref's `guess_scheme`,
     /// widened to the case variants and to `REQUEST_SCHEME`.
     pub fn https(&self) -> bool {
-        if let Some(v) = self.get("HTTPS")
-            && (v.eq_ignore_ascii_case(b"on") || v.eq_ignore_ascii_case(b"yes") || v == b"1")
-        {
-            return true;
-        }
-        matches!(self.get("REQUEST_SCHEME"), Some(v) if v.eq_ignore_ascii_case(b"https"))
+        https(self.get("HTTPS"), self.get("REQUEST_SCHEME"))
     }
 
     /// Sets the defaults wsgiref's `util.setup_testing_defaults` sets, for
@@ -348,7 +588,7 @@ pub(crate) fn parse_decimal(v: &[u8]) -> Option<u64> {
 impl fmt::Debug for Environ {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut m = f.debug_map();
-        for (n, v) in &self.vars {
+        for (n, v) in self.vars() {
             m.entry(&String::from_utf8_lossy(n), &String::from_utf8_lossy(v));
         }
         m.finish()

@@ -456,6 +456,12 @@ impl Handler {
             env.set_default("SERVER_SOFTWARE", s.clone());
         }
         let errors = gateway.stderr();
+        // What is read of the environ below, found in one pass (without
+        // making a deferred environ).
+        let known = env.known_now();
+        let content_length = known.content_length();
+        let body_length = known.body_length();
+        let https = known.https();
         let mut ctx = RequestCtx {
             head_format: if origin {
                 HeadFormat::Origin {
@@ -465,8 +471,8 @@ impl Handler {
             } else {
                 HeadFormat::Cgi
             },
-            request_version: version_of(env.server_protocol()),
-            is_head: env.request_method() == Some(b"HEAD"),
+            request_version: version_of(known.server_protocol()),
+            is_head: known.request_method() == Some(b"HEAD"),
             max_response_head_len: cfg.limits.get_max_response_head_len(),
             errors: errors.clone(),
             traceback_limit: cfg.traceback_limit,
@@ -477,28 +483,24 @@ impl Handler {
         };
 
         // Too many header fields: the web server passes what the client
-        // sent, so the cap on headers is applied here for every backend.
+        // sent, so the cap on headers is applied here for every backend (a
+        // deferred environ's backend parsed the request and applied it).
         let max_headers = cfg.limits.get_max_headers();
-        if env.len() > max_headers {
-            let fields = env
-                .pairs()
-                .iter()
-                .filter(|(n, _)| n.starts_with(b"HTTP_"))
-                .count();
-            if fields > max_headers {
-                tracing::debug!(fields, max_headers, "too many request header fields");
-                crate::metrics::note(cfg.metrics.as_ref(), crate::Failure::Limit);
-                let res = plain(
-                    StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-                    "Request Header Fields Too Large\n",
-                );
-                return Box::pin(self.finish_plain(gateway, res, &ctx)).await;
-            }
+        let fields = known.http_fields;
+        if fields > max_headers {
+            tracing::debug!(fields, max_headers, "too many request header fields");
+            crate::metrics::note(cfg.metrics.as_ref(), crate::Failure::Limit);
+            let res = plain(
+                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                "Request Header Fields Too Large\n",
+            );
+            return Box::pin(self.finish_plain(gateway, res, &ctx)).await;
         }
+        let script_name = known.script_name.filter(|v| !v.is_empty()).cloned();
 
         // Refuse a declared body over the limit before reading any of it.
         if let Some(max) = cfg.limits.get_max_body_len()
-            && let Ok(Some(n)) = env.content_length()
+            && let Ok(Some(n)) = content_length
             && n > max
         {
             tracing::debug!(length = n, max, "request body over the limit");
@@ -509,7 +511,7 @@ impl Handler {
 
         let mut body = gateway.stdin(&env);
         if let Some(max) = cfg.limits.get_max_body_len()
-            && env.body_length() == Ok(BodyLength::Unknown)
+            && body_length == Ok(BodyLength::Unknown)
         {
             // No length to check up front: the body fails past the limit.
             body = body.cap(max);
@@ -560,17 +562,16 @@ impl Handler {
             PathView::Full => {}
             PathView::Mount(prefix) => strip_mount(&mut req, prefix),
             PathView::ScriptRelative => {
-                if let Some(sn) = env.get_nonempty("SCRIPT_NAME") {
+                if let Some(sn) = &script_name {
                     let sn = crate::request::quote_path(sn);
                     strip_mount(&mut req, sn.strip_suffix(b"/").unwrap_or(&sn));
                 }
             }
         }
         // What the 404 hint below needs, kept only when it can be logged.
-        let seen_path = (tracing::enabled!(tracing::Level::DEBUG)
-            && env.get_nonempty("SCRIPT_NAME").is_some())
-        .then(|| req.uri().path().to_owned());
-        info.https = env.https();
+        let seen_path = (tracing::enabled!(tracing::Level::DEBUG) && script_name.is_some())
+            .then(|| req.uri().path().to_owned());
+        info.https = https;
         info.request_id = id;
         let ext = req.extensions_mut();
         ext.insert(env);

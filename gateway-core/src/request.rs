@@ -7,7 +7,7 @@ use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{Method, Request, Uri, Version};
 
 use crate::body::Body;
-use crate::environ::{BodyLength, Environ};
+use crate::environ::{BodyLength, Environ, Known};
 use crate::error::{Error, Kind};
 
 /// Builds the request line and headers of an [`http::Request`] from an
@@ -43,25 +43,22 @@ use crate::error::{Error, Kind};
 /// prefix included; see [`Handler::mount`](crate::HandlerBuilder::mount) to
 /// strip a prefix.
 pub fn build_request(env: &Environ, body: Body) -> Result<Request<Body>, Error> {
-    let method = match env.request_method() {
+    let known = env.known();
+    let method = match known.request_method() {
         None => Method::GET,
         Some(m) => Method::from_bytes(m).map_err(|_| bad("invalid REQUEST_METHOD"))?,
     };
-    let version = version_of(env.server_protocol());
-    let https = env.https();
+    let version = version_of(known.server_protocol());
+    let https = known.https();
 
     let mut req = Request::new(body);
     *req.method_mut() = method;
     *req.version_mut() = version;
-    *req.uri_mut() = build_uri(env, https)?;
+    *req.uri_mut() = build_uri(&known, https)?;
 
     let headers = req.headers_mut();
-    let fields = env
-        .pairs()
-        .iter()
-        .filter(|(n, _)| n.starts_with(b"HTTP_"))
-        .count();
-    headers.reserve(fields + 2);
+    headers.reserve(known.http_fields + 2);
+    let has_content_type = known.content_type.is_some_and(|v| !v.is_empty());
     for (name, value) in env.pairs() {
         let Some(rest) = name.strip_prefix(b"HTTP_") else {
             continue;
@@ -77,7 +74,7 @@ pub fn build_request(env: &Environ, body: Body) -> Result<Request<Body>, Error> 
         }
         // CONTENT_LENGTH alone frames the body, so HTTP_CONTENT_LENGTH
         // never becomes a header; CONTENT_TYPE wins over HTTP_CONTENT_TYPE.
-        if rest == b"CONTENT_LENGTH" || (rest == b"CONTENT_TYPE" && env.content_type().is_some()) {
+        if rest == b"CONTENT_LENGTH" || (rest == b"CONTENT_TYPE" && has_content_type) {
             continue;
         }
         let Some(name) = header_name(rest) else {
@@ -92,12 +89,12 @@ pub fn build_request(env: &Environ, body: Body) -> Result<Request<Body>, Error> 
             .map_err(|_| bad("invalid header value in environ"))?;
         headers.append(name, value);
     }
-    if let Some(ct) = env.get_shared(b"CONTENT_TYPE").filter(|v| !v.is_empty()) {
+    if let Some(ct) = known.content_type.filter(|v| !v.is_empty()) {
         let v =
             HeaderValue::from_maybe_shared(ct.clone()).map_err(|_| bad("invalid CONTENT_TYPE"))?;
         headers.insert(http::header::CONTENT_TYPE, v);
     }
-    match env.body_length() {
+    match known.body_length() {
         Ok(BodyLength::Known(n)) => {
             headers.insert(http::header::CONTENT_LENGTH, HeaderValue::from(n));
         }
@@ -114,6 +111,24 @@ fn bad(why: &'static str) -> Error {
 /// `HTTP_X_FORWARDED_FOR` → `x-forwarded-for`, or `None` when the rest of
 /// the name is not made of letters, digits and underscores.
 fn header_name(rest: &[u8]) -> Option<HeaderName> {
+    use http::header;
+    // The fields nearly every request carries, without a parse.
+    let common = match rest {
+        b"HOST" => Some(header::HOST),
+        b"USER_AGENT" => Some(header::USER_AGENT),
+        b"ACCEPT" => Some(header::ACCEPT),
+        b"ACCEPT_ENCODING" => Some(header::ACCEPT_ENCODING),
+        b"ACCEPT_LANGUAGE" => Some(header::ACCEPT_LANGUAGE),
+        b"CONNECTION" => Some(header::CONNECTION),
+        b"COOKIE" => Some(header::COOKIE),
+        b"REFERER" => Some(header::REFERER),
+        b"AUTHORIZATION" => Some(header::AUTHORIZATION),
+        b"CACHE_CONTROL" => Some(header::CACHE_CONTROL),
+        _ => None,
+    };
+    if common.is_some() {
+        return common;
+    }
     if rest.is_empty() || rest.len() > 256 {
         return None;
     }
@@ -147,7 +162,7 @@ pub(crate) fn version_of(proto: Option<&[u8]>) -> Version {
     }
 }
 
-fn build_uri(env: &Environ, https: bool) -> Result<Uri, Error> {
+fn build_uri(env: &Known<'_>, https: bool) -> Result<Uri, Error> {
     let scheme = if https { Scheme::HTTPS } else { Scheme::HTTP };
     let authority = authority(env, https)?;
     let path_and_query = path_and_query(env)?;
@@ -162,8 +177,8 @@ fn build_uri(env: &Environ, https: bool) -> Result<Uri, Error> {
     Uri::from_parts(parts).map_err(|_| bad("cannot build the request URI"))
 }
 
-fn authority(env: &Environ, https: bool) -> Result<Option<Authority>, Error> {
-    if let Some(host) = env.get_shared(b"HTTP_HOST").filter(|h| !h.is_empty()) {
+fn authority(env: &Known<'_>, https: bool) -> Result<Option<Authority>, Error> {
+    if let Some(host) = env.http_host.filter(|h| !h.is_empty()) {
         return Authority::from_maybe_shared(host.clone())
             .map(Some)
             .map_err(|_| bad("invalid Host header"));
@@ -184,7 +199,7 @@ fn authority(env: &Environ, https: bool) -> Result<Option<Authority>, Error> {
     Ok(Authority::from_maybe_shared(auth.freeze()).ok())
 }
 
-fn path_and_query(env: &Environ) -> Result<PathAndQuery, Error> {
+fn path_and_query(env: &Known<'_>) -> Result<PathAndQuery, Error> {
     let sn = env.script_name();
     let pi = env.path_info();
     let query = env.query_string();
@@ -220,6 +235,10 @@ fn path_and_query(env: &Environ) -> Result<PathAndQuery, Error> {
 /// Whether `raw` (a REQUEST_URI path) percent-decodes to `sn` + `pi`, either
 /// fully or with `%2F` left as it is.
 fn agrees(raw: &[u8], sn: &[u8], pi: &[u8]) -> bool {
+    if !raw.contains(&b'%') {
+        // Nothing to decode (the common case): compare in place.
+        return raw.len() == sn.len() + pi.len() && raw.starts_with(sn) && raw.ends_with(pi);
+    }
     let joined = [sn, pi].concat();
     decode(raw, true) == joined || decode(raw, false) == joined
 }

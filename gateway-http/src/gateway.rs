@@ -126,10 +126,30 @@ impl Gateway for HttpGateway {
         self.errors.clone()
     }
 
+    /// The environ is deferred: made from a copy of the request head the
+    /// first time something reads it (most applications never do), unless
+    /// the handler's base environ is not empty.
     fn add_cgi_vars(&mut self, env: &mut Environ) {
-        if let Some(parts) = &self.parts {
+        let Some(parts) = &self.parts else {
+            return;
+        };
+        if !env.is_empty() {
             self.host = derive_environ(env, parts, &self.addrs, self.server_software.as_ref());
+            return;
         }
+        self.host = host_of(parts);
+        let (mut head, ()) = Request::new(()).into_parts();
+        head.method = parts.method.clone();
+        head.uri = parts.uri.clone();
+        head.version = parts.version;
+        head.headers = parts.headers.clone();
+        let addrs = self.addrs.clone();
+        let software = self.server_software.clone();
+        *env = Environ::deferred(known_vars(parts), move || {
+            let mut env = Environ::new();
+            derive_environ(&mut env, &head, &addrs, software.as_ref());
+            env
+        });
     }
 
     /// The request as hyper parsed it (headers as they arrived, repeated
@@ -351,6 +371,51 @@ pub(crate) fn derive_environ(
         set(env, var("REMOTE_PORT"), addrs.peer_port.clone());
     }
     host
+}
+
+/// The `Host` the environ's `HTTP_HOST` holds (repeated fields joined with
+/// `,`), as `derive_environ` finds it; the `:authority` of an HTTP/2
+/// request is not taken here (the request's URI has it already).
+fn host_of(parts: &Parts) -> Option<Bytes> {
+    let mut hosts = parts.headers.get_all(header::HOST).iter();
+    let first = hosts.next()?;
+    let mut joined: Option<BytesMut> = None;
+    for more in hosts {
+        let j = joined.get_or_insert_with(|| BytesMut::from(first.as_bytes()));
+        j.extend_from_slice(b",");
+        j.extend_from_slice(more.as_bytes());
+    }
+    Some(match joined {
+        Some(j) => j.freeze(),
+        None => Bytes::copy_from_slice(first.as_bytes()),
+    })
+}
+
+/// Of the variables the handler reads for every request, those the
+/// environ of this request has (see `Environ::deferred`); the same values
+/// `derive_environ` gives them.
+fn known_vars(parts: &Parts) -> Environ {
+    let joined = |name: header::HeaderName| -> Option<Bytes> {
+        let mut values = parts.headers.get_all(name).iter();
+        let first = values.next()?;
+        let mut out = BytesMut::from(first.as_bytes());
+        for more in values {
+            out.extend_from_slice(b",");
+            out.extend_from_slice(more.as_bytes());
+        }
+        Some(out.freeze())
+    };
+    let mut env = Environ::with_capacity(4);
+    let var = |name: &'static str| Bytes::from_static(name.as_bytes());
+    env.push(var("REQUEST_METHOD"), method_bytes(&parts.method));
+    env.push(var("SERVER_PROTOCOL"), var(version_str(parts.version)));
+    if let Some(v) = joined(header::CONTENT_LENGTH) {
+        env.push(var("CONTENT_LENGTH"), v);
+    }
+    if let Some(v) = joined(header::TRANSFER_ENCODING) {
+        env.push(var("HTTP_TRANSFER_ENCODING"), v);
+    }
+    env
 }
 
 /// The buffer an environ's values are cut from.

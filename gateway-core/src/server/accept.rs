@@ -205,12 +205,15 @@ fn start<F, Fut>(
     Fut: Future<Output = ()> + Send + 'static,
 {
     let local_addr = stream.local_addr();
-    let fut = conn(Connection {
+    // Boxed where it is made: a connection's future holds its request's
+    // whole handler state (kilobytes), which would otherwise be copied
+    // each time the task machinery moves it.
+    let fut = Box::pin(conn(Connection {
         stream,
         peer_addr,
         local_addr,
         shutdown: shutdown.connection_watch(),
-    });
+    }));
     tasks.spawn(async move {
         fut.await;
         drop(permit);
