@@ -1,6 +1,7 @@
 //! The CGI meta-variables of one request, as raw bytes.
 
 use std::fmt;
+use std::panic::{RefUnwindSafe, UnwindSafe};
 use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
@@ -41,7 +42,7 @@ pub struct Environ {
 /// The variables of a deferred environ, made once, when first read.
 struct Deferred {
     made: OnceLock<Vec<(Bytes, Bytes)>>,
-    make: Box<dyn Fn() -> Environ + Send + Sync>,
+    make: Box<dyn Fn() -> Environ + Send + Sync + UnwindSafe + RefUnwindSafe>,
 }
 
 impl Deferred {
@@ -289,7 +290,10 @@ impl Environ {
     /// assert_eq!(env.path_info(), b"/x");
     /// assert_eq!(env.len(), 2);
     /// ```
-    pub fn deferred(known: Environ, make: impl Fn() -> Environ + Send + Sync + 'static) -> Self {
+    pub fn deferred(
+        known: Environ,
+        make: impl Fn() -> Environ + Send + Sync + UnwindSafe + RefUnwindSafe + 'static,
+    ) -> Self {
         let mut known = known;
         known.vars_mut();
         Self {
@@ -665,6 +669,41 @@ impl BodyLength {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A deferred environ is made once, on the first read, for every
+    /// clone; a change makes it first; the type stays Send, Sync and
+    /// unwind-safe like a plain one.
+    #[test]
+    fn deferred_environ_is_made_once_on_first_read() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        fn traits<T: Send + Sync + UnwindSafe + RefUnwindSafe>() {}
+        traits::<Environ>();
+
+        let made = Arc::new(AtomicUsize::new(0));
+        let counter = made.clone();
+        let known: Environ = [("REQUEST_METHOD", "POST")].into_iter().collect();
+        let env = Environ::deferred(known, move || {
+            counter.fetch_add(1, Ordering::Relaxed);
+            [("REQUEST_METHOD", "POST"), ("PATH_INFO", "/a")]
+                .into_iter()
+                .collect()
+        });
+        assert_eq!(env.known_now().request_method(), Some(&b"POST"[..]));
+        assert_eq!(made.load(Ordering::Relaxed), 0, "read without making it");
+        let copy = env.clone();
+        assert_eq!(env.path_info(), b"/a");
+        assert_eq!(copy.len(), 2);
+        assert_eq!(made.load(Ordering::Relaxed), 1);
+        let mut changed = copy.clone();
+        changed.insert("QUERY_STRING", "x=1");
+        assert_eq!(changed.len(), 3);
+        assert_eq!(copy.len(), 2);
+        assert_eq!(made.load(Ordering::Relaxed), 1);
+        let plain: Environ = [("REQUEST_METHOD", "POST"), ("PATH_INFO", "/a")]
+            .into_iter()
+            .collect();
+        assert_eq!(env, plain);
+    }
 
     #[test]
     fn insert_replaces_in_place_and_keeps_order() {
