@@ -1,6 +1,7 @@
 //! The CGI meta-variables of one request, as raw bytes.
 
 use std::fmt;
+use std::panic::{RefUnwindSafe, UnwindSafe};
 use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
@@ -36,12 +37,15 @@ pub struct Environ {
     /// reads for every request (see [`Environ::deferred`]).
     vars: Vec<(Bytes, Bytes)>,
     deferred: Option<Arc<Deferred>>,
+    /// Where the handler's per-request variables are in `vars`, once
+    /// looked for; cleared by any change.
+    known: OnceLock<KnownAt>,
 }
 
 /// The variables of a deferred environ, made once, when first read.
 struct Deferred {
     made: OnceLock<Vec<(Bytes, Bytes)>>,
-    make: Box<dyn Fn() -> Environ + Send + Sync>,
+    make: Box<dyn Fn() -> Environ + Send + Sync + UnwindSafe + RefUnwindSafe>,
 }
 
 impl Deferred {
@@ -116,54 +120,98 @@ fn nonempty(v: Option<&Bytes>) -> Option<&[u8]> {
     v.map(Bytes::as_ref).filter(|v| !v.is_empty())
 }
 
-impl<'a> Known<'a> {
-    fn of(vars: &'a [(Bytes, Bytes)]) -> Self {
-        let mut k = Known::default();
-        for (name, value) in vars {
-            // Dispatched on the first byte, so most names cost one compare.
-            let n = name.as_ref();
-            let slot = match n.first() {
-                Some(b'R') => match n {
-                    b"REQUEST_METHOD" => &mut k.method,
-                    b"REQUEST_SCHEME" => &mut k.request_scheme,
-                    b"REQUEST_URI" => &mut k.request_uri,
-                    _ => continue,
-                },
-                Some(b'S') => match n {
-                    b"SERVER_PROTOCOL" => &mut k.protocol,
-                    b"SERVER_NAME" => &mut k.server_name,
-                    b"SERVER_PORT" => &mut k.server_port,
-                    b"SCRIPT_NAME" => &mut k.script_name,
-                    _ => continue,
-                },
-                Some(b'H') => {
-                    if n == b"HTTPS" {
-                        &mut k.https
-                    } else if n.starts_with(b"HTTP_") {
-                        k.http_fields += 1;
-                        match n {
-                            b"HTTP_HOST" => &mut k.http_host,
-                            b"HTTP_TRANSFER_ENCODING" => &mut k.transfer_encoding,
-                            _ => continue,
-                        }
-                    } else {
-                        continue;
-                    }
-                }
-                Some(b'P') if n == b"PATH_INFO" => &mut k.path_info,
-                Some(b'Q') if n == b"QUERY_STRING" => &mut k.query_string,
-                Some(b'C') => match n {
-                    b"CONTENT_TYPE" => &mut k.content_type,
-                    b"CONTENT_LENGTH" => &mut k.content_length,
-                    _ => continue,
-                },
-                _ => continue,
-            };
-            if slot.is_none() {
-                *slot = Some(value);
+/// Where the variables of a [`Known`] are in the environ, by field, and
+/// how many `HTTP_*` variables there are: what one pass finds, kept by the
+/// environ until it changes.
+#[derive(Debug, Clone, Copy)]
+struct KnownAt {
+    at: [u32; 14],
+    http_fields: usize,
+}
+
+const NOWHERE: u32 = u32::MAX;
+
+/// The field of [`Known`] a name fills, as an index into [`KnownAt::at`].
+/// Dispatched on the first byte, so most names cost one compare.
+fn known_field(n: &[u8]) -> Option<usize> {
+    Some(match n.first() {
+        Some(b'R') => match n {
+            b"REQUEST_METHOD" => 0,
+            b"REQUEST_SCHEME" => 3,
+            b"REQUEST_URI" => 10,
+            _ => return None,
+        },
+        Some(b'S') => match n {
+            b"SERVER_PROTOCOL" => 1,
+            b"SERVER_NAME" => 5,
+            b"SERVER_PORT" => 6,
+            b"SCRIPT_NAME" => 7,
+            _ => return None,
+        },
+        Some(b'H') => match n {
+            b"HTTPS" => 2,
+            b"HTTP_HOST" => 4,
+            b"HTTP_TRANSFER_ENCODING" => 13,
+            _ => return None,
+        },
+        Some(b'P') if n == b"PATH_INFO" => 8,
+        Some(b'Q') if n == b"QUERY_STRING" => 9,
+        Some(b'C') => match n {
+            b"CONTENT_TYPE" => 11,
+            b"CONTENT_LENGTH" => 12,
+            _ => return None,
+        },
+        _ => return None,
+    })
+}
+
+impl KnownAt {
+    fn of(vars: &[(Bytes, Bytes)]) -> Self {
+        let mut k = KnownAt {
+            at: [NOWHERE; 14],
+            http_fields: 0,
+        };
+        for (i, (name, _)) in vars.iter().enumerate() {
+            if name.starts_with(b"HTTP_") {
+                k.http_fields += 1;
+            }
+            if let Some(f) = known_field(name)
+                && k.at[f] == NOWHERE
+            {
+                k.at[f] = u32::try_from(i).unwrap_or(NOWHERE);
             }
         }
         k
+    }
+}
+
+impl<'a> Known<'a> {
+    fn of(vars: &'a [(Bytes, Bytes)]) -> Self {
+        Self::at(vars, &KnownAt::of(vars))
+    }
+
+    fn at(vars: &'a [(Bytes, Bytes)], k: &KnownAt) -> Self {
+        let get = |f: usize| {
+            let i = usize::try_from(k.at[f]).ok()?;
+            vars.get(i).map(|(_, v)| v)
+        };
+        Known {
+            method: get(0),
+            protocol: get(1),
+            https: get(2),
+            request_scheme: get(3),
+            http_host: get(4),
+            server_name: get(5),
+            server_port: get(6),
+            script_name: get(7),
+            path_info: get(8),
+            query_string: get(9),
+            request_uri: get(10),
+            content_type: get(11),
+            content_length: get(12),
+            transfer_encoding: get(13),
+            http_fields: k.http_fields,
+        }
     }
 
     /// As [`Environ::request_method`].
@@ -264,6 +312,7 @@ impl Environ {
         Self {
             vars: Vec::with_capacity(n),
             deferred: None,
+            known: OnceLock::new(),
         }
     }
 
@@ -289,11 +338,15 @@ impl Environ {
     /// assert_eq!(env.path_info(), b"/x");
     /// assert_eq!(env.len(), 2);
     /// ```
-    pub fn deferred(known: Environ, make: impl Fn() -> Environ + Send + Sync + 'static) -> Self {
+    pub fn deferred(
+        known: Environ,
+        make: impl Fn() -> Environ + Send + Sync + UnwindSafe + RefUnwindSafe + 'static,
+    ) -> Self {
         let mut known = known;
         known.vars_mut();
         Self {
             vars: known.vars,
+            known: OnceLock::new(),
             deferred: Some(Arc::new(Deferred {
                 made: OnceLock::new(),
                 make: Box::new(make),
@@ -311,6 +364,7 @@ impl Environ {
 
     /// The variables to change, made first if deferred.
     fn vars_mut(&mut self) -> &mut Vec<(Bytes, Bytes)> {
+        self.known.take();
         if let Some(d) = self.deferred.take() {
             self.vars = d.vars().to_vec();
         }
@@ -427,7 +481,13 @@ impl Environ {
 
     /// The variables the core reads for every request, in one pass.
     pub(crate) fn known(&self) -> Known<'_> {
-        Known::of(self.vars())
+        match &self.deferred {
+            Some(d) => Known::of(d.vars()),
+            None => Known::at(
+                &self.vars,
+                self.known.get_or_init(|| KnownAt::of(&self.vars)),
+            ),
+        }
     }
 
     /// What the handler reads for every request, without making a
@@ -435,7 +495,10 @@ impl Environ {
     /// a deferred environ answers from the variables it was given as known
     /// (its `HTTP_*` count is theirs, not the request's).
     pub(crate) fn known_now(&self) -> Known<'_> {
-        Known::of(&self.vars)
+        Known::at(
+            &self.vars,
+            self.known.get_or_init(|| KnownAt::of(&self.vars)),
+        )
     }
 
     /// The variables in order, as the shared buffers they are held in.
@@ -665,6 +728,41 @@ impl BodyLength {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A deferred environ is made once, on the first read, for every
+    /// clone; a change makes it first; the type stays Send, Sync and
+    /// unwind-safe like a plain one.
+    #[test]
+    fn deferred_environ_is_made_once_on_first_read() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        fn traits<T: Send + Sync + UnwindSafe + RefUnwindSafe>() {}
+        traits::<Environ>();
+
+        let made = Arc::new(AtomicUsize::new(0));
+        let counter = made.clone();
+        let known: Environ = [("REQUEST_METHOD", "POST")].into_iter().collect();
+        let env = Environ::deferred(known, move || {
+            counter.fetch_add(1, Ordering::Relaxed);
+            [("REQUEST_METHOD", "POST"), ("PATH_INFO", "/a")]
+                .into_iter()
+                .collect()
+        });
+        assert_eq!(env.known_now().request_method(), Some(&b"POST"[..]));
+        assert_eq!(made.load(Ordering::Relaxed), 0, "read without making it");
+        let copy = env.clone();
+        assert_eq!(env.path_info(), b"/a");
+        assert_eq!(copy.len(), 2);
+        assert_eq!(made.load(Ordering::Relaxed), 1);
+        let mut changed = copy.clone();
+        changed.insert("QUERY_STRING", "x=1");
+        assert_eq!(changed.len(), 3);
+        assert_eq!(copy.len(), 2);
+        assert_eq!(made.load(Ordering::Relaxed), 1);
+        let plain: Environ = [("REQUEST_METHOD", "POST"), ("PATH_INFO", "/a")]
+            .into_iter()
+            .collect();
+        assert_eq!(env, plain);
+    }
 
     #[test]
     fn insert_replaces_in_place_and_keeps_order() {

@@ -138,14 +138,18 @@ impl Gateway for HttpGateway {
             return;
         }
         self.host = host_of(parts);
-        let (mut head, ()) = Request::new(()).into_parts();
-        head.method = parts.method.clone();
-        head.uri = parts.uri.clone();
-        head.version = parts.version;
-        head.headers = parts.headers.clone();
+        let method = parts.method.clone();
+        let uri = parts.uri.clone();
+        let version = parts.version;
+        let headers = parts.headers.clone();
         let addrs = self.addrs.clone();
         let software = self.server_software.clone();
         *env = Environ::deferred(known_vars(parts), move || {
+            let (mut head, ()) = Request::new(()).into_parts();
+            head.method = method.clone();
+            head.uri = uri.clone();
+            head.version = version;
+            head.headers = headers.clone();
             let mut env = Environ::new();
             derive_environ(&mut env, &head, &addrs, software.as_ref());
             env
