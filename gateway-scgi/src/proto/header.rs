@@ -80,6 +80,10 @@ impl Header {
     }
 }
 
+/// How many names are checked for repeats by scanning them before an index
+/// is built.
+const SCAN_LIMIT: usize = 32;
+
 /// Validates a header block (the netstring's content) and splits it into
 /// pairs. `wire_len` is recorded as is; `strict` rejects a missing or
 /// unexpected `SCGI` marker; `merge` joins repeated `HTTP_*` pairs.
@@ -106,8 +110,11 @@ pub(super) fn parse_block(
     // per NUL-terminated string of the block.
     let mut strings = strings.split(|&b| b == 0);
     let mut pairs: Vec<(Bytes, Bytes)> = Vec::new();
-    // Where each name stands in `pairs`.
-    let mut seen: HashMap<&[u8], usize> = HashMap::new();
+    // The names so far, in the order of `pairs`: scanned while there are
+    // few (a web server sends a few dozen), indexed past `SCAN_LIMIT` so a
+    // block of thousands of names stays linear.
+    let mut names: Vec<&[u8]> = Vec::with_capacity(48);
+    let mut index: Option<HashMap<&[u8], usize>> = None;
     let mut content_length = None;
     let mut marker = Marker::Missing;
     while let Some(name) = strings.next() {
@@ -129,7 +136,11 @@ pub(super) fn parse_block(
             }
             content_length = Some(parse_content_length(value)?);
         }
-        if let Some(&at) = seen.get(name) {
+        let found = match &index {
+            Some(index) => index.get(name).copied(),
+            None => names.iter().position(|n| *n == name),
+        };
+        if let Some(at) = found {
             if merge && name.starts_with(b"HTTP_") {
                 let sep: &[u8] = if name == b"HTTP_COOKIE" { b"; " } else { b", " };
                 let joined = [&pairs[at].1[..], sep, value].concat();
@@ -141,7 +152,19 @@ pub(super) fn parse_block(
                 "header name appears twice",
             ));
         }
-        seen.insert(name, pairs.len());
+        match &mut index {
+            Some(index) => {
+                index.insert(name, pairs.len());
+            }
+            None if names.len() >= SCAN_LIMIT => {
+                let mut map: HashMap<&[u8], usize> = HashMap::with_capacity(names.len() * 2);
+                map.extend(names.iter().enumerate().map(|(i, n)| (*n, i)));
+                map.insert(name, pairs.len());
+                index = Some(map);
+            }
+            None => {}
+        }
+        names.push(name);
         if name == SCGI {
             marker = if value == SCGI_VERSION {
                 Marker::Present
@@ -208,4 +231,54 @@ fn parse_content_length(value: &[u8]) -> Result<u64, ProtocolError> {
                 "CONTENT_LENGTH does not fit in 64 bits",
             ))
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A block of `CONTENT_LENGTH`, `n` distinct `HTTP_Xi` names, then
+    /// `extra` pairs.
+    fn block(n: usize, extra: &[(&str, &str)]) -> Bytes {
+        let mut b = b"CONTENT_LENGTH\x000\x00".to_vec();
+        for i in 0..n {
+            b.extend_from_slice(format!("HTTP_X{i}\0v{i}\0").as_bytes());
+        }
+        for (name, value) in extra {
+            b.extend_from_slice(format!("{name}\0{value}\0").as_bytes());
+        }
+        Bytes::from(b)
+    }
+
+    fn parse(block: Bytes, merge: bool) -> Result<Header, ProtocolError> {
+        let len = block.len();
+        parse_block(block, len, false, merge)
+    }
+
+    /// A repeated name is found whether the names are few (scanned) or
+    /// many (indexed), early or late in the block.
+    #[test]
+    fn repeated_names_are_found_below_and_above_the_scan_limit() {
+        for n in [3, SCAN_LIMIT - 1, SCAN_LIMIT, SCAN_LIMIT + 1, 200] {
+            for repeat in [0, n / 2, n - 1] {
+                let name = format!("HTTP_X{repeat}");
+                let err = parse(block(n, &[(&name, "again")]), false).unwrap_err();
+                assert_eq!(err.kind(), Kind::DuplicateName, "n {n}, repeat {repeat}");
+
+                let merged = parse(block(n, &[(&name, "again")]), true).unwrap();
+                assert_eq!(merged.iter().len(), n + 1, "n {n}, repeat {repeat}");
+                let want = format!("v{repeat}, again");
+                assert_eq!(merged.get(name.as_bytes()), Some(want.as_bytes()));
+            }
+            let distinct = parse(block(n, &[("HTTP_OTHER", "x")]), false).unwrap();
+            assert_eq!(distinct.iter().len(), n + 2, "n {n}");
+        }
+    }
+
+    /// `CONTENT_LENGTH` sent twice is a repeat like any other.
+    #[test]
+    fn content_length_twice_is_rejected() {
+        let err = parse(block(40, &[("CONTENT_LENGTH", "0")]), true).unwrap_err();
+        assert_eq!(err.kind(), Kind::DuplicateName);
+    }
 }
