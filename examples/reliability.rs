@@ -12,13 +12,14 @@
 //! | `RELIABILITY_TIMEOUT_MS` | head read, body read, write and idle timeouts (defaults 30/60/60/60 s) |
 //! | `RELIABILITY_THREADS` | worker threads (default: one per core) |
 //!
-//! Runs until SIGTERM or SIGINT, then lets requests in flight finish.
+//! Served by the `gateway` facade, so it logs to standard error (`RUST_LOG`)
+//! and runs until SIGTERM or SIGINT, then lets requests in flight finish.
 
 use std::process::ExitCode;
 use std::time::Duration;
 
+use gateway::ListenAddr;
 use gateway_core::Limits;
-use gateway_core::server::ListenAddr;
 use gateway_test::conformance::Conformance;
 
 fn var<T: std::str::FromStr>(name: &str) -> Option<T> {
@@ -54,42 +55,18 @@ fn main() -> ExitCode {
         env!("CARGO_MANIFEST_DIR"),
         "/examples/conformance-files"
     ));
-    eprintln!("reliability: {protocol} on {addr}, max {max_connections} connections");
-    let result = match protocol.as_str() {
-        "fastcgi" => {
-            let mut server = gateway_fastcgi::Server::new();
-            server.limits(limits).max_connections(max_connections);
-            if let Some(n) = threads {
-                server.worker_threads(n);
-            }
-            server.run(&addr, app)
-        }
-        "scgi" => {
-            let mut server = gateway_scgi::Server::new();
-            server.limits(limits).max_connections(max_connections);
-            if let Some(n) = threads {
-                server.worker_threads(n);
-            }
-            server.run(&addr, app)
-        }
-        "http" => {
-            let mut server = gateway_http::Server::new();
-            server.limits(limits).max_connections(max_connections);
-            if let Some(n) = threads {
-                server.worker_threads(n);
-            }
-            server.run(&addr, app)
-        }
-        other => {
-            eprintln!("reliability: unknown protocol {other}");
+    let protocol: gateway::Protocol = match protocol.parse() {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("reliability: {e}");
             return ExitCode::from(2);
         }
     };
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("reliability: {e}");
-            ExitCode::FAILURE
-        }
+    eprintln!("reliability: {protocol} on {addr}, max {max_connections} connections");
+    let mut builder = gateway::Builder::new();
+    builder.protocol(protocol).addr(addr).limits(limits);
+    if let Some(n) = threads {
+        builder.worker_threads(n);
     }
+    builder.run(app)
 }
