@@ -12,7 +12,8 @@ loop is bounded in count and time.
 Environment: RELIABILITY_BIN (the server program), PROTOCOLS (default
 "http scgi fastcgi"), SECTIONS (default "scale hostile faults soak"),
 SCALE_CONNECTIONS (default 10000), SOAK_MINUTES (default 1),
-SOAK_SAMPLE_S (default 60).
+SOAK_SAMPLE_S (default 60), SERVER_PRELOAD (a malloc library the server
+runs with, through LD_PRELOAD, to compare allocators).
 """
 
 import asyncio
@@ -68,6 +69,10 @@ class Server:
         env.setdefault("RUST_LOG", "warn")
         if timeout_ms is not None:
             env["RELIABILITY_TIMEOUT_MS"] = str(timeout_ms)
+        # Another malloc for the server alone, to compare (a path to a
+        # shared library such as libmimalloc.so.2).
+        if os.environ.get("SERVER_PRELOAD"):
+            env["LD_PRELOAD"] = os.environ["SERVER_PRELOAD"]
         self.log_path = log or f"/tmp/reliability-{proto}-{self.port}.log"
         self.log = open(self.log_path, "wb")
 
