@@ -397,7 +397,7 @@ async def scale(proto, phase, source):
             f"{len(conns)}/{SCALE_N} open in {opened:.1f}s, server fds {fd0}->{fd1}"
             + (f", {len(errors)} errors ({errors[0]!r})" if errors else ""),
         )
-        target = 4096 if proto in ("http", "fastcgi") else 8192
+        target = 4096
         check(
             f"scale-rss-per-conn-{name}",
             per_conn <= target,

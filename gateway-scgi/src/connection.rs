@@ -90,27 +90,33 @@ where
         Marker::Unexpected => tracing::debug!("SCGI request with an SCGI header other than 1"),
     }
 
-    let length = header.content_length();
-    let (reader, writer) = tokio::io::split(stream);
-    let input = SharedInput::new(buf.freeze(), reader);
-    let timed = Timed::reads(input.clone(), limits.get_body_read_timeout());
-    let mut gateway = ScgiGateway {
-        writer,
-        pairs: header.into_pairs(),
-        body: Some(Body::from_reader(timed, Some(length))),
-        errors: shared.errors.clone(),
-        peer_addr,
-        local_addr,
-        write_timeout: limits.get_write_timeout(),
-    };
-    let outcome = shared.handler.run(&mut gateway, app).await;
-    let ScgiGateway { writer, .. } = gateway;
-    let done = input.read_exactly(length);
-    let Some(reader) = input.take_reader() else {
-        return;
-    };
-    let stream = reader.unsplit(writer);
-    close_after(stream, &outcome, done, limits.get_write_timeout()).await;
+    // Running the request takes a large future (the handler's and the
+    // application's): boxed, so that a connection still waiting for its
+    // header holds only the small one above.
+    Box::pin(async move {
+        let length = header.content_length();
+        let (reader, writer) = tokio::io::split(stream);
+        let input = SharedInput::new(buf.freeze(), reader);
+        let timed = Timed::reads(input.clone(), limits.get_body_read_timeout());
+        let mut gateway = ScgiGateway {
+            writer,
+            pairs: header.into_pairs(),
+            body: Some(Body::from_reader(timed, Some(length))),
+            errors: shared.errors.clone(),
+            peer_addr,
+            local_addr,
+            write_timeout: limits.get_write_timeout(),
+        };
+        let outcome = shared.handler.run(&mut gateway, app).await;
+        let ScgiGateway { writer, .. } = gateway;
+        let done = input.read_exactly(length);
+        let Some(reader) = input.take_reader() else {
+            return;
+        };
+        let stream = reader.unsplit(writer);
+        close_after(stream, &outcome, done, limits.get_write_timeout()).await;
+    })
+    .await;
 }
 
 /// Room for the first read of a connection: most SCGI headers fit.
@@ -203,5 +209,27 @@ mod tests {
         assert_eq!(header.content_length(), 0);
         assert_eq!(header.get(b"X"), Some(value.as_bytes()));
         assert!(buf.is_empty());
+    }
+
+    /// What a connection waiting for its header holds is small: the
+    /// request's (large) future is allocated only once a header arrived.
+    #[tokio::test]
+    async fn waiting_connection_future_is_small() {
+        let shared = Shared {
+            handler: Handler::new(),
+            limits: Limits::default(),
+            parser: Config::new(),
+            errors: ErrorStream::null(),
+        };
+        let (_client, server) = tokio::net::UnixStream::pair().unwrap();
+        let conn = Connection::new(Stream::Unix(server), Shutdown::new().watch());
+        let app = tower::service_fn(|_req: Request<Body>| async {
+            Ok::<_, std::convert::Infallible>(Response::new(Body::empty()))
+        });
+        let size = std::mem::size_of_val(&serve(&shared, conn, app));
+        assert!(
+            size <= 1024,
+            "a waiting connection holds a {size}-byte future"
+        );
     }
 }
