@@ -11,7 +11,8 @@ loop is bounded in count and time.
 
 Environment: RELIABILITY_BIN (the server program), PROTOCOLS (default
 "http scgi fastcgi"), SECTIONS (default "scale hostile faults soak"),
-SCALE_CONNECTIONS (default 10000), SOAK_MINUTES (default 1),
+SCALE_CONNECTIONS (default 10000), SCALE_ROUNDS (default 1: how many
+times the connections are opened and closed), SOAK_MINUTES (default 1),
 SOAK_SAMPLE_S (default 60), SERVER_PRELOAD (a malloc library the server
 runs with, through LD_PRELOAD, to compare allocators).
 """
@@ -32,6 +33,7 @@ BIN = os.environ.get("RELIABILITY_BIN", "target/release/examples/reliability")
 PROTOCOLS = os.environ.get("PROTOCOLS", "http scgi fastcgi").split()
 SECTIONS = os.environ.get("SECTIONS", "scale hostile faults soak").split()
 SCALE_N = int(os.environ.get("SCALE_CONNECTIONS", "10000"))
+SCALE_ROUNDS = int(os.environ.get("SCALE_ROUNDS", "1"))
 SOAK_MINUTES = float(os.environ.get("SOAK_MINUTES", "1"))
 SOAK_SAMPLE_S = float(os.environ.get("SOAK_SAMPLE_S", "60"))
 # The timeouts the hostile-client checks run with (every socket timeout).
@@ -374,6 +376,12 @@ async def open_idle(port, n, source, after_request=None):
     return conns, errors
 
 
+def source_for(source, r):
+    """Another loopback source address for round `r` (fresh port space)."""
+    a, b, c, d = source.split(".")
+    return f"{a}.{b}.{int(c) + r}.{d}"
+
+
 async def scale(proto, phase, source):
     """10,000 idle connections: RSS per connection, a new request, and the
     figures once they are closed."""
@@ -418,6 +426,21 @@ async def scale(proto, phase, source):
             kept <= 0.25,
             f"RSS {rss0 // 1024}->{rss1 // 1024}->{rss2 // 1024} MB ({kept * 100:.0f}% of the growth kept)",
         )
+        # More rounds tell memory the allocator keeps (reused by the next
+        # round) from memory that leaks (grows round after round).
+        rounds = [(rss1, rss2)]
+        for r in range(1, SCALE_ROUNDS):
+            conns, errors = await open_idle(srv.port, SCALE_N, source_for(source, r), after)
+            await asyncio.sleep(2)
+            opened_rss = srv.rss_kb()
+            for _, w in conns:
+                w.close()
+            conns.clear()
+            await settle(srv, fd0, 20)
+            await asyncio.sleep(2)
+            rounds.append((opened_rss, srv.rss_kb()))
+        if SCALE_ROUNDS > 1:
+            note(f"{name} rounds (RSS MB open, closed): " + ", ".join(f"({a // 1024}, {b // 1024})" for a, b in rounds))
     finally:
         srv.stop()
 

@@ -8,10 +8,10 @@
 #   scripts/reliability.sh [SECTION...]      # scale hostile faults soak (default: all)
 #
 # Environment: PROTOCOLS="http scgi fastcgi", SOAK_MINUTES=1 (30 for the
-# full soak), SOAK_SAMPLE_S=60, SCALE_CONNECTIONS=10000, SERVER_PRELOAD (a
-# malloc library for the server, e.g. libmimalloc.so.2, to compare). Builds the server
-# (examples/reliability.rs) in release mode; needs python3. Talks to
-# 127.0.0.1 only. See docs/reliability.md for what each check means.
+# full soak), SOAK_SAMPLE_S=60, SCALE_CONNECTIONS=10000, SCALE_ROUNDS=1,
+# SERVER_PRELOAD (a malloc library for the server, such as
+# libmimalloc.so.2, to compare). Builds the server (examples/reliability.rs)
+# in release mode; needs python3. Talks to 127.0.0.1 only. See docs/reliability.md for what each check means.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
