@@ -96,28 +96,37 @@ where
         Marker::Unexpected => tracing::debug!("SCGI request with an SCGI header other than 1"),
     }
 
-    let length = header.content_length();
-    let (reader, writer) = tokio::io::split(stream);
-    let input = SharedInput::new(buf.freeze(), reader);
-    let timed = Timed::reads(input.clone(), limits.get_body_read_timeout());
-    let mut gateway = ScgiGateway {
-        writer,
-        pairs: header.into_pairs(),
-        body: Some(Body::from_reader(timed, Some(length))),
-        errors: shared.errors.clone(),
-        peer_addr,
-        local_addr,
-        write_timeout: limits.get_write_timeout(),
-    };
-    let outcome = shared.handler.run(&mut gateway, app).await;
-    let ScgiGateway { writer, .. } = gateway;
-    let done = input.read_exactly(length);
-    let Some(reader) = input.take_reader() else {
-        return;
-    };
-    let stream = reader.unsplit(writer);
-    close_after(stream, &outcome, done, limits.get_write_timeout()).await;
+    // Running the request takes a large future (the handler's and the
+    // application's): boxed, so that a connection still waiting for its
+    // header holds only the small one above.
+    Box::pin(async move {
+        let length = header.content_length();
+        let (reader, writer) = tokio::io::split(stream);
+        let input = SharedInput::new(buf.freeze(), reader);
+        let timed = Timed::reads(input.clone(), limits.get_body_read_timeout());
+        let mut gateway = ScgiGateway {
+            writer,
+            pairs: header.into_pairs(),
+            body: Some(Body::from_reader(timed, Some(length))),
+            errors: shared.errors.clone(),
+            peer_addr,
+            local_addr,
+            write_timeout: limits.get_write_timeout(),
+        };
+        let outcome = shared.handler.run(&mut gateway, app).await;
+        let ScgiGateway { writer, .. } = gateway;
+        let done = input.read_exactly(length);
+        let Some(reader) = input.take_reader() else {
+            return;
+        };
+        let stream = reader.unsplit(writer);
+        close_after(stream, &outcome, done, limits.get_write_timeout()).await;
+    })
+    .await;
 }
+
+/// Room for the first read of a connection: most SCGI headers fit.
+const FIRST_READ: usize = 1024;
 
 /// Reads until the header is complete. `buf` then holds the bytes read
 /// past it (the start of the body). While nothing has arrived, a shutdown
@@ -134,8 +143,10 @@ async fn read_header(
             Ok(None) => {}
             Err(e) => return Err(HeadError::Protocol(e)),
         }
-        buf.reserve(8 * 1024);
         let idle = parser.is_idle() && buf.is_empty();
+        // A connection waiting for its first bytes holds only a small
+        // buffer: ten thousand idle connections should not each keep 8 KiB.
+        buf.reserve(if idle { FIRST_READ } else { 8 * 1024 });
         let n = if idle {
             tokio::select! {
                 n = stream.read_buf(buf) => n,
@@ -162,4 +173,70 @@ Content-Type: text/plain\r\nContent-Length: 20\r\n\r\nService Unavailable\n";
 /// which nobody reads).
 pub(crate) async fn refuse(stream: Stream, write_timeout: Duration) {
     answer_and_close(stream, BUSY, write_timeout).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use gateway_core::server::Shutdown;
+    use tokio::io::AsyncWriteExt;
+
+    /// An idle connection waits for its first bytes with a small buffer, and
+    /// a header longer than the first read still arrives whole.
+    #[tokio::test]
+    async fn idle_connection_holds_a_small_buffer() {
+        let (mut client, server) = tokio::net::UnixStream::pair().unwrap();
+        let mut stream = Stream::Unix(server);
+        let config = Config::new();
+        let mut parser = HeaderParser::new(&config);
+        let mut buf = BytesMut::new();
+        let shutdown = Shutdown::new();
+        let mut watch = shutdown.watch();
+        let waiting = tokio::time::timeout(
+            Duration::from_millis(20),
+            read_header(&mut stream, &mut parser, &mut buf, &mut watch),
+        )
+        .await;
+        assert!(waiting.is_err(), "no header was sent");
+        assert!(
+            buf.capacity() <= FIRST_READ,
+            "{} bytes held",
+            buf.capacity()
+        );
+
+        let value = "v".repeat(3000);
+        let block = format!("CONTENT_LENGTH\x000\x00SCGI\x001\x00X\x00{value}\x00");
+        let wire = format!("{}:{block},", block.len());
+        client.write_all(wire.as_bytes()).await.unwrap();
+        let header = read_header(&mut stream, &mut parser, &mut buf, &mut watch)
+            .await
+            .map_err(|_| "no header")
+            .unwrap();
+        assert_eq!(header.content_length(), 0);
+        assert_eq!(header.get(b"X"), Some(value.as_bytes()));
+        assert!(buf.is_empty());
+    }
+
+    /// What a connection waiting for its header holds is small: the
+    /// request's (large) future is allocated only once a header arrived.
+    #[tokio::test]
+    async fn waiting_connection_future_is_small() {
+        let shared = Shared {
+            handler: Handler::new(),
+            limits: Limits::default(),
+            parser: Config::new(),
+            errors: ErrorStream::null(),
+        };
+        let (_client, server) = tokio::net::UnixStream::pair().unwrap();
+        let conn = Connection::new(Stream::Unix(server), Shutdown::new().watch());
+        let app = tower::service_fn(|_req: Request<Body>| async {
+            Ok::<_, std::convert::Infallible>(Response::new(Body::empty()))
+        });
+        let size = std::mem::size_of_val(&serve(&shared, conn, app));
+        // The request's future alone is about 4 KiB.
+        assert!(
+            size <= 1536,
+            "a waiting connection holds a {size}-byte future"
+        );
+    }
 }

@@ -103,7 +103,11 @@ where
             Protocol::Scgi => self.scgi.serve(listener).await,
             #[cfg(feature = "http")]
             Protocol::Http => self.http.serve(listener).await,
-            other => Err(missing(other.name())),
+            other => {
+                // With no socket protocol built in, nothing serves it.
+                drop(listener);
+                Err(missing(other.name()))
+            }
         }
     }
 

@@ -50,6 +50,10 @@ fn http_listens_on_gateway_addr_then_port() {
     assert_eq!(s.socket, addr("unix:/run/a.sock"));
     let e = decide(&facts(&[("PORT", "http")], Stdin::Other, &[]), None, None).unwrap_err();
     assert!(e.to_string().contains("PORT"), "{e}");
+    // A port is digits: a sign is refused (it used to be taken, as a host
+    // name address that printed as another address).
+    let e = decide(&facts(&[("PORT", "+88")], Stdin::Other, &[]), None, None).unwrap_err();
+    assert!(e.to_string().contains("PORT"), "{e}");
     let e = decide(
         &facts(&[("GATEWAY_ADDR", "nowhere")], Stdin::Other, &[]),
         None,

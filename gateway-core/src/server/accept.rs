@@ -29,6 +29,20 @@ pub struct Connection {
 }
 
 impl Connection {
+    /// A connection accepted elsewhere (a socket pair in a test, a socket
+    /// passed by another process), to hand to a server's
+    /// `serve_connection`. The addresses are read from `stream` (TCP only);
+    /// `shutdown` is the watch the connection closes on, such as
+    /// [`Shutdown::watch`](super::Shutdown::watch).
+    pub fn new(stream: Stream, shutdown: Watch) -> Self {
+        Connection {
+            peer_addr: stream.peer_addr(),
+            local_addr: stream.local_addr(),
+            stream,
+            shutdown,
+        }
+    }
+
     /// Tells the connection's protocol from its first bytes (see
     /// [`sniff_stream`](super::sniff_stream)), for at most `timeout`, and
     /// gives the connection back with those bytes still to be read. `None`

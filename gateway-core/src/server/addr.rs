@@ -125,9 +125,17 @@ impl FromStr for ListenAddr {
         let (host, port) = s
             .rsplit_once(':')
             .ok_or_else(|| err("no port (HOST:PORT)"))?;
-        let port = port
-            .parse::<u16>()
-            .map_err(|_| err("the port is not a number from 0 to 65535"))?;
+        // Decimal digits only: `u16::from_str` would also take a sign.
+        let port = Some(port)
+            .filter(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+            .and_then(|p| p.parse::<u16>().ok())
+            .ok_or_else(|| err("the port is not a number from 0 to 65535"))?;
+        // An IP address whose port `SocketAddr` did not take (leading
+        // zeros): still a TCP address, so that it prints and parses back
+        // the same.
+        if let Ok(ip) = host.parse::<std::net::IpAddr>() {
+            return Ok(ListenAddr::Tcp(SocketAddr::new(ip, port)));
+        }
         let is_name = !host.is_empty()
             && host.len() <= 253
             && host
@@ -195,5 +203,47 @@ impl ListenAddr {
             }),
             ListenAddr::Systemd(name) => systemd::take(name.as_deref()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A port is decimal digits: no sign, which `u16::from_str` accepts.
+    #[test]
+    fn a_signed_port_is_refused() {
+        for input in [
+            "0.0.0.0:+88",
+            "localhost:+8000",
+            "[::1]:+1",
+            "host:-1",
+            "host:",
+        ] {
+            assert!(input.parse::<ListenAddr>().is_err(), "{input} was taken");
+        }
+    }
+
+    /// What an address prints parses back to the same address, an IP
+    /// address with a zero-padded port included.
+    #[test]
+    fn addresses_print_and_parse_back() {
+        for input in [
+            "127.0.0.1:8000",
+            "0.0.0.0:088",
+            "[::1]:0009",
+            "localhost:80",
+            "unix:/run/a.sock?mode=660",
+            "fd:0",
+            "systemd:web",
+        ] {
+            let addr: ListenAddr = input.parse().unwrap();
+            let again: ListenAddr = addr.to_string().parse().unwrap();
+            assert_eq!(again, addr, "{input}");
+        }
+        assert_eq!(
+            "0.0.0.0:088".parse::<ListenAddr>().unwrap(),
+            ListenAddr::Tcp(SocketAddr::from(([0, 0, 0, 0], 88)))
+        );
     }
 }

@@ -1,0 +1,137 @@
+//! Arbitrary CGI meta-variables into the core's request building and into
+//! a whole request through the handler, under every path view the backends
+//! offer (the full path, the path below `SCRIPT_NAME`, a mount prefix).
+//!
+//! Input layout: byte 0 picks the path view and the head form, the rest is
+//! the environ: lines (`\n`) of `NAME=VALUE` (a line without `=` is a name
+//! with an empty value), then, after a line that is exactly `--`, the body.
+//!
+//! Checks that nothing panics; that a request that builds has a path that
+//! starts with `/` and a URI that parses again to the same; that the path
+//! the application sees under a path view is a suffix-preserving cut of
+//! the full path; and that the handler always writes a response head.
+
+#![no_main]
+
+use std::convert::Infallible;
+use std::sync::{Arc, Mutex, OnceLock};
+
+use bytes::Bytes;
+use gateway_core::request::build_request;
+use gateway_core::{Body, Environ, ErrorStream, Handler, Limits, PathView, StreamGateway};
+use http::{Request, Response, Uri};
+use http_body_util::BodyExt;
+use libfuzzer_sys::fuzz_target;
+
+fn runtime() -> &'static tokio::runtime::Runtime {
+    static RT: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
+    RT.get_or_init(|| {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .start_paused(true)
+            .build()
+            .expect("a runtime")
+    })
+}
+
+/// Splits the input into the environ and the body.
+fn parse(input: &[u8]) -> (Environ, Bytes) {
+    let mut env = Environ::new();
+    let mut rest = input;
+    loop {
+        let (line, tail) = match rest.iter().position(|&b| b == b'\n') {
+            Some(i) => (&rest[..i], Some(&rest[i + 1..])),
+            None => (rest, None),
+        };
+        if line == b"--" {
+            return (env, Bytes::copy_from_slice(tail.unwrap_or_default()));
+        }
+        if !line.is_empty() {
+            let (name, value) = match line.iter().position(|&b| b == b'=') {
+                Some(i) => (&line[..i], &line[i + 1..]),
+                None => (line, &b""[..]),
+            };
+            // A later value replaces an earlier one, as every backend does.
+            env.insert(Bytes::copy_from_slice(name), Bytes::copy_from_slice(value));
+        }
+        match tail {
+            Some(t) => rest = t,
+            None => return (env, Bytes::new()),
+        }
+    }
+}
+
+fn view(selector: u8) -> PathView {
+    match selector % 4 {
+        0 => PathView::Full,
+        1 => PathView::ScriptRelative,
+        2 => PathView::Mount(Bytes::from_static(b"/app")),
+        _ => PathView::Mount(Bytes::from_static(b"/a%2Fb")),
+    }
+}
+
+fuzz_target!(|data: &[u8]| {
+    let [selector, input @ ..] = data else {
+        return;
+    };
+    let (env, body) = parse(input);
+
+    // The core's builder alone.
+    let full = match build_request(&env, Body::empty()) {
+        Ok(req) => {
+            let uri = req.uri();
+            assert!(uri.path().starts_with('/'), "path {:?}", uri.path());
+            let again: Uri = uri.to_string().parse().expect("the URI parses again");
+            assert_eq!(&again, uri);
+            Some(uri.path().to_owned())
+        }
+        Err(_) => None,
+    };
+
+    // A whole request through the handler.
+    let mut limits = Limits::default();
+    limits.max_body_len(Some(1024));
+    let handler = Handler::builder()
+        .path_view(view(*selector))
+        .limits(limits)
+        .build();
+    let seen: Arc<Mutex<Option<String>>> = Arc::default();
+    let seen_app = seen.clone();
+    let app = tower::service_fn(move |req: Request<Body>| {
+        let seen = seen_app.clone();
+        async move {
+            *seen.lock().unwrap() = Some(req.uri().path().to_owned());
+            let n = match req.into_body().collect().await {
+                Ok(b) => b.to_bytes().len(),
+                Err(_) => usize::MAX,
+            };
+            Ok::<_, Infallible>(Response::new(Body::from(format!("{n}\n"))))
+        }
+    });
+    let origin = selector & 4 != 0;
+    let out = runtime().block_on(async {
+        let reader = std::io::Cursor::new(body);
+        let mut gw = if origin {
+            StreamGateway::origin(reader, Vec::new(), ErrorStream::null(), env)
+        } else {
+            StreamGateway::cgi(reader, Vec::new(), ErrorStream::null(), env)
+        };
+        handler.run(&mut gw, app).await;
+        gw.into_writer()
+    });
+    let head_start: &[u8] = if origin { b"HTTP/1." } else { b"Status: " };
+    assert!(
+        out.starts_with(head_start),
+        "no head: {:?}",
+        String::from_utf8_lossy(&out[..out.len().min(64)])
+    );
+    if let Some(path) = seen.lock().unwrap().take() {
+        assert!(path.starts_with('/'), "application saw {path:?}");
+        let full = full.expect("the handler built what the builder refused");
+        // A path view only cuts a prefix off the full path.
+        assert!(
+            full.ends_with(&path) || path == "/",
+            "full {full:?}, seen {path:?}"
+        );
+    }
+});

@@ -1,0 +1,110 @@
+//! Arbitrary bytes from a web server into a whole SCGI connection: the
+//! server's connection driver, the handler and a small application that
+//! reads its body and answers, over a Unix socket pair.
+//!
+//! Input layout: byte 0 picks the server's options (strict marker, a small
+//! head limit, a small body limit), byte 1 the piece sizes the wire is
+//! written in, the rest is the wire; then the web server's side is shut
+//! down for writing. Checks that nothing panics, that the connection ends
+//! (time runs fast: every timeout fires), and that whatever the server
+//! writes starts with a CGI `Status:` line.
+
+#![no_main]
+
+use std::convert::Infallible;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use bytes::Bytes;
+use gateway_core::server::{Connection, Shutdown, Stream};
+use gateway_core::{Body, Limits};
+use gateway_scgi::Server;
+use http::{Request, Response};
+use http_body_util::BodyExt;
+use libfuzzer_sys::fuzz_target;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+fn runtime() -> &'static tokio::runtime::Runtime {
+    static RT: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
+    RT.get_or_init(|| {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .start_paused(true)
+            .build()
+            .expect("a runtime")
+    })
+}
+
+async fn app(req: Request<Body>) -> Result<Response<Body>, Infallible> {
+    let text = match req.into_body().collect().await {
+        Ok(b) => format!("read {}\n", b.to_bytes().len()),
+        Err(_) => "body error\n".to_owned(),
+    };
+    Ok(Response::new(Body::from(Bytes::from(text))))
+}
+
+fuzz_target!(|data: &[u8]| {
+    let [options, sizes, wire @ ..] = data else {
+        return;
+    };
+    let (options, sizes) = (*options, *sizes);
+    runtime().block_on(async {
+        let mut limits = Limits::default();
+        limits
+            .idle_timeout(Duration::from_millis(50))
+            .head_read_timeout(Duration::from_millis(50));
+        if options & 2 != 0 {
+            limits.max_head_len(256);
+        }
+        if options & 4 != 0 {
+            limits.max_body_len(Some(16));
+        }
+        let mut server = Server::new();
+        server.limits(limits).strict_marker(options & 1 != 0);
+        let conns = server.connections(tower::service_fn(app));
+        let shutdown = Shutdown::new();
+
+        let (client, conn) = tokio::net::UnixStream::pair().expect("a socket pair");
+        let conn = Connection::new(Stream::Unix(conn), shutdown.watch());
+        let serving = tokio::spawn(async move { conns.serve_connection(conn).await });
+        let (mut rd, mut wr) = client.into_split();
+        let write = async {
+            let mut rest = wire;
+            let mut step = 0u32;
+            while !rest.is_empty() {
+                step += 1;
+                let size = usize::from(sizes.rotate_left(step % 8)) + 1;
+                let (piece, tail) = rest.split_at(size.min(rest.len()));
+                rest = tail;
+                if wr.write_all(piece).await.is_err() {
+                    return;
+                }
+            }
+            let _ = wr.shutdown().await;
+        };
+        let read = async {
+            let mut out = Vec::new();
+            while let Ok(n) = rd.read_buf(&mut out).await {
+                if n == 0 {
+                    break;
+                }
+                assert!(out.len() < 1 << 20, "unbounded output");
+            }
+            out
+        };
+        let ((), out) = tokio::time::timeout(Duration::from_secs(3600), async {
+            tokio::join!(write, read)
+        })
+        .await
+        .expect("the connection ends");
+        assert!(
+            out.is_empty() || out.starts_with(b"Status: "),
+            "not a CGI response: {:?}",
+            String::from_utf8_lossy(&out[..out.len().min(64)])
+        );
+        tokio::time::timeout(Duration::from_secs(60), serving)
+            .await
+            .expect("the connection's task ends")
+            .expect("the connection's task does not panic");
+    });
+});
