@@ -13,27 +13,17 @@
 #![no_main]
 
 use std::convert::Infallible;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
 use gateway_cgi::{Environ, fix_iis_path_info, serve_streams};
 use gateway_core::{Body, ErrorStream, Handler};
 
+use gateway_fuzz::runtime;
 use http::{Request, Response};
 use http_body_util::BodyExt;
 use libfuzzer_sys::fuzz_target;
-
-fn runtime() -> &'static tokio::runtime::Runtime {
-    static RT: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
-    RT.get_or_init(|| {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .start_paused(true)
-            .build()
-            .expect("a runtime")
-    })
-}
 
 fn parse(input: &[u8]) -> (Environ, Bytes) {
     let mut env = Environ::new();

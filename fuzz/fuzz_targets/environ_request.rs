@@ -14,25 +14,15 @@
 #![no_main]
 
 use std::convert::Infallible;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use gateway_core::request::build_request;
 use gateway_core::{Body, Environ, ErrorStream, Handler, Limits, PathView, StreamGateway};
+use gateway_fuzz::runtime;
 use http::{Request, Response, Uri};
 use http_body_util::BodyExt;
 use libfuzzer_sys::fuzz_target;
-
-fn runtime() -> &'static tokio::runtime::Runtime {
-    static RT: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
-    RT.get_or_init(|| {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .start_paused(true)
-            .build()
-            .expect("a runtime")
-    })
-}
 
 /// Splits the input into the environ and the body.
 fn parse(input: &[u8]) -> (Environ, Bytes) {

@@ -66,7 +66,7 @@ fn run(config: &Config, wire: &[u8], sizes: u8) -> Outcome {
                     // Act like a driver that answers as soon as input ends.
                     match event {
                         Event::StdinEnd { id } | Event::Abort { id } => {
-                            conn.finish(id);
+                            conn.finish(id, std::time::Instant::now());
                         }
                         _ => {}
                     }

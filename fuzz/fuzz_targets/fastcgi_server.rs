@@ -13,28 +13,16 @@
 
 use std::collections::HashSet;
 use std::convert::Infallible;
-use std::sync::OnceLock;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use gateway_core::{Body, ErrorStream, Limits};
 use gateway_fastcgi::proto::{self, RecordType};
 use gateway_fastcgi::{Connections, Server};
+use gateway_fuzz::{exchange, runtime};
 use http::{Request, Response};
 use http_body_util::BodyExt;
 use libfuzzer_sys::fuzz_target;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-fn runtime() -> &'static tokio::runtime::Runtime {
-    static RT: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
-    RT.get_or_init(|| {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .start_paused(true)
-            .build()
-            .expect("a runtime")
-    })
-}
 
 async fn app(req: Request<Body>) -> Result<Response<Body>, Infallible> {
     if let Some(errors) = req.extensions().get::<ErrorStream>() {
@@ -114,36 +102,8 @@ fuzz_target!(|data: &[u8]| {
         let (mut client, conn) = tokio::io::duplex(16 * 1024);
         let serving = tokio::spawn(server(options).serve_io(conn, None));
         let (mut rd, mut wr) = tokio::io::split(&mut client);
-        let write = async {
-            let mut rest = wire;
-            let mut step = 0u32;
-            while !rest.is_empty() {
-                step += 1;
-                let size = usize::from(sizes.rotate_left(step % 8)) + 1;
-                let (piece, tail) = rest.split_at(size.min(rest.len()));
-                rest = tail;
-                if wr.write_all(piece).await.is_err() {
-                    return;
-                }
-            }
-            let _ = wr.shutdown().await;
-        };
-        let read = async {
-            let mut out = BytesMut::new();
-            while let Ok(n) = rd.read_buf(&mut out).await {
-                if n == 0 {
-                    break;
-                }
-                assert!(out.len() < 64 << 20, "unbounded output");
-            }
-            out
-        };
-        let ((), out) = tokio::time::timeout(Duration::from_secs(3600), async {
-            tokio::join!(write, read)
-        })
-        .await
-        .expect("the connection ends");
-        check_output(out);
+        let out = exchange(&mut rd, &mut wr, wire, sizes, 64 << 20).await;
+        check_output(BytesMut::from(&out[..]));
         let _ = tokio::time::timeout(Duration::from_secs(60), serving).await;
     });
 });

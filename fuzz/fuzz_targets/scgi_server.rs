@@ -12,28 +12,16 @@
 #![no_main]
 
 use std::convert::Infallible;
-use std::sync::OnceLock;
 use std::time::Duration;
 
 use bytes::Bytes;
 use gateway_core::server::{Connection, Shutdown, Stream};
 use gateway_core::{Body, Limits};
+use gateway_fuzz::{exchange, runtime};
 use gateway_scgi::Server;
 use http::{Request, Response};
 use http_body_util::BodyExt;
 use libfuzzer_sys::fuzz_target;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-fn runtime() -> &'static tokio::runtime::Runtime {
-    static RT: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
-    RT.get_or_init(|| {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .start_paused(true)
-            .build()
-            .expect("a runtime")
-    })
-}
 
 async fn app(req: Request<Body>) -> Result<Response<Body>, Infallible> {
     let text = match req.into_body().collect().await {
@@ -68,35 +56,7 @@ fuzz_target!(|data: &[u8]| {
         let conn = Connection::new(Stream::Unix(conn), shutdown.watch());
         let serving = tokio::spawn(async move { conns.serve_connection(conn).await });
         let (mut rd, mut wr) = client.into_split();
-        let write = async {
-            let mut rest = wire;
-            let mut step = 0u32;
-            while !rest.is_empty() {
-                step += 1;
-                let size = usize::from(sizes.rotate_left(step % 8)) + 1;
-                let (piece, tail) = rest.split_at(size.min(rest.len()));
-                rest = tail;
-                if wr.write_all(piece).await.is_err() {
-                    return;
-                }
-            }
-            let _ = wr.shutdown().await;
-        };
-        let read = async {
-            let mut out = Vec::new();
-            while let Ok(n) = rd.read_buf(&mut out).await {
-                if n == 0 {
-                    break;
-                }
-                assert!(out.len() < 1 << 20, "unbounded output");
-            }
-            out
-        };
-        let ((), out) = tokio::time::timeout(Duration::from_secs(3600), async {
-            tokio::join!(write, read)
-        })
-        .await
-        .expect("the connection ends");
+        let out = exchange(&mut rd, &mut wr, wire, sizes, 1 << 20).await;
         assert!(
             out.is_empty() || out.starts_with(b"Status: "),
             "not a CGI response: {:?}",

@@ -1,0 +1,62 @@
+//! What the fuzz targets share: the runtime they run requests on and a peer
+//! that feeds a connection its bytes in pieces and reads all of its answer.
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::runtime::Runtime;
+
+/// One current-thread runtime per fuzzing process, its clock paused: the
+/// servers' timeouts pass at once when nothing else can run.
+pub fn runtime() -> &'static Runtime {
+    static RT: OnceLock<Runtime> = OnceLock::new();
+    RT.get_or_init(|| {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .start_paused(true)
+            .build()
+            .expect("a runtime")
+    })
+}
+
+/// Writes `wire` to `wr` in pieces whose sizes come from `sizes` (so a
+/// record or header is also cut at every place), then shuts the write side;
+/// meanwhile reads everything from `rd` until it ends. Panics if the answer
+/// grows past `cap` bytes or the exchange never ends.
+pub async fn exchange<R, W>(mut rd: R, mut wr: W, wire: &[u8], sizes: u8, cap: usize) -> Vec<u8>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let write = async {
+        let mut rest = wire;
+        let mut step = 0u32;
+        while !rest.is_empty() {
+            step += 1;
+            let size = usize::from(sizes.rotate_left(step % 8)) + 1;
+            let (piece, tail) = rest.split_at(size.min(rest.len()));
+            rest = tail;
+            if wr.write_all(piece).await.is_err() {
+                return;
+            }
+        }
+        let _ = wr.shutdown().await;
+    };
+    let read = async {
+        let mut out = Vec::new();
+        while let Ok(n) = rd.read_buf(&mut out).await {
+            if n == 0 {
+                break;
+            }
+            assert!(out.len() < cap, "unbounded output");
+        }
+        out
+    };
+    let ((), out) = tokio::time::timeout(Duration::from_secs(3600), async {
+        tokio::join!(write, read)
+    })
+    .await
+    .expect("the connection ends");
+    out
+}
