@@ -16,45 +16,19 @@ use std::convert::Infallible;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use bytes::Bytes;
-use gateway_cgi::{Environ, fix_iis_path_info, serve_streams};
+use gateway_cgi::{fix_iis_path_info, serve_streams};
 use gateway_core::{Body, ErrorStream, Handler};
 
-use gateway_fuzz::runtime;
+use gateway_fuzz::{environ_and_body, runtime};
 use http::{Request, Response};
 use http_body_util::BodyExt;
 use libfuzzer_sys::fuzz_target;
-
-fn parse(input: &[u8]) -> (Environ, Bytes) {
-    let mut env = Environ::new();
-    let mut rest = input;
-    loop {
-        let (line, tail) = match rest.iter().position(|&b| b == b'\n') {
-            Some(i) => (&rest[..i], Some(&rest[i + 1..])),
-            None => (rest, None),
-        };
-        if line == b"--" {
-            return (env, Bytes::copy_from_slice(tail.unwrap_or_default()));
-        }
-        if !line.is_empty() {
-            let (name, value) = match line.iter().position(|&b| b == b'=') {
-                Some(i) => (&line[..i], &line[i + 1..]),
-                None => (line, &b""[..]),
-            };
-            env.insert(Bytes::copy_from_slice(name), Bytes::copy_from_slice(value));
-        }
-        match tail {
-            Some(t) => rest = t,
-            None => return (env, Bytes::new()),
-        }
-    }
-}
 
 fuzz_target!(|data: &[u8]| {
     let [options, input @ ..] = data else {
         return;
     };
-    let (mut env, stdin) = parse(input);
+    let (mut env, stdin) = environ_and_body(input);
     if options & 1 != 0 {
         let before = env.get("PATH_INFO").map(<[u8]>::to_vec);
         fix_iis_path_info(&mut env);

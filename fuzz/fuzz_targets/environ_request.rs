@@ -18,38 +18,11 @@ use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use gateway_core::request::build_request;
-use gateway_core::{Body, Environ, ErrorStream, Handler, Limits, PathView, StreamGateway};
-use gateway_fuzz::runtime;
+use gateway_core::{Body, ErrorStream, Handler, Limits, PathView, StreamGateway};
+use gateway_fuzz::{environ_and_body, runtime};
 use http::{Request, Response, Uri};
 use http_body_util::BodyExt;
 use libfuzzer_sys::fuzz_target;
-
-/// Splits the input into the environ and the body.
-fn parse(input: &[u8]) -> (Environ, Bytes) {
-    let mut env = Environ::new();
-    let mut rest = input;
-    loop {
-        let (line, tail) = match rest.iter().position(|&b| b == b'\n') {
-            Some(i) => (&rest[..i], Some(&rest[i + 1..])),
-            None => (rest, None),
-        };
-        if line == b"--" {
-            return (env, Bytes::copy_from_slice(tail.unwrap_or_default()));
-        }
-        if !line.is_empty() {
-            let (name, value) = match line.iter().position(|&b| b == b'=') {
-                Some(i) => (&line[..i], &line[i + 1..]),
-                None => (line, &b""[..]),
-            };
-            // A later value replaces an earlier one, as every backend does.
-            env.insert(Bytes::copy_from_slice(name), Bytes::copy_from_slice(value));
-        }
-        match tail {
-            Some(t) => rest = t,
-            None => return (env, Bytes::new()),
-        }
-    }
-}
 
 fn view(selector: u8) -> PathView {
     match selector % 4 {
@@ -64,7 +37,7 @@ fuzz_target!(|data: &[u8]| {
     let [selector, input @ ..] = data else {
         return;
     };
-    let (env, body) = parse(input);
+    let (env, body) = environ_and_body(input);
 
     // The core's builder alone.
     let full = match build_request(&env, Body::empty()) {

@@ -4,6 +4,8 @@
 use std::sync::OnceLock;
 use std::time::Duration;
 
+use bytes::Bytes;
+use gateway_core::Environ;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::runtime::Runtime;
 
@@ -59,4 +61,32 @@ where
     .await
     .expect("the connection ends");
     out
+}
+
+/// Splits a fuzz input into an environ and a body: lines (`\n`) of
+/// `NAME=VALUE` (a later value replaces an earlier one, as every backend
+/// does), then a line that is exactly `--` and the body.
+pub fn environ_and_body(input: &[u8]) -> (Environ, Bytes) {
+    let mut env = Environ::new();
+    let mut rest = input;
+    loop {
+        let (line, tail) = match rest.iter().position(|&b| b == b'\n') {
+            Some(i) => (&rest[..i], Some(&rest[i + 1..])),
+            None => (rest, None),
+        };
+        if line == b"--" {
+            return (env, Bytes::copy_from_slice(tail.unwrap_or_default()));
+        }
+        if !line.is_empty() {
+            let (name, value) = match line.iter().position(|&b| b == b'=') {
+                Some(i) => (&line[..i], &line[i + 1..]),
+                None => (line, &b""[..]),
+            };
+            env.insert(Bytes::copy_from_slice(name), Bytes::copy_from_slice(value));
+        }
+        match tail {
+            Some(t) => rest = t,
+            None => return (env, Bytes::new()),
+        }
+    }
 }
