@@ -190,6 +190,11 @@ where
                 }
                 break close;
             }
+            if self.slots.is_empty() && self.buf.is_empty() && self.buf.capacity() != 0 {
+                // Between requests the connection keeps no read buffer
+                // (the next read allocates one once bytes arrive).
+                self.buf = BytesMut::new();
+            }
             let deadline = self.proto.poll_timeout();
             if deadline != timer_at {
                 timer_at = deadline;
