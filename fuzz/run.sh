@@ -5,7 +5,9 @@
 #   fuzz/run.sh [SECONDS] [TARGET...]
 #
 # SECONDS is each target's time (FUZZ_RUNS=N also stops one after N
-# executions). Without it each target runs until 10
+# executions; FUZZ_SEED=N makes a run repeatable: with a fixed seed and a
+# run count reached before the time is up, the same binary makes the same
+# inputs). Without it each target runs until 10
 # million executions or 30 minutes, whichever comes first. Needs a nightly
 # toolchain and cargo-fuzz (`cargo install cargo-fuzz`). One process per
 # target (libFuzzer's -jobs=1), so it takes one core; run it under
@@ -38,11 +40,14 @@ if [ -n "$SECS" ]; then
 else
     LIMIT=(-runs=10000000 -max_total_time=1800)
 fi
+[ -n "${FUZZ_SEED:-}" ] && LIMIT+=(-seed="$FUZZ_SEED")
 
 status=0
+failed=()
 printf '%-18s %12s %8s %8s %8s %s\n' target execs secs cov features result
 for t in "${TARGETS[@]}"; do
     mkdir -p "corpus/$t" "artifacts/$t"
+    before=$(ls "artifacts/$t" | grep -c -E '^(crash|leak|timeout|oom)-')
     seeds=()
     [ -d "seeds/$t" ] && seeds=("seeds/$t")
     log="artifacts/$t/last-run.log"
@@ -57,10 +62,31 @@ for t in "${TARGETS[@]}"; do
     ft=$(grep -o 'ft: [0-9]*' "$log" | tail -1 | cut -d' ' -f2)
     result=ok
     if [ "$rc" -ne 0 ]; then
-        result="CRASH (see $log)"
+        found=$(ls -t "artifacts/$t" | grep -E '^(crash|leak|timeout|oom)-' | head -1)
+        after=$(ls "artifacts/$t" | grep -c -E '^(crash|leak|timeout|oom)-')
+        if [ "$after" -gt "$before" ]; then
+            result="CRASH: artifacts/$t/$found (see $log)"
+        else
+            result="FUZZER FAILED, exit status $rc, no input saved (see $log)"
+        fi
         status=1
+        failed+=("$t")
     fi
     printf '%-18s %12s %8s %8s %8s %s\n' "$t" "${execs:-?}" "$((end - start))" \
         "${cov:-?}" "${ft:-?}" "$result"
+done
+# What a failure was, in the output itself (a CI log keeps nothing else):
+# the end of the target's log and the input that failed, in hex, for
+# `xxd -r -p > input` and `TARGET input` to replay.
+for t in "${failed[@]}"; do
+    echo
+    echo "==> $t: end of artifacts/$t/last-run.log"
+    tail -n 40 "artifacts/$t/last-run.log"
+    found=$(ls -t "artifacts/$t" | grep -E '^(crash|leak|timeout|oom)-' | head -1)
+    if [ -n "$found" ]; then
+        echo "==> $t: artifacts/$t/$found ($(wc -c <"artifacts/$t/$found") bytes, hex)"
+        od -An -v -tx1 "artifacts/$t/$found" | tr -d ' \n' | fold -w 96
+        echo
+    fi
 done
 exit "$status"
