@@ -104,7 +104,7 @@ mod strategy;
 mod transport;
 
 pub use error::Error;
-pub use gateway_core::server::{ListenAddr, Listener, Shutdown};
+pub use gateway_core::server::{ListenAddr, Listener, ServerOptions, Shutdown};
 pub use gateway_core::{
     Body, BoxError, ErrorStream, Handler, HandlerBuilder, Limits, Metrics, PathView,
 };

@@ -1,0 +1,313 @@
+//! The settings every socket server shares, whatever its protocol.
+
+use std::future::Future;
+use std::io;
+use std::time::Duration;
+
+use crate::{Handler, Limits, Metrics, PathView};
+
+use super::{ListenAddr, Listener, Shutdown, run, with_status};
+
+/// What configures every socket server the same way, whatever its
+/// protocol: the [`Handler`] (with its [`Limits`], [`PathView`] and
+/// [`Metrics`]), the shutdown and its grace period, the worker threads of
+/// the runtime a server's `run` builds, and the address of a status page.
+///
+/// The FastCGI, SCGI and HTTP servers and the `gateway` facade each hold
+/// one and offer these setters under the same names (the
+/// [`server_options_setters`](crate::server_options_setters) macro writes
+/// them), and each takes a whole one with `options`: one configuration can
+/// be handed from one server to another.
+///
+/// ```
+/// use std::time::Duration;
+/// use gateway_core::server::ServerOptions;
+///
+/// let mut options = ServerOptions::new();
+/// options.max_connections(256).grace_period(Duration::from_secs(10));
+/// assert_eq!(options.get_handler().limits().get_max_connections(), 256);
+/// assert_eq!(options.shutdown_handle().get_deadline(), Duration::from_secs(10));
+/// ```
+#[derive(Debug, Clone)]
+pub struct ServerOptions {
+    handler: Handler,
+    shutdown: Shutdown,
+    grace_period: Option<Duration>,
+    worker_threads: Option<usize>,
+    status_addr: Option<ListenAddr>,
+}
+
+impl Default for ServerOptions {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl ServerOptions {
+    /// The defaults: the default [`Handler`] (default [`Limits`]), a
+    /// shutdown of its own with a 30-second grace period, tokio's default
+    /// worker threads, no status page.
+    pub fn new() -> Self {
+        Self {
+            handler: Handler::new(),
+            shutdown: Shutdown::new(),
+            grace_period: None,
+            worker_threads: None,
+            status_addr: None,
+        }
+    }
+
+    /// Replaces the handler whole, limits included.
+    pub fn handler(&mut self, handler: Handler) -> &mut Self {
+        self.handler = handler;
+        self
+    }
+
+    /// The handler's limits, changed (its other settings stay).
+    pub fn limits(&mut self, limits: Limits) -> &mut Self {
+        self.handler = self.handler.to_builder().limits(limits).build();
+        self
+    }
+
+    /// The handler's path view, changed (its other settings stay).
+    pub fn path_view(&mut self, view: PathView) -> &mut Self {
+        self.handler = self.handler.to_builder().path_view(view).build();
+        self
+    }
+
+    /// The handler's [`Limits::max_connections`], changed.
+    pub fn max_connections(&mut self, n: usize) -> &mut Self {
+        let mut limits = self.handler.limits().clone();
+        limits.max_connections(n);
+        self.limits(limits)
+    }
+
+    /// The handler's [`Limits::reuse_port`], changed.
+    pub fn reuse_port(&mut self, yes: bool) -> &mut Self {
+        let mut limits = self.handler.limits().clone();
+        limits.reuse_port(yes);
+        self.limits(limits)
+    }
+
+    /// The handler's metrics, set (its other settings stay).
+    pub fn metrics(&mut self, metrics: &Metrics) -> &mut Self {
+        self.handler = self.handler.to_builder().metrics(metrics).build();
+        self
+    }
+
+    /// Where the status page listens; the handler gets fresh metrics if it
+    /// had none.
+    pub fn status_addr(&mut self, addr: ListenAddr) -> &mut Self {
+        if self.handler.metrics().is_none() {
+            self.metrics(&Metrics::new());
+        }
+        self.status_addr = Some(addr);
+        self
+    }
+
+    /// The shutdown that stops the server; a grace period set before or
+    /// after applies to it.
+    pub fn shutdown(&mut self, shutdown: Shutdown) -> &mut Self {
+        self.shutdown = shutdown;
+        if let Some(d) = self.grace_period {
+            self.shutdown.deadline(d);
+        }
+        self
+    }
+
+    /// How long requests in flight get once the shutdown starts (the
+    /// shutdown's deadline, whichever shutdown is set, before or after).
+    pub fn grace_period(&mut self, period: Duration) -> &mut Self {
+        self.grace_period = Some(period);
+        self.shutdown.deadline(period);
+        self
+    }
+
+    /// The worker threads of the runtime `run` builds: 1 for a
+    /// current-thread runtime; 0 (the default) for tokio's default, a
+    /// worker per core.
+    pub fn worker_threads(&mut self, n: usize) -> &mut Self {
+        self.worker_threads = (n > 0).then_some(n);
+        self
+    }
+
+    /// The handler.
+    pub fn get_handler(&self) -> &Handler {
+        &self.handler
+    }
+
+    /// A handle on the shutdown: trigger it to stop the server.
+    pub fn shutdown_handle(&self) -> Shutdown {
+        self.shutdown.clone()
+    }
+
+    /// The worker threads set, if any.
+    pub fn get_worker_threads(&self) -> Option<usize> {
+        self.worker_threads
+    }
+
+    /// The status page's address, if set.
+    pub fn get_status_addr(&self) -> Option<&ListenAddr> {
+        self.status_addr.as_ref()
+    }
+
+    /// The whole `main` of a server with these options: [`run`] (systemd's
+    /// sockets adopted, a runtime with the worker threads, `addr` opened,
+    /// readiness told, signals handled) with `serve` serving the listener,
+    /// next to the status page when an address is set ([`with_status`]).
+    /// `protocol` names the protocol in the log (`FastCGI`).
+    ///
+    /// # Errors
+    ///
+    /// The runtime cannot be built, or `addr` (or the status address)
+    /// cannot be opened.
+    pub fn run<F, Fut>(&self, protocol: &str, addr: &ListenAddr, serve: F) -> io::Result<()>
+    where
+        F: FnOnce(Listener) -> Fut,
+        Fut: Future<Output = io::Result<()>>,
+    {
+        let limits = self.handler.limits();
+        let status = self
+            .status_addr
+            .as_ref()
+            .zip(self.handler.metrics().cloned());
+        run(
+            protocol,
+            addr,
+            limits,
+            self.worker_threads,
+            &self.shutdown,
+            |listener| with_status(serve(listener), status, limits, &self.shutdown),
+        )
+    }
+}
+
+/// Writes the setters of [`ServerOptions`](crate::server::ServerOptions)
+/// on a server type that keeps its options in the field `$field`: one
+/// text for every server's `handler`, `limits`, `path_view`,
+/// `max_connections`, `reuse_port`, `metrics`, `status_addr`, `shutdown`,
+/// `shutdown_handle`, `grace_period`, `worker_threads` and `options`.
+/// `$counted` says what the server counts in the metrics besides what the
+/// handler counts. Used inside an `impl` block.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! server_options_setters {
+    ($field:ident, $counted:literal) => {
+        /// All the settings this server shares with the other servers at
+        /// once, replacing those set before.
+        pub fn options(&mut self, options: gateway_core::server::ServerOptions) -> &mut Self {
+            self.$field = options;
+            self
+        }
+
+        /// The handler: the error page, the base environ, the limits, the
+        /// path view, the metrics. It replaces the handler whole, limits
+        /// included: call [`limits`](Self::limits),
+        /// [`path_view`](Self::path_view),
+        /// [`max_connections`](Self::max_connections) and
+        /// [`metrics`](Self::metrics) after it.
+        pub fn handler(&mut self, handler: gateway_core::Handler) -> &mut Self {
+            self.$field.handler(handler);
+            self
+        }
+
+        /// The limits and timeouts (the handler's, which keeps its other
+        /// settings; the type's documentation says which ones this server
+        /// applies).
+        pub fn limits(&mut self, limits: gateway_core::Limits) -> &mut Self {
+            self.$field.limits(limits);
+            self
+        }
+
+        /// Which path the application routes on (see
+        /// [`PathView`](gateway_core::PathView)): the handler's, changed.
+        pub fn path_view(&mut self, view: gateway_core::PathView) -> &mut Self {
+            self.$field.path_view(view);
+            self
+        }
+
+        /// The most connections served at once (default 1024): the
+        /// handler's
+        /// [`Limits::max_connections`](gateway_core::Limits::max_connections),
+        /// changed. Past it a new connection is accepted and given the
+        /// protocol's busy answer at once, so a client never waits in the
+        /// listen backlog for a slot.
+        pub fn max_connections(&mut self, n: usize) -> &mut Self {
+            self.$field.max_connections(n);
+            self
+        }
+
+        /// Binds a TCP address with `SO_REUSEPORT` (default: off), so that
+        /// a new process can listen on the same port before this one
+        /// stops: a rolling restart with no refused connection. The
+        /// handler's [`Limits::reuse_port`](gateway_core::Limits::reuse_port),
+        /// changed.
+        pub fn reuse_port(&mut self, yes: bool) -> &mut Self {
+            self.$field.reuse_port(yes);
+            self
+        }
+
+        #[doc = concat!(
+                    "Counts this server's connections, requests, bytes and failures in ",
+                    "`metrics` (the handler's, which keeps its other settings): mount ",
+                    "[`Metrics::service`](gateway_core::Metrics::service) in the application, ",
+                    "or serve it on an address of its own with ",
+                    "[`status_addr`](Self::status_addr). Besides what the handler counts, ",
+                    "this server counts ", $counted, "."
+                )]
+        pub fn metrics(&mut self, metrics: &gateway_core::Metrics) -> &mut Self {
+            self.$field.metrics(metrics);
+            self
+        }
+
+        /// Serves the [metrics](Self::metrics) (fresh ones if none were
+        /// set) over plain HTTP on `addr`, a listener apart from the
+        /// application's, under `run`: `GET` any path for the JSON status
+        /// page, a path ending in `metrics` (or `Accept:
+        /// application/openmetrics-text`) for the OpenMetrics text. See
+        /// [`serve_status`](gateway_core::server::serve_status); meant for
+        /// a loopback or internal address.
+        pub fn status_addr(&mut self, addr: gateway_core::server::ListenAddr) -> &mut Self {
+            self.$field.status_addr(addr);
+            self
+        }
+
+        /// The shutdown that stops this server: triggered (through any
+        /// clone), the server stops accepting, lets the requests in flight
+        /// finish up to the [grace period](Self::grace_period), closes idle
+        /// connections, and `serve` and `run` return. Default: a shutdown
+        /// of its own, triggered by SIGINT and SIGTERM under `run`.
+        pub fn shutdown(&mut self, shutdown: gateway_core::server::Shutdown) -> &mut Self {
+            self.$field.shutdown(shutdown);
+            self
+        }
+
+        /// A handle on this server's shutdown:
+        /// [`Shutdown::trigger`](gateway_core::server::Shutdown::trigger)
+        /// stops it (from another task, a signal handler of your own, a
+        /// test).
+        pub fn shutdown_handle(&self) -> gateway_core::server::Shutdown {
+            self.$field.shutdown_handle()
+        }
+
+        /// How long the requests in flight get once the shutdown starts
+        /// (default 30 s); past it their connections are closed. It is the
+        /// deadline of the [shutdown](Self::shutdown), whether that is set
+        /// before or after.
+        pub fn grace_period(&mut self, period: std::time::Duration) -> &mut Self {
+            self.$field.grace_period(period);
+            self
+        }
+
+        /// The worker threads of the runtime `run` builds: 1 for a
+        /// current-thread runtime (everything on the calling thread: the
+        /// least CPU per request, one core), more for a multi-threaded
+        /// runtime with that many workers. Unset (or 0): tokio's default, a
+        /// worker per core. `serve` runs on the caller's runtime and
+        /// ignores it.
+        pub fn worker_threads(&mut self, n: usize) -> &mut Self {
+            self.$field.worker_threads(n);
+            self
+        }
+    };
+}
