@@ -292,6 +292,8 @@ impl Server {
             .max_params_len(limits.get_max_head_len())
             .head_read_timeout(limits.get_head_read_timeout())
             .idle_timeout(limits.get_idle_timeout())
+            .body_read_timeout(limits.get_body_read_timeout())
+            .write_timeout(limits.get_write_timeout())
             .max_requests_per_connection(limits.get_max_requests_per_connection());
         config
     }
