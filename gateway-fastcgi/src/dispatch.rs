@@ -156,10 +156,15 @@ where
             self.proto.stop();
         }
         let mut stopped = pin!(stopping_of(&mut watch));
-        // One timer for the connection's deadlines, moved only when the
-        // earliest one changes (a few times per request).
+        // One timer for the connection's deadlines. It is moved only when a
+        // deadline comes earlier than the time it is set for: one that
+        // goes later (the usual case from one request to the next, each
+        // pushing the head and idle deadlines on) lets it fire early, and
+        // the protocol layer, finding nothing due, gives the next time to
+        // set. So a kept-alive connection moves its timer about once per
+        // deadline period rather than a few times per request.
         let mut timer = pin!(tokio::time::sleep_until(Instant::now()));
-        let mut timer_at = None;
+        let mut timer_at: Option<std::time::Instant> = None;
         // An input queue over its bound: no reading until it drains.
         let mut full: Option<InputSender> = None;
 
@@ -196,12 +201,11 @@ where
                 }
                 break close;
             }
-            let deadline = self.proto.poll_timeout();
-            if deadline != timer_at {
-                timer_at = deadline;
-                if let Some(at) = deadline {
-                    timer.as_mut().reset(Instant::from_std(at));
-                }
+            if let Some(at) = self.proto.poll_timeout()
+                && timer_at.is_none_or(|set| at < set)
+            {
+                timer_at = Some(at);
+                timer.as_mut().reset(Instant::from_std(at));
             }
             tokio::select! {
                 biased;
@@ -244,7 +248,10 @@ where
                     stopping = true;
                     self.proto.stop();
                 }
-                () = &mut timer, if timer_at.is_some() => self.proto.handle_timeout(now()),
+                () = &mut timer, if timer_at.is_some() => {
+                    timer_at = None;
+                    self.proto.handle_timeout(now());
+                }
             }
         };
 
