@@ -4,7 +4,12 @@
 # answering "Hello, world!\n", with wrk on loopback in interleaved rounds:
 #
 #   ours     examples/fastcgi_hello (gateway_fastcgi), cargo build --release,
-#            on its default runtime (one thread per CPU)
+#            on its default runtime
+#            (a single-threaded runtime per CPU, each serving the
+#            connections it accepts)
+#   oursws   ours on one multi-threaded, work-stealing runtime
+#            (FASTCGI_WORK_STEALING=1: the default before the runtime per
+#            CPU); not run by default
 #   ours1    the same on a single-threaded runtime (FASTCGI_WORKER_THREADS=1)
 #   oursm    ours with metrics on (FASTCGI_METRICS=1: a gateway_core::Metrics
 #            counts every connection and request); not run by default, its
@@ -226,6 +231,7 @@ read -r -a BACKENDS <<<"${BACKENDS:-ours ours1 libfcgi libfcgi128 go hyper}"
 declare -A CMD BACKEND PID FRONT
 CMD[ours]=$OURS
 CMD[ours1]=$OURS
+CMD[oursws]=$OURS
 CMD[oursm]=$OURS
 CMD[libfcgi]=$TMP/libfcgi_hello
 CMD[libfcgi128]=$TMP/libfcgi_hello
@@ -235,12 +241,13 @@ NAMES=()
 for b in "${BACKENDS[@]}"; do for m in keep close; do NAMES+=("$b-$m"); done; done
 for n in "${NAMES[@]}"; do
     BACKEND[$n]=$(free_port)
-    threads=0 metrics=0
+    threads=0 metrics=0 stealing=0
     [ "${n%-*}" = ours1 ] && threads=1
+    [ "${n%-*}" = oursws ] && stealing=1
     [ "${n%-*}" = oursm ] && metrics=1
     extra=()
     [ "${n%-*}" = libfcgi128 ] && extra=(128)
-    FASTCGI_WORKER_THREADS=$threads FASTCGI_METRICS=$metrics "${CMD[${n%-*}]}" "127.0.0.1:${BACKEND[$n]}" "${extra[@]}" >"$TMP/$n.out" 2>&1 &
+    FASTCGI_WORKER_THREADS=$threads FASTCGI_WORK_STEALING=$stealing FASTCGI_METRICS=$metrics "${CMD[${n%-*}]}" "127.0.0.1:${BACKEND[$n]}" "${extra[@]}" >"$TMP/$n.out" 2>&1 &
     PID[$n]=$!
     PIDS+=($!)
     FRONT[$n]=$(free_port)

@@ -71,6 +71,7 @@ pub struct Server {
     grace_period: Option<Duration>,
     reset_on_abort: bool,
     worker_threads: Option<usize>,
+    work_stealing: bool,
     dispatch: Dispatch,
     status_addr: Option<ListenAddr>,
 }
@@ -94,6 +95,7 @@ impl Server {
             grace_period: None,
             reset_on_abort: false,
             worker_threads: None,
+            work_stealing: false,
             dispatch: Dispatch::default(),
             status_addr: None,
         }
@@ -207,14 +209,30 @@ impl Server {
         self
     }
 
-    /// The threads [`run`](Server::run) serves on: 1 for a single-threaded
-    /// runtime, which costs the least per connection (no hand-over between
-    /// threads: about two thirds of the CPU time per request behind nginx
-    /// without keep-alive, measured with `scripts/bench-fastcgi.sh`) but
-    /// runs the application on one core; more for a multi-threaded runtime
-    /// with that many workers. Default (and 0): tokio's, one per CPU.
+    /// The threads [`run`](Server::run) serves on. Default (and 0): one
+    /// per CPU. Each has a single-threaded runtime of its own and serves the
+    /// connections it accepts from the listening socket to their end, so a
+    /// connection, its requests and the tasks their applications spawn stay
+    /// on one thread: nothing is handed over between threads (the way
+    /// php-fpm and uWSGI run a worker per core). The connection cap
+    /// ([`Limits::max_connections`]) is shared out among the threads; the
+    /// cap on requests at once is one for all. See
+    /// [`work_stealing`](Server::work_stealing) for the other way.
     pub fn worker_threads(&mut self, n: usize) -> &mut Self {
         self.worker_threads = (n > 0).then_some(n);
+        self
+    }
+
+    /// Whether [`run`](Server::run) serves on one multi-threaded tokio
+    /// runtime whose [worker threads](Server::worker_threads) share all
+    /// connections and tasks (work stealing) instead of a single-threaded
+    /// runtime per thread. For an application whose requests keep a core
+    /// busy for long, or that needs a multi-threaded runtime (such as
+    /// `tokio::task::block_in_place`); it costs hand-overs between threads
+    /// on every request. Default: off. With one thread it makes no
+    /// difference.
+    pub fn work_stealing(&mut self, yes: bool) -> &mut Self {
+        self.work_stealing = yes;
         self
     }
 
@@ -371,13 +389,33 @@ impl Server {
             .status_addr
             .as_ref()
             .zip(self.handler.metrics().cloned());
-        server::run(
+        if self.work_stealing || self.worker_threads == Some(1) {
+            return server::run(
+                "FastCGI",
+                addr,
+                limits,
+                self.worker_threads,
+                &shutdown,
+                |listener| {
+                    server::with_status(connections.serve(listener), status, limits, &shutdown)
+                },
+            );
+        }
+        let max_connections = limits.get_max_connections();
+        server::run_per_thread(
             "FastCGI",
             addr,
             limits,
             self.worker_threads,
             &shutdown,
-            |listener| server::with_status(connections.serve(listener), status, limits, &shutdown),
+            move |listener, threads| {
+                let connections = connections.clone();
+                async move {
+                    let share = max_connections.div_ceil(threads.max(1));
+                    connections.serve_capped(listener, share).await
+                }
+            },
+            |serving| server::with_status(serving, status, limits, &shutdown),
         )
     }
 }
@@ -515,6 +553,12 @@ where
     /// at debug level and end that connection only.
     pub async fn serve(&self, listener: Listener) -> io::Result<()> {
         let max_connections = self.shared.handler.limits().get_max_connections();
+        self.serve_capped(listener, max_connections).await
+    }
+
+    /// As [`serve`](Connections::serve), with at most `max_connections`
+    /// connections at once on this listener.
+    async fn serve_capped(&self, listener: Listener, max_connections: usize) -> io::Result<()> {
         let this = Arc::new(self.clone());
         server::serve(
             listener,
