@@ -55,6 +55,7 @@ pub struct Server {
     errors: ErrorStream,
     shutdown: Shutdown,
     worker_threads: Option<usize>,
+    work_stealing: bool,
     status_addr: Option<ListenAddr>,
 }
 
@@ -68,7 +69,7 @@ impl Server {
     /// The defaults: a default [`Handler`] (with default [`Limits`]),
     /// lenient about the `SCGI` marker, application errors logged through
     /// `tracing` ([`ErrorStream::log`]), a shutdown with a 30-second grace
-    /// period, and tokio's default number of worker threads for
+    /// period, and a single-threaded runtime per CPU for
     /// [`run`](Server::run).
     pub fn new() -> Self {
         Self {
@@ -77,6 +78,7 @@ impl Server {
             errors: ErrorStream::log(),
             shutdown: Shutdown::new(),
             worker_threads: None,
+            work_stealing: false,
             status_addr: None,
         }
     }
@@ -185,13 +187,30 @@ impl Server {
         self
     }
 
-    /// The worker threads of the runtime [`run`](Server::run) builds: 1 for
-    /// a current-thread runtime (everything on the calling thread), more
-    /// for a multi-threaded one with that many workers. Unset (or 0):
-    /// tokio's default, a multi-threaded runtime with a worker per core.
-    /// [`serve`](Server::serve) runs on the caller's runtime and ignores it.
+    /// The threads [`run`](Server::run) serves on. Unset (or 0): one per
+    /// CPU. Each has a single-threaded runtime of its own and serves the
+    /// connections it accepts to their end, so a request and the tasks its
+    /// application spawns stay on one thread: nothing is handed over
+    /// between threads (the way php-fpm and uWSGI run a worker per core).
+    /// The connection cap ([`Limits::max_connections`]) is shared out
+    /// among the threads. See [`work_stealing`](Server::work_stealing) for
+    /// the other way. [`serve`](Server::serve) runs on the caller's runtime
+    /// and ignores it.
     pub fn worker_threads(&mut self, threads: usize) -> &mut Self {
         self.worker_threads = (threads > 0).then_some(threads);
+        self
+    }
+
+    /// Whether [`run`](Server::run) serves on one multi-threaded tokio
+    /// runtime whose [worker threads](Server::worker_threads) share all
+    /// connections and tasks (work stealing) instead of a single-threaded
+    /// runtime per thread. For an application whose requests keep a core
+    /// busy for long, or that needs a multi-threaded runtime (such as
+    /// `tokio::task::block_in_place`); it costs hand-overs between threads
+    /// on every request. Default: off. With one thread it makes no
+    /// difference.
+    pub fn work_stealing(&mut self, yes: bool) -> &mut Self {
+        self.work_stealing = yes;
         self
     }
 
@@ -272,15 +291,33 @@ impl Server {
             .status_addr
             .as_ref()
             .zip(self.handler.metrics().cloned());
-        server::run(
+        if self.work_stealing || self.worker_threads == Some(1) {
+            return server::run(
+                "SCGI",
+                addr,
+                limits,
+                self.worker_threads,
+                &self.shutdown,
+                |listener| {
+                    server::with_status(connections.serve(listener), status, limits, &self.shutdown)
+                },
+            );
+        }
+        let max_connections = limits.get_max_connections();
+        server::run_per_thread(
             "SCGI",
             addr,
             limits,
             self.worker_threads,
             &self.shutdown,
-            |listener| {
-                server::with_status(connections.serve(listener), status, limits, &self.shutdown)
+            move |listener, threads| {
+                let connections = connections.clone();
+                async move {
+                    let share = max_connections.div_ceil(threads.max(1));
+                    connections.serve_capped(listener, share).await
+                }
             },
+            |serving| server::with_status(serving, status, limits, &self.shutdown),
         )
     }
 }
@@ -395,6 +432,12 @@ where
     /// skipped; the result is kept for future listener errors.
     pub async fn serve(&self, listener: Listener) -> io::Result<()> {
         let max = self.shared.limits.get_max_connections();
+        self.serve_capped(listener, max).await
+    }
+
+    /// As [`serve`](Connections::serve), with at most `max` connections at
+    /// once on this listener.
+    async fn serve_capped(&self, listener: Listener, max: usize) -> io::Result<()> {
         let this = self.clone();
         gateway_core::server::serve(
             listener,
