@@ -29,8 +29,10 @@
 # "close" opens one per request (nginx's defaults). One nginx (1 worker
 # process) fronts all of them on separate ports. After the runs it prints
 # req/s and p99 medians, the ratio ours/this in the same mode, each
-# backend's peak RSS and its CPU time per request (user + system, from
-# /proc/PID/stat over the timed runs). Every backend and mode runs as its own process (a
+# backend's peak RSS, its CPU time per request (user + system, from
+# /proc/PID/stat over the timed runs) and how often per request its threads
+# went to sleep waiting (voluntary context switches: each one is a wake-up
+# later, the cost a hand-over between threads adds). Every backend and mode runs as its own process (a
 # libfcgi program serves one connection at a time, so kept-alive idle
 # connections would starve a second front end).
 #
@@ -332,12 +334,16 @@ say "warming up"
 for n in "${NAMES[@]}"; do wrk -t1 -c4 -d1s "http://127.0.0.1:${FRONT[$n]}/" >/dev/null; done
 # CPU time (user + system clock ticks) a backend process has used so far.
 ticks() { awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$1/stat"; }
+# Times a backend's threads have gone to sleep waiting (voluntary context
+# switches, all threads): a wake-up each, whatever the machine's load.
+sleeps() { cat /proc/"$1"/task/*/status 2>/dev/null | awk '/^voluntary_ctxt_switches/ { n += $2 } END { print n + 0 }'; }
 for r in $(seq "$ROUNDS"); do
     say "round $r/$ROUNDS"
     for n in "${NAMES[@]}"; do
-        t0=$(ticks "${PID[$n]}")
+        t0=$(ticks "${PID[$n]}") s0=$(sleeps "${PID[$n]}")
         wrk -t1 -c"$CONNECTIONS" -d"${DURATION}s" --latency "http://127.0.0.1:${FRONT[$n]}/" >"$TMP/$n.$r.txt"
         echo $(( $(ticks "${PID[$n]}") - t0 )) >>"$TMP/$n.cpu"
+        echo $(( $(sleeps "${PID[$n]}") - s0 )) >>"$TMP/$n.sleeps"
     done
 done
 for n in "${NAMES[@]}"; do
@@ -379,12 +385,13 @@ for name in names:
         if s: print(f"{name} round {r}: socket errors: {s.group(1)}")
     ticks = sum(int(x) for x in open(f"{tmp}/{name}.cpu").read().split())
     cpu_us = ticks * 1_000_000 / hz / reqs if reqs else 0.0
-    res[name] = (statistics.median(rps), statistics.median(p99), rps, errs, cpu_us)
+    sleeps = sum(int(x) for x in open(f"{tmp}/{name}.sleeps").read().split())
+    res[name] = (statistics.median(rps), statistics.median(p99), rps, errs, cpu_us, sleeps / reqs if reqs else 0.0)
 one = any(n.startswith("ours1-") for n in names)
 col = f"{'ours1/this':>12}" if one else ""
-print(f"{'':18}{'req/s (median)':>16}{'p99 ms (median)':>18}{'ours/this req/s':>18}{col}{'peak RSS MiB':>14}{'CPU us/req':>12}   per round req/s")
+print(f"{'':18}{'req/s (median)':>16}{'p99 ms (median)':>18}{'ours/this req/s':>18}{col}{'peak RSS MiB':>14}{'CPU us/req':>12}{'sleeps/req':>12}   per round req/s")
 for name in names:
-    m, p, rps, errs, cpu_us = res[name]
+    m, p, rps, errs, cpu_us, sl = res[name]
     mode = name.rsplit("-", 1)[1]
     base = res["ours-" + mode][0] if "ours-" + mode in res else 0.0
     ratio = f"{base / m:.2f}" if m > 0 and base > 0 else "-"
@@ -394,7 +401,7 @@ for name in names:
         r1 = f"{(f'{b1 / m:.2f}' if m > 0 and b1 > 0 else '-'):>12}"
     kib = open(f"{tmp}/{name}.rss").read().strip() or "0"
     extra = f"   non-2xx: {errs}" if errs else ""
-    print(f"{name:18}{m:>16.0f}{p:>18.3f}{ratio:>18}{r1}{int(kib) / 1024:>14.1f}{cpu_us:>12.1f}   {' '.join(f'{x:.0f}' for x in rps)}{extra}")
+    print(f"{name:18}{m:>16.0f}{p:>18.3f}{ratio:>18}{r1}{int(kib) / 1024:>14.1f}{cpu_us:>12.1f}{sl:>12.2f}   {' '.join(f'{x:.0f}' for x in rps)}{extra}")
 PY
 if [ -n "${IR[cg]:-}" ]; then
     python3 -c "import sys; o, m = int(sys.argv[1]), int(sys.argv[2]); print(f'instructions/request (callgrind, keep-alive, 1 thread): metrics off {o}, on {m}, delta {m - o:+d} ({(m - o) / o * 100:+.2f} %)')" "${IR[cg]}" "${IR[cgm]}"
