@@ -186,6 +186,8 @@ impl Server {
             .max_params_len(limits.get_max_head_len())
             .head_read_timeout(limits.get_head_read_timeout())
             .idle_timeout(limits.get_idle_timeout())
+            .body_read_timeout(limits.get_body_read_timeout())
+            .write_timeout(limits.get_write_timeout())
             .max_requests_per_connection(limits.get_max_requests_per_connection());
         config
     }
@@ -258,8 +260,10 @@ impl Server {
         B: AppBody,
     {
         let connections = self.connections(app);
-        self.options
-            .run("FastCGI", addr, |listener| connections.serve(listener))
+        self.options.run("FastCGI", addr, move |listener, cap| {
+            let connections = connections.clone();
+            async move { connections.serve_capped(listener, cap).await }
+        })
     }
 }
 
@@ -396,6 +400,12 @@ where
     /// at debug level and end that connection only.
     pub async fn serve(&self, listener: Listener) -> io::Result<()> {
         let max_connections = self.shared.handler.limits().get_max_connections();
+        self.serve_capped(listener, max_connections).await
+    }
+
+    /// As [`serve`](Connections::serve), with at most `max_connections`
+    /// connections at once on this listener.
+    async fn serve_capped(&self, listener: Listener, max_connections: usize) -> io::Result<()> {
         let this = Arc::new(self.clone());
         server::serve(
             listener,

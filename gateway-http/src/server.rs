@@ -245,8 +245,10 @@ impl Server {
     }
 
     /// The whole `main` of an HTTP server: adopts the sockets systemd
-    /// passed (first, before any thread starts), builds a runtime (see
-    /// [`worker_threads`](Server::worker_threads)), opens `addr` (with the
+    /// passed (first, before any thread starts), starts its threads (a
+    /// single-threaded runtime per CPU by default; see
+    /// [`worker_threads`](Server::worker_threads) and
+    /// [`work_stealing`](Server::work_stealing)), opens `addr` (with the
     /// handler's [`Limits::listen_backlog`]), logs "HTTP server listening
     /// on ADDR" at info level, tells systemd it is ready, and serves `app`
     /// until SIGTERM or SIGINT (or the server's shutdown): then it tells
@@ -262,8 +264,10 @@ impl Server {
         B: AppBody,
     {
         let connections = self.connections(app);
-        self.options
-            .run("HTTP", addr, |listener| connections.serve(listener))
+        self.options.run("HTTP", addr, move |listener, cap| {
+            let connections = connections.clone();
+            async move { connections.serve_capped(listener, cap).await }
+        })
     }
 
     /// Opens `addr` and serves `app` until a signal or the shutdown.
@@ -363,11 +367,17 @@ where
     ///
     /// None in practice: failed accepts are logged and the loop goes on.
     pub async fn serve(&self, listener: Listener) -> io::Result<()> {
+        self.serve_capped(listener, self.max_connections).await
+    }
+
+    /// As [`serve`](Connections::serve), with at most `max_connections`
+    /// connections at once on this listener.
+    async fn serve_capped(&self, listener: Listener, max_connections: usize) -> io::Result<()> {
         tracing::debug!("serving HTTP on {}", listener.local_addr_string());
         let this = self.clone();
         server::serve(
             listener,
-            self.max_connections,
+            max_connections,
             self.shared.shutdown.clone(),
             self.refusal(),
             move |conn| {

@@ -164,8 +164,10 @@ impl Server {
         B: AppBody,
     {
         let connections = self.connections(app);
-        self.options
-            .run("SCGI", addr, |listener| connections.serve(listener))
+        self.options.run("SCGI", addr, move |listener, cap| {
+            let connections = connections.clone();
+            async move { connections.serve_capped(listener, cap).await }
+        })
     }
 }
 
@@ -279,6 +281,12 @@ where
     /// skipped; the result is kept for future listener errors.
     pub async fn serve(&self, listener: Listener) -> io::Result<()> {
         let max = self.shared.limits.get_max_connections();
+        self.serve_capped(listener, max).await
+    }
+
+    /// As [`serve`](Connections::serve), with at most `max` connections at
+    /// once on this listener.
+    async fn serve_capped(&self, listener: Listener, max: usize) -> io::Result<()> {
         let this = self.clone();
         gateway_core::server::serve(
             listener,

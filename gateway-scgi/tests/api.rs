@@ -125,15 +125,24 @@ async fn the_grace_period_bounds_requests_in_flight() {
     assert!(!matches!(&out, Ok(b) if b.ends_with(b"slept")), "{out:?}");
 }
 
+/// The grace period is the deadline of the server's shutdown whichever is
+/// set first, as on every server; a shutdown set with no grace period
+/// keeps its own deadline.
 #[tokio::test]
-async fn a_shutdown_set_later_brings_its_own_deadline() {
+async fn the_grace_period_applies_to_a_shutdown_set_later() {
     let mut server = Server::new();
     server.grace_period(Duration::from_millis(50));
     let mut own = gateway_scgi::Shutdown::new();
     own.deadline(Duration::from_secs(7));
-    server.shutdown(own);
+    server.shutdown(own.clone());
     assert_eq!(
         server.shutdown_handle().get_deadline(),
+        Duration::from_millis(50)
+    );
+    let mut plain = Server::new();
+    plain.shutdown(own);
+    assert_eq!(
+        plain.shutdown_handle().get_deadline(),
         Duration::from_secs(7)
     );
 }

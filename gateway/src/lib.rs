@@ -75,6 +75,14 @@ where
 }
 
 /// Settings for [`run`]; every one is optional.
+///
+/// The settings every socket server shares ([`ServerOptions`]) have the
+/// same setters here as on the servers. Serving one protocol on one
+/// address, the program runs that protocol's server (a single-threaded
+/// runtime per CPU unless [`work_stealing`](Builder::work_stealing) is
+/// set); serving several sockets (systemd) or a socket whose connections
+/// each show their protocol, it serves them all on one multi-threaded
+/// runtime with [`worker_threads`](Builder::worker_threads) workers.
 #[derive(Debug, Clone)]
 pub struct Builder {
     protocol: Option<Protocol>,

@@ -5,7 +5,9 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use gateway_core::server::{self, Connection, Listener, Refusal, Shutdown, Sniffed, Stream};
+use gateway_core::server::{
+    self, Connection, ListenAddr, Listener, Refusal, Shutdown, Sniffed, Stream,
+};
 use gateway_core::{AppBody, Application};
 
 use crate::Builder;
@@ -22,9 +24,37 @@ where
     let Some(socket) = &start.socket else {
         return cgi(b, start.protocol, app);
     };
+    if let (Some(protocol), Socket::Addr(addr)) = (start.protocol, socket) {
+        // One protocol on one address: that server's own `run`, with its
+        // threads (a single-threaded runtime per CPU unless work stealing
+        // is asked for).
+        run_one(b, protocol, addr, app)?;
+        return Ok(ExitCode::SUCCESS);
+    }
     let rt = server::runtime(b.options.get_worker_threads())?;
     rt.block_on(serve_sockets(b, start.protocol, socket, app))?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Serves one socket protocol on `addr` with its server's `run`.
+#[allow(unused_variables)]
+fn run_one<S, B>(b: &Builder, protocol: Protocol, addr: &ListenAddr, app: S) -> io::Result<()>
+where
+    S: Application<B>,
+    B: AppBody,
+{
+    let options = b.options.clone();
+    match protocol {
+        #[cfg(feature = "fastcgi")]
+        Protocol::FastCgi => gateway_fastcgi::Server::new()
+            .options(options)
+            .run(addr, app),
+        #[cfg(feature = "scgi")]
+        Protocol::Scgi => gateway_scgi::Server::new().options(options).run(addr, app),
+        #[cfg(feature = "http")]
+        Protocol::Http => gateway_http::Server::new().options(options).run(addr, app),
+        other => Err(missing(other.name())),
+    }
 }
 
 #[allow(unused_variables)]

@@ -67,7 +67,7 @@ pub use finish::{answer_and_close, close_after};
 pub use input::SharedInput;
 pub use listener::{BindOptions, DEFAULT_BACKLOG, Listener, Replay, Stream};
 pub use options::ServerOptions;
-pub use run::{listen, parse_addr, run, runtime, serve_until_signal, until_signal};
+pub use run::{listen, parse_addr, run, run_per_thread, runtime, serve_until_signal, until_signal};
 pub use shutdown::{Shutdown, Watch, signal};
 pub use sniff::{Sniffed, sniff, sniff_stream};
 pub use stall::Stall;

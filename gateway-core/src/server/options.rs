@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use crate::{Handler, Limits, Metrics, PathView};
 
-use super::{ListenAddr, Listener, Shutdown, run, with_status};
+use super::{ListenAddr, Listener, Shutdown, run, run_per_thread, with_status};
 
 /// What configures every socket server the same way, whatever its
 /// protocol: the [`Handler`] (with its [`Limits`], [`PathView`] and
@@ -34,6 +34,7 @@ pub struct ServerOptions {
     shutdown: Shutdown,
     grace_period: Option<Duration>,
     worker_threads: Option<usize>,
+    work_stealing: bool,
     status_addr: Option<ListenAddr>,
 }
 
@@ -45,14 +46,15 @@ impl Default for ServerOptions {
 
 impl ServerOptions {
     /// The defaults: the default [`Handler`] (default [`Limits`]), a
-    /// shutdown of its own with a 30-second grace period, tokio's default
-    /// worker threads, no status page.
+    /// shutdown of its own with a 30-second grace period, a thread per CPU
+    /// each with a single-threaded runtime, no status page.
     pub fn new() -> Self {
         Self {
             handler: Handler::new(),
             shutdown: Shutdown::new(),
             grace_period: None,
             worker_threads: None,
+            work_stealing: false,
             status_addr: None,
         }
     }
@@ -123,11 +125,16 @@ impl ServerOptions {
         self
     }
 
-    /// The worker threads of the runtime `run` builds: 1 for a
-    /// current-thread runtime; 0 (the default) for tokio's default, a
-    /// worker per core.
+    /// The threads `run` serves on; 0 (the default): one per CPU.
     pub fn worker_threads(&mut self, n: usize) -> &mut Self {
         self.worker_threads = (n > 0).then_some(n);
+        self
+    }
+
+    /// Whether `run` serves on one multi-threaded runtime (work stealing)
+    /// instead of a single-threaded runtime per thread.
+    pub fn work_stealing(&mut self, yes: bool) -> &mut Self {
+        self.work_stealing = yes;
         self
     }
 
@@ -146,38 +153,65 @@ impl ServerOptions {
         self.worker_threads
     }
 
+    /// Whether `run` serves on one multi-threaded runtime.
+    pub fn get_work_stealing(&self) -> bool {
+        self.work_stealing
+    }
+
     /// The status page's address, if set.
     pub fn get_status_addr(&self) -> Option<&ListenAddr> {
         self.status_addr.as_ref()
     }
 
-    /// The whole `main` of a server with these options: [`run`] (systemd's
-    /// sockets adopted, a runtime with the worker threads, `addr` opened,
-    /// readiness told, signals handled) with `serve` serving the listener,
-    /// next to the status page when an address is set ([`with_status`]).
-    /// `protocol` names the protocol in the log (`FastCGI`).
+    /// The whole `main` of a server with these options: systemd's sockets
+    /// adopted, `addr` opened, readiness told, signals handled, the status
+    /// page served when an address is set ([`with_status`]), and `serve`
+    /// serving the listening socket with a cap on connections at once.
+    ///
+    /// By default on a thread per CPU ([`worker_threads`] to choose), each
+    /// with a single-threaded runtime, `serve` called once per thread with
+    /// its copy of the socket and its share of
+    /// [`Limits::max_connections`] ([`run_per_thread`]); with
+    /// [`work_stealing`](Self::work_stealing), or with one thread, on one
+    /// runtime ([`run`]) with the whole cap. `protocol` names the protocol
+    /// in the log (`FastCGI`).
+    ///
+    /// [`worker_threads`]: Self::worker_threads
     ///
     /// # Errors
     ///
-    /// The runtime cannot be built, or `addr` (or the status address)
-    /// cannot be opened.
+    /// A runtime or thread cannot start, `addr` (or the status address)
+    /// cannot be opened, or serving failed.
     pub fn run<F, Fut>(&self, protocol: &str, addr: &ListenAddr, serve: F) -> io::Result<()>
     where
-        F: FnOnce(Listener) -> Fut,
-        Fut: Future<Output = io::Result<()>>,
+        F: Fn(Listener, usize) -> Fut + Clone + Send + 'static,
+        Fut: Future<Output = io::Result<()>> + 'static,
     {
         let limits = self.handler.limits();
-        let status = self
-            .status_addr
-            .as_ref()
-            .zip(self.handler.metrics().cloned());
-        run(
+        let status = || {
+            self.status_addr
+                .as_ref()
+                .zip(self.handler.metrics().cloned())
+        };
+        let max = limits.get_max_connections();
+        if self.work_stealing || self.worker_threads == Some(1) {
+            return run(
+                protocol,
+                addr,
+                limits,
+                self.worker_threads,
+                &self.shutdown,
+                |listener| with_status(serve(listener, max), status(), limits, &self.shutdown),
+            );
+        }
+        run_per_thread(
             protocol,
             addr,
             limits,
             self.worker_threads,
             &self.shutdown,
-            |listener| with_status(serve(listener), status, limits, &self.shutdown),
+            move |listener, threads| serve(listener, max.div_ceil(threads.max(1))),
+            |serving| with_status(serving, status(), limits, &self.shutdown),
         )
     }
 }
@@ -186,7 +220,8 @@ impl ServerOptions {
 /// on a server type that keeps its options in the field `$field`: one
 /// text for every server's `handler`, `limits`, `path_view`,
 /// `max_connections`, `reuse_port`, `metrics`, `status_addr`, `shutdown`,
-/// `shutdown_handle`, `grace_period`, `worker_threads` and `options`.
+/// `shutdown_handle`, `grace_period`, `worker_threads`, `work_stealing` and
+/// `options`.
 /// `$counted` says what the server counts in the metrics besides what the
 /// handler counts. Used inside an `impl` block.
 #[doc(hidden)]
@@ -299,14 +334,33 @@ macro_rules! server_options_setters {
             self
         }
 
-        /// The worker threads of the runtime `run` builds: 1 for a
-        /// current-thread runtime (everything on the calling thread: the
-        /// least CPU per request, one core), more for a multi-threaded
-        /// runtime with that many workers. Unset (or 0): tokio's default, a
-        /// worker per core. `serve` runs on the caller's runtime and
-        /// ignores it.
+        /// The threads `run` serves on. Unset (or 0): one per CPU. Each
+        /// has a single-threaded runtime of its own and serves the
+        /// connections it accepts to their end, so a connection, its
+        /// requests and the tasks their applications spawn stay on one
+        /// thread: nothing is handed over between threads (the way php-fpm
+        /// and uWSGI run a worker per core). A TCP address gets a socket
+        /// per thread on its port (`SO_REUSEPORT`), among which the kernel
+        /// spreads connections; the connection cap
+        /// ([`Limits::max_connections`](gateway_core::Limits::max_connections))
+        /// is shared out among the threads. See
+        /// [`work_stealing`](Self::work_stealing) for the other way. `serve`
+        /// runs on the caller's runtime and ignores it.
         pub fn worker_threads(&mut self, n: usize) -> &mut Self {
             self.$field.worker_threads(n);
+            self
+        }
+
+        /// Whether `run` serves on one multi-threaded tokio runtime whose
+        /// [worker threads](Self::worker_threads) share all connections and
+        /// tasks (work stealing) instead of a single-threaded runtime per
+        /// thread. For an application whose requests keep a core busy for
+        /// long, or that needs a multi-threaded runtime (such as
+        /// `tokio::task::block_in_place`); it costs hand-overs between
+        /// threads on every request. Default: off. With one thread it makes
+        /// no difference.
+        pub fn work_stealing(&mut self, yes: bool) -> &mut Self {
+            self.$field.work_stealing(yes);
             self
         }
     };
