@@ -2,7 +2,7 @@
 
 use std::fs::File;
 use std::io::{self, Write};
-use std::os::fd::AsFd;
+use std::os::fd::OwnedFd;
 
 use bytes::{Bytes, BytesMut};
 use gateway_core::{
@@ -89,13 +89,11 @@ impl ProcessGateway {
 
     pub(crate) fn new(mode: Mode) -> io::Result<Self> {
         // Duplicated descriptors: unbuffered, and closing them leaves the
-        // process's own 0 and 1 alone.
-        let stdout = File::from(io::stdout().as_fd().try_clone_to_owned()?);
-        let stdin = io::stdin()
-            .as_fd()
-            .try_clone_to_owned()
-            .ok()
-            .map(File::from);
+        // process's own 0 and 1 alone. Taken without the standard library's
+        // stdin and stdout handles, whose buffers a CGI request never uses.
+        let (stdin, stdout) = stdio();
+        let stdout = File::from(stdout?);
+        let stdin = stdin.ok().map(File::from);
         Ok(Self {
             stdout,
             stdin,
@@ -104,6 +102,24 @@ impl ProcessGateway {
             mode,
         })
     }
+}
+
+/// Duplicates of the process's stdin and stdout descriptors.
+#[cfg(unix)]
+fn stdio() -> (io::Result<OwnedFd>, io::Result<OwnedFd>) {
+    (
+        rustix::stdio::stdin().try_clone_to_owned(),
+        rustix::stdio::stdout().try_clone_to_owned(),
+    )
+}
+
+#[cfg(not(unix))]
+fn stdio() -> (io::Result<OwnedFd>, io::Result<OwnedFd>) {
+    use std::os::fd::AsFd;
+    (
+        io::stdin().as_fd().try_clone_to_owned(),
+        io::stdout().as_fd().try_clone_to_owned(),
+    )
 }
 
 impl Gateway for ProcessGateway {
