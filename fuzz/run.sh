@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Runs every fuzz target (or those named) and prints executions and
-# coverage per target.
+# Runs every fuzz target (or those named) and prints executions, seconds,
+# coverage (edges, features) and corpus (inputs/size) per target.
 #
 #   fuzz/run.sh [SECONDS] [TARGET...]
 #
@@ -13,7 +13,7 @@
 # target (libFuzzer's -jobs=1), so it takes one core; run it under
 # `nice -n 19` on a shared machine. The corpus grows in fuzz/corpus/TARGET,
 # seeded from fuzz/seeds/TARGET; crashes land in fuzz/artifacts/TARGET.
-# Exits non-zero when a target found a crash.
+# Exits non-zero when a target crashed, hung or ran out of memory.
 set -uo pipefail
 cd "$(dirname "$0")"
 
@@ -44,7 +44,7 @@ fi
 
 status=0
 failed=()
-printf '%-18s %12s %8s %8s %8s %s\n' target execs secs cov features result
+printf '%-18s %12s %8s %8s %8s %12s %s\n' target execs secs cov features corpus result
 for t in "${TARGETS[@]}"; do
     mkdir -p "corpus/$t" "artifacts/$t"
     before=$(ls "artifacts/$t" | grep -c -E '^(crash|leak|timeout|oom)-')
@@ -60,20 +60,31 @@ for t in "${TARGETS[@]}"; do
     execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
     cov=$(grep -o 'cov: [0-9]*' "$log" | tail -1 | cut -d' ' -f2)
     ft=$(grep -o 'ft: [0-9]*' "$log" | tail -1 | cut -d' ' -f2)
+    # Inputs/size, as libFuzzer last reported the corpus.
+    corp=$(grep -o 'corp: [0-9]*/[0-9]*[a-zA-Z]*' "$log" | tail -1 | cut -d' ' -f2)
     result=ok
     if [ "$rc" -ne 0 ]; then
+        # libFuzzer names a hang past -timeout and memory past
+        # -rss_limit_mb (the only leak check without a sanitizer).
         found=$(ls -t "artifacts/$t" | grep -E '^(crash|leak|timeout|oom)-' | head -1)
         after=$(ls "artifacts/$t" | grep -c -E '^(crash|leak|timeout|oom)-')
+        if grep -q 'libFuzzer: timeout' "$log"; then
+            kind=TIMEOUT
+        elif grep -q 'libFuzzer: out-of-memory' "$log"; then
+            kind=OUT-OF-MEMORY
+        else
+            kind=CRASH
+        fi
         if [ "$after" -gt "$before" ]; then
-            result="CRASH: artifacts/$t/$found (see $log)"
+            result="$kind: artifacts/$t/$found (see $log)"
         else
             result="FUZZER FAILED, exit status $rc, no input saved (see $log)"
         fi
         status=1
         failed+=("$t")
     fi
-    printf '%-18s %12s %8s %8s %8s %s\n' "$t" "${execs:-?}" "$((end - start))" \
-        "${cov:-?}" "${ft:-?}" "$result"
+    printf '%-18s %12s %8s %8s %8s %12s %s\n' "$t" "${execs:-?}" "$((end - start))" \
+        "${cov:-?}" "${ft:-?}" "${corp:-?}" "$result"
 done
 # What a failure was, in the output itself (a CI log keeps nothing else):
 # the end of the target's log and the input that failed, in hex, for

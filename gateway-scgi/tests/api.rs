@@ -189,6 +189,24 @@ async fn connections_serve_a_sniffed_socket() {
     task.await.unwrap().unwrap();
 }
 
+/// A connection served without a socket: one end of an in-memory pipe.
+#[tokio::test]
+async fn connections_serve_an_in_memory_pipe() {
+    let scgi = Server::new().connections(tower::service_fn(path_or_fail));
+    let (mut client, end) = tokio::io::duplex(1024);
+    let conn =
+        server::Connection::new(server::Stream::Duplex(end), server::Shutdown::new().watch());
+    assert_eq!(conn.peer_addr, None);
+    let task = tokio::spawn(async move { scgi.serve_connection(conn).await });
+    client.write_all(&get("/in-memory")).await.unwrap();
+    let mut out = Vec::new();
+    client.read_to_end(&mut out).await.unwrap();
+    let (head, body) = split(&out);
+    assert!(head.starts_with("Status: 200"), "{head}");
+    assert_eq!(body, b"/in-memory");
+    task.await.unwrap();
+}
+
 #[tokio::test]
 async fn connections_refuse_with_503() {
     let connections = Server::new().connections(tower::service_fn(|_req: Request<Body>| async {
