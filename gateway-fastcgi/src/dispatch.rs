@@ -54,14 +54,16 @@ pub(crate) struct Shared<S> {
     pub(crate) dispatch: Dispatch,
 }
 
-/// Serves one connection until it closes. `reset` ends the transport with a
-/// reset where it can (TCP: zero linger), for responses that failed after
-/// their head.
+/// Serves one connection, opened at `opened` (its first request head is due
+/// within the head read timeout from then), until it closes. `reset` ends
+/// the transport with a reset where it can (TCP: zero linger), for
+/// responses that failed after their head.
 pub(crate) async fn serve<T, S, B>(
     shared: Arc<Shared<S>>,
     io: T,
     peer_addr: Option<SocketAddr>,
     local_addr: Option<SocketAddr>,
+    opened: Instant,
     watch: Option<Watch>,
     reset: fn(&T),
 ) where
@@ -71,17 +73,17 @@ pub(crate) async fn serve<T, S, B>(
 {
     match shared.dispatch {
         Dispatch::Adaptive => {
-            Dispatcher::<T, S, Adaptive>::new(shared, io, peer_addr, local_addr)
+            Dispatcher::<T, S, Adaptive>::new(shared, io, peer_addr, local_addr, opened)
                 .run(watch, reset)
                 .await;
         }
         Dispatch::InTask => {
-            Dispatcher::<T, S, InTask>::new(shared, io, peer_addr, local_addr)
+            Dispatcher::<T, S, InTask>::new(shared, io, peer_addr, local_addr, opened)
                 .run(watch, reset)
                 .await;
         }
         Dispatch::Spawned => {
-            Dispatcher::<T, S, Spawned>::new(shared, io, peer_addr, local_addr)
+            Dispatcher::<T, S, Spawned>::new(shared, io, peer_addr, local_addr, opened)
                 .run(watch, reset)
                 .await;
         }
@@ -131,11 +133,12 @@ where
         io: T,
         peer_addr: Option<SocketAddr>,
         local_addr: Option<SocketAddr>,
+        opened: Instant,
     ) -> Self {
         let transport = Arc::new(Transport::new(io));
         let sink: Arc<dyn Sink> = transport.clone();
         Dispatcher {
-            proto: Connection::opened(&shared.config, now()),
+            proto: Connection::opened(&shared.config, opened.into_std()),
             shared,
             strategy: St::new(sink.clone()),
             transport,
@@ -200,6 +203,11 @@ where
                     );
                 }
                 break close;
+            }
+            if self.slots.is_empty() && self.buf.is_empty() && self.buf.capacity() != 0 {
+                // Between requests the connection keeps no read buffer
+                // (the next read allocates one once bytes arrive).
+                self.buf = BytesMut::new();
             }
             if let Some(at) = self.proto.poll_timeout()
                 && timer_at.is_none_or(|set| at < set)

@@ -335,27 +335,35 @@ where
     /// connection's shutdown watch reports that the server is stopping
     /// (then it finishes its request in flight and closes). A peer outside
     /// the [allow-list](Server::web_server_addrs) is closed at once.
-    pub async fn serve_connection(&self, conn: Connection) {
+    pub async fn serve_connection(&self, mut conn: Connection) {
+        if !is_allowed(self.allowed.as_deref(), conn.peer_addr) {
+            tracing::debug!(peer = ?conn.peer_addr, "FastCGI connection from a web server not in FCGI_WEB_SERVER_ADDRS closed");
+            return;
+        }
+        let _open = self.shared.handler.metrics().map(Metrics::connection);
+        // Until its first bytes, a connection holds no more than its
+        // socket: the dispatcher (buffers, protocol state) is made (and
+        // boxed) once it has something to read. Its first request head is
+        // still due within the head read timeout of the accept.
+        conn.wait_for_input(self.shared.handler.limits().get_head_read_timeout())
+            .await;
         let Connection {
             stream,
             peer_addr,
             local_addr,
             shutdown,
+            accepted,
             ..
         } = conn;
-        if !is_allowed(self.allowed.as_deref(), peer_addr) {
-            tracing::debug!(peer = ?peer_addr, "FastCGI connection from a web server not in FCGI_WEB_SERVER_ADDRS closed");
-            return;
-        }
-        let _open = self.shared.handler.metrics().map(Metrics::connection);
-        dispatch::serve(
+        Box::pin(dispatch::serve(
             self.shared.clone(),
             stream,
             peer_addr,
             local_addr,
+            accepted,
             Some(shutdown),
             server::reset_on_close,
-        )
+        ))
         .await;
     }
 
@@ -441,6 +449,7 @@ where
             io,
             peer_addr,
             None,
+            tokio::time::Instant::now(),
             Some(self.shutdown.watch()),
             |_| {},
         );

@@ -102,6 +102,20 @@ where
             return Poll::Ready(Err(gone()));
         };
         match inner.io.as_mut() {
+            Some(io) if buf.capacity() == 0 => {
+                // No buffer (a connection waiting for its next request
+                // holds none): read into one on the stack, and allocate
+                // only once bytes arrived.
+                let mut stack = [std::mem::MaybeUninit::<u8>::uninit(); 8 * 1024];
+                let mut read = tokio::io::ReadBuf::uninit(&mut stack);
+                std::task::ready!(Pin::new(io).poll_read(cx, &mut read))?;
+                let n = read.filled().len();
+                if n > 0 {
+                    buf.reserve(8 * 1024);
+                    buf.extend_from_slice(read.filled());
+                }
+                Poll::Ready(Ok(n))
+            }
             Some(io) => {
                 if buf.capacity() - buf.len() < 1024 {
                     buf.reserve(8 * 1024);
@@ -260,5 +274,29 @@ where
         if let Some(w) = writer {
             w.wake();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::AsyncWriteExt;
+
+    /// A read without a buffer allocates none while nothing arrives, and
+    /// keeps every byte once some do.
+    #[tokio::test]
+    async fn a_waiting_read_holds_no_buffer() {
+        let (mut peer, ours) = tokio::io::duplex(64);
+        let transport = Transport::new(ours);
+        let mut buf = BytesMut::new();
+        let mut cx = Context::from_waker(Waker::noop());
+        assert!(transport.poll_read(&mut cx, &mut buf).is_pending());
+        assert_eq!(buf.capacity(), 0);
+        peer.write_all(b"record").await.unwrap();
+        let n = std::future::poll_fn(|cx| transport.poll_read(cx, &mut buf))
+            .await
+            .unwrap();
+        assert_eq!((n, &buf[..]), (6, &b"record"[..]));
+        assert!(buf.capacity() >= 1024, "room for what follows");
     }
 }

@@ -47,6 +47,9 @@ where
     S: Application<B>,
     B: AppBody,
 {
+    let limits = shared.handler.limits();
+    // The first byte is due within the head read timeout of the accept.
+    let first_byte = conn.first_bytes_left(limits.get_head_read_timeout());
     let Connection {
         stream,
         peer_addr,
@@ -56,7 +59,6 @@ where
     } = conn;
     let svc_shared = shared.clone();
     let addrs = Arc::new(Addrs::new(peer_addr, local_addr));
-    let limits = shared.handler.limits();
     // HTTP/1.x: the response to the last request a connection may carry
     // says `Connection: close`, and hyper closes after it.
     let budget = limits
@@ -97,10 +99,7 @@ where
     // hyper's own header read timeout only starts once it has seen enough
     // bytes to tell HTTP/1 from HTTP/2, so the wait for the first byte is
     // bounded here.
-    let io = TokioIo::new(
-        Timed::writes(stream, limits.get_write_timeout())
-            .first_byte(limits.get_head_read_timeout()),
-    );
+    let io = TokioIo::new(Timed::writes(stream, limits.get_write_timeout()).first_byte(first_byte));
     let idle = limits.get_idle_timeout();
     // A connection just accepted gets its first request served even if the
     // server started stopping meanwhile (see `Shutdown::connection_watch`).

@@ -335,9 +335,14 @@ where
     /// reports stopping, or after it has been idle (see [`Server`]).
     ///
     /// No connection cap is applied here: the accept loop counts.
-    pub async fn serve_connection(&self, conn: Connection) {
+    pub async fn serve_connection(&self, mut conn: Connection) {
         let _open = self.shared.handler.metrics().map(Metrics::connection);
-        serve_connection(conn, self.shared.clone()).await;
+        // Until its first bytes, a connection holds no more than its
+        // socket: hyper's connection and the handler's state are made (and
+        // boxed) once it has something to read.
+        let head_read_timeout = self.shared.handler.limits().get_head_read_timeout();
+        conn.wait_for_input(head_read_timeout).await;
+        Box::pin(serve_connection(conn, self.shared.clone())).await;
     }
 
     /// Answers a connection this server has no room for: reads the start of

@@ -52,6 +52,8 @@ where
     B::Data: Buf + Send,
     B::Error: Into<BoxError> + Send,
 {
+    // The header is due within the head read timeout of the accept.
+    let head_read_timeout = conn.first_bytes_left(shared.limits.get_head_read_timeout());
     let Connection {
         mut stream,
         peer_addr,
@@ -63,7 +65,7 @@ where
     let mut buf = BytesMut::new();
     let mut parser = HeaderParser::new(&shared.parser);
     let read = read_header(&mut stream, &mut parser, &mut buf, &mut shutdown);
-    let header = match tokio::time::timeout(limits.get_head_read_timeout(), read).await {
+    let header = match tokio::time::timeout(head_read_timeout, read).await {
         Ok(Ok(header)) => header,
         Err(_) => {
             tracing::debug!(timeout = ?limits.get_head_read_timeout(), "SCGI header read timed out");

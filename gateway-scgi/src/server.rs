@@ -243,9 +243,14 @@ where
     /// Failures are the peer's or the connection's: they are logged at
     /// debug level and end this connection only. While no byte of the
     /// request has arrived, the connection's shutdown watch closes it.
-    pub async fn serve_connection(&self, conn: Connection) {
+    pub async fn serve_connection(&self, mut conn: Connection) {
         let _open = self.shared.handler.metrics().map(Metrics::connection);
-        connection::serve(&self.shared, conn, self.app.clone()).await;
+        // Until its first bytes, a connection holds no more than its
+        // socket: the header buffer and parser are made (and boxed) once
+        // it has something to read.
+        conn.wait_for_input(self.shared.limits.get_head_read_timeout())
+            .await;
+        Box::pin(connection::serve(&self.shared, conn, self.app.clone())).await;
     }
 
     /// Answers a connection the server has no room for:

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
+use tokio::time::Instant;
 
 use super::listener::{Listener, Stream};
 use super::shutdown::{Shutdown, Watch};
@@ -26,6 +27,9 @@ pub struct Connection {
     pub local_addr: Option<SocketAddr>,
     /// The server's shutdown: check it between requests, close when idle.
     pub shutdown: Watch,
+    /// When the connection was accepted: the wait for its first bytes is
+    /// timed from here (see [`wait_for_input`](Connection::wait_for_input)).
+    pub accepted: Instant,
 }
 
 impl Connection {
@@ -33,14 +37,46 @@ impl Connection {
     /// passed by another process), to hand to a server's
     /// `serve_connection`. The addresses are read from `stream` (TCP only);
     /// `shutdown` is the watch the connection closes on, such as
-    /// [`Shutdown::watch`](super::Shutdown::watch).
+    /// [`Shutdown::watch`](super::Shutdown::watch). It counts as accepted
+    /// now. Needs a tokio runtime with the time driver.
     pub fn new(stream: Stream, shutdown: Watch) -> Self {
         Connection {
             peer_addr: stream.peer_addr(),
             local_addr: stream.local_addr(),
             stream,
             shutdown,
+            accepted: Instant::now(),
         }
+    }
+
+    /// Waits until the connection has something to read (bytes, or the
+    /// end of its input), `timeout` has passed since it was
+    /// [accepted](Connection::accepted), or its shutdown watch reports
+    /// stopping, whichever comes first. It holds no buffer and no timer
+    /// past its return.
+    ///
+    /// A server calls it before it builds a connection's state (buffers,
+    /// parser, the request's future), and times the first bytes with
+    /// [`first_bytes_left`](Connection::first_bytes_left): a connection
+    /// that sends nothing then costs little more than its socket and its
+    /// task, and however the wait ended, the server goes on as it would
+    /// have without it (the bytes are there, its first-byte deadline has
+    /// passed, or the watch reports stopping).
+    pub async fn wait_for_input(&mut self, timeout: Duration) {
+        let deadline = self.accepted + timeout;
+        tokio::select! {
+            _ = self.stream.readable() => {}
+            () = self.shutdown.stopping() => {}
+            () = tokio::time::sleep_until(deadline) => {}
+        }
+    }
+
+    /// What is left of a first-byte `timeout` counted from when the
+    /// connection was [accepted](Connection::accepted) (zero once it has
+    /// passed): the timeout a server gives the wait for the first bytes
+    /// after [`wait_for_input`](Connection::wait_for_input).
+    pub fn first_bytes_left(&self, timeout: Duration) -> Duration {
+        (self.accepted + timeout).saturating_duration_since(Instant::now())
     }
 
     /// Tells the connection's protocol from its first bytes (see
@@ -56,6 +92,7 @@ impl Connection {
             peer_addr,
             local_addr,
             shutdown,
+            accepted,
         } = self;
         let (found, stream) = super::sniff_stream(stream, timeout).await?;
         Ok((
@@ -65,6 +102,7 @@ impl Connection {
                 peer_addr,
                 local_addr,
                 shutdown,
+                accepted,
             },
         ))
     }
@@ -155,10 +193,13 @@ where
     loop {
         let accepted = tokio::select! {
             a = listener.accept() => a,
+            // A finished connection's task is freed at once, not at the next
+            // accept: after a burst, what the connections held goes back to
+            // the allocator whole, instead of a task here and there pinning
+            // its pages.
+            Some(_) = tasks.join_next(), if !tasks.is_empty() => continue,
             _ = stop.stopping() => break,
         };
-        // Reap finished connection tasks so the set stays small.
-        while tasks.try_join_next().is_some() {}
         let (stream, peer_addr) = match accepted {
             Ok(a) => a,
             Err(e) => {
@@ -219,14 +260,16 @@ fn start<F, Fut>(
     Fut: Future<Output = ()> + Send + 'static,
 {
     let local_addr = stream.local_addr();
-    // Boxed where it is made: a connection's future holds its request's
-    // whole handler state (kilobytes), which would otherwise be copied
-    // each time the task machinery moves it.
+    // Boxed where it is made, so the task machinery never copies it: a
+    // server's connection future may hold the state of a whole request
+    // (the servers here keep that in a box of its own, made once the
+    // connection has sent something; see `Connection::wait_for_input`).
     let fut = Box::pin(conn(Connection {
         stream,
         peer_addr,
         local_addr,
         shutdown: shutdown.connection_watch(),
+        accepted: Instant::now(),
     }));
     tasks.spawn(async move {
         fut.await;
@@ -251,4 +294,84 @@ fn refuse(stream: Stream, refusal: &Refusal, refusing: &Arc<Semaphore>) {
 fn is_resource_exhaustion(e: &io::Error) -> bool {
     matches!(e.raw_os_error(), Some(23 | 24 | 12 | 105)) // ENFILE, EMFILE, ENOMEM, ENOBUFS
         || e.kind() == io::ErrorKind::OutOfMemory
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::AsyncWriteExt;
+
+    async fn pair(shutdown: &Shutdown) -> (tokio::net::TcpStream, Connection) {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = tokio::net::TcpStream::connect(l.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (server, _) = l.accept().await.unwrap();
+        (
+            client,
+            Connection::new(Stream::Tcp(server), shutdown.watch()),
+        )
+    }
+
+    /// The wait ends when bytes arrive, and not before.
+    #[tokio::test]
+    async fn the_wait_for_input_ends_with_the_first_bytes() {
+        let shutdown = Shutdown::new();
+        let (mut client, mut conn) = pair(&shutdown).await;
+        let early = tokio::time::timeout(
+            Duration::from_millis(100),
+            conn.wait_for_input(Duration::from_secs(60)),
+        )
+        .await;
+        assert!(early.is_err(), "the wait ended with nothing sent");
+        client.write_all(b"G").await.unwrap();
+        tokio::time::timeout(
+            Duration::from_secs(10),
+            conn.wait_for_input(Duration::from_secs(60)),
+        )
+        .await
+        .expect("the bytes ended the wait");
+    }
+
+    /// The end of the input ends the wait too (the server then sees it).
+    #[tokio::test]
+    async fn the_wait_for_input_ends_when_the_peer_closes() {
+        let (client, server) = tokio::net::UnixStream::pair().unwrap();
+        let mut conn = Connection::new(Stream::Unix(server), Shutdown::new().watch());
+        drop(client);
+        tokio::time::timeout(
+            Duration::from_secs(10),
+            conn.wait_for_input(Duration::from_secs(60)),
+        )
+        .await
+        .expect("the close ended the wait");
+    }
+
+    /// The wait ends at the first-byte deadline counted from the accept,
+    /// and what is left of it is then zero.
+    #[tokio::test(start_paused = true)]
+    async fn the_wait_for_input_ends_at_the_deadline() {
+        let (_client, server) = tokio::net::UnixStream::pair().unwrap();
+        let mut conn = Connection::new(Stream::Unix(server), Shutdown::new().watch());
+        let timeout = Duration::from_secs(30);
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        assert_eq!(conn.first_bytes_left(timeout), Duration::from_secs(20));
+        let start = Instant::now();
+        conn.wait_for_input(timeout).await;
+        assert_eq!(start.elapsed(), Duration::from_secs(20));
+        assert_eq!(conn.first_bytes_left(timeout), Duration::ZERO);
+    }
+
+    /// A shutdown ends the wait, once the new connection's grace is over.
+    #[tokio::test(start_paused = true)]
+    async fn the_wait_for_input_ends_with_the_shutdown() {
+        let (_client, server) = tokio::net::UnixStream::pair().unwrap();
+        let mut shutdown = Shutdown::new();
+        shutdown.new_connection_grace(Duration::from_secs(1));
+        let mut conn = Connection::new(Stream::Unix(server), shutdown.connection_watch());
+        shutdown.trigger();
+        let start = Instant::now();
+        conn.wait_for_input(Duration::from_secs(30)).await;
+        assert_eq!(start.elapsed(), Duration::from_secs(1));
+    }
 }

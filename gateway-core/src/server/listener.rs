@@ -353,6 +353,43 @@ impl Stream {
         }
     }
 
+    /// Waits until there is something to read: bytes, the end of the
+    /// input or an error (at once for bytes still to be replayed). It reads
+    /// nothing (it peeks) and holds no buffer, so a connection waiting on it
+    /// costs no more than its socket.
+    pub async fn readable(&self) -> io::Result<()> {
+        let mut s = self;
+        while let Stream::Replay(r) = s {
+            if !r.pending.is_empty() {
+                return Ok(());
+            }
+            s = &r.stream;
+        }
+        // The runtime takes a new socket as readable until a read finds
+        // nothing: peek until one finds something.
+        loop {
+            let peeked = match s {
+                Stream::Tcp(t) => {
+                    t.readable().await?;
+                    t.try_io(tokio::io::Interest::READABLE, || peek(t))
+                }
+                Stream::Unix(u) => {
+                    u.readable().await?;
+                    u.try_io(tokio::io::Interest::READABLE, || peek(u))
+                }
+                Stream::Replay(_) => return Ok(()),
+                // An in-memory pipe cannot be watched through a shared
+                // reference: taken as readable, the read that follows waits.
+                Stream::Duplex(_) => return Ok(()),
+            };
+            match peeked {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                // Bytes, the end, or an error a read will report.
+                _ => return Ok(()),
+            }
+        }
+    }
+
     /// Reads what is ready without waiting (`WouldBlock` when nothing is;
     /// always `WouldBlock` for an in-memory pipe, which cannot be read
     /// through a shared reference).
@@ -370,6 +407,13 @@ impl Stream {
             Stream::Duplex(_) => Err(io::ErrorKind::WouldBlock.into()),
         }
     }
+}
+
+/// Peeks at one byte of a non-blocking socket: its count (0 at the end of
+/// the input), or `WouldBlock`.
+fn peek(sock: &impl std::os::fd::AsFd) -> io::Result<usize> {
+    let mut one = [std::mem::MaybeUninit::<u8>::uninit()];
+    socket2::SockRef::from(sock).peek(&mut one)
 }
 
 impl AsyncRead for Stream {
