@@ -54,7 +54,8 @@
 //! its own; its records go into the connection's output buffer, so a small
 //! response and the end of the request leave in one write. With
 //! [`Server::multiplex`], when a second request arrives while the first
-//! runs, both go to tasks of their own so that they run in parallel; their
+//! runs, both go to tasks of their own so that neither waits for the other
+//! (in parallel with [`Server::work_stealing`]); their
 //! records go through the same buffer, which the connection's task alone
 //! writes. [`Server::dispatch`] chooses another [`Dispatch`] strategy.
 //!
