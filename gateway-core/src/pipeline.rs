@@ -55,10 +55,10 @@ pub fn is_hop_by_hop(name: &str) -> bool {
 /// [`HandlerBuilder::accel_buffering_hint`](crate::HandlerBuilder::accel_buffering_hint)),
 /// unless the application gave that header itself.
 pub fn wants_unbuffered(headers: &HeaderMap, streamed: bool) -> bool {
-    if headers.contains_key(X_ACCEL_BUFFERING) {
-        return false;
-    }
-    (streamed && !headers.contains_key(header::CONTENT_LENGTH)) || is_event_stream(headers)
+    // The application's own header is looked for last: most responses are
+    // neither streamed nor event streams, and need no third lookup.
+    ((streamed && !headers.contains_key(header::CONTENT_LENGTH)) || is_event_stream(headers))
+        && !headers.contains_key(X_ACCEL_BUFFERING)
 }
 
 /// The header nginx reads to turn its response buffering off for one
@@ -495,10 +495,16 @@ fn check_head(parts: &mut Parts, switch: bool) -> Result<(), Error> {
 }
 
 fn is_stripped(name: &HeaderName, switch: bool) -> bool {
-    if switch && (name == header::CONNECTION || name == header::UPGRADE) {
-        return false;
+    // A `HeaderName` is lowercase: the standard names compare as their
+    // constants, the others (`keep-alive`, `trailers`, `status`) as text.
+    if name == header::CONNECTION || name == header::UPGRADE {
+        return !switch;
     }
-    is_hop_by_hop(name.as_str()) || name == "status"
+    name == header::TRANSFER_ENCODING
+        || name == header::TE
+        || name == header::PROXY_AUTHENTICATE
+        || name == header::PROXY_AUTHORIZATION
+        || matches!(name.as_str(), "keep-alive" | "trailers" | "status")
 }
 
 /// Removes the headers `drop` selects, keeping the others in their order
@@ -670,6 +676,27 @@ pub(crate) fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The fast check of the names the pipeline removes agrees with the
+    /// list of hop-by-hop names, for standard and other names alike.
+    #[test]
+    fn stripped_names_are_the_hop_by_hop_ones_and_status() {
+        let names = HOP_BY_HOP.iter().chain(&[
+            "status",
+            "trailer",
+            "content-type",
+            "x-keep-alive",
+            "host",
+            "server",
+        ]);
+        for n in names {
+            let name = HeaderName::from_bytes(n.to_ascii_uppercase().as_bytes()).unwrap();
+            let listed = is_hop_by_hop(n) || *n == "status";
+            assert_eq!(is_stripped(&name, false), listed, "{n}");
+            let kept = *n == "connection" || *n == "upgrade";
+            assert_eq!(is_stripped(&name, true), listed && !kept, "{n} on a switch");
+        }
+    }
 
     #[test]
     fn length_values_match_the_decimal_form() {
