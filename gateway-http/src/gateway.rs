@@ -153,12 +153,12 @@ impl Gateway for HttpGateway {
             );
             return;
         }
-        let (known, host) = known_vars(parts);
+        let fields = fields_of(&parts.headers);
+        let (known, host) = known_vars(parts, &fields);
         self.host = host;
         let method = parts.method.clone();
         let uri = parts.uri.clone();
         let version = parts.version;
-        let fields = fields_of(&parts.headers);
         let addrs = self.addrs.clone();
         let software = self.server_software.clone();
         *env = Environ::deferred(known, move || {
@@ -417,8 +417,8 @@ fn fields_of(headers: &HeaderMap) -> Vec<(HeaderName, HeaderValue)> {
 /// values `derive_environ` gives them; and the `Host` the environ's
 /// `HTTP_HOST` holds (repeated fields joined with `,`; the `:authority` of
 /// an HTTP/2 request is not taken here, the request's URI has it already).
-/// One pass over the fields.
-fn known_vars(parts: &Parts) -> (Environ, Option<Bytes>) {
+/// `fields` are the request's, as `fields_of` lists them.
+fn known_vars(parts: &Parts, fields: &[(HeaderName, HeaderValue)]) -> (Environ, Option<Bytes>) {
     #[derive(Default)]
     struct Joined(Option<Bytes>, Option<BytesMut>);
     impl Joined {
@@ -445,7 +445,7 @@ fn known_vars(parts: &Parts) -> (Environ, Option<Bytes>) {
         }
     }
     let (mut host, mut length, mut coding) = <(Joined, Joined, Joined)>::default();
-    for (name, value) in &parts.headers {
+    for (name, value) in fields {
         if name == header::HOST {
             host.add(value);
         } else if name == header::CONTENT_LENGTH {
