@@ -14,8 +14,10 @@
 //! and an nginx snippet that passes requests to it;
 //! `examples/webservers/fastcgi/` has complete configurations for nginx,
 //! Apache and lighttpd. Ctrl-C (or SIGTERM) stops it after the requests in
-//! flight. `FASTCGI_WORKER_THREADS=N` sets the threads it serves on (1: a
-//! single-threaded runtime; default: one per CPU); `FASTCGI_MULTIPLEX=1`
+//! flight. `FASTCGI_WORKER_THREADS=N` sets the threads it serves on (each
+//! with a single-threaded runtime of its own; default: one per CPU), and
+//! `FASTCGI_WORK_STEALING=1` makes them one multi-threaded runtime
+//! (`gateway_fastcgi::Server::work_stealing`); `FASTCGI_MULTIPLEX=1`
 //! lets a connection carry several requests at once, and
 //! `FASTCGI_DISPATCH=adaptive|in-task|spawned` says where they run
 //! (`gateway_fastcgi::Dispatch`; default adaptive). `FASTCGI_METRICS=1`
@@ -54,6 +56,7 @@ fn main() -> ExitCode {
         .and_then(|n| n.parse().ok())
         .unwrap_or(0);
     let multiplex = std::env::var("FASTCGI_MULTIPLEX").is_ok_and(|v| v == "1");
+    let work_stealing = std::env::var("FASTCGI_WORK_STEALING").is_ok_and(|v| v == "1");
     let dispatch = match std::env::var("FASTCGI_DISPATCH").as_deref() {
         Ok("in-task") => Dispatch::InTask,
         Ok("spawned") => Dispatch::Spawned,
@@ -62,6 +65,7 @@ fn main() -> ExitCode {
     let mut server = Server::new();
     server
         .worker_threads(threads)
+        .work_stealing(work_stealing)
         .multiplex(multiplex)
         .dispatch(dispatch);
     if std::env::var("FASTCGI_METRICS").is_ok_and(|v| v == "1") {

@@ -1,17 +1,19 @@
 #!/usr/bin/env bash
-# Runs every fuzz target (or those named) and prints executions and
-# coverage per target.
+# Runs every fuzz target (or those named) and prints executions, seconds,
+# coverage (edges, features) and corpus (inputs/size) per target.
 #
 #   fuzz/run.sh [SECONDS] [TARGET...]
 #
 # SECONDS is each target's time (FUZZ_RUNS=N also stops one after N
-# executions). Without it each target runs until 10
+# executions; FUZZ_SEED=N makes a run repeatable: with a fixed seed and a
+# run count reached before the time is up, the same binary makes the same
+# inputs). Without it each target runs until 10
 # million executions or 30 minutes, whichever comes first. Needs a nightly
 # toolchain and cargo-fuzz (`cargo install cargo-fuzz`). One process per
 # target (libFuzzer's -jobs=1), so it takes one core; run it under
 # `nice -n 19` on a shared machine. The corpus grows in fuzz/corpus/TARGET,
 # seeded from fuzz/seeds/TARGET; crashes land in fuzz/artifacts/TARGET.
-# Exits non-zero when a target found a crash.
+# Exits non-zero when a target crashed, hung or ran out of memory.
 set -uo pipefail
 cd "$(dirname "$0")"
 
@@ -38,11 +40,14 @@ if [ -n "$SECS" ]; then
 else
     LIMIT=(-runs=10000000 -max_total_time=1800)
 fi
+[ -n "${FUZZ_SEED:-}" ] && LIMIT+=(-seed="$FUZZ_SEED")
 
 status=0
-printf '%-18s %12s %8s %8s %8s %s\n' target execs secs cov features result
+failed=()
+printf '%-18s %12s %8s %8s %8s %12s %s\n' target execs secs cov features corpus result
 for t in "${TARGETS[@]}"; do
     mkdir -p "corpus/$t" "artifacts/$t"
+    before=$(ls "artifacts/$t" | grep -c -E '^(crash|leak|timeout|oom)-')
     seeds=()
     [ -d "seeds/$t" ] && seeds=("seeds/$t")
     log="artifacts/$t/last-run.log"
@@ -55,12 +60,44 @@ for t in "${TARGETS[@]}"; do
     execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
     cov=$(grep -o 'cov: [0-9]*' "$log" | tail -1 | cut -d' ' -f2)
     ft=$(grep -o 'ft: [0-9]*' "$log" | tail -1 | cut -d' ' -f2)
+    # Inputs/size, as libFuzzer last reported the corpus.
+    corp=$(grep -o 'corp: [0-9]*/[0-9]*[a-zA-Z]*' "$log" | tail -1 | cut -d' ' -f2)
     result=ok
     if [ "$rc" -ne 0 ]; then
-        result="CRASH (see $log)"
+        # libFuzzer names a hang past -timeout and memory past
+        # -rss_limit_mb (the only leak check without a sanitizer).
+        found=$(ls -t "artifacts/$t" | grep -E '^(crash|leak|timeout|oom)-' | head -1)
+        after=$(ls "artifacts/$t" | grep -c -E '^(crash|leak|timeout|oom)-')
+        if grep -q 'libFuzzer: timeout' "$log"; then
+            kind=TIMEOUT
+        elif grep -q 'libFuzzer: out-of-memory' "$log"; then
+            kind=OUT-OF-MEMORY
+        else
+            kind=CRASH
+        fi
+        if [ "$after" -gt "$before" ]; then
+            result="$kind: artifacts/$t/$found (see $log)"
+        else
+            result="FUZZER FAILED, exit status $rc, no input saved (see $log)"
+        fi
         status=1
+        failed+=("$t")
     fi
-    printf '%-18s %12s %8s %8s %8s %s\n' "$t" "${execs:-?}" "$((end - start))" \
-        "${cov:-?}" "${ft:-?}" "$result"
+    printf '%-18s %12s %8s %8s %8s %12s %s\n' "$t" "${execs:-?}" "$((end - start))" \
+        "${cov:-?}" "${ft:-?}" "${corp:-?}" "$result"
+done
+# What a failure was, in the output itself (a CI log keeps nothing else):
+# the end of the target's log and the input that failed, in hex, for
+# `xxd -r -p > input` and `TARGET input` to replay.
+for t in "${failed[@]}"; do
+    echo
+    echo "==> $t: end of artifacts/$t/last-run.log"
+    tail -n 40 "artifacts/$t/last-run.log"
+    found=$(ls -t "artifacts/$t" | grep -E '^(crash|leak|timeout|oom)-' | head -1)
+    if [ -n "$found" ]; then
+        echo "==> $t: artifacts/$t/$found ($(wc -c <"artifacts/$t/$found") bytes, hex)"
+        od -An -v -tx1 "artifacts/$t/$found" | tr -d ' \n' | fold -w 96
+        echo
+    fi
 done
 exit "$status"

@@ -4,10 +4,12 @@
 # "Hello, world!\n", measured side by side in one run:
 #
 #   ours  gateway-cgi/examples/cgi_hello (gateway_cgi::run),
-#         cargo build --release -p gateway-cgi --example cgi_hello
+#         cargo build --profile cgi -p gateway-cgi --example cgi_hello
+#         (the workspace's `cgi` profile: release with whole-program LTO)
 #   rust  scripts/bench/hello.rs, one write to stdout: the least a Rust
-#         program does; built by cargo with the same release profile and the
-#         same link mode as ours, so ours/rust is what gateway-cgi adds
+#         program does; built by cargo with the same profile (the
+#         workspace's [profile.*] sections copied) and the same link mode as
+#         ours, so ours/rust is what gateway-cgi adds
 #   C     scripts/bench/hello.c, one printf, gcc -O2
 #   Go    scripts/bench/hello_cgi.go, net/http/cgi from Go's standard library
 #
@@ -23,12 +25,14 @@
 #                 dynamically linked
 #   LINK=static   only the statically linked builds, the recommended build
 #                 for CGI programs: RUSTFLAGS="-C target-feature=+crt-static"
-#                 cargo build --release --target <host triple> (start-up skips
+#                 cargo build --profile cgi --target <host triple> (start-up skips
 #                 the dynamic loader, as a C program linked statically would)
 #   LINK=dynamic  only the default builds (dynamically linked to libc)
 #   OURS_BIN=P    measure this binary as "ours" instead of building cgi_hello
 #                 (one link mode: LINK=static or dynamic says which rust to
 #                 build beside it; default dynamic)
+#   PROFILE=P     the cargo profile both Rust programs are built with
+#                 (default cgi; PROFILE=release measures the plain release build)
 #   STRICT=1      exit 1 when a target is missed (default: report only)
 #   KEEP_TMP=1    keep the temporary build dir (hyperfine JSON files are there)
 #   CARGO_TARGET_DIR is honoured by the cargo build of ours, as usual.
@@ -64,6 +68,8 @@ for v in RUNS ROUNDS WARMUP; do
     [[ "${!v}" =~ ^[0-9]+$ ]] || die "$v must be a number, got '${!v}'"
 done
 if [ "$RUNS" -lt 2 ] || [ "$ROUNDS" -lt 1 ]; then die "RUNS must be >= 2 and ROUNDS >= 1"; fi
+PROFILE=${PROFILE:-cgi}
+[[ "$PROFILE" =~ ^[A-Za-z0-9_-]+$ ]] || die "PROFILE must be a cargo profile name, got '$PROFILE'"
 PER_ROUND=$(( (RUNS + ROUNDS - 1) / ROUNDS ))
 [ "$PER_ROUND" -ge 2 ] || PER_ROUND=2
 
@@ -135,9 +141,9 @@ link_rustflags() {
 # build_ours MODE: cgi_hello in MODE; prints the binary's path.
 build_ours() {
     local mode=$1 json="$WORK/cargo-ours-$1.json" exe
-    say "ours ($mode): cargo build --release -p gateway-cgi --example cgi_hello $(link_args "$mode")"
+    say "ours ($mode): cargo build --profile $PROFILE -p gateway-cgi --example cgi_hello $(link_args "$mode")"
     # shellcheck disable=SC2046
-    if ! (cd "$ROOT" && RUSTFLAGS="$(link_rustflags "$mode")" cargo build --release \
+    if ! (cd "$ROOT" && RUSTFLAGS="$(link_rustflags "$mode")" cargo build --profile "$PROFILE" \
         -p gateway-cgi --example cgi_hello --message-format=json-render-diagnostics \
         $(link_args "$mode")) >"$json"; then
         die "cargo build of cgi_hello ($mode) FAILED (see the messages above); nothing was measured"
@@ -148,7 +154,7 @@ build_ours() {
 }
 
 # build_rust MODE: scripts/bench/hello.rs as a package of its own with the
-# workspace's release profile (read from Cargo.toml), in MODE.
+# workspace's profiles (read from Cargo.toml), built with PROFILE in MODE.
 build_rust() {
     local mode=$1 dir="$WORK/rust-$1" json="$WORK/cargo-rust-$1.json" exe
     mkdir -p "$dir/src"
@@ -156,13 +162,14 @@ build_rust() {
     {
         printf '[package]\nname = "hello_rs"\nversion = "0.0.0"\nedition = "2024"\npublish = false\n\n'
         printf '[workspace]\n\n'
-        # The same [profile.release] as the workspace's, so both are built alike.
-        sed -n '/^\[profile\.release\]/,/^\[/{/^\[profile\.release\]/p;/^\[/!p}' "$ROOT/Cargo.toml"
+        # The same [profile.*] sections as the workspace's, so both are
+        # built alike.
+        awk '/^\[/ { keep = /^\[profile\./ } keep' "$ROOT/Cargo.toml"
     } >"$dir/Cargo.toml"
-    say "rust ($mode): cargo build --release (scripts/bench/hello.rs) $(link_args "$mode")"
+    say "rust ($mode): cargo build --profile $PROFILE (scripts/bench/hello.rs) $(link_args "$mode")"
     # shellcheck disable=SC2046
     if ! (cd "$dir" && CARGO_TARGET_DIR="$dir/target" RUSTFLAGS="$(link_rustflags "$mode")" \
-        cargo build --release --offline --message-format=json-render-diagnostics \
+        cargo build --profile "$PROFILE" --offline --message-format=json-render-diagnostics \
         $(link_args "$mode")) >"$json"; then
         die "cargo build of scripts/bench/hello.rs ($mode) FAILED"
     fi

@@ -4,13 +4,22 @@
 # answering "Hello, world!\n", with wrk on loopback in interleaved rounds:
 #
 #   ours     examples/fastcgi_hello (gateway_fastcgi), cargo build --release,
-#            on its default runtime (one thread per CPU)
+#            on its default runtime
+#            (a single-threaded runtime per CPU, each serving the
+#            connections it accepts)
+#   oursws   ours on one multi-threaded, work-stealing runtime
+#            (FASTCGI_WORK_STEALING=1: the default before the runtime per
+#            CPU); not run by default
 #   ours1    the same on a single-threaded runtime (FASTCGI_WORKER_THREADS=1)
 #   oursm    ours with metrics on (FASTCGI_METRICS=1: a gateway_core::Metrics
 #            counts every connection and request); not run by default, its
 #            "ours/this" column is the cost of the metrics
 #   libfcgi  the C hello-world loop over libfcgi's FCGX_Accept_r (one request
 #            at a time, as libfcgi applications are), gcc -O2
+#   libfcgi128  the same loop on 128 threads, each taking the next connection
+#            from the one listening socket (the strongest libfcgi set-up: a
+#            thread per upstream connection, so nginx's kept-alive
+#            connections are served in parallel)
 #   go       Go's net/http/fcgi with a hello handler, go build
 #   hyper    a bare hyper HTTP/1.1 hello server behind proxy_pass: the cost
 #            of nginx plus a Rust server without FastCGI
@@ -20,8 +29,10 @@
 # "close" opens one per request (nginx's defaults). One nginx (1 worker
 # process) fronts all of them on separate ports. After the runs it prints
 # req/s and p99 medians, the ratio ours/this in the same mode, each
-# backend's peak RSS and its CPU time per request (user + system, from
-# /proc/PID/stat over the timed runs). Every backend and mode runs as its own process (a
+# backend's peak RSS, its CPU time per request (user + system, from
+# /proc/PID/stat over the timed runs) and how often per request its threads
+# went to sleep waiting (voluntary context switches: each one is a wake-up
+# later, the cost a hand-over between threads adds). Every backend and mode runs as its own process (a
 # libfcgi program serves one connection at a time, so kept-alive idle
 # connections would starve a second front end).
 #
@@ -29,7 +40,8 @@
 #   ROUNDS=N       rounds (default 5; 2 with --quick)
 #   DURATION=S     seconds per wrk run (default 5; 2 with --quick)
 #   CONNECTIONS=N  wrk connections (default 16)
-#   BACKENDS="..." which backends to run (default "ours ours1 libfcgi go hyper";
+#   BACKENDS="..." which backends to run (default "ours ours1 libfcgi
+#                  libfcgi128 go hyper";
 #                  "oursm" is ours with metrics on)
 #   INSTR=1        also count the user-space instructions ours spends per
 #                  request behind nginx with keep-alive, with metrics off and
@@ -106,24 +118,39 @@ OURS="${CARGO_TARGET_DIR:-$ROOT/target}/release/examples/fastcgi_hello"
 say "building the libfcgi hello (gcc)"
 cat >"$TMP/hello.c" <<'C'
 #include <fcgiapp.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 
-int main(int argc, char **argv) {
-    if (argc < 2 || FCGX_Init() != 0) return 1;
-    int sock = FCGX_OpenSocket(argv[1], 128);
-    if (sock < 0) return 1;
+/* hello ADDR [THREADS]: THREADS threads (default 1) each take the next
+   connection with FCGX_Accept_r on the one listening socket and serve it. */
+static int sock;
+
+static void *serve(void *arg) {
+    (void)arg;
     FCGX_Request req;
-    FCGX_InitRequest(&req, sock, 0);
+    if (FCGX_InitRequest(&req, sock, 0) != 0) return NULL;
     while (FCGX_Accept_r(&req) >= 0) {
         FCGX_PutS("Status: 200 OK\r\nContent-Type: text/plain\r\n"
                   "Content-Length: 14\r\n\r\nHello, world!\n", req.out);
         FCGX_Finish_r(&req);
     }
+    return NULL;
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2 || FCGX_Init() != 0) return 1;
+    int threads = argc > 2 ? atoi(argv[2]) : 1;
+    if (threads < 1) return 1;
+    sock = FCGX_OpenSocket(argv[1], 1024);
+    if (sock < 0) return 1;
+    pthread_t *t = calloc(threads, sizeof *t);
+    for (int i = 1; i < threads; i++) pthread_create(&t[i], NULL, serve, NULL);
+    serve(NULL);
     return 0;
 }
 C
-gcc -O2 -o "$TMP/libfcgi_hello" "$TMP/hello.c" -lfcgi || die "building the libfcgi hello failed"
+gcc -O2 -pthread -o "$TMP/libfcgi_hello" "$TMP/hello.c" -lfcgi || die "building the libfcgi hello failed"
 
 say "building the Go net/http/fcgi hello"
 mkdir -p "$TMP/gohello"
@@ -202,22 +229,27 @@ HYPER_TARGET="${CARGO_TARGET_DIR:-$TMP}/bench-hyper"
 
 # A process per backend and mode: libfcgi serves one connection at a time,
 # so idle kept-alive connections from one run would starve the next.
-read -r -a BACKENDS <<<"${BACKENDS:-ours ours1 libfcgi go hyper}"
+read -r -a BACKENDS <<<"${BACKENDS:-ours ours1 libfcgi libfcgi128 go hyper}"
 declare -A CMD BACKEND PID FRONT
 CMD[ours]=$OURS
 CMD[ours1]=$OURS
+CMD[oursws]=$OURS
 CMD[oursm]=$OURS
 CMD[libfcgi]=$TMP/libfcgi_hello
+CMD[libfcgi128]=$TMP/libfcgi_hello
 CMD[go]=$TMP/go_hello
 CMD[hyper]=$HYPER_TARGET/release/hyperhello
 NAMES=()
 for b in "${BACKENDS[@]}"; do for m in keep close; do NAMES+=("$b-$m"); done; done
 for n in "${NAMES[@]}"; do
     BACKEND[$n]=$(free_port)
-    threads=0 metrics=0
+    threads=0 metrics=0 stealing=0
     [ "${n%-*}" = ours1 ] && threads=1
+    [ "${n%-*}" = oursws ] && stealing=1
     [ "${n%-*}" = oursm ] && metrics=1
-    FASTCGI_WORKER_THREADS=$threads FASTCGI_METRICS=$metrics "${CMD[${n%-*}]}" "127.0.0.1:${BACKEND[$n]}" >"$TMP/$n.out" 2>&1 &
+    extra=()
+    [ "${n%-*}" = libfcgi128 ] && extra=(128)
+    FASTCGI_WORKER_THREADS=$threads FASTCGI_WORK_STEALING=$stealing FASTCGI_METRICS=$metrics "${CMD[${n%-*}]}" "127.0.0.1:${BACKEND[$n]}" "${extra[@]}" >"$TMP/$n.out" 2>&1 &
     PID[$n]=$!
     PIDS+=($!)
     FRONT[$n]=$(free_port)
@@ -302,12 +334,16 @@ say "warming up"
 for n in "${NAMES[@]}"; do wrk -t1 -c4 -d1s "http://127.0.0.1:${FRONT[$n]}/" >/dev/null; done
 # CPU time (user + system clock ticks) a backend process has used so far.
 ticks() { awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$1/stat"; }
+# Times a backend's threads have gone to sleep waiting (voluntary context
+# switches, all threads): a wake-up each, whatever the machine's load.
+sleeps() { cat /proc/"$1"/task/*/status 2>/dev/null | awk '/^voluntary_ctxt_switches/ { n += $2 } END { print n + 0 }'; }
 for r in $(seq "$ROUNDS"); do
     say "round $r/$ROUNDS"
     for n in "${NAMES[@]}"; do
-        t0=$(ticks "${PID[$n]}")
+        t0=$(ticks "${PID[$n]}") s0=$(sleeps "${PID[$n]}")
         wrk -t1 -c"$CONNECTIONS" -d"${DURATION}s" --latency "http://127.0.0.1:${FRONT[$n]}/" >"$TMP/$n.$r.txt"
         echo $(( $(ticks "${PID[$n]}") - t0 )) >>"$TMP/$n.cpu"
+        echo $(( $(sleeps "${PID[$n]}") - s0 )) >>"$TMP/$n.sleeps"
     done
 done
 for n in "${NAMES[@]}"; do
@@ -349,12 +385,13 @@ for name in names:
         if s: print(f"{name} round {r}: socket errors: {s.group(1)}")
     ticks = sum(int(x) for x in open(f"{tmp}/{name}.cpu").read().split())
     cpu_us = ticks * 1_000_000 / hz / reqs if reqs else 0.0
-    res[name] = (statistics.median(rps), statistics.median(p99), rps, errs, cpu_us)
+    sleeps = sum(int(x) for x in open(f"{tmp}/{name}.sleeps").read().split())
+    res[name] = (statistics.median(rps), statistics.median(p99), rps, errs, cpu_us, sleeps / reqs if reqs else 0.0)
 one = any(n.startswith("ours1-") for n in names)
 col = f"{'ours1/this':>12}" if one else ""
-print(f"{'':15}{'req/s (median)':>16}{'p99 ms (median)':>18}{'ours/this req/s':>18}{col}{'peak RSS MiB':>14}{'CPU us/req':>12}   per round req/s")
+print(f"{'':18}{'req/s (median)':>16}{'p99 ms (median)':>18}{'ours/this req/s':>18}{col}{'peak RSS MiB':>14}{'CPU us/req':>12}{'sleeps/req':>12}   per round req/s")
 for name in names:
-    m, p, rps, errs, cpu_us = res[name]
+    m, p, rps, errs, cpu_us, sl = res[name]
     mode = name.rsplit("-", 1)[1]
     base = res["ours-" + mode][0] if "ours-" + mode in res else 0.0
     ratio = f"{base / m:.2f}" if m > 0 and base > 0 else "-"
@@ -364,7 +401,7 @@ for name in names:
         r1 = f"{(f'{b1 / m:.2f}' if m > 0 and b1 > 0 else '-'):>12}"
     kib = open(f"{tmp}/{name}.rss").read().strip() or "0"
     extra = f"   non-2xx: {errs}" if errs else ""
-    print(f"{name:15}{m:>16.0f}{p:>18.3f}{ratio:>18}{r1}{int(kib) / 1024:>14.1f}{cpu_us:>12.1f}   {' '.join(f'{x:.0f}' for x in rps)}{extra}")
+    print(f"{name:18}{m:>16.0f}{p:>18.3f}{ratio:>18}{r1}{int(kib) / 1024:>14.1f}{cpu_us:>12.1f}{sl:>12.2f}   {' '.join(f'{x:.0f}' for x in rps)}{extra}")
 PY
 if [ -n "${IR[cg]:-}" ]; then
     python3 -c "import sys; o, m = int(sys.argv[1]), int(sys.argv[2]); print(f'instructions/request (callgrind, keep-alive, 1 thread): metrics off {o}, on {m}, delta {m - o:+d} ({(m - o) / o * 100:+.2f} %)')" "${IR[cg]}" "${IR[cgm]}"

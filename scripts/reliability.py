@@ -13,7 +13,9 @@ Environment: RELIABILITY_BIN (the server program), PROTOCOLS (default
 "http scgi fastcgi"), SECTIONS (default "scale hostile faults soak"),
 SCALE_CONNECTIONS (default 10000), SCALE_ROUNDS (default 1: how many
 times the connections are opened and closed), SOAK_MINUTES (default 1),
-SOAK_SAMPLE_S (default 60), SERVER_PRELOAD (a malloc library the server
+SOAK_SAMPLE_S (default 60), SOAK_RATE (requests a second to each server,
+default 20; 0 for no limit), SOAK_CLIENTS (default 4), SOAK_TOGETHER
+(default 1: every server soaked at once, in one window), SERVER_PRELOAD (a malloc library the server
 runs with, through LD_PRELOAD, to compare allocators).
 """
 
@@ -36,6 +38,12 @@ SCALE_N = int(os.environ.get("SCALE_CONNECTIONS", "10000"))
 SCALE_ROUNDS = int(os.environ.get("SCALE_ROUNDS", "1"))
 SOAK_MINUTES = float(os.environ.get("SOAK_MINUTES", "1"))
 SOAK_SAMPLE_S = float(os.environ.get("SOAK_SAMPLE_S", "60"))
+# Requests a second to each server during the soak (0: as fast as the
+# clients go), from SOAK_CLIENTS clients; SOAK_TOGETHER=0 soaks the servers
+# one after another instead of in one window.
+SOAK_RATE = float(os.environ.get("SOAK_RATE", "20"))
+SOAK_CLIENTS = int(os.environ.get("SOAK_CLIENTS", "4"))
+SOAK_TOGETHER = os.environ.get("SOAK_TOGETHER", "1") != "0"
 # The timeouts the hostile-client checks run with (every socket timeout).
 SHORT_TIMEOUT_MS = 2000
 
@@ -756,14 +764,28 @@ async def faults(proto):
 
 
 async def soak(proto):
+    """Mixed traffic at a steady rate for SOAK_MINUTES; RSS and descriptors
+    sampled every SOAK_SAMPLE_S. Returns the samples for the summary table:
+    (seconds, RSS kB, fds, requests so far, failed so far)."""
     srv = Server(proto)
     counts = {"ok": 0, "failed": 0, "aborted": 0}
     stop = time.monotonic() + SOAK_MINUTES * 60
     body = os.urandom(64 * 1024)
+    # Each worker starts a request every `gap` seconds (SOAK_RATE requests
+    # a second in all); one that falls behind does not catch up in a burst.
+    gap = SOAK_CLIENTS / SOAK_RATE if SOAK_RATE > 0 else 0
 
     async def worker(seed):
         rng = random.Random(seed)
+        due = time.monotonic() + rng.random() * gap
         while time.monotonic() < stop:
+            if gap:
+                now = time.monotonic()
+                if due > now:
+                    await asyncio.sleep(due - now)
+                due = max(due, now) + gap
+                if time.monotonic() >= stop:
+                    break
             kind = rng.randrange(4)
             try:
                 if kind == 0:
@@ -792,31 +814,67 @@ async def soak(proto):
                 counts["failed"] += 1
 
     try:
-        workers = [asyncio.create_task(worker(i)) for i in range(4)]
-        samples = [(0, srv.rss_kb(), srv.fds())]
+        workers = [asyncio.create_task(worker(i)) for i in range(SOAK_CLIENTS)]
         t0 = time.monotonic()
+
+        def sample():
+            return (
+                time.monotonic() - t0,
+                srv.rss_kb(),
+                srv.fds(),
+                counts["ok"] + counts["failed"] + counts["aborted"],
+                counts["failed"],
+            )
+
+        samples = [sample()]
         while time.monotonic() < stop:
             await asyncio.sleep(min(SOAK_SAMPLE_S, max(0.1, stop - time.monotonic())))
-            samples.append((time.monotonic() - t0, srv.rss_kb(), srv.fds()))
+            samples.append(sample())
         await asyncio.gather(*workers)
         await asyncio.sleep(SHORT_TIMEOUT_MS / 1000)
         fd_end = await settle(srv, samples[0][2], 70)
         rss_end = srv.rss_kb()
-        note(f"{proto} soak samples (s, RSS kB, fds): " + ", ".join(f"({t:.0f}, {r}, {f})" for t, r, f in samples))
-        # Flat: after the first minute's warm-up, RSS grows by at most 10 %
-        # (or 4 MB).
+        note(
+            f"{proto} soak samples (s, RSS kB, fds, requests, failed): "
+            + ", ".join(f"({s[0]:.0f}, {s[1]}, {s[2]}, {s[3]}, {s[4]})" for s in samples)
+        )
+        # Flat: after the first sample's warm-up, RSS grows by at most 10 %
+        # (or 4 MB), and the descriptors come back to the idle count.
         ref = samples[1][1] if len(samples) > 2 else samples[-1][1]
         grew = rss_end - ref
         total = counts["ok"] + counts["failed"]
         check(
             f"soak-{proto}",
             counts["failed"] == 0 and grew <= max(4096, ref // 10) and fd_end <= samples[0][2] + 2,
-            f"{SOAK_MINUTES:g} min, {total} requests + {counts['aborted']} aborted, {counts['failed']} failed; "
-            f"RSS {samples[0][1] // 1024} MB idle, {ref // 1024} MB at 1st sample, {rss_end // 1024} MB at end; "
-            f"fds {samples[0][2]} idle, {max(f for _, _, f in samples)} max, {fd_end} at end",
+            f"rss {ref / 1024:.1f}\u2192{rss_end / 1024:.1f} MB (idle {samples[0][1] / 1024:.1f}), "
+            f"fds {samples[0][2]}\u2192{fd_end} (max {max(s[2] for s in samples)}), "
+            f"{total} requests (+ {counts['aborted']} aborted), {counts['failed']} errors; "
+            f"{SOAK_MINUTES:g} min at {SOAK_RATE:g}/s",
         )
+        return samples
     finally:
         srv.stop()
+
+
+def soak_table(results):
+    """The samples of servers soaked together, one row per sample:
+    RSS MB / fds per server, then requests so far per server."""
+    protos = list(results)
+    rows = max(len(s) for s in results.values())
+    head = "| min | " + " | ".join(f"{p} RSS MB / fds" for p in protos)
+    head += " | " + " | ".join(f"{p} requests (failed)" for p in protos) + " |"
+    print(head)
+    print("|" + "---:|" * (1 + 2 * len(protos)))
+    for i in range(rows):
+        cells = []
+        for p in protos:
+            s = results[p]
+            cells.append(f"{s[i][1] / 1024:.1f} / {s[i][2]}" if i < len(s) else "")
+        for p in protos:
+            s = results[p]
+            cells.append(f"{s[i][3]} ({s[i][4]})" if i < len(s) else "")
+        t = results[protos[0]][min(i, len(results[protos[0]]) - 1)][0]
+        print(f"| {t / 60:.0f} | " + " | ".join(cells) + " |")
 
 
 async def main():
@@ -831,8 +889,12 @@ async def main():
             await hostile(proto)
         if "faults" in SECTIONS:
             await faults(proto)
-        if "soak" in SECTIONS:
-            await soak(proto)
+        if "soak" in SECTIONS and not SOAK_TOGETHER:
+            soak_table({proto: await soak(proto)})
+    if "soak" in SECTIONS and SOAK_TOGETHER:
+        # Every server in the same window, each with its own clients.
+        samples = await asyncio.gather(*(soak(p) for p in PROTOCOLS))
+        soak_table(dict(zip(PROTOCOLS, samples)))
     passed = sum(RESULTS)
     print(f"reliability: {passed} passed, {len(RESULTS) - passed} failed")
     return 0 if passed == len(RESULTS) else 1

@@ -8,7 +8,9 @@
 #   scripts/reliability.sh [SECTION...]      # scale hostile faults soak (default: all)
 #
 # Environment: PROTOCOLS="http scgi fastcgi", SOAK_MINUTES=1 (30 for the
-# full soak), SOAK_SAMPLE_S=60, SCALE_CONNECTIONS=10000, SCALE_ROUNDS=1,
+# full soak), SOAK_SAMPLE_S=60, SOAK_RATE=20 (requests a second to each
+# server; 0: no limit), SOAK_TOGETHER=1 (every server soaked in the same
+# window; 0: one after another), SCALE_CONNECTIONS=10000, SCALE_ROUNDS=1,
 # SERVER_PRELOAD (a malloc library for the server, such as
 # libmimalloc.so.2, to compare). Builds the server (examples/reliability.rs)
 # in release mode; needs python3. Talks to 127.0.0.1 only. See docs/reliability.md for what each check means.

@@ -13,7 +13,7 @@ use gateway_core::Environ;
 /// Windows the values are UTF-16 and become UTF-8, which is how IIS encodes
 /// paths.
 pub fn read_environ() -> Environ {
-    let pairs = environ_pairs();
+    let pairs = environ_pairs(false);
     let mut env = Environ::with_capacity(pairs.len());
     for (name, value) in pairs {
         env.push(name, value);
@@ -23,22 +23,33 @@ pub fn read_environ() -> Environ {
 
 /// The process environment as name/value pairs, each taken over from the
 /// standard library's copy without another one.
-pub(crate) fn environ_pairs() -> Vec<(Bytes, Bytes)> {
+///
+/// With `for_process_life`, the copy is kept until the process exits and
+/// the pairs are static [`Bytes`]: cloning one allocates nothing and
+/// dropping one frees nothing. That is for a process that serves its one
+/// request and exits, where freeing the environment piece by piece just
+/// before the exit is work for nothing; each call keeps another copy.
+pub(crate) fn environ_pairs(for_process_life: bool) -> Vec<(Bytes, Bytes)> {
     let vars = std::env::vars_os();
     let mut pairs = Vec::with_capacity(vars.size_hint().0);
-    pairs.extend(vars.map(|(name, value)| (os_bytes(name), os_bytes(value))));
+    let bytes = if for_process_life {
+        |s: OsString| Bytes::from_static(os_vec(s).leak())
+    } else {
+        |s: OsString| Bytes::from(os_vec(s))
+    };
+    pairs.extend(vars.map(|(name, value)| (bytes(name), bytes(value))));
     pairs
 }
 
 #[cfg(unix)]
-fn os_bytes(s: OsString) -> Bytes {
+fn os_vec(s: OsString) -> Vec<u8> {
     use std::os::unix::ffi::OsStringExt;
-    Bytes::from(s.into_vec())
+    s.into_vec()
 }
 
 #[cfg(not(unix))]
-fn os_bytes(s: OsString) -> Bytes {
-    Bytes::from(s.to_string_lossy().into_owned())
+fn os_vec(s: OsString) -> Vec<u8> {
+    s.to_string_lossy().into_owned().into_bytes()
 }
 
 /// Undoes IIS's CGI `PATH_INFO`: IIS repeats
@@ -113,7 +124,13 @@ mod tests {
     #[test]
     fn g10_reads_process_environment() {
         let env = read_environ();
-        let path = std::env::var_os("PATH").map(os_bytes);
-        assert_eq!(env.get("PATH").map(Bytes::copy_from_slice), path);
+        let path = std::env::var_os("PATH").map(os_vec);
+        assert_eq!(env.get("PATH").map(<[u8]>::to_vec), path);
+    }
+
+    /// the pairs kept for the life of the process are the same bytes.
+    #[test]
+    fn g10_process_life_pairs_match() {
+        assert_eq!(environ_pairs(true), environ_pairs(false));
     }
 }

@@ -2,7 +2,7 @@
 
 use std::fs::File;
 use std::io::{self, Write};
-use std::os::fd::AsFd;
+use std::os::fd::OwnedFd;
 
 use bytes::{Bytes, BytesMut};
 use gateway_core::{
@@ -40,6 +40,9 @@ pub struct ProcessGateway {
     /// Response bytes written so far.
     written: u64,
     mode: Mode,
+    /// Whether the environment is kept for the life of the process (see
+    /// `environ_pairs`).
+    environ_for_process_life: bool,
 }
 
 /// The most request-body bytes left unread by the application that are
@@ -87,23 +90,42 @@ impl ProcessGateway {
         }
     }
 
-    pub(crate) fn new(mode: Mode) -> io::Result<Self> {
+    /// With `run_once`, the process exits after this request: its
+    /// environment is kept to the end instead of copied or freed.
+    pub(crate) fn new(mode: Mode, run_once: bool) -> io::Result<Self> {
         // Duplicated descriptors: unbuffered, and closing them leaves the
-        // process's own 0 and 1 alone.
-        let stdout = File::from(io::stdout().as_fd().try_clone_to_owned()?);
-        let stdin = io::stdin()
-            .as_fd()
-            .try_clone_to_owned()
-            .ok()
-            .map(File::from);
+        // process's own 0 and 1 alone. Taken without the standard library's
+        // stdin and stdout handles, whose buffers a CGI request never uses.
+        let (stdin, stdout) = stdio();
+        let stdout = File::from(stdout?);
+        let stdin = stdin.ok().map(File::from);
         Ok(Self {
             stdout,
             stdin,
             body: None,
             written: 0,
             mode,
+            environ_for_process_life: run_once,
         })
     }
+}
+
+/// Duplicates of the process's stdin and stdout descriptors.
+#[cfg(unix)]
+fn stdio() -> (io::Result<OwnedFd>, io::Result<OwnedFd>) {
+    (
+        rustix::stdio::stdin().try_clone_to_owned(),
+        rustix::stdio::stdout().try_clone_to_owned(),
+    )
+}
+
+#[cfg(not(unix))]
+fn stdio() -> (io::Result<OwnedFd>, io::Result<OwnedFd>) {
+    use std::os::fd::AsFd;
+    (
+        io::stdin().as_fd().try_clone_to_owned(),
+        io::stdout().as_fd().try_clone_to_owned(),
+    )
 }
 
 impl Gateway for ProcessGateway {
@@ -160,7 +182,7 @@ impl Gateway for ProcessGateway {
     fn add_cgi_vars(&mut self, environ: &mut Environ) {
         // Moved in, not copied: a pair's buffers are the ones the standard
         // library read the variable into.
-        environ.extend_replacing(environ_pairs());
+        environ.extend_replacing(environ_pairs(self.environ_for_process_life));
         if self.mode == Mode::Iis {
             fix_iis_path_info(environ);
         }

@@ -36,19 +36,28 @@ pub struct Environ {
     /// The variables; while `deferred` is set, only the few the handler
     /// reads for every request (see [`Environ::deferred`]).
     vars: Vec<(Bytes, Bytes)>,
-    deferred: Option<Arc<Deferred>>,
+    deferred: Option<Arc<dyn MakeVars>>,
     /// Where the handler's per-request variables are in `vars`, once
     /// looked for; cleared by any change.
     known: OnceLock<KnownAt>,
 }
 
-/// The variables of a deferred environ, made once, when first read.
-struct Deferred {
+/// The variables of a deferred environ, made once, when first read; the
+/// function that makes them shares their allocation.
+struct Deferred<F> {
     made: OnceLock<Vec<(Bytes, Bytes)>>,
-    make: Box<dyn Fn() -> Environ + Send + Sync + UnwindSafe + RefUnwindSafe>,
+    make: F,
 }
 
-impl Deferred {
+/// A [`Deferred`] of any function.
+trait MakeVars: Send + Sync + UnwindSafe + RefUnwindSafe {
+    fn vars(&self) -> &[(Bytes, Bytes)];
+}
+
+impl<F> MakeVars for Deferred<F>
+where
+    F: Fn() -> Environ + Send + Sync + UnwindSafe + RefUnwindSafe,
+{
     fn vars(&self) -> &[(Bytes, Bytes)] {
         self.made.get_or_init(|| {
             let mut env = (self.make)();
@@ -349,7 +358,7 @@ impl Environ {
             known: OnceLock::new(),
             deferred: Some(Arc::new(Deferred {
                 made: OnceLock::new(),
-                make: Box::new(make),
+                make,
             })),
         }
     }
@@ -495,6 +504,10 @@ impl Environ {
     /// a deferred environ answers from the variables it was given as known
     /// (its `HTTP_*` count is theirs, not the request's).
     pub(crate) fn known_now(&self) -> Known<'_> {
+        if self.deferred.is_some() {
+            // A few variables, read once: not worth remembering.
+            return Known::of(&self.vars);
+        }
         Known::at(
             &self.vars,
             self.known.get_or_init(|| KnownAt::of(&self.vars)),

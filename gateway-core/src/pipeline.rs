@@ -55,10 +55,10 @@ pub fn is_hop_by_hop(name: &str) -> bool {
 /// [`HandlerBuilder::accel_buffering_hint`](crate::HandlerBuilder::accel_buffering_hint)),
 /// unless the application gave that header itself.
 pub fn wants_unbuffered(headers: &HeaderMap, streamed: bool) -> bool {
-    if headers.contains_key(X_ACCEL_BUFFERING) {
-        return false;
-    }
-    (streamed && !headers.contains_key(header::CONTENT_LENGTH)) || is_event_stream(headers)
+    // The application's own header is looked for last: most responses are
+    // neither streamed nor event streams, and need no third lookup.
+    ((streamed && !headers.contains_key(header::CONTENT_LENGTH)) || is_event_stream(headers))
+        && !headers.contains_key(X_ACCEL_BUFFERING)
 }
 
 /// The header nginx reads to turn its response buffering off for one
@@ -470,7 +470,7 @@ impl<G: Gateway> Writer<'_, G> {
 /// `Upgrade`.
 fn check_head(parts: &mut Parts, switch: bool) -> Result<(), Error> {
     if let Some(r) = parts.extensions.get::<ReasonPhrase>()
-        && r.0.iter().any(|&b| is_bad_value_byte(b))
+        && has_bad_value_byte(&r.0)
     {
         return Err(Error::new(Kind::InvalidResponse(
             "control character in the reason phrase",
@@ -478,7 +478,7 @@ fn check_head(parts: &mut Parts, switch: bool) -> Result<(), Error> {
     }
     let mut strip = false;
     for (name, value) in &parts.headers {
-        if value.as_bytes().iter().any(|&b| is_bad_value_byte(b)) {
+        if has_bad_value_byte(value.as_bytes()) {
             return Err(Error::new(Kind::InvalidResponse(
                 "control character in a response header value",
             )));
@@ -495,10 +495,16 @@ fn check_head(parts: &mut Parts, switch: bool) -> Result<(), Error> {
 }
 
 fn is_stripped(name: &HeaderName, switch: bool) -> bool {
-    if switch && (name == header::CONNECTION || name == header::UPGRADE) {
-        return false;
+    // A `HeaderName` is lowercase: the standard names compare as their
+    // constants, the others (`keep-alive`, `trailers`, `status`) as text.
+    if name == header::CONNECTION || name == header::UPGRADE {
+        return !switch;
     }
-    is_hop_by_hop(name.as_str()) || name == "status"
+    name == header::TRANSFER_ENCODING
+        || name == header::TE
+        || name == header::PROXY_AUTHENTICATE
+        || name == header::PROXY_AUTHORIZATION
+        || matches!(name.as_str(), "keep-alive" | "trailers" | "status")
 }
 
 /// Removes the headers `drop` selects, keeping the others in their order
@@ -568,6 +574,13 @@ fn length_value(n: u64) -> HeaderValue {
         .get(start..start + number_width(small))
         .and_then(|d| HeaderValue::from_maybe_shared(Bytes::from_static(d)).ok())
         .unwrap_or_else(|| HeaderValue::from(n))
+}
+
+/// Whether `v` holds a byte a header value may not hold: every byte is
+/// looked at, without stopping at the first bad one, which lets the
+/// compiler check many at once (values are short, and almost always good).
+fn has_bad_value_byte(v: &[u8]) -> bool {
+    v.iter().fold(false, |bad, &b| bad | is_bad_value_byte(b))
 }
 
 /// header values may not hold 0x00–0x08, 0x0A–0x1F or 0x7F (HTAB is
@@ -670,6 +683,45 @@ pub(crate) fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The fast check of the names the pipeline removes agrees with the
+    /// list of hop-by-hop names, for standard and other names alike.
+    #[test]
+    fn stripped_names_are_the_hop_by_hop_ones_and_status() {
+        let names = HOP_BY_HOP.iter().chain(&[
+            "status",
+            "trailer",
+            "content-type",
+            "x-keep-alive",
+            "host",
+            "server",
+        ]);
+        for n in names {
+            let name = HeaderName::from_bytes(n.to_ascii_uppercase().as_bytes()).unwrap();
+            let listed = is_hop_by_hop(n) || *n == "status";
+            assert_eq!(is_stripped(&name, false), listed, "{n}");
+            let kept = *n == "connection" || *n == "upgrade";
+            assert_eq!(is_stripped(&name, true), listed && !kept, "{n} on a switch");
+        }
+    }
+
+    /// The whole-value check finds a bad byte wherever it is.
+    #[test]
+    fn bad_value_bytes_are_found_anywhere() {
+        for b in 0..=255u8 {
+            let bad = (b < 0x20 && b != b'\t') || b == 0x7f;
+            for v in [
+                vec![b],
+                vec![b'a', b],
+                vec![b, b'a', b'b'],
+                [&b"text/plain; charset=utf-8 and more "[..], &[b]].concat(),
+            ] {
+                let want = v.iter().any(|&x| (x < 0x20 && x != b'\t') || x == 0x7f);
+                assert_eq!(has_bad_value_byte(&v), want, "{v:?}");
+            }
+            assert_eq!(has_bad_value_byte(&[b'x', b'y', b]), bad, "{b}");
+        }
+    }
 
     #[test]
     fn length_values_match_the_decimal_form() {

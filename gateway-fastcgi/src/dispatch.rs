@@ -159,17 +159,30 @@ where
             self.proto.stop();
         }
         let mut stopped = pin!(stopping_of(&mut watch));
-        // One timer for the connection's deadlines, moved only when the
-        // earliest one changes (a few times per request).
+        // One timer for the connection's deadlines. It is moved only when a
+        // deadline comes earlier than the time it is set for: one that
+        // goes later (the usual case from one request to the next, each
+        // pushing the head and idle deadlines on) lets it fire early, and
+        // the protocol layer, finding nothing due, gives the next time to
+        // set. So a kept-alive connection moves its timer about once per
+        // deadline period rather than a few times per request.
         let mut timer = pin!(tokio::time::sleep_until(Instant::now()));
-        let mut timer_at = None;
+        let mut timer_at: Option<std::time::Instant> = None;
         // An input queue over its bound: no reading until it drains.
         let mut full: Option<InputSender> = None;
 
         let close = loop {
+            while let Some(id) = self.proto.next_input_timeout() {
+                self.input_timed_out(id);
+            }
             if full.is_none() {
                 match std::future::poll_fn(|cx| Poll::Ready(self.process(cx))).await {
-                    Ok(queue) => full = queue,
+                    Ok(queue) => {
+                        if queue.is_some() {
+                            self.proto.pause_input();
+                        }
+                        full = queue;
+                    }
                     Err(reason) => {
                         tracing::debug!(%reason, "FastCGI protocol error, closing the connection");
                         gateway_core::metrics::note(
@@ -182,7 +195,8 @@ where
             }
             if let Some(close) = self.proto.poll_close() {
                 if close == Close::Abort {
-                    // The protocol layer aborts only a head not received in time.
+                    // The protocol layer aborts only for a deadline: a head
+                    // not received, or output not taken, in time.
                     gateway_core::metrics::note(
                         self.shared.handler.metrics(),
                         gateway_core::Failure::Timeout,
@@ -195,12 +209,11 @@ where
                 // (the next read allocates one once bytes arrive).
                 self.buf = BytesMut::new();
             }
-            let deadline = self.proto.poll_timeout();
-            if deadline != timer_at {
-                timer_at = deadline;
-                if let Some(at) = deadline {
-                    timer.as_mut().reset(Instant::from_std(at));
-                }
+            if let Some(at) = self.proto.poll_timeout()
+                && timer_at.is_none_or(|set| at < set)
+            {
+                timer_at = Some(at);
+                timer.as_mut().reset(Instant::from_std(at));
             }
             tokio::select! {
                 biased;
@@ -209,13 +222,22 @@ where
                 }
                 // Polled after the applications, so output they appended
                 // before they blocked goes out in this same turn.
-                r = write_buffered(&self.transport, write_timeout) => {
-                    if let Err(error) = r {
+                r = write_buffered(&self.transport, self.proto.is_write_blocked()) => match r {
+                    Ok(Wrote::All) => self.proto.wrote(),
+                    Ok(Wrote::Some) => {
+                        self.proto.wrote();
+                        self.proto.write_blocked(now());
+                    }
+                    Ok(Wrote::Blocked) => self.proto.write_blocked(now()),
+                    Err(error) => {
                         tracing::debug!(%error, "FastCGI write failed");
                         break Close::Abort;
                     }
+                },
+                () = drained(full.as_ref()), if full.is_some() => {
+                    full = None;
+                    self.proto.resume_input(now());
                 }
-                () = drained(full.as_ref()), if full.is_some() => full = None,
                 r = read(&self.transport, &mut self.buf), if full.is_none() => match r {
                     Ok(0) => {
                         tracing::debug!("FastCGI web server closed the connection");
@@ -234,7 +256,10 @@ where
                     stopping = true;
                     self.proto.stop();
                 }
-                () = &mut timer, if timer_at.is_some() => self.proto.handle_timeout(now()),
+                () = &mut timer, if timer_at.is_some() => {
+                    timer_at = None;
+                    self.proto.handle_timeout(now());
+                }
             }
         };
 
@@ -401,7 +426,6 @@ where
     /// already ended, empty. An application run in the connection's task
     /// (with `cx`) may be done at once: then the request ends here.
     fn start(&mut self, id: u16, params: Params, stdin_ended: bool, cx: &mut Context<'_>) {
-        let body_timeout = self.shared.handler.limits().get_body_read_timeout();
         let errors = self.shared.errors.clone();
         let (peer_addr, local_addr) = (self.peer_addr, self.local_addr);
         let Some(slot) = self.slot(id) else { return };
@@ -409,13 +433,13 @@ where
         let stdin = if stdin_ended {
             InputBody::ended(length)
         } else {
-            let (tx, rx) = input::channel(length, body_timeout);
+            let (tx, rx) = input::channel(length);
             slot.stdin = Some(tx);
             rx
         };
         let filter = (slot.role == Role::Filter).then(|| {
             let length = input::declared_length(&params, b"FCGI_DATA_LENGTH");
-            let (tx, rx) = input::channel(length, body_timeout);
+            let (tx, rx) = input::channel(length);
             slot.data = Some(tx);
             FilterData::new(rx)
         });
@@ -443,21 +467,26 @@ where
         }
     }
 
+    /// The web server sent none of request `id`'s input within the body
+    /// read timeout: its body fails as timed out (the connection already
+    /// takes no new request).
+    fn input_timed_out(&mut self, id: u16) {
+        tracing::debug!(
+            id,
+            "FastCGI input stalled, closing the connection once idle"
+        );
+        if let Some(slot) = self.slot(id) {
+            for q in [slot.stdin.take(), slot.data.take()].into_iter().flatten() {
+                q.time_out();
+            }
+        }
+    }
+
     /// Request `id`'s application finished.
     fn finished(&mut self, id: u16, outcome: &Outcome) {
         let Some(slot) = self.take_slot(id) else {
             return;
         };
-        // The body gave up waiting for the web server: what it sends next
-        // is anyone's guess, so the connection takes no new request.
-        if [&slot.stdin, &slot.data]
-            .into_iter()
-            .flatten()
-            .any(InputSender::timed_out)
-        {
-            tracing::debug!("FastCGI input stalled, closing the connection once idle");
-            self.proto.stall();
-        }
         let input_open = slot.stdin.is_some() || slot.data.is_some();
         if outcome.is_aborted() && self.shared.reset_on_abort {
             // A response that failed after its head went out is cut off,
@@ -525,13 +554,32 @@ where
     .await
 }
 
-/// Writes the buffer out once it holds something.
-async fn write_buffered<T>(transport: &Transport<T>, timeout: Duration) -> std::io::Result<()>
+/// How far a write of the output buffer got.
+enum Wrote {
+    /// All of it.
+    All,
+    /// Some, and the rest waits for the web server.
+    Some,
+    /// None: it waits for the web server.
+    Blocked,
+}
+
+/// Writes the buffer out once it holds something. Returns when it is all
+/// written, or when the write waits for the web server and the protocol
+/// layer's write clock is to be started (`blocked`: it runs already) or
+/// restarted (the web server took some).
+async fn write_buffered<T>(transport: &Transport<T>, blocked: bool) -> std::io::Result<Wrote>
 where
     T: AsyncRead + AsyncWrite + Send + Unpin,
 {
     std::future::poll_fn(|cx| transport.poll_output(cx)).await;
-    write_out(transport, timeout).await
+    std::future::poll_fn(|cx| match transport.poll_write_progress(cx) {
+        (Poll::Ready(r), _) => Poll::Ready(r.map(|()| Wrote::All)),
+        (Poll::Pending, true) => Poll::Ready(Ok(Wrote::Some)),
+        (Poll::Pending, false) if !blocked => Poll::Ready(Ok(Wrote::Blocked)),
+        (Poll::Pending, false) => Poll::Pending,
+    })
+    .await
 }
 
 async fn read<T>(transport: &Transport<T>, buf: &mut BytesMut) -> std::io::Result<usize>

@@ -10,10 +10,11 @@
 //! connection carrying one request at a time (what web servers do) simply
 //! follows the application's pace, and memory stays bounded either way.
 //!
-//! A body waits at most `Limits::body_read_timeout` for the next bytes
-//! while the application asks for them; past that it fails with
-//! [`gateway_core::Error::body_timeout`], and the driver closes the
-//! connection once the request has ended. A stream that stops without its
+//! When the web server sends none of a request's input for
+//! `Limits::body_read_timeout` (the connection's deadline, kept by
+//! [`crate::proto::Connection`]), the driver ends the queue as timed out:
+//! the body fails with [`gateway_core::Error::body_timeout`], and the
+//! connection closes once the request has ended. A stream that stops without its
 //! end marker (the web server aborted the request or closed the connection)
 //! fails with [`gateway_core::Error::incomplete_body`], as does one that
 //! ends short of its declared length: both are the client's doing, which
@@ -24,22 +25,15 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
-use std::time::Duration;
 
 use bytes::Bytes;
 use gateway_core::Error;
-use gateway_core::server::Stall;
 use http_body::{Frame, SizeHint};
 use tokio::sync::{Notify, mpsc};
 
 /// How many unread bytes one request's input queue holds before the driver
 /// stops reading the connection.
 pub(crate) const QUEUE_BOUND: usize = 256 * 1024;
-
-/// The longest stall limit used: a longer one (`Duration::MAX` for "none")
-/// is cut to this, which is as good as none and keeps deadlines
-/// representable.
-const LONGEST_WAIT: Duration = Duration::from_secs(365 * 24 * 3600);
 
 /// The driver's end of an input queue.
 #[derive(Debug, Clone)]
@@ -54,14 +48,13 @@ struct Flow {
     drained: Notify,
     /// The stream's end marker arrived (set before the sender is dropped).
     ended: AtomicBool,
-    /// The body gave up waiting for input.
+    /// The web server sent no input within the body read timeout.
     timed_out: AtomicBool,
 }
 
 /// A new queue and the body that reads it. `length` is the declared length
-/// (`CONTENT_LENGTH`), when there is one; `timeout` bounds each wait of the
-/// body for input.
-pub(crate) fn channel(length: Option<u64>, timeout: Duration) -> (InputSender, InputBody) {
+/// (`CONTENT_LENGTH`), when there is one.
+pub(crate) fn channel(length: Option<u64>) -> (InputSender, InputBody) {
     let (tx, rx) = mpsc::unbounded_channel();
     let flow = Arc::new(Flow::default());
     (
@@ -74,7 +67,6 @@ pub(crate) fn channel(length: Option<u64>, timeout: Duration) -> (InputSender, I
             flow: Some(flow),
             remaining: length,
             done: false,
-            stall: Stall::new(timeout.min(LONGEST_WAIT)),
         },
     )
 }
@@ -99,11 +91,11 @@ impl InputSender {
         self.flow.ended.store(true, Ordering::Release);
     }
 
-    /// Whether the body gave up waiting for input (the web server stalled):
-    /// the connection is then in an unknown state and is closed once the
-    /// request has ended.
-    pub(crate) fn timed_out(&self) -> bool {
-        self.flow.timed_out.load(Ordering::Acquire)
+    /// The web server sent none of the stream within the body read
+    /// timeout: the body fails as timed out once it has read what was
+    /// queued.
+    pub(crate) fn time_out(self) {
+        self.flow.timed_out.store(true, Ordering::Release);
     }
 
     /// Whether the queue is over its bound (and the body still reading).
@@ -133,7 +125,7 @@ impl InputSender {
 /// before it is an error (the client's upload failed, spec §6.2). Without
 /// one (an upload the web server streams without a length), the body runs to
 /// the end marker. Its errors are [`gateway_core::Error`]s: cut short, or
-/// no input for longer than the stall limit.
+/// no input within the body read timeout.
 #[derive(Debug)]
 pub(crate) struct InputBody {
     /// `None` when the stream had ended, empty, before the body was made.
@@ -141,8 +133,6 @@ pub(crate) struct InputBody {
     flow: Option<Arc<Flow>>,
     remaining: Option<u64>,
     done: bool,
-    /// Times each wait for input.
-    stall: Stall,
 }
 
 impl InputBody {
@@ -154,8 +144,6 @@ impl InputBody {
             flow: None,
             remaining: length,
             done: false,
-            // Never waits: there is no queue.
-            stall: Stall::new(LONGEST_WAIT),
         }
     }
 
@@ -184,20 +172,8 @@ impl http_body::Body for InputBody {
             None => Poll::Ready(None),
         };
         match polled {
-            Poll::Pending => {
-                // The timer needs a tokio runtime; a body read elsewhere
-                // just waits.
-                let in_runtime = tokio::runtime::Handle::try_current().is_ok();
-                if in_runtime && this.stall.expired(false, cx) {
-                    if let Some(flow) = &this.flow {
-                        flow.timed_out.store(true, Ordering::Release);
-                    }
-                    return this.fail(Error::body_timeout());
-                }
-                Poll::Pending
-            }
+            Poll::Pending => Poll::Pending,
             Poll::Ready(Some(mut data)) => {
-                this.stall.expired(true, cx);
                 if let Some(flow) = &this.flow {
                     flow.queued.fetch_sub(data.len(), Ordering::AcqRel);
                     flow.drained.notify_waiters();
@@ -210,6 +186,13 @@ impl http_body::Body for InputBody {
                 Poll::Ready(Some(Ok(Frame::data(data))))
             }
             Poll::Ready(None) => {
+                let timed_out = this
+                    .flow
+                    .as_ref()
+                    .is_some_and(|flow| flow.timed_out.load(Ordering::Acquire));
+                if timed_out {
+                    return this.fail(Error::body_timeout());
+                }
                 let ended = this
                     .flow
                     .as_ref()

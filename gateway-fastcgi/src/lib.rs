@@ -54,7 +54,8 @@
 //! its own; its records go into the connection's output buffer, so a small
 //! response and the end of the request leave in one write. With
 //! [`Server::multiplex`], when a second request arrives while the first
-//! runs, both go to tasks of their own so that they run in parallel; their
+//! runs, both go to tasks of their own so that neither waits for the other
+//! (in parallel with [`Server::work_stealing`]); their
 //! records go through the same buffer, which the connection's task alone
 //! writes. [`Server::dispatch`] chooses another [`Dispatch`] strategy.
 //!
@@ -104,7 +105,7 @@ mod strategy;
 mod transport;
 
 pub use error::Error;
-pub use gateway_core::server::{ListenAddr, Listener, Shutdown};
+pub use gateway_core::server::{ListenAddr, Listener, ServerOptions, Shutdown};
 pub use gateway_core::{
     Body, BoxError, ErrorStream, Handler, HandlerBuilder, Limits, Metrics, PathView,
 };

@@ -7,10 +7,13 @@ use std::io;
 use std::marker::PhantomData;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::time::Duration;
 
-use gateway_core::server::{self, Connection, ListenAddr, Listener, Refusal, Shutdown, Stream};
-use gateway_core::{AppBody, Application, ErrorStream, Handler, Limits, Metrics, PathView};
+use gateway_core::server::{
+    self, Connection, ListenAddr, Listener, Refusal, ServerOptions, Shutdown, Stream,
+};
+use gateway_core::{AppBody, Application, ErrorStream, Metrics};
+#[cfg(doc)]
+use gateway_core::{Handler, Limits};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::Semaphore;
 
@@ -62,17 +65,13 @@ use crate::strategy::Dispatch;
 /// backlog for a slot.
 #[derive(Clone, Debug)]
 pub struct Server {
-    handler: Handler,
+    options: ServerOptions,
     multiplex: bool,
     max_requests: Option<usize>,
     error_stream: Option<ErrorStream>,
     allowed: Option<Vec<IpAddr>>,
-    shutdown: Shutdown,
-    grace_period: Option<Duration>,
     reset_on_abort: bool,
-    worker_threads: Option<usize>,
     dispatch: Dispatch,
-    status_addr: Option<ListenAddr>,
 }
 
 impl Default for Server {
@@ -85,87 +84,22 @@ impl Server {
     /// A server with the defaults (see [`Server`]).
     pub fn new() -> Self {
         Server {
-            handler: Handler::new(),
+            options: ServerOptions::new(),
             multiplex: false,
             max_requests: None,
             error_stream: None,
             allowed: web_server_addrs_from_env(),
-            shutdown: Shutdown::new(),
-            grace_period: None,
             reset_on_abort: false,
-            worker_threads: None,
             dispatch: Dispatch::default(),
-            status_addr: None,
         }
     }
 
-    /// The handler: the error page, the base environ, the limits, the path
-    /// view. It replaces the handler whole, limits included: call
-    /// [`limits`](Server::limits), [`path_view`](Server::path_view) and
-    /// [`max_connections`](Server::max_connections) after it.
-    pub fn handler(&mut self, handler: Handler) -> &mut Self {
-        self.handler = handler;
-        self
-    }
-
-    /// The limits and timeouts (the handler's, which keeps its other
-    /// settings).
-    pub fn limits(&mut self, limits: Limits) -> &mut Self {
-        self.handler = self.handler.to_builder().limits(limits).build();
-        self
-    }
-
-    /// How the application sees the request path (the handler's, which
-    /// keeps its other settings).
-    pub fn path_view(&mut self, view: PathView) -> &mut Self {
-        self.handler = self.handler.to_builder().path_view(view).build();
-        self
-    }
-
-    /// The most connections served at once
-    /// ([`Limits::max_connections`]; the other limits stay).
-    pub fn max_connections(&mut self, n: usize) -> &mut Self {
-        let mut limits = self.handler.limits().clone();
-        limits.max_connections(n);
-        self.limits(limits)
-    }
-
-    /// Binds a TCP address with `SO_REUSEPORT` (default: off), so that a new
-    /// process can listen on the same port before this one stops: a
-    /// rolling restart with no refused connection. The handler's
-    /// [`Limits::reuse_port`], changed.
-    pub fn reuse_port(&mut self, yes: bool) -> &mut Self {
-        let mut limits = self.handler.limits().clone();
-        limits.reuse_port(yes);
-        self.limits(limits)
-    }
-
-    /// Counts this server's connections, requests, bytes and failures in
-    /// `metrics` (the handler's, which keeps its other settings): mount
-    /// [`Metrics::service`] in the application, or serve it on an address
-    /// of its own with [`status_addr`](Server::status_addr). Besides what
-    /// the handler counts, the server counts its connections, the
-    /// connections refused past [`Limits::max_connections`], FastCGI
-    /// protocol errors, request heads not received in time, and requests
-    /// answered `FCGI_OVERLOADED`.
-    pub fn metrics(&mut self, metrics: &Metrics) -> &mut Self {
-        self.handler = self.handler.to_builder().metrics(metrics).build();
-        self
-    }
-
-    /// Serves the [metrics](Server::metrics) (fresh ones if none were set)
-    /// over plain HTTP on `addr` next to the FastCGI socket, under
-    /// [`run`](Server::run): `GET` any path for the JSON status page, a
-    /// path ending in `metrics` (or `Accept: application/openmetrics-text`)
-    /// for the OpenMetrics text. See [`server::serve_status`]; meant for a
-    /// loopback or internal address.
-    pub fn status_addr(&mut self, addr: ListenAddr) -> &mut Self {
-        if self.handler.metrics().is_none() {
-            self.metrics(&Metrics::new());
-        }
-        self.status_addr = Some(addr);
-        self
-    }
+    gateway_core::server_options_setters!(
+        options,
+        "its connections, the connections refused past the connection limit, \
+         FastCGI protocol errors, request heads not received in time, and \
+         requests answered `FCGI_OVERLOADED`"
+    );
 
     /// Where the application's error stream goes. By default each request's
     /// error stream becomes its `FCGI_STDERR` records, which the web server
@@ -175,46 +109,6 @@ impl Server {
     /// the client or take it for a failure (IIS).
     pub fn error_stream(&mut self, errors: ErrorStream) -> &mut Self {
         self.error_stream = Some(errors);
-        self
-    }
-
-    /// The shutdown that stops this server: trigger it to stop accepting,
-    /// let in-flight requests finish (up to the
-    /// [grace period](Server::grace_period)), answer new requests
-    /// `FCGI_OVERLOADED` meanwhile and close idle connections. Default: a
-    /// shutdown of its own, triggered by SIGINT and SIGTERM under
-    /// [`run`](Server::run) and [`serve`](crate::serve()).
-    pub fn shutdown(&mut self, shutdown: Shutdown) -> &mut Self {
-        self.shutdown = shutdown;
-        self
-    }
-
-    /// The server's shutdown, to trigger it (from another task, a signal
-    /// handler of your own, a test).
-    pub fn shutdown_handle(&self) -> Shutdown {
-        let mut shutdown = self.shutdown.clone();
-        if let Some(d) = self.grace_period {
-            shutdown.deadline(d);
-        }
-        shutdown
-    }
-
-    /// How long requests in flight may take to finish once the shutdown
-    /// starts; then their connections are closed. Default: the shutdown's
-    /// own deadline (30 s for [`Shutdown::new`]).
-    pub fn grace_period(&mut self, period: Duration) -> &mut Self {
-        self.grace_period = Some(period);
-        self
-    }
-
-    /// The threads [`run`](Server::run) serves on: 1 for a single-threaded
-    /// runtime, which costs the least per connection (no hand-over between
-    /// threads: about two thirds of the CPU time per request behind nginx
-    /// without keep-alive, measured with `scripts/bench-fastcgi.sh`) but
-    /// runs the application on one core; more for a multi-threaded runtime
-    /// with that many workers. Default (and 0): tokio's, one per CPU.
-    pub fn worker_threads(&mut self, n: usize) -> &mut Self {
-        self.worker_threads = (n > 0).then_some(n);
         self
     }
 
@@ -281,7 +175,7 @@ impl Server {
 
     /// What `FCGI_GET_VALUES` reports and the protocol layer enforces.
     pub fn protocol_config(&self) -> Config {
-        let limits = self.handler.limits();
+        let limits = self.options.get_handler().limits();
         let conns = limits.get_max_connections();
         let reqs = self.max_requests.unwrap_or(conns);
         let mut config = Config::new();
@@ -292,6 +186,8 @@ impl Server {
             .max_params_len(limits.get_max_head_len())
             .head_read_timeout(limits.get_head_read_timeout())
             .idle_timeout(limits.get_idle_timeout())
+            .body_read_timeout(limits.get_body_read_timeout())
+            .write_timeout(limits.get_write_timeout())
             .max_requests_per_connection(limits.get_max_requests_per_connection());
         config
     }
@@ -304,7 +200,8 @@ impl Server {
         S: Application<B>,
         B: AppBody,
     {
-        let limits = self.handler.limits();
+        let handler = self.options.get_handler();
+        let limits = handler.limits();
         let capacity = self
             .max_requests
             .unwrap_or(limits.get_max_connections())
@@ -312,7 +209,7 @@ impl Server {
         Connections {
             shared: Arc::new(Shared {
                 app,
-                handler: self.handler.clone(),
+                handler: handler.clone(),
                 config: self.protocol_config(),
                 errors: self.error_stream.clone(),
                 capacity: Arc::new(Semaphore::new(capacity)),
@@ -363,20 +260,10 @@ impl Server {
         B: AppBody,
     {
         let connections = self.connections(app);
-        let shutdown = self.shutdown_handle();
-        let limits = self.handler.limits();
-        let status = self
-            .status_addr
-            .as_ref()
-            .zip(self.handler.metrics().cloned());
-        server::run(
-            "FastCGI",
-            addr,
-            limits,
-            self.worker_threads,
-            &shutdown,
-            |listener| server::with_status(connections.serve(listener), status, limits, &shutdown),
-        )
+        self.options.run("FastCGI", addr, move |listener, cap| {
+            let connections = connections.clone();
+            async move { connections.serve_capped(listener, cap).await }
+        })
     }
 }
 
@@ -521,6 +408,12 @@ where
     /// at debug level and end that connection only.
     pub async fn serve(&self, listener: Listener) -> io::Result<()> {
         let max_connections = self.shared.handler.limits().get_max_connections();
+        self.serve_capped(listener, max_connections).await
+    }
+
+    /// As [`serve`](Connections::serve), with at most `max_connections`
+    /// connections at once on this listener.
+    async fn serve_capped(&self, listener: Listener, max_connections: usize) -> io::Result<()> {
         let this = Arc::new(self.clone());
         server::serve(
             listener,
@@ -639,7 +532,7 @@ where
     server::serve_until_signal(
         "FastCGI",
         &addr,
-        s.handler.limits(),
+        s.options.get_handler().limits(),
         &s.shutdown_handle(),
         |l| connections.serve(l),
     )
@@ -649,6 +542,8 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+    use gateway_core::{Handler, Limits};
+    use std::time::Duration;
 
     /// The allow-list matches IPv4 (also v4-mapped IPv6) and refuses peers
     /// without an address (Unix sockets) once set.
@@ -675,7 +570,7 @@ mod tests {
         let mut limits = Limits::default();
         limits.max_head_len(4096);
         server.limits(limits).max_connections(3);
-        let h = &server.handler;
+        let h = server.options.get_handler();
         assert_eq!(h.limits().get_max_head_len(), 4096);
         assert_eq!(h.limits().get_max_connections(), 3);
         assert!(format!("{h:?}").contains("limits"));

@@ -150,17 +150,25 @@ where
 
     /// Writes the buffer out until it is empty, then flushes the transport.
     pub(crate) fn poll_write_out(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.poll_write_progress(cx).0
+    }
+
+    /// As [`poll_write_out`](Self::poll_write_out), and whether the
+    /// transport took any bytes.
+    pub(crate) fn poll_write_progress(&self, cx: &mut Context<'_>) -> (Poll<io::Result<()>>, bool) {
         let Ok(mut guard) = self.inner.lock() else {
-            return Poll::Ready(Err(gone()));
+            return (Poll::Ready(Err(gone())), false);
         };
         let inner = &mut *guard;
+        let before = inner.out.len();
         let result = Self::write_locked(inner, cx);
+        let progressed = inner.out.len() < before;
         let wake = inner.room_made();
         drop(guard);
         for w in wake {
             w.wake();
         }
-        result
+        (result, progressed)
     }
 
     fn write_locked(inner: &mut Inner<T>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {

@@ -378,3 +378,76 @@ async fn unknown_length_is_read_to_the_end_of_stdin(dispatch) {
     }
 }
 }
+
+per_dispatch! {
+/// An application that reads its body late is not a stalled web server:
+/// while its input queue is full the connection reads nothing more and
+/// the body read timeout does not run, so a body taken in only after
+/// several timeouts' worth of waiting still arrives whole, and the
+/// connection goes on serving.
+async fn a_late_reader_is_not_a_stalled_web_server(dispatch) {
+    let timeout = Duration::from_millis(200);
+    let late = BoxCloneSyncService::new(tower::service_fn(|req: Request<Body>| async move {
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        let body = read_body(req.into_body()).await?;
+        Ok::<_, BoxError>(ok(format!("read {}", body.len())))
+    }));
+    for multiplex in [false, true] {
+        let mut limits = Limits::default();
+        limits.body_read_timeout(timeout);
+        let mut c = connect(&server(dispatch, late.clone(), multiplex, limits));
+        let len = 2 << 20;
+        let mut w = BytesMut::new();
+        proto::encode_begin_request(&mut w, 1, RESPONDER, KEEP_CONN);
+        proto::encode_params(&mut w, 1, pairs(&post(&len.to_string()))).unwrap();
+        proto::encode_stream(&mut w, RecordType::Stdin, 1, &vec![b'x'; len]);
+        proto::encode_stream_end(&mut w, RecordType::Stdin, 1);
+        // Taken in as the application reads: it blocks until then.
+        c.send(&w).await;
+        let r = c.response(1).await;
+        assert_eq!(r.body(), format!("read {len}"), "multiplex {multiplex}");
+        c.begin(1, RESPONDER, 0, &pairs(&post("2"))).await;
+        c.stream(RecordType::Stdin, 1, b"ok", true).await;
+        assert_eq!(c.response(1).await.body(), "read 2", "multiplex {multiplex}");
+    }
+}
+}
+
+per_dispatch! {
+/// A web server that stops reading in the middle of a large response:
+/// once it has taken nothing for `write_timeout`, the connection is closed
+/// (the application, still writing, is cancelled) instead of waiting
+/// forever.
+async fn a_web_server_that_stops_reading_is_dropped_after_write_timeout(dispatch) {
+    let timeout = Duration::from_millis(300);
+    let big = BoxCloneSyncService::new(tower::service_fn(|_req: Request<Body>| async move {
+        Ok::<_, BoxError>(ok(vec![b'z'; 16 << 20]))
+    }));
+    for multiplex in [false, true] {
+        let mut limits = Limits::default();
+        limits.write_timeout(timeout);
+        let mut c = connect(&server(dispatch, big.clone(), multiplex, limits));
+        c.begin(1, RESPONDER, KEEP_CONN, &pairs(&get("/"))).await;
+        c.stream(RecordType::Stdin, 1, b"", true).await;
+        let began = Instant::now();
+        // Read nothing; a write to the connection fails once the server
+        // has dropped it.
+        let closed_after = loop {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            let mut w = BytesMut::new();
+            proto::encode_get_values(&mut w, ["FCGI_MAX_CONNS"]).unwrap();
+            if c.io.write_all(&w).await.is_err() {
+                break began.elapsed();
+            }
+            assert!(
+                began.elapsed() < Duration::from_secs(5),
+                "multiplex {multiplex}: still open after 5 s"
+            );
+        };
+        assert!(
+            closed_after >= timeout - Duration::from_millis(50),
+            "multiplex {multiplex}: closed after {closed_after:?}, before the write timeout"
+        );
+    }
+}
+}

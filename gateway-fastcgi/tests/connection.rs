@@ -878,3 +878,105 @@ fn reset_after_the_input_ends() {
     conn.handle_timeout(t0 + Duration::from_secs(2));
     assert_eq!(conn.poll_close(), Some(Close::Reset));
 }
+
+/// The body read deadline runs while a request's input is due and the
+/// caller reads: from the last input, or from when reading resumed. Past
+/// it the request's input is handed out once as timed out, later input for
+/// it is ignored, and the connection takes no new request (it closes once
+/// the request ends).
+#[test]
+fn body_read_deadline_with_the_time_passed_in() {
+    let t0 = Instant::now();
+    let s = Duration::from_secs;
+    let mut config = Config::new();
+    config.body_read_timeout(s(5));
+    let mut conn = Connection::opened(&config, t0);
+    assert_eq!(conn.poll_timeout(), None);
+    conn.received(t0);
+    let wire = Wire::default()
+        .begin(1, RESPONDER, KEEP_CONN)
+        .params(1, &[("REQUEST_METHOD", "POST")])
+        .record(RecordType::Stdin, 1, b"abc")
+        .bytes();
+    run(&mut conn, wire).unwrap();
+    assert_eq!(conn.poll_timeout(), Some(t0 + s(5)));
+    // More input moves it.
+    conn.received(t0 + s(2));
+    assert_eq!(conn.poll_timeout(), Some(t0 + s(7)));
+    // Not while the caller does not read; from the resumption after.
+    conn.pause_input();
+    assert_eq!(conn.poll_timeout(), None);
+    conn.handle_timeout(t0 + s(60));
+    assert_eq!(conn.next_input_timeout(), None);
+    conn.resume_input(t0 + s(60));
+    assert_eq!(conn.poll_timeout(), Some(t0 + s(65)));
+    conn.handle_timeout(t0 + s(64));
+    assert_eq!(conn.next_input_timeout(), None);
+    conn.handle_timeout(t0 + s(65));
+    assert_eq!(conn.next_input_timeout(), Some(1));
+    assert_eq!(conn.next_input_timeout(), None);
+    assert_eq!(conn.poll_timeout(), None);
+    assert!(conn.is_refusing());
+    assert_eq!(conn.poll_close(), None);
+    // Late input is ignored; the request still ends normally.
+    let (events, _) = run(
+        &mut conn,
+        Wire::default().record(RecordType::Stdin, 1, b"").bytes(),
+    )
+    .unwrap();
+    assert!(events.is_empty(), "{events:?}");
+    assert!(conn.finish(1, t0 + s(66)));
+    assert_eq!(conn.poll_close(), Some(Close::Graceful));
+
+    // An ended body has no deadline.
+    let mut conn = Connection::opened(&config, t0);
+    conn.received(t0);
+    let wire = Wire::default()
+        .begin(1, RESPONDER, KEEP_CONN)
+        .params(1, &[])
+        .record(RecordType::Stdin, 1, b"")
+        .bytes();
+    run(&mut conn, wire).unwrap();
+    assert_eq!(conn.poll_timeout(), None);
+}
+
+/// The write deadline runs from the first write that would block, is
+/// restarted by every write that makes progress, and closes the
+/// connection at once when it passes, whatever else is under way.
+#[test]
+fn write_deadline_with_the_time_passed_in() {
+    let t0 = Instant::now();
+    let s = Duration::from_secs;
+    let mut config = timed();
+    config.write_timeout(s(3));
+    let mut conn = Connection::opened(&config, t0);
+    conn.received(t0);
+    run(
+        &mut conn,
+        Wire::default()
+            .begin(1, RESPONDER, KEEP_CONN)
+            .params(1, &[])
+            .record(RecordType::Stdin, 1, b"")
+            .bytes(),
+    )
+    .unwrap();
+    assert_eq!(conn.poll_timeout(), None);
+    conn.write_blocked(t0 + s(1));
+    assert!(conn.is_write_blocked());
+    // A second block does not move it.
+    conn.write_blocked(t0 + s(2));
+    assert_eq!(conn.poll_timeout(), Some(t0 + s(4)));
+    // Progress stops it; the next block starts it afresh.
+    conn.wrote();
+    assert_eq!(conn.poll_timeout(), None);
+    conn.write_blocked(t0 + s(5));
+    conn.handle_timeout(t0 + s(7));
+    assert_eq!(conn.poll_close(), None);
+    conn.handle_timeout(t0 + s(8));
+    assert_eq!(conn.poll_close(), Some(Close::Abort));
+    // With the idle deadline earlier, the earliest wins.
+    let mut conn = Connection::opened(&config, t0);
+    conn.received(t0);
+    conn.write_blocked(t0);
+    assert_eq!(conn.poll_timeout(), Some(t0 + s(1)));
+}

@@ -1049,3 +1049,93 @@ async fn bad_params_get_400_b6(dispatch) {
     assert_eq!(c.response(1).await.body(), "GET /ok 0");
 }
 }
+
+/// `Server::run` by default: a single-threaded runtime per thread, each
+/// serving the connections it accepted to their end. Every request is
+/// answered on one of the serving threads and the requests of one
+/// connection all on the same one; on TCP the connections are spread over
+/// several threads; a shutdown stops them all and removes a Unix socket.
+#[test]
+fn run_serves_each_connection_on_one_thread_of_its_own() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let threads = run_and_ask(&format!("127.0.0.1:{port}"), |_| {
+        Box::pin(async move {
+            let s = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
+            Ok(Box::new(s) as Box<dyn Io>)
+        })
+    });
+    assert!(threads.len() > 1, "all connections on {threads:?}");
+
+    let dir = std::env::temp_dir().join(format!("gateway-fastcgi-run-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("app.sock");
+    let p = path.clone();
+    run_and_ask(&format!("unix:{}", path.display()), move |_| {
+        let p = p.clone();
+        Box::pin(async move {
+            let s = tokio::net::UnixStream::connect(p).await?;
+            Ok(Box::new(s) as Box<dyn Io>)
+        })
+    });
+    assert!(!path.exists(), "the socket was left behind");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+trait Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Io for T {}
+
+type Connect = std::pin::Pin<Box<dyn Future<Output = std::io::Result<Box<dyn Io>>> + Send>>;
+
+/// Runs a server on three threads at `addr`, sends three requests on each
+/// of 24 connections made by `connect`, stops it; the threads that
+/// answered.
+fn run_and_ask(addr: &str, connect: impl Fn(()) -> Connect) -> std::collections::BTreeSet<String> {
+    let addr: gateway_fastcgi::ListenAddr = addr.parse().unwrap();
+    let where_ = app(|_req: Request<Body>| async move {
+        ok(std::thread::current().name().unwrap_or("?").to_string())
+    });
+    let mut server = gateway_fastcgi::Server::new();
+    server.worker_threads(3);
+    let shutdown = server.shutdown_handle();
+    let running = std::thread::spawn(move || server.run(&addr, where_));
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let seen = rt.block_on(async {
+        let mut first = None;
+        for _ in 0..200 {
+            match connect(()).await {
+                Ok(s) => {
+                    first = Some(s);
+                    break;
+                }
+                Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+            }
+        }
+        let mut clients = vec![Client::new(first.expect("the server never listened"))];
+        for _ in 1..24 {
+            clients.push(Client::new(connect(()).await.unwrap()));
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        for c in &mut clients {
+            let mut names = Vec::new();
+            for _ in 0..3 {
+                c.begin(1, RESPONDER, KEEP_CONN, &pairs(&get("/"))).await;
+                c.stream(RecordType::Stdin, 1, b"", true).await;
+                names.push(c.response(1).await.body());
+            }
+            assert!(names.iter().all(|n| n == &names[0]), "{names:?}");
+            assert!(names[0].starts_with("fastcgi-"), "{}", names[0]);
+            seen.insert(names[0].clone());
+        }
+        seen
+    });
+    shutdown.trigger();
+    running.join().unwrap().unwrap();
+    seen
+}

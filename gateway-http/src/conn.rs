@@ -58,7 +58,11 @@ where
         ..
     } = conn;
     let svc_shared = shared.clone();
-    let addrs = Arc::new(Addrs::new(peer_addr, local_addr));
+    let addrs = Arc::new(Addrs::new(
+        peer_addr,
+        local_addr,
+        shared.server_software.as_ref(),
+    ));
     // HTTP/1.x: the response to the last request a connection may carry
     // says `Connection: close`, and hyper closes after it.
     let budget = limits

@@ -44,8 +44,10 @@ impl SharedExchange {
     }
 }
 
-/// A connection's addresses, formatted once for every request's environ.
+/// A connection's addresses, formatted once for every request's environ,
+/// and the `Server` header of its responses, checked once.
 pub(crate) struct Addrs {
+    server_header: Option<HeaderValue>,
     peer: Option<SocketAddr>,
     local: Option<SocketAddr>,
     local_ip: Bytes,
@@ -55,10 +57,16 @@ pub(crate) struct Addrs {
 }
 
 impl Addrs {
-    pub(crate) fn new(peer: Option<SocketAddr>, local: Option<SocketAddr>) -> Self {
+    pub(crate) fn new(
+        peer: Option<SocketAddr>,
+        local: Option<SocketAddr>,
+        server_software: Option<&Bytes>,
+    ) -> Self {
         let ip = |a: Option<SocketAddr>| a.map(|a| Bytes::from(a.ip().to_string()));
         let port = |a: Option<SocketAddr>| a.map(|a| Bytes::from(a.port().to_string()));
         Self {
+            server_header: server_software
+                .and_then(|s| HeaderValue::from_maybe_shared(s.clone()).ok()),
             peer,
             local,
             local_ip: ip(local).unwrap_or_default(),
@@ -128,28 +136,38 @@ impl Gateway for HttpGateway {
 
     /// The environ is deferred: made from a copy of the request head the
     /// first time something reads it (most applications never do), unless
-    /// the handler's base environ is not empty.
+    /// the handler's base environ is not empty. The copy shares the
+    /// header values hyper parsed (no bytes are copied) in one list, not a
+    /// second header map.
     fn add_cgi_vars(&mut self, env: &mut Environ) {
         let Some(parts) = &self.parts else {
             return;
         };
         if !env.is_empty() {
-            self.host = derive_environ(env, parts, &self.addrs, self.server_software.as_ref());
+            let fields = fields_of(&parts.headers);
+            self.host = derive_environ(
+                env,
+                &Head::of(parts, &fields),
+                &self.addrs,
+                self.server_software.as_ref(),
+            );
             return;
         }
-        self.host = host_of(parts);
+        let fields = fields_of(&parts.headers);
+        let (known, host) = known_vars(parts, &fields);
+        self.host = host;
         let method = parts.method.clone();
         let uri = parts.uri.clone();
         let version = parts.version;
-        let headers = parts.headers.clone();
         let addrs = self.addrs.clone();
         let software = self.server_software.clone();
-        *env = Environ::deferred(known_vars(parts), move || {
-            let (mut head, ()) = Request::new(()).into_parts();
-            head.method = method.clone();
-            head.uri = uri.clone();
-            head.version = version;
-            head.headers = headers.clone();
+        *env = Environ::deferred(known, move || {
+            let head = Head {
+                method: &method,
+                uri: &uri,
+                version,
+                fields: &fields,
+            };
             let mut env = Environ::new();
             derive_environ(&mut env, &head, &addrs, software.as_ref());
             env
@@ -212,27 +230,14 @@ impl Gateway for HttpGateway {
         self.head_sent = true;
         let (mut parts, ()) = Response::new(()).into_parts();
         parts.status = head.status;
-        let app_headers = std::mem::take(head.headers);
-        parts.headers = match &self.server_software {
-            Some(s) if !app_headers.contains_key(header::SERVER) => {
-                // Server comes before the application's headers.
-                let mut headers = HeaderMap::with_capacity(app_headers.len() + 1);
-                if let Ok(v) = HeaderValue::from_maybe_shared(s.clone()) {
-                    headers.insert(header::SERVER, v);
-                }
-                let mut name = None;
-                for (n, v) in app_headers {
-                    if n.is_some() {
-                        name = n;
-                    }
-                    if let Some(n) = &name {
-                        headers.append(n.clone(), v);
-                    }
-                }
-                headers
-            }
-            _ => app_headers,
-        };
+        parts.headers = std::mem::take(head.headers);
+        if let Some(v) = &self.addrs.server_header
+            && let header::Entry::Vacant(e) = parts.headers.entry(header::SERVER)
+        {
+            // Added in place, after the application's headers: the map is
+            // not rebuilt.
+            e.insert(v.clone());
+        }
         if self.close && head.status != http::StatusCode::SWITCHING_PROTOCOLS {
             parts
                 .headers
@@ -257,18 +262,18 @@ impl Gateway for HttpGateway {
 /// application still sees every header in the request.
 pub(crate) fn derive_environ(
     env: &mut Environ,
-    parts: &Parts,
+    parts: &Head<'_>,
     addrs: &Addrs,
     software: Option<&Bytes>,
 ) -> Option<Bytes> {
-    let uri = &parts.uri;
-    let headers = &parts.headers;
+    let uri = parts.uri;
+    let headers = parts.fields.iter().map(|(n, v)| (n, v));
     let raw = uri.path_and_query().map_or("/", |pq| pq.as_str());
 
     // Every value copied from the request goes into one buffer, and each
     // environ entry is a slice of it: one allocation, not one per value.
     let mut size = 2 * raw.len() + uri.authority().map_or(0, |a| a.as_str().len());
-    for (name, value) in headers {
+    for (name, value) in headers.clone() {
         size += value.len() + name.as_str().len() + 6;
     }
     let mut arena = Arena(BytesMut::with_capacity(size));
@@ -277,7 +282,7 @@ pub(crate) fn derive_environ(
     // all of them get the `HTTP_` prefix), so a fresh environ takes them
     // without a lookup each.
     let fresh = env.is_empty();
-    env.reserve(14 + headers.keys_len());
+    env.reserve(14 + parts.fields.len());
     let set = |env: &mut Environ, name: Bytes, value: Bytes| {
         if fresh {
             env.push(name, value);
@@ -293,7 +298,7 @@ pub(crate) fn derive_environ(
     );
     set(env, var("GATEWAY_INTERFACE"), var("CGI/1.1"));
     set(env, var("SERVER_PROTOCOL"), var(version_str(parts.version)));
-    set(env, var("REQUEST_METHOD"), method_bytes(&parts.method));
+    set(env, var("REQUEST_METHOD"), method_bytes(parts.method));
     set(env, var("SCRIPT_NAME"), Bytes::new());
     set(env, var("PATH_INFO"), arena.decoded(uri.path().as_bytes()));
     set(
@@ -377,49 +382,89 @@ pub(crate) fn derive_environ(
     host
 }
 
-/// The `Host` the environ's `HTTP_HOST` holds (repeated fields joined with
-/// `,`), as `derive_environ` finds it; the `:authority` of an HTTP/2
-/// request is not taken here (the request's URI has it already).
-fn host_of(parts: &Parts) -> Option<Bytes> {
-    let mut hosts = parts.headers.get_all(header::HOST).iter();
-    let first = hosts.next()?;
-    let mut joined: Option<BytesMut> = None;
-    for more in hosts {
-        let j = joined.get_or_insert_with(|| BytesMut::from(first.as_bytes()));
-        j.extend_from_slice(b",");
-        j.extend_from_slice(more.as_bytes());
+/// The request head an environ is derived from: hyper's parts, or the
+/// copy a deferred environ keeps.
+pub(crate) struct Head<'a> {
+    method: &'a Method,
+    uri: &'a Uri,
+    version: Version,
+    /// The fields, repeated names one after the other (as a `HeaderMap`
+    /// iterates them).
+    fields: &'a [(HeaderName, HeaderValue)],
+}
+
+impl<'a> Head<'a> {
+    fn of(parts: &'a Parts, fields: &'a [(HeaderName, HeaderValue)]) -> Self {
+        Head {
+            method: &parts.method,
+            uri: &parts.uri,
+            version: parts.version,
+            fields,
+        }
     }
-    Some(match joined {
-        Some(j) => j.freeze(),
-        None => Bytes::copy_from_slice(first.as_bytes()),
-    })
+}
+
+/// The fields of `headers` as a list, repeated names one after the other;
+/// names and values are shared with the map, not copied.
+fn fields_of(headers: &HeaderMap) -> Vec<(HeaderName, HeaderValue)> {
+    let mut fields = Vec::with_capacity(headers.len());
+    fields.extend(headers.iter().map(|(n, v)| (n.clone(), v.clone())));
+    fields
 }
 
 /// Of the variables the handler reads for every request, those the
-/// environ of this request has (see `Environ::deferred`); the same values
-/// `derive_environ` gives them.
-fn known_vars(parts: &Parts) -> Environ {
-    let joined = |name: header::HeaderName| -> Option<Bytes> {
-        let mut values = parts.headers.get_all(name).iter();
-        let first = values.next()?;
-        let mut out = BytesMut::from(first.as_bytes());
-        for more in values {
-            out.extend_from_slice(b",");
-            out.extend_from_slice(more.as_bytes());
+/// environ of this request has (see `Environ::deferred`), with the same
+/// values `derive_environ` gives them; and the `Host` the environ's
+/// `HTTP_HOST` holds (repeated fields joined with `,`; the `:authority` of
+/// an HTTP/2 request is not taken here, the request's URI has it already).
+/// `fields` are the request's, as `fields_of` lists them.
+fn known_vars(parts: &Parts, fields: &[(HeaderName, HeaderValue)]) -> (Environ, Option<Bytes>) {
+    #[derive(Default)]
+    struct Joined(Option<Bytes>, Option<BytesMut>);
+    impl Joined {
+        fn add(&mut self, v: &HeaderValue) {
+            match (&self.0, &mut self.1) {
+                (None, _) => self.0 = Some(Bytes::copy_from_slice(v.as_bytes())),
+                (Some(first), None) => {
+                    let mut j = BytesMut::from(&first[..]);
+                    j.extend_from_slice(b",");
+                    j.extend_from_slice(v.as_bytes());
+                    self.1 = Some(j);
+                }
+                (Some(_), Some(j)) => {
+                    j.extend_from_slice(b",");
+                    j.extend_from_slice(v.as_bytes());
+                }
+            }
         }
-        Some(out.freeze())
-    };
+        fn get(self) -> Option<Bytes> {
+            match self {
+                Joined(_, Some(j)) => Some(j.freeze()),
+                Joined(first, None) => first,
+            }
+        }
+    }
+    let (mut host, mut length, mut coding) = <(Joined, Joined, Joined)>::default();
+    for (name, value) in fields {
+        if name == header::HOST {
+            host.add(value);
+        } else if name == header::CONTENT_LENGTH {
+            length.add(value);
+        } else if name == header::TRANSFER_ENCODING {
+            coding.add(value);
+        }
+    }
     let mut env = Environ::with_capacity(4);
     let var = |name: &'static str| Bytes::from_static(name.as_bytes());
     env.push(var("REQUEST_METHOD"), method_bytes(&parts.method));
     env.push(var("SERVER_PROTOCOL"), var(version_str(parts.version)));
-    if let Some(v) = joined(header::CONTENT_LENGTH) {
+    if let Some(v) = length.get() {
         env.push(var("CONTENT_LENGTH"), v);
     }
-    if let Some(v) = joined(header::TRANSFER_ENCODING) {
+    if let Some(v) = coding.get() {
         env.push(var("HTTP_TRANSFER_ENCODING"), v);
     }
-    env
+    (env, host.get())
 }
 
 /// The buffer an environ's values are cut from.

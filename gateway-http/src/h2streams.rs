@@ -252,7 +252,7 @@ fn on_frame(
                     // server will still serve opens one.
                     if side != Side::Client
                         || kind != HEADERS
-                        || stream % 2 == 0
+                        || stream.is_multiple_of(2)
                         || stream <= *highest
                         || last_served.is_some_and(|l| stream > l)
                     {

@@ -100,7 +100,7 @@ mod server;
 mod stream;
 mod upgrade;
 
-pub use gateway_core::server::{ListenAddr, Listener, Shutdown};
+pub use gateway_core::server::{ListenAddr, Listener, ServerOptions, Shutdown};
 pub use gateway_core::{
     Body, BoxError, ErrorStream, Handler, HandlerBuilder, Limits, Metrics, PathView,
 };

@@ -4,11 +4,14 @@ use std::fmt;
 use std::io;
 use std::marker::PhantomData;
 use std::sync::Arc;
-use std::time::Duration;
 
 use bytes::Bytes;
-use gateway_core::server::{self, Connection, ListenAddr, Listener, Refusal, Shutdown, Stream};
-use gateway_core::{AppBody, Application, ErrorStream, Handler, Limits, Metrics, PathView};
+use gateway_core::server::{
+    self, Connection, ListenAddr, Listener, Refusal, ServerOptions, Stream,
+};
+use gateway_core::{AppBody, Application, ErrorStream, Metrics};
+#[cfg(doc)]
+use gateway_core::{Handler, Limits, PathView};
 use hyper_util::rt::TokioTimer;
 use hyper_util::server::conn::auto;
 
@@ -37,7 +40,7 @@ const SERVER_SOFTWARE: &str = concat!("gateway-http/", env!("CARGO_PKG_VERSION")
 /// | [`http2`](Server::http2): HTTP/2 with prior knowledge besides HTTP/1.x | on |
 /// | [`extended_connect`](Server::extended_connect): HTTP/2 extended CONNECT (RFC 8441: WebSocket over HTTP/2) | on |
 /// | [`error_stream`](Server::error_stream): each request's error stream | standard error |
-/// | [`shutdown`](Server::shutdown), [`grace_period`](Server::grace_period): what stops the server, and the time in-flight requests then get | a new [`Shutdown`], 30 s |
+/// | [`shutdown`](Server::shutdown), [`grace_period`](Server::grace_period): what stops the server, and the time in-flight requests then get | a new [`Shutdown`](gateway_core::server::Shutdown), 30 s |
 /// | [`worker_threads`](Server::worker_threads): the threads of [`run`](Server::run)'s runtime | tokio's default |
 ///
 /// The handler's [`Limits`] set the protocol limits:
@@ -84,15 +87,11 @@ const SERVER_SOFTWARE: &str = concat!("gateway-http/", env!("CARGO_PKG_VERSION")
 /// ```
 #[derive(Clone, Debug)]
 pub struct Server {
-    handler: Handler,
-    shutdown: Shutdown,
-    grace_period: Option<Duration>,
+    options: ServerOptions,
     http2: bool,
     extended_connect: bool,
     server_software: Option<Bytes>,
     errors: ErrorStream,
-    worker_threads: Option<usize>,
-    status_addr: Option<ListenAddr>,
 }
 
 impl Default for Server {
@@ -102,138 +101,32 @@ impl Default for Server {
 }
 
 impl Server {
-    /// The defaults (see [`Server`]): HTTP/1.x and HTTP/2 with prior
-    /// knowledge, the default [`Handler`], `gateway-http/VERSION` as the
-    /// `Server` header, a shutdown that nothing triggers but
-    /// [`run`](Server::run)'s signals.
+    /// The defaults (see [`Server`]): the shared [`ServerOptions`]
+    /// defaults, HTTP/1.x and HTTP/2 with prior knowledge,
+    /// `gateway-http/VERSION` as the `Server` header, the error stream on
+    /// standard error.
     pub fn new() -> Self {
         Self {
-            handler: Handler::new(),
-            shutdown: Shutdown::new(),
-            grace_period: None,
+            options: ServerOptions::new(),
             http2: true,
             extended_connect: true,
             server_software: Some(Bytes::from_static(SERVER_SOFTWARE.as_bytes())),
             errors: ErrorStream::stderr(),
-            worker_threads: None,
-            status_addr: None,
         }
     }
 
-    /// Counts this server's connections, requests, bytes and failures in
-    /// `metrics` (the handler's, which keeps its other settings): mount
-    /// [`Metrics::service`] in the application, or serve it on an address
-    /// of its own with [`status_addr`](Server::status_addr). Besides what
-    /// the handler counts, the server counts its connections, the
-    /// connections refused past [`Limits::max_connections`], and
-    /// connections that ended on a request hyper could not parse, a head
-    /// too large, or a head not received in time.
-    pub fn metrics(&mut self, metrics: &Metrics) -> &mut Self {
-        self.handler = self.handler.to_builder().metrics(metrics).build();
-        self
-    }
-
-    /// Serves the [metrics](Server::metrics) (fresh ones if none were set)
-    /// over plain HTTP on `addr`, a listener apart from the application's,
-    /// under [`run`](Server::run): `GET` any path for the JSON status page,
-    /// a path ending in `metrics` (or `Accept:
-    /// application/openmetrics-text`) for the OpenMetrics text. See
-    /// [`server::serve_status`]; meant for a loopback or internal address.
-    pub fn status_addr(&mut self, addr: ListenAddr) -> &mut Self {
-        if self.handler.metrics().is_none() {
-            self.metrics(&Metrics::new());
-        }
-        self.status_addr = Some(addr);
-        self
-    }
-
-    /// The handler: error page, base environ, limits, path view, failure
-    /// summaries. Its origin-server settings (`http_version`,
-    /// `server_software`) are not used here: hyper writes the status line,
-    /// and [`server_software`](Server::server_software) sets the `Server`
-    /// header and `SERVER_SOFTWARE`. Replaces what
-    /// [`limits`](Server::limits), [`max_connections`](Server::max_connections)
-    /// and [`path_view`](Server::path_view) set before it.
-    pub fn handler(&mut self, handler: Handler) -> &mut Self {
-        self.handler = handler;
-        self
-    }
-
-    /// The limits and timeouts (see [`Server`] for what each bounds): the
-    /// handler's, changed.
-    pub fn limits(&mut self, limits: Limits) -> &mut Self {
-        self.handler = self.handler.to_builder().limits(limits).build();
-        self
-    }
-
-    /// Which path the application routes on (see [`PathView`]): the
-    /// handler's, changed. Over HTTP `SCRIPT_NAME` is empty, so only a
-    /// [`PathView::Mount`] prefix changes anything.
-    pub fn path_view(&mut self, view: PathView) -> &mut Self {
-        self.handler = self.handler.to_builder().path_view(view).build();
-        self
-    }
-
-    /// The most connections served at once: the handler's
-    /// [`Limits::max_connections`], changed. Past it, a new connection gets
-    /// a busy answer at once.
-    pub fn max_connections(&mut self, n: usize) -> &mut Self {
-        let mut limits = self.handler.limits().clone();
-        limits.max_connections(n);
-        self.limits(limits)
-    }
-
-    /// Binds a TCP address with `SO_REUSEPORT` (default: off), so that a new
-    /// process can listen on the same port before this one stops: a
-    /// rolling restart with no refused connection. The handler's
-    /// [`Limits::reuse_port`], changed.
-    pub fn reuse_port(&mut self, yes: bool) -> &mut Self {
-        let mut limits = self.handler.limits().clone();
-        limits.reuse_port(yes);
-        self.limits(limits)
-    }
+    gateway_core::server_options_setters!(
+        options,
+        "its connections, the connections refused past the connection limit, \
+         and connections that ended on a request hyper could not parse, a head \
+         too large, or a head not received in time"
+    );
 
     /// Where each request's error stream (wsgi.errors) goes: application
     /// failures and validator messages. Default: standard error, as in
     /// wsgiref's `simple_server`.
     pub fn error_stream(&mut self, errors: ErrorStream) -> &mut Self {
         self.errors = errors;
-        self
-    }
-
-    /// The shutdown that stops the server: triggered (through any clone),
-    /// the server stops accepting, lets the requests in flight finish up to
-    /// the grace period, closes idle connections, and
-    /// [`serve`](Server::serve) returns. A [`grace_period`](Server::grace_period)
-    /// set on this server applies to it too.
-    pub fn shutdown(&mut self, shutdown: Shutdown) -> &mut Self {
-        self.shutdown = shutdown;
-        if let Some(d) = self.grace_period {
-            self.shutdown.deadline(d);
-        }
-        self
-    }
-
-    /// A handle on the server's shutdown: trigger it to stop the server.
-    pub fn shutdown_handle(&self) -> Shutdown {
-        self.shutdown.clone()
-    }
-
-    /// How long the requests in flight get once the shutdown starts; past
-    /// it their connections are dropped. Default: the shutdown's deadline
-    /// (30 s for a new one).
-    pub fn grace_period(&mut self, period: Duration) -> &mut Self {
-        self.grace_period = Some(period);
-        self.shutdown.deadline(period);
-        self
-    }
-
-    /// The worker threads of the runtime [`run`](Server::run) builds: 1 for
-    /// a current-thread runtime (every connection on the main thread), more
-    /// for a multi-threaded one; 0 for tokio's default (a multi-threaded
-    /// runtime with a thread per core), which is also the default.
-    pub fn worker_threads(&mut self, n: usize) -> &mut Self {
-        self.worker_threads = (n > 0).then_some(n);
         self
     }
 
@@ -271,7 +164,7 @@ impl Server {
     }
 
     fn hyper_builder(&self) -> auto::Builder<StreamExecutor> {
-        let limits = self.handler.limits();
+        let limits = self.options.get_handler().limits();
         // HTTP/2 streams run on tasks of their own, each watched for a
         // response the client's flow control holds up past write_timeout.
         let mut b = auto::Builder::new(StreamExecutor {
@@ -313,20 +206,21 @@ impl Server {
         S: Application<B>,
         B: AppBody,
     {
-        let limits = self.handler.limits();
+        let handler = self.options.get_handler();
+        let limits = handler.limits();
         Connections {
             shared: Arc::new(Shared {
                 app,
-                handler: self.handler.clone(),
+                handler: handler.clone(),
                 builder: self.hyper_builder(),
                 server_software: self.server_software.clone(),
                 errors: self.errors.clone(),
-                shutdown: self.shutdown.clone(),
+                shutdown: self.options.shutdown_handle(),
             }),
             refuser: Refuser::new(
                 self.server_software.as_ref(),
                 limits.get_write_timeout(),
-                self.handler.metrics().cloned(),
+                handler.metrics().cloned(),
             ),
             max_connections: limits.get_max_connections(),
             _body: PhantomData,
@@ -351,8 +245,10 @@ impl Server {
     }
 
     /// The whole `main` of an HTTP server: adopts the sockets systemd
-    /// passed (first, before any thread starts), builds a runtime (see
-    /// [`worker_threads`](Server::worker_threads)), opens `addr` (with the
+    /// passed (first, before any thread starts), starts its threads (a
+    /// single-threaded runtime per CPU by default; see
+    /// [`worker_threads`](Server::worker_threads) and
+    /// [`work_stealing`](Server::work_stealing)), opens `addr` (with the
     /// handler's [`Limits::listen_backlog`]), logs "HTTP server listening
     /// on ADDR" at info level, tells systemd it is ready, and serves `app`
     /// until SIGTERM or SIGINT (or the server's shutdown): then it tells
@@ -368,21 +264,10 @@ impl Server {
         B: AppBody,
     {
         let connections = self.connections(app);
-        let limits = self.handler.limits();
-        let status = self
-            .status_addr
-            .as_ref()
-            .zip(self.handler.metrics().cloned());
-        server::run(
-            "HTTP",
-            addr,
-            limits,
-            self.worker_threads,
-            &self.shutdown,
-            |listener| {
-                server::with_status(connections.serve(listener), status, limits, &self.shutdown)
-            },
-        )
+        self.options.run("HTTP", addr, move |listener, cap| {
+            let connections = connections.clone();
+            async move { connections.serve_capped(listener, cap).await }
+        })
     }
 
     /// Opens `addr` and serves `app` until a signal or the shutdown.
@@ -392,9 +277,13 @@ impl Server {
         B: AppBody,
     {
         let connections = self.connections(app);
-        server::serve_until_signal("HTTP", addr, self.handler.limits(), &self.shutdown, |l| {
-            connections.serve(l)
-        })
+        server::serve_until_signal(
+            "HTTP",
+            addr,
+            self.options.get_handler().limits(),
+            &self.options.shutdown_handle(),
+            |l| connections.serve(l),
+        )
         .await
     }
 }
@@ -483,11 +372,17 @@ where
     ///
     /// None in practice: failed accepts are logged and the loop goes on.
     pub async fn serve(&self, listener: Listener) -> io::Result<()> {
+        self.serve_capped(listener, self.max_connections).await
+    }
+
+    /// As [`serve`](Connections::serve), with at most `max_connections`
+    /// connections at once on this listener.
+    async fn serve_capped(&self, listener: Listener, max_connections: usize) -> io::Result<()> {
         tracing::debug!("serving HTTP on {}", listener.local_addr_string());
         let this = self.clone();
         server::serve(
             listener,
-            self.max_connections,
+            max_connections,
             self.shared.shutdown.clone(),
             self.refusal(),
             move |conn| {

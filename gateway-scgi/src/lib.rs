@@ -116,7 +116,7 @@ pub mod proto;
 mod server;
 
 pub use error::Error;
-pub use gateway_core::server::{ListenAddr, Listener, Shutdown};
+pub use gateway_core::server::{ListenAddr, Listener, ServerOptions, Shutdown};
 pub use gateway_core::{
     Body, BoxError, ErrorStream, Handler, HandlerBuilder, Limits, Metrics, PathView,
 };

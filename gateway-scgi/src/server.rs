@@ -5,12 +5,13 @@ use std::fmt;
 use std::io;
 use std::marker::PhantomData;
 use std::sync::Arc;
-use std::time::Duration;
 
+#[cfg(doc)]
+use gateway_core::Limits;
 use gateway_core::server::{
-    self as server, Connection, ListenAddr, Listener, Refusal, Shutdown, Stream,
+    self as server, Connection, ListenAddr, Listener, Refusal, ServerOptions, Shutdown, Stream,
 };
-use gateway_core::{AppBody, Application, ErrorStream, Handler, Limits, Metrics, PathView};
+use gateway_core::{AppBody, Application, ErrorStream, Metrics};
 
 use crate::connection::{self, Shared};
 use crate::proto::Config;
@@ -50,12 +51,9 @@ use crate::proto::Config;
 /// ```
 #[derive(Debug, Clone)]
 pub struct Server {
-    handler: Handler,
+    options: ServerOptions,
     strict_marker: bool,
     errors: ErrorStream,
-    shutdown: Shutdown,
-    worker_threads: Option<usize>,
-    status_addr: Option<ListenAddr>,
 }
 
 impl Default for Server {
@@ -65,133 +63,31 @@ impl Default for Server {
 }
 
 impl Server {
-    /// The defaults: a default [`Handler`] (with default [`Limits`]),
-    /// lenient about the `SCGI` marker, application errors logged through
-    /// `tracing` ([`ErrorStream::log`]), a shutdown with a 30-second grace
-    /// period, and tokio's default number of worker threads for
-    /// [`run`](Server::run).
+    /// The defaults: the shared [`ServerOptions`] defaults (a default
+    /// [`Handler`](gateway_core::Handler) with default
+    /// [`Limits`](gateway_core::Limits), a shutdown with a 30-second grace
+    /// period, tokio's default number of worker threads for
+    /// [`run`](Server::run)), lenient about the `SCGI` marker, and
+    /// application errors logged through `tracing` ([`ErrorStream::log`]).
     pub fn new() -> Self {
         Self {
-            handler: Handler::new(),
+            options: ServerOptions::new(),
             strict_marker: false,
             errors: ErrorStream::log(),
-            shutdown: Shutdown::new(),
-            worker_threads: None,
-            status_addr: None,
         }
     }
 
-    /// The core handler: error page, base environ, path view, limits, …
-    /// It replaces the server's handler whole, limits included: the
-    /// handler's limits are the server's.
-    pub fn handler(&mut self, handler: Handler) -> &mut Self {
-        self.handler = handler;
-        self
-    }
-
-    /// Limits and timeouts, kept in the handler (its other settings stay).
-    /// The server applies `max_head_len` (the header block),
-    /// `head_read_timeout`, `body_read_timeout` (per read), `write_timeout`
-    /// (per write), `max_connections` and `listen_backlog` (when it binds
-    /// the address itself); the handler applies `max_body_len`,
-    /// `max_response_head_len` and `app_timeout`.
-    pub fn limits(&mut self, limits: Limits) -> &mut Self {
-        self.handler = self.handler.to_builder().limits(limits).build();
-        self
-    }
-
-    /// Which path the application routes on (see [`PathView`]), kept in the
-    /// handler (its other settings stay).
-    pub fn path_view(&mut self, view: PathView) -> &mut Self {
-        self.handler = self.handler.to_builder().path_view(view).build();
-        self
-    }
-
-    /// The most connections served at once (default 1024); past it a new
-    /// connection is answered `503 Service Unavailable` with `Retry-After`
-    /// at once. The same as setting
-    /// [`Limits::max_connections`] through [`limits`](Server::limits).
-    pub fn max_connections(&mut self, max: usize) -> &mut Self {
-        let mut limits = self.handler.limits().clone();
-        limits.max_connections(max);
-        self.limits(limits)
-    }
-
-    /// Binds a TCP address with `SO_REUSEPORT` (default: off), so that a new
-    /// process can listen on the same port before this one stops: a
-    /// rolling restart with no refused connection. The handler's
-    /// [`Limits::reuse_port`], changed.
-    pub fn reuse_port(&mut self, yes: bool) -> &mut Self {
-        let mut limits = self.handler.limits().clone();
-        limits.reuse_port(yes);
-        self.limits(limits)
-    }
-
-    /// Counts this server's connections, requests, bytes and failures in
-    /// `metrics` (the handler's, which keeps its other settings): mount
-    /// [`Metrics::service`] in the application, or serve it on an address
-    /// of its own with [`status_addr`](Server::status_addr). Besides what
-    /// the handler counts, the server counts its connections, the
-    /// connections refused past [`Limits::max_connections`], malformed
-    /// SCGI headers, headers not received in time and connections closed
-    /// inside the header.
-    pub fn metrics(&mut self, metrics: &Metrics) -> &mut Self {
-        self.handler = self.handler.to_builder().metrics(metrics).build();
-        self
-    }
-
-    /// Serves the [metrics](Server::metrics) (fresh ones if none were set)
-    /// over plain HTTP on `addr` next to the SCGI socket, under
-    /// [`run`](Server::run): `GET` any path for the JSON status page, a
-    /// path ending in `metrics` (or `Accept: application/openmetrics-text`)
-    /// for the OpenMetrics text. See [`server::serve_status`]; meant for a
-    /// loopback or internal address.
-    pub fn status_addr(&mut self, addr: ListenAddr) -> &mut Self {
-        if self.handler.metrics().is_none() {
-            self.metrics(&Metrics::new());
-        }
-        self.status_addr = Some(addr);
-        self
-    }
+    gateway_core::server_options_setters!(
+        options,
+        "its connections, the connections refused past the connection limit, \
+         malformed SCGI headers, headers not received in time and connections \
+         closed inside the header"
+    );
 
     /// Where application failures are reported (wsgi.errors); the handler
     /// logs them to `tracing` too.
     pub fn error_stream(&mut self, errors: ErrorStream) -> &mut Self {
         self.errors = errors;
-        self
-    }
-
-    /// The shutdown that stops the server: trigger it (or a clone of it) to
-    /// stop accepting, let in-flight requests finish within its deadline,
-    /// and make [`serve`](Server::serve) and [`run`](Server::run) return.
-    /// Its deadline becomes the server's grace period.
-    pub fn shutdown(&mut self, shutdown: Shutdown) -> &mut Self {
-        self.shutdown = shutdown;
-        self
-    }
-
-    /// A handle on the server's shutdown: [`Shutdown::trigger`] stops the
-    /// server.
-    pub fn shutdown_handle(&self) -> Shutdown {
-        self.shutdown.clone()
-    }
-
-    /// How long requests in flight may still take once the shutdown starts
-    /// (default 30 s); then their connections are aborted. This is the
-    /// shutdown's deadline ([`Shutdown::deadline`]): set it after
-    /// [`shutdown`](Server::shutdown), which brings its own.
-    pub fn grace_period(&mut self, period: Duration) -> &mut Self {
-        self.shutdown.deadline(period);
-        self
-    }
-
-    /// The worker threads of the runtime [`run`](Server::run) builds: 1 for
-    /// a current-thread runtime (everything on the calling thread), more
-    /// for a multi-threaded one with that many workers. Unset (or 0):
-    /// tokio's default, a multi-threaded runtime with a worker per core.
-    /// [`serve`](Server::serve) runs on the caller's runtime and ignores it.
-    pub fn worker_threads(&mut self, threads: usize) -> &mut Self {
-        self.worker_threads = (threads > 0).then_some(threads);
         self
     }
 
@@ -210,20 +106,21 @@ impl Server {
         S: Application<B>,
         B: AppBody,
     {
-        let limits = self.handler.limits().clone();
+        let handler = self.options.get_handler();
+        let limits = handler.limits().clone();
         let mut parser = Config::new();
         parser
             .max_header_len(limits.get_max_head_len())
             .strict_marker(self.strict_marker);
         Connections {
             shared: Arc::new(Shared {
-                handler: self.handler.clone(),
+                handler: handler.clone(),
                 limits,
                 parser,
                 errors: self.errors.clone(),
             }),
             app,
-            shutdown: self.shutdown.clone(),
+            shutdown: self.options.shutdown_handle(),
             _body: PhantomData,
         }
     }
@@ -267,21 +164,10 @@ impl Server {
         B: AppBody,
     {
         let connections = self.connections(app);
-        let limits = self.handler.limits();
-        let status = self
-            .status_addr
-            .as_ref()
-            .zip(self.handler.metrics().cloned());
-        server::run(
-            "SCGI",
-            addr,
-            limits,
-            self.worker_threads,
-            &self.shutdown,
-            |listener| {
-                server::with_status(connections.serve(listener), status, limits, &self.shutdown)
-            },
-        )
+        self.options.run("SCGI", addr, move |listener, cap| {
+            let connections = connections.clone();
+            async move { connections.serve_capped(listener, cap).await }
+        })
     }
 }
 
@@ -400,6 +286,12 @@ where
     /// skipped; the result is kept for future listener errors.
     pub async fn serve(&self, listener: Listener) -> io::Result<()> {
         let max = self.shared.limits.get_max_connections();
+        self.serve_capped(listener, max).await
+    }
+
+    /// As [`serve`](Connections::serve), with at most `max` connections at
+    /// once on this listener.
+    async fn serve_capped(&self, listener: Listener, max: usize) -> io::Result<()> {
         let this = self.clone();
         gateway_core::server::serve(
             listener,
@@ -441,8 +333,13 @@ where
     let addr = server::parse_addr(addr)?;
     let s = Server::new();
     let connections = s.connections(app);
-    server::serve_until_signal("SCGI", &addr, s.handler.limits(), &s.shutdown, |l| {
-        connections.serve(l)
-    })
+    let options = &s.options;
+    server::serve_until_signal(
+        "SCGI",
+        &addr,
+        options.get_handler().limits(),
+        &options.shutdown_handle(),
+        |l| connections.serve(l),
+    )
     .await
 }

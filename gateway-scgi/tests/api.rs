@@ -125,15 +125,24 @@ async fn the_grace_period_bounds_requests_in_flight() {
     assert!(!matches!(&out, Ok(b) if b.ends_with(b"slept")), "{out:?}");
 }
 
+/// The grace period is the deadline of the server's shutdown whichever is
+/// set first, as on every server; a shutdown set with no grace period
+/// keeps its own deadline.
 #[tokio::test]
-async fn a_shutdown_set_later_brings_its_own_deadline() {
+async fn the_grace_period_applies_to_a_shutdown_set_later() {
     let mut server = Server::new();
     server.grace_period(Duration::from_millis(50));
     let mut own = gateway_scgi::Shutdown::new();
     own.deadline(Duration::from_secs(7));
-    server.shutdown(own);
+    server.shutdown(own.clone());
     assert_eq!(
         server.shutdown_handle().get_deadline(),
+        Duration::from_millis(50)
+    );
+    let mut plain = Server::new();
+    plain.shutdown(own);
+    assert_eq!(
+        plain.shutdown_handle().get_deadline(),
         Duration::from_secs(7)
     );
 }
@@ -178,6 +187,24 @@ async fn connections_serve_a_sniffed_socket() {
     assert!(out.is_empty(), "{:?}", String::from_utf8_lossy(&out));
     shutdown.trigger();
     task.await.unwrap().unwrap();
+}
+
+/// A connection served without a socket: one end of an in-memory pipe.
+#[tokio::test]
+async fn connections_serve_an_in_memory_pipe() {
+    let scgi = Server::new().connections(tower::service_fn(path_or_fail));
+    let (mut client, end) = tokio::io::duplex(1024);
+    let conn =
+        server::Connection::new(server::Stream::Duplex(end), server::Shutdown::new().watch());
+    assert_eq!(conn.peer_addr, None);
+    let task = tokio::spawn(async move { scgi.serve_connection(conn).await });
+    client.write_all(&get("/in-memory")).await.unwrap();
+    let mut out = Vec::new();
+    client.read_to_end(&mut out).await.unwrap();
+    let (head, body) = split(&out);
+    assert!(head.starts_with("Status: 200"), "{head}");
+    assert_eq!(body, b"/in-memory");
+    task.await.unwrap();
 }
 
 #[tokio::test]

@@ -15,9 +15,12 @@ use gateway_scgi::{ListenAddr, Server};
 
 /// Set in the child: the directory to serve in.
 const STAGE: &str = "GATEWAY_SCGI_TEST_RUN_DIR";
+/// Set in the child: the threads to serve on.
+const THREADS: &str = "GATEWAY_SCGI_TEST_RUN_THREADS";
 
-/// The child's side: serves until SIGTERM on one thread. Does nothing when
-/// run by `cargo test` directly.
+/// The child's side: serves until SIGTERM on the threads it is told (one
+/// runtime of its own each when more than one). Does nothing when run by
+/// `cargo test` directly.
 #[test]
 fn run_child_stage() {
     let Some(dir) = std::env::var_os(STAGE) else {
@@ -25,9 +28,13 @@ fn run_child_stage() {
     };
     let path = PathBuf::from(dir).join("app.sock");
     let addr: ListenAddr = format!("unix:{}", path.display()).parse().unwrap();
+    let threads = std::env::var(THREADS)
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(1);
     let mut server = Server::new();
     server
-        .worker_threads(1)
+        .worker_threads(threads)
         .grace_period(Duration::from_secs(2));
     server.run(&addr, tower::service_fn(support::app)).unwrap();
     assert!(!path.exists(), "the socket file is removed");
@@ -59,7 +66,19 @@ fn receive(notify: &UnixDatagram) -> String {
 
 #[test]
 fn run_serves_until_sigterm_and_tells_the_service_manager() {
-    let dir = std::env::temp_dir().join(format!("gateway-scgi-run-{}", std::process::id()));
+    serve_until_sigterm(1);
+}
+
+/// The same on three threads, each with a runtime of its own sharing the
+/// one socket: readiness once, SIGTERM stops them all, the socket goes.
+#[test]
+fn run_per_thread_serves_until_sigterm_and_tells_the_service_manager() {
+    serve_until_sigterm(3);
+}
+
+fn serve_until_sigterm(threads: usize) {
+    let dir =
+        std::env::temp_dir().join(format!("gateway-scgi-run-{}-{threads}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let notify_path = dir.join("notify.sock");
     let notify = UnixDatagram::bind(&notify_path).unwrap();
@@ -77,6 +96,7 @@ fn run_serves_until_sigterm_and_tells_the_service_manager() {
             "--test-threads=1",
         ])
         .env(STAGE, &dir)
+        .env(THREADS, threads.to_string())
         .env("NOTIFY_SOCKET", &notify_path)
         .stdin(Stdio::null())
         .stdout(out.try_clone().unwrap())

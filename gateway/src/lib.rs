@@ -59,10 +59,9 @@ mod detect;
 mod serve;
 
 use std::process::ExitCode;
-use std::time::Duration;
 
 pub use detect::{Facts, Protocol, Socket, Start, StartError, Stdin, UnknownProtocol, decide};
-pub use gateway_core::server::ListenAddr;
+pub use gateway_core::server::{ListenAddr, ServerOptions, Shutdown};
 pub use gateway_core::{AppBody, Application, Body, BoxError, Handler, Limits, Metrics, PathView};
 
 /// Serves `app` the way the program was started (see the crate docs), with
@@ -76,16 +75,21 @@ where
 }
 
 /// Settings for [`run`]; every one is optional.
+///
+/// The settings every socket server shares ([`ServerOptions`]) have the
+/// same setters here as on the servers. Serving one protocol on one
+/// address, the program runs that protocol's server (a single-threaded
+/// runtime per CPU unless [`work_stealing`](Builder::work_stealing) is
+/// set); serving several sockets (systemd) or a socket whose connections
+/// each show their protocol, it serves them all on one multi-threaded
+/// runtime with [`worker_threads`](Builder::worker_threads) workers.
 #[derive(Debug, Clone)]
 pub struct Builder {
     protocol: Option<Protocol>,
     addr: Option<ListenAddr>,
-    handler: Handler,
-    worker_threads: Option<usize>,
-    grace_period: Duration,
+    options: ServerOptions,
     logging: bool,
     error_log: bool,
-    status_addr: Option<ListenAddr>,
 }
 
 impl Default for Builder {
@@ -102,12 +106,9 @@ impl Builder {
         Self {
             protocol: None,
             addr: None,
-            handler: Handler::new(),
-            worker_threads: None,
-            grace_period: Duration::from_secs(30),
+            options: ServerOptions::new(),
             logging: true,
             error_log: true,
-            status_addr: None,
         }
     }
 
@@ -124,70 +125,13 @@ impl Builder {
         self
     }
 
-    /// The handler: error page, base environ, limits, path view.
-    pub fn handler(&mut self, handler: Handler) -> &mut Self {
-        self.handler = handler;
-        self
-    }
-
-    /// Limits and timeouts (the handler rebuilt with them).
-    pub fn limits(&mut self, limits: Limits) -> &mut Self {
-        self.handler = self.handler.to_builder().limits(limits).build();
-        self
-    }
-
-    /// Binds a TCP address with `SO_REUSEPORT` (default: off), so that a
-    /// new process can listen on the same port before this one stops: a
-    /// rolling restart with no refused connection. The handler's [`Limits::reuse_port`], changed.
-    pub fn reuse_port(&mut self, yes: bool) -> &mut Self {
-        let mut limits = self.handler.limits().clone();
-        limits.reuse_port(yes);
-        self.limits(limits)
-    }
-
-    /// Which path the application routes on: the full path (the default),
-    /// the path below `SCRIPT_NAME` (what a CGI program needs whatever its
-    /// install path), or the full path less a mount prefix.
-    pub fn path_view(&mut self, view: PathView) -> &mut Self {
-        self.handler = self.handler.to_builder().path_view(view).build();
-        self
-    }
-
-    /// Counts connections, requests, bytes and failures in `metrics` (the
-    /// handler rebuilt with them), whichever protocol is served: mount
-    /// [`Metrics::service`] in the application, or serve it on an address
-    /// of its own with [`status_addr`](Builder::status_addr). Under CGI
-    /// each process counts only its own request.
-    pub fn metrics(&mut self, metrics: &Metrics) -> &mut Self {
-        self.handler = self.handler.to_builder().metrics(metrics).build();
-        self
-    }
-
-    /// Serves the [metrics](Builder::metrics) (fresh ones if none were
-    /// set) over plain HTTP on `addr`, next to a socket server (not under
-    /// CGI): `GET` any path for the JSON status page, a path ending in
-    /// `metrics` (or `Accept: application/openmetrics-text`) for the
-    /// OpenMetrics text. Meant for a loopback or internal address.
-    pub fn status_addr(&mut self, addr: ListenAddr) -> &mut Self {
-        if self.handler.metrics().is_none() {
-            self.metrics(&Metrics::new());
-        }
-        self.status_addr = Some(addr);
-        self
-    }
-
-    /// Worker threads of a socket server's runtime (1: a single-threaded
-    /// runtime).
-    pub fn worker_threads(&mut self, n: usize) -> &mut Self {
-        self.worker_threads = Some(n);
-        self
-    }
-
-    /// How long requests in flight get to finish once a shutdown starts.
-    pub fn grace_period(&mut self, d: Duration) -> &mut Self {
-        self.grace_period = d;
-        self
-    }
+    gateway_core::server_options_setters!(
+        options,
+        "what the server of the protocol served counts (its connections, the \
+         connections refused past the connection limit, protocol errors); \
+         under CGI each process counts only its own request, and only the \
+         handler's settings apply"
+    );
 
     /// Whether to install a log subscriber writing to stderr (filtered by
     /// `RUST_LOG`; default level info for socket servers, warn for CGI,
@@ -294,7 +238,7 @@ mod tests {
         let metrics = Metrics::new();
         let mut b = Builder::new();
         b.metrics(&metrics).limits(Limits::default());
-        let counted = b.handler.metrics().expect("metrics set");
+        let counted = b.options.get_handler().metrics().expect("metrics set");
         counted.failure(gateway_core::Failure::Timeout);
         assert_eq!(
             metrics.snapshot().failure(gateway_core::Failure::Timeout),
@@ -302,9 +246,12 @@ mod tests {
         );
 
         let mut b = Builder::new();
-        assert!(b.handler.metrics().is_none());
+        assert!(b.options.get_handler().metrics().is_none());
         b.status_addr("127.0.0.1:0".parse().unwrap());
-        assert!(b.handler.metrics().is_some(), "status_addr brings metrics");
-        assert!(b.status_addr.is_some());
+        assert!(
+            b.options.get_handler().metrics().is_some(),
+            "status_addr brings metrics"
+        );
+        assert!(b.options.get_status_addr().is_some());
     }
 }

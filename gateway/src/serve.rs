@@ -5,7 +5,9 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use gateway_core::server::{self, Connection, Listener, Refusal, Shutdown, Sniffed, Stream};
+use gateway_core::server::{
+    self, Connection, ListenAddr, Listener, Refusal, Shutdown, Sniffed, Stream,
+};
 use gateway_core::{AppBody, Application};
 
 use crate::Builder;
@@ -22,9 +24,37 @@ where
     let Some(socket) = &start.socket else {
         return cgi(b, start.protocol, app);
     };
-    let rt = server::runtime(b.worker_threads)?;
+    if let (Some(protocol), Socket::Addr(addr)) = (start.protocol, socket) {
+        // One protocol on one address: that server's own `run`, with its
+        // threads (a single-threaded runtime per CPU unless work stealing
+        // is asked for).
+        run_one(b, protocol, addr, app)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let rt = server::runtime(b.options.get_worker_threads())?;
     rt.block_on(serve_sockets(b, start.protocol, socket, app))?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Serves one socket protocol on `addr` with its server's `run`.
+#[allow(unused_variables)]
+fn run_one<S, B>(b: &Builder, protocol: Protocol, addr: &ListenAddr, app: S) -> io::Result<()>
+where
+    S: Application<B>,
+    B: AppBody,
+{
+    let options = b.options.clone();
+    match protocol {
+        #[cfg(feature = "fastcgi")]
+        Protocol::FastCgi => gateway_fastcgi::Server::new()
+            .options(options)
+            .run(addr, app),
+        #[cfg(feature = "scgi")]
+        Protocol::Scgi => gateway_scgi::Server::new().options(options).run(addr, app),
+        #[cfg(feature = "http")]
+        Protocol::Http => gateway_http::Server::new().options(options).run(addr, app),
+        other => Err(missing(other.name())),
+    }
 }
 
 #[allow(unused_variables)]
@@ -39,7 +69,7 @@ where
             Some(Protocol::IisCgi) => gateway_cgi::Cgi::iis(),
             _ => gateway_cgi::Cgi::new(),
         };
-        cgi.handler(b.handler.clone());
+        cgi.handler(b.options.get_handler().clone());
         Ok(cgi.run(app))
     }
     #[cfg(not(feature = "cgi"))]
@@ -72,22 +102,19 @@ where
     B: AppBody,
 {
     #[allow(unused_variables)]
-    fn new(b: &Builder, shutdown: &Shutdown, app: &S) -> Self {
+    fn new(b: &Builder, app: &S) -> Self {
         Servers {
             #[cfg(feature = "fastcgi")]
             fastcgi: gateway_fastcgi::Server::new()
-                .handler(b.handler.clone())
-                .shutdown(shutdown.clone())
+                .options(b.options.clone())
                 .connections(app.clone()),
             #[cfg(feature = "scgi")]
             scgi: gateway_scgi::Server::new()
-                .handler(b.handler.clone())
-                .shutdown(shutdown.clone())
+                .options(b.options.clone())
                 .connections(app.clone()),
             #[cfg(feature = "http")]
             http: gateway_http::Server::new()
-                .handler(b.handler.clone())
-                .shutdown(shutdown.clone())
+                .options(b.options.clone())
                 .connections(app.clone()),
             #[cfg(not(all(feature = "fastcgi", feature = "scgi", feature = "http")))]
             _app: std::marker::PhantomData,
@@ -156,9 +183,8 @@ where
     S: Application<B>,
     B: AppBody,
 {
-    let limits = b.handler.limits().clone();
-    let mut shutdown = Shutdown::new();
-    shutdown.deadline(b.grace_period);
+    let limits = b.options.get_handler().limits().clone();
+    let shutdown = b.options.shutdown_handle();
     let listeners: Vec<(Option<Protocol>, Listener)> = match socket {
         Socket::Addr(addr) => vec![(protocol, server::listen(addr, &limits).await?)],
         Socket::Systemd(_) => server::systemd::take_all()?
@@ -184,7 +210,7 @@ where
         })
         .collect::<Vec<_>>()
         .join(", ");
-    let servers = Arc::new(Servers::new(b, &shutdown, &app));
+    let servers = Arc::new(Servers::new(b, &app));
     let mut tasks = Vec::new();
     for (p, listener) in listeners {
         let servers = servers.clone();
@@ -213,7 +239,10 @@ where
         }
         result
     };
-    let status_page = b.status_addr.as_ref().zip(b.handler.metrics().cloned());
+    let status_page = b
+        .options
+        .get_status_addr()
+        .zip(b.options.get_handler().metrics().cloned());
     let serving = server::with_status(serving, status_page, &limits, &shutdown);
     server::until_signal(serving, &shutdown, || {
         tracing::info!("serving {status}");

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite, DuplexStream, ReadBuf};
 use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
 
 /// The listen backlog used when none is set: the kernel caps it at
@@ -288,6 +288,10 @@ pub enum Stream {
     /// A stream some of whose first bytes were read already (to tell its
     /// protocol) and are read again before the rest.
     Replay(Box<Replay>),
+    /// One end of an in-memory pipe ([`tokio::io::duplex`]): a connection
+    /// served without a socket, such as one a test or a fuzzer drives. It
+    /// has no addresses, and [`Stream::try_read`] cannot look into it.
+    Duplex(DuplexStream),
 }
 
 /// A stream with bytes to read again first: see [`Stream::replay`].
@@ -314,7 +318,7 @@ impl Stream {
     pub fn local_addr(&self) -> Option<SocketAddr> {
         match self {
             Stream::Tcp(s) => s.local_addr().ok(),
-            Stream::Unix(_) => None,
+            Stream::Unix(_) | Stream::Duplex(_) => None,
             Stream::Replay(r) => r.stream.local_addr(),
         }
     }
@@ -323,7 +327,7 @@ impl Stream {
     pub fn peer_addr(&self) -> Option<SocketAddr> {
         match self {
             Stream::Tcp(s) => s.peer_addr().ok(),
-            Stream::Unix(_) => None,
+            Stream::Unix(_) | Stream::Duplex(_) => None,
             Stream::Replay(r) => r.stream.peer_addr(),
         }
     }
@@ -344,7 +348,7 @@ impl Stream {
     pub fn as_tcp(&self) -> Option<&TcpStream> {
         match self {
             Stream::Tcp(s) => Some(s),
-            Stream::Unix(_) => None,
+            Stream::Unix(_) | Stream::Duplex(_) => None,
             Stream::Replay(r) => r.stream.as_tcp(),
         }
     }
@@ -374,6 +378,9 @@ impl Stream {
                     u.try_io(tokio::io::Interest::READABLE, || peek(u))
                 }
                 Stream::Replay(_) => return Ok(()),
+                // An in-memory pipe cannot be watched through a shared
+                // reference: taken as readable, the read that follows waits.
+                Stream::Duplex(_) => return Ok(()),
             };
             match peeked {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
@@ -383,7 +390,9 @@ impl Stream {
         }
     }
 
-    /// Reads what is ready without waiting (`WouldBlock` when nothing is).
+    /// Reads what is ready without waiting (`WouldBlock` when nothing is;
+    /// always `WouldBlock` for an in-memory pipe, which cannot be read
+    /// through a shared reference).
     pub fn try_read(&self, buf: &mut [u8]) -> io::Result<usize> {
         match self {
             Stream::Tcp(s) => s.try_read(buf),
@@ -395,6 +404,7 @@ impl Stream {
                 Ok(n)
             }
             Stream::Replay(r) => r.stream.try_read(buf),
+            Stream::Duplex(_) => Err(io::ErrorKind::WouldBlock.into()),
         }
     }
 }
@@ -415,6 +425,7 @@ impl AsyncRead for Stream {
         match self.get_mut() {
             Stream::Tcp(s) => Pin::new(s).poll_read(cx, buf),
             Stream::Unix(s) => Pin::new(s).poll_read(cx, buf),
+            Stream::Duplex(s) => Pin::new(s).poll_read(cx, buf),
             Stream::Replay(r) => {
                 if r.pending.is_empty() {
                     return Pin::new(&mut r.stream).poll_read(cx, buf);
@@ -436,6 +447,7 @@ impl AsyncWrite for Stream {
         match self.get_mut() {
             Stream::Tcp(s) => Pin::new(s).poll_write(cx, buf),
             Stream::Unix(s) => Pin::new(s).poll_write(cx, buf),
+            Stream::Duplex(s) => Pin::new(s).poll_write(cx, buf),
             Stream::Replay(r) => Pin::new(&mut r.stream).poll_write(cx, buf),
         }
     }
@@ -448,6 +460,7 @@ impl AsyncWrite for Stream {
         match self.get_mut() {
             Stream::Tcp(s) => Pin::new(s).poll_write_vectored(cx, bufs),
             Stream::Unix(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+            Stream::Duplex(s) => Pin::new(s).poll_write_vectored(cx, bufs),
             Stream::Replay(r) => Pin::new(&mut r.stream).poll_write_vectored(cx, bufs),
         }
     }
@@ -460,6 +473,7 @@ impl AsyncWrite for Stream {
         match self.get_mut() {
             Stream::Tcp(s) => Pin::new(s).poll_flush(cx),
             Stream::Unix(s) => Pin::new(s).poll_flush(cx),
+            Stream::Duplex(s) => Pin::new(s).poll_flush(cx),
             Stream::Replay(r) => Pin::new(&mut r.stream).poll_flush(cx),
         }
     }
@@ -468,6 +482,7 @@ impl AsyncWrite for Stream {
         match self.get_mut() {
             Stream::Tcp(s) => Pin::new(s).poll_shutdown(cx),
             Stream::Unix(s) => Pin::new(s).poll_shutdown(cx),
+            Stream::Duplex(s) => Pin::new(s).poll_shutdown(cx),
             Stream::Replay(r) => Pin::new(&mut r.stream).poll_shutdown(cx),
         }
     }

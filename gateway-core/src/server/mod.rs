@@ -32,6 +32,9 @@
 //!   answer (400, 503) and the close after it;
 //! - [`sniff`], [`sniff_stream`]: the protocol of a connection from its
 //!   first bytes, so one socket can serve FastCGI, SCGI and HTTP;
+//! - [`ServerOptions`]: the settings every server shares (handler, limits,
+//!   shutdown and grace period, worker threads, status page), with one
+//!   text for their setters;
 //! - [`systemd`]: socket activation and readiness notification;
 //! - [`run`], [`serve_until_signal`], [`until_signal`], [`runtime`],
 //!   [`listen`], [`parse_addr`]: what every server's `run` and one-line `serve` do
@@ -47,6 +50,7 @@ mod close;
 mod finish;
 mod input;
 mod listener;
+mod options;
 mod run;
 mod shutdown;
 mod sniff;
@@ -62,7 +66,8 @@ pub use close::{LINGER_MAX_BYTES, LINGER_TIME, linger_close, nothing_waiting, re
 pub use finish::{answer_and_close, close_after};
 pub use input::SharedInput;
 pub use listener::{BindOptions, DEFAULT_BACKLOG, Listener, Replay, Stream};
-pub use run::{listen, parse_addr, run, runtime, serve_until_signal, until_signal};
+pub use options::ServerOptions;
+pub use run::{listen, parse_addr, run, run_per_thread, runtime, serve_until_signal, until_signal};
 pub use shutdown::{Shutdown, Watch, signal};
 pub use sniff::{Sniffed, sniff, sniff_stream};
 pub use stall::Stall;

@@ -124,3 +124,168 @@ where
     systemd::adopt();
     runtime(worker_threads)?.block_on(serve_until_signal(protocol, addr, limits, shutdown, serve))
 }
+
+/// A copy of a listening socket, not yet tied to a runtime: what
+/// [`run_per_thread`] hands each thread.
+enum ListenerCopy {
+    Tcp(std::net::TcpListener),
+    Unix(std::os::unix::net::UnixListener),
+}
+
+impl ListenerCopy {
+    /// A copy of `listener` (the same socket, one more descriptor).
+    fn of(listener: &Listener) -> io::Result<Self> {
+        Ok(match listener {
+            Listener::Tcp(l) => Self::Tcp(socket2::SockRef::from(l).try_clone()?.into()),
+            Listener::Unix(l, _) => Self::Unix(socket2::SockRef::from(l).try_clone()?.into()),
+        })
+    }
+
+    /// The copy as a listener of the current runtime; dropping it leaves a
+    /// Unix socket's path alone.
+    fn register(self) -> io::Result<Listener> {
+        Ok(match self {
+            Self::Tcp(l) => {
+                l.set_nonblocking(true)?;
+                Listener::Tcp(tokio::net::TcpListener::from_std(l)?)
+            }
+            Self::Unix(l) => {
+                l.set_nonblocking(true)?;
+                Listener::Unix(tokio::net::UnixListener::from_std(l)?, None)
+            }
+        })
+    }
+}
+
+/// The whole `main` of a server that serves on `threads` threads (`None`:
+/// one per CPU), each with a single-threaded runtime of its own that
+/// accepts connections from the one listening socket and serves them to the
+/// end: a connection and its requests never change threads, so nothing is
+/// handed over between threads or cores (the design of php-fpm and uWSGI,
+/// one worker per core, within one process). A request's application runs
+/// on the thread of its connection, and so do the tasks it spawns.
+///
+/// A TCP address bound here gets a socket per thread on its port
+/// (`SO_REUSEPORT`, after a first bind has checked that no other process
+/// holds the port), among which the kernel spreads connections evenly;
+/// the threads share any other listening socket (a Unix socket, one
+/// handed over on file descriptor 0 or by systemd), each taking the
+/// connections it is first to accept.
+///
+/// As [`run`] otherwise: it adopts the sockets systemd passed, opens `addr`,
+/// and waits for SIGTERM, SIGINT or `shutdown` on the calling
+/// thread, which also runs `around` (for example [`with_status`](super::with_status)'s status
+/// page) around the serving threads; `serve` is called once per thread,
+/// with that thread's copy of the listening socket and the number of
+/// threads (to share limits such as the connection cap among them).
+///
+/// # Errors
+///
+/// A runtime or thread cannot start, the address cannot be opened, or a
+/// thread's serving failed (the others are then stopped).
+pub fn run_per_thread<F, Fut, A, AFut>(
+    protocol: &str,
+    addr: &ListenAddr,
+    limits: &Limits,
+    threads: Option<usize>,
+    shutdown: &Shutdown,
+    serve: F,
+    around: A,
+) -> io::Result<()>
+where
+    F: Fn(Listener, usize) -> Fut + Clone + Send + 'static,
+    Fut: Future<Output = io::Result<()>> + 'static,
+    A: FnOnce(std::pin::Pin<Box<dyn Future<Output = io::Result<()>>>>) -> AFut,
+    AFut: Future<Output = io::Result<()>>,
+{
+    systemd::adopt();
+    let threads = threads
+        .filter(|&n| n > 0)
+        .or_else(|| std::thread::available_parallelism().ok().map(usize::from))
+        .unwrap_or(1);
+    runtime(Some(1))?.block_on(async {
+        let mut listener = listen(addr, limits).await?;
+        let at = listener.local_addr_string();
+        // The path of a Unix socket bound here is removed once every
+        // thread is done, not when this copy goes.
+        let path = match &mut listener {
+            Listener::Unix(_, path) => path.take(),
+            Listener::Tcp(_) => None,
+        };
+        let copies = match listener.tcp_addr() {
+            // A TCP address bound here: a socket per thread on the same
+            // port (`SO_REUSEPORT`), among which the kernel spreads the
+            // connections evenly. The first bind, without it unless the
+            // limits ask for it, has checked that no other process holds
+            // the port.
+            Some(bound)
+                if threads > 1 && matches!(addr, ListenAddr::Tcp(_) | ListenAddr::Host { .. }) =>
+            {
+                drop(listener);
+                let mut opts = BindOptions::new();
+                opts.backlog(limits.get_listen_backlog()).reuse_port(true);
+                (0..threads)
+                    .map(|_| {
+                        let own = Listener::bind_tcp(bound, &opts).map_err(|e| {
+                            io::Error::new(e.kind(), format!("cannot listen on {at}: {e}"))
+                        })?;
+                        ListenerCopy::of(&own)
+                    })
+                    .collect::<io::Result<Vec<_>>>()?
+            }
+            // Otherwise the threads share the one socket.
+            _ => {
+                let copies = (0..threads)
+                    .map(|_| ListenerCopy::of(&listener))
+                    .collect::<io::Result<Vec<_>>>()?;
+                // This thread accepts nothing: its copy leaves its runtime.
+                drop(listener);
+                copies
+            }
+        };
+        let mut done = Vec::with_capacity(threads);
+        for (i, copy) in copies.into_iter().enumerate() {
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            let serve = serve.clone();
+            let stop = shutdown.clone();
+            let spawned = std::thread::Builder::new()
+                .name(format!("{}-{i}", protocol.to_ascii_lowercase()))
+                .spawn(move || {
+                    let result = runtime(Some(1)).and_then(|rt| {
+                        rt.block_on(async { serve(copy.register()?, threads).await })
+                    });
+                    if result.is_err() {
+                        // One thread failed: the others stop too.
+                        stop.trigger();
+                    }
+                    let _ = tx.send(result);
+                });
+            if let Err(e) = spawned {
+                shutdown.trigger();
+                return Err(e);
+            }
+            done.push(rx);
+        }
+        let serving = Box::pin(async move {
+            let mut result = Ok(());
+            for rx in done {
+                let r = rx
+                    .await
+                    .unwrap_or_else(|_| Err(io::Error::other("a serving thread panicked")));
+                if result.is_ok() {
+                    result = r;
+                }
+            }
+            result
+        });
+        let result = until_signal(around(serving), shutdown, || {
+            tracing::info!("{protocol} server listening on {at} ({threads} threads)");
+            systemd::notify_ready(&format!("serving {protocol} on {at}"));
+        })
+        .await;
+        if let Some(path) = path {
+            let _ = std::fs::remove_file(path);
+        }
+        result
+    })
+}

@@ -28,6 +28,8 @@ pub struct Config {
     pub(crate) max_params: usize,
     pub(crate) head_read_timeout: Option<Duration>,
     pub(crate) idle_timeout: Option<Duration>,
+    pub(crate) body_read_timeout: Option<Duration>,
+    pub(crate) write_timeout: Option<Duration>,
     pub(crate) max_requests_per_connection: Option<u64>,
 }
 
@@ -41,6 +43,8 @@ impl Default for Config {
             max_params: 4096,
             head_read_timeout: None,
             idle_timeout: None,
+            body_read_timeout: None,
+            write_timeout: None,
             max_requests_per_connection: None,
         }
     }
@@ -107,6 +111,25 @@ impl Config {
         self
     }
 
+    /// How long a request whose input (`FCGI_STDIN`, or the Filter role's
+    /// `FCGI_DATA`) has not ended may go without input arriving, while the
+    /// caller reads (see [`Connection::pause_input`]). Past it the request's
+    /// input is given up ([`Connection::next_input_timeout`]), and the
+    /// connection, whose web server is in an unknown state, admits no more
+    /// requests and closes once the active ones have ended. Default: none.
+    pub fn body_read_timeout(&mut self, timeout: Duration) -> &mut Self {
+        self.body_read_timeout = Some(timeout);
+        self
+    }
+
+    /// How long output may wait without the web server taking any of it
+    /// (see [`Connection::write_blocked`]); past it the connection is
+    /// closed ([`Close::Abort`]). Default: none.
+    pub fn write_timeout(&mut self, timeout: Duration) -> &mut Self {
+        self.write_timeout = Some(timeout);
+        self
+    }
+
     /// Most requests admitted over the life of one connection; later ones
     /// are refused with `FCGI_OVERLOADED` and the connection closes once
     /// idle. Default: no cap.
@@ -128,7 +151,7 @@ pub enum Close {
     /// the idle timeout.
     Graceful,
     /// Close at once: a request head did not arrive within the head read
-    /// timeout.
+    /// timeout, or the web server took no output within the write timeout.
     Abort,
     /// Write what is queued, then reset the transport: a response failed
     /// after its head ([`Connection::reset_after_input`]), and the request's
@@ -199,6 +222,15 @@ pub struct Connection {
     resetting: Option<(u16, Instant)>,
     /// Set by a deadline that passed.
     expired: Option<Close>,
+    /// While the caller does not read ([`pause_input`](Self::pause_input)).
+    input_paused: bool,
+    /// When reading last resumed.
+    resumed: Option<Instant>,
+    /// Since when output has waited without the transport taking any.
+    write_blocked: Option<Instant>,
+    /// Requests whose input the body read timeout gave up on, not yet
+    /// handed out.
+    input_timeouts: Vec<u16>,
 }
 
 impl Connection {
@@ -219,6 +251,10 @@ impl Connection {
             head_since: None,
             resetting: None,
             expired: None,
+            input_paused: false,
+            resumed: None,
+            write_blocked: None,
+            input_timeouts: Vec::new(),
         }
     }
 
@@ -241,18 +277,71 @@ impl Connection {
         }
     }
 
+    /// The caller stopped reading the transport (an input queue is full):
+    /// the body read timeout does not run until
+    /// [`resume_input`](Self::resume_input).
+    pub fn pause_input(&mut self) {
+        self.input_paused = true;
+    }
+
+    /// The caller reads the transport again, from `now`: the body read
+    /// timeout counts from then at the earliest.
+    pub fn resume_input(&mut self, now: Instant) {
+        self.input_paused = false;
+        self.resumed = Some(now);
+    }
+
+    /// A write of queued output would block at `now` (the web server is not
+    /// reading): the write timeout runs from then, unless it runs already.
+    pub fn write_blocked(&mut self, now: Instant) {
+        self.write_blocked.get_or_insert(now);
+    }
+
+    /// The transport took output (some or all of it): the write timeout
+    /// stops, until the next [`write_blocked`](Self::write_blocked).
+    pub fn wrote(&mut self) {
+        self.write_blocked = None;
+    }
+
+    /// Whether output waits for the web server (the write timeout runs).
+    pub fn is_write_blocked(&self) -> bool {
+        self.write_blocked.is_some()
+    }
+
+    /// A request whose input the body read timeout gave up on (see
+    /// [`Config::body_read_timeout`]), once for each: its application's
+    /// reads of `FCGI_STDIN` and `FCGI_DATA` should fail as timed out.
+    /// Later input for it is ignored.
+    pub fn next_input_timeout(&mut self) -> Option<u16> {
+        self.input_timeouts.pop()
+    }
+
     /// The earliest time at which [`handle_timeout`](Self::handle_timeout)
     /// has something to do, if any: the head read deadline of a request
     /// whose parameters are incomplete, of the next request on a connection
-    /// without requests, the idle deadline, or the end of the wait of
+    /// without requests, the idle deadline, the body read deadline of
+    /// requests whose input has not ended, the write deadline of output the
+    /// web server does not take, or the end of the wait of
     /// [`reset_after_input`](Self::reset_after_input).
     pub fn poll_timeout(&self) -> Option<Instant> {
         if self.expired.is_some() {
             return None;
         }
-        if let Some((_, until)) = self.resetting {
-            return Some(until);
-        }
+        let write = self.write_deadline();
+        let rest = match self.resetting {
+            Some((_, until)) => Some(until),
+            None => min(self.head_or_idle_deadline(), self.body_deadline()),
+        };
+        min(write, rest)
+    }
+
+    fn write_deadline(&self) -> Option<Instant> {
+        self.write_blocked
+            .zip(self.config.write_timeout)
+            .map(|(t, d)| after(t, d))
+    }
+
+    fn head_or_idle_deadline(&self) -> Option<Instant> {
         if self.requests.is_empty() {
             return match (self.head_since, self.config.head_read_timeout) {
                 (Some(t), Some(d)) => Some(after(t, d)),
@@ -271,11 +360,28 @@ impl Connection {
             .map(|t| after(t, head))
     }
 
+    fn body_deadline(&self) -> Option<Instant> {
+        let timeout = self.config.body_read_timeout?;
+        if self.input_paused || !self.requests.values().any(Request::awaits_input) {
+            return None;
+        }
+        // Input that completed a request's parameters arrived no earlier
+        // than the last input.
+        let since = self.last_input.max(self.resumed)?;
+        Some(after(since, timeout))
+    }
+
     /// Acts on the deadlines that passed by `now`; afterwards
     /// [`poll_close`](Self::poll_close) tells whether the connection is to
-    /// close.
+    /// close, and [`next_input_timeout`](Self::next_input_timeout) which
+    /// requests' input was given up.
     pub fn handle_timeout(&mut self, now: Instant) {
         if self.expired.is_some() {
+            return;
+        }
+        if self.write_deadline().is_some_and(|t| now >= t) {
+            tracing::debug!("FastCGI web server took no output in time");
+            self.expired = Some(Close::Abort);
             return;
         }
         if let Some((_, until)) = self.resetting {
@@ -284,10 +390,17 @@ impl Connection {
             }
             return;
         }
-        let Some(deadline) = self.poll_timeout() else {
-            return;
-        };
-        if now < deadline {
+        if self.body_deadline().is_some_and(|t| now >= t) {
+            tracing::debug!("FastCGI request input stalled past the body read timeout");
+            for (id, request) in &mut self.requests.0 {
+                if request.awaits_input() {
+                    request.give_up_input();
+                    self.input_timeouts.push(*id);
+                }
+            }
+            self.stalled = true;
+        }
+        if self.head_or_idle_deadline().is_none_or(|t| now < t) {
             return;
         }
         let waiting_for_head = !self.requests.is_empty() || self.head_since.is_some();
@@ -552,6 +665,14 @@ impl Connection {
     /// Whether active request `id` was aborted by the web server.
     pub fn is_aborted(&self, id: u16) -> bool {
         self.requests.get(&id).is_some_and(Request::is_aborted)
+    }
+}
+
+/// The earlier of two optional times.
+fn min(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
     }
 }
 

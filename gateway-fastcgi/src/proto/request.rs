@@ -112,6 +112,9 @@ pub(crate) struct Request {
     stdin_ended: bool,
     data_ended: bool,
     aborted: bool,
+    /// The body read timeout gave up on its input: what still arrives for
+    /// it is ignored.
+    input_given_up: bool,
     /// Until its parameters are complete: when its head began.
     head_started: Option<Instant>,
 }
@@ -130,6 +133,7 @@ impl Request {
             stdin_ended: false,
             data_ended: false,
             aborted: false,
+            input_given_up: false,
             head_started,
         }
     }
@@ -147,9 +151,21 @@ impl Request {
     /// aborted).
     pub(crate) fn input_ended(&self) -> bool {
         self.aborted
+            || self.input_given_up
             || (matches!(self.params, ParamsState::Done)
                 && self.stdin_ended
                 && (self.data_ended || self.role != Role::Filter))
+    }
+
+    /// Whether the request's parameters are complete and more of its
+    /// input is due: what the body read timeout watches.
+    pub(crate) fn awaits_input(&self) -> bool {
+        matches!(self.params, ParamsState::Done) && !self.input_ended()
+    }
+
+    /// Stops taking input for the request (its body read timed out).
+    pub(crate) fn give_up_input(&mut self) {
+        self.input_given_up = true;
     }
 
     pub(crate) fn role(&self) -> Role {
@@ -171,7 +187,7 @@ impl Request {
         record_type: RecordType,
         content: Bytes,
     ) -> Result<Option<Event>, ProtocolError> {
-        if self.aborted {
+        if self.aborted || (self.input_given_up && record_type != RecordType::AbortRequest) {
             // The web server may still have had records in flight.
             return Ok(None);
         }

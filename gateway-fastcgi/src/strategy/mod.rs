@@ -74,7 +74,9 @@ pub enum Dispatch {
     /// multiplexing web server sending a second request before the first
     /// has ended). The default: a connection that carries one request at a
     /// time pays for no task and no hand-over between threads, and the
-    /// requests of a multiplexed connection still run in parallel.
+    /// requests of a multiplexed connection still run independently (in
+    /// parallel on a [work-stealing](crate::Server::work_stealing)
+    /// runtime; interleaved on the connection's thread otherwise).
     #[default]
     Adaptive,
     /// Always in the connection's task: the requests of one connection

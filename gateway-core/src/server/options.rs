@@ -1,0 +1,367 @@
+//! The settings every socket server shares, whatever its protocol.
+
+use std::future::Future;
+use std::io;
+use std::time::Duration;
+
+use crate::{Handler, Limits, Metrics, PathView};
+
+use super::{ListenAddr, Listener, Shutdown, run, run_per_thread, with_status};
+
+/// What configures every socket server the same way, whatever its
+/// protocol: the [`Handler`] (with its [`Limits`], [`PathView`] and
+/// [`Metrics`]), the shutdown and its grace period, the worker threads of
+/// the runtime a server's `run` builds, and the address of a status page.
+///
+/// The FastCGI, SCGI and HTTP servers and the `gateway` facade each hold
+/// one and offer these setters under the same names (the
+/// [`server_options_setters`](crate::server_options_setters) macro writes
+/// them), and each takes a whole one with `options`: one configuration can
+/// be handed from one server to another.
+///
+/// ```
+/// use std::time::Duration;
+/// use gateway_core::server::ServerOptions;
+///
+/// let mut options = ServerOptions::new();
+/// options.max_connections(256).grace_period(Duration::from_secs(10));
+/// assert_eq!(options.get_handler().limits().get_max_connections(), 256);
+/// assert_eq!(options.shutdown_handle().get_deadline(), Duration::from_secs(10));
+/// ```
+#[derive(Debug, Clone)]
+pub struct ServerOptions {
+    handler: Handler,
+    shutdown: Shutdown,
+    grace_period: Option<Duration>,
+    worker_threads: Option<usize>,
+    work_stealing: bool,
+    status_addr: Option<ListenAddr>,
+}
+
+impl Default for ServerOptions {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl ServerOptions {
+    /// The defaults: the default [`Handler`] (default [`Limits`]), a
+    /// shutdown of its own with a 30-second grace period, a thread per CPU
+    /// each with a single-threaded runtime, no status page.
+    pub fn new() -> Self {
+        Self {
+            handler: Handler::new(),
+            shutdown: Shutdown::new(),
+            grace_period: None,
+            worker_threads: None,
+            work_stealing: false,
+            status_addr: None,
+        }
+    }
+
+    /// Replaces the handler whole, limits included.
+    pub fn handler(&mut self, handler: Handler) -> &mut Self {
+        self.handler = handler;
+        self
+    }
+
+    /// The handler's limits, changed (its other settings stay).
+    pub fn limits(&mut self, limits: Limits) -> &mut Self {
+        self.handler = self.handler.to_builder().limits(limits).build();
+        self
+    }
+
+    /// The handler's path view, changed (its other settings stay).
+    pub fn path_view(&mut self, view: PathView) -> &mut Self {
+        self.handler = self.handler.to_builder().path_view(view).build();
+        self
+    }
+
+    /// The handler's [`Limits::max_connections`], changed.
+    pub fn max_connections(&mut self, n: usize) -> &mut Self {
+        let mut limits = self.handler.limits().clone();
+        limits.max_connections(n);
+        self.limits(limits)
+    }
+
+    /// The handler's [`Limits::reuse_port`], changed.
+    pub fn reuse_port(&mut self, yes: bool) -> &mut Self {
+        let mut limits = self.handler.limits().clone();
+        limits.reuse_port(yes);
+        self.limits(limits)
+    }
+
+    /// The handler's metrics, set (its other settings stay).
+    pub fn metrics(&mut self, metrics: &Metrics) -> &mut Self {
+        self.handler = self.handler.to_builder().metrics(metrics).build();
+        self
+    }
+
+    /// Where the status page listens; the handler gets fresh metrics if it
+    /// had none.
+    pub fn status_addr(&mut self, addr: ListenAddr) -> &mut Self {
+        if self.handler.metrics().is_none() {
+            self.metrics(&Metrics::new());
+        }
+        self.status_addr = Some(addr);
+        self
+    }
+
+    /// The shutdown that stops the server; a grace period set before or
+    /// after applies to it.
+    pub fn shutdown(&mut self, shutdown: Shutdown) -> &mut Self {
+        self.shutdown = shutdown;
+        if let Some(d) = self.grace_period {
+            self.shutdown.deadline(d);
+        }
+        self
+    }
+
+    /// How long requests in flight get once the shutdown starts (the
+    /// shutdown's deadline, whichever shutdown is set, before or after).
+    pub fn grace_period(&mut self, period: Duration) -> &mut Self {
+        self.grace_period = Some(period);
+        self.shutdown.deadline(period);
+        self
+    }
+
+    /// The threads `run` serves on; 0 (the default): one per CPU.
+    pub fn worker_threads(&mut self, n: usize) -> &mut Self {
+        self.worker_threads = (n > 0).then_some(n);
+        self
+    }
+
+    /// Whether `run` serves on one multi-threaded runtime (work stealing)
+    /// instead of a single-threaded runtime per thread.
+    pub fn work_stealing(&mut self, yes: bool) -> &mut Self {
+        self.work_stealing = yes;
+        self
+    }
+
+    /// The handler.
+    pub fn get_handler(&self) -> &Handler {
+        &self.handler
+    }
+
+    /// A handle on the shutdown: trigger it to stop the server.
+    pub fn shutdown_handle(&self) -> Shutdown {
+        self.shutdown.clone()
+    }
+
+    /// The worker threads set, if any.
+    pub fn get_worker_threads(&self) -> Option<usize> {
+        self.worker_threads
+    }
+
+    /// Whether `run` serves on one multi-threaded runtime.
+    pub fn get_work_stealing(&self) -> bool {
+        self.work_stealing
+    }
+
+    /// The status page's address, if set.
+    pub fn get_status_addr(&self) -> Option<&ListenAddr> {
+        self.status_addr.as_ref()
+    }
+
+    /// The whole `main` of a server with these options: systemd's sockets
+    /// adopted, `addr` opened, readiness told, signals handled, the status
+    /// page served when an address is set ([`with_status`]), and `serve`
+    /// serving the listening socket with a cap on connections at once.
+    ///
+    /// By default on a thread per CPU ([`worker_threads`] to choose), each
+    /// with a single-threaded runtime, `serve` called once per thread with
+    /// its copy of the socket and its share of
+    /// [`Limits::max_connections`] ([`run_per_thread`]); with
+    /// [`work_stealing`](Self::work_stealing), or with one thread, on one
+    /// runtime ([`run`]) with the whole cap. `protocol` names the protocol
+    /// in the log (`FastCGI`).
+    ///
+    /// [`worker_threads`]: Self::worker_threads
+    ///
+    /// # Errors
+    ///
+    /// A runtime or thread cannot start, `addr` (or the status address)
+    /// cannot be opened, or serving failed.
+    pub fn run<F, Fut>(&self, protocol: &str, addr: &ListenAddr, serve: F) -> io::Result<()>
+    where
+        F: Fn(Listener, usize) -> Fut + Clone + Send + 'static,
+        Fut: Future<Output = io::Result<()>> + 'static,
+    {
+        let limits = self.handler.limits();
+        let status = || {
+            self.status_addr
+                .as_ref()
+                .zip(self.handler.metrics().cloned())
+        };
+        let max = limits.get_max_connections();
+        if self.work_stealing || self.worker_threads == Some(1) {
+            return run(
+                protocol,
+                addr,
+                limits,
+                self.worker_threads,
+                &self.shutdown,
+                |listener| with_status(serve(listener, max), status(), limits, &self.shutdown),
+            );
+        }
+        run_per_thread(
+            protocol,
+            addr,
+            limits,
+            self.worker_threads,
+            &self.shutdown,
+            move |listener, threads| serve(listener, max.div_ceil(threads.max(1))),
+            |serving| with_status(serving, status(), limits, &self.shutdown),
+        )
+    }
+}
+
+/// Writes the setters of [`ServerOptions`](crate::server::ServerOptions)
+/// on a server type that keeps its options in the field `$field`: one
+/// text for every server's `handler`, `limits`, `path_view`,
+/// `max_connections`, `reuse_port`, `metrics`, `status_addr`, `shutdown`,
+/// `shutdown_handle`, `grace_period`, `worker_threads`, `work_stealing` and
+/// `options`.
+/// `$counted` says what the server counts in the metrics besides what the
+/// handler counts. Used inside an `impl` block.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! server_options_setters {
+    ($field:ident, $counted:literal) => {
+        /// All the settings this server shares with the other servers at
+        /// once, replacing those set before.
+        pub fn options(&mut self, options: gateway_core::server::ServerOptions) -> &mut Self {
+            self.$field = options;
+            self
+        }
+
+        /// The handler: the error page, the base environ, the limits, the
+        /// path view, the metrics. It replaces the handler whole, limits
+        /// included: call [`limits`](Self::limits),
+        /// [`path_view`](Self::path_view),
+        /// [`max_connections`](Self::max_connections) and
+        /// [`metrics`](Self::metrics) after it.
+        pub fn handler(&mut self, handler: gateway_core::Handler) -> &mut Self {
+            self.$field.handler(handler);
+            self
+        }
+
+        /// The limits and timeouts (the handler's, which keeps its other
+        /// settings; the type's documentation says which ones this server
+        /// applies).
+        pub fn limits(&mut self, limits: gateway_core::Limits) -> &mut Self {
+            self.$field.limits(limits);
+            self
+        }
+
+        /// Which path the application routes on (see
+        /// [`PathView`](gateway_core::PathView)): the handler's, changed.
+        pub fn path_view(&mut self, view: gateway_core::PathView) -> &mut Self {
+            self.$field.path_view(view);
+            self
+        }
+
+        /// The most connections served at once (default 1024): the
+        /// handler's
+        /// [`Limits::max_connections`](gateway_core::Limits::max_connections),
+        /// changed. Past it a new connection is accepted and given the
+        /// protocol's busy answer at once, so a client never waits in the
+        /// listen backlog for a slot.
+        pub fn max_connections(&mut self, n: usize) -> &mut Self {
+            self.$field.max_connections(n);
+            self
+        }
+
+        /// Binds a TCP address with `SO_REUSEPORT` (default: off), so that
+        /// a new process can listen on the same port before this one
+        /// stops: a rolling restart with no refused connection. The
+        /// handler's [`Limits::reuse_port`](gateway_core::Limits::reuse_port),
+        /// changed.
+        pub fn reuse_port(&mut self, yes: bool) -> &mut Self {
+            self.$field.reuse_port(yes);
+            self
+        }
+
+        #[doc = concat!(
+                    "Counts this server's connections, requests, bytes and failures in ",
+                    "`metrics` (the handler's, which keeps its other settings): mount ",
+                    "[`Metrics::service`](gateway_core::Metrics::service) in the application, ",
+                    "or serve it on an address of its own with ",
+                    "[`status_addr`](Self::status_addr). Besides what the handler counts, ",
+                    "this server counts ", $counted, "."
+                )]
+        pub fn metrics(&mut self, metrics: &gateway_core::Metrics) -> &mut Self {
+            self.$field.metrics(metrics);
+            self
+        }
+
+        /// Serves the [metrics](Self::metrics) (fresh ones if none were
+        /// set) over plain HTTP on `addr`, a listener apart from the
+        /// application's, under `run`: `GET` any path for the JSON status
+        /// page, a path ending in `metrics` (or `Accept:
+        /// application/openmetrics-text`) for the OpenMetrics text. See
+        /// [`serve_status`](gateway_core::server::serve_status); meant for
+        /// a loopback or internal address.
+        pub fn status_addr(&mut self, addr: gateway_core::server::ListenAddr) -> &mut Self {
+            self.$field.status_addr(addr);
+            self
+        }
+
+        /// The shutdown that stops this server: triggered (through any
+        /// clone), the server stops accepting, lets the requests in flight
+        /// finish up to the [grace period](Self::grace_period), closes idle
+        /// connections, and `serve` and `run` return. Default: a shutdown
+        /// of its own, triggered by SIGINT and SIGTERM under `run`.
+        pub fn shutdown(&mut self, shutdown: gateway_core::server::Shutdown) -> &mut Self {
+            self.$field.shutdown(shutdown);
+            self
+        }
+
+        /// A handle on this server's shutdown:
+        /// [`Shutdown::trigger`](gateway_core::server::Shutdown::trigger)
+        /// stops it (from another task, a signal handler of your own, a
+        /// test).
+        pub fn shutdown_handle(&self) -> gateway_core::server::Shutdown {
+            self.$field.shutdown_handle()
+        }
+
+        /// How long the requests in flight get once the shutdown starts
+        /// (default 30 s); past it their connections are closed. It is the
+        /// deadline of the [shutdown](Self::shutdown), whether that is set
+        /// before or after.
+        pub fn grace_period(&mut self, period: std::time::Duration) -> &mut Self {
+            self.$field.grace_period(period);
+            self
+        }
+
+        /// The threads `run` serves on. Unset (or 0): one per CPU. Each
+        /// has a single-threaded runtime of its own and serves the
+        /// connections it accepts to their end, so a connection, its
+        /// requests and the tasks their applications spawn stay on one
+        /// thread: nothing is handed over between threads (the way php-fpm
+        /// and uWSGI run a worker per core). A TCP address gets a socket
+        /// per thread on its port (`SO_REUSEPORT`), among which the kernel
+        /// spreads connections; the connection cap
+        /// ([`Limits::max_connections`](gateway_core::Limits::max_connections))
+        /// is shared out among the threads. See
+        /// [`work_stealing`](Self::work_stealing) for the other way. `serve`
+        /// runs on the caller's runtime and ignores it.
+        pub fn worker_threads(&mut self, n: usize) -> &mut Self {
+            self.$field.worker_threads(n);
+            self
+        }
+
+        /// Whether `run` serves on one multi-threaded tokio runtime whose
+        /// [worker threads](Self::worker_threads) share all connections and
+        /// tasks (work stealing) instead of a single-threaded runtime per
+        /// thread. For an application whose requests keep a core busy for
+        /// long, or that needs a multi-threaded runtime (such as
+        /// `tokio::task::block_in_place`); it costs hand-overs between
+        /// threads on every request. Default: off. With one thread it makes
+        /// no difference.
+        pub fn work_stealing(&mut self, yes: bool) -> &mut Self {
+            self.$field.work_stealing(yes);
+            self
+        }
+    };
+}
