@@ -9,8 +9,8 @@
 #         same auto (HTTP/1 + HTTP/2) connection builder and the same
 #         current-thread tokio runtime
 #
-# Targets: median req/s(ours) / req/s(bare) >= 0.9 and
-#          median p99(ours) / p99(bare) <= 1.2.
+# Targets: median req/s(ours) / req/s(bare) >= 1.0 and
+#          median p99(ours) / p99(bare) <= 1.0 (no worse than bare hyper).
 #
 # Usage: scripts/bench-http.sh [--quick] [--help]
 #   ROUNDS=N       rounds (default 7; 3 with --quick)
@@ -228,8 +228,8 @@ print(f"{'':8}{'req/s (median)':>16}{'p99 ms (median)':>18}   per round req/s")
 print(f"{'ours':8}{med(o_rps):>16.0f}{med(o_p99):>18.3f}   {' '.join(f'{x:.0f}' for x in o_rps)}")
 print(f"{'bare':8}{med(b_rps):>16.0f}{med(b_p99):>18.3f}   {' '.join(f'{x:.0f}' for x in b_rps)}")
 rr, pr = med(o_rps) / med(b_rps), med(o_p99) / med(b_p99)
-ok = rr >= 0.9 and pr <= 1.2
-print(f"ratio   req/s {rr:.2f} (target >= 0.90)   p99 {pr:.2f} (target <= 1.20)   {'met' if ok else 'MISSED'}")
+ok = rr >= 1.0 and pr <= 1.0
+print(f"ratio   req/s {rr:.2f} (target >= 1.00)   p99 {pr:.2f} (target <= 1.00)   {'met' if ok else 'MISSED'}")
 if o_err or b_err:
     print(f"non-2xx responses: ours {o_err}, bare {b_err}")
 sys.exit(1 if strict and not ok else 0)
