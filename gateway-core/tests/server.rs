@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use gateway_core::server::{BindOptions, Listener, Refusal, Shutdown, serve};
+use gateway_core::server::{BindOptions, ConnectionCap, Listener, Refusal, Shutdown, serve};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 #[tokio::test]
@@ -138,6 +138,68 @@ async fn over_the_cap_a_client_is_refused_at_once() {
     assert_eq!(got, b"busy");
     shutdown.trigger();
     drop(server);
+}
+
+/// Two accept loops given clones of one `ConnectionCap` (what a server on
+/// several threads runs) serve at most that many connections in all: with
+/// a cap of 1 held by a connection on the first listener, a client of the
+/// second is refused; once the first connection ends, the second listener
+/// serves again.
+#[tokio::test]
+async fn a_shared_cap_holds_across_accept_loops() {
+    let first = Listener::bind("127.0.0.1:0").await.unwrap();
+    let second = Listener::bind("127.0.0.1:0").await.unwrap();
+    let (a, b) = (first.tcp_addr().unwrap(), second.tcp_addr().unwrap());
+    let shutdown = Shutdown::new();
+    let cap = ConnectionCap::new(1);
+    let refusal = || {
+        Refusal::new(|mut s: gateway_core::server::Stream| async move {
+            let _ = s.write_all(b"busy").await;
+            gateway_core::server::linger_close(s, Duration::from_secs(1)).await;
+        })
+    };
+    // Each connection answers "served" once it has read one byte, then
+    // ends.
+    let conn = |mut c: gateway_core::server::Connection| async move {
+        let mut one = [0u8; 1];
+        if c.stream.read_exact(&mut one).await.is_ok() {
+            let _ = c.stream.write_all(b"served").await;
+        }
+    };
+    let s1 = tokio::spawn(serve(first, cap.clone(), shutdown.clone(), refusal(), conn));
+    let s2 = tokio::spawn(serve(
+        second,
+        cap.clone(),
+        shutdown.clone(),
+        refusal(),
+        conn,
+    ));
+    let mut held = tokio::net::TcpStream::connect(a).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(cap.available(), 0);
+    let answer = |addr| async move {
+        let mut c = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let _ = c.write_all(b"x").await;
+        let mut got = Vec::new();
+        tokio::time::timeout(Duration::from_secs(2), c.read_to_end(&mut got))
+            .await
+            .expect("an answer at once")
+            .unwrap();
+        got
+    };
+    assert_eq!(
+        answer(b).await,
+        b"busy",
+        "the other loop is over the cap too"
+    );
+    held.write_all(b"x").await.unwrap();
+    let mut got = Vec::new();
+    held.read_to_end(&mut got).await.unwrap();
+    assert_eq!(got, b"served");
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(answer(b).await, b"served", "the slot came back");
+    shutdown.trigger();
+    drop((s1, s2));
 }
 
 /// `Refusal::close` closes a connection over the cap without a word.

@@ -9,7 +9,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use gateway_core::server::{
-    self, Connection, ListenAddr, Listener, Refusal, ServerOptions, Shutdown, Stream,
+    self, Connection, ConnectionCap, ListenAddr, Listener, Refusal, ServerOptions, Shutdown, Stream,
 };
 use gateway_core::{AppBody, Application, ErrorStream, Metrics};
 #[cfg(doc)]
@@ -411,9 +411,13 @@ where
         self.serve_capped(listener, max_connections).await
     }
 
-    /// As [`serve`](Connections::serve), with at most `max_connections`
-    /// connections at once on this listener.
-    async fn serve_capped(&self, listener: Listener, max_connections: usize) -> io::Result<()> {
+    /// As [`serve`](Connections::serve), with the connection cap given
+    /// (one shared with other accept loops, or a number).
+    async fn serve_capped(
+        &self,
+        listener: Listener,
+        max_connections: impl Into<ConnectionCap>,
+    ) -> io::Result<()> {
         let this = Arc::new(self.clone());
         server::serve(
             listener,

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use gateway_core::server::{
-    self, Connection, ListenAddr, Listener, Refusal, ServerOptions, Stream,
+    self, Connection, ConnectionCap, ListenAddr, Listener, Refusal, ServerOptions, Stream,
 };
 use gateway_core::{AppBody, Application, ErrorStream, Metrics};
 #[cfg(doc)]
@@ -375,9 +375,13 @@ where
         self.serve_capped(listener, self.max_connections).await
     }
 
-    /// As [`serve`](Connections::serve), with at most `max_connections`
-    /// connections at once on this listener.
-    async fn serve_capped(&self, listener: Listener, max_connections: usize) -> io::Result<()> {
+    /// As [`serve`](Connections::serve), with the connection cap given
+    /// (one shared with other accept loops, or a number).
+    async fn serve_capped(
+        &self,
+        listener: Listener,
+        max_connections: impl Into<ConnectionCap>,
+    ) -> io::Result<()> {
         tracing::debug!("serving HTTP on {}", listener.local_addr_string());
         let this = self.clone();
         server::serve(

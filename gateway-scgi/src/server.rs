@@ -9,7 +9,8 @@ use std::sync::Arc;
 #[cfg(doc)]
 use gateway_core::Limits;
 use gateway_core::server::{
-    self as server, Connection, ListenAddr, Listener, Refusal, ServerOptions, Shutdown, Stream,
+    self as server, Connection, ConnectionCap, ListenAddr, Listener, Refusal, ServerOptions,
+    Shutdown, Stream,
 };
 use gateway_core::{AppBody, Application, ErrorStream, Metrics};
 
@@ -291,7 +292,11 @@ where
 
     /// As [`serve`](Connections::serve), with at most `max` connections at
     /// once on this listener.
-    async fn serve_capped(&self, listener: Listener, max: usize) -> io::Result<()> {
+    async fn serve_capped(
+        &self,
+        listener: Listener,
+        max: impl Into<ConnectionCap>,
+    ) -> io::Result<()> {
         let this = self.clone();
         gateway_core::server::serve(
             listener,

@@ -155,6 +155,37 @@ impl Refusal {
     }
 }
 
+/// The cap on connections served at once, as [`serve`] takes it: a number
+/// (a cap of its own), or a [`ConnectionCap`] shared by several accept
+/// loops, so that a server serving one address on several threads, each
+/// with an accept loop of its own, still serves at most that many
+/// connections in all.
+#[derive(Debug, Clone)]
+pub struct ConnectionCap {
+    permits: Arc<Semaphore>,
+}
+
+impl ConnectionCap {
+    /// A cap of `max` connections (at least 1) for the accept loops given
+    /// clones of it.
+    pub fn new(max: usize) -> Self {
+        Self {
+            permits: Arc::new(Semaphore::new(max.clamp(1, Semaphore::MAX_PERMITS))),
+        }
+    }
+
+    /// Connections that may still start now.
+    pub fn available(&self) -> usize {
+        self.permits.available_permits()
+    }
+}
+
+impl From<usize> for ConnectionCap {
+    fn from(max: usize) -> Self {
+        Self::new(max)
+    }
+}
+
 /// The most connections taken from the listen backlog once the shutdown
 /// started (a backlog holds at most `net.core.somaxconn`).
 const MAX_BACKLOG_TAKEN: usize = 65_536;
@@ -169,7 +200,8 @@ const MAX_BACKLOG_TAKEN: usize = 65_536;
 /// [`Shutdown::connection_watch`]: one accepted moments before the
 /// shutdown started still gets the request its client was sending served.
 ///
-/// At most `max_connections` run at once. Past that, each new connection is
+/// At most `max_connections` run at once (a number, or a
+/// [`ConnectionCap`] shared with other accept loops). Past that, each new connection is
 /// accepted and handed to `refusal`, which answers it with the protocol's
 /// "busy" reply and closes it: a client never waits in the kernel's listen
 /// backlog for a slot. Accept errors never end the loop: running out of file
@@ -177,7 +209,7 @@ const MAX_BACKLOG_TAKEN: usize = 65_536;
 /// per-connection failures (`ECONNABORTED`, …) are skipped.
 pub async fn serve<F, Fut>(
     listener: Listener,
-    max_connections: usize,
+    max_connections: impl Into<ConnectionCap>,
     shutdown: Shutdown,
     refusal: Refusal,
     conn: F,
@@ -186,7 +218,7 @@ where
     F: Fn(Connection) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = ()> + Send + 'static,
 {
-    let permits = Arc::new(Semaphore::new(max_connections.max(1)));
+    let permits = max_connections.into().permits;
     let refusing = Arc::new(Semaphore::new(Refusal::MAX_AT_ONCE));
     let mut tasks = JoinSet::new();
     let mut stop = shutdown.watch();

@@ -59,7 +59,7 @@ mod status;
 pub mod systemd;
 mod timed;
 
-pub use accept::{Connection, Refusal, serve};
+pub use accept::{Connection, ConnectionCap, Refusal, serve};
 pub use addr::{InvalidListenAddr, ListenAddr};
 pub use any_stream::{linger_close_io, nothing_waiting_io, stall_timeout};
 pub use close::{LINGER_MAX_BYTES, LINGER_TIME, linger_close, nothing_waiting, reset_on_close};

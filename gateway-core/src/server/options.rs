@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use crate::{Handler, Limits, Metrics, PathView};
 
-use super::{ListenAddr, Listener, Shutdown, run, run_per_thread, with_status};
+use super::{ConnectionCap, ListenAddr, Listener, Shutdown, run, run_per_thread, with_status};
 
 /// What configures every socket server the same way, whatever its
 /// protocol: the [`Handler`] (with its [`Limits`], [`PathView`] and
@@ -170,11 +170,12 @@ impl ServerOptions {
     ///
     /// By default on a thread per CPU ([`worker_threads`] to choose), each
     /// with a single-threaded runtime, `serve` called once per thread with
-    /// its copy of the socket and its share of
-    /// [`Limits::max_connections`] ([`run_per_thread`]); with
+    /// its copy of the socket ([`run_per_thread`]); with
     /// [`work_stealing`](Self::work_stealing), or with one thread, on one
-    /// runtime ([`run`]) with the whole cap. `protocol` names the protocol
-    /// in the log (`FastCGI`).
+    /// runtime ([`run`]). Either way `serve` gets one [`ConnectionCap`] of
+    /// [`Limits::max_connections`] shared by all threads, so the cap holds
+    /// for the whole server. `protocol` names the protocol in the log
+    /// (`FastCGI`).
     ///
     /// [`worker_threads`]: Self::worker_threads
     ///
@@ -184,7 +185,7 @@ impl ServerOptions {
     /// cannot be opened, or serving failed.
     pub fn run<F, Fut>(&self, protocol: &str, addr: &ListenAddr, serve: F) -> io::Result<()>
     where
-        F: Fn(Listener, usize) -> Fut + Clone + Send + 'static,
+        F: Fn(Listener, ConnectionCap) -> Fut + Clone + Send + 'static,
         Fut: Future<Output = io::Result<()>> + 'static,
     {
         let limits = self.handler.limits();
@@ -193,7 +194,8 @@ impl ServerOptions {
                 .as_ref()
                 .zip(self.handler.metrics().cloned())
         };
-        let max = limits.get_max_connections();
+        // One cap for every thread's accept loop.
+        let cap = ConnectionCap::new(limits.get_max_connections());
         if self.work_stealing || self.worker_threads == Some(1) {
             return run(
                 protocol,
@@ -201,7 +203,7 @@ impl ServerOptions {
                 limits,
                 self.worker_threads,
                 &self.shutdown,
-                |listener| with_status(serve(listener, max), status(), limits, &self.shutdown),
+                |listener| with_status(serve(listener, cap), status(), limits, &self.shutdown),
             );
         }
         run_per_thread(
@@ -210,7 +212,7 @@ impl ServerOptions {
             limits,
             self.worker_threads,
             &self.shutdown,
-            move |listener, threads| serve(listener, max.div_ceil(threads.max(1))),
+            move |listener, _threads| serve(listener, cap.clone()),
             |serving| with_status(serving, status(), limits, &self.shutdown),
         )
     }
@@ -343,7 +345,7 @@ macro_rules! server_options_setters {
         /// per thread on its port (`SO_REUSEPORT`), among which the kernel
         /// spreads connections; the connection cap
         /// ([`Limits::max_connections`](gateway_core::Limits::max_connections))
-        /// is shared out among the threads. See
+        /// holds for all threads together. See
         /// [`work_stealing`](Self::work_stealing) for the other way. `serve`
         /// runs on the caller's runtime and ignores it.
         pub fn worker_threads(&mut self, n: usize) -> &mut Self {

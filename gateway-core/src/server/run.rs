@@ -177,7 +177,9 @@ impl ListenerCopy {
 /// thread, which also runs `around` (for example [`with_status`](super::with_status)'s status
 /// page) around the serving threads; `serve` is called once per thread,
 /// with that thread's copy of the listening socket and the number of
-/// threads (to share limits such as the connection cap among them).
+/// threads (for limits that depend on it; a connection cap for the whole
+/// server is one [`ConnectionCap`](super::ConnectionCap) shared by every
+/// thread's accept loop, as [`ServerOptions::run`](super::ServerOptions::run) does).
 ///
 /// # Errors
 ///
