@@ -15,9 +15,9 @@ use std::convert::Infallible;
 use std::time::Duration;
 
 use bytes::Bytes;
-use gateway_core::server::{Connection, Shutdown, Stream};
-use gateway_core::{Body, Limits};
-use gateway_fuzz::{exchange, runtime};
+use gateway_core::Body;
+use gateway_core::server::Shutdown;
+use gateway_fuzz::{exchange, fuzz_limits, in_memory_connection, runtime};
 use gateway_http::Server;
 use http::{Request, Response};
 use http_body_util::BodyExt;
@@ -38,25 +38,13 @@ fuzz_target!(|data: &[u8]| {
     };
     let (options, sizes) = (*options, *sizes);
     runtime().block_on(async {
-        let mut limits = Limits::default();
-        limits
-            .idle_timeout(Duration::from_millis(50))
-            .head_read_timeout(Duration::from_millis(50));
-        if options & 2 != 0 {
-            limits.max_head_len(256);
-        }
-        if options & 4 != 0 {
-            limits.max_body_len(Some(16));
-        }
+        let limits = fuzz_limits(options);
         let mut server = Server::new();
         server.limits(limits).http2(options & 1 != 0);
         let conns = server.connections(tower::service_fn(app));
         let shutdown = Shutdown::new();
 
-        // An in-memory pipe: the same driver as over a socket, without a
-        // system call for every piece.
-        let (client, conn) = tokio::io::duplex(64 * 1024);
-        let conn = Connection::new(Stream::Duplex(conn), shutdown.watch());
+        let (client, conn) = in_memory_connection(&shutdown);
         let serving = tokio::spawn(async move { conns.serve_connection(conn).await });
         let (mut rd, mut wr) = tokio::io::split(client);
         let out = exchange(&mut rd, &mut wr, wire, sizes, 1 << 20).await;

@@ -5,8 +5,9 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use bytes::Bytes;
-use gateway_core::Environ;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use gateway_core::server::{Connection, Shutdown, Stream};
+use gateway_core::{Environ, Limits};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, DuplexStream};
 use tokio::runtime::Runtime;
 
 /// One current-thread runtime per fuzzing process, its clock paused: the
@@ -95,4 +96,32 @@ pub fn environ_and_body(input: &[u8]) -> (Environ, Bytes) {
             None => return (env, Bytes::new()),
         }
     }
+}
+
+/// The limits a connection target runs with: short idle and head
+/// timeouts (time runs fast), and from the `options` byte a small head
+/// limit (bit 2) and a small body limit (bit 4).
+pub fn fuzz_limits(options: u8) -> Limits {
+    let mut limits = Limits::default();
+    limits
+        .idle_timeout(Duration::from_millis(50))
+        .head_read_timeout(Duration::from_millis(50));
+    if options & 2 != 0 {
+        limits.max_head_len(256);
+    }
+    if options & 4 != 0 {
+        limits.max_body_len(Some(16));
+    }
+    limits
+}
+
+/// A connection over an in-memory pipe, watching `shutdown`: the same
+/// driver as over a socket, without a system call for every piece. The
+/// other end is the client's.
+pub fn in_memory_connection(shutdown: &Shutdown) -> (DuplexStream, Connection) {
+    let (client, conn) = tokio::io::duplex(64 * 1024);
+    (
+        client,
+        Connection::new(Stream::Duplex(conn), shutdown.watch()),
+    )
 }
