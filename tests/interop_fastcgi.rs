@@ -675,93 +675,10 @@ fn keep_conn(ctx: &Ctx, kept: bool) {
     }
 }
 
-/// The server's metrics, fetched through the web server: the requests
-/// before it are counted by status class, the application error by kind,
-/// as OpenMetrics text at `/_gateway/metrics` and JSON at
-/// `/_gateway/status`.
-fn metrics_through_the_web_server(ctx: &Ctx) {
-    for _ in 0..5 {
-        ctx.ok(&ctx.get("/hello"), "/hello");
-    }
-    ctx.check_eq(ctx.get("/error/before").status, 500, "/error/before");
-    ctx.check_eq(ctx.get("/status/404").status, 404, "/status/404");
-
-    let r = ctx.get("/_gateway/metrics");
-    ctx.ok(&r, "/_gateway/metrics");
-    ctx.check(
-        r.header("content-type")
-            .is_some_and(|t| t.starts_with("application/openmetrics-text")),
-        || format!("metrics content type: {:?}", r.header("content-type")),
-    );
-    let text = r.text();
-    let sample = |name: &str| -> u64 {
-        text.lines()
-            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
-            .unwrap_or_else(|| ctx.fail(format!("no sample {name} in:\n{text}")))
-    };
-    ctx.check(text.ends_with("# EOF\n"), || {
-        format!("no # EOF at the end:\n{text}")
-    });
-    ctx.check_eq(
-        sample("gateway_requests_total{status=\"2xx\"}"),
-        5,
-        "2xx requests",
-    );
-    ctx.check_eq(
-        sample("gateway_requests_total{status=\"4xx\"}"),
-        1,
-        "4xx requests",
-    );
-    ctx.check_eq(
-        sample("gateway_requests_total{status=\"5xx\"}"),
-        1,
-        "5xx requests",
-    );
-    ctx.check_eq(
-        sample("gateway_failures_total{kind=\"app_error\"}"),
-        1,
-        "app errors",
-    );
-    ctx.check_eq(
-        sample("gateway_requests_in_flight"),
-        1,
-        "in flight (this one)",
-    );
-    ctx.check(sample("gateway_connections_accepted_total") >= 1, || {
-        format!("no connection counted:\n{text}")
-    });
-    ctx.check(
-        sample("gateway_response_body_bytes_total") >= 5 * 14,
-        || format!("response bytes:\n{text}"),
-    );
-
-    let r = ctx.get("/_gateway/status");
-    ctx.ok(&r, "/_gateway/status");
-    let doc = r
-        .json()
-        .unwrap_or_else(|e| ctx.fail(format!("status is not JSON ({e}): {}", r.text())));
-    // The metrics request before this one counts now.
-    ctx.check_eq(
-        doc["requests"]["total"].as_u64(),
-        Some(8),
-        "requests in the status",
-    );
-    ctx.check_eq(
-        doc["requests"]["by_status"]["2xx"].as_u64(),
-        Some(6),
-        "2xx in the status",
-    );
-    ctx.check_eq(
-        doc["failures"]["app_error"].as_u64(),
-        Some(1),
-        "app errors in the status",
-    );
-}
-
 #[test]
 #[ignore = "needs nginx (run by .ci/run)"]
 fn nginx_serves_the_metrics_of_the_fastcgi_server() {
-    metrics_through_the_web_server(&Ctx::start(Front::Nginx));
+    cases::metrics(&Ctx::start(Front::Nginx).setup);
 }
 
 #[test]

@@ -402,6 +402,12 @@ macro_rules! proxy_suite {
 
             #[test]
             #[ignore = $reason]
+            fn status_page_and_metrics() {
+                cases::metrics(&Proxied::start($front).srv);
+            }
+
+            #[test]
+            #[ignore = $reason]
             fn forty_slow_requests_at_once() {
                 let p = Proxied::start($front);
                 let delay = Duration::from_millis(500);

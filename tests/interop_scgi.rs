@@ -468,6 +468,12 @@ macro_rules! suite {
             fn forty_slow_requests_at_once() {
                 slow_requests_at_once(&Ctx::start($front));
             }
+
+            #[test]
+            #[ignore = $reason]
+            fn status_page_and_metrics() {
+                cases::metrics(&Ctx::start($front).setup);
+            }
         }
     };
 }

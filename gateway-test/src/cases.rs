@@ -1,7 +1,7 @@
 //! Cases every interop suite runs behind every front end, whatever the
 //! protocol between the web server and the application: a chunked upload,
-//! a streamed response, a large download, HEAD, and many slow requests at
-//! once.
+//! a streamed response, a large download, HEAD, many slow requests at
+//! once, and the server's status page and metrics.
 //!
 //! Each case takes a [`Setup`] (a running web server with the conformance
 //! application behind it) and panics with the server's logs when the
@@ -336,4 +336,108 @@ pub fn try_concurrent_slow(setup: &dyn Setup, delay: Duration) -> Result<Duratio
             bad.first()
         ))
     }
+}
+
+/// The server's metrics, fetched through the web server: the requests sent
+/// before are counted by status class and the application error by kind,
+/// as OpenMetrics text at `/_gateway/metrics` and JSON at
+/// `/_gateway/status`. Needs a fresh server (nothing counted before).
+///
+/// A request is counted once its response is finished on the server's side,
+/// which can be a moment after a web server has passed the response on, so
+/// the metrics are fetched until the counts arrive (for a few seconds), and
+/// the earlier fetches may or may not be counted yet.
+pub fn metrics(setup: &dyn Setup) {
+    let get = |path: &str| send(setup, &Request::new("GET", &setup.target(path)));
+    for _ in 0..5 {
+        expect_ok(setup, &get("/hello"), "/hello");
+    }
+    for (path, status) in [("/error/before", 500), ("/status/404", 404)] {
+        let r = get(path);
+        if r.status != status {
+            fail(
+                setup,
+                &format!("{path}: status {}, expected {status}", r.status),
+            );
+        }
+    }
+
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut fetches = 0;
+    let text = loop {
+        fetches += 1;
+        let r = get("/_gateway/metrics");
+        expect_ok(setup, &r, "/_gateway/metrics");
+        let content_type = r.header("content-type");
+        if !content_type.is_some_and(|t| t.starts_with("application/openmetrics-text")) {
+            fail(setup, &format!("metrics content type: {content_type:?}"));
+        }
+        let text = r.text();
+        if !text.ends_with("# EOF\n") {
+            fail(setup, &format!("no # EOF at the end:\n{text}"));
+        }
+        let settled = [
+            "gateway_requests_total{status=\"4xx\"} 1",
+            "gateway_requests_total{status=\"5xx\"} 1",
+            "gateway_failures_total{kind=\"app_error\"} 1",
+        ]
+        .iter()
+        .all(|line| text.lines().any(|l| l == *line))
+            && sample(setup, &text, "gateway_requests_total{status=\"2xx\"}") >= 5;
+        if settled {
+            break text;
+        }
+        if Instant::now() > deadline {
+            fail(setup, &format!("the requests were not counted:\n{text}"));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    // Earlier fetches of the metrics may be counted, this one is in flight.
+    let earlier = fetches - 1;
+    let within = |name: &str, low: u64, high: u64| {
+        let got = sample(setup, &text, name);
+        if !(low..=high).contains(&got) {
+            fail(setup, &format!("{name}: {got}, expected {low} to {high}"));
+        }
+    };
+    within("gateway_requests_total{status=\"2xx\"}", 5, 5 + earlier);
+    within("gateway_requests_in_flight", 1, 1 + earlier);
+    within("gateway_connections_accepted_total", 1, u64::MAX);
+    within("gateway_response_body_bytes_total", 5 * 14, u64::MAX);
+
+    let r = get("/_gateway/status");
+    expect_ok(setup, &r, "/_gateway/status");
+    let doc = r
+        .json()
+        .unwrap_or_else(|e| fail(setup, &format!("status is not JSON ({e}): {}", r.text())));
+    // Every metrics fetch may be counted by now.
+    for (what, got, low, high) in [
+        (
+            "requests",
+            doc["requests"]["total"].as_u64(),
+            7,
+            7 + fetches,
+        ),
+        (
+            "2xx",
+            doc["requests"]["by_status"]["2xx"].as_u64(),
+            5,
+            5 + fetches,
+        ),
+        ("app errors", doc["failures"]["app_error"].as_u64(), 1, 1),
+    ] {
+        if !got.is_some_and(|n| (low..=high).contains(&n)) {
+            fail(
+                setup,
+                &format!("{what} in the status: {got:?}, expected {low} to {high}"),
+            );
+        }
+    }
+}
+
+/// The value of the sample `name` (with its labels) in OpenMetrics `text`.
+fn sample(setup: &dyn Setup, text: &str, name: &str) -> u64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or_else(|| fail(setup, &format!("no sample {name} in:\n{text}")))
 }
