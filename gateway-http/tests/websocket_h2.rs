@@ -1,9 +1,10 @@
 //! WebSocket over HTTP/2 (extended CONNECT, RFC 8441): an axum
 //! `WebSocketUpgrade` route served with `any`, a real client (hyper's HTTP/2
 //! client opening the stream, tokio-tungstenite speaking WebSocket on it):
-//! echo, the close handshake, the idle timeout leaving an open WebSocket
-//! alone and closing the connection once it is over, the server stopping,
-//! and the setting that turns extended CONNECT off.
+//! echo, a hundred WebSockets on one connection, the close handshake, the
+//! idle timeout leaving an open WebSocket alone and closing the connection
+//! once it is over, the server stopping, and the setting that turns
+//! extended CONNECT off.
 
 mod support;
 
@@ -146,6 +147,41 @@ async fn echo_over_http2() {
     assert_eq!(get_hello(&mut send).await, "hello");
     ws.send(Message::text("one")).await.unwrap();
     assert_eq!(next_message(&mut ws).await, Some(Message::text("one")));
+}
+
+/// A hundred WebSockets open at once as streams of one HTTP/2 connection,
+/// each echoing on its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hundred_websockets_on_one_connection() {
+    let srv = start(Limits::default(), |_| {}).await;
+    let (send, _conn) = h2_connection(srv.addr).await;
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..100 {
+        let mut send = send.clone();
+        tasks.spawn(async move {
+            let mut ws = open_ws(&mut send).await;
+            for j in 0..3 {
+                let text = format!("stream {i} message {j}");
+                ws.send(Message::text(text.clone())).await.unwrap();
+                assert_eq!(next_message(&mut ws).await, Some(Message::text(text)));
+            }
+            ws
+        });
+    }
+    // All 100 are open at once here.
+    let mut open = Vec::new();
+    while let Some(ws) = tasks.join_next().await {
+        open.push(ws.unwrap());
+    }
+    assert_eq!(open.len(), 100);
+    for (i, ws) in open.iter_mut().enumerate() {
+        let text = format!("last {i}");
+        ws.send(Message::text(text.clone())).await.unwrap();
+        assert_eq!(next_message(ws).await, Some(Message::text(text)));
+    }
+    for mut ws in open {
+        ws.close(None).await.unwrap();
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
