@@ -27,13 +27,16 @@
 //! ## What a request costs
 //!
 //! A CGI process serves one request, so [`run`] does only what that needs:
-//! a current-thread tokio runtime (no worker threads), the environment read
-//! once as raw bytes and moved, not copied, into the request (and, under
-//! [`run`], kept until the process exits rather than freed variable by
-//! variable just before it), stdin and stdout used through their file
-//! descriptors without the standard library's buffers, blocking reads of
-//! stdin and one unbuffered write of the response for a small body, file
-//! bodies copied by the kernel.
+//! a current-thread tokio runtime (no worker threads; an I/O driver only
+//! when the program turns on tokio's `net`, `process` or `signal` feature,
+//! which gateway-cgi itself does not need), the environment read once as
+//! raw bytes and moved, not copied, into the request (and, under [`run`],
+//! kept until the process exits rather than freed variable by variable just
+//! before it), stdin and stdout used through their file descriptors without
+//! the standard library's buffers, blocking reads of stdin and one
+//! unbuffered write of the response for a small body, file bodies copied by
+//! the kernel. When the request leaves nothing on the runtime, [`run`] lets
+//! the process exit with it rather than take it down first.
 //!
 //! Process start-up dominates, and for a Rust program most of it is the
 //! dynamic loader: a statically linked build starts about 30% faster
@@ -42,13 +45,16 @@
 //! away from build scripts and proc-macros). Whole-program LTO (`lto =
 //! "fat"` in the profile the program is built with) leaves less code and
 //! fewer relocations for every start to go through than `"thin"`. What the
-//! program links in
-//! counts too: tokio's `rt-multi-thread` feature (part of `full`) brings
+//! program links in counts too: tokio's `rt-multi-thread` feature (part of `full`) brings
 //! the multi-thread scheduler's code and, through it, libm, which the
 //! dynamic loader then maps and relocates at every start; its `signal`
 //! feature makes every runtime set up a signal driver. A CGI program needs
-//! neither. The repository's `scripts/bench-cgi.sh` measures the
-//! `cgi_hello` example against a trivial Rust program, C and Go.
+//! neither, nor tokio's `net` feature unless it uses tokio sockets. Install
+//! the program by copying it: a binary straight from the linker (lld
+//! writes through a shared mapping) is held in the page cache as single
+//! pages, and starts measurably slower than a copy held in large folios.
+//! The repository's `scripts/bench-cgi.sh` measures the `cgi_hello`
+//! example against a trivial Rust program, C and Go.
 //!
 //! Apache and fcgiwrap write the whole request body to the program before
 //! they read its output. So that a program which streams a large answer
