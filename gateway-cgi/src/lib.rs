@@ -27,13 +27,16 @@
 //! ## What a request costs
 //!
 //! A CGI process serves one request, so [`run`] does only what that needs:
-//! a current-thread tokio runtime (no worker threads), the environment read
-//! once as raw bytes and moved, not copied, into the request (and, under
-//! [`run`], kept until the process exits rather than freed variable by
-//! variable just before it), stdin and stdout used through their file
-//! descriptors without the standard library's buffers, blocking reads of
-//! stdin and one unbuffered write of the response for a small body, file
-//! bodies copied by the kernel.
+//! a current-thread tokio runtime (no worker threads; an I/O driver only
+//! when the program turns on tokio's `net`, `process` or `signal` feature,
+//! which gateway-cgi itself does not need), the environment read once as
+//! raw bytes and moved, not copied, into the request (and, under [`run`],
+//! kept until the process exits rather than freed variable by variable just
+//! before it), stdin and stdout used through their file descriptors without
+//! the standard library's buffers, blocking reads of stdin and one
+//! unbuffered write of the response for a small body, file bodies copied by
+//! the kernel. When the request leaves nothing on the runtime, [`run`] lets
+//! the process exit with it rather than take it down first.
 //!
 //! Process start-up dominates, and for a Rust program most of it is the
 //! dynamic loader: a statically linked build starts about 30% faster
@@ -42,13 +45,16 @@
 //! away from build scripts and proc-macros). Whole-program LTO (`lto =
 //! "fat"` in the profile the program is built with) leaves less code and
 //! fewer relocations for every start to go through than `"thin"`. What the
-//! program links in
-//! counts too: tokio's `rt-multi-thread` feature (part of `full`) brings
+//! program links in counts too: tokio's `rt-multi-thread` feature (part of `full`) brings
 //! the multi-thread scheduler's code and, through it, libm, which the
 //! dynamic loader then maps and relocates at every start; its `signal`
 //! feature makes every runtime set up a signal driver. A CGI program needs
-//! neither. The repository's `scripts/bench-cgi.sh` measures the
-//! `cgi_hello` example against a trivial Rust program, C and Go.
+//! neither, nor tokio's `net` feature unless it uses tokio sockets. Install
+//! the program by copying it: a binary straight from the linker (lld
+//! writes through a shared mapping) is held in the page cache as single
+//! pages, and starts measurably slower than a copy held in large folios.
+//! The repository's `scripts/bench-cgi.sh` measures the `cgi_hello`
+//! example against a trivial Rust program, C and Go.
 //!
 //! Apache and fcgiwrap write the whole request body to the program before
 //! they read its output. So that a program which streams a large answer
@@ -88,6 +94,7 @@ mod environ;
 mod process;
 mod stdin;
 
+use std::borrow::Cow;
 use std::io;
 use std::process::ExitCode;
 
@@ -178,6 +185,13 @@ impl Cgi {
 
     /// Serves this process's request on a current-thread runtime and
     /// returns the exit status.
+    ///
+    /// The process is meant to exit right after: when the request leaves
+    /// nothing behind on the runtime (no task still alive, no body being
+    /// drained), the runtime and the default handler are left for the exit
+    /// to reclaim rather than taken down piece by piece. Otherwise the
+    /// runtime is shut down as usual: the tasks left are dropped, and
+    /// blocking threads are not waited for.
     pub fn run<S, B>(&self, app: S) -> ExitCode
     where
         S: Service<Request<Body>, Response = Response<B>>,
@@ -197,12 +211,24 @@ impl Cgi {
             Ok(rt) => rt,
             Err(e) => return startup_failure(&e),
         };
-        let code = match rt.block_on(self.serve_process(app, true)) {
-            Ok(outcome) => exit_code(&outcome),
-            Err(e) => startup_failure(&e),
+        let handler = self.handler_or_default();
+        let (code, drained) = match rt.block_on(serve_process(&handler, self.mode, app, true)) {
+            Ok((outcome, drained)) => (exit_code(&outcome), drained),
+            Err(e) => (startup_failure(&e), false),
         };
-        // A drain still blocked on a stalled web server is not waited for.
-        rt.shutdown_background();
+        if !drained && rt.metrics().num_alive_tasks() == 0 {
+            // Nothing of the request's is left on the runtime: tearing it
+            // down (its drivers, scheduler and blocking pool) would only
+            // touch code and memory for the first time just before the
+            // exit frees them all. Likewise the default handler (one
+            // passed in is only borrowed here: it is dropped as usual).
+            std::mem::forget(rt);
+            std::mem::forget(handler);
+        } else {
+            // A drain still blocked on a stalled web server is not waited
+            // for.
+            rt.shutdown_background();
+        }
         code
     }
 
@@ -215,34 +241,47 @@ impl Cgi {
         B::Data: Buf,
         B::Error: Into<BoxError>,
     {
-        self.serve_process(app, false).await
-    }
-
-    /// [`serve`](Self::serve); with `run_once` (from [`run`](Self::run),
-    /// which ends the process after it) the environment is kept for the
-    /// life of the process instead of freed variable by variable.
-    async fn serve_process<S, B>(&self, app: S, run_once: bool) -> io::Result<Outcome>
-    where
-        S: Service<Request<Body>, Response = Response<B>>,
-        S::Error: Into<BoxError>,
-        B: http_body::Body,
-        B::Data: Buf,
-        B::Error: Into<BoxError>,
-    {
-        let mut gateway = ProcessGateway::new(self.mode, run_once)?;
-        let outcome = match &self.handler {
-            Some(h) => h.run(&mut gateway, app).await,
-            None => Handler::default().run(&mut gateway, app).await,
-        };
-        // The response is out; what is left of the body is read before the
-        // process exits, bounded in time: a web server that stalls mid-body
-        // does not keep the process alive.
-        if gateway.has_unread_body() {
-            let drain = tokio::task::spawn_blocking(move || gateway.drain_body());
-            let _ = tokio::time::timeout(DRAIN_TIME, drain).await;
-        }
+        let (outcome, _) = serve_process(&self.handler_or_default(), self.mode, app, false).await?;
         Ok(outcome)
     }
+
+    /// The handler given, or a default one.
+    fn handler_or_default(&self) -> Cow<'_, Handler> {
+        match &self.handler {
+            Some(h) => Cow::Borrowed(h),
+            None => Cow::Owned(Handler::default()),
+        }
+    }
+}
+
+/// Serves the process's request with `handler`; with `run_once` (from
+/// [`Cgi::run`], which ends the process after it) the environment is kept
+/// for the life of the process instead of freed variable by variable.
+/// Also says whether the rest of the request body had to be drained.
+async fn serve_process<S, B>(
+    handler: &Handler,
+    mode: Mode,
+    app: S,
+    run_once: bool,
+) -> io::Result<(Outcome, bool)>
+where
+    S: Service<Request<Body>, Response = Response<B>>,
+    S::Error: Into<BoxError>,
+    B: http_body::Body,
+    B::Data: Buf,
+    B::Error: Into<BoxError>,
+{
+    let mut gateway = ProcessGateway::new(mode, run_once)?;
+    let outcome = handler.run(&mut gateway, app).await;
+    // The response is out; what is left of the body is read before the
+    // process exits, bounded in time: a web server that stalls mid-body
+    // does not keep the process alive.
+    let drain = gateway.has_unread_body();
+    if drain {
+        let drain = tokio::task::spawn_blocking(move || gateway.drain_body());
+        let _ = tokio::time::timeout(DRAIN_TIME, drain).await;
+    }
+    Ok((outcome, drain))
 }
 
 /// The exit status for a request's outcome: 1 when the response was aborted

@@ -50,13 +50,6 @@ pub struct ProcessGateway {
 const DRAIN_MAX: u64 = 16 << 20;
 
 impl ProcessGateway {
-    /// Reads and discards the request body the application did not read
-    /// (at most [`DRAIN_MAX`] bytes), so that the web server sees the
-    /// response end cleanly: Apache's `mod_cgid` hands the program a Unix
-    /// socket, which the kernel resets when it is closed with unread data,
-    /// and fcgiwrap fails once its pipe to the program is full. A body that
-    /// the handler refused before handing it out (a 413) is drained by its
-    /// declared length.
     /// Whether the request has body bytes the application did not read.
     pub(crate) fn has_unread_body(&self) -> bool {
         match &self.body {
@@ -68,6 +61,13 @@ impl ProcessGateway {
         }
     }
 
+    /// Reads and discards the request body the application did not read
+    /// (at most [`DRAIN_MAX`] bytes), so that the web server sees the
+    /// response end cleanly: Apache's `mod_cgid` hands the program a Unix
+    /// socket, which the kernel resets when it is closed with unread data,
+    /// and fcgiwrap fails once its pipe to the program is full. A body that
+    /// the handler refused before handing it out (a 413) is drained by its
+    /// declared length.
     pub(crate) fn drain_body(&mut self) {
         if let Some(body) = self.body.take() {
             if !body.discard_rest(DRAIN_MAX) {

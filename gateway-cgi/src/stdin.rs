@@ -97,17 +97,17 @@ impl Stdin {
         }
     }
 
-    /// Reads and discards what the application left of the body, at most
-    /// `limit` bytes: a program that exits with body bytes unread makes
-    /// Apache's `mod_cgid` (a Unix socket, which the kernel resets when
-    /// closed with unread data) cut the response short, and fcgiwrap fail
-    /// once the pipe is full. Returns whether the body was read to its end.
     /// Whether nothing is left to read from the pipe.
     pub(crate) fn all_read(&self) -> bool {
         let s = self.lock();
         s.unread == 0 || s.failed.is_some()
     }
 
+    /// Reads and discards what the application left of the body, at most
+    /// `limit` bytes: a program that exits with body bytes unread makes
+    /// Apache's `mod_cgid` (a Unix socket, which the kernel resets when
+    /// closed with unread data) cut the response short, and fcgiwrap fail
+    /// once the pipe is full. Returns whether the body was read to its end.
     pub(crate) fn discard_rest(&self, limit: u64) -> bool {
         let mut s = self.lock();
         let mut discarded = 0u64;
