@@ -167,7 +167,6 @@ impl Refusal {
 #[derive(Debug, Clone)]
 pub struct ConnectionCap {
     permits: Arc<Semaphore>,
-    max: usize,
     bursts: Arc<Bursts>,
 }
 
@@ -175,10 +174,8 @@ impl ConnectionCap {
     /// A cap of `max` connections (at least 1) for the accept loops given
     /// clones of it, with the default [`MemoryRelease`].
     pub fn new(max: usize) -> Self {
-        let max = max.clamp(1, Semaphore::MAX_PERMITS);
         Self {
-            permits: Arc::new(Semaphore::new(max)),
-            max,
+            permits: Arc::new(Semaphore::new(max.clamp(1, Semaphore::MAX_PERMITS))),
             bursts: Arc::new(Bursts::new(MemoryRelease::default())),
         }
     }
@@ -196,11 +193,6 @@ impl ConnectionCap {
     /// Connections that may still start now.
     pub fn available(&self) -> usize {
         self.permits.available_permits()
-    }
-
-    /// Connections running now.
-    fn open(&self) -> usize {
-        self.max.saturating_sub(self.available())
     }
 }
 
@@ -257,7 +249,9 @@ where
             // the allocator whole, instead of a task here and there pinning
             // its pages.
             Some(_) = tasks.join_next(), if !tasks.is_empty() => {
-                if let Some(at) = cap.bursts.observe(cap.open()) {
+                // Counted once the task is freed, not when its slot is
+                // given back: what a release can hand back is then free.
+                if let Some(at) = cap.bursts.ended() {
                     look = Some(at);
                 }
                 continue;
@@ -268,7 +262,7 @@ where
                     None => std::future::pending().await,
                 }
             } => {
-                look = cap.bursts.check(cap.open());
+                look = cap.bursts.check();
                 continue;
             }
             _ = stop.stopping() => break,
@@ -290,7 +284,7 @@ where
             continue;
         };
         start(&mut tasks, &conn, &shutdown, stream, peer_addr, permit);
-        cap.bursts.observe(cap.open());
+        cap.bursts.started();
     }
     // Connections the kernel completed but nobody accepted yet are reset
     // when the listener closes (with SO_REUSEPORT, the others in the group
@@ -300,7 +294,10 @@ where
             break;
         };
         match permits.clone().try_acquire_owned() {
-            Ok(permit) => start(&mut tasks, &conn, &shutdown, stream, peer_addr, permit),
+            Ok(permit) => {
+                start(&mut tasks, &conn, &shutdown, stream, peer_addr, permit);
+                cap.bursts.started();
+            }
             Err(_) => refuse(stream, &refusal, &refusing),
         }
     }
@@ -309,10 +306,15 @@ where
     tokio::pin!(deadline);
     loop {
         tokio::select! {
-            next = tasks.join_next() => if next.is_none() { break },
+            next = tasks.join_next() => match next {
+                Some(_) => { cap.bursts.ended(); }
+                None => break,
+            },
             _ = &mut deadline => {
                 tracing::warn!(left = tasks.len(), "shutdown deadline passed; aborting connections");
+                let left = tasks.len();
                 tasks.shutdown().await;
+                cap.bursts.forget(left);
                 break;
             }
         }

@@ -257,6 +257,9 @@ pub(crate) struct Bursts {
     /// takes it.
     peak: AtomicUsize,
     waiting: AtomicBool,
+    /// The connections running, or ended but not freed yet, in every
+    /// accept loop sharing this.
+    live: AtomicUsize,
     watch: Mutex<BurstWatch>,
     release: MemoryRelease,
 }
@@ -266,14 +269,39 @@ impl Bursts {
         Self {
             peak: AtomicUsize::new(0),
             waiting: AtomicBool::new(false),
+            live: AtomicUsize::new(0),
             watch: Mutex::new(BurstWatch::new(release.min_burst)),
             release,
         }
     }
 
+    /// A connection started: when the accept loop should call
+    /// [`check`](Self::check), if at all.
+    pub(crate) fn started(&self) -> Option<Instant> {
+        let open = self.live.fetch_add(1, Ordering::Relaxed) + 1;
+        self.observe(open)
+    }
+
+    /// A connection's task ended and was freed: when the accept loop
+    /// should call [`check`](Self::check), if at all.
+    pub(crate) fn ended(&self) -> Option<Instant> {
+        self.forget(1);
+        self.observe(self.live.load(Ordering::Relaxed))
+    }
+
+    /// `n` connections' tasks went away without [`ended`](Self::ended)
+    /// (aborted at shutdown).
+    pub(crate) fn forget(&self, n: usize) {
+        let _ = self
+            .live
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |l| {
+                Some(l.saturating_sub(n))
+            });
+    }
+
     /// The count of connections open changed to `open`: when the accept
     /// loop should call [`check`](Self::check), if at all.
-    pub(crate) fn observe(&self, open: usize) -> Option<Instant> {
+    fn observe(&self, open: usize) -> Option<Instant> {
         let peak = self.peak.fetch_max(open, Ordering::Relaxed).max(open);
         let low = peak >= self.release.min_burst && open <= peak / 4;
         if !low && !self.waiting.load(Ordering::Relaxed) {
@@ -290,7 +318,8 @@ impl Bursts {
 
     /// The time asked for came: runs the release on a blocking thread if
     /// the burst is over; when to look again otherwise.
-    pub(crate) fn check(self: &Arc<Self>, open: usize) -> Option<Instant> {
+    pub(crate) fn check(self: &Arc<Self>) -> Option<Instant> {
+        let open = self.live.load(Ordering::Relaxed);
         let mut watch = self.lock(self.peak.load(Ordering::Relaxed));
         let verdict = watch.check(open, Instant::now());
         self.waiting.store(watch.low.is_some(), Ordering::Relaxed);
