@@ -13,7 +13,9 @@ use super::{
 /// What configures every socket server the same way, whatever its
 /// protocol: the [`Handler`] (with its [`Limits`], [`PathView`] and
 /// [`Metrics`]), the shutdown and its grace period, the worker threads of
-/// the runtime a server's `run` builds, and the address of a status page.
+/// the runtime a server's `run` builds, the address of a status page, and
+/// what `run` does once a burst of connections has ended
+/// ([`MemoryRelease`]).
 ///
 /// The FastCGI, SCGI and HTTP servers and the `gateway` facade each hold
 /// one and offer these setters under the same names (the
@@ -50,7 +52,8 @@ impl Default for ServerOptions {
 impl ServerOptions {
     /// The defaults: the default [`Handler`] (default [`Limits`]), a
     /// shutdown of its own with a 30-second grace period, a thread per CPU
-    /// each with a single-threaded runtime, no status page.
+    /// each with a single-threaded runtime, no status page, no memory
+    /// release after a burst of connections (only its log line).
     pub fn new() -> Self {
         Self {
             handler: Handler::new(),
