@@ -12,7 +12,9 @@ loop is bounded in count and time.
 Environment: RELIABILITY_BIN (the server program), PROTOCOLS (default
 "http scgi fastcgi"), SECTIONS (default "scale hostile faults soak"),
 SCALE_CONNECTIONS (default 10000), SCALE_ROUNDS (default 1: how many
-times the connections are opened and closed), SOAK_MINUTES (default 1),
+times the connections are opened and closed), SCALE_AFTER_CLOSE_S (default
+3: how long after the connections closed the RSS is read), SCALE_TRIM_PROBE
+(1: then call malloc_trim(0) in the server through gdb and print its RSS), SOAK_MINUTES (default 1),
 SOAK_SAMPLE_S (default 60), SOAK_RATE (requests a second to each server,
 default 20; 0 for no limit), SOAK_CLIENTS (default 4), SOAK_TOGETHER
 (default 1: every server soaked at once, in one window), SERVER_PRELOAD (a malloc library the server
@@ -36,6 +38,13 @@ PROTOCOLS = os.environ.get("PROTOCOLS", "http scgi fastcgi").split()
 SECTIONS = os.environ.get("SECTIONS", "scale hostile faults soak").split()
 SCALE_N = int(os.environ.get("SCALE_CONNECTIONS", "10000"))
 SCALE_ROUNDS = int(os.environ.get("SCALE_ROUNDS", "1"))
+# How long after the last connection's descriptor closed the after-close
+# RSS is read: the servers release memory a quiet second after a burst
+# ends (MemoryRelease::QUIET), and an allocator may take a moment more.
+AFTER_CLOSE_S = float(os.environ.get("SCALE_AFTER_CLOSE_S", "3"))
+# SCALE_TRIM_PROBE=1: after the after-close figure, call glibc's
+# malloc_trim(0) in the server through gdb and print its RSS then.
+SCALE_TRIM_PROBE = os.environ.get("SCALE_TRIM_PROBE", "0") != "0"
 SOAK_MINUTES = float(os.environ.get("SOAK_MINUTES", "1"))
 SOAK_SAMPLE_S = float(os.environ.get("SOAK_SAMPLE_S", "60"))
 # Requests a second to each server during the soak (0: as fast as the
@@ -390,6 +399,19 @@ def source_for(source, r):
     return f"{a}.{b}.{int(c) + r}.{d}"
 
 
+def trim_probe(srv):
+    """Calls glibc's malloc_trim(0) in the server through gdb (what the
+    allocator keeps that it could hand back); the server's RSS after, kB."""
+    subprocess.run(
+        ["gdb", "-p", str(srv.proc.pid), "-batch", "-ex", "call (int) malloc_trim(0)"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        timeout=60,
+        check=False,
+    )
+    return srv.rss_kb()
+
+
 async def scale(proto, phase, source):
     """10,000 idle connections: RSS per connection, a new request, and the
     figures once they are closed."""
@@ -425,7 +447,7 @@ async def scale(proto, phase, source):
             w.close()
         conns.clear()
         fd2 = await settle(srv, fd0, 20)
-        await asyncio.sleep(2)
+        await asyncio.sleep(AFTER_CLOSE_S)
         rss2 = srv.rss_kb()
         check(f"scale-fds-after-close-{name}", fd2 <= fd0 + 2, f"fds {fd0}->{fd1}->{fd2}")
         kept = (rss2 - rss0) / max(1, rss1 - rss0)
@@ -434,6 +456,12 @@ async def scale(proto, phase, source):
             kept <= 0.25,
             f"RSS {rss0 // 1024}->{rss1 // 1024}->{rss2 // 1024} MB ({kept * 100:.0f}% of the growth kept)",
         )
+        if SCALE_TRIM_PROBE:
+            rss3 = trim_probe(srv)
+            note(
+                f"{name} after malloc_trim(0) called through gdb: RSS {rss3 // 1024} MB "
+                f"({(rss3 - rss0) / max(1, rss1 - rss0) * 100:.0f}% of the growth kept)"
+            )
         # More rounds tell memory the allocator keeps (reused by the next
         # round) from memory that leaks (grows round after round).
         rounds = [(rss1, rss2)]
@@ -445,7 +473,7 @@ async def scale(proto, phase, source):
                 w.close()
             conns.clear()
             await settle(srv, fd0, 20)
-            await asyncio.sleep(2)
+            await asyncio.sleep(AFTER_CLOSE_S)
             rounds.append((opened_rss, srv.rss_kb()))
         if SCALE_ROUNDS > 1:
             note(f"{name} rounds (RSS MB open, closed): " + ", ".join(f"({a // 1024}, {b // 1024})" for a, b in rounds))

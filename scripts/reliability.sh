@@ -11,6 +11,10 @@
 # full soak), SOAK_SAMPLE_S=60, SOAK_RATE=20 (requests a second to each
 # server; 0: no limit), SOAK_TOGETHER=1 (every server soaked in the same
 # window; 0: one after another), SCALE_CONNECTIONS=10000, SCALE_ROUNDS=1,
+# SCALE_AFTER_CLOSE_S=3 (how long after the connections closed the
+# after-close RSS is read: the servers' memory release runs a quiet second
+# after a burst ends), SCALE_TRIM_PROBE=1 (then calls glibc's
+# malloc_trim(0) in the server through gdb and prints its RSS), and
 # SERVER_PRELOAD (a malloc library for the server, such as
 # libmimalloc.so.2, to compare). Builds the server (examples/reliability.rs)
 # in release mode; needs python3. Talks to 127.0.0.1 only. See docs/reliability.md for what each check means.

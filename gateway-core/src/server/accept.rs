@@ -13,6 +13,7 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use super::listener::{Listener, Stream};
+use super::release::{Bursts, MemoryRelease};
 use super::shutdown::{Shutdown, Watch};
 
 /// What [`serve`] hands each connection's function.
@@ -160,17 +161,32 @@ impl Refusal {
 /// loops, so that a server serving one address on several threads, each
 /// with an accept loop of its own, still serves at most that many
 /// connections in all.
+///
+/// It also watches for the end of bursts of connections, for the whole
+/// server, and runs the server's [`MemoryRelease`] after each.
 #[derive(Debug, Clone)]
 pub struct ConnectionCap {
     permits: Arc<Semaphore>,
+    bursts: Arc<Bursts>,
 }
 
 impl ConnectionCap {
     /// A cap of `max` connections (at least 1) for the accept loops given
-    /// clones of it.
+    /// clones of it, with the default [`MemoryRelease`].
     pub fn new(max: usize) -> Self {
         Self {
             permits: Arc::new(Semaphore::new(max.clamp(1, Semaphore::MAX_PERMITS))),
+            bursts: Arc::new(Bursts::new(MemoryRelease::default())),
+        }
+    }
+
+    /// The same cap, running `release` once a burst of connections has
+    /// ended (set it before cloning the cap: clones share the setting).
+    #[must_use]
+    pub fn release_memory_after_bursts(self, release: MemoryRelease) -> Self {
+        Self {
+            bursts: Arc::new(Bursts::new(release)),
+            ..self
         }
     }
 
@@ -218,10 +234,13 @@ where
     F: Fn(Connection) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = ()> + Send + 'static,
 {
-    let permits = max_connections.into().permits;
+    let cap = max_connections.into();
+    let permits = cap.permits.clone();
     let refusing = Arc::new(Semaphore::new(Refusal::MAX_AT_ONCE));
     let mut tasks = JoinSet::new();
     let mut stop = shutdown.watch();
+    // When to look whether a burst of connections has ended.
+    let mut look: Option<Instant> = None;
     loop {
         let accepted = tokio::select! {
             a = listener.accept() => a,
@@ -229,7 +248,23 @@ where
             // accept: after a burst, what the connections held goes back to
             // the allocator whole, instead of a task here and there pinning
             // its pages.
-            Some(_) = tasks.join_next(), if !tasks.is_empty() => continue,
+            Some(_) = tasks.join_next(), if !tasks.is_empty() => {
+                // Counted once the task is freed, not when its slot is
+                // given back: what a release can hand back is then free.
+                if let Some(at) = cap.bursts.ended() {
+                    look = Some(at);
+                }
+                continue;
+            }
+            () = async {
+                match look {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            } => {
+                look = cap.bursts.check();
+                continue;
+            }
             _ = stop.stopping() => break,
         };
         let (stream, peer_addr) = match accepted {
@@ -249,6 +284,7 @@ where
             continue;
         };
         start(&mut tasks, &conn, &shutdown, stream, peer_addr, permit);
+        cap.bursts.started();
     }
     // Connections the kernel completed but nobody accepted yet are reset
     // when the listener closes (with SO_REUSEPORT, the others in the group
@@ -258,7 +294,10 @@ where
             break;
         };
         match permits.clone().try_acquire_owned() {
-            Ok(permit) => start(&mut tasks, &conn, &shutdown, stream, peer_addr, permit),
+            Ok(permit) => {
+                start(&mut tasks, &conn, &shutdown, stream, peer_addr, permit);
+                cap.bursts.started();
+            }
             Err(_) => refuse(stream, &refusal, &refusing),
         }
     }
@@ -267,10 +306,15 @@ where
     tokio::pin!(deadline);
     loop {
         tokio::select! {
-            next = tasks.join_next() => if next.is_none() { break },
+            next = tasks.join_next() => match next {
+                Some(_) => { cap.bursts.ended(); }
+                None => break,
+            },
             _ = &mut deadline => {
                 tracing::warn!(left = tasks.len(), "shutdown deadline passed; aborting connections");
+                let left = tasks.len();
                 tasks.shutdown().await;
+                cap.bursts.forget(left);
                 break;
             }
         }
@@ -343,6 +387,85 @@ mod tests {
             client,
             Connection::new(Stream::Tcp(server), shutdown.watch()),
         )
+    }
+
+    /// Through the accept loop: connections opened together then closed
+    /// make one release, once they have all closed; connections one after
+    /// another (steady traffic) make none.
+    #[tokio::test]
+    async fn the_accept_loop_releases_memory_after_a_burst() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        use tokio::io::AsyncReadExt;
+
+        let dir = std::env::temp_dir().join(format!("gateway-burst-{}", std::process::id()));
+        let _ = std::fs::create_dir_all(&dir);
+        let path = dir.join("s.sock");
+        let _ = std::fs::remove_file(&path);
+        let listener = Listener::bind(&format!("unix:{}", path.display()))
+            .await
+            .unwrap();
+        let releases = Arc::new(AtomicUsize::new(0));
+        let counted = releases.clone();
+        let release = MemoryRelease::new(move || {
+            counted.fetch_add(1, Ordering::SeqCst);
+        })
+        .min_burst(16);
+        let cap = ConnectionCap::new(100).release_memory_after_bursts(release);
+        let shutdown = Shutdown::new();
+        // Each connection ends when its client closes.
+        let server = tokio::spawn(serve(
+            listener,
+            cap.clone(),
+            shutdown.clone(),
+            Refusal::close(),
+            |mut c: Connection| async move {
+                let mut buf = [0u8; 16];
+                while matches!(c.stream.read(&mut buf).await, Ok(n) if n > 0) {}
+            },
+        ));
+        let connect = || tokio::net::UnixStream::connect(&path);
+        // Steady traffic: one connection at a time, 40 times.
+        for _ in 0..40 {
+            drop(connect().await.unwrap());
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        // A burst: 32 at once, then all closed.
+        let mut held = Vec::new();
+        for _ in 0..32 {
+            held.push(connect().await.unwrap());
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while cap.available() > 100 - 32 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(
+            releases.load(Ordering::SeqCst),
+            0,
+            "released before the burst"
+        );
+        drop(held);
+        while releases.load(Ordering::SeqCst) == 0 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(
+            releases.load(Ordering::SeqCst),
+            1,
+            "one release after the burst"
+        );
+        // Steady traffic again: no more releases.
+        for _ in 0..40 {
+            drop(connect().await.unwrap());
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        tokio::time::sleep(MemoryRelease::QUIET * 2).await;
+        assert_eq!(
+            releases.load(Ordering::SeqCst),
+            1,
+            "released on steady traffic"
+        );
+        shutdown.trigger();
+        let _ = tokio::time::timeout(Duration::from_secs(10), server).await;
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     /// The wait ends when bytes arrive, and not before.

@@ -6,12 +6,16 @@ use std::time::Duration;
 
 use crate::{Handler, Limits, Metrics, PathView};
 
-use super::{ConnectionCap, ListenAddr, Listener, Shutdown, run, run_per_thread, with_status};
+use super::{
+    ConnectionCap, ListenAddr, Listener, MemoryRelease, Shutdown, run, run_per_thread, with_status,
+};
 
 /// What configures every socket server the same way, whatever its
 /// protocol: the [`Handler`] (with its [`Limits`], [`PathView`] and
 /// [`Metrics`]), the shutdown and its grace period, the worker threads of
-/// the runtime a server's `run` builds, and the address of a status page.
+/// the runtime a server's `run` builds, the address of a status page, and
+/// what `run` does once a burst of connections has ended
+/// ([`MemoryRelease`]).
 ///
 /// The FastCGI, SCGI and HTTP servers and the `gateway` facade each hold
 /// one and offer these setters under the same names (the
@@ -36,6 +40,7 @@ pub struct ServerOptions {
     worker_threads: Option<usize>,
     work_stealing: bool,
     status_addr: Option<ListenAddr>,
+    release: MemoryRelease,
 }
 
 impl Default for ServerOptions {
@@ -47,7 +52,8 @@ impl Default for ServerOptions {
 impl ServerOptions {
     /// The defaults: the default [`Handler`] (default [`Limits`]), a
     /// shutdown of its own with a 30-second grace period, a thread per CPU
-    /// each with a single-threaded runtime, no status page.
+    /// each with a single-threaded runtime, no status page, no memory
+    /// release after a burst of connections (only its log line).
     pub fn new() -> Self {
         Self {
             handler: Handler::new(),
@@ -56,6 +62,7 @@ impl ServerOptions {
             worker_threads: None,
             work_stealing: false,
             status_addr: None,
+            release: MemoryRelease::default(),
         }
     }
 
@@ -138,6 +145,13 @@ impl ServerOptions {
         self
     }
 
+    /// What `run` does once a burst of connections has ended (see
+    /// [`MemoryRelease`]; default: log the figures only).
+    pub fn release_memory_after_bursts(&mut self, release: MemoryRelease) -> &mut Self {
+        self.release = release;
+        self
+    }
+
     /// The handler.
     pub fn get_handler(&self) -> &Handler {
         &self.handler
@@ -161,6 +175,11 @@ impl ServerOptions {
     /// The status page's address, if set.
     pub fn get_status_addr(&self) -> Option<&ListenAddr> {
         self.status_addr.as_ref()
+    }
+
+    /// What `run` does once a burst of connections has ended.
+    pub fn get_release_memory_after_bursts(&self) -> &MemoryRelease {
+        &self.release
     }
 
     /// The whole `main` of a server with these options: systemd's sockets
@@ -194,8 +213,10 @@ impl ServerOptions {
                 .as_ref()
                 .zip(self.handler.metrics().cloned())
         };
-        // One cap for every thread's accept loop.
-        let cap = ConnectionCap::new(limits.get_max_connections());
+        // One cap for every thread's accept loop, which also watches the
+        // whole server's bursts of connections.
+        let cap = ConnectionCap::new(limits.get_max_connections())
+            .release_memory_after_bursts(self.release.clone());
         if self.work_stealing || self.worker_threads == Some(1) {
             return run(
                 protocol,
@@ -222,8 +243,8 @@ impl ServerOptions {
 /// on a server type that keeps its options in the field `$field`: one
 /// text for every server's `handler`, `limits`, `path_view`,
 /// `max_connections`, `reuse_port`, `metrics`, `status_addr`, `shutdown`,
-/// `shutdown_handle`, `grace_period`, `worker_threads`, `work_stealing` and
-/// `options`.
+/// `shutdown_handle`, `grace_period`, `worker_threads`, `work_stealing`,
+/// `release_memory_after_bursts` and `options`.
 /// `$counted` says what the server counts in the metrics besides what the
 /// handler counts. Used inside an `impl` block.
 #[doc(hidden)]
@@ -363,6 +384,21 @@ macro_rules! server_options_setters {
         /// no difference.
         pub fn work_stealing(&mut self, yes: bool) -> &mut Self {
             self.$field.work_stealing(yes);
+            self
+        }
+
+        /// What `run` does once a burst of connections has ended (at least
+        /// 512 open at once, then a quarter of that or fewer), to give the
+        /// memory the allocator keeps back to the system: see
+        /// [`MemoryRelease`](gateway_core::server::MemoryRelease). It runs
+        /// on a blocking thread, at most once every 5 seconds, never on
+        /// steady traffic. Default: no release, a debug log line with the
+        /// process's resident memory.
+        pub fn release_memory_after_bursts(
+            &mut self,
+            release: gateway_core::server::MemoryRelease,
+        ) -> &mut Self {
+            self.$field.release_memory_after_bursts(release);
             self
         }
     };
