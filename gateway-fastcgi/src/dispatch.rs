@@ -31,10 +31,11 @@ use tower::{Service, ServiceExt};
 use crate::gateway::{FcgiGateway, Out};
 use crate::input::{self, FilterData, InputBody, InputSender};
 use crate::proto::{
-    Close, Config, Connection, Event, Params, ProtocolError, ProtocolStatus, ResponseEncoder, Role,
+    Close, Config, Connection, Event, Idle, Params, ProtocolError, ProtocolStatus, ResponseEncoder,
+    Role,
 };
 use crate::strategy::{Adaptive, Dispatch, InTask, Spawned, Strategy};
-use crate::transport::{Sink, Transport};
+use crate::transport::{Sink, Transport, poll_read_unbuffered};
 
 /// Everything the connections of one server share.
 pub(crate) struct Shared<S> {
@@ -58,36 +59,139 @@ pub(crate) struct Shared<S> {
 /// within the head read timeout from then), until it closes. `reset` ends
 /// the transport with a reset where it can (TCP: zero linger), for
 /// responses that failed after their head.
+///
+/// While the connection has nothing in flight (before its first request,
+/// and between requests once every one has ended, its output is written and
+/// no input is left over), it holds no more than its transport and the
+/// little of its protocol state that outlives requests ([`Idle`]): the
+/// dispatcher (buffers, protocol state, the strategy) is made, boxed, when
+/// input arrives (or a deadline or the shutdown wants it), and dropped
+/// again when it is idle.
 pub(crate) async fn serve<T, S, B>(
     shared: Arc<Shared<S>>,
     io: T,
     peer_addr: Option<SocketAddr>,
     local_addr: Option<SocketAddr>,
     opened: Instant,
-    watch: Option<Watch>,
+    mut watch: Option<Watch>,
     reset: fn(&T),
 ) where
     T: AsyncRead + AsyncWrite + Send + Unpin + 'static,
     S: Application<B>,
     B: AppBody,
 {
-    match shared.dispatch {
-        Dispatch::Adaptive => {
-            Dispatcher::<T, S, Adaptive>::new(shared, io, peer_addr, local_addr, opened)
-                .run(watch, reset)
-                .await;
+    let mut parked = Parked {
+        io,
+        buf: BytesMut::new(),
+        idle: Idle::opened(opened.into_std()),
+        input_open: true,
+    };
+    loop {
+        let deadline = parked.idle.deadline(&shared.config).map(Instant::from_std);
+        if !wait_for_input(&mut parked, deadline, &mut watch).await {
+            return;
         }
-        Dispatch::InTask => {
-            Dispatcher::<T, S, InTask>::new(shared, io, peer_addr, local_addr, opened)
-                .run(watch, reset)
-                .await;
-        }
-        Dispatch::Spawned => {
-            Dispatcher::<T, S, Spawned>::new(shared, io, peer_addr, local_addr, opened)
-                .run(watch, reset)
-                .await;
+        let next = match shared.dispatch {
+            Dispatch::Adaptive => {
+                Box::pin(
+                    Dispatcher::<T, S, Adaptive>::resume(&shared, parked, peer_addr, local_addr)
+                        .run(&mut watch, reset),
+                )
+                .await
+            }
+            Dispatch::InTask => {
+                Box::pin(
+                    Dispatcher::<T, S, InTask>::resume(&shared, parked, peer_addr, local_addr)
+                        .run(&mut watch, reset),
+                )
+                .await
+            }
+            Dispatch::Spawned => {
+                Box::pin(
+                    Dispatcher::<T, S, Spawned>::resume(&shared, parked, peer_addr, local_addr)
+                        .run(&mut watch, reset),
+                )
+                .await
+            }
+        };
+        match next {
+            Some(again) => parked = again,
+            None => return,
         }
     }
+}
+
+/// A connection with nothing in flight, its dispatcher dropped.
+struct Parked<T> {
+    io: T,
+    /// Input read while parked (no allocation until some arrives).
+    buf: BytesMut,
+    /// What the protocol state keeps between requests.
+    idle: Idle,
+    /// Whether the web server may still send input (as the dispatcher's
+    /// field of that name).
+    input_open: bool,
+}
+
+/// Waits until a parked connection has input (read into its buffer),
+/// `deadline` (its head read or idle deadline) has come, or the server is
+/// stopping. False when the web server closed the connection or the read
+/// failed: nothing more is to be done with it.
+async fn wait_for_input<T: AsyncRead + Unpin>(
+    parked: &mut Parked<T>,
+    deadline: Option<Instant>,
+    watch: &mut Option<Watch>,
+) -> bool {
+    let Parked { io, buf, .. } = parked;
+    tokio::select! {
+        biased;
+        r = std::future::poll_fn(|cx| poll_read_unbuffered(io, cx, buf)) => match r {
+            Ok(0) => {
+                tracing::debug!("FastCGI web server closed the connection");
+                false
+            }
+            Ok(_) => true,
+            Err(error) => {
+                tracing::debug!(%error, "FastCGI read failed");
+                false
+            }
+        },
+        () = stopping_of(watch) => true,
+        () = sleep_until(deadline) => true,
+    }
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// How long a connection with nothing in flight keeps its dispatcher
+/// before it parks (see [`serve`]). Making the dispatcher anew costs about
+/// a sixth of a small request's instructions, so a connection that the web
+/// server reuses at once keeps it; one that waits longer gives its memory
+/// back.
+const PARK_AFTER: Duration = Duration::from_millis(100);
+
+/// The earlier of two optional times.
+fn min_time(
+    a: Option<std::time::Instant>,
+    b: Option<std::time::Instant>,
+) -> Option<std::time::Instant> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+/// How the dispatcher's loop ended.
+enum End {
+    /// The connection is to close so.
+    Close(Close),
+    /// It has nothing in flight: it waits for input without its dispatcher.
+    Park(Idle),
 }
 
 /// The dispatcher's side of one active request.
@@ -128,37 +232,54 @@ where
     B: AppBody,
     St: Strategy,
 {
-    fn new(
-        shared: Arc<Shared<S>>,
-        io: T,
+    /// The dispatcher of a parked connection, with the input that woke it.
+    fn resume(
+        shared: &Arc<Shared<S>>,
+        parked: Parked<T>,
         peer_addr: Option<SocketAddr>,
         local_addr: Option<SocketAddr>,
-        opened: Instant,
     ) -> Self {
+        let Parked {
+            io,
+            buf,
+            idle,
+            input_open,
+        } = parked;
         let transport = Arc::new(Transport::new(io));
         let sink: Arc<dyn Sink> = transport.clone();
+        let mut proto = Connection::resumed(&shared.config, idle);
+        let received = !buf.is_empty();
+        if received {
+            proto.received(now());
+        } else {
+            // Woken by a deadline (or the shutdown, which `run` sees).
+            proto.handle_timeout(now());
+        }
         Dispatcher {
-            proto: Connection::opened(&shared.config, opened.into_std()),
-            shared,
+            proto,
+            shared: shared.clone(),
             strategy: St::new(sink.clone()),
             transport,
             sink,
-            buf: BytesMut::new(),
+            buf,
             slots: Vec::new(),
             peer_addr,
             local_addr,
-            input_open: true,
+            input_open: input_open || received,
             spare: None,
         }
     }
 
-    async fn run(mut self, mut watch: Option<Watch>, reset: fn(&T)) {
+    /// Serves the connection until it closes (`None`) or has nothing in
+    /// flight (its transport and idle state, to wait for input without the
+    /// dispatcher).
+    async fn run(mut self, watch: &mut Option<Watch>, reset: fn(&T)) -> Option<Parked<T>> {
         let write_timeout = self.shared.handler.limits().get_write_timeout();
         let mut stopping = watch.as_ref().is_some_and(Watch::is_stopping);
         if stopping {
             self.proto.stop();
         }
-        let mut stopped = pin!(stopping_of(&mut watch));
+        let mut stopped = pin!(stopping_of(watch));
         // One timer for the connection's deadlines. It is moved only when a
         // deadline comes earlier than the time it is set for: one that
         // goes later (the usual case from one request to the next, each
@@ -168,10 +289,17 @@ where
         // deadline period rather than a few times per request.
         let mut timer = pin!(tokio::time::sleep_until(Instant::now()));
         let mut timer_at: Option<std::time::Instant> = None;
+        // A connection parks when the timer fires: set for PARK_AFTER past
+        // the end of a request (`park_armed`: it is set for that time or
+        // earlier), it fires about once per PARK_AFTER on a busy
+        // connection, which then looks again; so a busy connection neither
+        // reads the clock nor moves the timer after each request.
+        let mut timer_fired = false;
+        let mut park_armed = false;
         // An input queue over its bound: no reading until it drains.
         let mut full: Option<InputSender> = None;
 
-        let close = loop {
+        let end = loop {
             while let Some(id) = self.proto.next_input_timeout() {
                 self.input_timed_out(id);
             }
@@ -189,7 +317,7 @@ where
                             self.shared.handler.metrics(),
                             gateway_core::Failure::Protocol,
                         );
-                        break Close::Abort;
+                        break End::Close(Close::Abort);
                     }
                 }
             }
@@ -202,14 +330,38 @@ where
                         gateway_core::Failure::Timeout,
                     );
                 }
-                break close;
+                break End::Close(close);
             }
-            if self.slots.is_empty() && self.buf.is_empty() && self.buf.capacity() != 0 {
-                // Between requests the connection keeps no read buffer
-                // (the next read allocates one once bytes arrive).
-                self.buf = BytesMut::new();
+            let mut wake_at = self.proto.poll_timeout();
+            if self.slots.is_empty() && self.buf.is_empty() {
+                // Every request has ended: with its output written and no
+                // input left over, the connection waits for the next one
+                // without the dispatcher, once it has been idle for
+                // PARK_AFTER (a busy connection, whose next request comes
+                // sooner, keeps its dispatcher rather than make it anew
+                // for each request).
+                if !park_armed
+                    && full.is_none()
+                    && !self.input_open
+                    && let Some(idle) = self.proto.idle()
+                {
+                    let park_at = idle.since().map(|t| t + PARK_AFTER);
+                    if std::mem::take(&mut timer_fired)
+                        && park_at.is_none_or(|t| now() >= t)
+                        && self.sink.buffered() == 0
+                    {
+                        break End::Park(idle);
+                    }
+                    park_armed = true;
+                    wake_at = min_time(wake_at, park_at);
+                }
+                // Meanwhile it keeps no read buffer (the next read
+                // allocates one once bytes arrive).
+                if self.buf.capacity() != 0 {
+                    self.buf = BytesMut::new();
+                }
             }
-            if let Some(at) = self.proto.poll_timeout()
+            if let Some(at) = wake_at
                 && timer_at.is_none_or(|set| at < set)
             {
                 timer_at = Some(at);
@@ -231,7 +383,7 @@ where
                     Ok(Wrote::Blocked) => self.proto.write_blocked(now()),
                     Err(error) => {
                         tracing::debug!(%error, "FastCGI write failed");
-                        break Close::Abort;
+                        break End::Close(Close::Abort);
                     }
                 },
                 () = drained(full.as_ref()), if full.is_some() => {
@@ -241,11 +393,11 @@ where
                 r = read(&self.transport, &mut self.buf), if full.is_none() => match r {
                     Ok(0) => {
                         tracing::debug!("FastCGI web server closed the connection");
-                        break Close::Abort;
+                        break End::Close(Close::Abort);
                     }
                     Err(error) => {
                         tracing::debug!(%error, "FastCGI read failed");
-                        break Close::Abort;
+                        break End::Close(Close::Abort);
                     }
                     Ok(_) => {
                         self.input_open = true;
@@ -258,6 +410,8 @@ where
                 }
                 () = &mut timer, if timer_at.is_some() => {
                     timer_at = None;
+                    timer_fired = true;
+                    park_armed = false;
                     self.proto.handle_timeout(now());
                 }
             }
@@ -276,13 +430,22 @@ where
         } = self;
         drop(strategy);
         drop(slots);
+        let close = match end {
+            End::Park(idle) => {
+                return transport.take().map(|io| Parked {
+                    io,
+                    buf,
+                    idle,
+                    input_open: false,
+                });
+            }
+            End::Close(close) => close,
+        };
         match close {
             Close::Abort => drop(transport.take()),
             Close::Graceful => {
                 let written = write_out(&transport, write_timeout).await.is_ok();
-                let Some(mut io) = transport.take() else {
-                    return;
-                };
+                let mut io = transport.take()?;
                 // With all of the input read and nothing more arriving, a
                 // plain close cannot turn into a reset.
                 if written && (input_open || !buf.is_empty() || !nothing_waiting_io(&mut io).await)
@@ -299,6 +462,7 @@ where
                 }
             }
         }
+        None
     }
 
     /// Moves the protocol layer's replies to the output buffer.

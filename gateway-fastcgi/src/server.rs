@@ -335,18 +335,17 @@ where
     /// connection's shutdown watch reports that the server is stopping
     /// (then it finishes its request in flight and closes). A peer outside
     /// the [allow-list](Server::web_server_addrs) is closed at once.
-    pub async fn serve_connection(&self, mut conn: Connection) {
+    pub async fn serve_connection(&self, conn: Connection) {
         if !is_allowed(self.allowed.as_deref(), conn.peer_addr) {
             tracing::debug!(peer = ?conn.peer_addr, "FastCGI connection from a web server not in FCGI_WEB_SERVER_ADDRS closed");
             return;
         }
         let _open = self.shared.handler.metrics().map(Metrics::connection);
-        // Until its first bytes, a connection holds no more than its
-        // socket: the dispatcher (buffers, protocol state) is made (and
-        // boxed) once it has something to read. Its first request head is
-        // still due within the head read timeout of the accept.
-        conn.wait_for_input(self.shared.handler.limits().get_head_read_timeout())
-            .await;
+        // Until its first bytes, and between requests, a connection holds
+        // no more than its socket: the dispatcher (buffers, protocol state)
+        // is made (and boxed) once it has something to read (see
+        // `dispatch::serve`). Its first request head is due within the head
+        // read timeout of the accept.
         let Connection {
             stream,
             peer_addr,
@@ -355,7 +354,7 @@ where
             accepted,
             ..
         } = conn;
-        Box::pin(dispatch::serve(
+        dispatch::serve(
             self.shared.clone(),
             stream,
             peer_addr,
@@ -363,7 +362,7 @@ where
             accepted,
             Some(shutdown),
             server::reset_on_close,
-        ))
+        )
         .await;
     }
 
