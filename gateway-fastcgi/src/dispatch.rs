@@ -11,6 +11,7 @@
 //! the request, management records are answered, and the web server
 //! closing the connection cancels everything.
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::pin;
 use std::sync::Arc;
@@ -18,6 +19,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::BytesMut;
+use gateway_core::metrics::ConnectionGuard;
 use gateway_core::server::{
     LINGER_TIME, Watch, linger_close_io, nothing_waiting_io, stall_timeout,
 };
@@ -67,57 +69,87 @@ pub(crate) struct Shared<S> {
 /// dispatcher (buffers, protocol state, the strategy) is made, boxed, when
 /// input arrives (or a deadline or the shutdown wants it), and dropped
 /// again when it is idle.
-pub(crate) async fn serve<T, S, B>(
+///
+/// `io` `None`: the connection is not to be served (its future completes at
+/// once). `open` is held as long as the connection is (the metrics'
+/// count of open connections).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn serve<T, S, B>(
     shared: Arc<Shared<S>>,
-    io: T,
+    io: Option<T>,
     peer_addr: Option<SocketAddr>,
     local_addr: Option<SocketAddr>,
     opened: Instant,
+    watch: Option<Watch>,
+    reset: fn(&T),
+    open: Option<ConnectionGuard>,
+) -> impl Future<Output = ()> + Send + 'static
+where
+    T: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+    S: Application<B>,
+    B: AppBody,
+{
+    // Built here rather than in the future, whose arguments take room of
+    // their own for as long as it lives (a connection's future is all it
+    // holds while it waits, so every byte counts).
+    let parked = io.map(|io| Parked {
+        io,
+        buf: BytesMut::new(),
+        idle: Idle::opened(opened.into_std()),
+        input_open: true,
+    });
+    serve_parked(shared, parked, peer_addr, local_addr, watch, reset, open)
+}
+
+async fn serve_parked<T, S, B>(
+    shared: Arc<Shared<S>>,
+    mut parked: Option<Parked<T>>,
+    peer_addr: Option<SocketAddr>,
+    local_addr: Option<SocketAddr>,
     mut watch: Option<Watch>,
     reset: fn(&T),
+    _open: Option<ConnectionGuard>,
 ) where
     T: AsyncRead + AsyncWrite + Send + Unpin + 'static,
     S: Application<B>,
     B: AppBody,
 {
-    let mut parked = Parked {
-        io,
-        buf: BytesMut::new(),
-        idle: Idle::opened(opened.into_std()),
-        input_open: true,
-    };
     loop {
-        let deadline = parked.idle.deadline(&shared.config).map(Instant::from_std);
-        if !wait_for_input(&mut parked, deadline, &mut watch).await {
+        let Some(waiting) = parked.as_mut() else {
+            return;
+        };
+        if !wait_for_input(waiting, &shared.config, &mut watch).await {
             return;
         }
+        let Some(parked_now) = parked.take() else {
+            return;
+        };
         let next = match shared.dispatch {
             Dispatch::Adaptive => {
                 Box::pin(
-                    Dispatcher::<T, S, Adaptive>::resume(&shared, parked, peer_addr, local_addr)
-                        .run(&mut watch, reset),
+                    Dispatcher::<T, S, Adaptive>::resume(
+                        &shared, parked_now, peer_addr, local_addr,
+                    )
+                    .run(&mut watch, reset),
                 )
                 .await
             }
             Dispatch::InTask => {
                 Box::pin(
-                    Dispatcher::<T, S, InTask>::resume(&shared, parked, peer_addr, local_addr)
+                    Dispatcher::<T, S, InTask>::resume(&shared, parked_now, peer_addr, local_addr)
                         .run(&mut watch, reset),
                 )
                 .await
             }
             Dispatch::Spawned => {
                 Box::pin(
-                    Dispatcher::<T, S, Spawned>::resume(&shared, parked, peer_addr, local_addr)
+                    Dispatcher::<T, S, Spawned>::resume(&shared, parked_now, peer_addr, local_addr)
                         .run(&mut watch, reset),
                 )
                 .await
             }
         };
-        match next {
-            Some(again) => parked = again,
-            None => return,
-        }
+        parked = next;
     }
 }
 
@@ -139,9 +171,10 @@ struct Parked<T> {
 /// failed: nothing more is to be done with it.
 async fn wait_for_input<T: AsyncRead + Unpin>(
     parked: &mut Parked<T>,
-    deadline: Option<Instant>,
+    config: &Config,
     watch: &mut Option<Watch>,
 ) -> bool {
+    let deadline = parked.idle.deadline(config).map(Instant::from_std);
     let Parked { io, buf, .. } = parked;
     tokio::select! {
         biased;
