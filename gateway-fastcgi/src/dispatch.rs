@@ -366,32 +366,36 @@ where
                 break End::Close(close);
             }
             let mut wake_at = self.proto.poll_timeout();
-            if self.slots.is_empty() && self.buf.is_empty() {
+            if self.slots.is_empty() && self.buf.is_empty() && !park_armed {
                 // Every request has ended: with its output written and no
                 // input left over, the connection waits for the next one
-                // without the dispatcher, once it has been idle for
-                // PARK_AFTER (a busy connection, whose next request comes
-                // sooner, keeps its dispatcher rather than make it anew
-                // for each request).
-                if !park_armed
-                    && full.is_none()
-                    && !self.input_open
-                    && let Some(idle) = self.proto.idle()
-                {
-                    let park_at = idle.since().map(|t| t + PARK_AFTER);
-                    if std::mem::take(&mut timer_fired)
-                        && park_at.is_none_or(|t| now() >= t)
+                // without the dispatcher once it has been idle for
+                // PARK_AFTER. A busy connection, whose next request comes
+                // sooner, keeps its dispatcher and read buffer rather than
+                // make them anew for each request; one that cannot park
+                // (input may still come for a request that has ended) gives
+                // back its read buffer at least.
+                let fired = std::mem::take(&mut timer_fired);
+                let idle = if full.is_none() && !self.input_open {
+                    self.proto.idle()
+                } else {
+                    None
+                };
+                let park_at = match idle {
+                    Some(idle) => Some(idle.since().map_or_else(now, |t| t + PARK_AFTER)),
+                    None if self.buf.capacity() != 0 => Some(now() + PARK_AFTER),
+                    None => None,
+                };
+                if fired && park_at.is_none_or(|t| now() >= t) {
+                    if let Some(idle) = idle
                         && self.sink.buffered() == 0
                     {
                         break End::Park(idle);
                     }
+                    self.buf = BytesMut::new();
+                } else if park_at.is_some() {
                     park_armed = true;
                     wake_at = min_time(wake_at, park_at);
-                }
-                // Meanwhile it keeps no read buffer (the next read
-                // allocates one once bytes arrive).
-                if self.buf.capacity() != 0 {
-                    self.buf = BytesMut::new();
                 }
             }
             if let Some(at) = wake_at
@@ -465,9 +469,10 @@ where
         drop(slots);
         let close = match end {
             End::Park(idle) => {
+                // Parked without a read buffer (`buf` is empty).
                 return transport.take().map(|io| Parked {
                     io,
-                    buf,
+                    buf: BytesMut::new(),
                     idle,
                     input_open: false,
                 });
