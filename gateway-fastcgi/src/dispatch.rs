@@ -381,21 +381,27 @@ where
                 } else {
                     None
                 };
-                let park_at = match idle {
-                    Some(idle) => Some(idle.since().map_or_else(now, |t| t + PARK_AFTER)),
-                    None if self.buf.capacity() != 0 => Some(now() + PARK_AFTER),
-                    None => None,
-                };
-                if fired && park_at.is_none_or(|t| now() >= t) {
-                    if let Some(idle) = idle
-                        && self.sink.buffered() == 0
-                    {
-                        break End::Park(idle);
+                match idle {
+                    Some(idle) => {
+                        let park_at = idle.since().map_or_else(now, |t| t + PARK_AFTER);
+                        if !fired || now() < park_at {
+                            park_armed = true;
+                            wake_at = min_time(wake_at, Some(park_at));
+                        } else if self.sink.buffered() == 0 {
+                            break End::Park(idle);
+                        }
+                        // Otherwise output is still being written: the
+                        // next look, once it is, parks.
                     }
-                    self.buf = BytesMut::new();
-                } else if park_at.is_some() {
-                    park_armed = true;
-                    wake_at = min_time(wake_at, park_at);
+                    None if self.buf.capacity() != 0 => {
+                        if fired {
+                            self.buf = BytesMut::new();
+                        } else {
+                            park_armed = true;
+                            wake_at = min_time(wake_at, Some(now() + PARK_AFTER));
+                        }
+                    }
+                    None => {}
                 }
             }
             if let Some(at) = wake_at

@@ -142,6 +142,36 @@ async fn check(dispatch: Dispatch) {
     for c in &mut clients {
         one_request(c).await;
     }
+    drop(clients);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+
+    // Connections that sent only a management record keep their
+    // dispatcher (more input may follow for them), but not their 8 KiB
+    // read buffer once idle.
+    let base = live_bytes();
+    let mut clients = open(&listener, &conns, N).await;
+    let mut get_values = BytesMut::new();
+    proto::encode_get_values(&mut get_values, ["FCGI_MAX_CONNS"]).expect("a small record");
+    for c in &mut clients {
+        c.write_all(&get_values).await.expect("the server reads");
+        let mut answer = [0u8; 256];
+        let n = c.read(&mut answer).await.expect("an answer");
+        assert!(
+            n > 8 && answer[1] == 10,
+            "{dispatch:?}: no FCGI_GET_VALUES_RESULT"
+        );
+    }
+    let bound = fresh + 6 * 1024;
+    let managed = settled_per_connection(base, bound).await;
+    eprintln!("{dispatch:?}: {managed} bytes per connection idle after a management record");
+    assert!(
+        managed <= bound,
+        "{dispatch:?}: {managed} bytes per connection idle after a management record, \
+         {fresh} per fresh one"
+    );
+    for c in &mut clients {
+        one_request(c).await;
+    }
 }
 
 #[test]
