@@ -11,6 +11,7 @@
 //! the request, management records are answered, and the web server
 //! closing the connection cancels everything.
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::pin;
 use std::sync::Arc;
@@ -18,6 +19,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::BytesMut;
+use gateway_core::metrics::ConnectionGuard;
 use gateway_core::server::{
     LINGER_TIME, Watch, linger_close_io, nothing_waiting_io, stall_timeout,
 };
@@ -31,10 +33,11 @@ use tower::{Service, ServiceExt};
 use crate::gateway::{FcgiGateway, Out};
 use crate::input::{self, FilterData, InputBody, InputSender};
 use crate::proto::{
-    Close, Config, Connection, Event, Params, ProtocolError, ProtocolStatus, ResponseEncoder, Role,
+    Close, Config, Connection, Event, Idle, Params, ProtocolError, ProtocolStatus, ResponseEncoder,
+    Role,
 };
 use crate::strategy::{Adaptive, Dispatch, InTask, Spawned, Strategy};
-use crate::transport::{Sink, Transport};
+use crate::transport::{Sink, Transport, poll_read_unbuffered};
 
 /// Everything the connections of one server share.
 pub(crate) struct Shared<S> {
@@ -58,36 +61,170 @@ pub(crate) struct Shared<S> {
 /// within the head read timeout from then), until it closes. `reset` ends
 /// the transport with a reset where it can (TCP: zero linger), for
 /// responses that failed after their head.
-pub(crate) async fn serve<T, S, B>(
+///
+/// While the connection has nothing in flight (before its first request,
+/// and between requests once every one has ended, its output is written and
+/// no input is left over), it holds no more than its transport and the
+/// little of its protocol state that outlives requests ([`Idle`]): the
+/// dispatcher (buffers, protocol state, the strategy) is made, boxed, when
+/// input arrives (or a deadline or the shutdown wants it), and dropped
+/// again when it is idle.
+///
+/// `io` `None`: the connection is not to be served (its future completes at
+/// once). `open` is held as long as the connection is (the metrics'
+/// count of open connections).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn serve<T, S, B>(
     shared: Arc<Shared<S>>,
-    io: T,
+    io: Option<T>,
     peer_addr: Option<SocketAddr>,
     local_addr: Option<SocketAddr>,
     opened: Instant,
     watch: Option<Watch>,
     reset: fn(&T),
+    open: Option<ConnectionGuard>,
+) -> impl Future<Output = ()> + Send + 'static
+where
+    T: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+    S: Application<B>,
+    B: AppBody,
+{
+    // Built here rather than in the future, whose arguments take room of
+    // their own for as long as it lives (a connection's future is all it
+    // holds while it waits, so every byte counts).
+    let parked = io.map(|io| Parked {
+        io,
+        buf: BytesMut::new(),
+        idle: Idle::opened(opened.into_std()),
+        input_open: true,
+    });
+    serve_parked(shared, parked, peer_addr, local_addr, watch, reset, open)
+}
+
+async fn serve_parked<T, S, B>(
+    shared: Arc<Shared<S>>,
+    mut parked: Option<Parked<T>>,
+    peer_addr: Option<SocketAddr>,
+    local_addr: Option<SocketAddr>,
+    mut watch: Option<Watch>,
+    reset: fn(&T),
+    _open: Option<ConnectionGuard>,
 ) where
     T: AsyncRead + AsyncWrite + Send + Unpin + 'static,
     S: Application<B>,
     B: AppBody,
 {
-    match shared.dispatch {
-        Dispatch::Adaptive => {
-            Dispatcher::<T, S, Adaptive>::new(shared, io, peer_addr, local_addr, opened)
-                .run(watch, reset)
-                .await;
+    loop {
+        let Some(waiting) = parked.as_mut() else {
+            return;
+        };
+        if !wait_for_input(waiting, &shared.config, &mut watch).await {
+            return;
         }
-        Dispatch::InTask => {
-            Dispatcher::<T, S, InTask>::new(shared, io, peer_addr, local_addr, opened)
-                .run(watch, reset)
-                .await;
-        }
-        Dispatch::Spawned => {
-            Dispatcher::<T, S, Spawned>::new(shared, io, peer_addr, local_addr, opened)
-                .run(watch, reset)
-                .await;
-        }
+        let Some(parked_now) = parked.take() else {
+            return;
+        };
+        let next = match shared.dispatch {
+            Dispatch::Adaptive => {
+                Box::pin(
+                    Dispatcher::<T, S, Adaptive>::resume(
+                        &shared, parked_now, peer_addr, local_addr,
+                    )
+                    .run(&mut watch, reset),
+                )
+                .await
+            }
+            Dispatch::InTask => {
+                Box::pin(
+                    Dispatcher::<T, S, InTask>::resume(&shared, parked_now, peer_addr, local_addr)
+                        .run(&mut watch, reset),
+                )
+                .await
+            }
+            Dispatch::Spawned => {
+                Box::pin(
+                    Dispatcher::<T, S, Spawned>::resume(&shared, parked_now, peer_addr, local_addr)
+                        .run(&mut watch, reset),
+                )
+                .await
+            }
+        };
+        parked = next;
     }
+}
+
+/// A connection with nothing in flight, its dispatcher dropped.
+struct Parked<T> {
+    io: T,
+    /// Input read while parked (no allocation until some arrives).
+    buf: BytesMut,
+    /// What the protocol state keeps between requests.
+    idle: Idle,
+    /// Whether the web server may still send input (as the dispatcher's
+    /// field of that name).
+    input_open: bool,
+}
+
+/// Waits until a parked connection has input (read into its buffer),
+/// `deadline` (its head read or idle deadline) has come, or the server is
+/// stopping. False when the web server closed the connection or the read
+/// failed: nothing more is to be done with it.
+async fn wait_for_input<T: AsyncRead + Unpin>(
+    parked: &mut Parked<T>,
+    config: &Config,
+    watch: &mut Option<Watch>,
+) -> bool {
+    let deadline = parked.idle.deadline(config).map(Instant::from_std);
+    let Parked { io, buf, .. } = parked;
+    tokio::select! {
+        biased;
+        r = std::future::poll_fn(|cx| poll_read_unbuffered(io, cx, buf)) => match r {
+            Ok(0) => {
+                tracing::debug!("FastCGI web server closed the connection");
+                false
+            }
+            Ok(_) => true,
+            Err(error) => {
+                tracing::debug!(%error, "FastCGI read failed");
+                false
+            }
+        },
+        () = stopping_of(watch) => true,
+        () = sleep_until(deadline) => true,
+    }
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// How long a connection with nothing in flight keeps its dispatcher
+/// before it parks (see [`serve`]). Making the dispatcher anew costs about
+/// a sixth of a small request's instructions, so a connection that the web
+/// server reuses at once keeps it; one that waits longer gives its memory
+/// back.
+const PARK_AFTER: Duration = Duration::from_millis(100);
+
+/// The earlier of two optional times.
+fn min_time(
+    a: Option<std::time::Instant>,
+    b: Option<std::time::Instant>,
+) -> Option<std::time::Instant> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+/// How the dispatcher's loop ended.
+enum End {
+    /// The connection is to close so.
+    Close(Close),
+    /// It has nothing in flight: it waits for input without its dispatcher.
+    Park(Idle),
 }
 
 /// The dispatcher's side of one active request.
@@ -128,37 +265,54 @@ where
     B: AppBody,
     St: Strategy,
 {
-    fn new(
-        shared: Arc<Shared<S>>,
-        io: T,
+    /// The dispatcher of a parked connection, with the input that woke it.
+    fn resume(
+        shared: &Arc<Shared<S>>,
+        parked: Parked<T>,
         peer_addr: Option<SocketAddr>,
         local_addr: Option<SocketAddr>,
-        opened: Instant,
     ) -> Self {
+        let Parked {
+            io,
+            buf,
+            idle,
+            input_open,
+        } = parked;
         let transport = Arc::new(Transport::new(io));
         let sink: Arc<dyn Sink> = transport.clone();
+        let mut proto = Connection::resumed(&shared.config, idle);
+        let received = !buf.is_empty();
+        if received {
+            proto.received(now());
+        } else {
+            // Woken by a deadline (or the shutdown, which `run` sees).
+            proto.handle_timeout(now());
+        }
         Dispatcher {
-            proto: Connection::opened(&shared.config, opened.into_std()),
-            shared,
+            proto,
+            shared: shared.clone(),
             strategy: St::new(sink.clone()),
             transport,
             sink,
-            buf: BytesMut::new(),
+            buf,
             slots: Vec::new(),
             peer_addr,
             local_addr,
-            input_open: true,
+            input_open: input_open || received,
             spare: None,
         }
     }
 
-    async fn run(mut self, mut watch: Option<Watch>, reset: fn(&T)) {
+    /// Serves the connection until it closes (`None`) or has nothing in
+    /// flight (its transport and idle state, to wait for input without the
+    /// dispatcher).
+    async fn run(mut self, watch: &mut Option<Watch>, reset: fn(&T)) -> Option<Parked<T>> {
         let write_timeout = self.shared.handler.limits().get_write_timeout();
         let mut stopping = watch.as_ref().is_some_and(Watch::is_stopping);
         if stopping {
             self.proto.stop();
         }
-        let mut stopped = pin!(stopping_of(&mut watch));
+        let mut stopped = pin!(stopping_of(watch));
         // One timer for the connection's deadlines. It is moved only when a
         // deadline comes earlier than the time it is set for: one that
         // goes later (the usual case from one request to the next, each
@@ -168,10 +322,17 @@ where
         // deadline period rather than a few times per request.
         let mut timer = pin!(tokio::time::sleep_until(Instant::now()));
         let mut timer_at: Option<std::time::Instant> = None;
+        // A connection parks when the timer fires: set for PARK_AFTER past
+        // the end of a request (`park_armed`: it is set for that time or
+        // earlier), it fires about once per PARK_AFTER on a busy
+        // connection, which then looks again; so a busy connection neither
+        // reads the clock nor moves the timer after each request.
+        let mut timer_fired = false;
+        let mut park_armed = false;
         // An input queue over its bound: no reading until it drains.
         let mut full: Option<InputSender> = None;
 
-        let close = loop {
+        let end = loop {
             while let Some(id) = self.proto.next_input_timeout() {
                 self.input_timed_out(id);
             }
@@ -189,7 +350,7 @@ where
                             self.shared.handler.metrics(),
                             gateway_core::Failure::Protocol,
                         );
-                        break Close::Abort;
+                        break End::Close(Close::Abort);
                     }
                 }
             }
@@ -202,14 +363,48 @@ where
                         gateway_core::Failure::Timeout,
                     );
                 }
-                break close;
+                break End::Close(close);
             }
-            if self.slots.is_empty() && self.buf.is_empty() && self.buf.capacity() != 0 {
-                // Between requests the connection keeps no read buffer
-                // (the next read allocates one once bytes arrive).
-                self.buf = BytesMut::new();
+            let mut wake_at = self.proto.poll_timeout();
+            if self.slots.is_empty() && self.buf.is_empty() && !park_armed {
+                // Every request has ended: with its output written and no
+                // input left over, the connection waits for the next one
+                // without the dispatcher once it has been idle for
+                // PARK_AFTER. A busy connection, whose next request comes
+                // sooner, keeps its dispatcher and read buffer rather than
+                // make them anew for each request; one that cannot park
+                // (input may still come for a request that has ended) gives
+                // back its read buffer at least.
+                let fired = std::mem::take(&mut timer_fired);
+                let idle = if full.is_none() && !self.input_open {
+                    self.proto.idle()
+                } else {
+                    None
+                };
+                match idle {
+                    Some(idle) => {
+                        let park_at = idle.since().map_or_else(now, |t| t + PARK_AFTER);
+                        if !fired || now() < park_at {
+                            park_armed = true;
+                            wake_at = min_time(wake_at, Some(park_at));
+                        } else if self.sink.buffered() == 0 {
+                            break End::Park(idle);
+                        }
+                        // Otherwise output is still being written: the
+                        // next look, once it is, parks.
+                    }
+                    None if self.buf.capacity() != 0 => {
+                        if fired {
+                            self.buf = BytesMut::new();
+                        } else {
+                            park_armed = true;
+                            wake_at = min_time(wake_at, Some(now() + PARK_AFTER));
+                        }
+                    }
+                    None => {}
+                }
             }
-            if let Some(at) = self.proto.poll_timeout()
+            if let Some(at) = wake_at
                 && timer_at.is_none_or(|set| at < set)
             {
                 timer_at = Some(at);
@@ -231,7 +426,7 @@ where
                     Ok(Wrote::Blocked) => self.proto.write_blocked(now()),
                     Err(error) => {
                         tracing::debug!(%error, "FastCGI write failed");
-                        break Close::Abort;
+                        break End::Close(Close::Abort);
                     }
                 },
                 () = drained(full.as_ref()), if full.is_some() => {
@@ -241,11 +436,11 @@ where
                 r = read(&self.transport, &mut self.buf), if full.is_none() => match r {
                     Ok(0) => {
                         tracing::debug!("FastCGI web server closed the connection");
-                        break Close::Abort;
+                        break End::Close(Close::Abort);
                     }
                     Err(error) => {
                         tracing::debug!(%error, "FastCGI read failed");
-                        break Close::Abort;
+                        break End::Close(Close::Abort);
                     }
                     Ok(_) => {
                         self.input_open = true;
@@ -258,6 +453,8 @@ where
                 }
                 () = &mut timer, if timer_at.is_some() => {
                     timer_at = None;
+                    timer_fired = true;
+                    park_armed = false;
                     self.proto.handle_timeout(now());
                 }
             }
@@ -276,13 +473,23 @@ where
         } = self;
         drop(strategy);
         drop(slots);
+        let close = match end {
+            End::Park(idle) => {
+                // Parked without a read buffer (`buf` is empty).
+                return transport.take().map(|io| Parked {
+                    io,
+                    buf: BytesMut::new(),
+                    idle,
+                    input_open: false,
+                });
+            }
+            End::Close(close) => close,
+        };
         match close {
             Close::Abort => drop(transport.take()),
             Close::Graceful => {
                 let written = write_out(&transport, write_timeout).await.is_ok();
-                let Some(mut io) = transport.take() else {
-                    return;
-                };
+                let mut io = transport.take()?;
                 // With all of the input read and nothing more arriving, a
                 // plain close cannot turn into a reset.
                 if written && (input_open || !buf.is_empty() || !nothing_waiting_io(&mut io).await)
@@ -299,6 +506,7 @@ where
                 }
             }
         }
+        None
     }
 
     /// Moves the protocol layer's replies to the output buffer.

@@ -335,18 +335,12 @@ where
     /// connection's shutdown watch reports that the server is stopping
     /// (then it finishes its request in flight and closes). A peer outside
     /// the [allow-list](Server::web_server_addrs) is closed at once.
-    pub async fn serve_connection(&self, mut conn: Connection) {
-        if !is_allowed(self.allowed.as_deref(), conn.peer_addr) {
-            tracing::debug!(peer = ?conn.peer_addr, "FastCGI connection from a web server not in FCGI_WEB_SERVER_ADDRS closed");
-            return;
-        }
-        let _open = self.shared.handler.metrics().map(Metrics::connection);
-        // Until its first bytes, a connection holds no more than its
-        // socket: the dispatcher (buffers, protocol state) is made (and
-        // boxed) once it has something to read. Its first request head is
-        // still due within the head read timeout of the accept.
-        conn.wait_for_input(self.shared.handler.limits().get_head_read_timeout())
-            .await;
+    ///
+    /// The future does not borrow `self`, so it can be spawned.
+    pub fn serve_connection(
+        &self,
+        conn: Connection,
+    ) -> impl Future<Output = ()> + Send + use<S, B> {
         let Connection {
             stream,
             peer_addr,
@@ -355,16 +349,29 @@ where
             accepted,
             ..
         } = conn;
-        Box::pin(dispatch::serve(
+        let allowed = is_allowed(self.allowed.as_deref(), peer_addr);
+        if !allowed {
+            tracing::debug!(peer = ?peer_addr, "FastCGI connection from a web server not in FCGI_WEB_SERVER_ADDRS closed");
+        }
+        // Until its first bytes, and between requests, a connection holds
+        // no more than its socket: the dispatcher (buffers, protocol state)
+        // is made (and boxed) once it has something to read (see
+        // `dispatch::serve`). Its first request head is due within the head
+        // read timeout of the accept. (The future is made here rather than
+        // in an `async` body, which would keep room for `conn` and for a
+        // copy of the future as long as the connection lives.)
+        dispatch::serve(
             self.shared.clone(),
-            stream,
+            allowed.then_some(stream),
             peer_addr,
             local_addr,
             accepted,
             Some(shutdown),
             server::reset_on_close,
-        ))
-        .await;
+            allowed
+                .then(|| self.shared.handler.metrics().map(Metrics::connection))
+                .flatten(),
+        )
     }
 
     /// Answers a connection the server has no room for (past
@@ -424,10 +431,7 @@ where
             max_connections,
             self.shutdown.clone(),
             self.refusal(),
-            move |conn| {
-                let this = this.clone();
-                async move { this.serve_connection(conn).await }
-            },
+            move |conn| this.serve_connection(conn),
         )
         .await
     }
@@ -447,20 +451,16 @@ where
     where
         T: AsyncRead + AsyncWrite + Send + Unpin + 'static,
     {
-        let open = self.shared.handler.metrics().map(Metrics::connection);
-        let serving = dispatch::serve(
+        dispatch::serve(
             self.shared.clone(),
-            io,
+            Some(io),
             peer_addr,
             None,
             tokio::time::Instant::now(),
             Some(self.shutdown.watch()),
             |_| {},
-        );
-        async move {
-            let _open = open;
-            serving.await
-        }
+            self.shared.handler.metrics().map(Metrics::connection),
+        )
     }
 }
 

@@ -41,6 +41,26 @@ pub(crate) trait Sink: Send + Sync {
     fn wake_writer(&self);
 }
 
+/// Reads what `io` has into `buf`, which holds no allocation (a connection
+/// waiting for its next request holds none): through a buffer on the
+/// stack, so that `buf` is allocated only once bytes arrived. `Ok(0)` at
+/// end of input.
+pub(crate) fn poll_read_unbuffered<T: AsyncRead + Unpin>(
+    io: &mut T,
+    cx: &mut Context<'_>,
+    buf: &mut BytesMut,
+) -> Poll<io::Result<usize>> {
+    let mut stack = [std::mem::MaybeUninit::<u8>::uninit(); 8 * 1024];
+    let mut read = tokio::io::ReadBuf::uninit(&mut stack);
+    std::task::ready!(Pin::new(io).poll_read(cx, &mut read))?;
+    let n = read.filled().len();
+    if n > 0 {
+        buf.reserve(8 * 1024);
+        buf.extend_from_slice(read.filled());
+    }
+    Poll::Ready(Ok(n))
+}
+
 /// The transport and its output buffer.
 #[derive(Debug)]
 pub(crate) struct Transport<T> {
@@ -102,20 +122,7 @@ where
             return Poll::Ready(Err(gone()));
         };
         match inner.io.as_mut() {
-            Some(io) if buf.capacity() == 0 => {
-                // No buffer (a connection waiting for its next request
-                // holds none): read into one on the stack, and allocate
-                // only once bytes arrived.
-                let mut stack = [std::mem::MaybeUninit::<u8>::uninit(); 8 * 1024];
-                let mut read = tokio::io::ReadBuf::uninit(&mut stack);
-                std::task::ready!(Pin::new(io).poll_read(cx, &mut read))?;
-                let n = read.filled().len();
-                if n > 0 {
-                    buf.reserve(8 * 1024);
-                    buf.extend_from_slice(read.filled());
-                }
-                Poll::Ready(Ok(n))
-            }
+            Some(io) if buf.capacity() == 0 => poll_read_unbuffered(io, cx, buf),
             Some(io) => {
                 if buf.capacity() - buf.len() < 1024 {
                     buf.reserve(8 * 1024);

@@ -261,10 +261,38 @@ impl Connection {
     /// A connection whose transport opened at `now`: the first request head
     /// is due within the head read timeout from then.
     pub fn opened(config: &Config, now: Instant) -> Connection {
+        Connection::resumed(config, Idle::opened(now))
+    }
+
+    /// A connection without requests in the state `idle` kept of it (see
+    /// [`idle`](Self::idle)).
+    pub(crate) fn resumed(config: &Config, idle: Idle) -> Connection {
         let mut conn = Connection::new(config);
-        conn.idle_since = Some(now);
-        conn.head_since = Some(now);
+        conn.admitted = idle.admitted;
+        conn.idle_since = idle.idle_since;
+        conn.head_since = idle.head_since;
         conn
+    }
+
+    /// What a connection without requests, nothing to close for and no
+    /// output queued needs to go on later ([`resumed`](Self::resumed)), so
+    /// that its caller can drop everything else while it waits for input.
+    /// `None` while it has requests, replies, a deadline other than the
+    /// head read or idle one running, or is to close.
+    pub(crate) fn idle(&self) -> Option<Idle> {
+        let quiet = self.requests.is_empty()
+            && self.output.is_empty()
+            && self.expired.is_none()
+            && self.resetting.is_none()
+            && self.write_blocked.is_none()
+            && self.input_timeouts.is_empty()
+            && !self.input_paused
+            && !self.should_close();
+        quiet.then_some(Idle {
+            admitted: self.admitted,
+            idle_since: self.idle_since,
+            head_since: self.head_since,
+        })
     }
 
     /// Input arrived at `now` (call it after each read that got bytes):
@@ -343,14 +371,7 @@ impl Connection {
 
     fn head_or_idle_deadline(&self) -> Option<Instant> {
         if self.requests.is_empty() {
-            return match (self.head_since, self.config.head_read_timeout) {
-                (Some(t), Some(d)) => Some(after(t, d)),
-                (Some(_), None) => None,
-                (None, _) => self
-                    .idle_since
-                    .zip(self.config.idle_timeout)
-                    .map(|(t, d)| after(t, d)),
-            };
+            return idle_deadline(&self.config, self.head_since, self.idle_since);
         }
         let head = self.config.head_read_timeout?;
         self.requests
@@ -665,6 +686,57 @@ impl Connection {
     /// Whether active request `id` was aborted by the web server.
     pub fn is_aborted(&self, id: u16) -> bool {
         self.requests.get(&id).is_some_and(Request::is_aborted)
+    }
+}
+
+/// The head read deadline of a connection without requests that has
+/// received the first byte of the next request head at `head_since`, or
+/// else its idle deadline, idle since `idle_since`.
+fn idle_deadline(
+    config: &Config,
+    head_since: Option<Instant>,
+    idle_since: Option<Instant>,
+) -> Option<Instant> {
+    match (head_since, config.head_read_timeout) {
+        (Some(t), Some(d)) => Some(after(t, d)),
+        (Some(_), None) => None,
+        (None, _) => idle_since
+            .zip(config.idle_timeout)
+            .map(|(t, d)| after(t, d)),
+    }
+}
+
+/// What a [`Connection`] without requests keeps of its state while it waits
+/// for input: the requests admitted so far (for the cap per connection) and
+/// the clocks of its head read and idle deadlines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Idle {
+    admitted: u64,
+    idle_since: Option<Instant>,
+    head_since: Option<Instant>,
+}
+
+impl Idle {
+    /// A transport opened at `now`: its first request head is due within
+    /// the head read timeout from then.
+    pub(crate) fn opened(now: Instant) -> Idle {
+        Idle {
+            admitted: 0,
+            idle_since: Some(now),
+            head_since: Some(now),
+        }
+    }
+
+    /// Since when the connection has had no request (its opening, or the
+    /// end of its last request).
+    pub(crate) fn since(&self) -> Option<Instant> {
+        self.idle_since
+    }
+
+    /// When a connection in this state is due to act without input: its
+    /// head read deadline (a fresh connection) or its idle deadline.
+    pub(crate) fn deadline(&self, config: &Config) -> Option<Instant> {
+        idle_deadline(config, self.head_since, self.idle_since)
     }
 }
 

@@ -40,6 +40,7 @@ mod request;
 mod response;
 
 pub use body::{BeginRequestBody, EndRequestBody, ProtocolStatus, Role};
+pub(crate) use connection::Idle;
 pub use connection::{Close, Config, Connection};
 pub use encode::{
     encode_abort_request, encode_begin_request, encode_end_request, encode_record, encode_stream,
