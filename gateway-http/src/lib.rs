@@ -98,6 +98,8 @@ mod h2streams;
 mod refuse;
 mod server;
 mod stream;
+#[cfg(test)]
+mod tests;
 mod upgrade;
 
 pub use gateway_core::server::{ListenAddr, Listener, ServerOptions, Shutdown};

@@ -4,6 +4,7 @@ use std::fmt;
 use std::io;
 use std::marker::PhantomData;
 use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 
 use bytes::Bytes;
 use gateway_core::server::{
@@ -12,8 +13,8 @@ use gateway_core::server::{
 use gateway_core::{AppBody, Application, ErrorStream, Metrics};
 #[cfg(doc)]
 use gateway_core::{Handler, Limits, PathView};
+use hyper::server::conn::{http1, http2};
 use hyper_util::rt::TokioTimer;
-use hyper_util::server::conn::auto;
 
 use crate::conn::{Shared, serve_connection};
 use crate::refuse::Refuser;
@@ -163,17 +164,10 @@ impl Server {
         self
     }
 
-    fn hyper_builder(&self) -> auto::Builder<StreamExecutor> {
+    /// hyper's HTTP/1 settings.
+    fn http1_builder(&self) -> http1::Builder {
         let limits = self.options.get_handler().limits();
-        // HTTP/2 streams run on tasks of their own, each watched for a
-        // response the client's flow control holds up past write_timeout.
-        let mut b = auto::Builder::new(StreamExecutor {
-            write_timeout: limits.get_write_timeout(),
-        });
-        if !self.http2 {
-            b = b.http1_only();
-        }
-        let mut h1 = b.http1();
+        let mut h1 = http1::Builder::new();
         h1.timer(TokioTimer::new())
             .header_read_timeout(limits.get_head_read_timeout())
             .max_buf_size(limits.get_max_head_len().max(8192))
@@ -184,18 +178,31 @@ impl Server {
         if limits.get_max_headers() != HYPER_DEFAULT_MAX_HEADERS {
             h1.max_headers(limits.get_max_headers());
         }
+        h1
+    }
+
+    /// hyper's HTTP/2 settings; `None` when HTTP/2 is off.
+    fn http2_builder(&self) -> Option<http2::Builder<StreamExecutor>> {
+        if !self.http2 {
+            return None;
+        }
+        let limits = self.options.get_handler().limits();
+        // HTTP/2 streams run on tasks of their own, each watched for a
+        // response the client's flow control holds up past write_timeout.
+        let mut h2 = http2::Builder::new(StreamExecutor {
+            write_timeout: limits.get_write_timeout(),
+        });
         // A client silent for `idle_timeout` gets a PING; one that does not
         // answer it within `write_timeout` is gone, and the connection (with
         // its streams) is closed.
-        b.http2()
-            .timer(TokioTimer::new())
+        h2.timer(TokioTimer::new())
             .max_header_list_size(u32::try_from(limits.get_max_head_len()).unwrap_or(u32::MAX))
             .keep_alive_interval(Some(limits.get_idle_timeout()))
             .keep_alive_timeout(limits.get_write_timeout());
         if self.extended_connect {
-            b.http2().enable_connect_protocol();
+            h2.enable_connect_protocol();
         }
-        b
+        Some(h2)
     }
 
     /// This server with `app`: what serves connections one by one (see
@@ -212,10 +219,12 @@ impl Server {
             shared: Arc::new(Shared {
                 app,
                 handler: handler.clone(),
-                builder: self.hyper_builder(),
+                http1: self.http1_builder(),
+                http2: self.http2_builder(),
                 server_software: self.server_software.clone(),
                 errors: self.errors.clone(),
                 shutdown: self.options.shutdown_handle(),
+                parked: AtomicU64::new(0),
             }),
             refuser: Refuser::new(
                 self.server_software.as_ref(),
@@ -343,6 +352,14 @@ where
         let head_read_timeout = self.shared.handler.limits().get_head_read_timeout();
         conn.wait_for_input(head_read_timeout).await;
         Box::pin(serve_connection(conn, self.shared.clone())).await;
+    }
+
+    /// How many times a connection was parked (see `conn`).
+    #[cfg(test)]
+    pub(crate) fn parked(&self) -> u64 {
+        self.shared
+            .parked
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Answers a connection this server has no room for: reads the start of

@@ -333,15 +333,23 @@ impl Stream {
     }
 
     /// This stream, with `bytes` (read from it already) to be read again
-    /// before what follows. Empty `bytes` leave it as it is.
+    /// before what follows. Empty `bytes` leave it as it is; a stream whose
+    /// replayed bytes were all read again takes the new ones in their place,
+    /// so replaying again and again does not pile up layers.
     pub fn replay(self, bytes: bytes::Bytes) -> Stream {
         if bytes.is_empty() {
             return self;
         }
-        Stream::Replay(Box::new(Replay {
-            pending: bytes,
-            stream: self,
-        }))
+        match self {
+            Stream::Replay(mut r) if r.pending.is_empty() => {
+                r.pending = bytes;
+                Stream::Replay(r)
+            }
+            stream => Stream::Replay(Box::new(Replay {
+                pending: bytes,
+                stream,
+            })),
+        }
     }
 
     /// The TCP stream below, if this is TCP.
