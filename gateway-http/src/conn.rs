@@ -39,10 +39,15 @@ pub(crate) const CLOSE_GRACE: Duration = Duration::from_secs(1);
 /// How often an HTTP/1 connection is looked at to tell whether it can be
 /// parked: it is, once it has been quiet (no request started or in flight,
 /// no byte read, nothing left to write) from one look to the next, so
-/// between one and two of these after its last activity. A client that
-/// sends its next request at once never waits for a parked connection to
-/// come back.
-pub(crate) const PARK_AFTER: Duration = Duration::from_millis(100);
+/// between one and two of these after its last activity (a connection that
+/// was busy for a while is looked at less often, see `MAX_LOOK_GAP`). A
+/// client that sends its next request at once never meets a parked
+/// connection; one that pauses longer pays for a new hyper connection.
+pub(crate) const PARK_AFTER: Duration = Duration::from_millis(25);
+
+/// The longest gap between two looks at a busy HTTP/1 connection (see
+/// `PARK_AFTER`).
+const MAX_LOOK_GAP: Duration = Duration::from_millis(400);
 
 /// Why a connection closes when the server stops.
 const STOPPING: &str = "the server is stopping";
@@ -66,132 +71,140 @@ pub(crate) struct Shared<S> {
     pub(crate) parked: AtomicU64,
 }
 
-/// What a connection keeps from one hyper connection to the next.
-struct Link {
-    stream: Stream,
-    peer_addr: Option<SocketAddr>,
-    local_addr: Option<SocketAddr>,
-    /// The connection's own shutdown watch.
-    shutdown: Watch,
-    /// The server's (see `Shutdown::connection_watch`).
+/// What a connection keeps from one hyper connection to the next, besides
+/// its `Connection`.
+struct Carry {
+    /// The server's shutdown (see `Shutdown::connection_watch`).
     server_stopping: Watch,
     /// HTTP/1.x: requests the connection may still carry.
     budget: Option<Arc<AtomicU64>>,
+    /// Parked: bytes hyper had read and not used (the start of the next
+    /// request), to be replayed to the next hyper connection.
+    leftover: Bytes,
+    /// With `leftover`: when the request head they start is due.
+    head_due: Option<Instant>,
+    /// Parked: when the connection has been idle for the idle timeout.
+    idle_until: Instant,
 }
 
 /// How a hyper connection starts.
 enum Start {
     /// A connection just accepted, its first bytes due within this.
     Accepted(Duration),
-    /// A parked HTTP/1 connection that has bytes again; with the deadline
-    /// of a request head it had started before it was parked.
-    Resumed(Option<Instant>),
-}
-
-/// An HTTP/1 connection between requests, without hyper's state.
-struct Parked {
-    link: Link,
-    /// Bytes hyper had read and not used: the start of the next request.
-    leftover: Bytes,
-    /// When the connection has been idle for the idle timeout.
-    idle_until: Instant,
-    /// With `leftover`: when the request head they start is due.
-    head_due: Option<Instant>,
+    /// A parked HTTP/1 connection that has bytes again.
+    Resumed,
 }
 
 /// Serves one accepted connection until it closes, or gracefully closes it
 /// once the shutdown it came with, or the server's own, starts. An HTTP/1
 /// connection quiet between requests is parked in between (see the module
-/// documentation); it is still the same connection.
-pub(crate) async fn serve_connection<S, B>(conn: Connection, shared: Arc<Shared<S>>)
-where
+/// documentation); it is still the same connection, counted once in the
+/// metrics (`open` is its count of open connections).
+///
+/// The waits (for the first bytes, and while parked) are this future's own,
+/// in the connection's task, on the `Connection` it was given; hyper's
+/// connection and the handler's state live in a box made once there is
+/// something to read, and freed when the connection is parked.
+pub(crate) async fn serve_connection<S, B, G>(
+    mut conn: Connection,
+    shared: Arc<Shared<S>>,
+    open: Option<G>,
+) where
     S: Application<B>,
     B: AppBody,
 {
+    let _open = open;
     let limits = shared.handler.limits();
+    conn.wait_for_input(limits.get_head_read_timeout()).await;
     // The first byte is due within the head read timeout of the accept.
-    let first_byte = conn.first_bytes_left(limits.get_head_read_timeout());
-    let Connection {
-        stream,
-        peer_addr,
-        local_addr,
-        shutdown,
-        ..
-    } = conn;
-    let link = Link {
-        stream,
-        peer_addr,
-        local_addr,
-        shutdown,
+    let mut start = Start::Accepted(conn.first_bytes_left(limits.get_head_read_timeout()));
+    let mut carry = Carry {
         // A connection just accepted gets its first request served even if
-        // the server started stopping meanwhile (see
-        // `Shutdown::connection_watch`).
+        // the server started stopping meanwhile.
         server_stopping: shared.shutdown.connection_watch(),
         // HTTP/1.x: the response to the last request a connection may
         // carry says `Connection: close`, and hyper closes after it.
         budget: limits
             .get_max_requests_per_connection()
             .map(|n| Arc::new(AtomicU64::new(n))),
+        leftover: Bytes::new(),
+        head_due: None,
+        idle_until: conn.accepted,
     };
-    // hyper's connection lives in a box of its own, freed when it is
-    // parked: the parked connection holds no more than this future.
-    let mut next = Box::pin(session(link, Start::Accepted(first_byte), shared.clone())).await;
-    while let Some(parked) = next {
-        let Some((link, head_due)) = parked.wait(&shared).await else {
+    loop {
+        let stream = conn.stream;
+        let served = session(
+            stream,
+            start,
+            (conn.peer_addr, conn.local_addr),
+            &mut conn.shutdown,
+            &mut carry,
+            &shared,
+        );
+        let Some(stream) = Box::pin(served).await else {
             return;
         };
-        next = Box::pin(session(link, Start::Resumed(head_due), shared.clone())).await;
+        conn.stream = stream;
+        if !wait_parked(&mut conn, &mut carry, &shared).await {
+            return;
+        }
+        // The bytes hyper had read are read again first.
+        conn.stream = conn.stream.replay(std::mem::take(&mut carry.leftover));
+        start = Start::Resumed;
     }
 }
 
-impl Parked {
-    /// Waits until the connection has bytes again (then gives it back, to
-    /// be served by a new hyper connection), its idle timeout has passed,
-    /// the request head it started is overdue, or the server stops
-    /// (`None`: the connection is closed).
-    async fn wait<S>(self, shared: &Shared<S>) -> Option<(Link, Option<Instant>)> {
-        let Parked {
-            mut link,
-            leftover,
-            idle_until,
-            head_due,
-        } = self;
-        let partial = !leftover.is_empty();
-        let deadline = match head_due {
-            Some(due) if partial => due,
-            _ => idle_until,
-        };
-        let Link {
-            stream,
-            shutdown,
-            server_stopping,
-            ..
-        } = &mut link;
-        let resumed = tokio::select! {
+/// Waits until a parked connection has bytes again (`true`: to be served
+/// by a new hyper connection), or its idle timeout has passed, the request
+/// head it started is overdue, or the server stops (`false`: the
+/// connection is to be closed).
+async fn wait_parked<S>(conn: &mut Connection, carry: &mut Carry, shared: &Shared<S>) -> bool {
+    let partial = !carry.leftover.is_empty();
+    let deadline = match carry.head_due {
+        Some(due) if partial => due,
+        _ => carry.idle_until,
+    };
+    let expired = || {
+        if partial {
+            // As hyper's header read timeout would have.
+            tracing::debug!(
+                "a request head was not received in time; closing the parked connection"
+            );
+            if let Some(m) = shared.handler.metrics() {
+                m.failure(Failure::Timeout);
+            }
+        } else {
+            tracing::debug!("closing the idle parked connection");
+        }
+        false
+    };
+    let stopping = || {
+        tracing::debug!(why = STOPPING, "closing the parked connection");
+        false
+    };
+    let (stream, shutdown, server_stopping) =
+        (&conn.stream, &mut conn.shutdown, &mut carry.server_stopping);
+    if shutdown.same_shutdown(server_stopping) {
+        // The usual case (the server's own accept loop): one watch is
+        // enough, and the wait is no larger than a new connection's.
+        tokio::select! {
             biased;
             // Bytes, the end of the input or an error: hyper reads them.
             _ = stream.readable() => true,
-            () = shutdown.stopping() => false,
-            () = server_stopping.stopping() => false,
-            () = tokio::time::sleep_until(deadline) => {
-                if partial {
-                    // As hyper's header read timeout would have.
-                    tracing::debug!("a request head was not received in time; closing the parked connection");
-                    if let Some(m) = shared.handler.metrics() {
-                        m.failure(Failure::Timeout);
-                    }
-                } else {
-                    tracing::debug!("closing the idle parked connection");
-                }
-                return None;
-            }
-        };
-        if !resumed {
-            tracing::debug!(why = STOPPING, "closing the parked connection");
-            return None;
+            () = shutdown.stopping() => stopping(),
+            () = tokio::time::sleep_until(deadline) => expired(),
         }
-        link.stream = link.stream.replay(leftover);
-        Some((link, head_due.filter(|_| partial)))
+    } else {
+        Box::pin(async {
+            tokio::select! {
+                biased;
+                _ = stream.readable() => true,
+                () = shutdown.stopping() => stopping(),
+                () = server_stopping.stopping() => stopping(),
+                () = tokio::time::sleep_until(deadline) => expired(),
+            }
+        })
+        .await
     }
 }
 
@@ -275,21 +288,23 @@ enum Why {
 }
 
 /// Serves a connection with one hyper connection: until it closes (`None`),
-/// or until it is parked (HTTP/1 only).
-async fn session<S, B>(link: Link, start: Start, shared: Arc<Shared<S>>) -> Option<Parked>
+/// or until it is parked (HTTP/1 only): then the stream comes back, and
+/// `carry` says what hyper had read and when the connection went idle.
+async fn session<S, B>(
+    mut stream: Stream,
+    start: Start,
+    (peer_addr, local_addr): (Option<SocketAddr>, Option<SocketAddr>),
+    shutdown: &mut Watch,
+    carry: &mut Carry,
+    shared: &Arc<Shared<S>>,
+) -> Option<Stream>
 where
     S: Application<B>,
     B: AppBody,
 {
     let limits = shared.handler.limits();
-    let Link {
-        mut stream,
-        peer_addr,
-        local_addr,
-        mut shutdown,
-        mut server_stopping,
-        budget,
-    } = link;
+    let server_stopping = &mut carry.server_stopping;
+    let budget = carry.budget.clone();
     let started_at = Instant::now();
     // A new connection: HTTP/2 with prior knowledge, or HTTP/1. hyper's own
     // header read timeout only starts once it has a connection, so the
@@ -309,7 +324,8 @@ where
             }
         }
         Start::Accepted(first_byte) => (false, Some(first_byte), None),
-        Start::Resumed(head_due) => (false, None, head_due),
+        // A head begun before the park keeps its deadline.
+        Start::Resumed => (false, None, carry.head_due.take()),
     };
     let parkable = !h2 && watchable(&stream);
     let svc_shared = shared.clone();
@@ -498,19 +514,10 @@ where
         };
         shared.parked.fetch_add(1, Ordering::Relaxed);
         tracing::trace!(leftover = leftover.len(), "parking the connection");
-        return Some(Parked {
-            link: Link {
-                stream,
-                peer_addr,
-                local_addr,
-                shutdown,
-                server_stopping,
-                budget,
-            },
-            leftover,
-            idle_until: since + idle,
-            head_due,
-        });
+        carry.leftover = leftover;
+        carry.head_due = head_due;
+        carry.idle_until = since + idle;
+        return Some(stream);
     }
     if !tether.released() {
         // Upgraded: the application holds the stream. The connection keeps
@@ -628,17 +635,21 @@ impl Activity {
 
 impl Activity {
     /// HTTP/1: completes once the connection has served a request and been
-    /// quiet from one look to the next (a look every `period`): no request
-    /// in flight or started, no byte read, the last write not waiting. Returns when the
-    /// quiet began at the latest (the look before), and the last look
-    /// that saw a request running (or `start`, the hyper connection's
-    /// start): a request head begun since started after it.
+    /// quiet from one look to the next: no request in flight or started,
+    /// no byte read, the last write not waiting. The looks are `period`
+    /// apart, and further apart (up to `MAX_LOOK_GAP`) while the connection
+    /// stays busy, so a connection serving request after request is rarely
+    /// woken for them. Returns when the quiet began at the latest (the look
+    /// before), and the last look that saw a request running (or `start`,
+    /// the hyper connection's start): a request head begun since started
+    /// after it.
     async fn quiet(&self, period: Duration, tether: &Tether, start: Instant) -> (Instant, Instant) {
         let mut busy = start;
         let (mut started, mut reads) = (0, 0);
         let mut quiet_since = None;
+        let mut gap = period;
         loop {
-            tokio::time::sleep(period).await;
+            tokio::time::sleep(gap).await;
             let now = Instant::now();
             let (s, r) = (self.started.load(Ordering::Relaxed), tether.reads());
             let idle = self.in_flight.load(Ordering::Relaxed) == 0;
@@ -650,12 +661,18 @@ impl Activity {
             // that, it may hold the start of a head, and asked to close it
             // would answer that request with `Connection: close`.
             let quiet = idle && s > 0 && !tether.write_blocked();
+            let same = (s, r) == (started, reads);
             if let Some(since) = quiet_since
                 && quiet
-                && (s, r) == (started, reads)
+                && same
             {
                 return (since, busy);
             }
+            gap = if quiet {
+                period
+            } else {
+                (gap * 2).min(MAX_LOOK_GAP)
+            };
             quiet_since = quiet.then_some(now);
             (started, reads) = (s, r);
         }

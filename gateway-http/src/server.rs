@@ -1,6 +1,7 @@
 //! The server's settings, and the server with its application.
 
 use std::fmt;
+use std::future::Future;
 use std::io;
 use std::marker::PhantomData;
 use std::sync::Arc;
@@ -344,14 +345,11 @@ where
     /// reports stopping, or after it has been idle (see [`Server`]).
     ///
     /// No connection cap is applied here: the accept loop counts.
-    pub async fn serve_connection(&self, mut conn: Connection) {
-        let _open = self.shared.handler.metrics().map(Metrics::connection);
-        // Until its first bytes, a connection holds no more than its
-        // socket: hyper's connection and the handler's state are made (and
-        // boxed) once it has something to read.
-        let head_read_timeout = self.shared.handler.limits().get_head_read_timeout();
-        conn.wait_for_input(head_read_timeout).await;
-        Box::pin(serve_connection(conn, self.shared.clone())).await;
+    pub fn serve_connection(&self, conn: Connection) -> impl Future<Output = ()> + Send + 'static {
+        let open = self.shared.handler.metrics().map(Metrics::connection);
+        // Until its first bytes, and between requests, a connection holds
+        // little more than its socket (see `conn`).
+        serve_connection(conn, self.shared.clone(), open)
     }
 
     /// How many times a connection was parked (see `conn`).

@@ -232,7 +232,7 @@ async fn the_request_budget_holds_across_parks() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_request_head_begun_before_the_park_keeps_its_deadline() {
     let mut limits = Limits::default();
-    limits.head_read_timeout(Duration::from_millis(1500));
+    limits.head_read_timeout(Duration::from_secs(3));
     let srv = start(limits).await;
     let mut s = TcpStream::connect(srv.addr).await.unwrap();
     let mut got = Vec::new();
@@ -240,13 +240,17 @@ async fn a_request_head_begun_before_the_park_keeps_its_deadline() {
         .await
         .unwrap();
     response(&mut s, &mut got).await;
+    let answered = std::time::Instant::now();
     parked(&srv.conns, 1).await;
-    // One more byte brings the connection back; the head is still not
-    // complete when its deadline, counted from before the park, passes.
+    // One more byte, 2 s after the head began, brings the connection back;
+    // the head is still not complete when its deadline passes, 3 s after it
+    // began. Were the deadline counted afresh from the new byte, the close
+    // would come 3 s after it (5 s in all).
+    tokio::time::sleep(Duration::from_secs(2).saturating_sub(answered.elapsed())).await;
     s.write_all(b"H").await.unwrap();
-    let started = std::time::Instant::now();
     assert!(to_close(&mut s).await.is_empty());
-    assert!(started.elapsed() < Duration::from_secs(4));
+    let took = answered.elapsed();
+    assert!(took < Duration::from_millis(4200), "{took:?}");
     let snap = srv.metrics.snapshot();
     assert_eq!(snap.failure(gateway_core::Failure::Timeout), 1, "{snap:?}");
     srv.shutdown.trigger();
