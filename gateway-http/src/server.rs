@@ -53,9 +53,9 @@ const SERVER_SOFTWARE: &str = concat!("gateway-http/", env!("CARGO_PKG_VERSION")
 /// | `max_headers` | hyper's `max_headers` (over it: 431) |
 /// | `max_body_len` | a larger declared body: 413 before the application runs; one that grows larger (chunked, HTTP/2): a body error, answered 413 if the application fails with it before sending anything |
 /// | `body_read_timeout` | each read of the request body; over it a body error, answered 408 if the application fails with it before sending anything |
-/// | `head_read_timeout` | a new connection's first byte, then hyper's header read timeout: the connection is closed. hyper starts it as soon as the connection waits for a request, so it also bounds an idle HTTP/1 keep-alive connection |
+/// | `head_read_timeout` | a new connection's first byte (and, with HTTP/2 on, the rest of the 24 bytes that tell HTTP/2 from HTTP/1), then hyper's header read timeout: the connection is closed. hyper starts it as soon as the connection waits for a request; a parked HTTP/1 connection (see below) starts it again when its next bytes come, and a head begun before the park keeps its deadline |
 /// | `write_timeout` | the client taking nothing written to it for this long: the connection is closed. HTTP/2: a response chunk waiting this long for the client's flow-control window resets its stream; a PING unanswered this long closes the connection |
-/// | `idle_timeout` | a connection with no request for this long (to twice that) is closed gracefully (HTTP/2: GOAWAY); HTTP/2: a client silent this long gets a PING |
+/// | `idle_timeout` | a connection with no request for this long (to twice that) is closed gracefully (HTTP/2: GOAWAY); HTTP/2: a client silent this long gets a PING. A parked HTTP/1 connection is closed this long after its last request (up to half a second later) |
 /// | `max_requests_per_connection` | HTTP/1.x: the last response says `Connection: close` and the connection closes after it |
 /// | `max_connections` | past it, a new connection is answered at once: 503 with `Retry-After: 1` (HTTP/2 prior knowledge: GOAWAY with REFUSED_STREAM), then closed |
 /// | `listen_backlog` | the backlog of a socket [`run`](Server::run) or [`serve`](crate::serve()) binds |
@@ -66,6 +66,17 @@ const SERVER_SOFTWARE: &str = concat!("gateway-http/", env!("CARGO_PKG_VERSION")
 /// client gets one to two seconds to finish the close, then the connection
 /// is dropped. The crate's README has a table of every connection state and
 /// the timeout that bounds it.
+///
+/// An HTTP/1 keep-alive connection that has been quiet for 25 to 50 ms
+/// after a request (no request in flight, its response written, no byte
+/// received since) is parked: hyper's connection, with its read and write
+/// buffers, is taken apart without closing the socket, and the connection
+/// waits holding little more than its socket (about 2 kB instead of about
+/// 22 kB) until its next bytes come; a new hyper connection then serves
+/// them, bytes already received of the next request included. A parked
+/// connection closes at once when the server stops. HTTP/2 connections,
+/// and connections handed to the application (`Upgrade`), are never
+/// parked.
 ///
 /// hyper writes every response head: the status line (HTTP/1.1, or
 /// HTTP/1.0 to an HTTP/1.0 client), `Date`, and the `Server` header of
