@@ -1,7 +1,15 @@
 //! One connection: hyper drives HTTP/1.1 or HTTP/2; every request runs the
 //! core handler inside the futures hyper polls for it.
+//!
+//! An HTTP/1 connection that has been quiet for a moment between requests
+//! is parked: hyper's connection (its read and write buffers, its state) is
+//! taken apart without closing the socket, and the connection waits as the
+//! small future a new connection waits as, until its next bytes come (then
+//! a new hyper connection takes over, the bytes hyper had read replayed in
+//! front), its idle timeout passes or the server stops.
 
 use std::future::{Future, poll_fn};
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -9,13 +17,15 @@ use std::task::{Context, Poll, Wake, Waker};
 use std::time::Duration;
 
 use bytes::Bytes;
-use gateway_core::server::{Connection, Shutdown, Timed};
-use gateway_core::{AppBody, Application, Body, BoxError, ErrorStream, Handler};
+use gateway_core::server::{Connection, Shutdown, Stream, Timed, Watch};
+use gateway_core::{AppBody, Application, Body, BoxError, ErrorStream, Failure, Handler};
 use http::{Request, Response};
 use http_body::{Body as _, Frame, SizeHint};
 use hyper::body::Incoming;
+use hyper::server::conn::{http1, http2};
 use hyper_util::rt::TokioIo;
-use hyper_util::server::conn::auto;
+use tokio::io::AsyncReadExt;
+use tokio::time::Instant;
 
 use crate::body::RequestBody;
 use crate::gateway::{Addrs, HttpGateway, SharedExchange};
@@ -26,48 +36,304 @@ use crate::upgrade::{CutOnDrop, Tether, Tethered};
 /// take to finish the close (between one and two of these).
 pub(crate) const CLOSE_GRACE: Duration = Duration::from_secs(1);
 
+/// How often an HTTP/1 connection is looked at to tell whether it can be
+/// parked: it is, once it has been quiet (no request started or in flight,
+/// no byte read, nothing left to write) from one look to the next, so
+/// between one and two of these after its last activity (a connection that
+/// was busy for a while is looked at less often, see `MAX_LOOK_GAP`). A
+/// client that sends its next request at once never meets a parked
+/// connection; one that pauses longer pays for a new hyper connection.
+pub(crate) const PARK_AFTER: Duration = Duration::from_millis(25);
+
+/// The longest gap between two looks at a busy HTTP/1 connection (see
+/// `PARK_AFTER`).
+const MAX_LOOK_GAP: Duration = Duration::from_millis(400);
+
 /// Why a connection closes when the server stops.
 const STOPPING: &str = "the server is stopping";
+
+/// The HTTP/2 connection preface, which tells HTTP/2 with prior knowledge
+/// from HTTP/1.
+const H2_PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
 /// What every connection of a server shares.
 pub(crate) struct Shared<S> {
     pub(crate) app: S,
     pub(crate) handler: Handler,
-    pub(crate) builder: auto::Builder<StreamExecutor>,
+    pub(crate) http1: http1::Builder,
+    /// `None` when HTTP/2 is off.
+    pub(crate) http2: Option<http2::Builder<StreamExecutor>>,
     pub(crate) server_software: Option<Bytes>,
     pub(crate) errors: ErrorStream,
     /// The server's shutdown, watched besides the connection's own.
     pub(crate) shutdown: Shutdown,
+    /// Connections parked so far (they went back to waiting for input).
+    pub(crate) parked: AtomicU64,
+}
+
+/// What a connection keeps from one hyper connection to the next, besides
+/// its `Connection`.
+struct Carry {
+    /// The server's shutdown (see `Shutdown::connection_watch`).
+    server_stopping: Watch,
+    /// HTTP/1.x: requests the connection may still carry.
+    budget: Option<Arc<AtomicU64>>,
+    /// Parked: bytes hyper had read and not used (the start of the next
+    /// request), to be replayed to the next hyper connection.
+    leftover: Bytes,
+    /// With `leftover`: when the request head they start is due.
+    head_due: Option<Instant>,
+    /// Parked: when the connection has been idle for the idle timeout.
+    idle_until: Instant,
+}
+
+/// How a hyper connection starts.
+enum Start {
+    /// A connection just accepted, its first bytes due within this.
+    Accepted(Duration),
+    /// A parked HTTP/1 connection that has bytes again.
+    Resumed,
 }
 
 /// Serves one accepted connection until it closes, or gracefully closes it
-/// once the shutdown it came with, or the server's own, starts.
-pub(crate) async fn serve_connection<S, B>(conn: Connection, shared: Arc<Shared<S>>)
+/// once the shutdown it came with, or the server's own, starts. An HTTP/1
+/// connection quiet between requests is parked in between (see the module
+/// documentation); it is still the same connection, counted once in the
+/// metrics (`open` is its count of open connections).
+///
+/// The waits (for the first bytes, and while parked) are this future's own,
+/// in the connection's task, on the `Connection` it was given; hyper's
+/// connection and the handler's state live in a box made once there is
+/// something to read, and freed when the connection is parked.
+pub(crate) async fn serve_connection<S, B, G>(
+    mut conn: Connection,
+    shared: Arc<Shared<S>>,
+    open: Option<G>,
+) where
+    S: Application<B>,
+    B: AppBody,
+{
+    let _open = open;
+    let limits = shared.handler.limits();
+    conn.wait_for_input(limits.get_head_read_timeout()).await;
+    // The first byte is due within the head read timeout of the accept.
+    let mut start = Start::Accepted(conn.first_bytes_left(limits.get_head_read_timeout()));
+    let mut carry = Carry {
+        // A connection just accepted gets its first request served even if
+        // the server started stopping meanwhile.
+        server_stopping: shared.shutdown.connection_watch(),
+        // HTTP/1.x: the response to the last request a connection may
+        // carry says `Connection: close`, and hyper closes after it.
+        budget: limits
+            .get_max_requests_per_connection()
+            .map(|n| Arc::new(AtomicU64::new(n))),
+        leftover: Bytes::new(),
+        head_due: None,
+        idle_until: conn.accepted,
+    };
+    loop {
+        let stream = conn.stream;
+        let served = session(
+            stream,
+            start,
+            (conn.peer_addr, conn.local_addr),
+            &mut conn.shutdown,
+            &mut carry,
+            &shared,
+        );
+        let Some(stream) = Box::pin(served).await else {
+            return;
+        };
+        conn.stream = stream;
+        if !wait_parked(&mut conn, &mut carry, &shared).await {
+            return;
+        }
+        // The bytes hyper had read are read again first.
+        conn.stream = conn.stream.replay(std::mem::take(&mut carry.leftover));
+        start = Start::Resumed;
+    }
+}
+
+/// Waits until a parked connection has bytes again (`true`: to be served
+/// by a new hyper connection), or its idle timeout has passed, the request
+/// head it started is overdue, or the server stops (`false`: the
+/// connection is to be closed).
+async fn wait_parked<S>(conn: &mut Connection, carry: &mut Carry, shared: &Shared<S>) -> bool {
+    let partial = !carry.leftover.is_empty();
+    let deadline = match carry.head_due {
+        Some(due) if partial => due,
+        _ => carry.idle_until,
+    };
+    let expired = || {
+        if partial {
+            // As hyper's header read timeout would have.
+            tracing::debug!(
+                "a request head was not received in time; closing the parked connection"
+            );
+            if let Some(m) = shared.handler.metrics() {
+                m.failure(Failure::Timeout);
+            }
+        } else {
+            tracing::debug!("closing the idle parked connection");
+        }
+        false
+    };
+    let stopping = || {
+        tracing::debug!(why = STOPPING, "closing the parked connection");
+        false
+    };
+    let (stream, shutdown, server_stopping) =
+        (&conn.stream, &mut conn.shutdown, &mut carry.server_stopping);
+    if shutdown.same_shutdown(server_stopping) {
+        // The usual case (the server's own accept loop): one watch is
+        // enough, and the wait is no larger than a new connection's.
+        tokio::select! {
+            biased;
+            // Bytes, the end of the input or an error: hyper reads them.
+            _ = stream.readable() => true,
+            () = shutdown.stopping() => stopping(),
+            () = tokio::time::sleep_until(deadline) => expired(),
+        }
+    } else {
+        Box::pin(async {
+            tokio::select! {
+                biased;
+                _ = stream.readable() => true,
+                () = shutdown.stopping() => stopping(),
+                () = server_stopping.stopping() => stopping(),
+                () = tokio::time::sleep_until(deadline) => expired(),
+            }
+        })
+        .await
+    }
+}
+
+/// Reads a new connection's first bytes until they tell HTTP/2 with prior
+/// knowledge (the whole preface) from HTTP/1 (anything else, or the end of
+/// the input): the first byte within `first_byte`, the rest within
+/// `head`. Returns whether it is HTTP/2, and the bytes read.
+async fn read_version(
+    stream: &mut Stream,
+    first_byte: Duration,
+    head: Duration,
+) -> std::io::Result<(bool, Bytes)> {
+    let mut buf = [0u8; H2_PREFACE.len()];
+    let mut filled = 0;
+    let mut due = Instant::now() + first_byte;
+    loop {
+        let read = tokio::time::timeout_at(due, stream.read(&mut buf[filled..])).await;
+        let Ok(read) = read else {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "no request from the peer in time",
+            ));
+        };
+        let n = read?;
+        if filled == 0 && n > 0 {
+            // The first byte came: the rest of the preface is due within
+            // the head read timeout.
+            due = Instant::now() + head;
+        }
+        filled += n;
+        let seen = buf.get(..filled).unwrap_or_default();
+        if n == 0 || seen != H2_PREFACE.get(..filled).unwrap_or_default() {
+            return Ok((false, Bytes::copy_from_slice(seen)));
+        }
+        if filled == H2_PREFACE.len() {
+            return Ok((true, Bytes::copy_from_slice(seen)));
+        }
+    }
+}
+
+/// Whether a connection on `stream` can be parked: its readiness can be
+/// watched without reading (a socket, not an in-memory pipe).
+fn watchable(stream: &Stream) -> bool {
+    match stream {
+        Stream::Tcp(_) | Stream::Unix(_) => true,
+        Stream::Replay(r) => watchable(r.stream()),
+        _ => false,
+    }
+}
+
+/// hyper's connection: HTTP/1 (with upgrades) or HTTP/2.
+enum Hyper<H1, H2> {
+    H1(H1),
+    H2(Pin<Box<H2>>),
+}
+
+impl<H1, H2> Future for Hyper<H1, H2>
+where
+    H1: Future<Output = hyper::Result<()>> + Unpin,
+    H2: Future<Output = hyper::Result<()>>,
+{
+    type Output = hyper::Result<()>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<hyper::Result<()>> {
+        match self.get_mut() {
+            Hyper::H1(c) => Pin::new(c).poll(cx),
+            Hyper::H2(c) => c.as_mut().poll(cx),
+        }
+    }
+}
+
+/// Why a connection's control watch woke it.
+enum Why {
+    /// Close gracefully (the server stopping, the connection idle).
+    Close(&'static str),
+    /// HTTP/1: quiet; the instant it had been quiet since and the last
+    /// time a request was seen running (or the start).
+    Park(Instant, Instant),
+    /// A request head begun before the connection was parked is overdue.
+    HeadOverdue,
+}
+
+/// Serves a connection with one hyper connection: until it closes (`None`),
+/// or until it is parked (HTTP/1 only): then the stream comes back, and
+/// `carry` says what hyper had read and when the connection went idle.
+async fn session<S, B>(
+    mut stream: Stream,
+    start: Start,
+    (peer_addr, local_addr): (Option<SocketAddr>, Option<SocketAddr>),
+    shutdown: &mut Watch,
+    carry: &mut Carry,
+    shared: &Arc<Shared<S>>,
+) -> Option<Stream>
 where
     S: Application<B>,
     B: AppBody,
 {
     let limits = shared.handler.limits();
-    // The first byte is due within the head read timeout of the accept.
-    let first_byte = conn.first_bytes_left(limits.get_head_read_timeout());
-    let Connection {
-        stream,
-        peer_addr,
-        local_addr,
-        mut shutdown,
-        ..
-    } = conn;
+    let server_stopping = &mut carry.server_stopping;
+    let budget = carry.budget.clone();
+    let started_at = Instant::now();
+    // A new connection: HTTP/2 with prior knowledge, or HTTP/1. hyper's own
+    // header read timeout only starts once it has a connection, so the
+    // wait for the first byte is bounded here (or by the transport, below).
+    let (h2, first_byte, head_due) = match start {
+        Start::Accepted(first_byte) if shared.http2.is_some() => {
+            match read_version(&mut stream, first_byte, limits.get_head_read_timeout()).await {
+                Ok((h2, seen)) => {
+                    stream = stream.replay(seen);
+                    (h2, None, None)
+                }
+                Err(e) => {
+                    tracing::debug!(error = %e, "connection ended with an error");
+                    count_error(shared.handler.metrics(), &e);
+                    return None;
+                }
+            }
+        }
+        Start::Accepted(first_byte) => (false, Some(first_byte), None),
+        // A head begun before the park keeps its deadline.
+        Start::Resumed => (false, None, carry.head_due.take()),
+    };
+    let parkable = !h2 && watchable(&stream);
     let svc_shared = shared.clone();
     let addrs = Arc::new(Addrs::new(
         peer_addr,
         local_addr,
         shared.server_software.as_ref(),
     ));
-    // HTTP/1.x: the response to the last request a connection may carry
-    // says `Connection: close`, and hyper closes after it.
-    let budget = limits
-        .get_max_requests_per_connection()
-        .map(|n| Arc::new(AtomicU64::new(n)));
     let activity = Arc::new(Activity::default());
     let svc_activity = activity.clone();
     // The stream outlives hyper's connection when the application takes it
@@ -75,8 +341,9 @@ where
     let (stream, tether) = Tethered::new(stream);
     let _cut = CutOnDrop(tether.clone());
     let svc_tether = tether.clone();
+    let svc_budget = budget.clone();
     let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
-        let last = budget.as_ref().is_some_and(|b| {
+        let last = svc_budget.as_ref().is_some_and(|b| {
             let left = b.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
                 Some(n.saturating_sub(1))
             });
@@ -100,74 +367,157 @@ where
         respond(req, svc_shared.clone(), addrs.clone(), last, in_flight)
     });
     // A client that takes nothing written to it for write_timeout is gone.
-    // hyper's own header read timeout only starts once it has seen enough
-    // bytes to tell HTTP/1 from HTTP/2, so the wait for the first byte is
-    // bounded here.
-    let io = TokioIo::new(Timed::writes(stream, limits.get_write_timeout()).first_byte(first_byte));
+    let mut timed = Timed::writes(stream, limits.get_write_timeout());
+    if let Some(first_byte) = first_byte {
+        timed = timed.first_byte(first_byte);
+    }
+    let io = TokioIo::new(timed);
     let idle = limits.get_idle_timeout();
-    // A connection just accepted gets its first request served even if the
-    // server started stopping meanwhile (see `Shutdown::connection_watch`).
-    let mut server_stopping = shared.shutdown.connection_watch();
     // For the close, which may outlast the watches above: a stream handed
     // to the application keeps a closing connection open until it ends,
     // or until the grace period once the server stops.
     let (mut late_stop, mut late_server_stop) = (shutdown.clone(), shared.shutdown.watch());
     let grace = shared.shutdown.get_deadline();
+    let mut c = match &shared.http2 {
+        Some(h2b) if h2 => Hyper::H2(Box::pin(h2b.serve_connection(io, svc))),
+        _ => Hyper::H1(shared.http1.serve_connection(io, svc).with_upgrades()),
+    };
+    let mut parked_at = None;
+    let mut stopping = false;
     let result = {
-        let c = shared.builder.serve_connection_with_upgrades(io, svc);
-        tokio::pin!(c);
-        // The server stopping, or the connection idle: polled only when one
-        // of them woke the task, not on every wake-up hyper's I/O causes.
+        // The server stopping, the connection idle or quiet: polled only
+        // when one of them woke the task, not on every wake-up hyper's I/O
+        // causes.
         let control = Gated::new(async {
             tokio::select! {
-                _ = shutdown.stopping() => STOPPING,
-                _ = server_stopping.stopping() => STOPPING,
-                () = activity.idle(idle, &tether) => "the connection is idle",
+                _ = shutdown.stopping() => Why::Close(STOPPING),
+                _ = server_stopping.stopping() => Why::Close(STOPPING),
+                () = activity.idle(idle, &tether) => Why::Close("the connection is idle"),
+                (since, busy) = activity.quiet(PARK_AFTER, &tether, started_at), if parkable => {
+                    Why::Park(since, busy)
+                }
+                () = activity.head_overdue(head_due), if head_due.is_some() => Why::HeadOverdue,
             }
         });
         tokio::pin!(control);
         tokio::select! {
             biased;
-            r = c.as_mut() => r,
+            r = &mut c => r,
             why = control.as_mut() => {
-                // Finish the requests in flight, then close (HTTP/2: GOAWAY,
-                // a PING, and a last GOAWAY once the client acknowledged
-                // it). Requests in flight are bounded by their own timeouts
-                // and the shutdown's deadline; once none is left, the close
-                // itself gets CLOSE_GRACE, so a client that never
-                // acknowledges cannot hold the connection (and its slot)
-                // open.
-                tracing::debug!(why, "closing the connection");
-                c.as_mut().graceful_shutdown();
-                let stopping = why == STOPPING;
-                tokio::select! {
-                    biased;
-                    r = c.as_mut() => r,
-                    () = activity.idle(CLOSE_GRACE, &tether) => {
-                        tracing::debug!("the client did not finish the close in time; dropping the connection");
-                        Ok(())
-                    }
-                    () = async {
-                        if !stopping {
-                            tokio::select! {
-                                _ = late_stop.stopping() => {}
-                                _ = late_server_stop.stopping() => {}
+                let why = match why {
+                    Why::Park(since, busy) => {
+                        // hyper closes an idle HTTP/1 connection at once
+                        // when asked to, without a byte more: the shutdown
+                        // of the stream is skipped, and what hyper had
+                        // read and not used comes back with the stream.
+                        tether.parking(true);
+                        if let Hyper::H1(h1) = &mut c {
+                            Pin::new(h1).graceful_shutdown();
+                        }
+                        match poll_fn(|cx| Poll::Ready(Pin::new(&mut c).poll(cx))).await {
+                            Poll::Ready(r) => {
+                                parked_at = Some((since, busy));
+                                Some(r)
+                            }
+                            // A request came after all: it is answered
+                            // with `Connection: close`, and the connection
+                            // closes after it.
+                            Poll::Pending => {
+                                tether.parking(false);
+                                None
                             }
                         }
-                        tokio::time::sleep(grace).await;
-                    } => {
-                        tracing::debug!("the grace period is over; dropping the connection");
-                        Ok(())
+                    }
+                    Why::HeadOverdue => {
+                        tracing::debug!("a request head was not received in time; closing the connection");
+                        if let Some(m) = shared.handler.metrics() {
+                            m.failure(Failure::Timeout);
+                        }
+                        Some(Ok(()))
+                    }
+                    Why::Close(why) => {
+                        tracing::debug!(why, "closing the connection");
+                        stopping = why == STOPPING;
+                        match &mut c {
+                            Hyper::H1(h1) => Pin::new(h1).graceful_shutdown(),
+                            Hyper::H2(h2) => h2.as_mut().graceful_shutdown(),
+                        }
+                        None
+                    }
+                };
+                match why {
+                    Some(r) => r,
+                    None => {
+                        // Finish the requests in flight, then close
+                        // (HTTP/2: GOAWAY, a PING, and a last GOAWAY once
+                        // the client acknowledged it). Requests in flight
+                        // are bounded by their own timeouts and the
+                        // shutdown's deadline; once none is left, the close
+                        // itself gets CLOSE_GRACE, so a client that never
+                        // acknowledges cannot hold the connection (and its
+                        // slot) open.
+                        tokio::select! {
+                            biased;
+                            r = &mut c => r,
+                            () = activity.idle(CLOSE_GRACE, &tether) => {
+                                tracing::debug!("the client did not finish the close in time; dropping the connection");
+                                Ok(())
+                            }
+                            () = async {
+                                if !stopping {
+                                    tokio::select! {
+                                        _ = late_stop.stopping() => {}
+                                        _ = late_server_stop.stopping() => {}
+                                    }
+                                }
+                                tokio::time::sleep(grace).await;
+                            } => {
+                                tracing::debug!("the grace period is over; dropping the connection");
+                                Ok(())
+                            }
+                        }
                     }
                 }
             }
         }
-        // hyper's connection (and the stream, unless it was upgraded) is
-        // dropped here.
     };
-    if let Err(e) = result {
+    // hyper's connection is dropped here (and the stream, unless it was
+    // upgraded or the connection is parked).
+    let parts = match (parked_at, &result, c) {
+        (Some(at), Ok(()), Hyper::H1(h1)) => h1.into_parts().map(|p| (at, p)),
+        _ => None,
+    };
+    if let Err(e) = &result {
         tracing::debug!(error = %e, "connection ended with an error");
-        count_error(shared.handler.metrics(), &*e);
+        count_error(shared.handler.metrics(), e);
+    }
+    if let Some(((since, busy), parts)) = parts {
+        if tether.write_blocked() {
+            // Never so: a quiet connection has nothing left to write.
+            tracing::debug!("bytes left unwritten when parking; closing the connection");
+            return None;
+        }
+        let stream = parts.io.into_inner().into_inner().into_stream();
+        // A copy: hyper's read buffer is a whole 8 KiB allocation.
+        let leftover = if parts.read_buf.is_empty() {
+            Bytes::new()
+        } else {
+            Bytes::copy_from_slice(&parts.read_buf)
+        };
+        // The start of a request head: it is due within the head read
+        // timeout of when the connection started waiting for it (a head
+        // begun before an earlier park keeps its deadline).
+        let head_due = match head_due {
+            _ if leftover.is_empty() => None,
+            Some(due) if activity.started.load(Ordering::Relaxed) == 0 => Some(due),
+            _ => Some(busy + limits.get_head_read_timeout()),
+        };
+        shared.parked.fetch_add(1, Ordering::Relaxed);
+        tracing::trace!(leftover = leftover.len(), "parking the connection");
+        carry.leftover = leftover;
+        carry.head_due = head_due;
+        carry.idle_until = since + idle;
+        return Some(stream);
     }
     if !tether.released() {
         // Upgraded: the application holds the stream. The connection keeps
@@ -175,7 +525,6 @@ where
         // the application gets the grace period, then the socket is shut
         // down.
         tracing::debug!("the connection switched protocols; the application holds it");
-        let grace = shared.shutdown.get_deadline();
         tokio::select! {
             () = tether.wait_released() => {}
             () = async {
@@ -190,6 +539,7 @@ where
             }
         }
     }
+    None
 }
 
 /// A future polled only after its own waker fired (and once at first), so a
@@ -280,6 +630,65 @@ impl Activity {
             }
             seen = now;
         }
+    }
+}
+
+impl Activity {
+    /// HTTP/1: completes once the connection has served a request and been
+    /// quiet from one look to the next: no request in flight or started,
+    /// no byte read, the last write not waiting. The looks are `period`
+    /// apart, and further apart (up to `MAX_LOOK_GAP`) while the connection
+    /// stays busy, so a connection serving request after request is rarely
+    /// woken for them. Returns when the quiet began at the latest (the look
+    /// before), and the last look that saw a request running (or `start`,
+    /// the hyper connection's start): a request head begun since started
+    /// after it.
+    async fn quiet(&self, period: Duration, tether: &Tether, start: Instant) -> (Instant, Instant) {
+        let mut busy = start;
+        let (mut started, mut reads) = (0, 0);
+        let mut quiet_since = None;
+        let mut gap = period;
+        loop {
+            tokio::time::sleep(gap).await;
+            let now = Instant::now();
+            let (s, r) = (self.started.load(Ordering::Relaxed), tether.reads());
+            let idle = self.in_flight.load(Ordering::Relaxed) == 0;
+            if !idle || s != started {
+                busy = now;
+            }
+            // hyper lets go of a connection without a byte more only once
+            // it has served a request on it and waits for the next: before
+            // that, it may hold the start of a head, and asked to close it
+            // would answer that request with `Connection: close`.
+            let quiet = idle && s > 0 && !tether.write_blocked();
+            let same = (s, r) == (started, reads);
+            if let Some(since) = quiet_since
+                && quiet
+                && same
+            {
+                return (since, busy);
+            }
+            gap = if quiet {
+                period
+            } else {
+                (gap * 2).min(MAX_LOOK_GAP)
+            };
+            quiet_since = quiet.then_some(now);
+            (started, reads) = (s, r);
+        }
+    }
+
+    /// Completes at `due` if no request has started by then (a resumed
+    /// connection whose request head, begun before it was parked, is
+    /// overdue); never otherwise.
+    async fn head_overdue(&self, due: Option<Instant>) {
+        if let Some(due) = due {
+            tokio::time::sleep_until(due).await;
+            if self.started.load(Ordering::Relaxed) == 0 {
+                return;
+            }
+        }
+        std::future::pending::<()>().await;
     }
 }
 

@@ -75,6 +75,11 @@
 //!   exchange between the handler and the response body; there is no
 //!   channel, and on HTTP/1 no task per request. `INSTR=1 scripts/bench-http.sh`
 //!   counts the instructions this costs against a bare hyper server.
+//! - Between requests, an HTTP/1 keep-alive connection quiet for 25 to
+//!   50 ms is parked: hyper's connection state and buffers are freed, the
+//!   socket stays open, and the next bytes get a new hyper connection (see
+//!   [`Server`]). A client that sends its next request at once never meets
+//!   a parked connection.
 //!
 //! - HTTP/1.1 `Upgrade` (WebSocket): an axum `WebSocketUpgrade` route works
 //!   unchanged (the request carries hyper's `OnUpgrade`, and a 101 keeps
@@ -98,6 +103,8 @@ mod h2streams;
 mod refuse;
 mod server;
 mod stream;
+#[cfg(test)]
+mod tests;
 mod upgrade;
 
 pub use gateway_core::server::{ListenAddr, Listener, ServerOptions, Shutdown};

@@ -1,9 +1,11 @@
 //! The server's settings, and the server with its application.
 
 use std::fmt;
+use std::future::Future;
 use std::io;
 use std::marker::PhantomData;
 use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 
 use bytes::Bytes;
 use gateway_core::server::{
@@ -12,8 +14,8 @@ use gateway_core::server::{
 use gateway_core::{AppBody, Application, ErrorStream, Metrics};
 #[cfg(doc)]
 use gateway_core::{Handler, Limits, PathView};
+use hyper::server::conn::{http1, http2};
 use hyper_util::rt::TokioTimer;
-use hyper_util::server::conn::auto;
 
 use crate::conn::{Shared, serve_connection};
 use crate::refuse::Refuser;
@@ -51,9 +53,9 @@ const SERVER_SOFTWARE: &str = concat!("gateway-http/", env!("CARGO_PKG_VERSION")
 /// | `max_headers` | hyper's `max_headers` (over it: 431) |
 /// | `max_body_len` | a larger declared body: 413 before the application runs; one that grows larger (chunked, HTTP/2): a body error, answered 413 if the application fails with it before sending anything |
 /// | `body_read_timeout` | each read of the request body; over it a body error, answered 408 if the application fails with it before sending anything |
-/// | `head_read_timeout` | a new connection's first byte, then hyper's header read timeout: the connection is closed. hyper starts it as soon as the connection waits for a request, so it also bounds an idle HTTP/1 keep-alive connection |
+/// | `head_read_timeout` | a new connection's first byte (and, with HTTP/2 on, the rest of the 24 bytes that tell HTTP/2 from HTTP/1), then hyper's header read timeout: the connection is closed. hyper starts it as soon as the connection waits for a request; a parked HTTP/1 connection (see below) starts it again when its next bytes come, and a head begun before the park keeps its deadline |
 /// | `write_timeout` | the client taking nothing written to it for this long: the connection is closed. HTTP/2: a response chunk waiting this long for the client's flow-control window resets its stream; a PING unanswered this long closes the connection |
-/// | `idle_timeout` | a connection with no request for this long (to twice that) is closed gracefully (HTTP/2: GOAWAY); HTTP/2: a client silent this long gets a PING |
+/// | `idle_timeout` | a connection with no request for this long (to twice that) is closed gracefully (HTTP/2: GOAWAY); HTTP/2: a client silent this long gets a PING. A parked HTTP/1 connection is closed this long after its last request (up to half a second later) |
 /// | `max_requests_per_connection` | HTTP/1.x: the last response says `Connection: close` and the connection closes after it |
 /// | `max_connections` | past it, a new connection is answered at once: 503 with `Retry-After: 1` (HTTP/2 prior knowledge: GOAWAY with REFUSED_STREAM), then closed |
 /// | `listen_backlog` | the backlog of a socket [`run`](Server::run) or [`serve`](crate::serve()) binds |
@@ -64,6 +66,17 @@ const SERVER_SOFTWARE: &str = concat!("gateway-http/", env!("CARGO_PKG_VERSION")
 /// client gets one to two seconds to finish the close, then the connection
 /// is dropped. The crate's README has a table of every connection state and
 /// the timeout that bounds it.
+///
+/// An HTTP/1 keep-alive connection that has been quiet for 25 to 50 ms
+/// after a request (no request in flight, its response written, no byte
+/// received since) is parked: hyper's connection, with its read and write
+/// buffers, is taken apart without closing the socket, and the connection
+/// waits holding little more than its socket (about 2 kB instead of about
+/// 22 kB) until its next bytes come; a new hyper connection then serves
+/// them, bytes already received of the next request included. A parked
+/// connection closes at once when the server stops. HTTP/2 connections,
+/// and connections handed to the application (`Upgrade`), are never
+/// parked.
 ///
 /// hyper writes every response head: the status line (HTTP/1.1, or
 /// HTTP/1.0 to an HTTP/1.0 client), `Date`, and the `Server` header of
@@ -163,17 +176,10 @@ impl Server {
         self
     }
 
-    fn hyper_builder(&self) -> auto::Builder<StreamExecutor> {
+    /// hyper's HTTP/1 settings.
+    fn http1_builder(&self) -> http1::Builder {
         let limits = self.options.get_handler().limits();
-        // HTTP/2 streams run on tasks of their own, each watched for a
-        // response the client's flow control holds up past write_timeout.
-        let mut b = auto::Builder::new(StreamExecutor {
-            write_timeout: limits.get_write_timeout(),
-        });
-        if !self.http2 {
-            b = b.http1_only();
-        }
-        let mut h1 = b.http1();
+        let mut h1 = http1::Builder::new();
         h1.timer(TokioTimer::new())
             .header_read_timeout(limits.get_head_read_timeout())
             .max_buf_size(limits.get_max_head_len().max(8192))
@@ -184,18 +190,31 @@ impl Server {
         if limits.get_max_headers() != HYPER_DEFAULT_MAX_HEADERS {
             h1.max_headers(limits.get_max_headers());
         }
+        h1
+    }
+
+    /// hyper's HTTP/2 settings; `None` when HTTP/2 is off.
+    fn http2_builder(&self) -> Option<http2::Builder<StreamExecutor>> {
+        if !self.http2 {
+            return None;
+        }
+        let limits = self.options.get_handler().limits();
+        // HTTP/2 streams run on tasks of their own, each watched for a
+        // response the client's flow control holds up past write_timeout.
+        let mut h2 = http2::Builder::new(StreamExecutor {
+            write_timeout: limits.get_write_timeout(),
+        });
         // A client silent for `idle_timeout` gets a PING; one that does not
         // answer it within `write_timeout` is gone, and the connection (with
         // its streams) is closed.
-        b.http2()
-            .timer(TokioTimer::new())
+        h2.timer(TokioTimer::new())
             .max_header_list_size(u32::try_from(limits.get_max_head_len()).unwrap_or(u32::MAX))
             .keep_alive_interval(Some(limits.get_idle_timeout()))
             .keep_alive_timeout(limits.get_write_timeout());
         if self.extended_connect {
-            b.http2().enable_connect_protocol();
+            h2.enable_connect_protocol();
         }
-        b
+        Some(h2)
     }
 
     /// This server with `app`: what serves connections one by one (see
@@ -212,10 +231,12 @@ impl Server {
             shared: Arc::new(Shared {
                 app,
                 handler: handler.clone(),
-                builder: self.hyper_builder(),
+                http1: self.http1_builder(),
+                http2: self.http2_builder(),
                 server_software: self.server_software.clone(),
                 errors: self.errors.clone(),
                 shutdown: self.options.shutdown_handle(),
+                parked: AtomicU64::new(0),
             }),
             refuser: Refuser::new(
                 self.server_software.as_ref(),
@@ -335,14 +356,19 @@ where
     /// reports stopping, or after it has been idle (see [`Server`]).
     ///
     /// No connection cap is applied here: the accept loop counts.
-    pub async fn serve_connection(&self, mut conn: Connection) {
-        let _open = self.shared.handler.metrics().map(Metrics::connection);
-        // Until its first bytes, a connection holds no more than its
-        // socket: hyper's connection and the handler's state are made (and
-        // boxed) once it has something to read.
-        let head_read_timeout = self.shared.handler.limits().get_head_read_timeout();
-        conn.wait_for_input(head_read_timeout).await;
-        Box::pin(serve_connection(conn, self.shared.clone())).await;
+    pub fn serve_connection(&self, conn: Connection) -> impl Future<Output = ()> + Send + 'static {
+        let open = self.shared.handler.metrics().map(Metrics::connection);
+        // Until its first bytes, and between requests, a connection holds
+        // little more than its socket (see `conn`).
+        serve_connection(conn, self.shared.clone(), open)
+    }
+
+    /// How many times a connection was parked (see `conn`).
+    #[cfg(test)]
+    pub(crate) fn parked(&self) -> u64 {
+        self.shared
+            .parked
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Answers a connection this server has no room for: reads the start of

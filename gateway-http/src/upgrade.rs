@@ -21,7 +21,7 @@
 use std::io;
 use std::os::fd::AsFd;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll};
 
@@ -47,6 +47,14 @@ pub(crate) struct Tether {
     tunnels: AtomicBool,
     /// HTTP/2 streams open on the connection, as its stream counted them.
     open_streams: AtomicUsize,
+    /// Reads that brought bytes (HTTP/1: whether the connection is quiet).
+    reads: AtomicU64,
+    /// The last write or flush had to wait: hyper may hold bytes it has
+    /// not written yet.
+    write_blocked: AtomicBool,
+    /// The connection is being parked: hyper's shutdown of the stream is
+    /// skipped, the stream lives on.
+    parking: AtomicBool,
 }
 
 #[derive(Debug)]
@@ -75,6 +83,22 @@ impl Tether {
     /// may still be open: one was asked for, and streams are open.
     pub(crate) fn tunnel_open(&self) -> bool {
         self.tunnels.load(Ordering::Relaxed) && self.open_streams.load(Ordering::Relaxed) > 0
+    }
+
+    /// How many reads have brought bytes so far.
+    pub(crate) fn reads(&self) -> u64 {
+        self.reads.load(Ordering::Relaxed)
+    }
+
+    /// Whether the last write or flush had to wait.
+    pub(crate) fn write_blocked(&self) -> bool {
+        self.write_blocked.load(Ordering::Relaxed)
+    }
+
+    /// From now on (`true`) or no longer, a shutdown of the stream is
+    /// skipped: the connection is parked, not closed.
+    pub(crate) fn parking(&self, yes: bool) {
+        self.parking.store(yes, Ordering::Relaxed);
     }
 
     /// Whether the stream has been dropped.
@@ -122,8 +146,31 @@ impl Drop for CutOnDrop {
 #[derive(Debug)]
 pub(crate) struct Tethered {
     inner: Stream,
-    tether: Arc<Tether>,
+    tether: Release,
     streams: StreamCounter,
+}
+
+/// The stream's end of the tether: dropping it (with the stream, or when
+/// the stream is taken back) tells the task.
+#[derive(Debug)]
+struct Release(Arc<Tether>);
+
+impl std::ops::Deref for Release {
+    type Target = Tether;
+
+    fn deref(&self) -> &Tether {
+        &self.0
+    }
+}
+
+impl Drop for Release {
+    fn drop(&mut self) {
+        // The application is done with the connection: close it as it
+        // asked (our duplicate would keep the socket open).
+        drop(self.0.handle().take());
+        self.0.released.store(true, Ordering::Release);
+        self.0.notify.notify_one();
+    }
 }
 
 impl Tethered {
@@ -132,11 +179,18 @@ impl Tethered {
         (
             Self {
                 inner,
-                tether: tether.clone(),
+                tether: Release(tether.clone()),
                 streams: StreamCounter::default(),
             },
             tether,
         )
+    }
+
+    /// Takes the stream back (a connection being parked): the tether is
+    /// released, and a handle taken on the socket is dropped, so cutting
+    /// the tether no longer touches the socket.
+    pub(crate) fn into_stream(self) -> Stream {
+        self.inner
     }
 
     /// Publishes the count of open HTTP/2 streams after it may have changed.
@@ -144,6 +198,11 @@ impl Tethered {
         self.tether
             .open_streams
             .store(self.streams.open(), Ordering::Relaxed);
+    }
+
+    /// Notes whether the last write or flush had to wait.
+    fn blocked(&self, pending: bool) {
+        self.tether.write_blocked.store(pending, Ordering::Relaxed);
     }
 
     /// Takes the handle a switch of protocols needs, once asked to.
@@ -176,16 +235,6 @@ fn handle_of(stream: &Stream) -> Option<Handle> {
     }
 }
 
-impl Drop for Tethered {
-    fn drop(&mut self) {
-        // The application is done with the connection: close it as it
-        // asked (our duplicate would keep the socket open).
-        drop(self.tether.handle().take());
-        self.tether.released.store(true, Ordering::Release);
-        self.tether.notify.notify_one();
-    }
-}
-
 impl AsyncRead for Tethered {
     fn poll_read(
         mut self: Pin<&mut Self>,
@@ -196,11 +245,15 @@ impl AsyncRead for Tethered {
         let poll = Pin::new(&mut self.inner).poll_read(cx, buf);
         if let Poll::Ready(Ok(())) = poll
             && buf.filled().len() > before
-            && !self.streams.is_off()
         {
-            let this = &mut *self;
-            this.streams.read(&buf.filled()[before..]);
-            this.counted();
+            // Only this stream writes the count: no read-modify-write.
+            let reads = &self.tether.reads;
+            reads.store(reads.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+            if !self.streams.is_off() {
+                let this = &mut *self;
+                this.streams.read(&buf.filled()[before..]);
+                this.counted();
+            }
         }
         poll
     }
@@ -214,6 +267,7 @@ impl AsyncWrite for Tethered {
     ) -> Poll<io::Result<usize>> {
         self.take_handle();
         let poll = Pin::new(&mut self.inner).poll_write(cx, buf);
+        self.blocked(poll.is_pending());
         if let Poll::Ready(Ok(n)) = poll
             && !self.streams.is_off()
         {
@@ -231,6 +285,7 @@ impl AsyncWrite for Tethered {
     ) -> Poll<io::Result<usize>> {
         self.take_handle();
         let poll = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        self.blocked(poll.is_pending());
         if let Poll::Ready(Ok(n)) = poll
             && !self.streams.is_off()
         {
@@ -254,10 +309,16 @@ impl AsyncWrite for Tethered {
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
+        let poll = Pin::new(&mut self.inner).poll_flush(cx);
+        self.blocked(poll.is_pending());
+        poll
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if self.tether.parking.load(Ordering::Relaxed) {
+            // Parked, not closed: the stream goes on without hyper.
+            return Poll::Ready(Ok(()));
+        }
         Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 }

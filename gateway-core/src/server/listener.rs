@@ -333,15 +333,23 @@ impl Stream {
     }
 
     /// This stream, with `bytes` (read from it already) to be read again
-    /// before what follows. Empty `bytes` leave it as it is.
+    /// before what follows. Empty `bytes` leave it as it is; a stream whose
+    /// replayed bytes were all read again takes the new ones in their place,
+    /// so replaying again and again does not pile up layers.
     pub fn replay(self, bytes: bytes::Bytes) -> Stream {
         if bytes.is_empty() {
             return self;
         }
-        Stream::Replay(Box::new(Replay {
-            pending: bytes,
-            stream: self,
-        }))
+        match self {
+            Stream::Replay(mut r) if r.pending.is_empty() => {
+                r.pending = bytes;
+                Stream::Replay(r)
+            }
+            stream => Stream::Replay(Box::new(Replay {
+                pending: bytes,
+                stream,
+            })),
+        }
     }
 
     /// The TCP stream below, if this is TCP.
@@ -432,6 +440,11 @@ impl AsyncRead for Stream {
                 }
                 let n = r.pending.len().min(buf.remaining());
                 buf.put_slice(&r.pending.split_to(n));
+                if r.pending.is_empty() {
+                    // Let go of the bytes' buffer: the stream may live on
+                    // for long.
+                    r.pending = bytes::Bytes::new();
+                }
                 Poll::Ready(Ok(()))
             }
         }
@@ -485,5 +498,34 @@ impl AsyncWrite for Stream {
             Stream::Duplex(s) => Pin::new(s).poll_shutdown(cx),
             Stream::Replay(r) => Pin::new(&mut r.stream).poll_shutdown(cx),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// Replaying onto a stream whose replayed bytes were all read reuses
+    /// its layer; the bytes come in order either way.
+    #[tokio::test]
+    async fn a_spent_replay_takes_the_next_bytes() {
+        let (ours, mut peer) = tokio::io::duplex(64);
+        let mut s = Stream::Duplex(ours).replay(bytes::Bytes::from_static(b"ab"));
+        peer.write_all(b"cd").await.unwrap();
+        let mut four = [0u8; 4];
+        s.read_exact(&mut four).await.unwrap();
+        assert_eq!(&four, b"abcd");
+        let mut s = s.replay(bytes::Bytes::from_static(b"ef"));
+        match &s {
+            Stream::Replay(r) => assert!(matches!(r.stream(), Stream::Duplex(_))),
+            _ => panic!("not a replay"),
+        }
+        // Bytes not read yet stay in front of new ones.
+        s = s.replay(bytes::Bytes::from_static(b"0"));
+        peer.write_all(b"g").await.unwrap();
+        let mut four = [0u8; 4];
+        s.read_exact(&mut four).await.unwrap();
+        assert_eq!(&four, b"0efg");
     }
 }

@@ -132,6 +132,13 @@ impl Watch {
         *self.rx.borrow() && self.not_before.is_none_or(|t| Instant::now() >= t)
     }
 
+    /// Whether `other` watches the same [`Shutdown`] as this watch (the
+    /// grace of a new connection's watch aside): a connection given both
+    /// need wait on only one of them.
+    pub fn same_shutdown(&self, other: &Watch) -> bool {
+        self.rx.same_channel(&other.rx)
+    }
+
     /// Completes when the shutdown starts (at once if it has), or for a new
     /// connection's watch, once its grace has passed too.
     pub async fn stopping(&mut self) {
