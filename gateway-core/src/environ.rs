@@ -14,8 +14,10 @@ use bytes::Bytes;
 /// HTTP from the request line and headers) and the core builds the
 /// [`http::Request`] from it. Nothing the gateway received is lost: a value
 /// that cannot become an `http` header is still here. The environ of each
-/// request is put into the request's extensions, so an application can read
-/// it with `request.extensions().get::<Environ>()`.
+/// request is put into the request's extensions, in its
+/// [`RequestContext`](crate::RequestContext), so an application can read it
+/// with `request.extensions().get::<RequestContext>()` and
+/// [`environ()`](crate::RequestContext::environ).
 ///
 /// Names are compared byte for byte (CGI names are case-sensitive). Setting a
 /// name that is already present replaces its value in place, so the order of

@@ -573,10 +573,8 @@ impl Handler {
             .then(|| req.uri().path().to_owned());
         info.https = https;
         info.request_id = id;
-        let ext = req.extensions_mut();
-        ext.insert(env);
-        ext.insert(info);
-        ext.insert(errors);
+        req.extensions_mut()
+            .insert(crate::RequestContext::new(env, info, errors));
 
         // Pinned where it is made: the wrappers hold only a reference, so
         // the large future is not moved again.
