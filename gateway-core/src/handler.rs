@@ -607,7 +607,9 @@ impl Handler {
             AssertUnwindSafe(InApp::new(app.oneshot(req), cfg.repeats.panic_mark())).catch_unwind();
         let called = match cfg.limits.get_app_timeout() {
             None => call.await,
-            Some(limit) => match tokio::time::timeout(limit, call).await {
+            // Boxed: the timer lives on the heap only when there is one,
+            // which keeps the future of every request small.
+            Some(limit) => match Box::pin(tokio::time::timeout(limit, call)).await {
                 Ok(called) => called,
                 Err(_) => {
                     tracing::warn!(?limit, "the application did not answer in time; cancelled");
