@@ -89,7 +89,7 @@ pub use environ::{BodyLength, Environ, InvalidContentLength};
 pub use environ_builder::{EnvironBuilder, RepeatedName};
 pub use error::{BoxError, Error, is_disconnect};
 pub use file::{FileBody, FileRegion};
-pub use gateway::{Gateway, ResponseHead, StreamGateway};
+pub use gateway::{Gateway, RequestFacts, ResponseHead, StreamGateway};
 pub use handler::{DEFAULT_ERROR_BODY, DEFAULT_REPEAT_SUMMARY, Handler, HandlerBuilder, PathView};
 pub use head::{HeadFormat, ReasonPhrase};
 pub use info::{Captured, ErrorStream, GatewayInfo, Protocol, RequestContext};
