@@ -74,10 +74,12 @@ fn is_event_stream(headers: &HeaderMap) -> bool {
 /// Whether a `Content-Type` value is `text/event-stream` (parameters
 /// aside).
 fn is_event_stream_type(v: &[u8]) -> bool {
+    const EVENT_STREAM: &[u8] = b"text/event-stream";
+    if v.len() < EVENT_STREAM.len() {
+        return false;
+    }
     let essence = v.split(|&b| b == b';').next().unwrap_or(v);
-    essence
-        .trim_ascii()
-        .eq_ignore_ascii_case(b"text/event-stream")
+    essence.trim_ascii().eq_ignore_ascii_case(EVENT_STREAM)
 }
 
 /// Whether a 101 response switches protocols properly: `Connection` names

@@ -215,26 +215,22 @@ impl Gateway for HttpGateway {
     /// cap on header fields.
     fn request_facts(&self) -> Option<RequestFacts> {
         let parts = self.parts.as_ref()?;
-        let (mut length, mut joined): (Option<&[u8]>, Option<Vec<u8>>) = (None, None);
-        let mut coding = false;
-        for (name, value) in &parts.headers {
-            if name == header::CONTENT_LENGTH {
-                match (length, &mut joined) {
-                    (None, _) => length = Some(value.as_bytes()),
-                    (Some(first), None) => joined = Some([first, b",", value.as_bytes()].concat()),
-                    (Some(_), Some(j)) => {
-                        j.push(b',');
-                        j.extend_from_slice(value.as_bytes());
-                    }
-                }
-            } else if name == header::TRANSFER_ENCODING {
-                coding = true;
+        // Two lookups: most requests have neither field.
+        let mut lengths = parts.headers.get_all(header::CONTENT_LENGTH).iter();
+        let first = lengths.next().map(HeaderValue::as_bytes);
+        let joined = lengths.next().map(|second| {
+            let mut j = [first.unwrap_or_default(), b",", second.as_bytes()].concat();
+            for more in lengths {
+                j.push(b',');
+                j.extend_from_slice(more.as_bytes());
             }
-        }
+            j
+        });
+        let coding = parts.headers.contains_key(header::TRANSFER_ENCODING);
         Some(RequestFacts::new(
             &parts.method,
             parts.version,
-            joined.as_deref().or(length),
+            joined.as_deref().or(first),
             coding,
         ))
     }
