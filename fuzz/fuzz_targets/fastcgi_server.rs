@@ -16,7 +16,7 @@ use std::convert::Infallible;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use gateway_core::{Body, ErrorStream, Limits};
+use gateway_core::{Body, Limits, RequestContext};
 use gateway_fastcgi::proto::{self, RecordType};
 use gateway_fastcgi::{Connections, Server};
 use gateway_fuzz::{exchange, runtime};
@@ -25,7 +25,7 @@ use http_body_util::BodyExt;
 use libfuzzer_sys::fuzz_target;
 
 async fn app(req: Request<Body>) -> Result<Response<Body>, Infallible> {
-    if let Some(errors) = req.extensions().get::<ErrorStream>() {
+    if let Some(errors) = (req.extensions().get::<RequestContext>()).map(|cx| cx.errors()) {
         errors.write(b"fuzz: request seen\n");
     }
     let body = req.into_body().collect().await.map(|b| b.to_bytes());

@@ -54,7 +54,8 @@ async fn run(vars: &[(&str, &[u8])], stdin: &'static [u8]) -> (Vec<u8>, Seen, St
                     .map(|(n, v)| (n.to_string(), v.as_bytes().to_vec()))
                     .collect(),
                 body,
-                info: parts.extensions.get::<GatewayInfo>().cloned(),
+                info: (parts.extensions.get::<gateway_core::RequestContext>())
+                    .map(|cx| cx.info().clone()),
             };
             Ok::<_, Infallible>(Response::new("ok".to_string()))
         }

@@ -14,8 +14,10 @@ use bytes::Bytes;
 /// HTTP from the request line and headers) and the core builds the
 /// [`http::Request`] from it. Nothing the gateway received is lost: a value
 /// that cannot become an `http` header is still here. The environ of each
-/// request is put into the request's extensions, so an application can read
-/// it with `request.extensions().get::<Environ>()`.
+/// request is put into the request's extensions, in its
+/// [`RequestContext`](crate::RequestContext), so an application can read it
+/// with `request.extensions().get::<RequestContext>()` and
+/// [`environ()`](crate::RequestContext::environ).
 ///
 /// Names are compared byte for byte (CGI names are case-sensitive). Setting a
 /// name that is already present replaces its value in place, so the order of
@@ -271,14 +273,6 @@ impl<'a> Known<'a> {
         nonempty(self.request_uri)
     }
 
-    /// As [`Environ::content_length`].
-    pub(crate) fn content_length(&self) -> Result<Option<u64>, InvalidContentLength> {
-        match nonempty(self.content_length) {
-            None => Ok(None),
-            Some(v) => parse_decimal(v).map(Some).ok_or(InvalidContentLength),
-        }
-    }
-
     /// As [`Environ::body_length`].
     pub(crate) fn body_length(&self) -> Result<BodyLength, InvalidContentLength> {
         BodyLength::from_values(
@@ -335,7 +329,10 @@ impl Environ {
     /// request, those the full environ has, with the same values:
     /// `REQUEST_METHOD`, `SERVER_PROTOCOL`, `CONTENT_LENGTH`,
     /// `HTTP_TRANSFER_ENCODING`, `HTTPS`, `REQUEST_SCHEME` and
-    /// `SCRIPT_NAME`. Any change to the environ makes it first.
+    /// `SCRIPT_NAME`. Any change to the environ makes it first. A backend
+    /// that gives these through
+    /// [`Gateway::request_facts`](crate::Gateway::request_facts) may pass
+    /// an empty `known`.
     ///
     /// ```
     /// use gateway_core::Environ;

@@ -5,11 +5,11 @@ use std::future::Future;
 use std::io;
 
 use bytes::{Bytes, BytesMut};
-use http::{HeaderMap, Request, StatusCode, Version};
+use http::{HeaderMap, Method, Request, StatusCode, Version};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 
 use crate::body::Body;
-use crate::environ::{BodyLength, Environ};
+use crate::environ::{BodyLength, Environ, InvalidContentLength};
 use crate::error::Error;
 use crate::file::FileRegion;
 use crate::head::{self, HeadFormat};
@@ -121,6 +121,19 @@ pub trait Gateway: Send {
         GatewayInfo::new(Protocol::Other("custom"))
     }
 
+    /// What the handler reads of every request before it calls the
+    /// application, when the backend knows it without an environ (an
+    /// origin server whose library parsed the request): the method, the
+    /// version, the body's length. Asked once per request, after
+    /// [`add_cgi_vars`](Gateway::add_cgi_vars); it must agree with the
+    /// environ. The default, `None`, has the handler read them from the
+    /// environ, which makes a deferred environ's known variables (see
+    /// [`Environ::deferred`]) enough; a backend that answers here can
+    /// defer its whole environ.
+    fn request_facts(&self) -> Option<RequestFacts> {
+        None
+    }
+
     /// Puts the response head into `buf`, to be written with the first body
     /// bytes (so a small response costs one write). The default encodes it
     /// in `format` ([`HeadFormat::Cgi`] or the origin form; nothing for an
@@ -171,6 +184,56 @@ pub trait Gateway: Send {
     fn sendfile(&mut self, file: &FileRegion) -> impl Future<Output = io::Result<bool>> + Send {
         let _ = file;
         async { Ok(false) }
+    }
+}
+
+/// What the handler reads of every request before it calls the
+/// application, as a backend that parsed the request knows it (see
+/// [`Gateway::request_facts`]): the same values the environ's
+/// `REQUEST_METHOD`, `SERVER_PROTOCOL`, `CONTENT_LENGTH`,
+/// `HTTP_TRANSFER_ENCODING`, `HTTPS` and `SCRIPT_NAME` give. The header
+/// count limit ([`Limits::max_headers`](crate::Limits::max_headers)) is the
+/// backend's to apply when it gives these.
+#[derive(Debug, Clone)]
+pub struct RequestFacts {
+    pub(crate) is_head: bool,
+    pub(crate) version: Version,
+    pub(crate) body_length: Result<BodyLength, InvalidContentLength>,
+    pub(crate) https: bool,
+    pub(crate) script_name: Option<Bytes>,
+}
+
+impl RequestFacts {
+    /// A request with this method and version, whose body's length
+    /// follows from its `Content-Length` (repeated fields joined with `,`)
+    /// and whether it has a `Transfer-Encoding`, by the rule of
+    /// [`BodyLength::from_values`]; over plain HTTP, with an empty
+    /// `SCRIPT_NAME`.
+    pub fn new(
+        method: &Method,
+        version: Version,
+        content_length: Option<&[u8]>,
+        transfer_coding: bool,
+    ) -> Self {
+        Self {
+            is_head: method == Method::HEAD,
+            version,
+            body_length: BodyLength::from_values(content_length, transfer_coding),
+            https: false,
+            script_name: None,
+        }
+    }
+
+    /// Sets whether the request came over TLS.
+    pub fn with_https(mut self, https: bool) -> Self {
+        self.https = https;
+        self
+    }
+
+    /// Sets the request's `SCRIPT_NAME`.
+    pub fn with_script_name(mut self, script_name: impl Into<Bytes>) -> Self {
+        self.script_name = Some(script_name.into()).filter(|s| !s.is_empty());
+        self
     }
 }
 

@@ -15,7 +15,7 @@ use tracing::Instrument;
 use crate::body::Body;
 use crate::environ::{BodyLength, Environ};
 use crate::error::{BoxError, Error, Kind};
-use crate::gateway::Gateway;
+use crate::gateway::{Gateway, RequestFacts};
 use crate::head::HeadFormat;
 use crate::limits::Limits;
 use crate::logging::{self, RequestId};
@@ -456,12 +456,30 @@ impl Handler {
             env.set_default("SERVER_SOFTWARE", s.clone());
         }
         let errors = gateway.stderr();
-        // What is read of the environ below, found in one pass (without
-        // making a deferred environ).
-        let known = env.known_now();
-        let content_length = known.content_length();
-        let body_length = known.body_length();
-        let https = known.https();
+        // What is read of the environ below: from the backend when it knows
+        // it, else found in one pass over the environ (without making a
+        // deferred environ).
+        // The backend that knows them applied the cap on header fields.
+        let (facts, fields) = match gateway.request_facts() {
+            Some(facts) => (facts, 0),
+            None => {
+                let known = env.known_now();
+                let facts = RequestFacts {
+                    is_head: known.request_method() == Some(b"HEAD"),
+                    version: version_of(known.server_protocol()),
+                    body_length: known.body_length(),
+                    https: known.https(),
+                    script_name: known.script_name.filter(|v| !v.is_empty()).cloned(),
+                };
+                (facts, known.http_fields)
+            }
+        };
+        let body_length = facts.body_length;
+        let content_length = body_length.map(|b| match b {
+            BodyLength::Known(n) => Some(n),
+            _ => None,
+        });
+        let https = facts.https;
         let mut ctx = RequestCtx {
             head_format: if origin {
                 HeadFormat::Origin {
@@ -471,8 +489,8 @@ impl Handler {
             } else {
                 HeadFormat::Cgi
             },
-            request_version: version_of(known.server_protocol()),
-            is_head: known.request_method() == Some(b"HEAD"),
+            request_version: facts.version,
+            is_head: facts.is_head,
             max_response_head_len: cfg.limits.get_max_response_head_len(),
             errors: errors.clone(),
             traceback_limit: cfg.traceback_limit,
@@ -486,7 +504,6 @@ impl Handler {
         // sent, so the cap on headers is applied here for every backend (a
         // deferred environ's backend parsed the request and applied it).
         let max_headers = cfg.limits.get_max_headers();
-        let fields = known.http_fields;
         if fields > max_headers {
             tracing::debug!(fields, max_headers, "too many request header fields");
             crate::metrics::note(cfg.metrics.as_ref(), crate::Failure::Limit);
@@ -496,7 +513,7 @@ impl Handler {
             );
             return Box::pin(self.finish_plain(gateway, res, &ctx)).await;
         }
-        let script_name = known.script_name.filter(|v| !v.is_empty()).cloned();
+        let script_name = facts.script_name;
 
         // Refuse a declared body over the limit before reading any of it.
         if let Some(max) = cfg.limits.get_max_body_len()
@@ -573,10 +590,8 @@ impl Handler {
             .then(|| req.uri().path().to_owned());
         info.https = https;
         info.request_id = id;
-        let ext = req.extensions_mut();
-        ext.insert(env);
-        ext.insert(info);
-        ext.insert(errors);
+        req.extensions_mut()
+            .insert(crate::RequestContext::new(env, info, errors));
 
         // Pinned where it is made: the wrappers hold only a reference, so
         // the large future is not moved again.
@@ -609,7 +624,9 @@ impl Handler {
             AssertUnwindSafe(InApp::new(app.oneshot(req), cfg.repeats.panic_mark())).catch_unwind();
         let called = match cfg.limits.get_app_timeout() {
             None => call.await,
-            Some(limit) => match tokio::time::timeout(limit, call).await {
+            // Boxed: the timer lives on the heap only when there is one,
+            // which keeps the future of every request small.
+            Some(limit) => match Box::pin(tokio::time::timeout(limit, call)).await {
                 Ok(called) => called,
                 Err(_) => {
                     tracing::warn!(?limit, "the application did not answer in time; cancelled");

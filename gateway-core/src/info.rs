@@ -5,6 +5,8 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
+use crate::environ::Environ;
+
 /// The protocol a request arrived over.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
@@ -48,12 +50,15 @@ impl fmt::Display for Protocol {
 /// `wsgi.run_once`, plus the protocol, the form of the response head and the
 /// socket addresses.
 ///
-/// The handler puts one into every request's extensions:
+/// The handler puts one into every request's extensions, in its
+/// [`RequestContext`]:
 ///
 /// ```
-/// # use gateway_core::GatewayInfo;
+/// # use gateway_core::RequestContext;
 /// fn scheme(req: &http::Request<gateway_core::Body>) -> &'static str {
-///     req.extensions().get::<GatewayInfo>().map_or("http", |i| i.url_scheme())
+///     req.extensions()
+///         .get::<RequestContext>()
+///         .map_or("http", |cx| cx.info().url_scheme())
 /// }
 /// ```
 ///
@@ -193,7 +198,8 @@ impl GatewayInfo {
 /// process's stderr, FastCGI STDERR records, or a log.
 ///
 /// Cheap to clone; every clone writes to the same place. The handler puts one
-/// into every request's extensions and writes application failures to it.
+/// into every request's extensions (in its [`RequestContext`]) and writes
+/// application failures to it.
 ///
 /// ```
 /// use gateway_core::ErrorStream;
@@ -276,5 +282,72 @@ impl Captured {
     /// Everything written so far, as lossy UTF-8 text.
     pub fn text(&self) -> String {
         String::from_utf8_lossy(&self.contents()).into_owned()
+    }
+}
+
+/// What the handler tells the application about its request, in the
+/// request's extensions: the CGI meta-variables ([`Environ`]), the facts
+/// about the gateway and connection ([`GatewayInfo`]) and the request's
+/// error stream ([`ErrorStream`]), wsgiref's `environ` with its `wsgi.*`
+/// keys.
+///
+/// One extension holds all three, which costs a request one entry in its
+/// extensions instead of three.
+///
+/// ```
+/// use gateway_core::RequestContext;
+///
+/// fn script_name(req: &http::Request<gateway_core::Body>) -> Vec<u8> {
+///     req.extensions()
+///         .get::<RequestContext>()
+///         .map_or_else(Vec::new, |cx| cx.environ().script_name().to_vec())
+/// }
+/// ```
+///
+/// With axum, take it with the `Extension` extractor
+/// (`Extension(cx): Extension<RequestContext>`).
+#[derive(Debug, Clone)]
+pub struct RequestContext {
+    environ: Environ,
+    info: GatewayInfo,
+    errors: ErrorStream,
+}
+
+impl RequestContext {
+    /// A context of these parts, for tests and for applications run by
+    /// hand (the handler makes one for every request).
+    pub fn new(environ: Environ, info: GatewayInfo, errors: ErrorStream) -> Self {
+        Self {
+            environ,
+            info,
+            errors,
+        }
+    }
+
+    /// The request's CGI meta-variables.
+    pub fn environ(&self) -> &Environ {
+        &self.environ
+    }
+
+    /// The request's meta-variables, to change (middleware that adjusts
+    /// what the application sees).
+    pub fn environ_mut(&mut self) -> &mut Environ {
+        &mut self.environ
+    }
+
+    /// Facts about the gateway and connection: the scheme, the protocol,
+    /// the `wsgi.*` flags, the socket addresses, the request id.
+    pub fn info(&self) -> &GatewayInfo {
+        &self.info
+    }
+
+    /// The request's error stream (wsgi.errors).
+    pub fn errors(&self) -> &ErrorStream {
+        &self.errors
+    }
+
+    /// The three parts.
+    pub fn into_parts(self) -> (Environ, GatewayInfo, ErrorStream) {
+        (self.environ, self.info, self.errors)
     }
 }

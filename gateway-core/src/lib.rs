@@ -10,8 +10,8 @@
 //! What the core owns, for every backend alike:
 //! - the request view: the CGI meta-variables as an [`Environ`] of raw bytes,
 //!   and the [`http::Request`] built from it by one documented rule
-//!   ([`request::build_request`]), with [`GatewayInfo`] and the request's
-//!   [`ErrorStream`] in its extensions;
+//!   ([`request::build_request`]), with a [`RequestContext`] (the environ,
+//!   [`GatewayInfo`] and the request's [`ErrorStream`]) in its extensions;
 //! - the response pipeline: head checks, the lazy head (nothing is written
 //!   until the first non-empty body chunk or the end of the body),
 //!   Content-Length rules (set when the body size is exactly known, none on
@@ -89,10 +89,10 @@ pub use environ::{BodyLength, Environ, InvalidContentLength};
 pub use environ_builder::{EnvironBuilder, RepeatedName};
 pub use error::{BoxError, Error, is_disconnect};
 pub use file::{FileBody, FileRegion};
-pub use gateway::{Gateway, ResponseHead, StreamGateway};
+pub use gateway::{Gateway, RequestFacts, ResponseHead, StreamGateway};
 pub use handler::{DEFAULT_ERROR_BODY, DEFAULT_REPEAT_SUMMARY, Handler, HandlerBuilder, PathView};
 pub use head::{HeadFormat, ReasonPhrase};
-pub use info::{Captured, ErrorStream, GatewayInfo, Protocol};
+pub use info::{Captured, ErrorStream, GatewayInfo, Protocol, RequestContext};
 pub use limits::Limits;
 pub use logging::RequestId;
 pub use metrics::{Failure, Metrics};

@@ -98,9 +98,11 @@ pub const REQUEST_SPAN_TARGET: &str = "gateway_core::request";
 /// and its `tracing` span.
 ///
 /// ```
-/// # use gateway_core::GatewayInfo;
+/// # use gateway_core::RequestContext;
 /// fn id(req: &http::Request<gateway_core::Body>) -> Option<u64> {
-///     req.extensions().get::<GatewayInfo>().map(|i| i.request_id().get())
+///     req.extensions()
+///         .get::<RequestContext>()
+///         .map(|cx| cx.info().request_id().get())
 /// }
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]

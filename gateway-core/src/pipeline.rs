@@ -66,13 +66,20 @@ pub fn wants_unbuffered(headers: &HeaderMap, streamed: bool) -> bool {
 pub const X_ACCEL_BUFFERING: &str = "x-accel-buffering";
 
 fn is_event_stream(headers: &HeaderMap) -> bool {
-    headers.get(header::CONTENT_TYPE).is_some_and(|v| {
-        let v = v.as_bytes();
-        let essence = v.split(|&b| b == b';').next().unwrap_or(v);
-        essence
-            .trim_ascii()
-            .eq_ignore_ascii_case(b"text/event-stream")
-    })
+    headers
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| is_event_stream_type(v.as_bytes()))
+}
+
+/// Whether a `Content-Type` value is `text/event-stream` (parameters
+/// aside).
+fn is_event_stream_type(v: &[u8]) -> bool {
+    const EVENT_STREAM: &[u8] = b"text/event-stream";
+    if v.len() < EVENT_STREAM.len() {
+        return false;
+    }
+    let essence = v.split(|&b| b == b';').next().unwrap_or(v);
+    essence.trim_ascii().eq_ignore_ascii_case(EVENT_STREAM)
 }
 
 /// Whether a 101 response switches protocols properly: `Connection` names
@@ -148,6 +155,32 @@ struct Writer<'g, G> {
     bytes_sent: u64,
     remaining: Option<u64>,
     no_body_status: bool,
+    /// What the head's headers say, as `check_head` found them (kept up
+    /// to date as the pipeline adds a `Content-Length`).
+    facts: HeadFacts,
+}
+
+/// What the pipeline reads of a response head, found in the pass that
+/// checks it rather than by a lookup each.
+#[derive(Debug, Default, Clone, Copy)]
+struct HeadFacts {
+    /// The head has a `Content-Length`.
+    has_length: bool,
+    /// Its first `Content-Length` is not a decimal number.
+    bad_length: bool,
+    /// Its first `Content-Length`, when it is a decimal number.
+    length: Option<u64>,
+    /// Its (first) `Content-Type` is `text/event-stream`.
+    event_stream: bool,
+    /// The application set `X-Accel-Buffering` itself.
+    accel_set: bool,
+}
+
+impl HeadFacts {
+    /// The rule of [`wants_unbuffered`] over the facts.
+    fn wants_unbuffered(&self, streamed: bool) -> bool {
+        ((streamed && !self.has_length) || self.event_stream) && !self.accel_set
+    }
 }
 
 pub(crate) async fn send<G, B>(gw: &mut G, res: Response<B>, ctx: &RequestCtx<'_>) -> Sent
@@ -159,9 +192,10 @@ where
 {
     let (mut parts, body) = res.into_parts();
     let switch = ctx.upgrades && is_proper_switch(parts.status, &parts.headers);
-    if let Err(e) = check_head(&mut parts, switch) {
-        return Sent::NothingSent(e);
-    }
+    let mut facts = match check_head(&mut parts, switch) {
+        Ok(facts) => facts,
+        Err(e) => return Sent::NothingSent(e),
+    };
     let status = parts.status;
     let no_body_status = status.is_informational()
         || status == StatusCode::NO_CONTENT
@@ -171,18 +205,16 @@ where
     {
         tracing::debug!(%status, "dropping Content-Length on a response that has no body");
         remove_in_order(&mut parts.headers, |n| n == header::CONTENT_LENGTH);
+        facts.has_length = false;
+        facts.bad_length = false;
+        facts.length = None;
     }
-    let declared = match parts.headers.get(header::CONTENT_LENGTH) {
-        None => None,
-        Some(v) => match crate::environ::parse_decimal(v.as_bytes()) {
-            Some(n) => Some(n),
-            None => {
-                return Sent::NothingSent(Error::new(Kind::InvalidResponse(
-                    "invalid Content-Length in the response",
-                )));
-            }
-        },
-    };
+    if facts.bad_length {
+        return Sent::NothingSent(Error::new(Kind::InvalidResponse(
+            "invalid Content-Length in the response",
+        )));
+    }
+    let declared = facts.length;
     let skip_body = ctx.is_head || no_body_status;
     let mut remaining = declared;
     if declared.is_none() && !no_body_status {
@@ -194,6 +226,7 @@ where
             parts
                 .headers
                 .insert(header::CONTENT_LENGTH, length_value(n));
+            facts.has_length = true;
             remaining = Some(n);
         }
     }
@@ -207,6 +240,7 @@ where
         bytes_sent: 0,
         remaining: if skip_body { None } else { remaining },
         no_body_status: skip_body,
+        facts,
     };
 
     if skip_body {
@@ -327,7 +361,7 @@ impl<G: Gateway> Writer<'_, G> {
         let Some(mut parts) = self.head.take() else {
             return Ok(());
         };
-        if ctx.accel_hint && !self.no_body_status && wants_unbuffered(&parts.headers, streamed) {
+        if ctx.accel_hint && !self.no_body_status && self.facts.wants_unbuffered(streamed) {
             parts.headers.insert(
                 HeaderName::from_static(X_ACCEL_BUFFERING),
                 HeaderValue::from_static("no"),
@@ -387,12 +421,13 @@ impl<G: Gateway> Writer<'_, G> {
     async fn end(&mut self, ctx: &RequestCtx<'_>) -> Sent {
         if let Some(parts) = &mut self.head
             && !self.no_body_status
-            && !parts.headers.contains_key(header::CONTENT_LENGTH)
+            && !self.facts.has_length
         {
             // C9/C27: nothing was written and nothing declared: say so.
             parts
                 .headers
                 .insert(header::CONTENT_LENGTH, HeaderValue::from_static("0"));
+            self.facts.has_length = true;
         }
         if let Err(f) = self.commit_head(ctx, false) {
             return self.fail(f, ctx).await;
@@ -467,8 +502,9 @@ impl<G: Gateway> Writer<'_, G> {
 /// characters are an error; hop-by-hop fields and `Status` are removed and
 /// logged (the validator layer makes them errors instead). `switch`: a
 /// proper 101 the backend can carry out, which keeps `Connection` and
-/// `Upgrade`.
-fn check_head(parts: &mut Parts, switch: bool) -> Result<(), Error> {
+/// `Upgrade`. Returns what the rest of the pipeline reads of the head,
+/// found in the same pass.
+fn check_head(parts: &mut Parts, switch: bool) -> Result<HeadFacts, Error> {
     if let Some(r) = parts.extensions.get::<ReasonPhrase>()
         && has_bad_value_byte(&r.0)
     {
@@ -477,13 +513,28 @@ fn check_head(parts: &mut Parts, switch: bool) -> Result<(), Error> {
         )));
     }
     let mut strip = false;
+    let mut facts = HeadFacts::default();
+    let mut seen_type = false;
     for (name, value) in &parts.headers {
         if has_bad_value_byte(value.as_bytes()) {
             return Err(Error::new(Kind::InvalidResponse(
                 "control character in a response header value",
             )));
         }
-        if is_stripped(name, switch) {
+        if name == header::CONTENT_LENGTH {
+            if !facts.has_length {
+                facts.has_length = true;
+                facts.length = crate::environ::parse_decimal(value.as_bytes());
+                facts.bad_length = facts.length.is_none();
+            }
+        } else if name == header::CONTENT_TYPE {
+            if !seen_type {
+                seen_type = true;
+                facts.event_stream = is_event_stream_type(value.as_bytes());
+            }
+        } else if name.as_str() == X_ACCEL_BUFFERING {
+            facts.accel_set = true;
+        } else if is_stripped(name, switch) {
             tracing::warn!(header = %name, "removing a hop-by-hop or Status header from the response");
             strip = true;
         }
@@ -491,7 +542,7 @@ fn check_head(parts: &mut Parts, switch: bool) -> Result<(), Error> {
     if strip {
         remove_in_order(&mut parts.headers, |n| is_stripped(n, switch));
     }
-    Ok(())
+    Ok(facts)
 }
 
 fn is_stripped(name: &HeaderName, switch: bool) -> bool {

@@ -6,7 +6,7 @@
 //!
 //! | rule | what |
 //! |---|---|
-//! | [`rule::ENVIRON`] | the request carries an [`Environ`] with `REQUEST_METHOD`, `SERVER_NAME` and `SERVER_PORT` |
+//! | [`rule::ENVIRON`] | the request carries a [`RequestContext`](crate::RequestContext) whose [`Environ`](crate::Environ) has `REQUEST_METHOD`, `SERVER_NAME` and `SERVER_PORT` |
 //! | [`rule::SCRIPT_NAME`] | `SCRIPT_NAME` is empty or starts with `/`, and is not `/` itself |
 //! | [`rule::PATH_INFO`] | `PATH_INFO` is empty or starts with `/` |
 //! | [`rule::REQUEST_HEADERS`] | at most one `Content-Type` and one `Content-Length` in the request (wsgiref forbids `HTTP_CONTENT_TYPE`/`HTTP_CONTENT_LENGTH`; web servers such as nginx do send them, so the check is on the request the core built from them) |
@@ -56,14 +56,14 @@ use http_body::{Frame, SizeHint};
 use tower::{Layer, Service};
 
 use crate::body::Body;
-use crate::environ::Environ;
 use crate::error::BoxError;
 use crate::head::ReasonPhrase;
 use crate::pipeline::is_hop_by_hop;
 
 /// The names of the rules, as they appear in [`Violation`] messages.
 pub mod rule {
-    /// The request carries an `Environ` with the required variables.
+    /// The request carries a `RequestContext` whose environ has the required
+    /// variables.
     pub const ENVIRON: &str = "environ";
     /// `SCRIPT_NAME` is empty or `/`-prefixed, and not `/`.
     pub const SCRIPT_NAME: &str = "script-name";
@@ -233,8 +233,15 @@ fn may_have_body(status: StatusCode) -> bool {
 }
 
 fn check_request(req: &Request<Body>) -> Result<(), Violation> {
-    let Some(env) = req.extensions().get::<Environ>() else {
-        return Err(Violation::new(rule::ENVIRON, "the request has no Environ"));
+    let Some(env) = req
+        .extensions()
+        .get::<crate::RequestContext>()
+        .map(crate::RequestContext::environ)
+    else {
+        return Err(Violation::new(
+            rule::ENVIRON,
+            "the request has no RequestContext",
+        ));
     };
     for name in ["REQUEST_METHOD", "SERVER_NAME", "SERVER_PORT"] {
         if env.get(name).is_none() {

@@ -9,7 +9,7 @@ use axum::Router;
 use axum::extract::{Extension, Path, Query};
 use axum::routing::{get, post};
 use common::*;
-use gateway_core::{Environ, GatewayInfo, Handler};
+use gateway_core::{Handler, RequestContext};
 
 async fn update(
     Path(id): Path<String>,
@@ -20,10 +20,8 @@ async fn update(
     format!("id={id} x={x} body={body}")
 }
 
-async fn whoami(
-    Extension(info): Extension<GatewayInfo>,
-    Extension(env): Extension<Environ>,
-) -> String {
+async fn whoami(Extension(cx): Extension<RequestContext>) -> String {
+    let (env, info) = (cx.environ(), cx.info());
     let addr = env.get_str("REMOTE_ADDR").unwrap_or("?");
     format!("{} {} {addr}", info.protocol(), info.url_scheme())
 }

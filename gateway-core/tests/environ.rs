@@ -32,13 +32,14 @@ fn observer(
         async move {
             let (parts, body) = req.into_parts();
             let body = body.collect().await.map(|b| b.to_bytes().to_vec());
-            let errors = parts.extensions.get::<ErrorStream>().cloned();
+            let cx = parts.extensions.get::<gateway_core::RequestContext>();
+            let errors = cx.map(|cx| cx.errors().clone());
             if let Some(e) = &errors {
                 e.write(b"app: hello errors\n");
             }
             let mut s = seen.lock().unwrap();
-            s.environ = parts.extensions.get::<Environ>().cloned();
-            s.info = parts.extensions.get::<GatewayInfo>().cloned();
+            s.environ = cx.map(|cx| cx.environ().clone());
+            s.info = cx.map(|cx| cx.info().clone());
             s.has_errors = errors.is_some();
             s.body = body.unwrap_or_default();
             s.uri = parts.uri.to_string();

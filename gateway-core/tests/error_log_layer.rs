@@ -6,7 +6,7 @@ use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
 
 use gateway_core::logging::ErrorLogLayer;
-use gateway_core::{Body, Environ, ErrorStream, GatewayInfo, Handler, StreamGateway};
+use gateway_core::{Body, Environ, ErrorStream, Handler, StreamGateway};
 use http::{Request, Response};
 use tracing_subscriber::prelude::*;
 
@@ -27,8 +27,8 @@ fn run(
     let app = tower::service_fn(move |req: Request<Body>| {
         let id = req
             .extensions()
-            .get::<GatewayInfo>()
-            .map(|i| i.request_id().get());
+            .get::<gateway_core::RequestContext>()
+            .map(|cx| cx.info().request_id().get());
         *seen_in_app.lock().unwrap() = id.unwrap_or(0);
         let log = log.clone();
         async move {

@@ -287,8 +287,8 @@ async fn c34_server_software_in_environ_origin_only() {
         let app = tower::service_fn(|req: Request<Body>| async move {
             let env = req
                 .extensions()
-                .get::<Environ>()
-                .cloned()
+                .get::<gateway_core::RequestContext>()
+                .map(|cx| cx.environ().clone())
                 .unwrap_or_default();
             let v = env.get("SERVER_SOFTWARE").map(<[u8]>::to_vec);
             Ok::<_, std::convert::Infallible>(Response::new(Body::from(v.unwrap_or_default())))

@@ -279,8 +279,8 @@ async fn routed(
             .unwrap_or_default();
         let env = req
             .extensions()
-            .get::<Environ>()
-            .cloned()
+            .get::<gateway_core::RequestContext>()
+            .map(|cx| cx.environ().clone())
             .unwrap_or_default();
         *s.lock().unwrap() = (pq, env);
         async { Ok::<_, Infallible>(Response::new(Body::empty())) }

@@ -230,7 +230,7 @@ async fn rule_no_body_for_head() {
     }));
     let mut req = Request::new(Body::empty());
     *req.method_mut() = http::Method::HEAD;
-    req.extensions_mut().insert(testing_env());
+    req.extensions_mut().insert(context(testing_env()));
     let res = v.oneshot(req).await.unwrap();
     let err = res.into_body().collect().await.unwrap_err();
     assert_eq!(
@@ -248,13 +248,18 @@ async fn rule_no_body_for_204() {
         Ok::<_, Infallible>(r)
     }));
     let mut req = Request::new(Body::empty());
-    req.extensions_mut().insert(testing_env());
+    req.extensions_mut().insert(context(testing_env()));
     let res = v.oneshot(req).await.unwrap();
     let err = res.into_body().collect().await.unwrap_err();
     assert_eq!(
         err.downcast_ref::<Violation>().unwrap().rule(),
         rule::NO_BODY
     );
+}
+
+fn context(env: Environ) -> gateway_core::RequestContext {
+    let info = gateway_core::GatewayInfo::new(gateway_core::Protocol::Other("test"));
+    gateway_core::RequestContext::new(env, info, gateway_core::ErrorStream::null())
 }
 
 fn testing_env() -> Environ {
@@ -281,7 +286,7 @@ async fn rule_environ_required() {
         let mut env = testing_env();
         env.remove(missing);
         let mut req = Request::new(Body::empty());
-        req.extensions_mut().insert(env);
+        req.extensions_mut().insert(context(env));
         assert_eq!(
             request_rule(req).await,
             Err(rule::ENVIRON.to_owned()),
@@ -303,7 +308,7 @@ async fn rule_script_name_and_path_info() {
         env.insert("SCRIPT_NAME", sn);
         env.insert("PATH_INFO", pi);
         let mut req = Request::new(Body::empty());
-        req.extensions_mut().insert(env);
+        req.extensions_mut().insert(context(env));
         assert_eq!(
             request_rule(req).await,
             want.map(str::to_owned).ok_or(()).map_or(Ok(()), Err),
@@ -322,7 +327,7 @@ async fn rule_script_name_and_path_info() {
 #[tokio::test]
 async fn rule_request_headers_no_duplicates() {
     let mut req = Request::new(Body::empty());
-    req.extensions_mut().insert(testing_env());
+    req.extensions_mut().insert(context(testing_env()));
     req.headers_mut()
         .append("content-type", "a/b".parse().unwrap());
     req.headers_mut()
@@ -349,7 +354,7 @@ async fn layer_keeps_app_errors() {
         Err::<Response<B>, BoxError>("app failed".into())
     });
     let mut req = Request::new(Body::empty());
-    req.extensions_mut().insert(testing_env());
+    req.extensions_mut().insert(context(testing_env()));
     let err = ValidateLayer::new()
         .layer(app)
         .oneshot(req)

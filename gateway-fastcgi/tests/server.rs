@@ -482,7 +482,9 @@ async fn filter_role_data_stream_f8(dispatch) {
 
 fn stderr_app() -> App {
     app(|req: Request<Body>| async move {
-        if let Some(e) = req.extensions().get::<ErrorStream>() {
+        if let Some(e) =
+            (req.extensions().get::<gateway_core::RequestContext>()).map(|cx| cx.errors())
+        {
             e.write(b"warning: something\n");
         }
         ok("fine")

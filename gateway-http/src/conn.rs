@@ -711,26 +711,27 @@ impl Drop for InFlight {
 
 /// The hyper service: runs the handler until it hands over the head, then
 /// answers with the head and a body that runs the rest of the handler.
-async fn respond<S, B>(
+///
+/// HTTP/1.x: the handler is polled once at once, when hyper hands over the
+/// request, so an application that answers without waiting has dropped the
+/// request before hyper next reads the connection, and hyper's read buffer,
+/// which the request's header values share, is reused rather than
+/// reallocated. hyper polls the returned future right after, which polls
+/// the handler again with the task's waker when it is not done.
+fn respond<S, B>(
     req: Request<Incoming>,
     shared: Arc<Shared<S>>,
     addrs: Arc<Addrs>,
     last: bool,
     in_flight: InFlight,
-) -> Result<Response<ResponseBody>, BoxError>
+) -> impl Future<Output = Result<Response<ResponseBody>, BoxError>> + Send + 'static
 where
     S: Application<B>,
     B: AppBody,
 {
     let (parts, incoming) = req.into_parts();
+    let version = parts.version;
     let close = last && parts.version < http::Version::HTTP_2;
-    // HTTP/2: the response body tells its stream's watch when hyper holds a
-    // chunk it cannot send yet.
-    let clock = if parts.version == http::Version::HTTP_2 {
-        current_clock()
-    } else {
-        None
-    };
     let limits = shared.handler.limits();
     let body = if incoming.is_end_stream() {
         // No body (a GET): nothing to time or limit.
@@ -760,15 +761,40 @@ where
     // the response body, which hyper polls: no task per request, and a
     // client that goes away drops (cancels) the application with the body.
     let mut driver: Driver = Box::pin(drive(shared, gw));
-    let finished = poll_fn(|cx| {
-        let finished = driver.as_mut().poll(cx).is_ready();
-        if finished || exchange.lock().head.is_some() {
-            Poll::Ready(finished)
-        } else {
-            Poll::Pending
-        }
-    })
-    .await;
+    let done = version < http::Version::HTTP_2
+        && driver
+            .as_mut()
+            .poll(&mut Context::from_waker(Waker::noop()))
+            .is_ready();
+    answer(driver, exchange, done, version, in_flight)
+}
+
+/// The rest of `respond`: waits for the head, then hands it to hyper with
+/// the response body.
+async fn answer(
+    mut driver: Driver,
+    exchange: SharedExchange,
+    done: bool,
+    version: http::Version,
+    in_flight: InFlight,
+) -> Result<Response<ResponseBody>, BoxError> {
+    // HTTP/2: the response body tells its stream's watch when hyper holds a
+    // chunk it cannot send yet.
+    let clock = if version == http::Version::HTTP_2 {
+        current_clock()
+    } else {
+        None
+    };
+    let finished = done
+        || poll_fn(|cx| {
+            let finished = driver.as_mut().poll(cx).is_ready();
+            if finished || exchange.lock().head.is_some() {
+                Poll::Ready(finished)
+            } else {
+                Poll::Pending
+            }
+        })
+        .await;
     let mut x = exchange.lock();
     let Some(head) = x.head.take() else {
         // Nothing could be sent (not even the error page): close.

@@ -10,7 +10,8 @@ use std::task::Poll;
 
 use bytes::{Bytes, BytesMut};
 use gateway_core::{
-    Body, Environ, Error, ErrorStream, Gateway, GatewayInfo, HeadFormat, Protocol, ResponseHead,
+    Body, Environ, Error, ErrorStream, Gateway, GatewayInfo, HeadFormat, Protocol, RequestFacts,
+    ResponseHead,
 };
 use http::header::HeaderName;
 use http::request::Parts;
@@ -154,14 +155,15 @@ impl Gateway for HttpGateway {
             return;
         }
         let fields = fields_of(&parts.headers);
-        let (known, host) = known_vars(parts, &fields);
-        self.host = host;
+        self.host = host_of(&fields);
         let method = parts.method.clone();
         let uri = parts.uri.clone();
         let version = parts.version;
         let addrs = self.addrs.clone();
         let software = self.server_software.clone();
-        *env = Environ::deferred(known, move || {
+        // The handler asks `request_facts` for what it reads of every
+        // request: nothing of the environ is needed up front.
+        *env = Environ::deferred(Environ::new(), move || {
             let head = Head {
                 method: &method,
                 uri: &uri,
@@ -206,6 +208,31 @@ impl Gateway for HttpGateway {
     /// the `OnUpgrade` in the request's extensions) once the 101 is out.
     fn supports_upgrade(&self) -> bool {
         self.upgradable
+    }
+
+    /// From hyper's request, with the values the environ gives them
+    /// (repeated `Content-Length` fields joined with `,`); hyper applied the
+    /// cap on header fields.
+    fn request_facts(&self) -> Option<RequestFacts> {
+        let parts = self.parts.as_ref()?;
+        // Two lookups: most requests have neither field.
+        let mut lengths = parts.headers.get_all(header::CONTENT_LENGTH).iter();
+        let first = lengths.next().map(HeaderValue::as_bytes);
+        let joined = lengths.next().map(|second| {
+            let mut j = [first.unwrap_or_default(), b",", second.as_bytes()].concat();
+            for more in lengths {
+                j.push(b',');
+                j.extend_from_slice(more.as_bytes());
+            }
+            j
+        });
+        let coding = parts.headers.contains_key(header::TRANSFER_ENCODING);
+        Some(RequestFacts::new(
+            &parts.method,
+            parts.version,
+            joined.as_deref().or(first),
+            coding,
+        ))
     }
 
     fn info(&self) -> GatewayInfo {
@@ -412,59 +439,48 @@ fn fields_of(headers: &HeaderMap) -> Vec<(HeaderName, HeaderValue)> {
     fields
 }
 
-/// Of the variables the handler reads for every request, those the
-/// environ of this request has (see `Environ::deferred`), with the same
-/// values `derive_environ` gives them; and the `Host` the environ's
-/// `HTTP_HOST` holds (repeated fields joined with `,`; the `:authority` of
-/// an HTTP/2 request is not taken here, the request's URI has it already).
-/// `fields` are the request's, as `fields_of` lists them.
-fn known_vars(parts: &Parts, fields: &[(HeaderName, HeaderValue)]) -> (Environ, Option<Bytes>) {
-    #[derive(Default)]
-    struct Joined(Option<Bytes>, Option<BytesMut>);
-    impl Joined {
-        fn add(&mut self, v: &HeaderValue) {
-            match (&self.0, &mut self.1) {
-                (None, _) => self.0 = Some(Bytes::copy_from_slice(v.as_bytes())),
-                (Some(first), None) => {
-                    let mut j = BytesMut::from(&first[..]);
-                    j.extend_from_slice(b",");
-                    j.extend_from_slice(v.as_bytes());
-                    self.1 = Some(j);
-                }
-                (Some(_), Some(j)) => {
-                    j.extend_from_slice(b",");
-                    j.extend_from_slice(v.as_bytes());
-                }
-            }
-        }
-        fn get(self) -> Option<Bytes> {
-            match self {
-                Joined(_, Some(j)) => Some(j.freeze()),
-                Joined(first, None) => first,
-            }
-        }
-    }
-    let (mut host, mut length, mut coding) = <(Joined, Joined, Joined)>::default();
+/// The `Host` the environ's `HTTP_HOST` holds (repeated fields joined with
+/// `,`; the `:authority` of an HTTP/2 request is not taken here, the
+/// request's URI has it already). `fields` are the request's, as
+/// `fields_of` lists them.
+fn host_of(fields: &[(HeaderName, HeaderValue)]) -> Option<Bytes> {
+    let mut host = Joined::default();
     for (name, value) in fields {
         if name == header::HOST {
             host.add(value);
-        } else if name == header::CONTENT_LENGTH {
-            length.add(value);
-        } else if name == header::TRANSFER_ENCODING {
-            coding.add(value);
         }
     }
-    let mut env = Environ::with_capacity(4);
-    let var = |name: &'static str| Bytes::from_static(name.as_bytes());
-    env.push(var("REQUEST_METHOD"), method_bytes(&parts.method));
-    env.push(var("SERVER_PROTOCOL"), var(version_str(parts.version)));
-    if let Some(v) = length.get() {
-        env.push(var("CONTENT_LENGTH"), v);
+    host.get()
+}
+
+/// A field's value as the environ holds it: repeated fields joined with
+/// `,`.
+#[derive(Default)]
+struct Joined(Option<Bytes>, Option<BytesMut>);
+
+impl Joined {
+    fn add(&mut self, v: &HeaderValue) {
+        match (&self.0, &mut self.1) {
+            (None, _) => self.0 = Some(Bytes::copy_from_slice(v.as_bytes())),
+            (Some(first), None) => {
+                let mut j = BytesMut::from(&first[..]);
+                j.extend_from_slice(b",");
+                j.extend_from_slice(v.as_bytes());
+                self.1 = Some(j);
+            }
+            (Some(_), Some(j)) => {
+                j.extend_from_slice(b",");
+                j.extend_from_slice(v.as_bytes());
+            }
+        }
     }
-    if let Some(v) = coding.get() {
-        env.push(var("HTTP_TRANSFER_ENCODING"), v);
+
+    fn get(self) -> Option<Bytes> {
+        match self {
+            Joined(_, Some(j)) => Some(j.freeze()),
+            Joined(first, None) => first,
+        }
     }
-    (env, host.get())
 }
 
 /// The buffer an environ's values are cut from.

@@ -38,7 +38,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
-use gateway_core::{Body, BoxError, Environ, FileBody};
+use gateway_core::{Body, BoxError, FileBody};
 use http::{HeaderName, HeaderValue, Request, Response, StatusCode, header};
 use http_body::{Frame, SizeHint};
 use http_body_util::{BodyExt, Full, combinators::UnsyncBoxBody};
@@ -331,8 +331,8 @@ async fn route(
             }
             let id = req
                 .extensions()
-                .get::<gateway_core::GatewayInfo>()
-                .map_or(0, |i| i.request_id().get());
+                .get::<gateway_core::RequestContext>()
+                .map_or(0, |cx| cx.info().request_id().get());
             Ok(text(StatusCode::OK, format!("request {id}\n")))
         }
         "offload" => {
@@ -346,7 +346,8 @@ async fn route(
 async fn environ(req: Request<Body>) -> Result<Response<ConfBody>, BoxError> {
     let (parts, body) = req.into_parts();
     let mut env = Map::new();
-    if let Some(e) = parts.extensions.get::<Environ>() {
+    if let Some(e) = (parts.extensions.get::<gateway_core::RequestContext>()).map(|cx| cx.environ())
+    {
         for (n, v) in e.iter() {
             env.insert(latin1(n), Value::String(latin1(v)));
         }

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use gateway_core::server::{Listener, Shutdown};
-use gateway_core::{Body, BoxError, Environ, Handler};
+use gateway_core::{Body, BoxError, Handler};
 use http::{Request, Response, StatusCode, header};
 use http_body_util::{BodyExt, StreamBody, combinators::UnsyncBoxBody};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -36,8 +36,8 @@ pub async fn app(req: Request<Body>) -> Result<Response<TestBody>, BoxError> {
     // Route on the decoded path, so `/%65nviron` and `/environ/%80` work.
     let env = req
         .extensions()
-        .get::<Environ>()
-        .cloned()
+        .get::<gateway_core::RequestContext>()
+        .map(|cx| cx.environ().clone())
         .unwrap_or_default();
     let path = String::from_utf8_lossy(env.path_info()).into_owned();
     let path = if path.starts_with("/environ") {

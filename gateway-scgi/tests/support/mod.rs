@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use gateway_core::server::{Listener, Shutdown};
-use gateway_core::{Body, BoxError, Environ, GatewayInfo, Limits};
+use gateway_core::{Body, BoxError, Limits};
 use gateway_scgi::Server;
 use http::{Request, Response};
 use http_body_util::combinators::UnsyncBoxBody;
@@ -40,7 +40,9 @@ pub async fn app(req: Request<Body>) -> Result<Response<TestBody>, Infallible> {
         "/ignore" => full("ignored"),
         "/env" => {
             let mut out = Vec::new();
-            if let Some(env) = req.extensions().get::<Environ>() {
+            if let Some(env) =
+                (req.extensions().get::<gateway_core::RequestContext>()).map(|cx| cx.environ())
+            {
                 for (n, v) in env.iter() {
                     out.extend_from_slice(n);
                     out.push(b'=');
@@ -51,7 +53,8 @@ pub async fn app(req: Request<Body>) -> Result<Response<TestBody>, Infallible> {
             full(out)
         }
         "/info" => {
-            let info = req.extensions().get::<GatewayInfo>().cloned();
+            let info = (req.extensions().get::<gateway_core::RequestContext>())
+                .map(|cx| cx.info().clone());
             full(match info {
                 Some(i) => format!(
                     "{} multithread={} multiprocess={} run_once={} peer={:?} local={:?}",
