@@ -839,14 +839,23 @@ async fn answer(
 
 /// Runs the handler for one request; a response that failed after its head
 /// is marked for the body to abort.
-async fn drive<S, B>(shared: Arc<Shared<S>>, mut gw: HttpGateway)
+///
+/// An `async` block rather than an `async fn`: the block's future holds the
+/// gateway once, where an `async fn` would hold its argument and a copy.
+#[allow(
+    clippy::manual_async_fn,
+    reason = "an `async fn` holds its argument twice"
+)]
+fn drive<S, B>(shared: Arc<Shared<S>>, mut gw: HttpGateway) -> impl Future<Output = ()> + Send
 where
     S: Application<B>,
     B: AppBody,
 {
-    let outcome = shared.handler.run(&mut gw, shared.app.clone()).await;
-    if gw.head_sent && (outcome.is_aborted() || outcome.is_failed()) {
-        gw.abort("response aborted");
+    async move {
+        let outcome = shared.handler.run(&mut gw, shared.app.clone()).await;
+        if gw.head_sent && (outcome.is_aborted() || outcome.is_failed()) {
+            gw.abort("response aborted");
+        }
     }
 }
 
