@@ -541,63 +541,57 @@ impl Handler {
         if let Some(phase) = &phase {
             body = crate::slow::watch_body(body, phase.clone());
         }
-        // Made in a block: the request is borrowed while it is made, and a
-        // borrowed local would otherwise keep its place in this future
-        // across the await below, next to the copy the call holds.
-        let (req, span, slow, seen_path) = {
-            let mut req = match gateway.request(&env, body) {
-                Ok(req) => req,
-                Err(e) => {
-                    tracing::debug!(error = %e, "bad request");
-                    crate::metrics::note(cfg.metrics.as_ref(), crate::Failure::Protocol);
-                    let res = plain(StatusCode::BAD_REQUEST, "Bad Request\n");
-                    return Box::pin(self.finish_plain(gateway, res, &ctx)).await;
+        let mut req = match gateway.request(&env, body) {
+            Ok(req) => req,
+            Err(e) => {
+                tracing::debug!(error = %e, "bad request");
+                crate::metrics::note(cfg.metrics.as_ref(), crate::Failure::Protocol);
+                let res = plain(StatusCode::BAD_REQUEST, "Bad Request\n");
+                return Box::pin(self.finish_plain(gateway, res, &ctx)).await;
+            }
+        };
+        let id = RequestId::next();
+        let span = logging::request_span(
+            id,
+            req.method(),
+            req.uri().path(),
+            &errors,
+            &env,
+            info.protocol,
+        );
+        let slow = cfg
+            .limits
+            .get_slow_request()
+            .zip(phase.clone())
+            .map(|(threshold, phase)| {
+                let uri = req.uri();
+                crate::slow::SlowLog {
+                    threshold,
+                    phase,
+                    method: req.method().clone(),
+                    uri: uri
+                        .path_and_query()
+                        .map_or(uri.path(), |pq| pq.as_str())
+                        .to_owned(),
                 }
-            };
-            let id = RequestId::next();
-            let span = logging::request_span(
-                id,
-                req.method(),
-                req.uri().path(),
-                &errors,
-                &env,
-                info.protocol,
-            );
-            let slow =
-                cfg.limits
-                    .get_slow_request()
-                    .zip(phase.clone())
-                    .map(|(threshold, phase)| {
-                        let uri = req.uri();
-                        crate::slow::SlowLog {
-                            threshold,
-                            phase,
-                            method: req.method().clone(),
-                            uri: uri
-                                .path_and_query()
-                                .map_or(uri.path(), |pq| pq.as_str())
-                                .to_owned(),
-                        }
-                    });
-            match &cfg.path_view {
-                PathView::Full => {}
-                PathView::Mount(prefix) => strip_mount(&mut req, prefix),
-                PathView::ScriptRelative => {
-                    if let Some(sn) = &script_name {
-                        let sn = crate::request::quote_path(sn);
-                        strip_mount(&mut req, sn.strip_suffix(b"/").unwrap_or(&sn));
-                    }
+            });
+        match &cfg.path_view {
+            PathView::Full => {}
+            PathView::Mount(prefix) => strip_mount(&mut req, prefix),
+            PathView::ScriptRelative => {
+                if let Some(sn) = &script_name {
+                    let sn = crate::request::quote_path(sn);
+                    strip_mount(&mut req, sn.strip_suffix(b"/").unwrap_or(&sn));
                 }
             }
-            // What the 404 hint below needs, kept only when it can be logged.
-            let seen_path = (tracing::enabled!(tracing::Level::DEBUG) && script_name.is_some())
-                .then(|| req.uri().path().to_owned());
-            info.https = https;
-            info.request_id = id;
-            req.extensions_mut()
-                .insert(crate::RequestContext::new(env, info, errors));
-            (req, span, slow, seen_path)
-        };
+        }
+        // What the 404 hint below needs, kept only when it can be logged.
+        let seen_path = (tracing::enabled!(tracing::Level::DEBUG) && script_name.is_some())
+            .then(|| req.uri().path().to_owned());
+        info.https = https;
+        info.request_id = id;
+        req.extensions_mut()
+            .insert(crate::RequestContext::new(env, info, errors));
 
         // Pinned where it is made: the wrappers hold only a reference, so
         // the large future is not moved again.
@@ -628,70 +622,58 @@ impl Handler {
         let cfg = &*self.config;
         let call =
             AssertUnwindSafe(InApp::new(app.oneshot(req), cfg.repeats.panic_mark())).catch_unwind();
-        // The response is found in a block: the locals it leaves behind
-        // (the result of the call, borrowed or moved from in part) would
-        // otherwise keep their place in this future while it is sent.
-        let res = {
-            let called = match cfg.limits.get_app_timeout() {
-                None => call.await,
-                // Boxed: the timer lives on the heap only when there is one,
-                // which keeps the future of every request small.
-                Some(limit) => match Box::pin(tokio::time::timeout(limit, call)).await {
-                    Ok(called) => called,
-                    Err(_) => {
-                        tracing::warn!(?limit, "the application did not answer in time; cancelled");
-                        crate::metrics::note(cfg.metrics.as_ref(), crate::Failure::Timeout);
-                        let res = plain(StatusCode::SERVICE_UNAVAILABLE, "Service Unavailable\n");
-                        return Box::pin(self.finish_plain(gateway, res, ctx)).await;
-                    }
-                },
-            };
-            if let Some(phase) = phase {
-                phase.writing();
-            }
-            match called {
-                Ok(Ok(res)) => {
-                    if res.status() == StatusCode::SWITCHING_PROTOCOLS && !ctx.upgrades {
-                        // The application switched protocols where the backend
-                        // has no connection to hand over: say so rather than
-                        // send a 101 nothing follows.
-                        drop(res);
-                        tracing::warn!(
-                            "the application answered 101 Switching Protocols, which this backend \
-                             cannot carry out; answering 501"
-                        );
-                        let res = plain(
-                            StatusCode::NOT_IMPLEMENTED,
-                            "Protocol upgrades are not supported here\n",
-                        );
-                        return Box::pin(self.finish_plain(gateway, res, ctx)).await;
-                    }
-                    if res.status() == StatusCode::NOT_FOUND
-                        && let Some(path) = &seen_path
-                    {
-                        tracing::debug!(
-                            path = %path,
-                            view = ?cfg.path_view,
-                            "the application answered 404 for this path while SCRIPT_NAME is set; \
-                             HandlerBuilder::path_view chooses the path it routes on \
-                             (full, below SCRIPT_NAME, or less a mount prefix)"
-                        );
-                    }
-                    res
+        let called = match cfg.limits.get_app_timeout() {
+            None => call.await,
+            // Boxed: the timer lives on the heap only when there is one,
+            // which keeps the future of every request small.
+            Some(limit) => match Box::pin(tokio::time::timeout(limit, call)).await {
+                Ok(called) => called,
+                Err(_) => {
+                    tracing::warn!(?limit, "the application did not answer in time; cancelled");
+                    crate::metrics::note(cfg.metrics.as_ref(), crate::Failure::Timeout);
+                    let res = plain(StatusCode::SERVICE_UNAVAILABLE, "Service Unavailable\n");
+                    return Box::pin(self.finish_plain(gateway, res, ctx)).await;
                 }
-                Ok(Err(e)) => {
-                    let failure = ctx.app_failure(e);
-                    return Box::pin(self.error_page(gateway, failure, ctx)).await;
-                }
-                Err(panic) => {
-                    let failure = Error::with(Kind::Panic, panic_message(&*panic));
-                    return Box::pin(self.error_page(gateway, failure, ctx)).await;
-                }
-            }
+            },
         };
-        let failure = match pipeline::send(gateway, res, ctx).await {
-            Sent::Done(outcome) => return outcome,
-            Sent::NothingSent(err) => err,
+        if let Some(phase) = phase {
+            phase.writing();
+        }
+        let failure = match called {
+            Ok(Ok(res)) if res.status() == StatusCode::SWITCHING_PROTOCOLS && !ctx.upgrades => {
+                // The application switched protocols where the backend has
+                // no connection to hand over: say so rather than send a
+                // 101 nothing follows.
+                drop(res);
+                tracing::warn!(
+                    "the application answered 101 Switching Protocols, which this backend \
+                     cannot carry out; answering 501"
+                );
+                let res = plain(
+                    StatusCode::NOT_IMPLEMENTED,
+                    "Protocol upgrades are not supported here\n",
+                );
+                return Box::pin(self.finish_plain(gateway, res, ctx)).await;
+            }
+            Ok(Ok(res)) => {
+                if res.status() == StatusCode::NOT_FOUND
+                    && let Some(path) = &seen_path
+                {
+                    tracing::debug!(
+                        path = %path,
+                        view = ?cfg.path_view,
+                        "the application answered 404 for this path while SCRIPT_NAME is set; \
+                         HandlerBuilder::path_view chooses the path it routes on \
+                         (full, below SCRIPT_NAME, or less a mount prefix)"
+                    );
+                }
+                match pipeline::send(gateway, res, ctx).await {
+                    Sent::Done(outcome) => return outcome,
+                    Sent::NothingSent(err) => err,
+                }
+            }
+            Ok(Err(e)) => ctx.app_failure(e),
+            Err(panic) => Error::with(Kind::Panic, panic_message(&*panic)),
         };
         // The rare path lives in its own allocation, which keeps the future
         // of every request small.
