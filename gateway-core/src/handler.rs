@@ -602,7 +602,15 @@ impl Handler {
     }
 
     /// Calls the application and sends its response (or the error page).
-    async fn respond<G, S, B>(
+    ///
+    /// An `async` block rather than an `async fn`: the block's future uses
+    /// the request where it holds it, where an `async fn` would copy it to
+    /// a local of its own first.
+    #[allow(
+        clippy::manual_async_fn,
+        reason = "an `async fn` copies its arguments once more"
+    )]
+    fn respond<G, S, B>(
         &self,
         gateway: &mut G,
         app: S,
@@ -610,7 +618,7 @@ impl Handler {
         ctx: &RequestCtx<'_>,
         seen_path: Option<String>,
         phase: Option<Arc<crate::slow::Phase>>,
-    ) -> Outcome
+    ) -> impl Future<Output = Outcome>
     where
         G: Gateway,
         S: Service<Request<Body>, Response = Response<B>>,
@@ -619,65 +627,67 @@ impl Handler {
         B::Data: Buf,
         B::Error: Into<BoxError>,
     {
-        let cfg = &*self.config;
-        let call =
-            AssertUnwindSafe(InApp::new(app.oneshot(req), cfg.repeats.panic_mark())).catch_unwind();
-        let called = match cfg.limits.get_app_timeout() {
-            None => call.await,
-            // Boxed: the timer lives on the heap only when there is one,
-            // which keeps the future of every request small.
-            Some(limit) => match Box::pin(tokio::time::timeout(limit, call)).await {
-                Ok(called) => called,
-                Err(_) => {
-                    tracing::warn!(?limit, "the application did not answer in time; cancelled");
-                    crate::metrics::note(cfg.metrics.as_ref(), crate::Failure::Timeout);
-                    let res = plain(StatusCode::SERVICE_UNAVAILABLE, "Service Unavailable\n");
+        async move {
+            let cfg = &*self.config;
+            let call = AssertUnwindSafe(InApp::new(app.oneshot(req), cfg.repeats.panic_mark()))
+                .catch_unwind();
+            let called = match cfg.limits.get_app_timeout() {
+                None => call.await,
+                // Boxed: the timer lives on the heap only when there is one,
+                // which keeps the future of every request small.
+                Some(limit) => match Box::pin(tokio::time::timeout(limit, call)).await {
+                    Ok(called) => called,
+                    Err(_) => {
+                        tracing::warn!(?limit, "the application did not answer in time; cancelled");
+                        crate::metrics::note(cfg.metrics.as_ref(), crate::Failure::Timeout);
+                        let res = plain(StatusCode::SERVICE_UNAVAILABLE, "Service Unavailable\n");
+                        return Box::pin(self.finish_plain(gateway, res, ctx)).await;
+                    }
+                },
+            };
+            if let Some(phase) = phase {
+                phase.writing();
+            }
+            let failure = match called {
+                Ok(Ok(res)) if res.status() == StatusCode::SWITCHING_PROTOCOLS && !ctx.upgrades => {
+                    // The application switched protocols where the backend has
+                    // no connection to hand over: say so rather than send a
+                    // 101 nothing follows.
+                    drop(res);
+                    tracing::warn!(
+                        "the application answered 101 Switching Protocols, which this backend \
+                         cannot carry out; answering 501"
+                    );
+                    let res = plain(
+                        StatusCode::NOT_IMPLEMENTED,
+                        "Protocol upgrades are not supported here\n",
+                    );
                     return Box::pin(self.finish_plain(gateway, res, ctx)).await;
                 }
-            },
-        };
-        if let Some(phase) = phase {
-            phase.writing();
+                Ok(Ok(res)) => {
+                    if res.status() == StatusCode::NOT_FOUND
+                        && let Some(path) = &seen_path
+                    {
+                        tracing::debug!(
+                            path = %path,
+                            view = ?cfg.path_view,
+                            "the application answered 404 for this path while SCRIPT_NAME is set; \
+                             HandlerBuilder::path_view chooses the path it routes on \
+                             (full, below SCRIPT_NAME, or less a mount prefix)"
+                        );
+                    }
+                    match pipeline::send(gateway, res, ctx).await {
+                        Sent::Done(outcome) => return outcome,
+                        Sent::NothingSent(err) => err,
+                    }
+                }
+                Ok(Err(e)) => ctx.app_failure(e),
+                Err(panic) => Error::with(Kind::Panic, panic_message(&*panic)),
+            };
+            // The rare path lives in its own allocation, which keeps the future
+            // of every request small.
+            Box::pin(self.error_page(gateway, failure, ctx)).await
         }
-        let failure = match called {
-            Ok(Ok(res)) if res.status() == StatusCode::SWITCHING_PROTOCOLS && !ctx.upgrades => {
-                // The application switched protocols where the backend has
-                // no connection to hand over: say so rather than send a
-                // 101 nothing follows.
-                drop(res);
-                tracing::warn!(
-                    "the application answered 101 Switching Protocols, which this backend \
-                     cannot carry out; answering 501"
-                );
-                let res = plain(
-                    StatusCode::NOT_IMPLEMENTED,
-                    "Protocol upgrades are not supported here\n",
-                );
-                return Box::pin(self.finish_plain(gateway, res, ctx)).await;
-            }
-            Ok(Ok(res)) => {
-                if res.status() == StatusCode::NOT_FOUND
-                    && let Some(path) = &seen_path
-                {
-                    tracing::debug!(
-                        path = %path,
-                        view = ?cfg.path_view,
-                        "the application answered 404 for this path while SCRIPT_NAME is set; \
-                         HandlerBuilder::path_view chooses the path it routes on \
-                         (full, below SCRIPT_NAME, or less a mount prefix)"
-                    );
-                }
-                match pipeline::send(gateway, res, ctx).await {
-                    Sent::Done(outcome) => return outcome,
-                    Sent::NothingSent(err) => err,
-                }
-            }
-            Ok(Err(e)) => ctx.app_failure(e),
-            Err(panic) => Error::with(Kind::Panic, panic_message(&*panic)),
-        };
-        // The rare path lives in its own allocation, which keeps the future
-        // of every request small.
-        Box::pin(self.error_page(gateway, failure, ctx)).await
     }
 
     /// Sends the error page for a failure that happened before anything
