@@ -183,78 +183,93 @@ impl HeadFacts {
     }
 }
 
-pub(crate) async fn send<G, B>(gw: &mut G, res: Response<B>, ctx: &RequestCtx<'_>) -> Sent
+/// Sends a response through the gateway.
+///
+/// An `async` block rather than an `async fn`: the block's future uses the
+/// response where it holds it, where an `async fn` would copy it to a local
+/// of its own first.
+#[allow(
+    clippy::manual_async_fn,
+    reason = "an `async fn` copies its arguments once more"
+)]
+pub(crate) fn send<G, B>(
+    gw: &mut G,
+    res: Response<B>,
+    ctx: &RequestCtx<'_>,
+) -> impl Future<Output = Sent>
 where
     G: Gateway,
     B: http_body::Body,
     B::Data: Buf,
     B::Error: Into<BoxError>,
 {
-    let (mut parts, body) = res.into_parts();
-    let switch = ctx.upgrades && is_proper_switch(parts.status, &parts.headers);
-    let mut facts = match check_head(&mut parts, switch) {
-        Ok(facts) => facts,
-        Err(e) => return Sent::NothingSent(e),
-    };
-    let status = parts.status;
-    let no_body_status = status.is_informational()
-        || status == StatusCode::NO_CONTENT
-        || status == StatusCode::NOT_MODIFIED;
-    if (status.is_informational() || status == StatusCode::NO_CONTENT)
-        && parts.headers.contains_key(header::CONTENT_LENGTH)
-    {
-        tracing::debug!(%status, "dropping Content-Length on a response that has no body");
-        remove_in_order(&mut parts.headers, |n| n == header::CONTENT_LENGTH);
-        facts.has_length = false;
-        facts.bad_length = false;
-        facts.length = None;
-    }
-    if facts.bad_length {
-        return Sent::NothingSent(Error::new(Kind::InvalidResponse(
-            "invalid Content-Length in the response",
-        )));
-    }
-    let declared = facts.length;
-    let skip_body = ctx.is_head || no_body_status;
-    let mut remaining = declared;
-    if declared.is_none() && !no_body_status {
-        // C26: a body whose size is known exactly gets a Content-Length. A
-        // HEAD response whose body is empty says nothing about the size.
-        if let Some(n) = body.size_hint().exact()
-            && !(ctx.is_head && n == 0)
-        {
-            parts
-                .headers
-                .insert(header::CONTENT_LENGTH, length_value(n));
-            facts.has_length = true;
-            remaining = Some(n);
-        }
-    }
-    let file = parts.extensions.remove::<FileRegion>();
-    let mut w = Writer {
-        gw,
-        buf: BytesMut::new(),
-        pending: None,
-        head: Some(parts),
-        status,
-        bytes_sent: 0,
-        remaining: if skip_body { None } else { remaining },
-        no_body_status: skip_body,
-        facts,
-    };
-
-    if skip_body {
-        drop(body);
-        return w.end(ctx).await;
-    }
-    if let Some(region) = file.filter(|r| G::SENDFILE_MIN.is_some_and(|min| r.len() >= min)) {
-        return match w.send_file(&region, ctx).await {
-            Ok(true) => w.end(ctx).await,
-            Ok(false) => w.stream(body, ctx).await,
-            Err(f) => w.fail(f, ctx).await,
+    async move {
+        let (mut parts, body) = res.into_parts();
+        let switch = ctx.upgrades && is_proper_switch(parts.status, &parts.headers);
+        let mut facts = match check_head(&mut parts, switch) {
+            Ok(facts) => facts,
+            Err(e) => return Sent::NothingSent(e),
         };
+        let status = parts.status;
+        let no_body_status = status.is_informational()
+            || status == StatusCode::NO_CONTENT
+            || status == StatusCode::NOT_MODIFIED;
+        if (status.is_informational() || status == StatusCode::NO_CONTENT)
+            && parts.headers.contains_key(header::CONTENT_LENGTH)
+        {
+            tracing::debug!(%status, "dropping Content-Length on a response that has no body");
+            remove_in_order(&mut parts.headers, |n| n == header::CONTENT_LENGTH);
+            facts.has_length = false;
+            facts.bad_length = false;
+            facts.length = None;
+        }
+        if facts.bad_length {
+            return Sent::NothingSent(Error::new(Kind::InvalidResponse(
+                "invalid Content-Length in the response",
+            )));
+        }
+        let declared = facts.length;
+        let skip_body = ctx.is_head || no_body_status;
+        let mut remaining = declared;
+        if declared.is_none() && !no_body_status {
+            // C26: a body whose size is known exactly gets a Content-Length. A
+            // HEAD response whose body is empty says nothing about the size.
+            if let Some(n) = body.size_hint().exact()
+                && !(ctx.is_head && n == 0)
+            {
+                parts
+                    .headers
+                    .insert(header::CONTENT_LENGTH, length_value(n));
+                facts.has_length = true;
+                remaining = Some(n);
+            }
+        }
+        let file = parts.extensions.remove::<FileRegion>();
+        let mut w = Writer {
+            gw,
+            buf: BytesMut::new(),
+            pending: None,
+            head: Some(parts),
+            status,
+            bytes_sent: 0,
+            remaining: if skip_body { None } else { remaining },
+            no_body_status: skip_body,
+            facts,
+        };
+
+        if skip_body {
+            drop(body);
+            return w.end(ctx).await;
+        }
+        if let Some(region) = file.filter(|r| G::SENDFILE_MIN.is_some_and(|min| r.len() >= min)) {
+            return match w.send_file(&region, ctx).await {
+                Ok(true) => w.end(ctx).await,
+                Ok(false) => w.stream(body, ctx).await,
+                Err(f) => w.fail(f, ctx).await,
+            };
+        }
+        w.stream(body, ctx).await
     }
-    w.stream(body, ctx).await
 }
 
 impl<G: Gateway> Writer<'_, G> {
