@@ -311,8 +311,8 @@ where
                 None => break,
             },
             _ = &mut deadline => {
-                tracing::warn!(left = tasks.len(), "shutdown deadline passed; aborting connections");
                 let left = tasks.len();
+                tracing::warn!(left, "shutdown deadline passed; aborting connections");
                 tasks.shutdown().await;
                 cap.bursts.forget(left);
                 break;
