@@ -29,6 +29,7 @@ use tokio::time::Instant;
 
 use crate::body::RequestBody;
 use crate::gateway::{Addrs, HttpGateway, SharedExchange};
+use crate::h2streams::PREFACE;
 use crate::stream::{SendClock, StreamExecutor, current_clock};
 use crate::upgrade::{CutOnDrop, Tether, Tethered};
 
@@ -51,10 +52,6 @@ const MAX_LOOK_GAP: Duration = Duration::from_millis(400);
 
 /// Why a connection closes when the server stops.
 const STOPPING: &str = "the server is stopping";
-
-/// The HTTP/2 connection preface, which tells HTTP/2 with prior knowledge
-/// from HTTP/1.
-const H2_PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
 /// What every connection of a server shares.
 pub(crate) struct Shared<S> {
@@ -217,7 +214,7 @@ async fn read_version(
     first_byte: Duration,
     head: Duration,
 ) -> std::io::Result<(bool, Bytes)> {
-    let mut buf = [0u8; H2_PREFACE.len()];
+    let mut buf = [0u8; PREFACE.len()];
     let mut filled = 0;
     let mut due = Instant::now() + first_byte;
     loop {
@@ -236,10 +233,10 @@ async fn read_version(
         }
         filled += n;
         let seen = buf.get(..filled).unwrap_or_default();
-        if n == 0 || seen != H2_PREFACE.get(..filled).unwrap_or_default() {
+        if n == 0 || seen != PREFACE.get(..filled).unwrap_or_default() {
             return Ok((false, Bytes::copy_from_slice(seen)));
         }
-        if filled == H2_PREFACE.len() {
+        if filled == PREFACE.len() {
             return Ok((true, Bytes::copy_from_slice(seen)));
         }
     }

@@ -17,8 +17,9 @@
 
 use std::collections::HashMap;
 
-/// The client connection preface (RFC 9113 §3.4).
-const PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+/// The client connection preface (RFC 9113 §3.4), which tells HTTP/2 with
+/// prior knowledge from HTTP/1.
+pub(crate) const PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
 const DATA: u8 = 0x0;
 const HEADERS: u8 = 0x1;

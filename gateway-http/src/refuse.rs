@@ -8,12 +8,12 @@ use gateway_core::server::{Refusal, Stream, linger_close};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::Instant;
 
+use crate::h2streams::PREFACE;
+
 /// How long a refused connection is read for the start of its request.
 const READ_TIME: Duration = Duration::from_secs(1);
 /// The most bytes read from a refused connection before it is answered.
 const READ_MAX: usize = 8 * 1024;
-/// What an HTTP/2 client with prior knowledge sends first.
-const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 /// The body of the 503.
 const BUSY: &str = "Service Unavailable: the server is at its connection limit; retry shortly.\n";
 /// HTTP/2's REFUSED_STREAM error code: no request was processed, so the
