@@ -163,7 +163,7 @@ async fn wait_parked<S>(conn: &mut Connection, carry: &mut Carry, shared: &Share
     };
     let expired = || {
         if partial {
-            // As hyper's header read timeout would have.
+            // As the head read timeout of a running connection would have.
             tracing::debug!(
                 "a request head was not received in time; closing the parked connection"
             );
@@ -280,7 +280,8 @@ enum Why {
     /// HTTP/1: quiet; the instant it had been quiet since and the last
     /// time a request was seen running (or the start).
     Park(Instant, Instant),
-    /// A request head begun before the connection was parked is overdue.
+    /// HTTP/1: the next request head is overdue (see `Activity::watch_h1`),
+    /// or one begun before the connection was parked is.
     HeadOverdue,
 }
 
@@ -303,9 +304,9 @@ where
     let server_stopping = &mut carry.server_stopping;
     let budget = carry.budget.clone();
     let started_at = Instant::now();
-    // A new connection: HTTP/2 with prior knowledge, or HTTP/1. hyper's own
-    // header read timeout only starts once it has a connection, so the
-    // wait for the first byte is bounded here (or by the transport, below).
+    // A new connection: HTTP/2 with prior knowledge, or HTTP/1. The wait
+    // for the first byte is bounded here (or by the transport, below); the
+    // rest of an HTTP/1 head by the connection's watch.
     let (h2, first_byte, head_due) = match start {
         Start::Accepted(first_byte) if shared.http2.is_some() => {
             match read_version(&mut stream, first_byte, limits.get_head_read_timeout()).await {
@@ -370,6 +371,7 @@ where
     }
     let io = TokioIo::new(timed);
     let idle = limits.get_idle_timeout();
+    let head_timeout = limits.get_head_read_timeout();
     // For the close, which may outlast the watches above: a stream handed
     // to the application keeps a closing connection open until it ends,
     // or until the grace period once the server stops.
@@ -390,9 +392,7 @@ where
                 _ = shutdown.stopping() => Why::Close(STOPPING),
                 _ = server_stopping.stopping() => Why::Close(STOPPING),
                 () = activity.idle(idle, &tether) => Why::Close("the connection is idle"),
-                (since, busy) = activity.quiet(PARK_AFTER, &tether, started_at), if parkable => {
-                    Why::Park(since, busy)
-                }
+                why = activity.watch_h1(PARK_AFTER, &tether, started_at, head_timeout, parkable), if !h2 => why,
                 () = activity.head_overdue(head_due), if head_due.is_some() => Why::HeadOverdue,
             }
         });
@@ -612,8 +612,8 @@ struct Activity {
 impl Activity {
     /// Completes once a whole `period` passed with no request in flight and
     /// none started: the connection has been idle for between one and two
-    /// periods. hyper's header read timeout already closes an idle HTTP/1
-    /// connection; this closes idle HTTP/2 ones (GOAWAY), which hyper keeps
+    /// periods. The head read timeout already closes an idle HTTP/1
+    /// connection (see `watch_h1`); this closes idle HTTP/2 ones (GOAWAY), which hyper keeps
     /// open for ever, and bounds a close the client does not finish. A
     /// stream handed to the application (an HTTP/2 extended CONNECT) that
     /// may still be open counts as a request in flight.
@@ -631,41 +631,70 @@ impl Activity {
 }
 
 impl Activity {
-    /// HTTP/1: completes once the connection has served a request and been
-    /// quiet from one look to the next: no request in flight or started,
-    /// no byte read, the last write not waiting. The looks are `period`
-    /// apart, and further apart (up to `MAX_LOOK_GAP`) while the connection
-    /// stays busy, so a connection serving request after request is rarely
-    /// woken for them. Returns when the quiet began at the latest (the look
-    /// before), and the last look that saw a request running (or `start`,
-    /// the hyper connection's start): a request head begun since started
-    /// after it.
-    async fn quiet(&self, period: Duration, tether: &Tether, start: Instant) -> (Instant, Instant) {
+    /// HTTP/1: the connection's watch, looked at every `period` or further
+    /// apart (up to `MAX_LOOK_GAP`) while it stays busy, so a connection
+    /// serving request after request is rarely woken for it.
+    ///
+    /// - `Why::Park` once a `parkable` connection has served a request and
+    ///   been quiet from one look to the next: no request in flight or
+    ///   started, no byte read, the last write not waiting. It carries when
+    ///   the quiet began at the latest (the look before), and the last look
+    ///   that saw a request running (or `start`, the hyper connection's
+    ///   start): a request head begun since started after it.
+    /// - `Why::HeadOverdue` once no request has run for the head read
+    ///   timeout (`head_timeout`), from the hyper connection's start or
+    ///   from the first look that found the last request over: the next
+    ///   head is overdue, whether bytes of it came or not. hyper's own
+    ///   header timer is not used: it costs a clock read, a timer and a
+    ///   read more for every request. The deadline is kept to within one
+    ///   look (never early).
+    async fn watch_h1(
+        &self,
+        period: Duration,
+        tether: &Tether,
+        start: Instant,
+        head_timeout: Duration,
+        parkable: bool,
+    ) -> Why {
         let mut busy = start;
         let (mut started, mut reads) = (0, 0);
         let mut quiet_since = None;
+        // Since when no request has run: the wait for the next head.
+        let mut waiting_since = Some(start);
         let mut gap = period;
         loop {
             tokio::time::sleep(gap).await;
             let now = Instant::now();
             let (s, r) = (self.started.load(Ordering::Relaxed), tether.reads());
             let idle = self.in_flight.load(Ordering::Relaxed) == 0;
-            if !idle || s != started {
+            let ran = !idle || s != started;
+            if ran {
                 busy = now;
+            }
+            let write_blocked = tether.write_blocked();
+            if ran || write_blocked {
+                // A write that waits is bounded by the write timeout.
+                waiting_since = None;
+            } else {
+                let since = *waiting_since.get_or_insert(now);
+                if now.saturating_duration_since(since) >= head_timeout {
+                    return Why::HeadOverdue;
+                }
             }
             // hyper lets go of a connection without a byte more only once
             // it has served a request on it and waits for the next: before
             // that, it may hold the start of a head, and asked to close it
             // would answer that request with `Connection: close`.
-            let quiet = idle && s > 0 && !tether.write_blocked();
+            let quiet = idle && s > 0 && !write_blocked;
             let same = (s, r) == (started, reads);
             if let Some(since) = quiet_since
                 && quiet
                 && same
+                && parkable
             {
-                return (since, busy);
+                return Why::Park(since, busy);
             }
-            gap = if quiet {
+            gap = if quiet && parkable {
                 period
             } else {
                 (gap * 2).min(MAX_LOOK_GAP)

@@ -53,7 +53,7 @@ const SERVER_SOFTWARE: &str = concat!("gateway-http/", env!("CARGO_PKG_VERSION")
 /// | `max_headers` | hyper's `max_headers` (over it: 431) |
 /// | `max_body_len` | a larger declared body: 413 before the application runs; one that grows larger (chunked, HTTP/2): a body error, answered 413 if the application fails with it before sending anything |
 /// | `body_read_timeout` | each read of the request body; over it a body error, answered 408 if the application fails with it before sending anything |
-/// | `head_read_timeout` | a new connection's first byte (and, with HTTP/2 on, the rest of the 24 bytes that tell HTTP/2 from HTTP/1), then hyper's header read timeout: the connection is closed. hyper starts it as soon as the connection waits for a request; a parked HTTP/1 connection (see below) starts it again when its next bytes come, and a head begun before the park keeps its deadline |
+/// | `head_read_timeout` | a new connection's first byte (and, with HTTP/2 on, the rest of the 24 bytes that tell HTTP/2 from HTTP/1), then the wait for each HTTP/1 request head: the connection is closed. It runs from when the connection starts waiting for a request (to within 0.4 s later, never earlier); a parked HTTP/1 connection (see below) starts it again when its next bytes come, and a head begun before the park keeps its deadline |
 /// | `write_timeout` | the client taking nothing written to it for this long: the connection is closed. HTTP/2: a response chunk waiting this long for the client's flow-control window resets its stream; a PING unanswered this long closes the connection |
 /// | `idle_timeout` | a connection with no request for this long (to twice that) is closed gracefully (HTTP/2: GOAWAY); HTTP/2: a client silent this long gets a PING. A parked HTTP/1 connection is closed this long after its last request (up to half a second later) |
 /// | `max_requests_per_connection` | HTTP/1.x: the last response says `Connection: close` and the connection closes after it |
@@ -180,8 +180,9 @@ impl Server {
     fn http1_builder(&self) -> http1::Builder {
         let limits = self.options.get_handler().limits();
         let mut h1 = http1::Builder::new();
-        h1.timer(TokioTimer::new())
-            .header_read_timeout(limits.get_head_read_timeout())
+        // No header timer of hyper's: the connection's watch keeps the
+        // head read timeout (see `conn`), without a timer per request.
+        h1.header_read_timeout(None)
             .max_buf_size(limits.get_max_head_len().max(8192))
             .keep_alive(true)
             .half_close(false);

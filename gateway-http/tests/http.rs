@@ -394,6 +394,44 @@ async fn slowloris_header_timeout_closes() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trickled_head_after_a_keep_alive_request_is_cut_at_head_read_timeout() {
+    let mut limits = gateway_core::Limits::default();
+    limits.head_read_timeout(Duration::from_millis(600));
+    let srv = support::start_with(gateway_core::Handler::builder().limits(limits).build()).await;
+    let mut s = TcpStream::connect(srv.addr).await.unwrap();
+    s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut first = [0u8; 12];
+    s.read_exact(&mut first).await.unwrap();
+    assert_eq!(&first, b"HTTP/1.1 200");
+    // The next head, a byte every 10 ms: the connection never goes quiet
+    // (it is not parked), and the head does not end within 3 s.
+    let started = std::time::Instant::now();
+    let mut trickle = b"GET / HTTP/1.1\r\nX-Slow: ".to_vec();
+    trickle.resize(400, b'a');
+    let mut cut = false;
+    for b in &trickle {
+        if s.write_all(&[*b]).await.is_err() {
+            cut = true;
+            break;
+        }
+        // The server closes its side: a read sees the end of the first
+        // response's rest and then the close.
+        let mut buf = [0u8; 4096];
+        if let Ok(Ok(0)) = tokio::time::timeout(Duration::from_millis(10), s.read(&mut buf)).await {
+            cut = true;
+            break;
+        }
+    }
+    assert!(cut, "the trickled head was never cut");
+    let elapsed = started.elapsed();
+    assert!(elapsed >= Duration::from_millis(550), "{elapsed:?}");
+    assert!(elapsed < Duration::from_secs(3), "{elapsed:?}");
+    still_serving(srv.addr).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connection_that_never_sends_a_byte_is_closed_after_head_read_timeout() {
     let mut limits = gateway_core::Limits::default();
     limits.head_read_timeout(Duration::from_millis(300));
