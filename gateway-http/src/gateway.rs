@@ -5,7 +5,7 @@
 
 use std::io;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::task::Poll;
 
 use bytes::{Bytes, BytesMut};
@@ -55,6 +55,10 @@ pub(crate) struct Addrs {
     local_port: Bytes,
     peer_ip: Bytes,
     peer_port: Bytes,
+    /// The first request's `Host` and its authority: the requests after it
+    /// on the connection name the same host, which is then not parsed
+    /// again.
+    first_host: OnceLock<(HeaderValue, Authority)>,
 }
 
 impl Addrs {
@@ -74,7 +78,22 @@ impl Addrs {
             local_port: port(local).unwrap_or_default(),
             peer_ip: ip(peer).unwrap_or_default(),
             peer_port: port(peer).unwrap_or_default(),
+            first_host: OnceLock::new(),
         }
+    }
+
+    /// The authority of a request whose only `Host` field is `host`
+    /// (`None`: not a valid authority).
+    fn authority(&self, host: &HeaderValue) -> Option<Authority> {
+        if let Some((first, authority)) = self.first_host.get()
+            && first == host
+        {
+            return Some(authority.clone());
+        }
+        let authority =
+            Authority::from_maybe_shared(Bytes::copy_from_slice(host.as_bytes())).ok()?;
+        let _ = self.first_host.set((host.clone(), authority.clone()));
+        Some(authority)
     }
 }
 
@@ -155,7 +174,6 @@ impl Gateway for HttpGateway {
             return;
         }
         let fields = fields_of(&parts.headers);
-        self.host = host_of(&fields);
         let method = parts.method.clone();
         let uri = parts.uri.clone();
         let version = parts.version;
@@ -185,23 +203,41 @@ impl Gateway for HttpGateway {
         };
         // Made first and mended in place: one copy of the head less.
         let mut req = Request::from_parts(parts, body);
-        if req.uri().authority().is_none()
-            && let Some(host) = self.host.take().filter(|h| !h.is_empty())
-        {
-            let Ok(authority) = Authority::from_maybe_shared(host) else {
-                // An invalid Host: the shared rule makes it a 400.
-                return gateway_core::request::build_request(environ, req.into_body());
-            };
-            let mut uri = std::mem::take(req.uri_mut()).into_parts();
-            uri.scheme = Some(Scheme::HTTP);
-            uri.authority = Some(authority);
-            if uri.path_and_query.is_none() {
-                uri.path_and_query = Some(PathAndQuery::from_static("/"));
+        if req.uri().authority().is_some() {
+            return Ok(req);
+        }
+        let authority = match self.host.take() {
+            // Derived with the environ (repeated fields joined).
+            Some(host) if host.is_empty() => return Ok(req),
+            Some(host) => Authority::from_maybe_shared(host).ok(),
+            None => {
+                let mut hosts = req.headers().get_all(header::HOST).iter();
+                match (hosts.next(), hosts.next()) {
+                    (None, _) => return Ok(req),
+                    (Some(h), None) if h.is_empty() => return Ok(req),
+                    // The usual case: one `Host`, the same on every
+                    // request of the connection.
+                    (Some(h), None) => self.addrs.authority(h),
+                    (Some(_), Some(_)) => match host_of(req.headers()) {
+                        Some(host) => Authority::from_maybe_shared(host).ok(),
+                        None => return Ok(req),
+                    },
+                }
             }
-            match Uri::from_parts(uri) {
-                Ok(uri) => *req.uri_mut() = uri,
-                Err(_) => return gateway_core::request::build_request(environ, req.into_body()),
-            }
+        };
+        let Some(authority) = authority else {
+            // An invalid Host: the shared rule makes it a 400.
+            return gateway_core::request::build_request(environ, req.into_body());
+        };
+        let mut uri = std::mem::take(req.uri_mut()).into_parts();
+        uri.scheme = Some(Scheme::HTTP);
+        uri.authority = Some(authority);
+        if uri.path_and_query.is_none() {
+            uri.path_and_query = Some(PathAndQuery::from_static("/"));
+        }
+        match Uri::from_parts(uri) {
+            Ok(uri) => *req.uri_mut() = uri,
+            Err(_) => return gateway_core::request::build_request(environ, req.into_body()),
         }
         Ok(req)
     }
@@ -443,14 +479,11 @@ fn fields_of(headers: &HeaderMap) -> Vec<(HeaderName, HeaderValue)> {
 
 /// The `Host` the environ's `HTTP_HOST` holds (repeated fields joined with
 /// `,`; the `:authority` of an HTTP/2 request is not taken here, the
-/// request's URI has it already). `fields` are the request's, as
-/// `fields_of` lists them.
-fn host_of(fields: &[(HeaderName, HeaderValue)]) -> Option<Bytes> {
+/// request's URI has it already).
+fn host_of(headers: &HeaderMap) -> Option<Bytes> {
     let mut host = Joined::default();
-    for (name, value) in fields {
-        if name == header::HOST {
-            host.add(value);
-        }
+    for value in headers.get_all(header::HOST) {
+        host.add(value);
     }
     host.get()
 }

@@ -394,3 +394,40 @@ fn settings_are_kept_in_any_order() {
     let copy = server.clone();
     assert!(format!("{copy:?}").starts_with("Server"));
 }
+
+/// Each request's URI carries its own `Host`, also when a connection's
+/// requests name different hosts (or a bad one).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_request_gets_its_own_host_in_the_uri() {
+    let app = tower::service_fn(|req: http::Request<gateway_http::Body>| async move {
+        Ok::<_, std::convert::Infallible>(http::Response::new(format!("<{}>", req.uri())))
+    });
+    let srv = support::start_server(Server::new(), app).await;
+    let out = text(
+        &exchange(
+            srv.addr,
+            b"GET /a HTTP/1.1\r\nHost: one.example\r\n\r\n\
+              GET /b?q HTTP/1.1\r\nHost: one.example\r\n\r\n\
+              GET /c HTTP/1.1\r\nHost: two.example:8080\r\n\r\n\
+              GET /d HTTP/1.1\r\nHost: one.example\r\n\r\n\
+              GET /e HTTP/1.1\r\nHost: bad host\r\nConnection: close\r\n\r\n",
+        )
+        .await,
+    );
+    let uris: Vec<&str> = out
+        .split('<')
+        .skip(1)
+        .map(|s| s.split('>').next().unwrap_or_default())
+        .collect();
+    assert_eq!(
+        uris,
+        [
+            "http://one.example/a",
+            "http://one.example/b?q",
+            "http://two.example:8080/c",
+            "http://one.example/d",
+        ],
+        "{out}"
+    );
+    assert!(out.contains("HTTP/1.1 400 "), "{out}");
+}
