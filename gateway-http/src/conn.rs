@@ -17,7 +17,7 @@ use std::task::{Context, Poll, Wake, Waker};
 use std::time::Duration;
 
 use bytes::Bytes;
-use gateway_core::server::{Connection, Shutdown, Stream, Timed, Watch};
+use gateway_core::server::{Connection, Shutdown, Stream, Watch};
 use gateway_core::{AppBody, Application, Body, BoxError, ErrorStream, Failure, Handler};
 use http::{Request, Response};
 use http_body::{Body as _, Frame, SizeHint};
@@ -145,8 +145,7 @@ pub(crate) async fn serve_connection<S, B, G>(
         if !wait_parked(&mut conn, &mut carry, &shared).await {
             return;
         }
-        // The bytes hyper had read are read again first.
-        conn.stream = conn.stream.replay(std::mem::take(&mut carry.leftover));
+        // The bytes hyper had read are read again first (see `session`).
         start = Start::Resumed;
     }
 }
@@ -307,13 +306,10 @@ where
     // A new connection: HTTP/2 with prior knowledge, or HTTP/1. The wait
     // for the first byte is bounded here (or by the transport, below); the
     // rest of an HTTP/1 head by the connection's watch.
-    let (h2, first_byte, head_due) = match start {
+    let (h2, first_byte, head_due, replay) = match start {
         Start::Accepted(first_byte) if shared.http2.is_some() => {
             match read_version(&mut stream, first_byte, limits.get_head_read_timeout()).await {
-                Ok((h2, seen)) => {
-                    stream = stream.replay(seen);
-                    (h2, None, None)
-                }
+                Ok((h2, seen)) => (h2, None, None, seen),
                 Err(e) => {
                     tracing::debug!(error = %e, "connection ended with an error");
                     count_error(shared.handler.metrics(), &e);
@@ -321,9 +317,15 @@ where
                 }
             }
         }
-        Start::Accepted(first_byte) => (false, Some(first_byte), None),
-        // A head begun before the park keeps its deadline.
-        Start::Resumed => (false, None, carry.head_due.take()),
+        Start::Accepted(first_byte) => (false, Some(first_byte), None, Bytes::new()),
+        // A head begun before the park keeps its deadline; the bytes hyper
+        // had read are read again first.
+        Start::Resumed => (
+            false,
+            None,
+            carry.head_due.take(),
+            std::mem::take(&mut carry.leftover),
+        ),
     };
     let parkable = !h2 && watchable(&stream);
     let svc_shared = shared.clone();
@@ -336,7 +338,8 @@ where
     let svc_activity = activity.clone();
     // The stream outlives hyper's connection when the application takes it
     // over (a WebSocket): see `upgrade`.
-    let (stream, tether) = Tethered::new(stream);
+    // A client that takes nothing written to it for write_timeout is gone.
+    let (stream, tether) = Tethered::new(stream, replay, limits.get_write_timeout(), first_byte);
     let _cut = CutOnDrop(tether.clone());
     let svc_tether = tether.clone();
     let svc_budget = budget.clone();
@@ -364,12 +367,7 @@ where
         let in_flight = InFlight::start(&svc_activity);
         respond(req, svc_shared.clone(), addrs.clone(), last, in_flight)
     });
-    // A client that takes nothing written to it for write_timeout is gone.
-    let mut timed = Timed::writes(stream, limits.get_write_timeout());
-    if let Some(first_byte) = first_byte {
-        timed = timed.first_byte(first_byte);
-    }
-    let io = TokioIo::new(timed);
+    let io = TokioIo::new(stream);
     let idle = limits.get_idle_timeout();
     let head_timeout = limits.get_head_read_timeout();
     // For the close, which may outlast the watches above: a stream handed
@@ -494,7 +492,7 @@ where
             tracing::debug!("bytes left unwritten when parking; closing the connection");
             return None;
         }
-        let stream = parts.io.into_inner().into_inner().into_stream();
+        let stream = parts.io.into_inner().into_stream();
         // A copy: hyper's read buffer is a whole 8 KiB allocation.
         let leftover = if parts.read_buf.is_empty() {
             Bytes::new()

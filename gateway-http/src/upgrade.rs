@@ -25,7 +25,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll};
 
-use gateway_core::server::Stream;
+use std::time::Duration;
+
+use bytes::Bytes;
+use gateway_core::server::{Stall, Stream};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::Notify;
 
@@ -142,10 +145,23 @@ impl Drop for CutOnDrop {
     }
 }
 
-/// A connection's stream, tethered to its task.
+/// A connection's stream, tethered to its task, with the bytes read from
+/// it already to read again first, and its timeouts: each write (flush,
+/// shutdown) fails with `TimedOut` once it has waited longer than the
+/// write timeout (a client that takes nothing written to it is gone), and
+/// so does the wait for the first byte of a new connection. One layer over
+/// the socket rather than three: hyper reads and writes through it on every
+/// request.
 #[derive(Debug)]
 pub(crate) struct Tethered {
     inner: Stream,
+    /// Read from the stream already (to tell HTTP/2 from HTTP/1, or by the
+    /// hyper connection before the connection was parked): read again
+    /// before the rest.
+    replay: Bytes,
+    write: Stall,
+    /// The wait for the first byte; `None` once it came (or unbounded).
+    first_read: Option<Stall>,
     tether: Release,
     streams: StreamCounter,
 }
@@ -174,11 +190,22 @@ impl Drop for Release {
 }
 
 impl Tethered {
-    pub(crate) fn new(inner: Stream) -> (Self, Arc<Tether>) {
+    /// `inner`, with `replay` to be read first, writes limited to
+    /// `write_timeout` and, when given, the first byte due within
+    /// `first_byte`.
+    pub(crate) fn new(
+        inner: Stream,
+        replay: Bytes,
+        write_timeout: Duration,
+        first_byte: Option<Duration>,
+    ) -> (Self, Arc<Tether>) {
         let tether = Arc::new(Tether::default());
         (
             Self {
                 inner,
+                replay,
+                write: Stall::new(write_timeout),
+                first_read: first_byte.map(Stall::new),
                 tether: Release(tether.clone()),
                 streams: StreamCounter::default(),
             },
@@ -190,7 +217,25 @@ impl Tethered {
     /// released, and a handle taken on the socket is dropped, so cutting
     /// the tether no longer touches the socket.
     pub(crate) fn into_stream(self) -> Stream {
-        self.inner
+        self.inner.replay(self.replay)
+    }
+
+    /// Fails a write, flush or shutdown that has waited longer than the
+    /// write timeout, and notes whether it had to wait.
+    fn limit_write<R>(
+        &mut self,
+        what: &str,
+        poll: Poll<io::Result<R>>,
+        cx: &mut Context<'_>,
+    ) -> Poll<io::Result<R>> {
+        self.blocked(poll.is_pending());
+        if self.write.expired(poll.is_ready(), cx) {
+            return Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("{what} waited longer than {:?}", self.write.timeout()),
+            )));
+        }
+        poll
     }
 
     /// Publishes the count of open HTTP/2 streams after it may have changed.
@@ -241,16 +286,35 @@ impl AsyncRead for Tethered {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
+        let this = &mut *self;
         let before = buf.filled().len();
-        let poll = Pin::new(&mut self.inner).poll_read(cx, buf);
-        if let Poll::Ready(Ok(())) = poll
-            && buf.filled().len() > before
-        {
+        let poll = if this.replay.is_empty() {
+            Pin::new(&mut this.inner).poll_read(cx, buf)
+        } else {
+            let n = this.replay.len().min(buf.remaining());
+            buf.put_slice(&this.replay.split_to(n));
+            if this.replay.is_empty() {
+                // Let go of the bytes' buffer: the stream may live on.
+                this.replay = Bytes::new();
+            }
+            Poll::Ready(Ok(()))
+        };
+        let got = matches!(poll, Poll::Ready(Ok(()))) && buf.filled().len() > before;
+        if let Some(first) = &mut this.first_read {
+            if got {
+                this.first_read = None;
+            } else if poll.is_pending() && first.expired(false, cx) {
+                return Poll::Ready(Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "no byte from the peer within the first byte timeout",
+                )));
+            }
+        }
+        if got {
             // Only this stream writes the count: no read-modify-write.
-            let reads = &self.tether.reads;
+            let reads = &this.tether.reads;
             reads.store(reads.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
-            if !self.streams.is_off() {
-                let this = &mut *self;
+            if !this.streams.is_off() {
                 this.streams.read(&buf.filled()[before..]);
                 this.counted();
             }
@@ -265,17 +329,16 @@ impl AsyncWrite for Tethered {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        self.take_handle();
-        let poll = Pin::new(&mut self.inner).poll_write(cx, buf);
-        self.blocked(poll.is_pending());
+        let this = &mut *self;
+        this.take_handle();
+        let poll = Pin::new(&mut this.inner).poll_write(cx, buf);
         if let Poll::Ready(Ok(n)) = poll
-            && !self.streams.is_off()
+            && !this.streams.is_off()
         {
-            let this = &mut *self;
             this.streams.wrote(&buf[..n.min(buf.len())]);
             this.counted();
         }
-        poll
+        this.limit_write("a write", poll, cx)
     }
 
     fn poll_write_vectored(
@@ -283,13 +346,12 @@ impl AsyncWrite for Tethered {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        self.take_handle();
-        let poll = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
-        self.blocked(poll.is_pending());
+        let this = &mut *self;
+        this.take_handle();
+        let poll = Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
         if let Poll::Ready(Ok(n)) = poll
-            && !self.streams.is_off()
+            && !this.streams.is_off()
         {
-            let this = &mut *self;
             let mut left = n;
             for b in bufs {
                 if left == 0 {
@@ -301,7 +363,7 @@ impl AsyncWrite for Tethered {
             }
             this.counted();
         }
-        poll
+        this.limit_write("a write", poll, cx)
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -309,9 +371,9 @@ impl AsyncWrite for Tethered {
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        let poll = Pin::new(&mut self.inner).poll_flush(cx);
-        self.blocked(poll.is_pending());
-        poll
+        let this = &mut *self;
+        let poll = Pin::new(&mut this.inner).poll_flush(cx);
+        this.limit_write("a flush", poll, cx)
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -319,7 +381,9 @@ impl AsyncWrite for Tethered {
             // Parked, not closed: the stream goes on without hyper.
             return Poll::Ready(Ok(()));
         }
-        Pin::new(&mut self.inner).poll_shutdown(cx)
+        let this = &mut *self;
+        let poll = Pin::new(&mut this.inner).poll_shutdown(cx);
+        this.limit_write("a shutdown", poll, cx)
     }
 }
 
@@ -334,7 +398,12 @@ mod tests {
         let addr = listener.local_addr().unwrap();
         let mut client = tokio::net::TcpStream::connect(addr).await.unwrap();
         let (server, _) = listener.accept().await.unwrap();
-        let (mut s, tether) = Tethered::new(Stream::Tcp(server));
+        let (mut s, tether) = Tethered::new(
+            Stream::Tcp(server),
+            Bytes::new(),
+            Duration::from_secs(5),
+            None,
+        );
         // Not armed: no handle, a cut does nothing.
         s.write_all(b"a").await.unwrap();
         tether.cut();
