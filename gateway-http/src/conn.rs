@@ -343,6 +343,7 @@ where
     let _cut = CutOnDrop(tether.clone());
     let svc_tether = tether.clone();
     let svc_budget = budget.clone();
+    let spare_exchange = std::cell::Cell::new(None);
     let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
         let last = svc_budget.as_ref().is_some_and(|b| {
             let left = b.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
@@ -365,7 +366,15 @@ where
             svc_tether.tunnel();
         }
         let in_flight = InFlight::start(&svc_activity);
-        respond(req, svc_shared.clone(), addrs.clone(), last, in_flight)
+        let exchange = SharedExchange::reuse(&spare_exchange);
+        respond(
+            req,
+            svc_shared.clone(),
+            addrs.clone(),
+            last,
+            in_flight,
+            exchange,
+        )
     });
     let io = TokioIo::new(stream);
     let idle = limits.get_idle_timeout();
@@ -748,6 +757,7 @@ fn respond<S, B>(
     addrs: Arc<Addrs>,
     last: bool,
     in_flight: InFlight,
+    exchange: SharedExchange,
 ) -> impl Future<Output = Result<Response<ResponseBody>, BoxError>> + Send + 'static
 where
     S: Application<B>,
@@ -767,7 +777,6 @@ where
             limits.get_max_body_len(),
         ))
     };
-    let exchange = SharedExchange::default();
     let upgradable = parts.version == http::Version::HTTP_11;
     let gw = HttpGateway {
         upgradable,

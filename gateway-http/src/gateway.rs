@@ -43,6 +43,22 @@ impl SharedExchange {
         // consistent.
         self.0.lock().unwrap_or_else(|e| e.into_inner())
     }
+
+    /// The exchange for a connection's next request: `spare`, emptied, when
+    /// no earlier request holds it any more (HTTP/1 answers one request
+    /// after the other), else a new one, kept as the spare. One allocation
+    /// per connection rather than per request.
+    pub(crate) fn reuse(spare: &std::cell::Cell<Option<SharedExchange>>) -> SharedExchange {
+        let x = match spare.take() {
+            Some(x) if Arc::strong_count(&x.0) == 1 => {
+                *x.lock() = Exchange::default();
+                x
+            }
+            _ => SharedExchange::default(),
+        };
+        spare.set(Some(x.clone()));
+        x
+    }
 }
 
 /// A connection's addresses, formatted once for every request's environ,
