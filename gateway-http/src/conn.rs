@@ -789,6 +789,7 @@ where
         host: None,
         server_software: shared.server_software.clone(),
         errors: shared.errors.clone(),
+        seen: None,
     };
     // The handler runs inside this future until the head is out, then inside
     // the response body, which hyper polls: no task per request, and a

@@ -131,6 +131,21 @@ pub(crate) struct HttpGateway {
     /// An HTTP/1.1 request: hyper hands the connection to the application
     /// after a 101.
     pub(crate) upgradable: bool,
+    /// What the pass that lists the fields for the environ found of the
+    /// fields read for every request (no lookup in the map for them).
+    pub(crate) seen: Option<Seen>,
+}
+
+/// The fields read for every request, as one pass over the request's
+/// fields finds them.
+#[derive(Default)]
+pub(crate) struct Seen {
+    /// The first `Host`, and whether there are more.
+    host: Option<HeaderValue>,
+    more_hosts: bool,
+    /// How many `Content-Length` fields (0, 1 or 2 for more).
+    lengths: u8,
+    transfer_coding: bool,
 }
 
 impl HttpGateway {
@@ -180,7 +195,8 @@ impl Gateway for HttpGateway {
             return;
         };
         if !env.is_empty() {
-            let fields = fields_of(&parts.headers);
+            let (fields, seen) = fields_of(&parts.headers);
+            self.seen = Some(seen);
             self.host = derive_environ(
                 env,
                 &Head::of(parts, &fields),
@@ -189,7 +205,8 @@ impl Gateway for HttpGateway {
             );
             return;
         }
-        let fields = fields_of(&parts.headers);
+        let (fields, seen) = fields_of(&parts.headers);
+        self.seen = Some(seen);
         let method = parts.method.clone();
         let uri = parts.uri.clone();
         let version = parts.version;
@@ -227,14 +244,17 @@ impl Gateway for HttpGateway {
             Some(host) if host.is_empty() => return Ok(req),
             Some(host) => Authority::from_maybe_shared(host).ok(),
             None => {
-                let mut hosts = req.headers().get_all(header::HOST).iter();
-                match (hosts.next(), hosts.next()) {
+                let seen = match self.seen.take() {
+                    Some(seen) => seen,
+                    None => Seen::of(req.headers()),
+                };
+                match (seen.host, seen.more_hosts) {
                     (None, _) => return Ok(req),
-                    (Some(h), None) if h.is_empty() => return Ok(req),
+                    (Some(h), false) if h.is_empty() => return Ok(req),
                     // The usual case: one `Host`, the same on every
                     // request of the connection.
-                    (Some(h), None) => self.addrs.authority(h),
-                    (Some(_), Some(_)) => match host_of(req.headers()) {
+                    (Some(h), false) => self.addrs.authority(&h),
+                    (Some(_), true) => match host_of(req.headers()) {
                         Some(host) => Authority::from_maybe_shared(host).ok(),
                         None => return Ok(req),
                     },
@@ -269,23 +289,43 @@ impl Gateway for HttpGateway {
     /// cap on header fields.
     fn request_facts(&self) -> Option<RequestFacts> {
         let parts = self.parts.as_ref()?;
-        // Two lookups: most requests have neither field.
-        let mut lengths = parts.headers.get_all(header::CONTENT_LENGTH).iter();
-        let first = lengths.next().map(HeaderValue::as_bytes);
-        let joined = lengths.next().map(|second| {
-            let mut j = [first.unwrap_or_default(), b",", second.as_bytes()].concat();
-            for more in lengths {
-                j.push(b',');
-                j.extend_from_slice(more.as_bytes());
+        let computed;
+        let seen = match &self.seen {
+            Some(seen) => seen,
+            None => {
+                computed = Seen::of(&parts.headers);
+                &computed
+            }
+        };
+        // Looked up only when there is one (most requests have none).
+        let first = match seen.lengths {
+            0 => None,
+            _ => parts
+                .headers
+                .get(header::CONTENT_LENGTH)
+                .map(HeaderValue::as_bytes),
+        };
+        // Repeated fields (rare): joined with `,`, as the environ has them.
+        let joined = (seen.lengths > 1).then(|| {
+            let mut j = Vec::new();
+            for (i, v) in parts
+                .headers
+                .get_all(header::CONTENT_LENGTH)
+                .iter()
+                .enumerate()
+            {
+                if i > 0 {
+                    j.push(b',');
+                }
+                j.extend_from_slice(v.as_bytes());
             }
             j
         });
-        let coding = parts.headers.contains_key(header::TRANSFER_ENCODING);
         Some(RequestFacts::new(
             &parts.method,
             parts.version,
             joined.as_deref().or(first),
-            coding,
+            seen.transfer_coding,
         ))
     }
 
@@ -487,10 +527,39 @@ impl<'a> Head<'a> {
 
 /// The fields of `headers` as a list, repeated names one after the other;
 /// names and values are shared with the map, not copied.
-fn fields_of(headers: &HeaderMap) -> Vec<(HeaderName, HeaderValue)> {
+fn fields_of(headers: &HeaderMap) -> (Vec<(HeaderName, HeaderValue)>, Seen) {
     let mut fields = Vec::with_capacity(headers.len());
-    fields.extend(headers.iter().map(|(n, v)| (n.clone(), v.clone())));
-    fields
+    let mut seen = Seen::default();
+    fields.extend(headers.iter().map(|(n, v)| {
+        seen.note(n, v);
+        (n.clone(), v.clone())
+    }));
+    (fields, seen)
+}
+
+impl Seen {
+    /// The fields of `headers` read for every request.
+    fn of(headers: &HeaderMap) -> Seen {
+        let mut seen = Seen::default();
+        for (n, v) in headers {
+            seen.note(n, v);
+        }
+        seen
+    }
+
+    fn note(&mut self, name: &HeaderName, value: &HeaderValue) {
+        if *name == header::HOST {
+            if self.host.is_some() {
+                self.more_hosts = true;
+            } else {
+                self.host = Some(value.clone());
+            }
+        } else if *name == header::CONTENT_LENGTH {
+            self.lengths = self.lengths.saturating_add(1).min(2);
+        } else if *name == header::TRANSFER_ENCODING {
+            self.transfer_coding = true;
+        }
+    }
 }
 
 /// The `Host` the environ's `HTTP_HOST` holds (repeated fields joined with
