@@ -8,6 +8,7 @@
 //! a new hyper connection takes over, the bytes hyper had read replayed in
 //! front), its idle timeout passes or the server stops.
 
+use std::cell::Cell;
 use std::future::{Future, poll_fn};
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -344,6 +345,7 @@ where
     let svc_tether = tether.clone();
     let svc_budget = budget.clone();
     let spare_exchange = std::cell::Cell::new(None);
+    let spare_handler = std::cell::Cell::new(None);
     let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
         let last = svc_budget.as_ref().is_some_and(|b| {
             let left = b.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
@@ -367,13 +369,14 @@ where
         }
         let in_flight = InFlight::start(&svc_activity);
         let exchange = SharedExchange::reuse(&spare_exchange);
+        let shared = svc_shared.clone();
         respond(
             req,
-            svc_shared.clone(),
+            &svc_shared,
             addrs.clone(),
-            last,
-            in_flight,
-            exchange,
+            (last, in_flight, exchange),
+            &spare_handler,
+            move |gw| drive(shared, gw),
         )
     });
     let io = TokioIo::new(stream);
@@ -751,17 +754,17 @@ impl Drop for InFlight {
 /// which the request's header values share, is reused rather than
 /// reallocated. hyper polls the returned future right after, which polls
 /// the handler again with the task's waker when it is not done.
-fn respond<S, B>(
+fn respond<S, F, M>(
     req: Request<Incoming>,
-    shared: Arc<Shared<S>>,
+    shared: &Shared<S>,
     addrs: Arc<Addrs>,
-    last: bool,
-    in_flight: InFlight,
-    exchange: SharedExchange,
-) -> impl Future<Output = Result<Response<ResponseBody>, BoxError>> + Send + 'static
+    (last, in_flight, exchange): (bool, InFlight, SharedExchange),
+    spare: &Cell<Option<Pin<Box<Slot<F>>>>>,
+    handler: M,
+) -> impl Future<Output = Result<Response<ResponseBody>, BoxError>> + Send + 'static + use<S, F, M>
 where
-    S: Application<B>,
-    B: AppBody,
+    F: Future<Output = ()> + Send + 'static,
+    M: FnOnce(HttpGateway) -> F,
 {
     let (parts, incoming) = req.into_parts();
     let version = parts.version;
@@ -794,21 +797,54 @@ where
     // The handler runs inside this future until the head is out, then inside
     // the response body, which hyper polls: no task per request, and a
     // client that goes away drops (cancels) the application with the body.
-    let mut driver: Driver = Box::pin(drive(shared, gw));
+    // Its allocation (the handler's future is large) is the connection's
+    // spare one when there is one.
+    let mut slot = spare
+        .take()
+        .unwrap_or_else(|| Box::pin(Slot { handler: None }));
+    slot.as_mut().project().handler.set(Some(handler(gw)));
     let done = version < http::Version::HTTP_2
-        && driver
+        && slot
             .as_mut()
             .poll(&mut Context::from_waker(Waker::noop()))
             .is_ready();
-    answer(driver, exchange, done, version, in_flight)
+    let driver: Option<Driver> = if done {
+        // Finished at once (the common case): the allocation is kept for
+        // the connection's next request.
+        slot.as_mut().project().handler.set(None);
+        spare.set(Some(slot));
+        None
+    } else {
+        Some(slot)
+    };
+    answer(driver, exchange, version, in_flight)
+}
+
+pin_project_lite::pin_project! {
+    /// A request's handler in an allocation of its own, which a connection
+    /// reuses for its next request once the handler is done.
+    struct Slot<F> {
+        #[pin]
+        handler: Option<F>,
+    }
+}
+
+impl<F: Future<Output = ()>> Future for Slot<F> {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        match self.project().handler.as_pin_mut() {
+            Some(handler) => handler.poll(cx),
+            None => Poll::Ready(()),
+        }
+    }
 }
 
 /// The rest of `respond`: waits for the head, then hands it to hyper with
 /// the response body.
 async fn answer(
-    mut driver: Driver,
+    driver: Option<Driver>,
     exchange: SharedExchange,
-    done: bool,
     version: http::Version,
     in_flight: InFlight,
 ) -> Result<Response<ResponseBody>, BoxError> {
@@ -819,16 +855,22 @@ async fn answer(
     } else {
         None
     };
-    let finished = done
-        || poll_fn(|cx| {
-            let finished = driver.as_mut().poll(cx).is_ready();
-            if finished || exchange.lock().head.is_some() {
-                Poll::Ready(finished)
-            } else {
-                Poll::Pending
-            }
-        })
-        .await;
+    // `None`: the handler finished when first polled.
+    let mut driver = driver;
+    let finished = match &mut driver {
+        None => true,
+        Some(driver) => {
+            poll_fn(|cx| {
+                let finished = driver.as_mut().poll(cx).is_ready();
+                if finished || exchange.lock().head.is_some() {
+                    Poll::Ready(finished)
+                } else {
+                    Poll::Pending
+                }
+            })
+            .await
+        }
+    };
     let mut x = exchange.lock();
     let Some(head) = x.head.take() else {
         // Nothing could be sent (not even the error page): close.
@@ -855,7 +897,7 @@ async fn answer(
             whole: None,
             error: None,
             error_ready: false,
-            running: Some((driver, exchange)),
+            running: driver.map(|d| (d, exchange)),
             sized: false,
             clock,
             _in_flight: in_flight,
