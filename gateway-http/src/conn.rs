@@ -334,6 +334,7 @@ where
         peer_addr,
         local_addr,
         shared.server_software.as_ref(),
+        &shared.errors,
     ));
     let activity = Arc::new(Activity::default());
     let svc_activity = activity.clone();
@@ -790,8 +791,6 @@ where
         head_sent: false,
         close,
         host: None,
-        server_software: shared.server_software.clone(),
-        errors: shared.errors.clone(),
         seen: None,
     };
     // The handler runs inside this future until the head is out, then inside

@@ -5,6 +5,7 @@
 
 use std::io;
 use std::net::SocketAddr;
+use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::task::Poll;
 
@@ -51,7 +52,13 @@ impl SharedExchange {
     pub(crate) fn reuse(spare: &std::cell::Cell<Option<SharedExchange>>) -> SharedExchange {
         let x = match spare.take() {
             Some(x) if Arc::strong_count(&x.0) == 1 => {
-                *x.lock() = Exchange::default();
+                {
+                    let mut left = x.lock();
+                    // Usually empty: the last response took it all.
+                    if left.head.is_some() || left.chunk.is_some() || left.abort.is_some() {
+                        *left = Exchange::default();
+                    }
+                }
                 x
             }
             _ => SharedExchange::default(),
@@ -75,6 +82,11 @@ pub(crate) struct Addrs {
     /// on the connection name the same host, which is then not parsed
     /// again.
     first_host: OnceLock<(HeaderValue, Authority)>,
+    /// The server's `SERVER_SOFTWARE`.
+    server_software: Option<Bytes>,
+    /// The server's error stream (the environ, which holds these addresses,
+    /// never writes to it).
+    errors: AssertUnwindSafe<ErrorStream>,
 }
 
 impl Addrs {
@@ -82,6 +94,7 @@ impl Addrs {
         peer: Option<SocketAddr>,
         local: Option<SocketAddr>,
         server_software: Option<&Bytes>,
+        errors: &ErrorStream,
     ) -> Self {
         let ip = |a: Option<SocketAddr>| a.map(|a| Bytes::from(a.ip().to_string()));
         let port = |a: Option<SocketAddr>| a.map(|a| Bytes::from(a.port().to_string()));
@@ -95,6 +108,8 @@ impl Addrs {
             peer_ip: ip(peer).unwrap_or_default(),
             peer_port: port(peer).unwrap_or_default(),
             first_host: OnceLock::new(),
+            server_software: server_software.cloned(),
+            errors: AssertUnwindSafe(errors.clone()),
         }
     }
 
@@ -126,8 +141,6 @@ pub(crate) struct HttpGateway {
     pub(crate) close: bool,
     /// The `Host` header (or HTTP/2 authority) as the environ holds it.
     pub(crate) host: Option<Bytes>,
-    pub(crate) server_software: Option<Bytes>,
-    pub(crate) errors: ErrorStream,
     /// An HTTP/1.1 request: hyper hands the connection to the application
     /// after a 101.
     pub(crate) upgradable: bool,
@@ -182,7 +195,7 @@ impl Gateway for HttpGateway {
     }
 
     fn stderr(&self) -> ErrorStream {
-        self.errors.clone()
+        self.addrs.errors.0.clone()
     }
 
     /// The environ is deferred: made from a copy of the request head the
@@ -201,7 +214,7 @@ impl Gateway for HttpGateway {
                 env,
                 &Head::of(parts, &fields),
                 &self.addrs,
-                self.server_software.as_ref(),
+                self.addrs.server_software.as_ref(),
             );
             return;
         }
@@ -211,7 +224,7 @@ impl Gateway for HttpGateway {
         let uri = parts.uri.clone();
         let version = parts.version;
         let addrs = self.addrs.clone();
-        let software = self.server_software.clone();
+
         // The handler asks `request_facts` for what it reads of every
         // request: nothing of the environ is needed up front.
         *env = Environ::deferred(Environ::new(), move || {
@@ -222,7 +235,7 @@ impl Gateway for HttpGateway {
                 fields: &fields,
             };
             let mut env = Environ::new();
-            derive_environ(&mut env, &head, &addrs, software.as_ref());
+            derive_environ(&mut env, &head, &addrs, addrs.server_software.as_ref());
             env
         });
     }
@@ -351,7 +364,8 @@ impl Gateway for HttpGateway {
         self.head_sent = true;
         let (mut parts, ()) = Response::new(()).into_parts();
         parts.status = head.status;
-        parts.headers = std::mem::take(head.headers);
+        // Swapped rather than taken: no map is made or dropped here.
+        std::mem::swap(&mut parts.headers, head.headers);
         if let Some(v) = &self.addrs.server_header
             && let header::Entry::Vacant(e) = parts.headers.entry(header::SERVER)
         {
