@@ -5,7 +5,7 @@ use std::cell::RefCell;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::{BufMut, Bytes, BytesMut};
-use http::{HeaderMap, StatusCode, Version, header};
+use http::{HeaderMap, HeaderName, StatusCode, Version, header};
 
 /// A reason phrase to send instead of the status code's canonical one.
 ///
@@ -61,8 +61,42 @@ fn reserve_head(buf: &mut BytesMut, headers: &HeaderMap) {
 
 fn put_headers(buf: &mut BytesMut, headers: &HeaderMap) {
     for (name, value) in headers {
-        put_header(buf, name.as_str().as_bytes(), value.as_bytes());
+        match written_name(name) {
+            Some(line_start) => {
+                buf.put_slice(line_start.as_bytes());
+                buf.put_slice(value.as_bytes());
+                buf.put_slice(b"\r\n");
+            }
+            None => put_header(buf, name.as_str().as_bytes(), value.as_bytes()),
+        }
     }
+}
+
+/// The start of the line of the headers most responses carry, name
+/// capitalised as [`put_header`] writes it, without a pass over the name.
+fn written_name(name: &HeaderName) -> Option<&'static str> {
+    // Standard names compare as their constants: a few instructions each.
+    Some(if name == header::CONTENT_TYPE {
+        "Content-Type: "
+    } else if name == header::CONTENT_LENGTH {
+        "Content-Length: "
+    } else if name == header::CACHE_CONTROL {
+        "Cache-Control: "
+    } else if name == header::SET_COOKIE {
+        "Set-Cookie: "
+    } else if name == header::LOCATION {
+        "Location: "
+    } else if name == header::LAST_MODIFIED {
+        "Last-Modified: "
+    } else if name == header::ETAG {
+        "Etag: "
+    } else if name == header::VARY {
+        "Vary: "
+    } else if name == header::CONTENT_ENCODING {
+        "Content-Encoding: "
+    } else {
+        return None;
+    })
 }
 
 /// Writes a header with its name in the conventional capitalisation
@@ -224,6 +258,30 @@ mod tests {
             &format_http_date(4_102_444_799),
             b"Thu, 31 Dec 2099 23:59:59 GMT"
         );
+    }
+
+    /// The names written from the table are the ones the capitalising
+    /// rule gives.
+    #[test]
+    fn written_names_follow_the_capitalising_rule() {
+        let names = [
+            header::CONTENT_TYPE,
+            header::CONTENT_LENGTH,
+            header::CACHE_CONTROL,
+            header::SET_COOKIE,
+            header::LOCATION,
+            header::LAST_MODIFIED,
+            header::ETAG,
+            header::VARY,
+            header::CONTENT_ENCODING,
+        ];
+        for name in names {
+            let line = written_name(&name).expect("in the table");
+            let mut buf = BytesMut::new();
+            put_header(&mut buf, name.as_str().as_bytes(), b"");
+            assert_eq!(format!("{line}\r\n").as_bytes(), &buf[..], "{name}");
+        }
+        assert_eq!(written_name(&header::SERVER), None);
     }
 
     #[test]

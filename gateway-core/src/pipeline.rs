@@ -289,7 +289,7 @@ impl<G: Gateway> Writer<'_, G> {
             if next.is_none() {
                 // The body would block: what we have must reach the client
                 // now (server-sent events, long polls), then wait.
-                if let Err(e) = self.push(true).await {
+                if let Err(e) = self.push(true, false).await {
                     return self.fail(Fail::Write(e), ctx).await;
                 }
                 next = Some(
@@ -359,7 +359,7 @@ impl<G: Gateway> Writer<'_, G> {
             }
             self.buf.extend_from_slice(&chunk);
         } else {
-            self.push(false).await.map_err(Fail::Write)?;
+            self.push(false, false).await.map_err(Fail::Write)?;
             self.gw.write(chunk).await.map_err(Fail::Write)?;
         }
         Ok(more)
@@ -401,16 +401,18 @@ impl<G: Gateway> Writer<'_, G> {
         Ok(())
     }
 
-    /// Writes what the buffer holds, and flushes when asked.
-    async fn push(&mut self, flush: bool) -> io::Result<()> {
+    /// Writes what the buffer holds, and flushes when asked. `last`: no
+    /// more is written after this, so the buffer is handed over whole
+    /// rather than split off (which would make it shared, an allocation).
+    async fn push(&mut self, flush: bool, last: bool) -> io::Result<()> {
         let out = match self.pending.take() {
             Some(p) if self.buf.is_empty() => Some(p),
             Some(p) => {
                 self.buf.extend_from_slice(&p);
-                Some(self.buf.split().freeze())
+                Some(self.take_buf(last))
             }
             None if self.buf.is_empty() => None,
-            None => Some(self.buf.split().freeze()),
+            None => Some(self.take_buf(last)),
         };
         if let Some(out) = out {
             self.gw.write(out).await?;
@@ -421,9 +423,18 @@ impl<G: Gateway> Writer<'_, G> {
         Ok(())
     }
 
+    /// What the buffer holds, as one buffer to write.
+    fn take_buf(&mut self, last: bool) -> Bytes {
+        if last {
+            std::mem::take(&mut self.buf).freeze()
+        } else {
+            self.buf.split().freeze()
+        }
+    }
+
     async fn send_file(&mut self, region: &FileRegion, ctx: &RequestCtx<'_>) -> Result<bool, Fail> {
         self.commit_head(ctx, false)?;
-        self.push(false).await.map_err(Fail::Write)?;
+        self.push(false, false).await.map_err(Fail::Write)?;
         if self.gw.sendfile(region).await.map_err(Fail::Write)? {
             self.bytes_sent += region.len();
             self.remaining = None;
@@ -448,7 +459,7 @@ impl<G: Gateway> Writer<'_, G> {
             return self.fail(f, ctx).await;
         }
         let short = matches!(self.remaining, Some(r) if r > 0);
-        if let Err(e) = self.push(true).await {
+        if let Err(e) = self.push(true, true).await {
             return self.fail(Fail::Write(e), ctx).await;
         }
         if short {
@@ -468,7 +479,7 @@ impl<G: Gateway> Writer<'_, G> {
             return Sent::NothingSent(err);
         }
         log_failure(&err, ctx);
-        if let Err(e) = self.push(true).await {
+        if let Err(e) = self.push(true, true).await {
             return self.fail(Fail::Write(e), ctx).await;
         }
         self.done(OutcomeKind::Aborted)
