@@ -138,11 +138,47 @@ pub fn encode_cgi(
     reason_phrase: Option<&[u8]>,
     headers: &HeaderMap,
 ) {
+    encode_cgi_with_length(buf, status, reason_phrase, headers, None);
+}
+
+/// [`encode_cgi`] with a `Content-Length` written after `headers`
+/// (which have none) when `length` is given.
+pub(crate) fn encode_cgi_with_length(
+    buf: &mut BytesMut,
+    status: StatusCode,
+    reason_phrase: Option<&[u8]>,
+    headers: &HeaderMap,
+    length: Option<u64>,
+) {
     reserve_head(buf, headers);
     buf.put_slice(b"Status: ");
     put_status(buf, status, reason_phrase);
     put_headers(buf, headers);
+    put_length(buf, length);
     buf.put_slice(b"\r\n");
+}
+
+/// `Content-Length: <n>\r\n`, when there is a length.
+fn put_length(buf: &mut BytesMut, length: Option<u64>) {
+    let Some(mut n) = length else {
+        return;
+    };
+    let mut line = *b"Content-Length: 00000000000000000000\r\n";
+    let digits_end = line.len() - 2;
+    let mut start = digits_end;
+    loop {
+        start -= 1;
+        if let Some(d) = line.get_mut(start) {
+            *d = b'0' + (n % 10) as u8;
+        }
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    const PREFIX: usize = b"Content-Length: ".len();
+    buf.put_slice(&line[..PREFIX]);
+    buf.put_slice(&line[start..]);
 }
 
 /// Encodes an origin response head: the status line with `version`, `Date`
@@ -156,6 +192,28 @@ pub fn encode_origin(
     reason_phrase: Option<&[u8]>,
     headers: &HeaderMap,
     server_software: Option<&[u8]>,
+) {
+    encode_origin_with_length(
+        buf,
+        version,
+        status,
+        reason_phrase,
+        headers,
+        server_software,
+        None,
+    );
+}
+
+/// [`encode_origin`] with a `Content-Length` written after `headers`
+/// (which have none) when `length` is given.
+pub(crate) fn encode_origin_with_length(
+    buf: &mut BytesMut,
+    version: Version,
+    status: StatusCode,
+    reason_phrase: Option<&[u8]>,
+    headers: &HeaderMap,
+    server_software: Option<&[u8]>,
+    length: Option<u64>,
 ) {
     reserve_head(buf, headers);
     buf.put_slice(match version {
@@ -175,6 +233,7 @@ pub fn encode_origin(
         put_header(buf, b"server", server);
     }
     put_headers(buf, headers);
+    put_length(buf, length);
     buf.put_slice(b"\r\n");
 }
 
@@ -282,6 +341,22 @@ mod tests {
             assert_eq!(format!("{line}\r\n").as_bytes(), &buf[..], "{name}");
         }
         assert_eq!(written_name(&header::SERVER), None);
+    }
+
+    /// A length written apart reads as the same header inserted into the
+    /// map, in the same place (after the others).
+    #[test]
+    fn a_length_apart_is_written_as_the_header_would_be() {
+        for n in [0u64, 7, 10, 13, 999, 10_000, 123_456_789, u64::MAX] {
+            let mut h = HeaderMap::new();
+            h.insert("content-type", "text/plain".parse().unwrap());
+            let mut apart = BytesMut::new();
+            encode_cgi_with_length(&mut apart, StatusCode::OK, None, &h, Some(n));
+            h.insert(header::CONTENT_LENGTH, n.into());
+            let mut inserted = BytesMut::new();
+            encode_cgi(&mut inserted, StatusCode::OK, None, &h);
+            assert_eq!(apart, inserted, "{n}");
+        }
     }
 
     #[test]

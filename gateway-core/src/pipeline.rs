@@ -158,6 +158,9 @@ struct Writer<'g, G> {
     /// What the head's headers say, as `check_head` found them (kept up
     /// to date as the pipeline adds a `Content-Length`).
     facts: HeadFacts,
+    /// The `Content-Length` the pipeline added, for a backend that takes it
+    /// apart from the headers ([`Gateway::LENGTH_APART`]).
+    length_apart: Option<u64>,
 }
 
 /// What the pipeline reads of a response head, found in the pass that
@@ -231,15 +234,20 @@ where
         let declared = facts.length;
         let skip_body = ctx.is_head || no_body_status;
         let mut remaining = declared;
+        let mut length_apart = None;
         if declared.is_none() && !no_body_status {
             // C26: a body whose size is known exactly gets a Content-Length. A
             // HEAD response whose body is empty says nothing about the size.
             if let Some(n) = body.size_hint().exact()
                 && !(ctx.is_head && n == 0)
             {
-                parts
-                    .headers
-                    .insert(header::CONTENT_LENGTH, length_value(n));
+                if G::LENGTH_APART {
+                    length_apart = Some(n);
+                } else {
+                    parts
+                        .headers
+                        .insert(header::CONTENT_LENGTH, length_value(n));
+                }
                 facts.has_length = true;
                 remaining = Some(n);
             }
@@ -255,6 +263,7 @@ where
             remaining: if skip_body { None } else { remaining },
             no_body_status: skip_body,
             facts,
+            length_apart,
         };
 
         if skip_body {
@@ -388,6 +397,7 @@ impl<G: Gateway> Writer<'_, G> {
             reason,
             headers: &mut parts.headers,
             request_version: ctx.request_version,
+            content_length: self.length_apart,
         };
         let before = self.buf.len();
         self.gw
@@ -450,9 +460,13 @@ impl<G: Gateway> Writer<'_, G> {
             && !self.facts.has_length
         {
             // C9/C27: nothing was written and nothing declared: say so.
-            parts
-                .headers
-                .insert(header::CONTENT_LENGTH, HeaderValue::from_static("0"));
+            if G::LENGTH_APART {
+                self.length_apart = Some(0);
+            } else {
+                parts
+                    .headers
+                    .insert(header::CONTENT_LENGTH, HeaderValue::from_static("0"));
+            }
             self.facts.has_length = true;
         }
         if let Err(f) = self.commit_head(ctx, false) {
