@@ -39,9 +39,9 @@ pub struct Environ {
     /// reads for every request (see [`Environ::deferred`]).
     vars: Vec<(Bytes, Bytes)>,
     deferred: Option<Arc<dyn MakeVars>>,
-    /// Where the handler's per-request variables are in `vars`, once
-    /// looked for; cleared by any change.
-    known: OnceLock<KnownAt>,
+    /// Where the handler's per-request variables are in `vars`, kept up
+    /// to date by every change (a new name is looked at once, when added).
+    known: KnownAt,
 }
 
 /// The variables of a deferred environ, made once, when first read; the
@@ -77,31 +77,89 @@ impl PartialEq for Environ {
 
 impl Eq for Environ {}
 
-/// Whether two of `pairs` have the same name: a bit per name in a small
-/// filter (from its length and a few of its bytes), and a comparison with
-/// the earlier names only when the bit was already set.
-fn has_repeated_name(pairs: &[(Bytes, Bytes)]) -> bool {
+/// Where the variables of `pairs` the handler reads are, unless two of
+/// `pairs` have the same name, found in one pass. Repeats are looked for
+/// with a bit per name in a small filter (from its [`name_key`]), and a
+/// comparison with the earlier names only when the bit was already set.
+fn index_distinct(pairs: &[(Bytes, Bytes)]) -> Option<KnownAt> {
     let mut seen = [0u64; 16];
+    let mut known = KnownAt::default();
     for (i, (name, _)) in pairs.iter().enumerate() {
-        let byte = |i: usize| u64::from(name.get(i).copied().unwrap_or(0));
-        let n = name.len();
-        let key = (n as u64) << 32
-            | byte(0) << 24
-            | byte(n / 2) << 16
-            | byte(n.wrapping_sub(1)) << 8
-            | byte(n / 3);
+        let key = name_key(name);
         let bit = (key.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 54) as usize;
         let (word, mask) = (bit / 64, 1u64 << (bit % 64));
-        let Some(w) = seen.get_mut(word) else {
-            return true;
-        };
+        let w = seen.get_mut(word)?;
         if *w & mask != 0 && pairs.iter().take(i).any(|(earlier, _)| earlier == name) {
-            return true;
+            return None;
         }
         *w |= mask;
+        known.note_keyed(i, name, key);
     }
-    false
+    Some(known)
 }
+
+/// A name's length and its first, middle and last bytes, packed: what
+/// the environ's one-pass checks dispatch on (the variables the handler
+/// reads all differ in it).
+#[inline(always)]
+const fn name_key(n: &[u8]) -> u64 {
+    let len = n.len();
+    if len == 0 {
+        return 0;
+    }
+    (len as u64) << 24 | (n[0] as u64) << 16 | (n[len / 2] as u64) << 8 | n[len - 1] as u64
+}
+
+/// How many variables an environ makes room for when its first one is
+/// added: about what web servers pass for a request.
+const TYPICAL_LEN: usize = 32;
+
+/// The variables of [`Known`], in the order of [`KnownAt::at`].
+const KNOWN_NAMES: [&[u8]; 14] = [
+    b"REQUEST_METHOD",
+    b"SERVER_PROTOCOL",
+    b"HTTPS",
+    b"REQUEST_SCHEME",
+    b"HTTP_HOST",
+    b"SERVER_NAME",
+    b"SERVER_PORT",
+    b"SCRIPT_NAME",
+    b"PATH_INFO",
+    b"QUERY_STRING",
+    b"REQUEST_URI",
+    b"CONTENT_TYPE",
+    b"CONTENT_LENGTH",
+    b"HTTP_TRANSFER_ENCODING",
+];
+
+const K0: u64 = name_key(KNOWN_NAMES[0]);
+const K1: u64 = name_key(KNOWN_NAMES[1]);
+const K2: u64 = name_key(KNOWN_NAMES[2]);
+const K3: u64 = name_key(KNOWN_NAMES[3]);
+const K4: u64 = name_key(KNOWN_NAMES[4]);
+const K5: u64 = name_key(KNOWN_NAMES[5]);
+const K6: u64 = name_key(KNOWN_NAMES[6]);
+const K7: u64 = name_key(KNOWN_NAMES[7]);
+const K8: u64 = name_key(KNOWN_NAMES[8]);
+const K9: u64 = name_key(KNOWN_NAMES[9]);
+const K10: u64 = name_key(KNOWN_NAMES[10]);
+const K11: u64 = name_key(KNOWN_NAMES[11]);
+const K12: u64 = name_key(KNOWN_NAMES[12]);
+const K13: u64 = name_key(KNOWN_NAMES[13]);
+
+// The dispatch on the key needs the keys of the known names to differ.
+const _: () = {
+    let keys = [K0, K1, K2, K3, K4, K5, K6, K7, K8, K9, K10, K11, K12, K13];
+    let mut i = 0;
+    while i < keys.len() {
+        let mut j = i + 1;
+        while j < keys.len() {
+            assert!(keys[i] != keys[j], "two known names share a key");
+            j += 1;
+        }
+        i += 1;
+    }
+};
 
 /// The variables the core reads for every request, found in one pass over
 /// the environ instead of one scan each. Each holds the first value of its
@@ -132,8 +190,7 @@ fn nonempty(v: Option<&Bytes>) -> Option<&[u8]> {
 }
 
 /// Where the variables of a [`Known`] are in the environ, by field, and
-/// how many `HTTP_*` variables there are: what one pass finds, kept by the
-/// environ until it changes.
+/// how many `HTTP_*` variables there are, kept up to date by the environ.
 #[derive(Debug, Clone, Copy)]
 struct KnownAt {
     at: [u32; 14],
@@ -142,57 +199,63 @@ struct KnownAt {
 
 const NOWHERE: u32 = u32::MAX;
 
-/// The field of [`Known`] a name fills, as an index into [`KnownAt::at`].
-/// Dispatched on the first byte, so most names cost one compare.
-fn known_field(n: &[u8]) -> Option<usize> {
-    Some(match n.first() {
-        Some(b'R') => match n {
-            b"REQUEST_METHOD" => 0,
-            b"REQUEST_SCHEME" => 3,
-            b"REQUEST_URI" => 10,
-            _ => return None,
-        },
-        Some(b'S') => match n {
-            b"SERVER_PROTOCOL" => 1,
-            b"SERVER_NAME" => 5,
-            b"SERVER_PORT" => 6,
-            b"SCRIPT_NAME" => 7,
-            _ => return None,
-        },
-        Some(b'H') => match n {
-            b"HTTPS" => 2,
-            b"HTTP_HOST" => 4,
-            b"HTTP_TRANSFER_ENCODING" => 13,
-            _ => return None,
-        },
-        Some(b'P') if n == b"PATH_INFO" => 8,
-        Some(b'Q') if n == b"QUERY_STRING" => 9,
-        Some(b'C') => match n {
-            b"CONTENT_TYPE" => 11,
-            b"CONTENT_LENGTH" => 12,
-            _ => return None,
-        },
-        _ => return None,
-    })
+impl Default for KnownAt {
+    fn default() -> Self {
+        KnownAt {
+            at: [NOWHERE; 14],
+            http_fields: 0,
+        }
+    }
 }
 
 impl KnownAt {
     fn of(vars: &[(Bytes, Bytes)]) -> Self {
-        let mut k = KnownAt {
-            at: [NOWHERE; 14],
-            http_fields: 0,
-        };
+        let mut k = KnownAt::default();
         for (i, (name, _)) in vars.iter().enumerate() {
-            if name.starts_with(b"HTTP_") {
-                k.http_fields += 1;
-            }
-            if let Some(f) = known_field(name)
-                && k.at[f] == NOWHERE
-            {
-                k.at[f] = u32::try_from(i).unwrap_or(NOWHERE);
-            }
+            k.note(i, name);
         }
         k
+    }
+
+    /// Takes note of the variable `n` at index `i`, added after the
+    /// others.
+    #[inline]
+    fn note(&mut self, i: usize, n: &[u8]) {
+        self.note_keyed(i, n, name_key(n));
+    }
+
+    /// [`note`](KnownAt::note) with the name's [`name_key`] at hand: one
+    /// dispatch on the key, then one comparison for a name that may be
+    /// known.
+    #[inline(always)]
+    fn note_keyed(&mut self, i: usize, n: &[u8], key: u64) {
+        // The key holds the first byte: most names are not looked at again.
+        if (key >> 16) as u8 == b'H' && n.starts_with(b"HTTP_") {
+            self.http_fields += 1;
+        }
+        // The comparison with a literal compiles to a few loads.
+        let f = match key {
+            K0 if n == b"REQUEST_METHOD" => 0,
+            K1 if n == b"SERVER_PROTOCOL" => 1,
+            K2 if n == b"HTTPS" => 2,
+            K3 if n == b"REQUEST_SCHEME" => 3,
+            K4 if n == b"HTTP_HOST" => 4,
+            K5 if n == b"SERVER_NAME" => 5,
+            K6 if n == b"SERVER_PORT" => 6,
+            K7 if n == b"SCRIPT_NAME" => 7,
+            K8 if n == b"PATH_INFO" => 8,
+            K9 if n == b"QUERY_STRING" => 9,
+            K10 if n == b"REQUEST_URI" => 10,
+            K11 if n == b"CONTENT_TYPE" => 11,
+            K12 if n == b"CONTENT_LENGTH" => 12,
+            K13 if n == b"HTTP_TRANSFER_ENCODING" => 13,
+            _ => return,
+        };
+        if let Some(at) = self.at.get_mut(f)
+            && *at == NOWHERE
+        {
+            *at = u32::try_from(i).unwrap_or(NOWHERE);
+        }
     }
 }
 
@@ -315,7 +378,7 @@ impl Environ {
         Self {
             vars: Vec::with_capacity(n),
             deferred: None,
-            known: OnceLock::new(),
+            known: KnownAt::default(),
         }
     }
 
@@ -352,7 +415,7 @@ impl Environ {
         known.vars_mut();
         Self {
             vars: known.vars,
-            known: OnceLock::new(),
+            known: known.known,
             deferred: Some(Arc::new(Deferred {
                 made: OnceLock::new(),
                 make,
@@ -368,13 +431,28 @@ impl Environ {
         }
     }
 
-    /// The variables to change, made first if deferred.
+    /// The variables to change, made first if deferred. A caller that
+    /// adds, removes or moves a variable keeps `known` up to date.
     fn vars_mut(&mut self) -> &mut Vec<(Bytes, Bytes)> {
-        self.known.take();
         if let Some(d) = self.deferred.take() {
             self.vars = d.vars().to_vec();
+            self.known = KnownAt::of(&self.vars);
         }
         &mut self.vars
+    }
+
+    /// Appends a variable, taking note of it if the handler reads it.
+    #[inline]
+    fn push_var(&mut self, name: Bytes, value: Bytes) {
+        let vars = self.vars_mut();
+        if vars.capacity() == 0 {
+            // A request's environ holds a few dozen variables: room for
+            // them at once rather than growing four times on the way.
+            vars.reserve(TYPICAL_LEN);
+        }
+        let i = vars.len();
+        self.known.note(i, &name);
+        self.vars.push((name, value));
     }
 
     /// Makes room for at least `n` more variables.
@@ -426,7 +504,7 @@ impl Environ {
         match self.position(&name) {
             Some(i) => Some(std::mem::replace(&mut self.vars_mut()[i].1, value)),
             None => {
-                self.vars_mut().push((name, value));
+                self.push_var(name, value);
                 None
             }
         }
@@ -436,7 +514,7 @@ impl Environ {
     /// when they know the names are distinct (or want to keep a duplicate
     /// visible to [`Environ::iter`]); [`Environ::get`] returns the first.
     pub fn push(&mut self, name: impl Into<Bytes>, value: impl Into<Bytes>) {
-        self.vars_mut().push((name.into(), value.into()));
+        self.push_var(name.into(), value.into());
     }
 
     /// Sets every pair as [`insert`](Environ::insert) would, one after the
@@ -444,15 +522,20 @@ impl Environ {
     /// place), without a scan of the environ per pair in the common case of
     /// distinct names: the way to take a whole FastCGI PARAMS stream.
     pub fn extend_replacing(&mut self, pairs: Vec<(Bytes, Bytes)>) {
-        if !self.vars_mut().is_empty() || has_repeated_name(&pairs) {
-            for (name, value) in pairs {
-                self.insert(name, value);
+        if self.vars_mut().is_empty()
+            && let Some(known) = index_distinct(&pairs)
+        {
+            self.known = known;
+            if self.vars.capacity() > pairs.len() {
+                self.vars.extend(pairs);
+            } else {
+                // Take the vector as it is: no copy.
+                self.vars = pairs;
             }
-        } else if self.vars.capacity() > pairs.len() {
-            self.vars.extend(pairs);
-        } else {
-            // Take the vector as it is: no copy.
-            self.vars = pairs;
+            return;
+        }
+        for (name, value) in pairs {
+            self.insert(name, value);
         }
     }
 
@@ -460,14 +543,16 @@ impl Environ {
     pub fn set_default(&mut self, name: impl Into<Bytes>, value: impl Into<Bytes>) {
         let name = name.into();
         if self.position(&name).is_none() {
-            self.vars_mut().push((name, value.into()));
+            self.push_var(name, value.into());
         }
     }
 
     /// Removes `name` and returns its value.
     pub fn remove(&mut self, name: impl AsRef<[u8]>) -> Option<Bytes> {
         let i = self.position(name.as_ref())?;
-        Some(self.vars_mut().remove(i).1)
+        let (_, value) = self.vars_mut().remove(i);
+        self.known = KnownAt::of(&self.vars);
+        Some(value)
     }
 
     /// Copies every variable of `other` into `self`, `other` winning.
@@ -489,10 +574,7 @@ impl Environ {
     pub(crate) fn known(&self) -> Known<'_> {
         match &self.deferred {
             Some(d) => Known::of(d.vars()),
-            None => Known::at(
-                &self.vars,
-                self.known.get_or_init(|| KnownAt::of(&self.vars)),
-            ),
+            None => Known::at(&self.vars, &self.known),
         }
     }
 
@@ -501,14 +583,8 @@ impl Environ {
     /// a deferred environ answers from the variables it was given as known
     /// (its `HTTP_*` count is theirs, not the request's).
     pub(crate) fn known_now(&self) -> Known<'_> {
-        if self.deferred.is_some() {
-            // A few variables, read once: not worth remembering.
-            return Known::of(&self.vars);
-        }
-        Known::at(
-            &self.vars,
-            self.known.get_or_init(|| KnownAt::of(&self.vars)),
-        )
+        // A deferred environ's `vars` are the known ones it was given.
+        Known::at(&self.vars, &self.known)
     }
 
     /// The variables in order, as the shared buffers they are held in.
@@ -772,6 +848,93 @@ mod tests {
             .into_iter()
             .collect();
         assert_eq!(env, plain);
+    }
+
+    /// The positions of the variables the handler reads stay those a
+    /// fresh pass finds, whatever way the environ was changed.
+    #[test]
+    fn known_positions_follow_every_change() {
+        fn check(env: &Environ, step: &str) {
+            let fresh = KnownAt::of(env.vars());
+            if env.deferred.is_none() {
+                assert_eq!(env.known.at, fresh.at, "{step}");
+                assert_eq!(env.known.http_fields, fresh.http_fields, "{step}");
+            }
+        }
+        let names = [
+            "REQUEST_METHOD",
+            "HTTP_HOST",
+            "HTTPS",
+            "HTTP_X",
+            "SCRIPT_NAME",
+            "CONTENT_LENGTH",
+            "OTHER",
+            "HTTP_TRANSFER_ENCODING",
+            "QUERY_STRING",
+        ];
+        let mut env = Environ::new();
+        // A simple deterministic walk over the operations.
+        let mut x: u32 = 12345;
+        for step in 0..400 {
+            x = x.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+            let name = names[(x >> 8) as usize % names.len()];
+            match (x >> 20) % 6 {
+                0 => {
+                    env.insert(name, "v");
+                }
+                1 => env.push(name, "w"),
+                2 => {
+                    env.remove(name);
+                }
+                3 => env.set_default(name, "d"),
+                4 => {
+                    let pairs: Vec<(Bytes, Bytes)> = names
+                        .iter()
+                        .skip((x >> 4) as usize % names.len())
+                        .map(|n| (Bytes::from_static(n.as_bytes()), Bytes::from_static(b"e")))
+                        .collect();
+                    if (x >> 12) & 1 == 0 {
+                        env = Environ::new();
+                    }
+                    env.extend_replacing(pairs);
+                }
+                _ => {
+                    let known = env.clone();
+                    env = Environ::deferred(known.clone(), move || known.clone());
+                    check(&env, "deferred");
+                    env.insert("HTTP_Y", "y");
+                }
+            }
+            check(&env, &format!("step {step}"));
+        }
+        // Repeated names in one batch are set one after the other.
+        let mut env = Environ::new();
+        let b = |s: &'static str| Bytes::from_static(s.as_bytes());
+        env.extend_replacing(vec![
+            (b("HTTP_HOST"), b("a")),
+            (b("REQUEST_METHOD"), b("GET")),
+            (b("HTTP_HOST"), b("b")),
+        ]);
+        check(&env, "repeats");
+        assert_eq!(env.len(), 2);
+        assert_eq!(env.known_now().http_host.map(|v| &v[..]), Some(&b"b"[..]));
+    }
+
+    /// Every known name fills its own field, and a name that differs
+    /// from it in a byte the key does not look at fills none.
+    #[test]
+    fn each_known_name_fills_its_field() {
+        for (f, name) in KNOWN_NAMES.iter().enumerate() {
+            let mut k = KnownAt::default();
+            k.note(3, name);
+            assert_eq!(k.at[f], 3, "{}", String::from_utf8_lossy(name));
+            assert_eq!(k.at.iter().filter(|&&a| a != NOWHERE).count(), 1);
+            let mut near = name.to_vec();
+            near[1] = b'#';
+            let mut k = KnownAt::default();
+            k.note(0, &near);
+            assert!(k.at.iter().all(|&a| a == NOWHERE), "{near:?}");
+        }
     }
 
     #[test]

@@ -32,6 +32,14 @@ pub struct ResponseHead<'a> {
     /// The version of the request (HTTP/0.9 requests get no head in the
     /// origin form).
     pub request_version: Version,
+    /// The `Content-Length` the pipeline gave a response whose application
+    /// set none (from the body's exact size, or `0` for a body that ended
+    /// without a byte), when the backend takes it apart from the headers
+    /// ([`Gateway::LENGTH_APART`]); `headers` then has no `Content-Length`,
+    /// and the backend writes this one after them. Always `None` for a
+    /// backend that does not take it apart: the pipeline puts it in
+    /// `headers`.
+    pub content_length: Option<u64>,
 }
 
 /// A backend: how one protocol moves a request in and a response out.
@@ -78,6 +86,15 @@ pub trait Gateway: Send {
     /// that fails on its first read still gets the error page) and sends a
     /// small file in the same write as the head.
     const SENDFILE_MIN: Option<u64> = None;
+
+    /// Whether the `Content-Length` the pipeline adds to a response is
+    /// handed to [`write_head`](Gateway::write_head) apart, in
+    /// [`ResponseHead::content_length`], rather than inserted into the
+    /// headers (default false). The default `write_head` writes it either
+    /// way, so a backend that keeps the default `write_head` can say true
+    /// and save a header insertion per response; one that overrides
+    /// `write_head` and says true must write it.
+    const LENGTH_APART: bool = false;
 
     /// Writes all of `data` to the client, retrying short writes.
     fn write(&mut self, data: Bytes) -> impl Future<Output = io::Result<()>> + Send;
@@ -142,19 +159,26 @@ pub trait Gateway: Send {
     /// alone.
     fn write_head(&mut self, head: &mut ResponseHead<'_>, format: &HeadFormat, buf: &mut BytesMut) {
         match format {
-            HeadFormat::Cgi => head::encode_cgi(buf, head.status, head.reason, head.headers),
+            HeadFormat::Cgi => head::encode_cgi_with_length(
+                buf,
+                head.status,
+                head.reason,
+                head.headers,
+                head.content_length,
+            ),
             HeadFormat::Origin {
                 version,
                 server_software,
             } => {
                 if head.request_version != Version::HTTP_09 {
-                    head::encode_origin(
+                    head::encode_origin_with_length(
                         buf,
                         *version,
                         head.status,
                         head.reason,
                         head.headers,
                         server_software.as_deref(),
+                        head.content_length,
                     );
                 }
             }
@@ -327,6 +351,8 @@ where
     R: AsyncRead + Send + Unpin + 'static,
     W: AsyncWrite + Send + Unpin,
 {
+    const LENGTH_APART: bool = true;
+
     async fn write(&mut self, data: Bytes) -> io::Result<()> {
         self.writer.write_all(&data).await
     }

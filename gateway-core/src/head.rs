@@ -5,7 +5,7 @@ use std::cell::RefCell;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::{BufMut, Bytes, BytesMut};
-use http::{HeaderMap, StatusCode, Version, header};
+use http::{HeaderMap, HeaderName, StatusCode, Version, header};
 
 /// A reason phrase to send instead of the status code's canonical one.
 ///
@@ -61,8 +61,42 @@ fn reserve_head(buf: &mut BytesMut, headers: &HeaderMap) {
 
 fn put_headers(buf: &mut BytesMut, headers: &HeaderMap) {
     for (name, value) in headers {
-        put_header(buf, name.as_str().as_bytes(), value.as_bytes());
+        match written_name(name) {
+            Some(line_start) => {
+                buf.put_slice(line_start.as_bytes());
+                buf.put_slice(value.as_bytes());
+                buf.put_slice(b"\r\n");
+            }
+            None => put_header(buf, name.as_str().as_bytes(), value.as_bytes()),
+        }
     }
+}
+
+/// The start of the line of the headers most responses carry, name
+/// capitalised as [`put_header`] writes it, without a pass over the name.
+fn written_name(name: &HeaderName) -> Option<&'static str> {
+    // Standard names compare as their constants: a few instructions each.
+    Some(if name == header::CONTENT_TYPE {
+        "Content-Type: "
+    } else if name == header::CONTENT_LENGTH {
+        "Content-Length: "
+    } else if name == header::CACHE_CONTROL {
+        "Cache-Control: "
+    } else if name == header::SET_COOKIE {
+        "Set-Cookie: "
+    } else if name == header::LOCATION {
+        "Location: "
+    } else if name == header::LAST_MODIFIED {
+        "Last-Modified: "
+    } else if name == header::ETAG {
+        "Etag: "
+    } else if name == header::VARY {
+        "Vary: "
+    } else if name == header::CONTENT_ENCODING {
+        "Content-Encoding: "
+    } else {
+        return None;
+    })
 }
 
 /// Writes a header with its name in the conventional capitalisation
@@ -104,11 +138,47 @@ pub fn encode_cgi(
     reason_phrase: Option<&[u8]>,
     headers: &HeaderMap,
 ) {
+    encode_cgi_with_length(buf, status, reason_phrase, headers, None);
+}
+
+/// [`encode_cgi`] with a `Content-Length` written after `headers`
+/// (which have none) when `length` is given.
+pub(crate) fn encode_cgi_with_length(
+    buf: &mut BytesMut,
+    status: StatusCode,
+    reason_phrase: Option<&[u8]>,
+    headers: &HeaderMap,
+    length: Option<u64>,
+) {
     reserve_head(buf, headers);
     buf.put_slice(b"Status: ");
     put_status(buf, status, reason_phrase);
     put_headers(buf, headers);
+    put_length(buf, length);
     buf.put_slice(b"\r\n");
+}
+
+/// `Content-Length: <n>\r\n`, when there is a length.
+fn put_length(buf: &mut BytesMut, length: Option<u64>) {
+    let Some(mut n) = length else {
+        return;
+    };
+    let mut line = *b"Content-Length: 00000000000000000000\r\n";
+    let digits_end = line.len() - 2;
+    let mut start = digits_end;
+    loop {
+        start -= 1;
+        if let Some(d) = line.get_mut(start) {
+            *d = b'0' + (n % 10) as u8;
+        }
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    const PREFIX: usize = b"Content-Length: ".len();
+    buf.put_slice(&line[..PREFIX]);
+    buf.put_slice(&line[start..]);
 }
 
 /// Encodes an origin response head: the status line with `version`, `Date`
@@ -122,6 +192,28 @@ pub fn encode_origin(
     reason_phrase: Option<&[u8]>,
     headers: &HeaderMap,
     server_software: Option<&[u8]>,
+) {
+    encode_origin_with_length(
+        buf,
+        version,
+        status,
+        reason_phrase,
+        headers,
+        server_software,
+        None,
+    );
+}
+
+/// [`encode_origin`] with a `Content-Length` written after `headers`
+/// (which have none) when `length` is given.
+pub(crate) fn encode_origin_with_length(
+    buf: &mut BytesMut,
+    version: Version,
+    status: StatusCode,
+    reason_phrase: Option<&[u8]>,
+    headers: &HeaderMap,
+    server_software: Option<&[u8]>,
+    length: Option<u64>,
 ) {
     reserve_head(buf, headers);
     buf.put_slice(match version {
@@ -141,6 +233,7 @@ pub fn encode_origin(
         put_header(buf, b"server", server);
     }
     put_headers(buf, headers);
+    put_length(buf, length);
     buf.put_slice(b"\r\n");
 }
 
@@ -224,6 +317,46 @@ mod tests {
             &format_http_date(4_102_444_799),
             b"Thu, 31 Dec 2099 23:59:59 GMT"
         );
+    }
+
+    /// The names written from the table are the ones the capitalising
+    /// rule gives.
+    #[test]
+    fn written_names_follow_the_capitalising_rule() {
+        let names = [
+            header::CONTENT_TYPE,
+            header::CONTENT_LENGTH,
+            header::CACHE_CONTROL,
+            header::SET_COOKIE,
+            header::LOCATION,
+            header::LAST_MODIFIED,
+            header::ETAG,
+            header::VARY,
+            header::CONTENT_ENCODING,
+        ];
+        for name in names {
+            let line = written_name(&name).expect("in the table");
+            let mut buf = BytesMut::new();
+            put_header(&mut buf, name.as_str().as_bytes(), b"");
+            assert_eq!(format!("{line}\r\n").as_bytes(), &buf[..], "{name}");
+        }
+        assert_eq!(written_name(&header::SERVER), None);
+    }
+
+    /// A length written apart reads as the same header inserted into the
+    /// map, in the same place (after the others).
+    #[test]
+    fn a_length_apart_is_written_as_the_header_would_be() {
+        for n in [0u64, 7, 10, 13, 999, 10_000, 123_456_789, u64::MAX] {
+            let mut h = HeaderMap::new();
+            h.insert("content-type", "text/plain".parse().unwrap());
+            let mut apart = BytesMut::new();
+            encode_cgi_with_length(&mut apart, StatusCode::OK, None, &h, Some(n));
+            h.insert(header::CONTENT_LENGTH, n.into());
+            let mut inserted = BytesMut::new();
+            encode_cgi(&mut inserted, StatusCode::OK, None, &h);
+            assert_eq!(apart, inserted, "{n}");
+        }
     }
 
     #[test]

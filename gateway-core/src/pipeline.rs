@@ -158,6 +158,9 @@ struct Writer<'g, G> {
     /// What the head's headers say, as `check_head` found them (kept up
     /// to date as the pipeline adds a `Content-Length`).
     facts: HeadFacts,
+    /// The `Content-Length` the pipeline added, for a backend that takes it
+    /// apart from the headers ([`Gateway::LENGTH_APART`]).
+    length_apart: Option<u64>,
 }
 
 /// What the pipeline reads of a response head, found in the pass that
@@ -231,15 +234,20 @@ where
         let declared = facts.length;
         let skip_body = ctx.is_head || no_body_status;
         let mut remaining = declared;
+        let mut length_apart = None;
         if declared.is_none() && !no_body_status {
             // C26: a body whose size is known exactly gets a Content-Length. A
             // HEAD response whose body is empty says nothing about the size.
             if let Some(n) = body.size_hint().exact()
                 && !(ctx.is_head && n == 0)
             {
-                parts
-                    .headers
-                    .insert(header::CONTENT_LENGTH, length_value(n));
+                if G::LENGTH_APART {
+                    length_apart = Some(n);
+                } else {
+                    parts
+                        .headers
+                        .insert(header::CONTENT_LENGTH, length_value(n));
+                }
                 facts.has_length = true;
                 remaining = Some(n);
             }
@@ -255,6 +263,7 @@ where
             remaining: if skip_body { None } else { remaining },
             no_body_status: skip_body,
             facts,
+            length_apart,
         };
 
         if skip_body {
@@ -289,7 +298,7 @@ impl<G: Gateway> Writer<'_, G> {
             if next.is_none() {
                 // The body would block: what we have must reach the client
                 // now (server-sent events, long polls), then wait.
-                if let Err(e) = self.push(true).await {
+                if let Err(e) = self.push(true, false).await {
                     return self.fail(Fail::Write(e), ctx).await;
                 }
                 next = Some(
@@ -359,7 +368,7 @@ impl<G: Gateway> Writer<'_, G> {
             }
             self.buf.extend_from_slice(&chunk);
         } else {
-            self.push(false).await.map_err(Fail::Write)?;
+            self.push(false, false).await.map_err(Fail::Write)?;
             self.gw.write(chunk).await.map_err(Fail::Write)?;
         }
         Ok(more)
@@ -388,6 +397,7 @@ impl<G: Gateway> Writer<'_, G> {
             reason,
             headers: &mut parts.headers,
             request_version: ctx.request_version,
+            content_length: self.length_apart,
         };
         let before = self.buf.len();
         self.gw
@@ -401,16 +411,18 @@ impl<G: Gateway> Writer<'_, G> {
         Ok(())
     }
 
-    /// Writes what the buffer holds, and flushes when asked.
-    async fn push(&mut self, flush: bool) -> io::Result<()> {
+    /// Writes what the buffer holds, and flushes when asked. `last`: no
+    /// more is written after this, so the buffer is handed over whole
+    /// rather than split off (which would make it shared, an allocation).
+    async fn push(&mut self, flush: bool, last: bool) -> io::Result<()> {
         let out = match self.pending.take() {
             Some(p) if self.buf.is_empty() => Some(p),
             Some(p) => {
                 self.buf.extend_from_slice(&p);
-                Some(self.buf.split().freeze())
+                Some(self.take_buf(last))
             }
             None if self.buf.is_empty() => None,
-            None => Some(self.buf.split().freeze()),
+            None => Some(self.take_buf(last)),
         };
         if let Some(out) = out {
             self.gw.write(out).await?;
@@ -421,9 +433,18 @@ impl<G: Gateway> Writer<'_, G> {
         Ok(())
     }
 
+    /// What the buffer holds, as one buffer to write.
+    fn take_buf(&mut self, last: bool) -> Bytes {
+        if last {
+            std::mem::take(&mut self.buf).freeze()
+        } else {
+            self.buf.split().freeze()
+        }
+    }
+
     async fn send_file(&mut self, region: &FileRegion, ctx: &RequestCtx<'_>) -> Result<bool, Fail> {
         self.commit_head(ctx, false)?;
-        self.push(false).await.map_err(Fail::Write)?;
+        self.push(false, false).await.map_err(Fail::Write)?;
         if self.gw.sendfile(region).await.map_err(Fail::Write)? {
             self.bytes_sent += region.len();
             self.remaining = None;
@@ -439,16 +460,20 @@ impl<G: Gateway> Writer<'_, G> {
             && !self.facts.has_length
         {
             // C9/C27: nothing was written and nothing declared: say so.
-            parts
-                .headers
-                .insert(header::CONTENT_LENGTH, HeaderValue::from_static("0"));
+            if G::LENGTH_APART {
+                self.length_apart = Some(0);
+            } else {
+                parts
+                    .headers
+                    .insert(header::CONTENT_LENGTH, HeaderValue::from_static("0"));
+            }
             self.facts.has_length = true;
         }
         if let Err(f) = self.commit_head(ctx, false) {
             return self.fail(f, ctx).await;
         }
         let short = matches!(self.remaining, Some(r) if r > 0);
-        if let Err(e) = self.push(true).await {
+        if let Err(e) = self.push(true, true).await {
             return self.fail(Fail::Write(e), ctx).await;
         }
         if short {
@@ -468,7 +493,7 @@ impl<G: Gateway> Writer<'_, G> {
             return Sent::NothingSent(err);
         }
         log_failure(&err, ctx);
-        if let Err(e) = self.push(true).await {
+        if let Err(e) = self.push(true, true).await {
             return self.fail(Fail::Write(e), ctx).await;
         }
         self.done(OutcomeKind::Aborted)

@@ -211,3 +211,53 @@ async fn c40_shorter_body_aborted() {
         r.errors
     );
 }
+
+/// A backend that takes the pipeline's Content-Length apart from the
+/// headers (as `StreamGateway` does) writes the same bytes as one that
+/// gets it inserted into the headers (the recorder), whatever the body.
+#[tokio::test]
+async fn a_length_taken_apart_writes_the_same_head() {
+    type Make = fn() -> Response<Body>;
+    let cases: [(&str, Make); 6] = [
+        ("whole body", || {
+            response(Body::from("hello"), &[("content-type", "text/plain")])
+        }),
+        ("empty body", || Response::new(Body::empty())),
+        ("app's own length", || {
+            response(Body::from("hello"), &[("content-length", "5")])
+        }),
+        ("no content", || {
+            status_response(204, Body::empty(), &[("x-a", "1")])
+        }),
+        ("not modified", || status_response(304, Body::empty(), &[])),
+        ("redirect", || {
+            status_response(302, Body::from("moved"), &[("location", "/b")])
+        }),
+    ];
+    for method in ["GET", "HEAD"] {
+        for (what, make) in cases {
+            let env = env_with(&[("REQUEST_METHOD", method)]);
+            let apart = run(&Handler::new(), env.clone(), false, respond(make)).await;
+            let mut gw = Recorder::new(env);
+            let outcome = Handler::new().run(&mut gw, respond(make)).await;
+            assert_eq!(
+                String::from_utf8_lossy(&apart.out),
+                String::from_utf8_lossy(&gw.output()),
+                "{method} {what}"
+            );
+            assert_eq!(apart.outcome.bytes_sent(), outcome.bytes_sent());
+        }
+    }
+    // Streamed bodies: one of known size, one that ends empty.
+    let exact = Scripted::new([data(b"ab"), data(b"cd")]).exact(4);
+    let empty = Scripted::new([Step::Pending, data(b""), Step::Pending]);
+    for body in [exact, empty] {
+        let b = body.clone();
+        let apart = run_cgi(respond(move || Response::new(b.clone()))).await;
+        let mut gw = Recorder::new(testing_env());
+        Handler::new()
+            .run(&mut gw, respond(move || Response::new(body.clone())))
+            .await;
+        assert_eq!(apart.out, gw.output());
+    }
+}

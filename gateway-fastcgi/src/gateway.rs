@@ -154,6 +154,9 @@ fn closed() -> io::Error {
 }
 
 impl Gateway for FcgiGateway {
+    // The default `write_head` writes the pipeline's Content-Length.
+    const LENGTH_APART: bool = true;
+
     async fn write(&mut self, data: Bytes) -> io::Result<()> {
         if data.is_empty() {
             return Ok(());

@@ -29,6 +29,9 @@ fn timed_out(what: &str, after: Duration) -> io::Error {
 }
 
 impl<W: AsyncWrite + Send + Unpin> Gateway for ScgiGateway<W> {
+    // The default `write_head` writes the pipeline's Content-Length.
+    const LENGTH_APART: bool = true;
+
     async fn write(&mut self, data: Bytes) -> io::Result<()> {
         let after = self.write_timeout;
         tokio::time::timeout(after, self.writer.write_all(&data))
