@@ -504,7 +504,7 @@ mod tests {
     /// lengths, whole in one push or split across pushes.
     #[test]
     fn pair_cap() {
-        let long = vec![b'v'; 200];
+        let long = [b'v'; 200];
         for pairs in [
             [(&b"A"[..], &b"1"[..]), (b"B", b"2"), (b"C", b"3")],
             [(b"A", &long[..]), (b"B", &long[..]), (b"C", &long[..])],
