@@ -15,7 +15,7 @@
 //! `examples/webservers/fastcgi/` has complete configurations for nginx,
 //! Apache and lighttpd. Ctrl-C (or SIGTERM) stops it after the requests in
 //! flight. `FASTCGI_WORKER_THREADS=N` sets the threads it serves on (each
-//! with a single-threaded runtime of its own; default: one per CPU), and
+//! with a single-threaded runtime of its own; default: half the CPUs), and
 //! `FASTCGI_WORK_STEALING=1` makes them one multi-threaded runtime
 //! (`gateway_fastcgi::Server::work_stealing`); `FASTCGI_MULTIPLEX=1`
 //! lets a connection carry several requests at once, and

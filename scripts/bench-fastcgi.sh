@@ -5,12 +5,14 @@
 #
 #   ours     examples/fastcgi_hello (gateway_fastcgi), cargo build --release,
 #            on its default runtime
-#            (a single-threaded runtime per CPU, each serving the
-#            connections it accepts)
+#            (a single-threaded runtime on each of half the CPUs, at least
+#            one, each serving the connections it accepts)
 #   oursws   ours on one multi-threaded, work-stealing runtime
 #            (FASTCGI_WORK_STEALING=1: the default before the runtime per
 #            CPU); not run by default
 #   ours1    the same on a single-threaded runtime (FASTCGI_WORKER_THREADS=1)
+#   ourscpu  the same on a thread per CPU (FASTCGI_WORKER_THREADS=nproc, the
+#            default before half the CPUs); not run by default
 #   oursm    ours with metrics on (FASTCGI_METRICS=1: a gateway_core::Metrics
 #            counts every connection and request); not run by default, its
 #            "ours/this" column is the cost of the metrics
@@ -30,7 +32,10 @@
 # process) fronts all of them on separate ports. After the runs it prints
 # req/s and p99 medians, the ratio ours/this in the same mode, each
 # backend's peak RSS, its CPU time per request (user + system, from
-# /proc/PID/stat over the timed runs) and how often per request its threads
+# /proc/PID/stat over the timed runs), nginx's CPU time per request while it
+# fronted that backend (the web server's share of the cost: a backend whose
+# threads must be woken for every request costs nginx more too, as the
+# wake-ups are done in nginx's writes), and how often per request its threads
 # went to sleep waiting (voluntary context switches: each one is a wake-up
 # later, the cost a hand-over between threads adds). Every backend and mode runs as its own process (a
 # libfcgi program serves one connection at a time, so kept-alive idle
@@ -48,6 +53,13 @@
 #                  on (valgrind's callgrind on a single-threaded runtime,
 #                  instrumentation switched on only while wrk runs): a figure
 #                  that does not move with the load of a shared machine
+#   PRIORITY=N     while measuring, run the bench's processes at autogroup
+#                  nice N (-20..19; Linux with kernel autogroups, root for
+#                  N < 0): on a machine other users' sessions keep busy,
+#                  each session's autogroup gets an equal share of the CPUs
+#                  whatever its threads, so a negative N gives the bench
+#                  most of the machine and steadies its figures (default:
+#                  unchanged)
 #   KEEP_TMP=1     keep the temporary directory
 #   CARGO_TARGET_DIR is honoured by the builds, as usual.
 #
@@ -100,6 +112,14 @@ cleanup() {
     if [ "${KEEP_TMP:-0}" = 1 ]; then say "kept $TMP"; else rm -rf "$TMP"; fi
 }
 trap cleanup EXIT
+if [ -n "${PRIORITY:-}" ]; then
+    [[ "$PRIORITY" =~ ^-?[0-9]+$ ]] || die "PRIORITY must be a number, got '$PRIORITY'"
+    [ -w /proc/self/autogroup ] || die "PRIORITY needs kernel autogroups (/proc/self/autogroup)"
+    AUTOGROUP_WAS=$(awk '{print $NF}' /proc/self/autogroup)
+    echo "$PRIORITY" >/proc/self/autogroup 2>/dev/null || die "cannot set autogroup nice $PRIORITY (root needed below 0)"
+    trap 'echo "$AUTOGROUP_WAS" >/proc/self/autogroup 2>/dev/null || true; cleanup' EXIT
+    say "autogroup nice $PRIORITY while measuring"
+fi
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 wait_port() {
@@ -233,6 +253,7 @@ read -r -a BACKENDS <<<"${BACKENDS:-ours ours1 libfcgi libfcgi128 go hyper}"
 declare -A CMD BACKEND PID FRONT
 CMD[ours]=$OURS
 CMD[ours1]=$OURS
+CMD[ourscpu]=$OURS
 CMD[oursws]=$OURS
 CMD[oursm]=$OURS
 CMD[libfcgi]=$TMP/libfcgi_hello
@@ -245,6 +266,7 @@ for n in "${NAMES[@]}"; do
     BACKEND[$n]=$(free_port)
     threads=0 metrics=0 stealing=0
     [ "${n%-*}" = ours1 ] && threads=1
+    [ "${n%-*}" = ourscpu ] && threads=$(nproc)
     [ "${n%-*}" = oursws ] && stealing=1
     [ "${n%-*}" = oursm ] && metrics=1
     extra=()
@@ -322,8 +344,11 @@ for n in "${NAMES[@]}" "${CG[@]}"; do wait_port "${BACKEND[$n]}"; done
 } >"$TMP/nginx.conf"
 [ -f /etc/nginx/fastcgi_params ] || die "/etc/nginx/fastcgi_params is missing"
 "$NGINX" -p "$TMP" -e "$TMP/error.log" -c "$TMP/nginx.conf" -g 'daemon off;' >"$TMP/nginx.out" 2>&1 &
+NGINX_MASTER=$!
 PIDS+=($!)
 for n in "${NAMES[@]}"; do wait_port "${FRONT[$n]}"; done
+NGINX_WORKER=$(pgrep -P "$NGINX_MASTER" | head -n1)
+[ -n "$NGINX_WORKER" ] || die "no nginx worker process (see $TMP/error.log)"
 for n in "${NAMES[@]}"; do
     body=$(python3 -c "import urllib.request; print(urllib.request.urlopen('http://127.0.0.1:${FRONT[$n]}/').read().decode(), end='')") \
         || die "$n does not answer through nginx (see $TMP)"
@@ -340,9 +365,10 @@ sleeps() { cat /proc/"$1"/task/*/status 2>/dev/null | awk '/^voluntary_ctxt_swit
 for r in $(seq "$ROUNDS"); do
     say "round $r/$ROUNDS"
     for n in "${NAMES[@]}"; do
-        t0=$(ticks "${PID[$n]}") s0=$(sleeps "${PID[$n]}")
+        t0=$(ticks "${PID[$n]}") s0=$(sleeps "${PID[$n]}") g0=$(ticks "$NGINX_WORKER")
         wrk -t1 -c"$CONNECTIONS" -d"${DURATION}s" --latency "http://127.0.0.1:${FRONT[$n]}/" >"$TMP/$n.$r.txt"
         echo $(( $(ticks "${PID[$n]}") - t0 )) >>"$TMP/$n.cpu"
+        echo $(( $(ticks "$NGINX_WORKER") - g0 )) >>"$TMP/$n.ngcpu"
         echo $(( $(sleeps "${PID[$n]}") - s0 )) >>"$TMP/$n.sleeps"
     done
 done
@@ -385,13 +411,15 @@ for name in names:
         if s: print(f"{name} round {r}: socket errors: {s.group(1)}")
     ticks = sum(int(x) for x in open(f"{tmp}/{name}.cpu").read().split())
     cpu_us = ticks * 1_000_000 / hz / reqs if reqs else 0.0
+    ngticks = sum(int(x) for x in open(f"{tmp}/{name}.ngcpu").read().split())
+    ng_us = ngticks * 1_000_000 / hz / reqs if reqs else 0.0
     sleeps = sum(int(x) for x in open(f"{tmp}/{name}.sleeps").read().split())
-    res[name] = (statistics.median(rps), statistics.median(p99), rps, errs, cpu_us, sleeps / reqs if reqs else 0.0)
+    res[name] = (statistics.median(rps), statistics.median(p99), rps, errs, cpu_us, sleeps / reqs if reqs else 0.0, ng_us)
 one = any(n.startswith("ours1-") for n in names)
 col = f"{'ours1/this':>12}" if one else ""
-print(f"{'':18}{'req/s (median)':>16}{'p99 ms (median)':>18}{'ours/this req/s':>18}{col}{'peak RSS MiB':>14}{'CPU us/req':>12}{'sleeps/req':>12}   per round req/s")
+print(f"{'':18}{'req/s (median)':>16}{'p99 ms (median)':>18}{'ours/this req/s':>18}{col}{'peak RSS MiB':>14}{'CPU us/req':>12}{'nginx us/req':>14}{'sleeps/req':>12}   per round req/s")
 for name in names:
-    m, p, rps, errs, cpu_us, sl = res[name]
+    m, p, rps, errs, cpu_us, sl, ng_us = res[name]
     mode = name.rsplit("-", 1)[1]
     base = res["ours-" + mode][0] if "ours-" + mode in res else 0.0
     ratio = f"{base / m:.2f}" if m > 0 and base > 0 else "-"
@@ -401,7 +429,7 @@ for name in names:
         r1 = f"{(f'{b1 / m:.2f}' if m > 0 and b1 > 0 else '-'):>12}"
     kib = open(f"{tmp}/{name}.rss").read().strip() or "0"
     extra = f"   non-2xx: {errs}" if errs else ""
-    print(f"{name:18}{m:>16.0f}{p:>18.3f}{ratio:>18}{r1}{int(kib) / 1024:>14.1f}{cpu_us:>12.1f}{sl:>12.2f}   {' '.join(f'{x:.0f}' for x in rps)}{extra}")
+    print(f"{name:18}{m:>16.0f}{p:>18.3f}{ratio:>18}{r1}{int(kib) / 1024:>14.1f}{cpu_us:>12.1f}{ng_us:>14.1f}{sl:>12.2f}   {' '.join(f'{x:.0f}' for x in rps)}{extra}")
 PY
 if [ -n "${IR[cg]:-}" ]; then
     python3 -c "import sys; o, m = int(sys.argv[1]), int(sys.argv[2]); print(f'instructions/request (callgrind, keep-alive, 1 thread): metrics off {o}, on {m}, delta {m - o:+d} ({(m - o) / o * 100:+.2f} %)')" "${IR[cg]}" "${IR[cgm]}"

@@ -181,7 +181,9 @@ impl Gateway for FcgiGateway {
 
     fn stdin(&mut self, _environ: &Environ) -> Body {
         match self.stdin.take() {
-            Some(body) if self.role != Role::Authorizer => Body::new(body),
+            Some(body) if self.role != Role::Authorizer && !body.is_empty_ended() => {
+                Body::new(body)
+            }
             _ => Body::empty(),
         }
     }

@@ -147,6 +147,13 @@ impl InputBody {
         }
     }
 
+    /// Whether this is the body of a stream that ended before any data
+    /// and declared no length past zero: it yields nothing, as
+    /// [`Body::empty`](gateway_core::Body::empty) does without a box.
+    pub(crate) fn is_empty_ended(&self) -> bool {
+        self.rx.is_none() && matches!(self.remaining, None | Some(0))
+    }
+
     /// Ends the body with `error`.
     fn fail(&mut self, error: Error) -> Poll<Option<Result<Frame<Bytes>, Error>>> {
         self.done = true;

@@ -150,7 +150,11 @@ async fn read_header(
         // buffer: ten thousand idle connections should not each keep 8 KiB.
         buf.reserve(if idle { FIRST_READ } else { 8 * 1024 });
         let n = if idle {
+            // The read first: the accept loop has waited for input already,
+            // so it is usually there, and the shutdown watch (costly to
+            // poll) is not looked at.
             tokio::select! {
+                biased;
                 n = stream.read_buf(buf) => n,
                 () = shutdown.stopping() => return Err(HeadError::Idle),
             }

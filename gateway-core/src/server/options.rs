@@ -251,6 +251,10 @@ impl ServerOptions {
 #[macro_export]
 macro_rules! server_options_setters {
     ($field:ident, $counted:literal) => {
+        $crate::server_options_setters!($field, $counted, threads: "one per CPU");
+    };
+    // `$threads`: the number of threads `run` serves on by default, in words.
+    ($field:ident, $counted:literal, threads: $threads:literal) => {
         /// All the settings this server shares with the other servers at
         /// once, replacing those set before.
         pub fn options(&mut self, options: gateway_core::server::ServerOptions) -> &mut Self {
@@ -357,8 +361,8 @@ macro_rules! server_options_setters {
             self
         }
 
-        /// The threads `run` serves on. Unset (or 0): one per CPU. Each
-        /// has a single-threaded runtime of its own and serves the
+        #[doc = concat!("The threads `run` serves on. Unset (or 0): ", $threads, ".")]
+        /// Each has a single-threaded runtime of its own and serves the
         /// connections it accepts to their end, so a connection, its
         /// requests and the tasks their applications spawn stay on one
         /// thread: nothing is handed over between threads (the way php-fpm

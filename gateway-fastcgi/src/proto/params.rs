@@ -234,33 +234,64 @@ impl ParamsDecoder {
         // pair.
         let likely = (src.len() / 16).min(self.max_count.saturating_sub(self.params.len()));
         self.params.pairs.reserve(likely);
-        loop {
-            match parse_pair(src)? {
-                Progress::Need(need) => {
+        // The pairs are found by offset in `src` and sliced out of it (one
+        // reference count each, none for an empty value); `src` gives up
+        // what they took once, at the end.
+        let mut at = 0;
+        let result = loop {
+            let rest = src.get(at..).unwrap_or_default();
+            // The usual pair, both lengths in their one-byte form, read
+            // without the general parse.
+            if let [name, value, ..] = *rest
+                && (name | value) & 0x80 == 0
+            {
+                let name_at = at + 2;
+                let value_at = name_at + usize::from(name);
+                let end = value_at + usize::from(value);
+                if end <= src.len() {
+                    if self.params.len() >= self.max_count {
+                        break Err(ProtocolError::too_many_params(self.max_count));
+                    }
+                    self.params
+                        .pairs
+                        .push((src.slice(name_at..value_at), src.slice(value_at..end)));
+                    at = end;
+                    continue;
+                }
+            }
+            match parse_pair(rest) {
+                Err(e) => break Err(e),
+                Ok(Progress::Need(need)) => {
                     // A pair has begun that cannot end under the cap.
-                    if !src.is_empty() && self.consumed.saturating_add(need) > self.max_len {
-                        return Err(ProtocolError::params_too_large(self.max_len));
+                    if !rest.is_empty()
+                        && self.consumed.saturating_add(at).saturating_add(need) > self.max_len
+                    {
+                        break Err(ProtocolError::params_too_large(self.max_len));
                     }
                     self.need = need;
-                    return Ok(());
+                    break Ok(());
                 }
-                Progress::Pair {
+                Ok(Progress::Pair {
                     header,
                     name,
                     value,
-                } => {
+                }) => {
                     if self.params.len() >= self.max_count {
-                        return Err(ProtocolError::too_many_params(self.max_count));
+                        break Err(ProtocolError::too_many_params(self.max_count));
                     }
-                    let total = header + name + value;
-                    let mut pair = src.split_to(total);
-                    pair.advance(header);
-                    let name = pair.split_to(name);
-                    self.params.pairs.push((name, pair));
-                    self.consumed += total;
+                    // `parse_pair` checked that the pair lies within `rest`.
+                    let name_at = at + header;
+                    let value_at = name_at + name;
+                    at = value_at + value;
+                    self.params
+                        .pairs
+                        .push((src.slice(name_at..value_at), src.slice(value_at..at)));
                 }
             }
-        }
+        };
+        src.advance(at);
+        self.consumed += at;
+        result
     }
 
     /// Ends the stream and returns the pairs.
@@ -467,6 +498,31 @@ mod tests {
         assert_eq!(decode_in_pieces(&bytes).unwrap(), whole);
         let threes: Vec<&[u8]> = encoded.chunks(3).collect();
         assert_eq!(decode_in_pieces(&threes).unwrap(), whole);
+    }
+
+    /// The pair cap holds for pairs with one-byte and with four-byte
+    /// lengths, whole in one push or split across pushes.
+    #[test]
+    fn pair_cap() {
+        let long = [b'v'; 200];
+        for pairs in [
+            [(&b"A"[..], &b"1"[..]), (b"B", b"2"), (b"C", b"3")],
+            [(b"A", &long[..]), (b"B", &long[..]), (b"C", &long[..])],
+        ] {
+            let encoded = block(&pairs);
+            assert_eq!(decode_pairs(encoded.clone(), BIG, 3).unwrap().len(), 3);
+            let err = decode_pairs(encoded.clone(), BIG, 2).unwrap_err();
+            assert_eq!(
+                err.to_string(),
+                ProtocolError::too_many_params(2).to_string()
+            );
+            let bytes: Vec<&[u8]> = encoded.chunks(1).collect();
+            let mut decoder = ParamsDecoder::new(BIG, 2);
+            let failed = bytes
+                .iter()
+                .any(|b| decoder.push(Bytes::copy_from_slice(b)).is_err());
+            assert!(failed);
+        }
     }
 
     /// Pairs wholly inside one push share its buffer instead of being copied.

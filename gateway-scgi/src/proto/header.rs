@@ -84,6 +84,39 @@ impl Header {
 /// is built.
 const SCAN_LIMIT: usize = 32;
 
+/// A set of names that answers "maybe" or "surely not" (a Bloom filter of
+/// one hash, 256 bits): a name is compared with the names before it only
+/// when its bit is set, which for a web server's few dozen distinct names
+/// is seldom.
+#[derive(Default)]
+struct NameFilter([u64; 4]);
+
+impl NameFilter {
+    /// The name's bit: its length and three of its bytes, mixed.
+    fn bit(name: &[u8]) -> (usize, u64) {
+        let n = name.len();
+        let byte = |i: usize| u64::from(name.get(i).copied().unwrap_or(0));
+        let key = (n as u64) << 32
+            | byte(n.wrapping_sub(1)) << 16
+            | byte(n / 2) << 8
+            | byte(n.saturating_sub(4));
+        let bit = (key.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 56) as usize;
+        (bit / 64, 1 << (bit % 64))
+    }
+
+    fn may_hold(&self, name: &[u8]) -> bool {
+        let (word, mask) = Self::bit(name);
+        self.0.get(word).is_none_or(|w| w & mask != 0)
+    }
+
+    fn add(&mut self, name: &[u8]) {
+        let (word, mask) = Self::bit(name);
+        if let Some(w) = self.0.get_mut(word) {
+            *w |= mask;
+        }
+    }
+}
+
 /// Validates a header block (the netstring's content) and splits it into
 /// pairs. `wire_len` is recorded as is; `strict` rejects a missing or
 /// unexpected `SCGI` marker; `merge` joins repeated `HTTP_*` pairs.
@@ -106,24 +139,36 @@ pub(super) fn parse_block(
         ));
     }
 
-    // With the final NUL removed, splitting at NUL yields exactly one string
-    // per NUL-terminated string of the block.
-    let mut strings = strings.split(|&b| b == 0);
-    let mut pairs: Vec<(Bytes, Bytes)> = Vec::new();
-    // The names so far, in the order of `pairs`: scanned while there are
-    // few (a web server sends a few dozen), indexed past `SCAN_LIMIT` so a
-    // block of thousands of names stays linear.
+    // With the final NUL removed, each NUL of the rest and its end close
+    // one string of the block each: where the strings end, found a word at
+    // a time.
+    let mut ends = memchr::memchr_iter(0, strings).chain(std::iter::once(strings.len()));
+    // Room for the pairs a web server's block holds (some 25 to 40 bytes a
+    // pair), bounded so that a large block does not reserve ahead.
+    let mut pairs: Vec<(Bytes, Bytes)> = Vec::with_capacity((block.len() / 24).clamp(8, 64));
+    // The names so far, in the order of `pairs`: while there are few (a
+    // web server sends a few dozen) a name is compared with them only when
+    // `seen` has its bit set (the bit of a name this block may have held
+    // already), and past `SCAN_LIMIT` they are indexed, so a block of
+    // thousands of names stays linear.
     let mut names: Vec<&[u8]> = Vec::with_capacity(48);
+    let mut seen = NameFilter::default();
     let mut index: Option<HashMap<&[u8], usize>> = None;
     let mut content_length = None;
     let mut marker = Marker::Missing;
-    while let Some(name) = strings.next() {
-        let Some(value) = strings.next() else {
+    // Where the next string starts in `block`.
+    let mut at = 0;
+    while let Some(name_end) = ends.next() {
+        let Some(value_end) = ends.next() else {
             return Err(ProtocolError::new(
                 Kind::OddStringCount,
                 "header block holds an odd number of strings",
             ));
         };
+        let (name_at, value_at) = (at, name_end + 1);
+        at = value_end + 1;
+        let name = strings.get(name_at..name_end).unwrap_or_default();
+        let value = strings.get(value_at..value_end).unwrap_or_default();
         if name.is_empty() {
             return Err(ProtocolError::new(Kind::EmptyName, "empty header name"));
         }
@@ -138,7 +183,8 @@ pub(super) fn parse_block(
         }
         let found = match &index {
             Some(index) => index.get(name).copied(),
-            None => names.iter().position(|n| *n == name),
+            None if seen.may_hold(name) => names.iter().position(|n| *n == name),
+            None => None,
         };
         if let Some(at) = found {
             if merge && name.starts_with(b"HTTP_") {
@@ -162,7 +208,7 @@ pub(super) fn parse_block(
                 map.insert(name, pairs.len());
                 index = Some(map);
             }
-            None => {}
+            None => seen.add(name),
         }
         names.push(name);
         if name == SCGI {
@@ -172,7 +218,10 @@ pub(super) fn parse_block(
                 Marker::Unexpected
             };
         }
-        pairs.push((block.slice_ref(name), block.slice_ref(value)));
+        pairs.push((
+            block.slice(name_at..name_end),
+            block.slice(value_at..value_end),
+        ));
     }
 
     // The loop ran at least once (the block holds at least one NUL), and its
