@@ -190,6 +190,17 @@ impl ConnectionCap {
         }
     }
 
+    /// Runs `refresh` on each thread serving connections once a burst of
+    /// connections has ended, while the thread settles its heap (see
+    /// [`MemoryRelease`]): for a library's per-thread state that the
+    /// burst's traffic last wrote high in the thread's heap, such as the
+    /// date an HTTP library keeps for its responses, to be written afresh
+    /// there (it is then written low, and the block it frees goes back).
+    /// The first one set on a cap (or any of its clones) is kept.
+    pub fn on_burst_end(&self, refresh: fn()) {
+        let _ = self.bursts.on_end.set(refresh);
+    }
+
     /// Connections that may still start now.
     pub fn available(&self) -> usize {
         self.permits.available_permits()
@@ -476,11 +487,14 @@ mod tests {
 
     /// Two accept loops sharing a cap (two threads of one server): a
     /// burst on one of them has both settle their thread's heap once,
-    /// and the release runs once, after both have.
+    /// running the cap's `on_burst_end` each time, and the release runs
+    /// once, after both have.
     #[tokio::test]
     async fn every_accept_loop_settles_its_heap_after_a_burst() {
         use std::sync::atomic::{AtomicUsize, Ordering};
         use tokio::io::AsyncReadExt;
+
+        static REFRESHED: AtomicUsize = AtomicUsize::new(0);
 
         let dir = std::env::temp_dir().join(format!("gateway-settle-{}", std::process::id()));
         let _ = std::fs::create_dir_all(&dir);
@@ -492,6 +506,9 @@ mod tests {
         })
         .min_burst(16);
         let cap = ConnectionCap::new(100).release_memory_after_bursts(release);
+        cap.on_burst_end(|| {
+            REFRESHED.fetch_add(1, Ordering::SeqCst);
+        });
         let shutdown = Shutdown::new();
         let mut servers = Vec::new();
         for path in &paths {
@@ -529,6 +546,7 @@ mod tests {
             2,
             "each accept loop settled its heap once"
         );
+        assert_eq!(REFRESHED.load(Ordering::SeqCst), 2, "on_burst_end on each");
         shutdown.trigger();
         for s in servers {
             let _ = tokio::time::timeout(Duration::from_secs(10), s).await;

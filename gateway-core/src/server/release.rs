@@ -10,7 +10,7 @@
 
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 
 use tokio::sync::watch;
@@ -222,7 +222,7 @@ fn trim_trigger() {
 
 /// How many tasks a serving thread's runtime can have ready at once
 /// without growing its run queue (see [`prepare_thread`]).
-pub(crate) const RUN_QUEUE: usize = 1024;
+pub(crate) const RUN_QUEUE: usize = 512;
 
 /// Run first on a thread serving connections on a single-threaded
 /// runtime: grows the runtime's run queue to [`RUN_QUEUE`] tasks now,
@@ -366,6 +366,9 @@ pub(crate) struct Bursts {
     /// The burst ended last, until every accept loop has settled its
     /// thread's heap: then the release runs and the figures are logged.
     pending: Mutex<Option<Pending>>,
+    /// Run on each serving thread between two settlings of its heap (see
+    /// [`ConnectionCap::on_burst_end`](super::ConnectionCap::on_burst_end)).
+    pub(crate) on_end: OnceLock<fn()>,
     /// How many times an accept loop settled its thread's heap.
     #[cfg(test)]
     pub(crate) settled: AtomicUsize,
@@ -392,6 +395,7 @@ impl Bursts {
             release,
             ended: watch::channel(0).0,
             pending: Mutex::new(None),
+            on_end: OnceLock::new(),
             #[cfg(test)]
             settled: AtomicUsize::new(0),
         }
@@ -409,6 +413,12 @@ impl Bursts {
     /// runs the release (on a blocking thread) and logs the figures.
     pub(crate) fn settle(self: &Arc<Self>) {
         settle_heap();
+        if let Some(refresh) = self.on_end.get() {
+            // What it allocates afresh comes from the blocks settled low,
+            // and what it frees goes back through a second settling.
+            refresh();
+            settle_heap();
+        }
         #[cfg(test)]
         self.settled.fetch_add(1, Ordering::SeqCst);
         let done = {

@@ -18,7 +18,7 @@ use crate::Limits;
 /// server); `Some(n)`, `n` worker threads; `None` or `Some(0)`, tokio's
 /// default (one per core).
 ///
-/// A current-thread runtime takes at most 256 I/O events from the system
+/// A current-thread runtime takes at most 128 I/O events from the system
 /// at a time, and 32 while it has tasks left to run (tokio's defaults:
 /// 1024 both): each event can make a task ready, and the runtime's queue
 /// of ready tasks keeps the largest size it ever had.
