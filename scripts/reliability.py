@@ -485,7 +485,7 @@ async def scale(proto, phase, source):
         check(
             f"scale-rss-per-conn-{name}",
             per_conn <= target,
-            f"{per_conn / 1024:.2f} kB/conn (target <= {target // 1024} kB; RSS {rss0 // 1024}->{rss1 // 1024} MB)",
+            f"{per_conn / 1024:.2f} kB/conn (target <= {target // 1024} kB; RSS {rss0 / 1024:.1f}->{rss1 / 1024:.1f} MB)",
         )
         status, _, secs = await request(proto, srv.port, timeout=10)
         check(f"scale-new-request-{name}", status == 200 and secs < 1, f"{status} in {secs * 1000:.1f} ms")
@@ -500,14 +500,14 @@ async def scale(proto, phase, source):
         check(
             f"scale-rss-after-close-{name}",
             kept <= 0.25,
-            f"RSS {rss0 // 1024}->{rss1 // 1024}->{rss2 // 1024} MB ({kept * 100:.0f}% of the growth kept)",
+            f"RSS {rss0 / 1024:.1f}->{rss1 / 1024:.1f}->{rss2 / 1024:.1f} MB ({kept * 100:.0f}% of the growth kept)",
         )
         if SCALE_MALLOC_INFO:
             malloc_report(srv, f"{proto}-{phase}-closed")
         if SCALE_TRIM_PROBE:
             rss3 = trim_probe(srv)
             note(
-                f"{name} after malloc_trim(0) called through gdb: RSS {rss3 // 1024} MB "
+                f"{name} after malloc_trim(0) called through gdb: RSS {rss3 / 1024:.1f} MB "
                 f"({(rss3 - rss0) / max(1, rss1 - rss0) * 100:.0f}% of the growth kept)"
             )
         # More rounds tell memory the allocator keeps (reused by the next
@@ -524,7 +524,7 @@ async def scale(proto, phase, source):
             await asyncio.sleep(AFTER_CLOSE_S)
             rounds.append((opened_rss, srv.rss_kb()))
         if SCALE_ROUNDS > 1:
-            note(f"{name} rounds (RSS MB open, closed): " + ", ".join(f"({a // 1024}, {b // 1024})" for a, b in rounds))
+            note(f"{name} rounds (RSS MB open, closed): " + ", ".join(f"({a / 1024:.1f}, {b / 1024:.1f})" for a, b in rounds))
     finally:
         srv.stop()
 

@@ -199,20 +199,72 @@ const PASSES: usize = 3;
 /// top. Other allocators get a few thousand short-lived allocations,
 /// once per burst.
 pub(crate) fn settle_heap() {
-    let mut blocks: Vec<Vec<u8>> = Vec::with_capacity(CANDIDATES);
     trim_trigger();
-    for _ in 0..PASSES {
-        for class in 0..CACHED_SIZES {
-            let size = 24 + 16 * class;
-            blocks.extend((0..CANDIDATES).map(|_| std::hint::black_box(Vec::with_capacity(size))));
-            blocks.sort_unstable_by_key(|b| b.as_ptr().addr());
-            // Lowest first: those are what the cache keeps.
-            for block in blocks.drain(..) {
-                drop(std::hint::black_box(block));
+    RESERVE.with(|reserve| {
+        let mut reserve = reserve.borrow_mut();
+        let passes = if reserve.is_empty() { PASSES } else { 1 };
+        let mut blocks: Vec<Vec<u8>> = Vec::with_capacity(CANDIDATES);
+        for _ in 0..passes {
+            for class in 0..CACHED_SIZES {
+                let size = cached_size(class);
+                blocks.extend(
+                    (0..CANDIDATES).map(|_| std::hint::black_box(Vec::with_capacity(size))),
+                );
+                if let Some(kept) = reserve.get_mut(class * KEEP..(class + 1) * KEEP) {
+                    // The reserve goes into the emptied cache, the blocks
+                    // taken out go back to the arena, and the reserve is
+                    // taken back out of the cache.
+                    for block in kept.iter_mut() {
+                        drop(std::mem::take(block));
+                    }
+                    blocks.clear();
+                    for block in kept.iter_mut() {
+                        *block = std::hint::black_box(Vec::with_capacity(size));
+                    }
+                } else {
+                    blocks.sort_unstable_by_key(|b| b.as_ptr().addr());
+                    // Lowest first: those are what the cache keeps.
+                    for block in blocks.drain(..) {
+                        drop(std::hint::black_box(block));
+                    }
+                }
             }
+            trim_trigger();
         }
-        trim_trigger();
-    }
+    });
+}
+
+/// The request size of the cached size `class`.
+fn cached_size(class: usize) -> usize {
+    24 + 16 * class
+}
+
+/// How many blocks of each size glibc's thread cache holds (by default).
+const KEEP: usize = 7;
+
+thread_local! {
+    /// [`KEEP`] blocks of each cached size, allocated when the thread
+    /// started serving (so low in its heap) and held (see
+    /// [`reserve_cache_blocks`]).
+    static RESERVE: std::cell::RefCell<Vec<Vec<u8>>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Allocates and holds, for [`settle_heap`] on this thread, as many blocks
+/// of each cached size as the cache holds, while the thread's heap is
+/// still small: when the heap is settled, these are what the emptied
+/// cache is filled with (then taken back), so that the blocks taken out of
+/// the cache can all go back to the arena. Without them, the cache keeps
+/// the lowest of the blocks taken out, which may still be high. About
+/// 240 kB per thread.
+pub(crate) fn reserve_cache_blocks() {
+    RESERVE.with(|reserve| {
+        let mut reserve = reserve.borrow_mut();
+        if reserve.is_empty() {
+            *reserve = (0..CACHED_SIZES * KEEP)
+                .map(|i| std::hint::black_box(Vec::with_capacity(cached_size(i / KEEP))))
+                .collect();
+        }
+    });
 }
 
 /// Allocates and frees one [`TRIM_TRIGGER`] block.
@@ -233,6 +285,7 @@ pub(crate) const RUN_QUEUE: usize = 512;
 /// most [`RUN_QUEUE`]` / 4` I/O events at a time (see
 /// [`runtime`](super::runtime)), so the queue rarely needs more.
 pub(crate) async fn prepare_thread() {
+    reserve_cache_blocks();
     let tasks: Vec<_> = (0..RUN_QUEUE).map(|_| tokio::spawn(async {})).collect();
     for task in tasks {
         let _ = task.await;
@@ -688,12 +741,44 @@ mod tests {
 
     /// glibc's malloc: a thread frees 32 MB of small blocks, the highest
     /// first, so that its cache keeps blocks at the top of its heap; the
-    /// memory stays resident until `settle_heap` runs on that thread.
+    /// memory stays resident until `settle_heap` runs on that thread,
+    /// whether the thread reserved cache blocks when it started (as a
+    /// serving thread does) or not. Each case runs alone in a process of
+    /// its own (this test program, run again for one test): the figures
+    /// are the process's resident memory, which other tests would move.
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     #[test]
     fn settling_the_heap_hands_back_what_a_thread_freed() {
+        for reserved in ["1", "0"] {
+            let out = std::process::Command::new(std::env::current_exe().unwrap())
+                .args([
+                    "--exact",
+                    "server::release::tests::settle_scenario",
+                    "--include-ignored",
+                    "--nocapture",
+                    "--test-threads=1",
+                ])
+                .env("SETTLE_SCENARIO_RESERVED", reserved)
+                .output()
+                .unwrap();
+            let text = String::from_utf8_lossy(&out.stdout).into_owned()
+                + &String::from_utf8_lossy(&out.stderr);
+            assert!(out.status.success(), "reserved {reserved}: {text}");
+            assert!(text.contains("1 passed"), "reserved {reserved}: {text}");
+        }
+    }
+
+    /// The case `settling_the_heap_hands_back_what_a_thread_freed` runs.
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    #[test]
+    #[ignore = "run alone by settling_the_heap_hands_back_what_a_thread_freed"]
+    fn settle_scenario() {
         const MB: u64 = 1024;
-        let (before, freed, settled) = std::thread::spawn(|| {
+        let reserved = std::env::var("SETTLE_SCENARIO_RESERVED").is_ok_and(|v| v == "1");
+        let (before, freed, settled) = std::thread::spawn(move || {
+            if reserved {
+                reserve_cache_blocks();
+            }
             let before = resident_kb();
             let mut blocks: Vec<Vec<u8>> = (0..300_000)
                 .map(|i| {
@@ -720,7 +805,7 @@ mod tests {
         );
         assert!(
             settled + 16 * MB < freed,
-            "settled: {before} -> {freed} -> {settled} kB"
+            "reserved {reserved}: {before} -> {freed} -> {settled} kB"
         );
     }
 }
