@@ -203,7 +203,9 @@ pub(crate) fn settle_heap() {
     RESERVE.with(|reserve| {
         let mut reserve = reserve.borrow_mut();
         let passes = if reserve.is_empty() { PASSES } else { 1 };
-        let mut blocks: Vec<Vec<u8>> = Vec::with_capacity(CANDIDATES);
+        // Larger than any cached size, so that freeing it leaves the
+        // cache alone.
+        let mut blocks: Vec<Vec<u8>> = Vec::with_capacity(CANDIDATES.max(LIST));
         for _ in 0..passes {
             for class in 0..CACHED_SIZES {
                 let size = cached_size(class);
@@ -238,6 +240,10 @@ pub(crate) fn settle_heap() {
 fn cached_size(class: usize) -> usize {
     24 + 16 * class
 }
+
+/// Entries in the list of blocks taken out: its 1,536 bytes are past the
+/// sizes the cache keeps.
+const LIST: usize = 64;
 
 /// How many blocks of each size glibc's thread cache holds (by default).
 const KEEP: usize = 7;
