@@ -193,13 +193,16 @@ const PASSES: usize = 3;
 /// for the next allocation, and after a burst it holds those of the
 /// connections that closed first, spread through the memory the burst
 /// took. This takes every cached block out (allocating each size more
-/// times than the cache holds), frees the lowest-addressed ones first, so
-/// that they are the ones the cache keeps, and then the others, which go
-/// back to the arena and merge with the free memory around them; last, it
-/// allocates and frees one larger block, which makes glibc merge the small
-/// freed blocks it keeps unmerged (its fast bins) and trim the arena's
-/// top. Other allocators get a few thousand short-lived allocations,
-/// once per burst.
+/// times than the cache holds), fills the emptied cache with the thread's
+/// reserve (see [`reserve_cache_blocks`]), frees the blocks taken out,
+/// which go back to the arena and merge with the free memory around
+/// them, and takes the reserve back out of the cache. (On a thread without
+/// a reserve, the cache keeps the lowest-addressed of the blocks taken
+/// out, chosen again over a few passes.) Around that, it allocates and
+/// frees one larger block, which makes glibc merge the small freed blocks
+/// it keeps unmerged (its fast bins) and trim the arena's top. Other
+/// allocators get a few thousand short-lived allocations, once per
+/// burst.
 pub(crate) fn settle_heap() {
     trim_trigger();
     RESERVE.with(|reserve| {
