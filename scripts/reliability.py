@@ -14,7 +14,10 @@ Environment: RELIABILITY_BIN (the server program), PROTOCOLS (default
 SCALE_CONNECTIONS (default 10000), SCALE_ROUNDS (default 1: how many
 times the connections are opened and closed), SCALE_AFTER_CLOSE_S (default
 3: how long after the connections closed the RSS is read), SCALE_TRIM_PROBE
-(1: then call malloc_trim(0) in the server through gdb and print its RSS), SOAK_MINUTES (default 1),
+(1: then call malloc_trim(0) in the server through gdb and print its RSS),
+SCALE_MALLOC_INFO (a directory: write the server's malloc_info and
+resident memory per mapping there, with the connections open and after
+the close), SOAK_MINUTES (default 1),
 SOAK_SAMPLE_S (default 60), SOAK_RATE (requests a second to each server,
 default 20; 0 for no limit), SOAK_CLIENTS (default 4), SOAK_TOGETHER
 (default 1: every server soaked at once, in one window), SERVER_PRELOAD (a malloc library the server
@@ -45,6 +48,10 @@ AFTER_CLOSE_S = float(os.environ.get("SCALE_AFTER_CLOSE_S", "3"))
 # SCALE_TRIM_PROBE=1: after the after-close figure, call glibc's
 # malloc_trim(0) in the server through gdb and print its RSS then.
 SCALE_TRIM_PROBE = os.environ.get("SCALE_TRIM_PROBE", "0") != "0"
+# SCALE_MALLOC_INFO=DIR: with the connections open and again after the
+# close, write glibc's malloc_info(0) of the server (through gdb) and its
+# resident memory per mapping (/proc/PID/smaps) into DIR.
+SCALE_MALLOC_INFO = os.environ.get("SCALE_MALLOC_INFO", "")
 SOAK_MINUTES = float(os.environ.get("SOAK_MINUTES", "1"))
 SOAK_SAMPLE_S = float(os.environ.get("SOAK_SAMPLE_S", "60"))
 # Requests a second to each server during the soak (0: as fast as the
@@ -412,6 +419,43 @@ def trim_probe(srv):
     return srv.rss_kb()
 
 
+def malloc_report(srv, name):
+    """Writes the server's malloc_info(0) (through gdb: fopen, malloc_info,
+    fclose in the server) and its resident memory per mapping into
+    SCALE_MALLOC_INFO; read-only for the server's heap."""
+    os.makedirs(SCALE_MALLOC_INFO, exist_ok=True)
+    xml = os.path.abspath(os.path.join(SCALE_MALLOC_INFO, f"{name}.xml"))
+    subprocess.run(
+        [
+            "gdb", "-p", str(srv.proc.pid), "-batch",
+            "-ex", f'set $f = (void *) fopen("{xml}", "w")',
+            "-ex", "call (int) malloc_info(0, $f)",
+            "-ex", "call (int) fclose($f)",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        timeout=60,
+        check=False,
+    )
+    # Resident kB per mapping, largest first.
+    maps, cur = [], None
+    with open(f"/proc/{srv.proc.pid}/smaps") as f:
+        for line in f:
+            if re.match(r"^[0-9a-f]+-[0-9a-f]+ ", line):
+                cur = [line.strip(), 0, 0]
+                maps.append(cur)
+            elif line.startswith("Rss:"):
+                cur[1] = int(line.split()[1])
+            elif line.startswith("Size:"):
+                cur[2] = int(line.split()[1])
+    maps.sort(key=lambda m: -m[1])
+    with open(os.path.join(SCALE_MALLOC_INFO, f"{name}.smaps"), "w") as f:
+        for head, rss, size in maps:
+            if rss:
+                f.write(f"{rss:8} kB rss {size:8} kB size  {head}\n")
+    note(f"{name}: malloc_info and smaps in {SCALE_MALLOC_INFO}")
+
+
 async def scale(proto, phase, source):
     """10,000 idle connections: RSS per connection, a new request, and the
     figures once they are closed."""
@@ -427,6 +471,8 @@ async def scale(proto, phase, source):
         opened = time.monotonic() - t
         await asyncio.sleep(2)
         rss1, fd1 = srv.rss_kb(), srv.fds()
+        if SCALE_MALLOC_INFO:
+            malloc_report(srv, f"{proto}-{phase}-open")
         per_conn = (rss1 - rss0) * 1024 / max(1, len(conns))
         name = f"{proto}-{phase}"
         check(
@@ -439,7 +485,7 @@ async def scale(proto, phase, source):
         check(
             f"scale-rss-per-conn-{name}",
             per_conn <= target,
-            f"{per_conn / 1024:.2f} kB/conn (target <= {target // 1024} kB; RSS {rss0 // 1024}->{rss1 // 1024} MB)",
+            f"{per_conn / 1024:.2f} kB/conn (target <= {target // 1024} kB; RSS {rss0 / 1024:.1f}->{rss1 / 1024:.1f} MB)",
         )
         status, _, secs = await request(proto, srv.port, timeout=10)
         check(f"scale-new-request-{name}", status == 200 and secs < 1, f"{status} in {secs * 1000:.1f} ms")
@@ -454,12 +500,14 @@ async def scale(proto, phase, source):
         check(
             f"scale-rss-after-close-{name}",
             kept <= 0.25,
-            f"RSS {rss0 // 1024}->{rss1 // 1024}->{rss2 // 1024} MB ({kept * 100:.0f}% of the growth kept)",
+            f"RSS {rss0 / 1024:.1f}->{rss1 / 1024:.1f}->{rss2 / 1024:.1f} MB ({kept * 100:.0f}% of the growth kept)",
         )
+        if SCALE_MALLOC_INFO:
+            malloc_report(srv, f"{proto}-{phase}-closed")
         if SCALE_TRIM_PROBE:
             rss3 = trim_probe(srv)
             note(
-                f"{name} after malloc_trim(0) called through gdb: RSS {rss3 // 1024} MB "
+                f"{name} after malloc_trim(0) called through gdb: RSS {rss3 / 1024:.1f} MB "
                 f"({(rss3 - rss0) / max(1, rss1 - rss0) * 100:.0f}% of the growth kept)"
             )
         # More rounds tell memory the allocator keeps (reused by the next
@@ -476,7 +524,7 @@ async def scale(proto, phase, source):
             await asyncio.sleep(AFTER_CLOSE_S)
             rounds.append((opened_rss, srv.rss_kb()))
         if SCALE_ROUNDS > 1:
-            note(f"{name} rounds (RSS MB open, closed): " + ", ".join(f"({a // 1024}, {b // 1024})" for a, b in rounds))
+            note(f"{name} rounds (RSS MB open, closed): " + ", ".join(f"({a / 1024:.1f}, {b / 1024:.1f})" for a, b in rounds))
     finally:
         srv.stop()
 

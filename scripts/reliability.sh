@@ -14,7 +14,10 @@
 # SCALE_AFTER_CLOSE_S=3 (how long after the connections closed the
 # after-close RSS is read: the servers' memory release runs a quiet second
 # after a burst ends), SCALE_TRIM_PROBE=1 (then calls glibc's
-# malloc_trim(0) in the server through gdb and prints its RSS), and
+# malloc_trim(0) in the server through gdb and prints its RSS),
+# SCALE_MALLOC_INFO=DIR (writes the server's malloc_info and resident
+# memory per mapping there, with the connections open and after the
+# close), and
 # SERVER_PRELOAD (a malloc library for the server, such as
 # libmimalloc.so.2, to compare). Builds the server (examples/reliability.rs)
 # in release mode; needs python3. Talks to 127.0.0.1 only. See docs/reliability.md for what each check means.

@@ -102,6 +102,7 @@
 
 mod body;
 mod conn;
+mod date;
 mod gateway;
 mod h2streams;
 mod refuse;

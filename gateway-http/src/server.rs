@@ -287,6 +287,7 @@ impl Server {
     {
         let connections = self.connections(app);
         self.options.run("HTTP", addr, move |listener, cap| {
+            cap.on_burst_end(crate::date::refresh);
             let connections = connections.clone();
             async move { connections.serve_capped(listener, cap).await }
         })

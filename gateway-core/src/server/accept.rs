@@ -190,6 +190,17 @@ impl ConnectionCap {
         }
     }
 
+    /// Runs `refresh` on each thread serving connections once a burst of
+    /// connections has ended, while the thread settles its heap (see
+    /// [`MemoryRelease`]): for a library's per-thread state that the
+    /// burst's traffic last wrote high in the thread's heap, such as the
+    /// date an HTTP library keeps for its responses, to be written afresh
+    /// there (it is then written low, and the block it frees goes back).
+    /// The first one set on a cap (or any of its clones) is kept.
+    pub fn on_burst_end(&self, refresh: fn()) {
+        let _ = self.bursts.on_end.set(refresh);
+    }
+
     /// Connections that may still start now.
     pub fn available(&self) -> usize {
         self.permits.available_permits()
@@ -241,6 +252,8 @@ where
     let mut stop = shutdown.watch();
     // When to look whether a burst of connections has ended.
     let mut look: Option<Instant> = None;
+    // Changes once a burst has ended: this thread's heap is then settled.
+    let mut bursts_ended = cap.bursts.subscribe();
     loop {
         let accepted = tokio::select! {
             a = listener.accept() => a,
@@ -263,6 +276,10 @@ where
                 }
             } => {
                 look = cap.bursts.check();
+                continue;
+            }
+            Ok(()) = bursts_ended.changed() => {
+                cap.bursts.settle();
                 continue;
             }
             _ = stop.stopping() => break,
@@ -465,6 +482,75 @@ mod tests {
         );
         shutdown.trigger();
         let _ = tokio::time::timeout(Duration::from_secs(10), server).await;
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// Two accept loops sharing a cap (two threads of one server): a
+    /// burst on one of them has both settle their thread's heap once,
+    /// running the cap's `on_burst_end` each time, and the release runs
+    /// once, after both have.
+    #[tokio::test]
+    async fn every_accept_loop_settles_its_heap_after_a_burst() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        use tokio::io::AsyncReadExt;
+
+        static REFRESHED: AtomicUsize = AtomicUsize::new(0);
+
+        let dir = std::env::temp_dir().join(format!("gateway-settle-{}", std::process::id()));
+        let _ = std::fs::create_dir_all(&dir);
+        let paths = [dir.join("a.sock"), dir.join("b.sock")];
+        let releases = Arc::new(AtomicUsize::new(0));
+        let counted = releases.clone();
+        let release = MemoryRelease::new(move || {
+            counted.fetch_add(1, Ordering::SeqCst);
+        })
+        .min_burst(16);
+        let cap = ConnectionCap::new(100).release_memory_after_bursts(release);
+        cap.on_burst_end(|| {
+            REFRESHED.fetch_add(1, Ordering::SeqCst);
+        });
+        let shutdown = Shutdown::new();
+        let mut servers = Vec::new();
+        for path in &paths {
+            let _ = std::fs::remove_file(path);
+            let listener = Listener::bind(&format!("unix:{}", path.display()))
+                .await
+                .unwrap();
+            servers.push(tokio::spawn(serve(
+                listener,
+                cap.clone(),
+                shutdown.clone(),
+                Refusal::close(),
+                |mut c: Connection| async move {
+                    let mut buf = [0u8; 16];
+                    while matches!(c.stream.read(&mut buf).await, Ok(n) if n > 0) {}
+                },
+            )));
+        }
+        let mut held = Vec::new();
+        for _ in 0..32 {
+            held.push(tokio::net::UnixStream::connect(&paths[0]).await.unwrap());
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while cap.available() > 100 - 32 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(cap.bursts.settled.load(Ordering::SeqCst), 0);
+        drop(held);
+        while releases.load(Ordering::SeqCst) == 0 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(releases.load(Ordering::SeqCst), 1, "one release");
+        assert_eq!(
+            cap.bursts.settled.load(Ordering::SeqCst),
+            2,
+            "each accept loop settled its heap once"
+        );
+        assert_eq!(REFRESHED.load(Ordering::SeqCst), 2, "on_burst_end on each");
+        shutdown.trigger();
+        for s in servers {
+            let _ = tokio::time::timeout(Duration::from_secs(10), s).await;
+        }
         let _ = std::fs::remove_dir_all(&dir);
     }
 

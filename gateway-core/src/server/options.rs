@@ -53,7 +53,8 @@ impl ServerOptions {
     /// The defaults: the default [`Handler`] (default [`Limits`]), a
     /// shutdown of its own with a 30-second grace period, a thread per CPU
     /// each with a single-threaded runtime, no status page, no memory
-    /// release after a burst of connections (only its log line).
+    /// release after a burst of connections (the threads settle their
+    /// heaps, and a log line).
     pub fn new() -> Self {
         Self {
             handler: Handler::new(),
@@ -145,8 +146,9 @@ impl ServerOptions {
         self
     }
 
-    /// What `run` does once a burst of connections has ended (see
-    /// [`MemoryRelease`]; default: log the figures only).
+    /// What `run` runs once a burst of connections has ended, after each
+    /// serving thread has settled its heap (see [`MemoryRelease`];
+    /// default: nothing more, the figures logged).
     pub fn release_memory_after_bursts(&mut self, release: MemoryRelease) -> &mut Self {
         self.release = release;
         self
@@ -391,13 +393,15 @@ macro_rules! server_options_setters {
             self
         }
 
-        /// What `run` does once a burst of connections has ended (at least
+        /// What `run` runs once a burst of connections has ended (at least
         /// 512 open at once, then a quarter of that or fewer), to give the
         /// memory the allocator keeps back to the system: see
-        /// [`MemoryRelease`](gateway_core::server::MemoryRelease). It runs
+        /// [`MemoryRelease`](gateway_core::server::MemoryRelease). Each
+        /// serving thread first settles its heap, so that the allocator
+        /// can hand the freed memory back by itself; the release then runs
         /// on a blocking thread, at most once every 5 seconds, never on
-        /// steady traffic. Default: no release, a debug log line with the
-        /// process's resident memory.
+        /// steady traffic. Default: no release beyond the threads'
+        /// settling, a debug log line with the process's resident memory.
         pub fn release_memory_after_bursts(
             &mut self,
             release: gateway_core::server::MemoryRelease,

@@ -8,6 +8,7 @@ use std::task::Poll;
 
 use super::addr::ListenAddr;
 use super::listener::{BindOptions, Listener};
+use super::release::{RUN_QUEUE, prepare_thread};
 use super::shutdown::{Shutdown, signal};
 use super::systemd;
 use crate::Limits;
@@ -16,9 +17,19 @@ use crate::Limits;
 /// runtime (no hand-over between threads; often the fastest behind a web
 /// server); `Some(n)`, `n` worker threads; `None` or `Some(0)`, tokio's
 /// default (one per core).
+///
+/// A current-thread runtime takes at most 128 I/O events from the system
+/// at a time, and 32 while it has tasks left to run (tokio's defaults:
+/// 1024 both): each event can make a task ready, and the runtime's queue
+/// of ready tasks keeps the largest size it ever had.
 pub fn runtime(worker_threads: Option<usize>) -> io::Result<tokio::runtime::Runtime> {
     let mut builder = match worker_threads {
-        Some(1) => tokio::runtime::Builder::new_current_thread(),
+        Some(1) => {
+            let mut b = tokio::runtime::Builder::new_current_thread();
+            b.max_io_events_per_tick(RUN_QUEUE / 4)
+                .max_io_events_per_busy_tick(BUSY_IO_EVENTS);
+            b
+        }
         Some(n) if n > 1 => {
             let mut b = tokio::runtime::Builder::new_multi_thread();
             b.worker_threads(n);
@@ -28,6 +39,11 @@ pub fn runtime(worker_threads: Option<usize>) -> io::Result<tokio::runtime::Runt
     };
     builder.enable_all().build()
 }
+
+/// The most I/O events a current-thread runtime takes while it has tasks
+/// left to run: fewer than the tasks it runs between two looks (tokio's
+/// `event_interval`, 61), so a busy runtime's queue does not grow.
+const BUSY_IO_EVENTS: usize = 32;
 
 /// Reads a listen address given as text, as the servers' one-line `serve`
 /// functions take it: a bad one is an [`io::ErrorKind::InvalidInput`] error
@@ -122,7 +138,12 @@ where
     Fut: Future<Output = io::Result<()>>,
 {
     systemd::adopt();
-    runtime(worker_threads)?.block_on(serve_until_signal(protocol, addr, limits, shutdown, serve))
+    runtime(worker_threads)?.block_on(async {
+        if worker_threads == Some(1) {
+            prepare_thread().await;
+        }
+        serve_until_signal(protocol, addr, limits, shutdown, serve).await
+    })
 }
 
 /// A copy of a listening socket, not yet tied to a runtime: what
@@ -254,7 +275,10 @@ where
                 .name(format!("{}-{i}", protocol.to_ascii_lowercase()))
                 .spawn(move || {
                     let result = runtime(Some(1)).and_then(|rt| {
-                        rt.block_on(async { serve(copy.register()?, threads).await })
+                        rt.block_on(async {
+                            prepare_thread().await;
+                            serve(copy.register()?, threads).await
+                        })
                     });
                     if result.is_err() {
                         // One thread failed: the others stop too.
