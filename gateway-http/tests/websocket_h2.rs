@@ -179,8 +179,11 @@ async fn a_hundred_websockets_on_one_connection() {
         ws.send(Message::text(text.clone())).await.unwrap();
         assert_eq!(next_message(ws).await, Some(Message::text(text)));
     }
+    // The server answers each close and drops its WebSocket at once, which
+    // may end the stream (a reset with NO_ERROR) while the client is still
+    // flushing its side of the close: not an error here.
     for mut ws in open {
-        ws.close(None).await.unwrap();
+        let _ = ws.close(None).await;
     }
 }
 
