@@ -782,8 +782,11 @@ where
         ))
     };
     let upgradable = parts.version == http::Version::HTTP_11;
+    let length_by_body =
+        parts.method != http::Method::HEAD && parts.method != http::Method::CONNECT;
     let gw = HttpGateway {
         upgradable,
+        length_by_body,
         parts: Some(parts),
         body: Some(body),
         addrs,
@@ -876,8 +879,10 @@ async fn answer(
         return Err("the request ended without a response".into());
     };
     // The core decides the framing: only a response it gave a
-    // Content-Length is offered to hyper with an exact size.
-    let sized = head.headers.contains_key(http::header::CONTENT_LENGTH);
+    // Content-Length is offered to hyper with an exact size; a length kept
+    // out of the head is that size.
+    let length = x.length.take();
+    let sized = length.is_some() || head.headers.contains_key(http::header::CONTENT_LENGTH);
     let body = if finished {
         // The handler is done (the common case): at most one chunk, the
         // coalesced body, is waiting; hand hyper a body of known size.
@@ -887,6 +892,7 @@ async fn answer(
             error_ready: false,
             running: None,
             sized,
+            length,
             clock,
             _in_flight: in_flight,
         }
@@ -898,6 +904,7 @@ async fn answer(
             error_ready: false,
             running: driver.map(|d| (d, exchange)),
             sized: false,
+            length,
             clock,
             _in_flight: in_flight,
         }
@@ -951,6 +958,10 @@ pub(crate) struct ResponseBody {
     error_ready: bool,
     running: Option<(Driver, SharedExchange)>,
     sized: bool,
+    /// The response's length, when hyper writes its `Content-Length` from
+    /// the body's size (the head has none): the exact size, whatever the
+    /// body's state.
+    length: Option<u64>,
     /// HTTP/2: the stream's send clock (see `stream`).
     clock: Option<Arc<SendClock>>,
     _in_flight: InFlight,
@@ -980,6 +991,9 @@ impl http_body::Body for ResponseBody {
     }
 
     fn size_hint(&self) -> SizeHint {
+        if let Some(n) = self.length {
+            return SizeHint::with_exact(n);
+        }
         match (&self.running, &self.whole, &self.error) {
             (None, Some(d), None) if self.sized => SizeHint::with_exact(d.len() as u64),
             (None, None, None) if self.sized => SizeHint::with_exact(0),

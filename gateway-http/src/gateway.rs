@@ -32,6 +32,10 @@ pub(crate) struct Exchange {
     pub(crate) chunk: Option<Bytes>,
     /// The response failed after its head: end the body with an error.
     pub(crate) abort: Option<&'static str>,
+    /// The `Content-Length` the core gave the response, kept out of the
+    /// head: the response body offers it to hyper as its exact size, and
+    /// hyper writes the field.
+    pub(crate) length: Option<u64>,
 }
 
 /// The exchange of one request, shared by its gateway and response body.
@@ -55,7 +59,11 @@ impl SharedExchange {
                 {
                     let mut left = x.lock();
                     // Usually empty: the last response took it all.
-                    if left.head.is_some() || left.chunk.is_some() || left.abort.is_some() {
+                    if left.head.is_some()
+                        || left.chunk.is_some()
+                        || left.abort.is_some()
+                        || left.length.is_some()
+                    {
                         *left = Exchange::default();
                     }
                 }
@@ -144,6 +152,10 @@ pub(crate) struct HttpGateway {
     /// An HTTP/1.1 request: hyper hands the connection to the application
     /// after a 101.
     pub(crate) upgradable: bool,
+    /// Neither `HEAD` nor `CONNECT`: a response body of known size goes
+    /// out with the `Content-Length` hyper derives from it, so the core's
+    /// length can be handed to hyper as the body's size.
+    pub(crate) length_by_body: bool,
     /// What the pass that lists the fields for the environ found of the
     /// fields read for every request (no lookup in the map for them).
     pub(crate) seen: Option<Seen>,
@@ -171,6 +183,8 @@ impl HttpGateway {
 }
 
 impl Gateway for HttpGateway {
+    const LENGTH_APART: bool = true;
+
     async fn write(&mut self, data: Bytes) -> io::Result<()> {
         let mut data = Some(data);
         std::future::poll_fn(|_| {
@@ -383,7 +397,23 @@ impl Gateway for HttpGateway {
         {
             parts.extensions.insert(r);
         }
-        self.exchange.lock().head = Some(parts);
+        // The core's length goes to hyper as the body's exact size (hyper
+        // writes the field), save where hyper would not write it from the
+        // size: an empty body (HTTP/2 sends none) and a HEAD or CONNECT
+        // answer. There it stays a field of the head.
+        let mut length = None;
+        match head.content_length {
+            Some(n) if n > 0 && self.length_by_body => length = Some(n),
+            Some(n) => {
+                parts
+                    .headers
+                    .insert(header::CONTENT_LENGTH, HeaderValue::from(n));
+            }
+            None => {}
+        }
+        let mut x = self.exchange.lock();
+        x.head = Some(parts);
+        x.length = length;
     }
 }
 

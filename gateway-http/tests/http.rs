@@ -14,12 +14,13 @@ use tokio::net::TcpStream;
 async fn h1_hello_http10_lf_only() {
     let srv = start().await;
     let out = text(&exchange(srv.addr, b"GET / HTTP/1.0\n\n").await);
-    // hyper writes the head: the app's headers, Content-Length, Server
-    // added after them, and no second Date since the app gave one.
+    // hyper writes the head: the app's headers, Server added after them,
+    // then the Content-Length hyper derives from the body's size, and no
+    // second Date since the app gave one.
     assert_eq!(
         out,
         format!(
-            "HTTP/1.0 200 OK\r\ncontent-type: text/plain\r\ndate: Mon, 05 Jun 2006 18:49:54 GMT\r\ncontent-length: 13\r\nserver: {}\r\n\r\nHello, world!",
+            "HTTP/1.0 200 OK\r\ncontent-type: text/plain\r\ndate: Mon, 05 Jun 2006 18:49:54 GMT\r\nserver: {}\r\ncontent-length: 13\r\n\r\nHello, world!",
             support::SOFTWARE
         )
     );
