@@ -106,8 +106,9 @@ impl Server {
             and is woken more often per request. On two CPUs behind nginx, \
             one thread served as many kept-alive requests per second as two, \
             with a third less CPU time per request (and a seventh less of \
-            nginx's, which wakes it less often), and about a tenth fewer \
-            with a connection per request. An application whose requests keep a core busy, on a \
+            nginx's, which wakes it less often), and between a tenth fewer \
+            and a tenth more from run to run with a connection per request. \
+            An application whose requests keep a core busy, on a \
             machine of its own, wants one per CPU"
     );
 
