@@ -345,8 +345,8 @@ where
     let _cut = CutOnDrop(tether.clone());
     let svc_tether = tether.clone();
     let svc_budget = budget.clone();
-    let spare_exchange = std::cell::Cell::new(None);
-    let spare_handler = std::cell::Cell::new(None);
+    let spare_exchange = Cell::new(None);
+    let spare_handler = Cell::new(None);
     let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
         let last = svc_budget.as_ref().is_some_and(|b| {
             let left = b.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
