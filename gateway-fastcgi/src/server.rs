@@ -9,7 +9,8 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use gateway_core::server::{
-    self, Connection, ConnectionCap, ListenAddr, Listener, Refusal, ServerOptions, Shutdown, Stream,
+    self, Connection, ConnectionCap, ListenAddr, Listener, MemoryRelease, Refusal, ServerOptions,
+    Shutdown, Stream,
 };
 use gateway_core::{AppBody, Application, ErrorStream, Metrics};
 #[cfg(doc)]
@@ -229,6 +230,7 @@ impl Server {
             }),
             allowed: self.allowed.clone().map(Into::into),
             shutdown: self.shutdown_handle(),
+            release: self.options.get_release_memory_after_bursts().clone(),
             _body: PhantomData,
         }
     }
@@ -320,6 +322,7 @@ pub struct Connections<S, B> {
     shared: Arc<Shared<S>>,
     allowed: Option<Arc<[IpAddr]>>,
     shutdown: Shutdown,
+    release: MemoryRelease,
     _body: PhantomData<fn() -> B>,
 }
 
@@ -329,6 +332,7 @@ impl<S, B> Clone for Connections<S, B> {
             shared: self.shared.clone(),
             allowed: self.allowed.clone(),
             shutdown: self.shutdown.clone(),
+            release: self.release.clone(),
             _body: PhantomData,
         }
     }
@@ -435,8 +439,18 @@ where
     /// Only a failure of the listener itself; connection errors are logged
     /// at debug level and end that connection only.
     pub async fn serve(&self, listener: Listener) -> io::Result<()> {
-        let max_connections = self.shared.handler.limits().get_max_connections();
-        self.serve_capped(listener, max_connections).await
+        self.serve_capped(listener, self.connection_cap()).await
+    }
+
+    /// A new cap on connections for an accept loop serving these
+    /// connections: at most [`Limits::max_connections`] at once, running
+    /// the server's `release_memory_after_bursts` once a burst of
+    /// connections has ended. [`serve`](Connections::serve) makes one
+    /// per listener; give one to several accept loops of your own
+    /// ([`gateway_core::server::serve`]) to cap them together.
+    pub fn connection_cap(&self) -> ConnectionCap {
+        ConnectionCap::new(self.shared.handler.limits().get_max_connections())
+            .release_memory_after_bursts(self.release.clone())
     }
 
     /// As [`serve`](Connections::serve), with the connection cap given

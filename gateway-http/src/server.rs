@@ -9,7 +9,8 @@ use std::sync::atomic::AtomicU64;
 
 use bytes::Bytes;
 use gateway_core::server::{
-    self, Connection, ConnectionCap, ListenAddr, Listener, Refusal, ServerOptions, Stream,
+    self, Connection, ConnectionCap, ListenAddr, Listener, MemoryRelease, Refusal, ServerOptions,
+    Stream,
 };
 use gateway_core::{AppBody, Application, ErrorStream, Metrics};
 #[cfg(doc)]
@@ -245,6 +246,7 @@ impl Server {
                 handler.metrics().cloned(),
             ),
             max_connections: limits.get_max_connections(),
+            release: self.options.get_release_memory_after_bursts().clone(),
             _body: PhantomData,
         }
     }
@@ -321,6 +323,7 @@ pub struct Connections<S, B> {
     shared: Arc<Shared<S>>,
     refuser: Refuser,
     max_connections: usize,
+    release: MemoryRelease,
     _body: PhantomData<fn() -> B>,
 }
 
@@ -330,6 +333,7 @@ impl<S, B> Clone for Connections<S, B> {
             shared: self.shared.clone(),
             refuser: self.refuser.clone(),
             max_connections: self.max_connections,
+            release: self.release.clone(),
             _body: PhantomData,
         }
     }
@@ -400,7 +404,21 @@ where
     ///
     /// None in practice: failed accepts are logged and the loop goes on.
     pub async fn serve(&self, listener: Listener) -> io::Result<()> {
-        self.serve_capped(listener, self.max_connections).await
+        self.serve_capped(listener, self.connection_cap()).await
+    }
+
+    /// A new cap on connections for an accept loop serving these
+    /// connections: at most [`Limits::max_connections`] at once, running
+    /// the server's `release_memory_after_bursts` once a burst of
+    /// connections has ended, when hyper also writes its cached `Date`
+    /// afresh. [`serve`](Connections::serve) makes one
+    /// per listener; give one to several accept loops of your own
+    /// ([`gateway_core::server::serve`]) to cap them together.
+    pub fn connection_cap(&self) -> ConnectionCap {
+        let cap = ConnectionCap::new(self.max_connections)
+            .release_memory_after_bursts(self.release.clone());
+        cap.on_burst_end(crate::date::refresh);
+        cap
     }
 
     /// As [`serve`](Connections::serve), with the connection cap given

@@ -9,8 +9,8 @@ use std::sync::Arc;
 #[cfg(doc)]
 use gateway_core::Limits;
 use gateway_core::server::{
-    self as server, Connection, ConnectionCap, ListenAddr, Listener, Refusal, ServerOptions,
-    Shutdown, Stream,
+    self as server, Connection, ConnectionCap, ListenAddr, Listener, MemoryRelease, Refusal,
+    ServerOptions, Shutdown, Stream,
 };
 use gateway_core::{AppBody, Application, ErrorStream, Metrics};
 
@@ -122,6 +122,7 @@ impl Server {
             }),
             app,
             shutdown: self.options.shutdown_handle(),
+            release: self.options.get_release_memory_after_bursts().clone(),
             _body: PhantomData,
         }
     }
@@ -211,6 +212,7 @@ pub struct Connections<S, B> {
     shared: Arc<Shared>,
     app: S,
     shutdown: Shutdown,
+    release: MemoryRelease,
     _body: PhantomData<fn() -> B>,
 }
 
@@ -220,6 +222,7 @@ impl<S: Clone, B> Clone for Connections<S, B> {
             shared: self.shared.clone(),
             app: self.app.clone(),
             shutdown: self.shutdown.clone(),
+            release: self.release.clone(),
             _body: PhantomData,
         }
     }
@@ -286,8 +289,18 @@ where
     /// None in practice: failed accepts and connections are logged and
     /// skipped; the result is kept for future listener errors.
     pub async fn serve(&self, listener: Listener) -> io::Result<()> {
-        let max = self.shared.limits.get_max_connections();
-        self.serve_capped(listener, max).await
+        self.serve_capped(listener, self.connection_cap()).await
+    }
+
+    /// A new cap on connections for an accept loop serving these
+    /// connections: at most [`Limits::max_connections`] at once, running
+    /// the server's `release_memory_after_bursts` once a burst of
+    /// connections has ended. [`serve`](Connections::serve) makes one
+    /// per listener; give one to several accept loops of your own
+    /// ([`gateway_core::server::serve`]) to cap them together.
+    pub fn connection_cap(&self) -> ConnectionCap {
+        ConnectionCap::new(self.shared.limits.get_max_connections())
+            .release_memory_after_bursts(self.release.clone())
     }
 
     /// As [`serve`](Connections::serve), with at most `max` connections at

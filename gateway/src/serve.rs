@@ -155,6 +155,17 @@ where
         }
     }
 
+    /// A cap on connections for a socket whose connections show their
+    /// protocol: the options' cap and burst release, plus what the HTTP
+    /// server refreshes after a burst when HTTP is built in.
+    #[allow(unused_variables)]
+    fn connection_cap(&self, b: &Builder) -> server::ConnectionCap {
+        #[cfg(feature = "http")]
+        return self.http.connection_cap();
+        #[cfg(not(feature = "http"))]
+        b.options.connection_cap()
+    }
+
     /// Refuses one connection past the cap, in the protocol it showed.
     async fn refuse(&self, stream: Stream) {
         let Ok((Some(sniffed), stream)) = server::sniff_stream(stream, REFUSAL_SNIFF_TIME).await
@@ -215,12 +226,12 @@ where
     for (p, listener) in listeners {
         let servers = servers.clone();
         let shutdown = shutdown.clone();
-        let max = limits.get_max_connections();
+        let cap = servers.connection_cap(b);
         let timeout = limits.get_head_read_timeout();
         tasks.push(tokio::spawn(async move {
             match p {
                 Some(p) => servers.serve(p, listener).await,
-                None => serve_mixed(servers, listener, max, shutdown, timeout).await,
+                None => serve_mixed(servers, listener, cap, shutdown, timeout).await,
             }
         }));
     }
@@ -256,7 +267,7 @@ where
 async fn serve_mixed<S, B>(
     servers: Arc<Servers<S, B>>,
     listener: Listener,
-    max_connections: usize,
+    cap: server::ConnectionCap,
     shutdown: Shutdown,
     timeout: Duration,
 ) -> io::Result<()>
@@ -271,7 +282,7 @@ where
             async move { servers.refuse(stream).await }
         })
     };
-    server::serve(listener, max_connections, shutdown, refusal, move |conn| {
+    server::serve(listener, cap, shutdown, refusal, move |conn| {
         let servers = servers.clone();
         async move {
             // A connection that has not shown its protocol has no request

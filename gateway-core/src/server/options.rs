@@ -146,7 +146,8 @@ impl ServerOptions {
         self
     }
 
-    /// What `run` runs once a burst of connections has ended, after each
+    /// What `run` (and a server's `serve`) runs once a burst of
+    /// connections has ended, after each
     /// serving thread has settled its heap (see [`MemoryRelease`];
     /// default: nothing more, the figures logged).
     pub fn release_memory_after_bursts(&mut self, release: MemoryRelease) -> &mut Self {
@@ -184,6 +185,15 @@ impl ServerOptions {
         &self.release
     }
 
+    /// A new cap of [`Limits::max_connections`] that runs
+    /// [`release_memory_after_bursts`](Self::release_memory_after_bursts)
+    /// once a burst of connections has ended: what `run` gives its accept
+    /// loops, and what a server's `serve` makes for its own.
+    pub fn connection_cap(&self) -> ConnectionCap {
+        ConnectionCap::new(self.handler.limits().get_max_connections())
+            .release_memory_after_bursts(self.release.clone())
+    }
+
     /// The whole `main` of a server with these options: systemd's sockets
     /// adopted, `addr` opened, readiness told, signals handled, the status
     /// page served when an address is set ([`with_status`]), and `serve`
@@ -217,8 +227,7 @@ impl ServerOptions {
         };
         // One cap for every thread's accept loop, which also watches the
         // whole server's bursts of connections.
-        let cap = ConnectionCap::new(limits.get_max_connections())
-            .release_memory_after_bursts(self.release.clone());
+        let cap = self.connection_cap();
         if self.work_stealing || self.worker_threads == Some(1) {
             return run(
                 protocol,
@@ -393,7 +402,7 @@ macro_rules! server_options_setters {
             self
         }
 
-        /// What `run` runs once a burst of connections has ended (at least
+        /// What `run` and `serve` run once a burst of connections has ended (at least
         /// 512 open at once, then a quarter of that or fewer), to give the
         /// memory the allocator keeps back to the system: see
         /// [`MemoryRelease`](gateway_core::server::MemoryRelease). Each

@@ -113,9 +113,12 @@ impl MemoryRelease {
         }
     }
 
-    /// The same, counting smaller bursts (for tests).
-    #[cfg(test)]
-    pub(crate) fn min_burst(self, n: usize) -> Self {
+    /// The same, counting bursts from `n` connections open at once
+    /// instead of [`MIN_BURST`](Self::MIN_BURST): for tests, which cannot
+    /// open hundreds of connections cheaply.
+    #[doc(hidden)]
+    #[must_use]
+    pub fn min_burst(self, n: usize) -> Self {
         Self {
             min_burst: n,
             ..self
