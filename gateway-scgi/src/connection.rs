@@ -41,9 +41,10 @@ enum HeadError {
 }
 
 /// Serves the one request of `conn` with `app`, then closes the connection.
-/// Every failure is the peer's or the connection's: it is logged at debug
-/// level and ends this connection only.
-pub(crate) async fn serve<S, B>(shared: &Shared, conn: Connection, app: S)
+/// `buf` holds what was read of the connection already. Every failure is
+/// the peer's or the connection's: it is logged at debug level and ends
+/// this connection only.
+pub(crate) async fn serve<S, B>(shared: &Shared, conn: Connection, mut buf: BytesMut, app: S)
 where
     S: Service<Request<Body>, Response = Response<B>> + Send,
     S::Future: Send,
@@ -62,7 +63,6 @@ where
         ..
     } = conn;
     let limits = &shared.limits;
-    let mut buf = BytesMut::new();
     let mut parser = HeaderParser::new(&shared.parser);
     let read = read_header(&mut stream, &mut parser, &mut buf, &mut shutdown);
     let header = match tokio::time::timeout(head_read_timeout, read).await {
@@ -128,7 +128,7 @@ where
 }
 
 /// Room for the first read of a connection: most SCGI headers fit.
-const FIRST_READ: usize = 1024;
+pub(crate) const FIRST_READ: usize = 1024;
 
 /// Reads until the header is complete. `buf` then holds the bytes read
 /// past it (the start of the body). While nothing has arrived, a shutdown
@@ -238,7 +238,7 @@ mod tests {
         let app = tower::service_fn(|_req: Request<Body>| async {
             Ok::<_, std::convert::Infallible>(Response::new(Body::empty()))
         });
-        let size = std::mem::size_of_val(&serve(&shared, conn, app));
+        let size = std::mem::size_of_val(&serve(&shared, conn, BytesMut::new(), app));
         // The request's future alone is about 4 KiB.
         assert!(
             size <= 1536,

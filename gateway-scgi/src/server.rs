@@ -5,6 +5,10 @@ use std::fmt;
 use std::io;
 use std::marker::PhantomData;
 use std::sync::Arc;
+use std::task::Poll;
+
+use bytes::BytesMut;
+use tokio::io::AsyncReadExt;
 
 #[cfg(doc)]
 use gateway_core::Limits;
@@ -266,12 +270,31 @@ where
     /// request has arrived, the connection's shutdown watch closes it.
     pub async fn serve_connection(&self, mut conn: Connection) {
         let _open = self.shared.handler.metrics().map(Metrics::connection);
-        // Until its first bytes, a connection holds no more than its
-        // socket: the header buffer and parser are made (and boxed) once
-        // it has something to read.
-        conn.wait_for_input(self.shared.limits.get_head_read_timeout())
-            .await;
-        Box::pin(connection::serve(&self.shared, conn, self.app.clone())).await;
+        // The web server usually writes its request with its connect: one
+        // read at once, into the header's buffer.
+        let mut buf = BytesMut::with_capacity(connection::FIRST_READ);
+        let first = {
+            let mut read = std::pin::pin!(conn.stream.read_buf(&mut buf));
+            std::future::poll_fn(|cx| Poll::Ready(read.as_mut().poll(cx))).await
+        };
+        match first {
+            // Closed before a byte: nothing to answer.
+            Poll::Ready(Ok(0)) => return,
+            Poll::Ready(Ok(_)) => {}
+            Poll::Ready(Err(e)) => {
+                tracing::debug!(error = %e, "reading the SCGI header failed");
+                return;
+            }
+            // Nothing yet: until its first bytes, a connection holds no
+            // more than its socket; the header buffer and parser are made
+            // (and boxed) once it has something to read.
+            Poll::Pending => {
+                buf = BytesMut::new();
+                conn.wait_for_input(self.shared.limits.get_head_read_timeout())
+                    .await;
+            }
+        }
+        Box::pin(connection::serve(&self.shared, conn, buf, self.app.clone())).await;
     }
 
     /// Answers a connection the server has no room for:
