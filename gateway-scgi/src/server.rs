@@ -19,7 +19,7 @@ use gateway_core::server::{
 use gateway_core::{AppBody, Application, ErrorStream, Metrics};
 
 use crate::connection::{self, Shared};
-use crate::proto::Config;
+use crate::proto::{Config, HeaderParser};
 
 /// An SCGI application server: how connections are served, without the
 /// application.
@@ -277,10 +277,31 @@ where
             let mut read = std::pin::pin!(conn.stream.read_buf(&mut buf));
             std::future::poll_fn(|cx| Poll::Ready(read.as_mut().poll(cx))).await
         };
+        let mut parser = HeaderParser::new(&self.shared.parser);
         match first {
             // Closed before a byte: nothing to answer.
             Poll::Ready(Ok(0)) => return,
-            Poll::Ready(Ok(_)) => {}
+            // Usually the whole header came with it: then the request is
+            // run at once, without the header's own future.
+            Poll::Ready(Ok(_)) => match parser.parse(&mut buf) {
+                Ok(Some(header)) => {
+                    let conn = connection::Parts::from(conn);
+                    Box::pin(connection::respond(
+                        &self.shared,
+                        conn,
+                        header,
+                        buf,
+                        self.app.clone(),
+                    ))
+                    .await;
+                    return;
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    connection::bad_request(&self.shared, conn.stream, e).await;
+                    return;
+                }
+            },
             Poll::Ready(Err(e)) => {
                 tracing::debug!(error = %e, "reading the SCGI header failed");
                 return;
@@ -294,7 +315,14 @@ where
                     .await;
             }
         }
-        Box::pin(connection::serve(&self.shared, conn, buf, self.app.clone())).await;
+        Box::pin(connection::serve(
+            &self.shared,
+            conn,
+            parser,
+            buf,
+            self.app.clone(),
+        ))
+        .await;
     }
 
     /// Answers a connection the server has no room for:
