@@ -11,6 +11,8 @@
 //! snippet that passes requests to it; `examples/webservers/scgi/` has
 //! complete configurations for nginx, Apache and lighttpd. Ctrl-C (or
 //! SIGTERM) stops it after the requests in flight.
+//! `SCGI_WORKER_THREADS=N` sets the threads it serves on (each with a
+//! single-threaded runtime of its own; default: `gateway_scgi::Server`'s).
 
 use std::convert::Infallible;
 use std::process::ExitCode;
@@ -49,7 +51,11 @@ fn main() -> ExitCode {
         println!("        scgi_pass {pass};");
         println!("    }}");
     }
-    match Server::new().run(&addr, app) {
+    let threads = std::env::var("SCGI_WORKER_THREADS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    match Server::new().worker_threads(threads).run(&addr, app) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("scgi_hello: {e}");

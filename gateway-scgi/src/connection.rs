@@ -41,10 +41,16 @@ enum HeadError {
 }
 
 /// Serves the one request of `conn` with `app`, then closes the connection.
+/// `parser` and `buf` hold what was read and parsed of the header already.
 /// Every failure is the peer's or the connection's: it is logged at debug
 /// level and ends this connection only.
-pub(crate) async fn serve<S, B>(shared: &Shared, conn: Connection, app: S)
-where
+pub(crate) async fn serve<S, B>(
+    shared: &Shared,
+    conn: Connection,
+    mut parser: HeaderParser,
+    mut buf: BytesMut,
+    app: S,
+) where
     S: Service<Request<Body>, Response = Response<B>> + Send,
     S::Future: Send,
     S::Error: Into<BoxError> + Send,
@@ -62,8 +68,6 @@ where
         ..
     } = conn;
     let limits = &shared.limits;
-    let mut buf = BytesMut::new();
-    let mut parser = HeaderParser::new(&shared.parser);
     let read = read_header(&mut stream, &mut parser, &mut buf, &mut shutdown);
     let header = match tokio::time::timeout(head_read_timeout, read).await {
         Ok(Ok(header)) => header,
@@ -86,49 +90,98 @@ where
             return;
         }
         Ok(Err(HeadError::Protocol(e))) => {
-            tracing::debug!(error = %e, "bad SCGI request");
-            gateway_core::metrics::note(shared.handler.metrics(), gateway_core::Failure::Protocol);
-            answer_and_close(stream, BAD_REQUEST, limits.get_write_timeout()).await;
+            bad_request(shared, stream, e).await;
             return;
         }
     };
+    // Running the request takes a large future (the handler's and the
+    // application's): boxed, so that a connection still waiting for its
+    // header holds only the small one above.
+    Box::pin(respond(
+        shared,
+        Parts {
+            stream,
+            peer_addr,
+            local_addr,
+        },
+        header,
+        buf,
+        app,
+    ))
+    .await;
+}
+
+/// What the request of a connection needs of it once its header is read.
+pub(crate) struct Parts {
+    pub(crate) stream: Stream,
+    pub(crate) peer_addr: Option<std::net::SocketAddr>,
+    pub(crate) local_addr: Option<std::net::SocketAddr>,
+}
+
+impl From<Connection> for Parts {
+    fn from(conn: Connection) -> Self {
+        Parts {
+            stream: conn.stream,
+            peer_addr: conn.peer_addr,
+            local_addr: conn.local_addr,
+        }
+    }
+}
+
+/// Answers a malformed header: `400 Bad Request`, then the lingering close.
+pub(crate) async fn bad_request(shared: &Shared, stream: Stream, e: ProtocolError) {
+    tracing::debug!(error = %e, "bad SCGI request");
+    gateway_core::metrics::note(shared.handler.metrics(), gateway_core::Failure::Protocol);
+    answer_and_close(stream, BAD_REQUEST, shared.limits.get_write_timeout()).await;
+}
+
+/// Runs the request of `header` (`buf`: the bytes read past it, the start
+/// of the body) with `app`, then closes the connection.
+pub(crate) async fn respond<S, B>(
+    shared: &Shared,
+    conn: Parts,
+    header: Header,
+    buf: BytesMut,
+    app: S,
+) where
+    S: Service<Request<Body>, Response = Response<B>> + Send,
+    S::Future: Send,
+    S::Error: Into<BoxError> + Send,
+    B: http_body::Body + Send,
+    B::Data: Buf + Send,
+    B::Error: Into<BoxError> + Send,
+{
     match header.marker() {
         Marker::Present => {}
         Marker::Missing => tracing::debug!("SCGI request without the SCGI header"),
         Marker::Unexpected => tracing::debug!("SCGI request with an SCGI header other than 1"),
     }
-
-    // Running the request takes a large future (the handler's and the
-    // application's): boxed, so that a connection still waiting for its
-    // header holds only the small one above.
-    Box::pin(async move {
-        let length = header.content_length();
-        let (reader, writer) = tokio::io::split(stream);
-        let input = SharedInput::new(buf.freeze(), reader);
-        let timed = Timed::reads(input.clone(), limits.get_body_read_timeout());
-        let mut gateway = ScgiGateway {
-            writer,
-            pairs: header.into_pairs(),
-            body: Some(Body::from_reader(timed, Some(length))),
-            errors: shared.errors.clone(),
-            peer_addr,
-            local_addr,
-            write_timeout: limits.get_write_timeout(),
-        };
-        let outcome = shared.handler.run(&mut gateway, app).await;
-        let ScgiGateway { writer, .. } = gateway;
-        let done = input.read_exactly(length);
-        let Some(reader) = input.take_reader() else {
-            return;
-        };
-        let stream = reader.unsplit(writer);
-        close_after(stream, &outcome, done, limits.get_write_timeout()).await;
-    })
-    .await;
+    let limits = &shared.limits;
+    let length = header.content_length();
+    let (reader, writer) = tokio::io::split(conn.stream);
+    let input = SharedInput::new(buf.freeze(), reader);
+    let timed = Timed::reads(input.clone(), limits.get_body_read_timeout());
+    let mut gateway = ScgiGateway {
+        writer,
+        pairs: header.into_pairs(),
+        body: Some(Body::from_reader(timed, Some(length))),
+        errors: shared.errors.clone(),
+        peer_addr: conn.peer_addr,
+        local_addr: conn.local_addr,
+        write_timeout: limits.get_write_timeout(),
+    };
+    let outcome = shared.handler.run(&mut gateway, app).await;
+    let ScgiGateway { writer, .. } = gateway;
+    let done = input.read_exactly(length);
+    let Some(reader) = input.take_reader() else {
+        return;
+    };
+    let stream = reader.unsplit(writer);
+    close_after(stream, &outcome, done, limits.get_write_timeout()).await;
 }
 
 /// Room for the first read of a connection: most SCGI headers fit.
-const FIRST_READ: usize = 1024;
+pub(crate) const FIRST_READ: usize = 1024;
 
 /// Reads until the header is complete. `buf` then holds the bytes read
 /// past it (the start of the body). While nothing has arrived, a shutdown
@@ -238,7 +291,8 @@ mod tests {
         let app = tower::service_fn(|_req: Request<Body>| async {
             Ok::<_, std::convert::Infallible>(Response::new(Body::empty()))
         });
-        let size = std::mem::size_of_val(&serve(&shared, conn, app));
+        let parser = HeaderParser::new(&shared.parser);
+        let size = std::mem::size_of_val(&serve(&shared, conn, parser, BytesMut::new(), app));
         // The request's future alone is about 4 KiB.
         assert!(
             size <= 1536,

@@ -58,15 +58,9 @@ impl<W: AsyncWrite + Send + Unpin> Gateway for ScgiGateway<W> {
 
     fn add_cgi_vars(&mut self, environ: &mut Environ) {
         // The header's pairs, raw and in order, over the handler's base
-        // environ (names are unique, the parser checked).
-        let base = !environ.is_empty();
-        for (name, value) in std::mem::take(&mut self.pairs) {
-            if base {
-                environ.insert(name, value);
-            } else {
-                environ.push(name, value);
-            }
-        }
+        // environ (names are unique, the parser checked): an empty environ
+        // takes the parser's vector as it is.
+        environ.extend_replacing(std::mem::take(&mut self.pairs));
     }
 
     fn info(&self) -> GatewayInfo {

@@ -180,3 +180,33 @@ async fn strict_marker_rejects_a_request_without_scgi() {
         .unwrap();
     assert!(out.starts_with(b"Status: 200 OK\r\n"), "{out:?}");
 }
+
+/// A header that arrives in pieces (the first read ends inside the length,
+/// the next inside the block) is served as one sent whole, and a malformed
+/// one is answered 400 whether it came whole or in pieces.
+#[tokio::test]
+async fn a_header_in_pieces_is_served_as_one_sent_whole() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let server = TestServer::start(Limits::default()).await;
+    let whole = exchange(server.addr, S1.to_vec()).await.unwrap();
+    let bad = b"70:CONTENT_LENGTH\x0027\x00SCGI\x001\x00REQUEST_METHOD\x00POST\x00\
+REQUEST_URI\x00/deepthought\x00;What is the answer to life?";
+    let bad_whole = exchange(server.addr, bad.to_vec()).await.unwrap();
+    assert!(split(&bad_whole).0.starts_with("Status: 400"));
+    for (bytes, want) in [(S1, &whole), (&bad[..], &bad_whole)] {
+        for cuts in [[1, 20], [3, 50], [2, 72]] {
+            let mut stream = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+            stream.set_nodelay(true).unwrap();
+            let mut at = 0;
+            for cut in cuts {
+                stream.write_all(&bytes[at..cut]).await.unwrap();
+                at = cut;
+                tokio::time::sleep(Duration::from_millis(30)).await;
+            }
+            stream.write_all(&bytes[at..]).await.unwrap();
+            let mut out = Vec::new();
+            stream.read_to_end(&mut out).await.unwrap();
+            assert_eq!(&out, want, "cut at {cuts:?}");
+        }
+    }
+}

@@ -6,6 +6,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -64,9 +65,17 @@ impl Connection {
     /// have without it (the bytes are there, its first-byte deadline has
     /// passed, or the watch reports stopping).
     pub async fn wait_for_input(&mut self, timeout: Duration) {
+        let mut readable = std::pin::pin!(self.stream.readable());
+        // Usually the peer wrote its first bytes with its connect and they
+        // are there already: one look first, without registering a timer
+        // or the shutdown watch.
+        let first = std::future::poll_fn(|cx| Poll::Ready(readable.as_mut().poll(cx))).await;
+        if first.is_ready() {
+            return;
+        }
         let deadline = self.accepted + timeout;
         tokio::select! {
-            _ = self.stream.readable() => {}
+            _ = readable => {}
             () = self.shutdown.stopping() => {}
             () = tokio::time::sleep_until(deadline) => {}
         }

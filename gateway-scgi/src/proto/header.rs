@@ -80,39 +80,112 @@ impl Header {
     }
 }
 
-/// How many names are checked for repeats by scanning them before an index
-/// is built.
-const SCAN_LIMIT: usize = 32;
+/// How many name comparisons the search for repeats may make by scanning
+/// the names before it builds an index of them: a web server's few dozen
+/// distinct names seldom cost a comparison at all, and a block of
+/// thousands of names (or of names made to look alike) stays linear.
+const SCAN_BUDGET: usize = 1024;
 
 /// A set of names that answers "maybe" or "surely not" (a Bloom filter of
-/// one hash, 256 bits): a name is compared with the names before it only
-/// when its bit is set, which for a web server's few dozen distinct names
-/// is seldom.
+/// one hash, 1024 bits): a name is compared with the names before it only
+/// when its bit was set already, which for a web server's few dozen
+/// distinct names is seldom.
 #[derive(Default)]
-struct NameFilter([u64; 4]);
+struct NameFilter([u64; 16]);
 
 impl NameFilter {
-    /// The name's bit: its length and three of its bytes, mixed.
-    fn bit(name: &[u8]) -> (usize, u64) {
+    /// Sets the bit of `name`; true if it was set already (the name may
+    /// have been seen). The bit mixes the name's length and its first,
+    /// middle and last bytes.
+    #[inline]
+    fn insert(&mut self, name: &[u8]) -> bool {
         let n = name.len();
         let byte = |i: usize| u64::from(name.get(i).copied().unwrap_or(0));
-        let key = (n as u64) << 32
-            | byte(n.wrapping_sub(1)) << 16
-            | byte(n / 2) << 8
-            | byte(n.saturating_sub(4));
-        let bit = (key.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 56) as usize;
-        (bit / 64, 1 << (bit % 64))
+        let key = (n as u64) << 24 | byte(0) << 16 | byte(n / 2) << 8 | byte(n.wrapping_sub(1));
+        let bit = (key.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 54) as usize;
+        let mask = 1u64 << (bit % 64);
+        match self.0.get_mut(bit / 64) {
+            Some(w) => {
+                let was = *w & mask != 0;
+                *w |= mask;
+                was
+            }
+            None => true,
+        }
+    }
+}
+
+/// Where the strings of a header block end: the offset of each NUL, a
+/// word at a time, then the block's length (the block given without its
+/// final NUL, whose end closes the last string).
+struct Ends<'a> {
+    /// The bytes not yet loaded.
+    rest: &'a [u8],
+    /// The offset of `rest` in the block.
+    offset: usize,
+    /// The offset of the word loaded last.
+    base: usize,
+    /// The high bit of each NUL of that word not yet reported.
+    nuls: u64,
+    /// Whether the block's length has been reported.
+    done: bool,
+}
+
+impl<'a> Ends<'a> {
+    fn new(strings: &'a [u8]) -> Self {
+        Ends {
+            rest: strings,
+            offset: 0,
+            base: 0,
+            nuls: 0,
+            done: false,
+        }
     }
 
-    fn may_hold(&self, name: &[u8]) -> bool {
-        let (word, mask) = Self::bit(name);
-        self.0.get(word).is_none_or(|w| w & mask != 0)
+    /// The high bit of each zero byte of `w`, and of no other (no carry
+    /// runs from one byte into the next).
+    #[inline]
+    fn zero_bytes(w: u64) -> u64 {
+        const LOW7: u64 = 0x7F7F_7F7F_7F7F_7F7F;
+        !(((w & LOW7).wrapping_add(LOW7)) | w | LOW7)
     }
+}
 
-    fn add(&mut self, name: &[u8]) {
-        let (word, mask) = Self::bit(name);
-        if let Some(w) = self.0.get_mut(word) {
-            *w |= mask;
+impl Iterator for Ends<'_> {
+    type Item = usize;
+
+    #[inline]
+    fn next(&mut self) -> Option<usize> {
+        loop {
+            if self.nuls != 0 {
+                let at = self.base + (self.nuls.trailing_zeros() / 8) as usize;
+                self.nuls &= self.nuls - 1;
+                return Some(at);
+            }
+            let (word, n) = match self.rest.split_first_chunk::<8>() {
+                Some((word, rest)) => {
+                    self.rest = rest;
+                    (u64::from_le_bytes(*word), 8)
+                }
+                None if self.rest.is_empty() => {
+                    if self.done {
+                        return None;
+                    }
+                    self.done = true;
+                    return Some(self.offset);
+                }
+                None => {
+                    // The last few bytes, padded with bytes that are not NUL.
+                    let mut word = [0xFF; 8];
+                    let n = self.rest.len();
+                    word.get_mut(..n)?.copy_from_slice(self.rest);
+                    self.rest = &[];
+                    (u64::from_le_bytes(word), n)
+                }
+            };
+            self.base = self.offset;
+            self.offset += n;
+            self.nuls = Self::zero_bytes(word);
         }
     }
 }
@@ -140,20 +213,17 @@ pub(super) fn parse_block(
     }
 
     // With the final NUL removed, each NUL of the rest and its end close
-    // one string of the block each: where the strings end, found a word at
-    // a time.
-    let mut ends = memchr::memchr_iter(0, strings).chain(std::iter::once(strings.len()));
+    // one string of the block each.
+    let mut ends = Ends::new(strings);
     // Room for the pairs a web server's block holds (some 25 to 40 bytes a
     // pair), bounded so that a large block does not reserve ahead.
     let mut pairs: Vec<(Bytes, Bytes)> = Vec::with_capacity((block.len() / 24).clamp(8, 64));
-    // The names so far, in the order of `pairs`: while there are few (a
-    // web server sends a few dozen) a name is compared with them only when
-    // `seen` has its bit set (the bit of a name this block may have held
-    // already), and past `SCAN_LIMIT` they are indexed, so a block of
-    // thousands of names stays linear.
-    let mut names: Vec<&[u8]> = Vec::with_capacity(48);
+    // A name is compared with the earlier ones only when `seen` says it
+    // may be one of them; once that has cost `SCAN_BUDGET` comparisons,
+    // the names are indexed instead.
     let mut seen = NameFilter::default();
-    let mut index: Option<HashMap<&[u8], usize>> = None;
+    let mut compared = 0usize;
+    let mut index: Option<HashMap<Bytes, usize>> = None;
     let mut content_length = None;
     let mut marker = Marker::Missing;
     // Where the next string starts in `block`.
@@ -181,9 +251,22 @@ pub(super) fn parse_block(
             }
             content_length = Some(parse_content_length(value)?);
         }
+        let maybe_seen = seen.insert(name);
+        if index.is_none() && maybe_seen && compared >= SCAN_BUDGET {
+            index = Some(
+                pairs
+                    .iter()
+                    .enumerate()
+                    .map(|(i, (n, _))| (n.clone(), i))
+                    .collect(),
+            );
+        }
         let found = match &index {
             Some(index) => index.get(name).copied(),
-            None if seen.may_hold(name) => names.iter().position(|n| *n == name),
+            None if maybe_seen => {
+                compared += pairs.len();
+                pairs.iter().position(|(n, _)| n.as_ref() == name)
+            }
             None => None,
         };
         if let Some(at) = found {
@@ -198,19 +281,6 @@ pub(super) fn parse_block(
                 "header name appears twice",
             ));
         }
-        match &mut index {
-            Some(index) => {
-                index.insert(name, pairs.len());
-            }
-            None if names.len() >= SCAN_LIMIT => {
-                let mut map: HashMap<&[u8], usize> = HashMap::with_capacity(names.len() * 2);
-                map.extend(names.iter().enumerate().map(|(i, n)| (*n, i)));
-                map.insert(name, pairs.len());
-                index = Some(map);
-            }
-            None => seen.add(name),
-        }
-        names.push(name);
         if name == SCGI {
             marker = if value == SCGI_VERSION {
                 Marker::Present
@@ -218,10 +288,11 @@ pub(super) fn parse_block(
                 Marker::Unexpected
             };
         }
-        pairs.push((
-            block.slice(name_at..name_end),
-            block.slice(value_at..value_end),
-        ));
+        let name = block.slice(name_at..name_end);
+        if let Some(index) = &mut index {
+            index.insert(name.clone(), pairs.len());
+        }
+        pairs.push((name, block.slice(value_at..value_end)));
     }
 
     // The loop ran at least once (the block holds at least one NUL), and its
@@ -305,10 +376,11 @@ mod tests {
     }
 
     /// A repeated name is found whether the names are few (scanned) or
-    /// many (indexed), early or late in the block.
+    /// many (indexed once the scans cost too much), early or late in the
+    /// block.
     #[test]
-    fn repeated_names_are_found_below_and_above_the_scan_limit() {
-        for n in [3, SCAN_LIMIT - 1, SCAN_LIMIT, SCAN_LIMIT + 1, 200] {
+    fn repeated_names_are_found_below_and_above_the_scan_budget() {
+        for n in [3, 31, 32, 33, 200, 2000] {
             for repeat in [0, n / 2, n - 1] {
                 let name = format!("HTTP_X{repeat}");
                 let err = parse(block(n, &[(&name, "again")]), false).unwrap_err();
@@ -321,6 +393,33 @@ mod tests {
             }
             let distinct = parse(block(n, &[("HTTP_OTHER", "x")]), false).unwrap();
             assert_eq!(distinct.iter().len(), n + 2, "n {n}");
+        }
+    }
+
+    /// The ends found a word at a time are the NULs, then the length,
+    /// whatever the bytes around the NULs (bytes with the high bit set,
+    /// ones, NULs side by side) and wherever they fall in a word.
+    #[test]
+    fn ends_are_the_nuls_then_the_length() {
+        let alphabet = [0u8, 1, 0x7F, 0x80, 0x81, 0xFF, b'A'];
+        let mut state = 0x2545_F491_4F6C_DD1Du64;
+        for len in 0..80 {
+            for _ in 0..20 {
+                let bytes: Vec<u8> = (0..len)
+                    .map(|_| {
+                        state ^= state << 13;
+                        state ^= state >> 7;
+                        state ^= state << 17;
+                        alphabet[(state % alphabet.len() as u64) as usize]
+                    })
+                    .collect();
+                let want: Vec<usize> = (0..len)
+                    .filter(|&i| bytes[i] == 0)
+                    .chain(std::iter::once(len))
+                    .collect();
+                let got: Vec<usize> = Ends::new(&bytes).collect();
+                assert_eq!(got, want, "{bytes:?}");
+            }
         }
     }
 
