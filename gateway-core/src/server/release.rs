@@ -292,18 +292,24 @@ pub(crate) const RUN_QUEUE: usize = 512;
 
 /// Run first on a thread serving connections on a single-threaded
 /// runtime: grows the runtime's run queue to [`RUN_QUEUE`] tasks now,
-/// while the thread's heap is small. The queue never shrinks; grown later,
-/// in a burst of connections, it would be allocated among the burst's
-/// memory and hold all of it below it in the heap once the burst is over
-/// (an allocator hands back only the top of a heap). The runtime takes at
-/// most [`RUN_QUEUE`]` / 4` I/O events at a time (see
+/// while the thread's heap is small, then takes the thread's reserve of
+/// cache blocks (see [`reserve_cache_blocks`]). The queue never shrinks;
+/// grown later, in a burst of connections, it would be allocated among the
+/// burst's memory and hold all of it below it in the heap once the burst
+/// is over (an allocator hands back only the top of a heap). The runtime
+/// takes at most [`RUN_QUEUE`]` / 4` I/O events at a time (see
 /// [`runtime`](super::runtime)), so the queue rarely needs more.
+///
+/// The queue comes first: the tasks that grow it are freed at once, and
+/// the reserve, taken next, is carved from the memory they leave (about
+/// 130 kB less resident memory at idle than the other way round, where the
+/// freed tasks would stay resident above the reserve, unused).
 pub(crate) async fn prepare_thread() {
-    reserve_cache_blocks();
     let tasks: Vec<_> = (0..RUN_QUEUE).map(|_| tokio::spawn(async {})).collect();
     for task in tasks {
         let _ = task.await;
     }
+    reserve_cache_blocks();
 }
 
 /// What the accept loop should do about a burst, from [`BurstWatch`].

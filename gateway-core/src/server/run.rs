@@ -138,12 +138,15 @@ where
     Fut: Future<Output = io::Result<()>>,
 {
     systemd::adopt();
-    runtime(worker_threads)?.block_on(async {
+    // Boxed: the whole server's future lives on the heap, rather than
+    // being copied from frame to frame down the runtime's `block_on` and
+    // leaving the stack pages it touched resident.
+    runtime(worker_threads)?.block_on(Box::pin(async {
         if worker_threads == Some(1) {
             prepare_thread().await;
         }
         serve_until_signal(protocol, addr, limits, shutdown, serve).await
-    })
+    }))
 }
 
 /// A copy of a listening socket, not yet tied to a runtime: what
@@ -275,10 +278,11 @@ where
                 .name(format!("{}-{i}", protocol.to_ascii_lowercase()))
                 .spawn(move || {
                     let result = runtime(Some(1)).and_then(|rt| {
-                        rt.block_on(async {
+                        // Boxed, as in `run`.
+                        rt.block_on(Box::pin(async {
                             prepare_thread().await;
                             serve(copy.register()?, threads).await
-                        })
+                        }))
                     });
                     if result.is_err() {
                         // One thread failed: the others stop too.
