@@ -8,7 +8,11 @@
 # Targets: idle RSS under 8 MB; peak RSS during a 256 MiB upload under 32 MB.
 #
 # Usage: scripts/bench-fastcgi-memory.sh [MIB]     (default 256)
-#   CARGO_TARGET_DIR is honoured by the build, as usual.
+#   CARGO_TARGET_DIR is honoured by the build, as usual, and so are
+#   RUSTFLAGS and CARGO_PROFILE_RELEASE_LTO (build settings of the binary
+#   that change the file-backed part, such as
+#   CARGO_PROFILE_RELEASE_LTO=fat RUSTFLAGS="-C link-arg=-Wl,-z,pack-relative-relocs";
+#   use a target directory of their own).
 # Needs cgi-fcgi (Debian package libfcgi-bin; installed when run as root).
 set -euo pipefail
 
