@@ -14,13 +14,15 @@
 #            Python virtual environment made in a temporary directory
 #   fastcgi  examples/fastcgi_hello (on its default runtime) behind
 #            fastcgi_pass without fastcgi_keep_conn: one connection per
-#            request, like SCGI
+#            request, like SCGI; nginx sends its stock fastcgi_params, as
+#            it sends its scgi_params to the SCGI backends
 #
 # One nginx (1 worker process) fronts all of them on separate ports, so the
 # front end is the same for every backend. After the runs it prints req/s
 # and p99 medians, the ratio ours/this, each backend's CPU time per request
 # (user + system, from /proc/PID/stat over the timed runs: steadier than the
-# rate on a shared machine), nginx's CPU time per request while it fronted
+# rate on a shared machine; the user-space part in brackets), nginx's CPU
+# time per request while it fronted
 # that backend, and how often per request the backend's threads went to
 # sleep waiting (voluntary context switches: each one a wake-up later).
 #
@@ -174,12 +176,9 @@ for n in "${NAMES[@]}"; do wait_port "${BACKEND[$n]}"; FRONT[$n]=$(free_port); d
         echo "        listen 127.0.0.1:${FRONT[$n]};"
         echo "        location / {"
         if [ "$n" = fastcgi ]; then
-            echo "            fastcgi_param REQUEST_METHOD \$request_method;"
-            echo "            fastcgi_param REQUEST_URI \$request_uri;"
-            echo "            fastcgi_param QUERY_STRING \$query_string;"
-            echo "            fastcgi_param SERVER_PROTOCOL \$server_protocol;"
-            echo "            fastcgi_param SERVER_NAME \$server_name;"
-            echo "            fastcgi_param SERVER_PORT \$server_port;"
+            # nginx's stock parameters for each protocol, as deployed: a
+            # request of about the same size either way.
+            echo "            include /etc/nginx/fastcgi_params;"
             echo "            fastcgi_pass 127.0.0.1:${BACKEND[$n]};"
         else
             echo "            include /etc/nginx/scgi_params;"
@@ -190,7 +189,7 @@ for n in "${NAMES[@]}"; do wait_port "${BACKEND[$n]}"; FRONT[$n]=$(free_port); d
     done
     echo "}"
 } >"$TMP/nginx.conf"
-[ -f /etc/nginx/scgi_params ] || die "/etc/nginx/scgi_params is missing"
+for f in scgi_params fastcgi_params; do [ -f "/etc/nginx/$f" ] || die "/etc/nginx/$f is missing"; done
 "$NGINX" -p "$TMP" -e "$TMP/error.log" -c "$TMP/nginx.conf" -g 'daemon off;' >"$TMP/nginx.out" 2>&1 &
 NGINX_MASTER=$!
 PIDS+=($!)
@@ -205,17 +204,20 @@ done
 
 say "warming up"
 for n in "${NAMES[@]}"; do wrk -t1 -c4 -d1s "http://127.0.0.1:${FRONT[$n]}/" >/dev/null; done
-# CPU time (user + system clock ticks) a process has used so far.
+# CPU time (user + system clock ticks) a process has used so far; utime:
+# the user part alone.
 ticks() { awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$1/stat"; }
+utime() { awk '{ sub(/^.*\) /, ""); print $12 }' "/proc/$1/stat"; }
 # Times a process's threads have gone to sleep waiting (voluntary context
 # switches, all threads): a wake-up each, whatever the machine's load.
 sleeps() { cat /proc/"$1"/task/*/status 2>/dev/null | awk '/^voluntary_ctxt_switches/ { n += $2 } END { print n + 0 }'; }
 for r in $(seq "$ROUNDS"); do
     say "round $r/$ROUNDS"
     for n in "${NAMES[@]}"; do
-        t0=$(ticks "${PID[$n]}") s0=$(sleeps "${PID[$n]}") g0=$(ticks "$NGINX_WORKER")
+        t0=$(ticks "${PID[$n]}") u0=$(utime "${PID[$n]}") s0=$(sleeps "${PID[$n]}") g0=$(ticks "$NGINX_WORKER")
         wrk -t1 -c"$CONNECTIONS" -d"${DURATION}s" --latency "http://127.0.0.1:${FRONT[$n]}/" >"$TMP/$n.$r.txt"
         echo $(( $(ticks "${PID[$n]}") - t0 )) >>"$TMP/$n.cpu"
+        echo $(( $(utime "${PID[$n]}") - u0 )) >>"$TMP/$n.user"
         echo $(( $(ticks "$NGINX_WORKER") - g0 )) >>"$TMP/$n.ngcpu"
         echo $(( $(sleeps "${PID[$n]}") - s0 )) >>"$TMP/$n.sleeps"
     done
@@ -244,14 +246,14 @@ for name in names:
         return ticks * 1_000_000 / hz / reqs if reqs else 0.0
     sleeps = sum(int(x) for x in open(f"{tmp}/{name}.sleeps").read().split())
     res[name] = (statistics.median(rps), statistics.median(p99), rps, errs,
-                 per_req("cpu"), per_req("ngcpu"), sleeps / reqs if reqs else 0.0)
+                 per_req("cpu"), per_req("user"), per_req("ngcpu"), sleeps / reqs if reqs else 0.0)
 print(f"{'':9}{'req/s (median)':>16}{'p99 ms (median)':>18}{'ours/this req/s':>18}"
-      f"{'CPU us/req':>12}{'nginx us/req':>14}{'sleeps/req':>12}   per round req/s")
+      f"{'CPU us/req':>12}{'(user)':>8}{'nginx us/req':>14}{'sleeps/req':>12}   per round req/s")
 base = res["ours"][0]
 for name in names:
-    m, p, rps, errs, cpu_us, ng_us, sl = res[name]
+    m, p, rps, errs, cpu_us, user_us, ng_us, sl = res[name]
     ratio = f"{base / m:.2f}" if m > 0 else "-"
     extra = f"   non-2xx: {errs}" if errs else ""
-    print(f"{name:9}{m:>16.0f}{p:>18.3f}{ratio:>18}{cpu_us:>12.1f}{ng_us:>14.1f}{sl:>12.2f}"
+    print(f"{name:9}{m:>16.0f}{p:>18.3f}{ratio:>18}{cpu_us:>12.1f}{user_us:>8.1f}{ng_us:>14.1f}{sl:>12.2f}"
           f"   {' '.join(f'{x:.0f}' for x in rps)}{extra}")
 PY
