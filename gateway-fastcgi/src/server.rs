@@ -273,21 +273,12 @@ impl Server {
         B: AppBody,
     {
         let connections = self.connections(app);
-        let mut options = self.options.clone();
-        if options.get_worker_threads().is_none() && !options.get_work_stealing() {
-            options.worker_threads(default_worker_threads());
-        }
+        let options = self.options.or_worker_threads(server::half_the_cpus());
         options.run("FastCGI", addr, move |listener, cap| {
             let connections = connections.clone();
             async move { connections.serve_capped(listener, cap).await }
         })
     }
-}
-
-/// The threads [`Server::run`] serves on when none are set: half the CPUs,
-/// at least one.
-fn default_worker_threads() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| (n.get() / 2).max(1))
 }
 
 /// A [`Server`] with its application: serves accepted connections one by
@@ -583,20 +574,6 @@ mod tests {
     use super::*;
     use gateway_core::{Handler, Limits};
     use std::time::Duration;
-
-    /// By default `run` leaves half the CPUs to the web server, keeping at
-    /// least one thread.
-    #[test]
-    fn default_threads_are_half_the_cpus() {
-        let cpus = std::thread::available_parallelism().map_or(1, usize::from);
-        let threads = default_worker_threads();
-        assert!(threads >= 1);
-        assert!(
-            threads * 2 <= cpus.max(2),
-            "{threads} threads for {cpus} CPUs"
-        );
-        assert!(threads * 2 + 1 >= cpus, "{threads} threads for {cpus} CPUs");
-    }
 
     /// The allow-list matches IPv4 (also v4-mapped IPv6) and refuses peers
     /// without an address (Unix sockets) once set.

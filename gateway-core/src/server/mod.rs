@@ -69,7 +69,10 @@ pub use input::SharedInput;
 pub use listener::{BindOptions, DEFAULT_BACKLOG, Listener, Replay, Stream};
 pub use options::ServerOptions;
 pub use release::MemoryRelease;
-pub use run::{listen, parse_addr, run, run_per_thread, runtime, serve_until_signal, until_signal};
+pub use run::{
+    half_the_cpus, listen, parse_addr, run, run_per_thread, runtime, serve_until_signal,
+    until_signal,
+};
 pub use shutdown::{Shutdown, Watch, signal};
 pub use sniff::{Sniffed, sniff, sniff_stream};
 pub use stall::Stall;

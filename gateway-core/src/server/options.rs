@@ -155,6 +155,20 @@ impl ServerOptions {
         self
     }
 
+    /// The same options, serving on `threads` threads when neither
+    /// [`worker_threads`](Self::worker_threads) nor
+    /// [`work_stealing`](Self::work_stealing) was set: how a server gives
+    /// `run` a default of its own (a server behind a web server leaves it
+    /// CPUs: [`half_the_cpus`](super::half_the_cpus)).
+    #[must_use]
+    pub fn or_worker_threads(&self, threads: usize) -> Self {
+        let mut options = self.clone();
+        if options.worker_threads.is_none() && !options.work_stealing {
+            options.worker_threads = Some(threads);
+        }
+        options
+    }
+
     /// The handler.
     pub fn get_handler(&self) -> &Handler {
         &self.handler
@@ -419,4 +433,37 @@ macro_rules! server_options_setters {
             self
         }
     };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::server::half_the_cpus;
+
+    /// A server's default threads apply only when the user chose none:
+    /// neither a number nor the work-stealing runtime.
+    #[test]
+    fn a_default_of_threads_gives_way_to_the_users_choice() {
+        let options = ServerOptions::new();
+        assert_eq!(options.or_worker_threads(3).get_worker_threads(), Some(3));
+        let mut chosen = ServerOptions::new();
+        chosen.worker_threads(5);
+        assert_eq!(chosen.or_worker_threads(3).get_worker_threads(), Some(5));
+        let mut stealing = ServerOptions::new();
+        stealing.work_stealing(true);
+        assert_eq!(stealing.or_worker_threads(3).get_worker_threads(), None);
+    }
+
+    /// Half the CPUs, rounded down, and never no thread at all.
+    #[test]
+    fn half_the_cpus_leaves_the_web_server_the_other_half() {
+        let cpus = std::thread::available_parallelism().map_or(1, usize::from);
+        let threads = half_the_cpus();
+        assert!(threads >= 1);
+        assert!(
+            threads * 2 <= cpus.max(2),
+            "{threads} threads for {cpus} CPUs"
+        );
+        assert!(threads * 2 + 1 >= cpus, "{threads} threads for {cpus} CPUs");
+    }
 }

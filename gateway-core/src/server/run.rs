@@ -13,6 +13,15 @@ use super::shutdown::{Shutdown, signal};
 use super::systemd;
 use crate::Limits;
 
+/// Half the CPUs this process may run on, at least one: the default
+/// threads of a server that a web server on the same machine feeds (the
+/// FastCGI and SCGI servers), which leaves the other half to the web
+/// server; a thread per CPU would split the web server's connections
+/// between threads that each run out of work and sleep more often.
+pub fn half_the_cpus() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| (n.get() / 2).max(1))
+}
+
 /// The runtime a server's `run` serves on: `Some(1)`, a current-thread
 /// runtime (no hand-over between threads; often the fastest behind a web
 /// server); `Some(n)`, `n` worker threads; `None` or `Some(0)`, tokio's
