@@ -635,3 +635,74 @@ async fn body_that_ends_with_its_last_late_chunk_is_complete() {
     let next = text(&read_to_close(&mut s).await);
     assert!(next.starts_with("HTTP/1.1 200 OK"), "{next}");
 }
+
+/// Requests one after the other on a keep-alive connection each get the
+/// environ of their own head, whether the application reads it at once,
+/// later, or keeps it past the request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn environs_of_successive_requests_on_one_connection() {
+    use std::sync::{Arc, Mutex};
+    let kept: Arc<Mutex<Vec<gateway_core::RequestContext>>> = Arc::default();
+    let keep = kept.clone();
+    let app = tower::service_fn(move |req: http::Request<gateway_http::Body>| {
+        let cx = req
+            .extensions()
+            .get::<gateway_core::RequestContext>()
+            .cloned()
+            .expect("a request context");
+        // Every other request's context is kept unread past the request.
+        let path = req.uri().path().to_owned();
+        let body = if path.ends_with("keep") {
+            keep.lock().unwrap().push(cx);
+            String::new()
+        } else {
+            let env = cx.environ();
+            format!(
+                "{} {}",
+                String::from_utf8_lossy(env.get("PATH_INFO").unwrap_or_default()),
+                String::from_utf8_lossy(env.get("HTTP_X_TAG").unwrap_or_default()),
+            )
+        };
+        async move { Ok::<_, std::convert::Infallible>(http::Response::new(body)) }
+    });
+    let srv = support::start_app(support::handler(Default::default()), |_| {}, app).await;
+    let mut s = TcpStream::connect(srv.addr).await.unwrap();
+    let mut got = Vec::new();
+    let mut answers = Vec::new();
+    for (path, tag) in [("/a/keep", "1"), ("/b", "2"), ("/c/keep", "3"), ("/d", "4")] {
+        let req = format!("GET {path} HTTP/1.1\r\nHost: x\r\nX-Tag: {tag}\r\n\r\n");
+        s.write_all(req.as_bytes()).await.unwrap();
+        let mut buf = [0u8; 4096];
+        loop {
+            let n = s.read(&mut buf).await.unwrap();
+            assert!(n > 0, "the connection closed");
+            got.extend_from_slice(&buf[..n]);
+            let t = text(&got);
+            if let Some(end) = t.find("\r\n\r\n")
+                && let Some(len) = t[..end]
+                    .to_ascii_lowercase()
+                    .lines()
+                    .find_map(|l| l.strip_prefix("content-length: ").map(str::to_owned))
+                && got.len() >= end + 4 + len.trim().parse::<usize>().unwrap()
+            {
+                answers.push(t[end + 4..].to_owned());
+                got.clear();
+                break;
+            }
+        }
+    }
+    assert_eq!(answers, ["", "/b 2", "", "/d 4"]);
+    let kept = kept.lock().unwrap();
+    let seen: Vec<String> = kept
+        .iter()
+        .map(|cx| {
+            let env = cx.environ();
+            format!(
+                "{} {}",
+                String::from_utf8_lossy(env.get("PATH_INFO").unwrap_or_default()),
+                String::from_utf8_lossy(env.get("HTTP_X_TAG").unwrap_or_default()),
+            )
+        })
+        .collect();
+    assert_eq!(seen, ["/a/keep 1", "/c/keep 3"]);
+}
