@@ -410,6 +410,11 @@ impl<G: Gateway> Writer<'_, G> {
                 HeaderValue::from_static("no"),
             );
         }
+        if G::TAKES_HEAD {
+            // Handed over whole: nothing is written into the buffer.
+            self.gw.take_head(parts, self.length_apart);
+            return Ok(());
+        }
         let reason = parts.extensions.get::<ReasonPhrase>().map(|r| &r.0[..]);
         let mut head = ResponseHead {
             status: parts.status,

@@ -17,7 +17,7 @@ use gateway_core::{
 use http::header::HeaderName;
 use http::request::Parts;
 use http::uri::{Authority, PathAndQuery, Scheme};
-use http::{HeaderMap, HeaderValue, Method, Request, Response, Uri, Version, header, response};
+use http::{HeaderMap, HeaderValue, Method, Request, Uri, Version, header, response};
 
 /// What a request's handler hands the response body hyper polls: the head
 /// once, then one chunk at a time.
@@ -426,23 +426,32 @@ impl Gateway for HttpGateway {
             .with_addrs(self.addrs.peer, self.addrs.local)
     }
 
-    /// Hands the head to hyper (which writes the status line and adds
-    /// `Date`), taking the headers rather than copying them, and leaves
-    /// `buf` empty.
+    /// Not used: the head is taken whole (see `take_head`).
     fn write_head(
         &mut self,
-        head: &mut ResponseHead<'_>,
+        _head: &mut ResponseHead<'_>,
         _format: &HeadFormat,
         _buf: &mut BytesMut,
     ) {
+    }
+
+    const TAKES_HEAD: bool = true;
+
+    /// Hands the head to hyper (which writes the status line and adds
+    /// `Date`) as the application made it: its headers are not copied, and
+    /// no second head is made.
+    fn take_head(&mut self, head: response::Parts, content_length: Option<u64>) {
         if self.head_sent {
             return;
         }
         self.head_sent = true;
-        let (mut parts, ()) = Response::new(()).into_parts();
-        parts.status = head.status;
-        // Swapped rather than taken: no map is made or dropped here.
-        std::mem::swap(&mut parts.headers, head.headers);
+        let mut parts = head;
+        // What hyper is given besides the status and headers is as it
+        // always was: HTTP/1.1 (hyper answers an HTTP/1.0 request in
+        // kind), and no extension but the reason phrase.
+        parts.version = Version::HTTP_11;
+        let reason = parts.extensions.remove::<gateway_core::ReasonPhrase>();
+        parts.extensions.clear();
         if let Some(v) = &self.addrs.server_header
             && let header::Entry::Vacant(e) = parts.headers.entry(header::SERVER)
         {
@@ -450,13 +459,13 @@ impl Gateway for HttpGateway {
             // not rebuilt.
             e.insert(v.clone());
         }
-        if self.close && head.status != http::StatusCode::SWITCHING_PROTOCOLS {
+        if self.close && parts.status != http::StatusCode::SWITCHING_PROTOCOLS {
             parts
                 .headers
                 .insert(header::CONNECTION, HeaderValue::from_static("close"));
         }
-        if let Some(reason) = head.reason
-            && let Ok(r) = hyper::ext::ReasonPhrase::try_from(Bytes::copy_from_slice(reason))
+        if let Some(reason) = reason
+            && let Ok(r) = hyper::ext::ReasonPhrase::try_from(reason.0)
         {
             parts.extensions.insert(r);
         }
@@ -465,7 +474,7 @@ impl Gateway for HttpGateway {
         // size: an empty body (HTTP/2 sends none) and a HEAD or CONNECT
         // answer. There it stays a field of the head.
         let mut length = None;
-        match head.content_length {
+        match content_length {
             Some(n) if n > 0 && self.length_by_body => length = Some(n),
             Some(n) => {
                 parts

@@ -706,3 +706,49 @@ async fn environs_of_successive_requests_on_one_connection() {
         .collect();
     assert_eq!(seen, ["/a/keep 1", "/c/keep 3"]);
 }
+
+/// The head hyper writes is the application's status, headers and reason
+/// phrase (a `gateway_core::ReasonPhrase` extension), on a status line of
+/// the request's version whatever version the response claims (even one
+/// HTTP/1 cannot write); other extensions of the response are not passed
+/// on (hyper's own reason phrase among them).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn head_as_the_application_made_it_on_the_requests_version() {
+    let app = tower::service_fn(|req: http::Request<gateway_http::Body>| async move {
+        let mut res = http::Response::new(String::from("hi"));
+        res.headers_mut()
+            .insert("x-app", http::HeaderValue::from_static("yes"));
+        match req.uri().path() {
+            "/reason" => {
+                *res.status_mut() = http::StatusCode::IM_A_TEAPOT;
+                res.extensions_mut()
+                    .insert(gateway_core::ReasonPhrase(bytes::Bytes::from_static(
+                        b"Short And Stout",
+                    )));
+            }
+            "/h3" => *res.version_mut() = http::Version::HTTP_3,
+            "/h10" => *res.version_mut() = http::Version::HTTP_10,
+            _ => {
+                res.extensions_mut()
+                    .insert(hyper::ext::ReasonPhrase::from_static(b"Not Passed On"));
+            }
+        }
+        Ok::<_, std::convert::Infallible>(res)
+    });
+    let srv = support::start_app(support::handler(Default::default()), |_| {}, app).await;
+    for (path, line) in [
+        ("/reason", "HTTP/1.1 418 Short And Stout\r\n"),
+        ("/h3", "HTTP/1.1 200 OK\r\n"),
+        ("/h10", "HTTP/1.1 200 OK\r\n"),
+        ("/other", "HTTP/1.1 200 OK\r\n"),
+    ] {
+        let req = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+        let out = text(&exchange(srv.addr, req.as_bytes()).await);
+        assert!(out.starts_with(line), "{path}: {out}");
+        assert!(out.contains("x-app: yes\r\n"), "{path}: {out}");
+        assert!(out.ends_with("\r\n\r\nhi"), "{path}: {out}");
+    }
+    // An HTTP/1.0 request is answered in kind.
+    let out = text(&exchange(srv.addr, b"GET /h3 HTTP/1.0\r\n\r\n").await);
+    assert!(out.starts_with("HTTP/1.0 200 OK\r\n"), "{out}");
+}
