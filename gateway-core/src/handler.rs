@@ -448,7 +448,13 @@ impl Handler {
         B::Error: Into<BoxError>,
     {
         let cfg = &*self.config;
-        let mut env = cfg.base_environ.clone();
+        // An empty base (the default) is not cloned: a new environ is the
+        // same.
+        let mut env = if cfg.base_environ.is_empty() {
+            Environ::new()
+        } else {
+            cfg.base_environ.clone()
+        };
         gateway.add_cgi_vars(&mut env);
         let mut info = gateway.info();
         let origin = info.origin_server;
