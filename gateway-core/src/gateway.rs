@@ -96,6 +96,27 @@ pub trait Gateway: Send {
     /// `write_head` and says true must write it.
     const LENGTH_APART: bool = false;
 
+    /// Whether the backend takes the response head whole, through
+    /// [`take_head`](Gateway::take_head), instead of having it written by
+    /// [`write_head`](Gateway::write_head) (default false). For a backend
+    /// that hands the head to a library (hyper) as `http` types: it gets the
+    /// application's head as it is, rather than a copy to make.
+    const TAKES_HEAD: bool = false;
+
+    /// Takes the checked response head whole, when
+    /// [`TAKES_HEAD`](Gateway::TAKES_HEAD) says so (and then instead of
+    /// [`write_head`](Gateway::write_head)): the head the application made,
+    /// with the pipeline's changes (hop-by-hop fields removed,
+    /// `X-Accel-Buffering` added), its extensions (a
+    /// [`ReasonPhrase`](crate::ReasonPhrase) the application set among
+    /// them), and the `Content-Length` kept apart as
+    /// [`ResponseHead::content_length`] describes it. The backend must
+    /// send the head. The default drops it: a backend that says true
+    /// overrides this.
+    fn take_head(&mut self, head: http::response::Parts, content_length: Option<u64>) {
+        let _ = (head, content_length);
+    }
+
     /// Writes all of `data` to the client, retrying short writes.
     fn write(&mut self, data: Bytes) -> impl Future<Output = io::Result<()>> + Send;
 

@@ -4,12 +4,12 @@
 use std::fmt;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 
 use bytes::{Buf, Bytes};
-use futures_util::FutureExt;
 use http::{HeaderMap, HeaderValue, Request, Response, StatusCode, Version, header};
-use tower::{Service, ServiceExt};
+use tower::Service;
 use tracing::Instrument;
 
 use crate::body::Body;
@@ -21,7 +21,7 @@ use crate::limits::Limits;
 use crate::logging::{self, RequestId};
 use crate::outcome::{Outcome, OutcomeKind};
 use crate::pipeline::{self, RequestCtx, Sent, panic_message};
-use crate::repeats::{InApp, Repeats};
+use crate::repeats::{Repeats, in_app};
 use crate::request::version_of;
 
 /// The default error page body (wsgiref's `error_body`).
@@ -448,7 +448,13 @@ impl Handler {
         B::Error: Into<BoxError>,
     {
         let cfg = &*self.config;
-        let mut env = cfg.base_environ.clone();
+        // An empty base (the default) is not cloned: a new environ is the
+        // same.
+        let mut env = if cfg.base_environ.is_empty() {
+            Environ::new()
+        } else {
+            cfg.base_environ.clone()
+        };
         gateway.add_cgi_vars(&mut env);
         let mut info = gateway.info();
         let origin = info.origin_server;
@@ -629,8 +635,12 @@ impl Handler {
     {
         async move {
             let cfg = &*self.config;
-            let call = AssertUnwindSafe(InApp::new(app.oneshot(req), cfg.repeats.panic_mark()))
-                .catch_unwind();
+            let call = AppCall {
+                app,
+                req: Some(req),
+                called: None,
+                mark: cfg.repeats.panic_mark(),
+            };
             let called = match cfg.limits.get_app_timeout() {
                 None => call.await,
                 // Boxed: the timer lives on the heap only when there is one,
@@ -753,6 +763,59 @@ impl Handler {
             }
         };
         res.map(http_body_util::Full::new)
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The application's answer to one request: `poll_ready`, then `call`,
+    /// then the future `call` returned, in one future that holds the request
+    /// until the call (it is not moved from wrapper to wrapper). Every poll
+    /// is marked as the application's (see `in_app`), and a panic in any of
+    /// them is caught and returned.
+    struct AppCall<S, R, F> {
+        app: S,
+        req: Option<R>,
+        #[pin]
+        called: Option<F>,
+        mark: Option<Duration>,
+    }
+}
+
+impl<S, R> Future for AppCall<S, R, S::Future>
+where
+    S: Service<R>,
+{
+    type Output = Result<Result<S::Response, S::Error>, Box<dyn std::any::Any + Send>>;
+
+    fn poll(self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        let mark = *this.mark;
+        let polled = std::panic::catch_unwind(AssertUnwindSafe(|| {
+            in_app(mark, || {
+                if this.called.is_none() {
+                    match this.app.poll_ready(cx) {
+                        Poll::Pending => return Poll::Pending,
+                        Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                        Poll::Ready(Ok(())) => {}
+                    }
+                    // Never polled again once it has answered: the request
+                    // is there until the call.
+                    let Some(req) = this.req.take() else {
+                        return Poll::Pending;
+                    };
+                    this.called.set(Some(this.app.call(req)));
+                }
+                match this.called.as_mut().as_pin_mut() {
+                    Some(called) => called.poll(cx),
+                    None => Poll::Pending,
+                }
+            })
+        }));
+        match polled {
+            Ok(Poll::Pending) => Poll::Pending,
+            Ok(Poll::Ready(answer)) => Poll::Ready(Ok(answer)),
+            Err(panic) => Poll::Ready(Err(panic)),
+        }
     }
 }
 

@@ -5,13 +5,14 @@ use std::fmt;
 use std::future::poll_fn;
 use std::io;
 use std::panic::AssertUnwindSafe;
-use std::pin::pin;
+use std::pin::{Pin, pin};
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
-use futures_util::FutureExt;
 use http::response::Parts;
 use http::{HeaderMap, HeaderName, HeaderValue, Response, StatusCode, Version, header};
+use http_body::Frame;
 
 use crate::body::BodyFault;
 use crate::error::{BoxError, Error, Kind, is_disconnect};
@@ -291,31 +292,29 @@ impl<G: Gateway> Writer<'_, G> {
         let mut body = pin!(body);
         let mark = ctx.repeats.panic_mark();
         loop {
-            let mut next =
-                AssertUnwindSafe(poll_fn(|cx| in_app(mark, || body.as_mut().poll_frame(cx))))
-                    .catch_unwind()
-                    .now_or_never();
-            if next.is_none() {
-                // The body would block: what we have must reach the client
-                // now (server-sent events, long polls), then wait.
-                if let Err(e) = self.push(true, false).await {
-                    return self.fail(Fail::Write(e), ctx).await;
+            // Polled here, without a future per poll: first as it is now
+            // (a body that has its bytes ready is not waited for).
+            let first = poll_body(body.as_mut(), mark, &mut Context::from_waker(Waker::noop()));
+            let mut next = match first {
+                Poll::Ready(next) => next,
+                Poll::Pending => {
+                    // The body would block: what we have must reach the
+                    // client now (server-sent events, long polls), then wait.
+                    if let Err(e) = self.push(true, false).await {
+                        return self.fail(Fail::Write(e), ctx).await;
+                    }
+                    poll_fn(|cx| poll_body(body.as_mut(), mark, cx)).await
                 }
-                next = Some(
-                    AssertUnwindSafe(poll_fn(|cx| in_app(mark, || body.as_mut().poll_frame(cx))))
-                        .catch_unwind()
-                        .await,
-                );
-            }
-            let frame = match next {
-                Some(Ok(Some(Ok(frame)))) => frame,
-                Some(Ok(None)) | None => return self.end(ctx).await,
-                Some(Ok(Some(Err(e)))) => {
-                    return self.body_failed(ctx.app_failure(e), ctx).await;
-                }
-                Some(Err(panic)) => {
-                    let msg = panic_message(&*panic);
-                    return self.body_failed(Error::with(Kind::Panic, msg), ctx).await;
+            };
+            let frame = match next.take_frame() {
+                Ok(Some(frame)) => frame,
+                Ok(None) => return self.end(ctx).await,
+                Err(failure) => {
+                    let err = match failure {
+                        BodyFailure::Error(e) => ctx.app_failure(e),
+                        BodyFailure::Panic(msg) => Error::with(Kind::Panic, msg),
+                    };
+                    return self.body_failed(err, ctx).await;
                 }
             };
             let Ok(mut data) = frame.into_data() else {
@@ -325,11 +324,21 @@ impl<G: Gateway> Writer<'_, G> {
             if chunk.is_empty() {
                 continue;
             }
-            match self.data(chunk, ctx).await {
-                Ok(true) => {}
-                Ok(false) => {
-                    // The declared length is reached: stop reading the body.
-                    return self.end(ctx).await;
+            match self.data(chunk, ctx) {
+                Ok((more, None)) => {
+                    if !more {
+                        // The declared length is reached: stop reading the
+                        // body.
+                        return self.end(ctx).await;
+                    }
+                }
+                Ok((more, Some(large))) => {
+                    if let Err(e) = self.write_large(large).await {
+                        return self.fail(Fail::Write(e), ctx).await;
+                    }
+                    if !more {
+                        return self.end(ctx).await;
+                    }
                 }
                 Err(f) => return self.fail(f, ctx).await,
             }
@@ -337,8 +346,13 @@ impl<G: Gateway> Writer<'_, G> {
     }
 
     /// Takes one non-empty chunk. Returns false when the declared length is
-    /// reached and more would be too much.
-    async fn data(&mut self, mut chunk: Bytes, ctx: &RequestCtx<'_>) -> Result<bool, Fail> {
+    /// reached and more would be too much, and the chunk when it is too
+    /// large to buffer: the caller writes it (see `write_large`).
+    fn data(
+        &mut self,
+        mut chunk: Bytes,
+        ctx: &RequestCtx<'_>,
+    ) -> Result<(bool, Option<Bytes>), Fail> {
         self.commit_head(ctx, true)?;
         let mut more = true;
         if let Some(r) = &mut self.remaining {
@@ -368,10 +382,15 @@ impl<G: Gateway> Writer<'_, G> {
             }
             self.buf.extend_from_slice(&chunk);
         } else {
-            self.push(false, false).await.map_err(Fail::Write)?;
-            self.gw.write(chunk).await.map_err(Fail::Write)?;
+            return Ok((more, Some(chunk)));
         }
-        Ok(more)
+        Ok((more, None))
+    }
+
+    /// Writes what is buffered, then a chunk too large to buffer as it is.
+    async fn write_large(&mut self, chunk: Bytes) -> io::Result<()> {
+        self.push(false, false).await?;
+        self.gw.write(chunk).await
     }
 
     /// The bytes waiting to be written.
@@ -390,6 +409,11 @@ impl<G: Gateway> Writer<'_, G> {
                 HeaderName::from_static(X_ACCEL_BUFFERING),
                 HeaderValue::from_static("no"),
             );
+        }
+        if G::TAKES_HEAD {
+            // Handed over whole: nothing is written into the buffer.
+            self.gw.take_head(parts, self.length_apart);
+            return Ok(());
         }
         let reason = parts.extensions.get::<ReasonPhrase>().map(|r| &r.0[..]);
         let mut head = ResponseHead {
@@ -415,7 +439,18 @@ impl<G: Gateway> Writer<'_, G> {
     /// more is written after this, so the buffer is handed over whole
     /// rather than split off (which would make it shared, an allocation).
     async fn push(&mut self, flush: bool, last: bool) -> io::Result<()> {
-        let out = match self.pending.take() {
+        if let Some(out) = self.take_out(last) {
+            self.gw.write(out).await?;
+        }
+        if flush {
+            self.gw.flush().await?;
+        }
+        Ok(())
+    }
+
+    /// What is waiting to be written, as one buffer (`last`: see `push`).
+    fn take_out(&mut self, last: bool) -> Option<Bytes> {
+        match self.pending.take() {
             Some(p) if self.buf.is_empty() => Some(p),
             Some(p) => {
                 self.buf.extend_from_slice(&p);
@@ -423,14 +458,7 @@ impl<G: Gateway> Writer<'_, G> {
             }
             None if self.buf.is_empty() => None,
             None => Some(self.take_buf(last)),
-        };
-        if let Some(out) = out {
-            self.gw.write(out).await?;
         }
-        if flush {
-            self.gw.flush().await?;
-        }
-        Ok(())
     }
 
     /// What the buffer holds, as one buffer to write.
@@ -473,7 +501,13 @@ impl<G: Gateway> Writer<'_, G> {
             return self.fail(f, ctx).await;
         }
         let short = matches!(self.remaining, Some(r) if r > 0);
-        if let Err(e) = self.push(true, true).await {
+        // What `push(true, true)` does, without a future of its own.
+        if let Some(out) = self.take_out(true)
+            && let Err(e) = self.gw.write(out).await
+        {
+            return self.fail(Fail::Write(e), ctx).await;
+        }
+        if let Err(e) = self.gw.flush().await {
             return self.fail(Fail::Write(e), ctx).await;
         }
         if short {
@@ -535,6 +569,44 @@ impl<G: Gateway> Writer<'_, G> {
             bytes_sent: self.bytes_sent,
             kind,
         })
+    }
+}
+
+/// A response body's poll, as the pipeline reads it: a frame, the end, or
+/// a failure (an error, or a panic caught while the body was polled).
+struct NextFrame<D, E>(Result<Option<Result<Frame<D>, E>>, Panic>);
+
+/// A caught panic's payload.
+type Panic = Box<dyn std::any::Any + Send>;
+
+/// Why a response body failed.
+enum BodyFailure<E> {
+    Error(E),
+    Panic(String),
+}
+
+impl<D, E> NextFrame<D, E> {
+    fn take_frame(&mut self) -> Result<Option<Frame<D>>, BodyFailure<E>> {
+        match std::mem::replace(&mut self.0, Ok(None)) {
+            Ok(Some(Ok(frame))) => Ok(Some(frame)),
+            Ok(None) => Ok(None),
+            Ok(Some(Err(e))) => Err(BodyFailure::Error(e)),
+            Err(panic) => Err(BodyFailure::Panic(panic_message(&*panic))),
+        }
+    }
+}
+
+/// Polls a response body once, marked as the application's, with a panic
+/// caught.
+fn poll_body<B: http_body::Body>(
+    body: Pin<&mut B>,
+    mark: Option<Duration>,
+    cx: &mut Context<'_>,
+) -> Poll<NextFrame<B::Data, B::Error>> {
+    match std::panic::catch_unwind(AssertUnwindSafe(|| in_app(mark, || body.poll_frame(cx)))) {
+        Ok(Poll::Pending) => Poll::Pending,
+        Ok(Poll::Ready(next)) => Poll::Ready(NextFrame(Ok(next))),
+        Err(panic) => Poll::Ready(NextFrame(Err(panic))),
     }
 }
 

@@ -14,17 +14,14 @@
 //!   panic raised while the handler polls the application to the previous
 //!   hook at most once per location, message and interval, and passes every
 //!   other panic on unchanged. The handler marks its polls of the
-//!   application with [`InApp`] (a thread-local set around each poll).
+//!   application with [`in_app`] (a thread-local set around each poll).
 
 use std::cell::Cell;
 use std::collections::HashMap;
 use std::fmt;
-use std::future::Future;
 use std::hash::{BuildHasher, Hash, Hasher, RandomState};
 use std::panic::PanicHookInfo;
-use std::pin::Pin;
 use std::sync::{Mutex, Once, PoisonError};
-use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 /// At most this many distinct failures are told apart per table; past that,
@@ -318,32 +315,6 @@ pub(crate) fn in_app<R>(mark: Option<Duration>, f: impl FnOnce() -> R) -> R {
     }
     let _restore = Restore(IN_APP.replace(mark));
     f()
-}
-
-pin_project_lite::pin_project! {
-    /// A future whose polls are marked as polls of the application.
-    pub(crate) struct InApp<F> {
-        #[pin]
-        inner: F,
-        mark: Option<Duration>,
-    }
-}
-
-impl<F> InApp<F> {
-    pub(crate) fn new(inner: F, mark: Option<Duration>) -> Self {
-        Self { inner, mark }
-    }
-}
-
-impl<F: Future> Future for InApp<F> {
-    type Output = F::Output;
-
-    #[inline]
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
-        let this = self.project();
-        let inner = this.inner;
-        in_app(*this.mark, || inner.poll(cx))
-    }
 }
 
 /// Decides which panics reach the previous hook.

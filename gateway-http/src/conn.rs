@@ -29,7 +29,7 @@ use tokio::io::AsyncReadExt;
 use tokio::time::Instant;
 
 use crate::body::RequestBody;
-use crate::gateway::{Addrs, HttpGateway, SharedExchange};
+use crate::gateway::{Addrs, Captured, HttpGateway, SharedExchange};
 use crate::h2streams::PREFACE;
 use crate::stream::{SendClock, StreamExecutor, current_clock};
 use crate::upgrade::{CutOnDrop, Tether, Tethered};
@@ -764,7 +764,7 @@ fn respond<S, F, M>(
     handler: M,
 ) -> impl Future<Output = Result<Response<ResponseBody>, BoxError>> + Send + 'static + use<S, F, M>
 where
-    F: Future<Output = ()> + Send + 'static,
+    F: Future<Output = Option<Arc<Captured>>> + Send + 'static,
     M: FnOnce(HttpGateway) -> F,
 {
     let (parts, incoming) = req.into_parts();
@@ -784,6 +784,18 @@ where
     let upgradable = parts.version == http::Version::HTTP_11;
     let length_by_body =
         parts.method != http::Method::HEAD && parts.method != http::Method::CONNECT;
+    // The handler runs inside this future until the head is out, then inside
+    // the response body, which hyper polls: no task per request, and a
+    // client that goes away drops (cancels) the application with the body.
+    // Its allocation (the handler's future is large) is the connection's
+    // spare one when there is one, with the copy of the head the last
+    // request left.
+    let mut slot = spare.take().unwrap_or_else(|| {
+        Box::pin(Slot {
+            handler: None,
+            captured: None,
+        })
+    });
     let gw = HttpGateway {
         upgradable,
         length_by_body,
@@ -795,15 +807,8 @@ where
         close,
         host: None,
         seen: None,
+        captured: slot.as_mut().project().captured.take(),
     };
-    // The handler runs inside this future until the head is out, then inside
-    // the response body, which hyper polls: no task per request, and a
-    // client that goes away drops (cancels) the application with the body.
-    // Its allocation (the handler's future is large) is the connection's
-    // spare one when there is one.
-    let mut slot = spare
-        .take()
-        .unwrap_or_else(|| Box::pin(Slot { handler: None }));
     slot.as_mut().project().handler.set(Some(handler(gw)));
     let done = version < http::Version::HTTP_2
         && slot
@@ -824,19 +829,28 @@ where
 
 pin_project_lite::pin_project! {
     /// A request's handler in an allocation of its own, which a connection
-    /// reuses for its next request once the handler is done.
+    /// reuses for its next request once the handler is done, with the copy
+    /// of the head the handler gave back.
     struct Slot<F> {
         #[pin]
         handler: Option<F>,
+        captured: Option<Arc<Captured>>,
     }
 }
 
-impl<F: Future<Output = ()>> Future for Slot<F> {
+impl<F: Future<Output = Option<Arc<Captured>>>> Future for Slot<F> {
     type Output = ();
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        match self.project().handler.as_pin_mut() {
-            Some(handler) => handler.poll(cx),
+        let this = self.project();
+        match this.handler.as_pin_mut() {
+            Some(handler) => match handler.poll(cx) {
+                Poll::Ready(captured) => {
+                    *this.captured = captured;
+                    Poll::Ready(())
+                }
+                Poll::Pending => Poll::Pending,
+            },
             None => Poll::Ready(()),
         }
     }
@@ -920,7 +934,9 @@ async fn answer(
 }
 
 /// Runs the handler for one request; a response that failed after its head
-/// is marked for the body to abort.
+/// is marked for the body to abort. Gives back the copy of the head the
+/// environ was made from, emptied, when nothing holds it any more (see
+/// `Captured`).
 ///
 /// An `async` block rather than an `async fn`: the block's future holds the
 /// gateway once, where an `async fn` would hold its argument and a copy.
@@ -928,7 +944,10 @@ async fn answer(
     clippy::manual_async_fn,
     reason = "an `async fn` holds its argument twice"
 )]
-fn drive<S, B>(shared: Arc<Shared<S>>, mut gw: HttpGateway) -> impl Future<Output = ()> + Send
+fn drive<S, B>(
+    shared: Arc<Shared<S>>,
+    mut gw: HttpGateway,
+) -> impl Future<Output = Option<Arc<Captured>>> + Send
 where
     S: Application<B>,
     B: AppBody,
@@ -938,6 +957,7 @@ where
         if gw.head_sent && (outcome.is_aborted() || outcome.is_failed()) {
             gw.abort("response aborted");
         }
+        gw.release()
     }
 }
 

@@ -17,7 +17,7 @@ use gateway_core::{
 use http::header::HeaderName;
 use http::request::Parts;
 use http::uri::{Authority, PathAndQuery, Scheme};
-use http::{HeaderMap, HeaderValue, Method, Request, Response, Uri, Version, header, response};
+use http::{HeaderMap, HeaderValue, Method, Request, Uri, Version, header, response};
 
 /// What a request's handler hands the response body hyper polls: the head
 /// once, then one chunk at a time.
@@ -159,6 +159,55 @@ pub(crate) struct HttpGateway {
     /// What the pass that lists the fields for the environ found of the
     /// fields read for every request (no lookup in the map for them).
     pub(crate) seen: Option<Seen>,
+    /// The copy of the head the environ is made from: the connection's
+    /// spare one when it has one (see [`Captured`]).
+    pub(crate) captured: Option<Arc<Captured>>,
+}
+
+/// The request head a deferred environ is made from: hyper's method, URI,
+/// version and fields, the values shared with hyper's (not copied), the
+/// fields in one list, repeated names one after the other.
+///
+/// A connection keeps one from a request to the next: emptied once the
+/// request is over and nothing holds it (the environ was dropped with the
+/// request), it is filled again for the next request, so the list is not
+/// allocated for every request. It holds nothing of a request that is over
+/// (hyper's read buffer, which the values share, is reused only once they
+/// are gone).
+#[derive(Default)]
+pub(crate) struct Captured {
+    method: Method,
+    uri: Uri,
+    version: Version,
+    fields: Vec<(HeaderName, HeaderValue)>,
+}
+
+impl Captured {
+    /// Fills it from `parts`; returns what the pass found of the fields
+    /// read for every request.
+    fn fill(&mut self, parts: &Parts) -> Seen {
+        self.method.clone_from(&parts.method);
+        self.uri.clone_from(&parts.uri);
+        self.version = parts.version;
+        let headers = &parts.headers;
+        self.fields.clear();
+        self.fields.reserve(headers.len());
+        let mut seen = Seen::default();
+        self.fields.extend(headers.iter().map(|(n, v)| {
+            seen.note(n, v);
+            (n.clone(), v.clone())
+        }));
+        seen
+    }
+
+    fn head(&self) -> Head<'_> {
+        Head {
+            method: &self.method,
+            uri: &self.uri,
+            version: self.version,
+            fields: &self.fields,
+        }
+    }
 }
 
 /// The fields read for every request, as one pass over the request's
@@ -179,6 +228,17 @@ impl HttpGateway {
     /// body; an HTTP/2 stream reset): the client sees truncation.
     pub(crate) fn abort(&mut self, why: &'static str) {
         self.exchange.lock().abort = Some(why);
+    }
+
+    /// The captured head, emptied, for the connection's next request; `None`
+    /// while something still holds it (an environ the application kept).
+    pub(crate) fn release(&mut self) -> Option<Arc<Captured>> {
+        let mut captured = self.captured.take()?;
+        let c = Arc::get_mut(&mut captured)?;
+        c.fields.clear();
+        // The URI shares hyper's read buffer too.
+        c.uri = Uri::default();
+        Some(captured)
     }
 }
 
@@ -221,35 +281,38 @@ impl Gateway for HttpGateway {
         let Some(parts) = &self.parts else {
             return;
         };
+        let mut captured = self.captured.take().unwrap_or_default();
+        if Arc::get_mut(&mut captured).is_none() {
+            // Still held by an earlier request's environ.
+            captured = Arc::default();
+        }
+        if let Some(c) = Arc::get_mut(&mut captured) {
+            self.seen = Some(c.fill(parts));
+        }
         if !env.is_empty() {
-            let (fields, seen) = fields_of(&parts.headers);
-            self.seen = Some(seen);
             self.host = derive_environ(
                 env,
-                &Head::of(parts, &fields),
+                &captured.head(),
                 &self.addrs,
                 self.addrs.server_software.as_ref(),
             );
+            self.captured = Some(captured);
             return;
         }
-        let (fields, seen) = fields_of(&parts.headers);
-        self.seen = Some(seen);
-        let method = parts.method.clone();
-        let uri = parts.uri.clone();
-        let version = parts.version;
+        let head = captured.clone();
+        self.captured = Some(captured);
         let addrs = self.addrs.clone();
 
         // The handler asks `request_facts` for what it reads of every
         // request: nothing of the environ is needed up front.
         *env = Environ::deferred(Environ::new(), move || {
-            let head = Head {
-                method: &method,
-                uri: &uri,
-                version,
-                fields: &fields,
-            };
             let mut env = Environ::new();
-            derive_environ(&mut env, &head, &addrs, addrs.server_software.as_ref());
+            derive_environ(
+                &mut env,
+                &head.head(),
+                &addrs,
+                addrs.server_software.as_ref(),
+            );
             env
         });
     }
@@ -363,23 +426,32 @@ impl Gateway for HttpGateway {
             .with_addrs(self.addrs.peer, self.addrs.local)
     }
 
-    /// Hands the head to hyper (which writes the status line and adds
-    /// `Date`), taking the headers rather than copying them, and leaves
-    /// `buf` empty.
+    /// Not used: the head is taken whole (see `take_head`).
     fn write_head(
         &mut self,
-        head: &mut ResponseHead<'_>,
+        _head: &mut ResponseHead<'_>,
         _format: &HeadFormat,
         _buf: &mut BytesMut,
     ) {
+    }
+
+    const TAKES_HEAD: bool = true;
+
+    /// Hands the head to hyper (which writes the status line and adds
+    /// `Date`) as the application made it: its headers are not copied, and
+    /// no second head is made.
+    fn take_head(&mut self, head: response::Parts, content_length: Option<u64>) {
         if self.head_sent {
             return;
         }
         self.head_sent = true;
-        let (mut parts, ()) = Response::new(()).into_parts();
-        parts.status = head.status;
-        // Swapped rather than taken: no map is made or dropped here.
-        std::mem::swap(&mut parts.headers, head.headers);
+        let mut parts = head;
+        // What hyper is given besides the status and headers is as it
+        // always was: HTTP/1.1 (hyper answers an HTTP/1.0 request in
+        // kind), and no extension but the reason phrase.
+        parts.version = Version::HTTP_11;
+        let reason = parts.extensions.remove::<gateway_core::ReasonPhrase>();
+        parts.extensions.clear();
         if let Some(v) = &self.addrs.server_header
             && let header::Entry::Vacant(e) = parts.headers.entry(header::SERVER)
         {
@@ -387,13 +459,13 @@ impl Gateway for HttpGateway {
             // not rebuilt.
             e.insert(v.clone());
         }
-        if self.close && head.status != http::StatusCode::SWITCHING_PROTOCOLS {
+        if self.close && parts.status != http::StatusCode::SWITCHING_PROTOCOLS {
             parts
                 .headers
                 .insert(header::CONNECTION, HeaderValue::from_static("close"));
         }
-        if let Some(reason) = head.reason
-            && let Ok(r) = hyper::ext::ReasonPhrase::try_from(Bytes::copy_from_slice(reason))
+        if let Some(reason) = reason
+            && let Ok(r) = hyper::ext::ReasonPhrase::try_from(reason.0)
         {
             parts.extensions.insert(r);
         }
@@ -402,7 +474,7 @@ impl Gateway for HttpGateway {
         // size: an empty body (HTTP/2 sends none) and a HEAD or CONNECT
         // answer. There it stays a field of the head.
         let mut length = None;
-        match head.content_length {
+        match content_length {
             Some(n) if n > 0 && self.length_by_body => length = Some(n),
             Some(n) => {
                 parts
@@ -556,29 +628,6 @@ pub(crate) struct Head<'a> {
     /// The fields, repeated names one after the other (as a `HeaderMap`
     /// iterates them).
     fields: &'a [(HeaderName, HeaderValue)],
-}
-
-impl<'a> Head<'a> {
-    fn of(parts: &'a Parts, fields: &'a [(HeaderName, HeaderValue)]) -> Self {
-        Head {
-            method: &parts.method,
-            uri: &parts.uri,
-            version: parts.version,
-            fields,
-        }
-    }
-}
-
-/// The fields of `headers` as a list, repeated names one after the other;
-/// names and values are shared with the map, not copied.
-fn fields_of(headers: &HeaderMap) -> (Vec<(HeaderName, HeaderValue)>, Seen) {
-    let mut fields = Vec::with_capacity(headers.len());
-    let mut seen = Seen::default();
-    fields.extend(headers.iter().map(|(n, v)| {
-        seen.note(n, v);
-        (n.clone(), v.clone())
-    }));
-    (fields, seen)
 }
 
 impl Seen {

@@ -70,14 +70,16 @@
 //!   `Host` authority filled in so that `req.uri()` reads as on every other
 //!   backend; the core does not rebuild it from the environ. Header names
 //!   with `_` are left out of the environ (as `simple_server` does).
-//! - Per request the server allocates a list of the request's fields (the
-//!   values shared with hyper's, not copied) and the deferred environ that
-//!   holds it: the environ itself is made only if something reads it. The handler's future and the one-chunk
+//! - Per request the server allocates the deferred environ, which holds a
+//!   copy of the request head (the field values shared with hyper's, not
+//!   copied): the environ itself is made only if something reads it. The
+//!   copy's list of fields, the handler's future and the one-chunk
 //!   exchange between the handler and the response body are allocated once
 //!   per connection and reused by the requests that follow (a request
 //!   whose handler is still running when the next one starts, such as on
-//!   HTTP/2, gets its own); there is no channel, and on HTTP/1 no task and
-//!   no timer per request. `INSTR=1 scripts/bench-http.sh` counts the
+//!   HTTP/2, or whose environ the application kept, gets its own); there
+//!   is no channel, and on HTTP/1 no task and no timer per request. The
+//!   response head goes to hyper as the application made it, not copied. `INSTR=1 scripts/bench-http.sh` counts the
 //!   instructions this costs against a bare hyper server.
 //! - Between requests, an HTTP/1 keep-alive connection quiet for 25 to
 //!   50 ms is parked: hyper's connection state and buffers are freed, the

@@ -635,3 +635,120 @@ async fn body_that_ends_with_its_last_late_chunk_is_complete() {
     let next = text(&read_to_close(&mut s).await);
     assert!(next.starts_with("HTTP/1.1 200 OK"), "{next}");
 }
+
+/// Requests one after the other on a keep-alive connection each get the
+/// environ of their own head, whether the application reads it at once,
+/// later, or keeps it past the request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn environs_of_successive_requests_on_one_connection() {
+    use std::sync::{Arc, Mutex};
+    let kept: Arc<Mutex<Vec<gateway_core::RequestContext>>> = Arc::default();
+    let keep = kept.clone();
+    let app = tower::service_fn(move |req: http::Request<gateway_http::Body>| {
+        let cx = req
+            .extensions()
+            .get::<gateway_core::RequestContext>()
+            .cloned()
+            .expect("a request context");
+        // Every other request's context is kept unread past the request.
+        let path = req.uri().path().to_owned();
+        let body = if path.ends_with("keep") {
+            keep.lock().unwrap().push(cx);
+            String::new()
+        } else {
+            let env = cx.environ();
+            format!(
+                "{} {}",
+                String::from_utf8_lossy(env.get("PATH_INFO").unwrap_or_default()),
+                String::from_utf8_lossy(env.get("HTTP_X_TAG").unwrap_or_default()),
+            )
+        };
+        async move { Ok::<_, std::convert::Infallible>(http::Response::new(body)) }
+    });
+    let srv = support::start_app(support::handler(Default::default()), |_| {}, app).await;
+    let mut s = TcpStream::connect(srv.addr).await.unwrap();
+    let mut got = Vec::new();
+    let mut answers = Vec::new();
+    for (path, tag) in [("/a/keep", "1"), ("/b", "2"), ("/c/keep", "3"), ("/d", "4")] {
+        let req = format!("GET {path} HTTP/1.1\r\nHost: x\r\nX-Tag: {tag}\r\n\r\n");
+        s.write_all(req.as_bytes()).await.unwrap();
+        let mut buf = [0u8; 4096];
+        loop {
+            let n = s.read(&mut buf).await.unwrap();
+            assert!(n > 0, "the connection closed");
+            got.extend_from_slice(&buf[..n]);
+            let t = text(&got);
+            if let Some(end) = t.find("\r\n\r\n")
+                && let Some(len) = t[..end]
+                    .to_ascii_lowercase()
+                    .lines()
+                    .find_map(|l| l.strip_prefix("content-length: ").map(str::to_owned))
+                && got.len() >= end + 4 + len.trim().parse::<usize>().unwrap()
+            {
+                answers.push(t[end + 4..].to_owned());
+                got.clear();
+                break;
+            }
+        }
+    }
+    assert_eq!(answers, ["", "/b 2", "", "/d 4"]);
+    let kept = kept.lock().unwrap();
+    let seen: Vec<String> = kept
+        .iter()
+        .map(|cx| {
+            let env = cx.environ();
+            format!(
+                "{} {}",
+                String::from_utf8_lossy(env.get("PATH_INFO").unwrap_or_default()),
+                String::from_utf8_lossy(env.get("HTTP_X_TAG").unwrap_or_default()),
+            )
+        })
+        .collect();
+    assert_eq!(seen, ["/a/keep 1", "/c/keep 3"]);
+}
+
+/// The head hyper writes is the application's status, headers and reason
+/// phrase (a `gateway_core::ReasonPhrase` extension), on a status line of
+/// the request's version whatever version the response claims (even one
+/// HTTP/1 cannot write); other extensions of the response are not passed
+/// on (hyper's own reason phrase among them).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn head_as_the_application_made_it_on_the_requests_version() {
+    let app = tower::service_fn(|req: http::Request<gateway_http::Body>| async move {
+        let mut res = http::Response::new(String::from("hi"));
+        res.headers_mut()
+            .insert("x-app", http::HeaderValue::from_static("yes"));
+        match req.uri().path() {
+            "/reason" => {
+                *res.status_mut() = http::StatusCode::IM_A_TEAPOT;
+                res.extensions_mut()
+                    .insert(gateway_core::ReasonPhrase(bytes::Bytes::from_static(
+                        b"Short And Stout",
+                    )));
+            }
+            "/h3" => *res.version_mut() = http::Version::HTTP_3,
+            "/h10" => *res.version_mut() = http::Version::HTTP_10,
+            _ => {
+                res.extensions_mut()
+                    .insert(hyper::ext::ReasonPhrase::from_static(b"Not Passed On"));
+            }
+        }
+        Ok::<_, std::convert::Infallible>(res)
+    });
+    let srv = support::start_app(support::handler(Default::default()), |_| {}, app).await;
+    for (path, line) in [
+        ("/reason", "HTTP/1.1 418 Short And Stout\r\n"),
+        ("/h3", "HTTP/1.1 200 OK\r\n"),
+        ("/h10", "HTTP/1.1 200 OK\r\n"),
+        ("/other", "HTTP/1.1 200 OK\r\n"),
+    ] {
+        let req = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+        let out = text(&exchange(srv.addr, req.as_bytes()).await);
+        assert!(out.starts_with(line), "{path}: {out}");
+        assert!(out.contains("x-app: yes\r\n"), "{path}: {out}");
+        assert!(out.ends_with("\r\n\r\nhi"), "{path}: {out}");
+    }
+    // An HTTP/1.0 request is answered in kind.
+    let out = text(&exchange(srv.addr, b"GET /h3 HTTP/1.0\r\n\r\n").await);
+    assert!(out.starts_with("HTTP/1.0 200 OK\r\n"), "{out}");
+}
