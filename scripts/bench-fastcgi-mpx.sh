@@ -31,17 +31,11 @@
 # Needs haproxy (2.6 or later), wrk and python3.
 set -euo pipefail
 
-die() { echo "bench-fastcgi-mpx: error: $*" >&2; exit 1; }
-say() { echo "bench-fastcgi-mpx: $*" >&2; }
+BENCH=bench-fastcgi-mpx
+# shellcheck source=scripts/lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-QUICK=0
-for arg in "$@"; do
-    case "$arg" in
-        --quick) QUICK=1 ;;
-        -h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
-        *) die "unknown argument '$arg' (try --help)" ;;
-    esac
-done
+bench_args "$@"
 if [ "$QUICK" = 1 ]; then
     ROUNDS=${ROUNDS:-2} DURATION=${DURATION:-2}
 else
@@ -49,9 +43,7 @@ else
 fi
 CONNECTIONS=${CONNECTIONS:-64}
 NBTHREAD=${NBTHREAD:-1}
-for v in ROUNDS DURATION CONNECTIONS NBTHREAD; do
-    [[ "${!v}" =~ ^[0-9]+$ ]] && [ "${!v}" -ge 1 ] || die "$v must be a positive number, got '${!v}'"
-done
+positive ROUNDS DURATION CONNECTIONS NBTHREAD
 command -v wrk >/dev/null || die "wrk is missing (apt-get install wrk)"
 command -v python3 >/dev/null || die "python3 is missing"
 HAPROXY=$(command -v haproxy || echo /usr/sbin/haproxy)
@@ -60,23 +52,9 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 CFG=$ROOT/examples/webservers/fastcgi/haproxy-mpxs.cfg
 [ -f "$CFG" ] || die "$CFG is missing"
 
-TMP=$(mktemp -d)
-PIDS=()
-cleanup() {
-    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-    if [ "${KEEP_TMP:-0}" = 1 ]; then say "kept $TMP"; else rm -rf "$TMP"; fi
-}
-trap cleanup EXIT
+bench_tmp
 mkdir -p "$TMP/htdocs"
 
-free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
-wait_port() {
-    for _ in $(seq 100); do
-        python3 -c "import socket, sys; socket.create_connection(('127.0.0.1', $1), 0.2)" 2>/dev/null && return 0
-        sleep 0.1
-    done
-    die "nothing listens on port $1 (see $TMP)"
-}
 
 say "building ours (examples/fastcgi_hello, release)"
 (cd "$ROOT" && cargo build --release --quiet --example fastcgi_hello)
@@ -119,7 +97,6 @@ done
 
 say "warming up"
 for n in "${NAMES[@]}"; do wrk -t1 -c4 -d1s "http://127.0.0.1:${FRONT[$n]}$URL" >/dev/null; done
-ticks() { awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$1/stat"; }
 for r in $(seq "$ROUNDS"); do
     say "round $r/$ROUNDS"
     for n in "${NAMES[@]}"; do

@@ -68,33 +68,19 @@
 # apt-get when run as root), and access to crates.io for hyper.
 set -euo pipefail
 
-die() { echo "bench-fastcgi: error: $*" >&2; exit 1; }
-say() { echo "bench-fastcgi: $*" >&2; }
+BENCH=bench-fastcgi
+# shellcheck source=scripts/lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-QUICK=0
-for arg in "$@"; do
-    case "$arg" in
-        --quick) QUICK=1 ;;
-        -h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
-        *) die "unknown argument '$arg' (try --help)" ;;
-    esac
-done
+bench_args "$@"
 if [ "$QUICK" = 1 ]; then
     ROUNDS=${ROUNDS:-2} DURATION=${DURATION:-2}
 else
     ROUNDS=${ROUNDS:-5} DURATION=${DURATION:-5}
 fi
 CONNECTIONS=${CONNECTIONS:-16}
-for v in ROUNDS DURATION CONNECTIONS; do
-    [[ "${!v}" =~ ^[0-9]+$ ]] && [ "${!v}" -ge 1 ] || die "$v must be a positive number, got '${!v}'"
-done
+positive ROUNDS DURATION CONNECTIONS
 
-need_pkg() { # binary-or-file package
-    if [ -e "$1" ] || command -v "$1" >/dev/null; then return 0; fi
-    [ "$(id -u)" -eq 0 ] || die "$1 is missing (apt-get install $2)"
-    say "installing $2"
-    apt-get install -y "$2" >/dev/null 2>&1 || { apt-get update >/dev/null && apt-get install -y "$2" >/dev/null; }
-}
 need_pkg wrk wrk
 need_pkg gcc gcc
 need_pkg /usr/include/fcgiapp.h libfcgi-dev
@@ -104,31 +90,8 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 [ -x "$NGINX" ] || die "nginx is missing (apt-get install nginx)"
 
-TMP=$(mktemp -d)
-chmod 755 "$TMP"
-PIDS=()
-cleanup() {
-    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-    if [ "${KEEP_TMP:-0}" = 1 ]; then say "kept $TMP"; else rm -rf "$TMP"; fi
-}
-trap cleanup EXIT
-if [ -n "${PRIORITY:-}" ]; then
-    [[ "$PRIORITY" =~ ^-?[0-9]+$ ]] || die "PRIORITY must be a number, got '$PRIORITY'"
-    [ -w /proc/self/autogroup ] || die "PRIORITY needs kernel autogroups (/proc/self/autogroup)"
-    AUTOGROUP_WAS=$(awk '{print $NF}' /proc/self/autogroup)
-    echo "$PRIORITY" >/proc/self/autogroup 2>/dev/null || die "cannot set autogroup nice $PRIORITY (root needed below 0)"
-    trap 'echo "$AUTOGROUP_WAS" >/proc/self/autogroup 2>/dev/null || true; cleanup' EXIT
-    say "autogroup nice $PRIORITY while measuring"
-fi
+bench_tmp
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_port() {
-    for _ in $(seq 200); do
-        python3 -c "import socket; socket.create_connection(('127.0.0.1',$1),0.2)" 2>/dev/null && return 0
-        sleep 0.1
-    done
-    die "nothing listens on port $1 (see $TMP/*.out)"
-}
 
 say "building ours (examples/fastcgi_hello, release)"
 (cd "$ROOT" && cargo build --release --quiet --example fastcgi_hello)
@@ -357,11 +320,6 @@ done
 
 say "warming up"
 for n in "${NAMES[@]}"; do wrk -t1 -c4 -d1s "http://127.0.0.1:${FRONT[$n]}/" >/dev/null; done
-# CPU time (user + system clock ticks) a backend process has used so far.
-ticks() { awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$1/stat"; }
-# Times a backend's threads have gone to sleep waiting (voluntary context
-# switches, all threads): a wake-up each, whatever the machine's load.
-sleeps() { cat /proc/"$1"/task/*/status 2>/dev/null | awk '/^voluntary_ctxt_switches/ { n += $2 } END { print n + 0 }'; }
 for r in $(seq "$ROUNDS"); do
     say "round $r/$ROUNDS"
     for n in "${NAMES[@]}"; do

@@ -29,17 +29,11 @@
 # as root) and python3 for the arithmetic.
 set -euo pipefail
 
-die() { echo "bench-http: error: $*" >&2; exit 1; }
-say() { echo "bench-http: $*" >&2; }
+BENCH=bench-http
+# shellcheck source=scripts/lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-QUICK=0
-for arg in "$@"; do
-    case "$arg" in
-        --quick) QUICK=1 ;;
-        -h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
-        *) die "unknown argument '$arg' (try --help)" ;;
-    esac
-done
+bench_args "$@"
 if [ "$QUICK" = 1 ]; then
     ROUNDS=${ROUNDS:-3} DURATION=${DURATION:-2}
 else
@@ -47,26 +41,14 @@ else
 fi
 CONNECTIONS=${CONNECTIONS:-32}
 THREADS=${THREADS:-1}
-for v in ROUNDS DURATION CONNECTIONS THREADS; do
-    [[ "${!v}" =~ ^[0-9]+$ ]] && [ "${!v}" -ge 1 ] || die "$v must be a positive number, got '${!v}'"
-done
+positive ROUNDS DURATION CONNECTIONS THREADS
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 
-if ! command -v wrk >/dev/null; then
-    [ "$(id -u)" -eq 0 ] || die "wrk is missing (apt-get install wrk)"
-    say "installing wrk"
-    apt-get install -y wrk >/dev/null 2>&1 || { apt-get update >/dev/null && apt-get install -y wrk >/dev/null; }
-fi
+need_pkg wrk wrk
 command -v python3 >/dev/null || die "python3 is missing"
 
-TMP=$(mktemp -d)
-PIDS=()
-cleanup() {
-    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-    if [ "${KEEP_TMP:-0}" = 1 ]; then say "kept $TMP"; else rm -rf "$TMP"; fi
-}
-trap cleanup EXIT
+bench_tmp
 
 lock_version() {
     python3 - "$ROOT/Cargo.lock" "$1" <<'PY'
@@ -145,7 +127,6 @@ RS
 (cd "$TMP/bare" && CARGO_TARGET_DIR="$TMP/bare/target" cargo build --release --quiet)
 BARE="$TMP/bare/target/release/bare-hyper-hello"
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 start() { # name binary; sets URL (not in a subshell, so PIDS is kept)
     local port; port=$(free_port)
     "$2" "127.0.0.1:$port" >"$TMP/$1.out" 2>&1 &
@@ -157,10 +138,7 @@ start() { # name binary; sets URL (not in a subshell, so PIDS is kept)
     URL="http://127.0.0.1:$port/"
 }
 instructions() { # name binary; prints instructions per request
-    command -v valgrind >/dev/null || {
-        [ "$(id -u)" -eq 0 ] || die "valgrind is missing (apt-get install valgrind)"
-        apt-get install -y valgrind >/dev/null 2>&1 || { apt-get update >/dev/null && apt-get install -y valgrind >/dev/null; }
-    }
+    need_pkg valgrind valgrind
     local port vpid reqs ir
     port=$(free_port)
     valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$TMP/$1.cg" \

@@ -47,62 +47,27 @@
 # and network access to PyPI for flup.
 set -euo pipefail
 
-die() { echo "bench-scgi: error: $*" >&2; exit 1; }
-say() { echo "bench-scgi: $*" >&2; }
+BENCH=bench-scgi
+# shellcheck source=scripts/lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-QUICK=0
-for arg in "$@"; do
-    case "$arg" in
-        --quick) QUICK=1 ;;
-        -h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
-        *) die "unknown argument '$arg' (try --help)" ;;
-    esac
-done
+bench_args "$@"
 if [ "$QUICK" = 1 ]; then
     ROUNDS=${ROUNDS:-2} DURATION=${DURATION:-2}
 else
     ROUNDS=${ROUNDS:-5} DURATION=${DURATION:-5}
 fi
 CONNECTIONS=${CONNECTIONS:-16}
-for v in ROUNDS DURATION CONNECTIONS; do
-    [[ "${!v}" =~ ^[0-9]+$ ]] && [ "${!v}" -ge 1 ] || die "$v must be a positive number, got '${!v}'"
-done
+positive ROUNDS DURATION CONNECTIONS
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 [ -x "$NGINX" ] || die "nginx is missing (apt-get install nginx)"
-if ! command -v wrk >/dev/null; then
-    [ "$(id -u)" -eq 0 ] || die "wrk is missing (apt-get install wrk)"
-    say "installing wrk"
-    apt-get install -y wrk >/dev/null 2>&1 || { apt-get update >/dev/null && apt-get install -y wrk >/dev/null; }
-fi
+need_pkg wrk wrk
 command -v python3 >/dev/null || die "python3 is missing"
 
-TMP=$(mktemp -d)
-chmod 755 "$TMP"
-PIDS=()
-cleanup() {
-    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-    if [ "${KEEP_TMP:-0}" = 1 ]; then say "kept $TMP"; else rm -rf "$TMP"; fi
-}
-trap cleanup EXIT
-if [ -n "${PRIORITY:-}" ]; then
-    [[ "$PRIORITY" =~ ^-?[0-9]+$ ]] || die "PRIORITY must be a number, got '$PRIORITY'"
-    [ -w /proc/self/autogroup ] || die "PRIORITY needs kernel autogroups (/proc/self/autogroup)"
-    AUTOGROUP_WAS=$(awk '{print $NF}' /proc/self/autogroup)
-    echo "$PRIORITY" >/proc/self/autogroup 2>/dev/null || die "cannot set autogroup nice $PRIORITY (root needed below 0)"
-    trap 'echo "$AUTOGROUP_WAS" >/proc/self/autogroup 2>/dev/null || true; cleanup' EXIT
-    say "autogroup nice $PRIORITY while measuring"
-fi
+bench_tmp
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_port() {
-    for _ in $(seq 100); do
-        python3 -c "import socket; socket.create_connection(('127.0.0.1',$1),0.2)" 2>/dev/null && return 0
-        sleep 0.1
-    done
-    die "nothing listens on port $1 (see $TMP/*.out)"
-}
 
 say "building ours (examples/scgi_hello, release)"
 (cd "$ROOT" && cargo build --release --quiet --example scgi_hello)
@@ -204,13 +169,8 @@ done
 
 say "warming up"
 for n in "${NAMES[@]}"; do wrk -t1 -c4 -d1s "http://127.0.0.1:${FRONT[$n]}/" >/dev/null; done
-# CPU time (user + system clock ticks) a process has used so far; utime:
-# the user part alone.
-ticks() { awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$1/stat"; }
+# The user-space part of the CPU time (ticks, beside lib.sh's ticks).
 utime() { awk '{ sub(/^.*\) /, ""); print $12 }' "/proc/$1/stat"; }
-# Times a process's threads have gone to sleep waiting (voluntary context
-# switches, all threads): a wake-up each, whatever the machine's load.
-sleeps() { cat /proc/"$1"/task/*/status 2>/dev/null | awk '/^voluntary_ctxt_switches/ { n += $2 } END { print n + 0 }'; }
 for r in $(seq "$ROUNDS"); do
     say "round $r/$ROUNDS"
     for n in "${NAMES[@]}"; do
