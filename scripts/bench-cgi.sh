@@ -57,17 +57,11 @@
 # gcc, time and python3 with apt-get when one of them is missing.
 set -euo pipefail
 
-die() { echo "bench-cgi: error: $*" >&2; exit 1; }
-say() { echo "bench-cgi: $*" >&2; }
+BENCH=bench-cgi
+# shellcheck source=scripts/lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-QUICK=0
-for arg in "$@"; do
-    case "$arg" in
-        --quick) QUICK=1 ;;
-        -h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
-        *) die "unknown argument '$arg' (try --help)" ;;
-    esac
-done
+bench_args "$@"
 
 if [ "$QUICK" = 1 ]; then
     RUNS=${RUNS:-150} ROUNDS=${ROUNDS:-3} WARMUP=${WARMUP:-10}

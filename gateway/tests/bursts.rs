@@ -64,38 +64,32 @@ where
     let _ = tokio::time::timeout(Duration::from_secs(10), task).await;
 }
 
-#[tokio::test]
-async fn fastcgi_serve_runs_the_release_after_a_burst() {
-    let (release, runs) = counted();
-    let mut server = gateway_fastcgi::Server::new();
-    server.release_memory_after_bursts(release);
-    let shutdown = server.shutdown_handle();
-    a_burst_runs_the_release(runs, shutdown, move |l| async move {
-        server.serve(l, app()).await
-    })
-    .await;
+/// A test of `$server`'s `serve`, named `$name`.
+macro_rules! serve_runs_the_release {
+    ($name:ident, $server:path) => {
+        #[tokio::test]
+        async fn $name() {
+            let (release, runs) = counted();
+            let mut server = <$server>::new();
+            server.release_memory_after_bursts(release);
+            let shutdown = server.shutdown_handle();
+            a_burst_runs_the_release(runs, shutdown, move |l| async move {
+                server.serve(l, app()).await
+            })
+            .await;
+        }
+    };
 }
 
-#[tokio::test]
-async fn scgi_serve_runs_the_release_after_a_burst() {
-    let (release, runs) = counted();
-    let mut server = gateway_scgi::Server::new();
-    server.release_memory_after_bursts(release);
-    let shutdown = server.shutdown_handle();
-    a_burst_runs_the_release(runs, shutdown, move |l| async move {
-        server.serve(l, app()).await
-    })
-    .await;
-}
-
-#[tokio::test]
-async fn http_serve_runs_the_release_after_a_burst() {
-    let (release, runs) = counted();
-    let mut server = gateway_http::Server::new();
-    server.release_memory_after_bursts(release);
-    let shutdown = server.shutdown_handle();
-    a_burst_runs_the_release(runs, shutdown, move |l| async move {
-        server.serve(l, app()).await
-    })
-    .await;
-}
+serve_runs_the_release!(
+    fastcgi_serve_runs_the_release_after_a_burst,
+    gateway_fastcgi::Server
+);
+serve_runs_the_release!(
+    scgi_serve_runs_the_release_after_a_burst,
+    gateway_scgi::Server
+);
+serve_runs_the_release!(
+    http_serve_runs_the_release_after_a_burst,
+    gateway_http::Server
+);
