@@ -45,26 +45,59 @@ pub struct Environ {
 }
 
 /// Marks a start offset in [`Vars::list`]: the part is not in the shared
-/// buffer, and its end is an index into [`Vars::own`].
+/// buffer but in [`Vars::own`], whose index its end is; the start's lowest
+/// bit says which of the pair there (0: the first, 1: the second).
 const OWN: u32 = 1 << 31;
 
 /// The variables of an environ. Each is four offsets: its name's start and
 /// end, its value's start and end, in one buffer the variables share (what
 /// a web server sent, taken as it is: no reference count per variable), or,
-/// for a part set by name, an index into buffers of its own.
-#[derive(Clone, Default)]
+/// for a part set by name, in buffers of its own.
+#[derive(Default)]
 struct Vars {
     /// The buffer the offsets are in.
     buf: Bytes,
     /// `[name start, name end, value start, value end]` of each variable;
-    /// a start with the [`OWN`] bit: the end is an index into `own`.
+    /// a start with the [`OWN`] bit: the part is in `own`.
     list: Vec<[u32; 4]>,
-    own: Vec<Bytes>,
+    /// Names and values set by name, as pairs (a value set over one of
+    /// `buf` has an empty name beside it).
+    own: Vec<(Bytes, Bytes)>,
+}
+
+impl Clone for Vars {
+    #[inline]
+    fn clone(&self) -> Self {
+        if self.list.is_empty() {
+            // The usual base environ: nothing to share.
+            return Vars::default();
+        }
+        Vars {
+            buf: self.buf.clone(),
+            list: self.list.clone(),
+            own: self.own.clone(),
+        }
+    }
 }
 
 static EMPTY: Bytes = Bytes::new();
 
 impl Vars {
+    /// The buffer of a part in `own`.
+    #[inline]
+    fn own_part(&self, start: u32, end: u32) -> &Bytes {
+        match self.own.get(end as usize) {
+            Some((first, second)) => {
+                if start & 1 == 0 {
+                    first
+                } else {
+                    second
+                }
+            }
+            None => &EMPTY,
+        }
+    }
+
     /// The bytes of a part (the offsets of a part in `buf` always lie
     /// within it: they are checked when added).
     #[inline]
@@ -74,7 +107,7 @@ impl Vars {
                 .get(start as usize..end as usize)
                 .unwrap_or_default()
         } else {
-            self.own.get(end as usize).map_or(&[], |b| b)
+            self.own_part(start, end)
         }
     }
 
@@ -98,7 +131,7 @@ impl Vars {
                 end: end as usize,
             }
         } else {
-            let buf = self.own.get(end as usize).unwrap_or(&EMPTY);
+            let buf = self.own_part(start, end);
             Value {
                 buf,
                 start: 0,
@@ -112,33 +145,29 @@ impl Vars {
         self.part_ref(start, end).to_shared()
     }
 
-    /// The offsets of `b` as a part of its own.
-    fn own_part(&mut self, b: Bytes) -> [u32; 2] {
-        let i = u32::try_from(self.own.len()).unwrap_or(u32::MAX);
-        self.own.push(b);
-        [OWN, i]
-    }
-
     /// Appends a variable of its own.
+    #[inline]
     fn push_own(&mut self, name: Bytes, value: Bytes) {
-        let [a, b] = self.own_part(name);
-        let [c, d] = self.own_part(value);
-        self.list.push([a, b, c, d]);
+        let i = u32::try_from(self.own.len()).unwrap_or(u32::MAX);
+        self.own.push((name, value));
+        self.list.push([OWN, i, OWN | 1, i]);
     }
 
     /// Sets the value of variable `i`; the value it had.
     fn set_value(&mut self, i: usize, value: Bytes) -> Option<Bytes> {
         let v = *self.list.get(i)?;
         if v[2] & OWN != 0
-            && let Some(own) = self.own.get_mut(v[3] as usize)
+            && let Some((first, second)) = self.own.get_mut(v[3] as usize)
         {
-            return Some(std::mem::replace(own, value));
+            let side = if v[2] & 1 == 0 { first } else { second };
+            return Some(std::mem::replace(side, value));
         }
         let old = self.shared(v[2], v[3]);
-        let [c, d] = self.own_part(value);
+        let j = u32::try_from(self.own.len()).unwrap_or(u32::MAX);
+        self.own.push((Bytes::new(), value));
         if let Some(var) = self.list.get_mut(i) {
-            var[2] = c;
-            var[3] = d;
+            var[2] = OWN | 1;
+            var[3] = j;
         }
         Some(old)
     }
@@ -150,10 +179,13 @@ impl Vars {
         }
         let v = self.list.remove(i);
         let value = self.shared(v[2], v[3]);
-        // Give back its own buffers, the higher index first (moving the
-        // last one into the place of each).
+        // Give back its own pairs, the higher index first (moving the last
+        // one into the place of each).
         let mut owned = [(v[0], v[1]), (v[2], v[3])]
             .map(|(start, end)| (start & OWN != 0).then_some(end as usize));
+        if owned[0] == owned[1] {
+            owned[1] = None;
+        }
         if owned[0] < owned[1] {
             owned.swap(0, 1);
         }
@@ -364,27 +396,32 @@ const _: () = {
 };
 
 /// The variables the core reads for every request, found in one pass over
-/// the environ instead of one scan each. Each holds the first value of its
-/// name, as [`Environ::get`] finds it; the methods read them as the
+/// the environ instead of one scan each: each is the first value of its
+/// name, as [`Environ::get`] finds it, and the methods read them as the
 /// environ's methods of the same name do.
-#[derive(Debug, Default, Clone, Copy)]
+#[derive(Clone, Copy)]
 pub(crate) struct Known<'a> {
-    pub(crate) method: Option<Value<'a>>,
-    pub(crate) protocol: Option<Value<'a>>,
-    pub(crate) https: Option<Value<'a>>,
-    pub(crate) request_scheme: Option<Value<'a>>,
+    vars: &'a Vars,
+    /// Where the variables are in `vars` (by [`KNOWN_NAMES`] order), for
+    /// the methods, which look only at what they are asked for.
+    at: [u32; 14],
     pub(crate) http_host: Option<Value<'a>>,
-    pub(crate) server_name: Option<Value<'a>>,
-    pub(crate) server_port: Option<Value<'a>>,
     pub(crate) script_name: Option<Value<'a>>,
-    pub(crate) path_info: Option<Value<'a>>,
-    pub(crate) query_string: Option<Value<'a>>,
-    pub(crate) request_uri: Option<Value<'a>>,
     pub(crate) content_type: Option<Value<'a>>,
-    pub(crate) content_length: Option<Value<'a>>,
-    pub(crate) transfer_encoding: Option<Value<'a>>,
     /// How many `HTTP_*` variables there are.
     pub(crate) http_fields: usize,
+}
+
+impl fmt::Debug for Known<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut m = f.debug_map();
+        for (i, name) in KNOWN_NAMES.iter().enumerate() {
+            if let Some(v) = self.get(i) {
+                m.entry(&String::from_utf8_lossy(name), &v);
+            }
+        }
+        m.finish()
+    }
 }
 
 fn nonempty(v: Option<Value<'_>>) -> Option<&[u8]> {
@@ -396,9 +433,9 @@ fn nonempty(v: Option<Value<'_>>) -> Option<&[u8]> {
 #[derive(Debug, Clone, Copy)]
 struct KnownAt {
     at: [u32; 14],
-    http_fields: usize,
-    /// Bit `i`: variable `i` (of the first 64) is an `HTTP_*` one.
-    http_at: u64,
+    http_fields: u32,
+    /// Bit `i`: variable `i` (of the first 32) is an `HTTP_*` one.
+    http_at: u32,
 }
 
 const NOWHERE: u32 = u32::MAX;
@@ -436,8 +473,8 @@ impl KnownAt {
     fn note_keyed(&mut self, i: usize, n: &[u8], key: u64) {
         // The key holds the first byte: most names are not looked at again.
         if (key >> 16) as u8 == b'H' && n.starts_with(b"HTTP_") {
-            self.http_fields += 1;
-            if i < 64 {
+            self.http_fields = self.http_fields.saturating_add(1);
+            if i < 32 {
                 self.http_at |= 1 << i;
             }
         }
@@ -472,84 +509,86 @@ impl<'a> Known<'a> {
         Self::at(vars, &KnownAt::of(vars))
     }
 
+    #[inline]
     fn at(vars: &'a Vars, k: &KnownAt) -> Self {
-        let get = |f: usize| {
-            let i = usize::try_from(k.at[f]).ok()?;
-            vars.list.get(i).map(|v| vars.part_ref(v[2], v[3]))
+        let mut known = Known {
+            vars,
+            at: k.at,
+            http_host: None,
+            script_name: None,
+            content_type: None,
+            http_fields: k.http_fields as usize,
         };
-        Known {
-            method: get(0),
-            protocol: get(1),
-            https: get(2),
-            request_scheme: get(3),
-            http_host: get(4),
-            server_name: get(5),
-            server_port: get(6),
-            script_name: get(7),
-            path_info: get(8),
-            query_string: get(9),
-            request_uri: get(10),
-            content_type: get(11),
-            content_length: get(12),
-            transfer_encoding: get(13),
-            http_fields: k.http_fields,
-        }
+        known.http_host = known.get(4);
+        known.script_name = known.get(7);
+        known.content_type = known.get(11);
+        known
+    }
+
+    /// The value of known variable `f` (by [`KNOWN_NAMES`] order).
+    #[inline]
+    fn get(&self, f: usize) -> Option<Value<'a>> {
+        let i = usize::try_from(*self.at.get(f)?).ok()?;
+        let vars = self.vars;
+        vars.list.get(i).map(|v| vars.part_ref(v[2], v[3]))
     }
 
     /// As [`Environ::request_method`].
+    #[inline]
     pub(crate) fn request_method(&self) -> Option<&'a [u8]> {
-        nonempty(self.method)
+        nonempty(self.get(0))
     }
 
     /// As [`Environ::server_protocol`].
+    #[inline]
     pub(crate) fn server_protocol(&self) -> Option<&'a [u8]> {
-        nonempty(self.protocol)
+        nonempty(self.get(1))
     }
 
     /// As [`Environ::https`].
+    #[inline]
     pub(crate) fn https(&self) -> bool {
         https(
-            self.https.map(|v| v.as_bytes()),
-            self.request_scheme.map(|v| v.as_bytes()),
+            self.get(2).map(|v| v.as_bytes()),
+            self.get(3).map(|v| v.as_bytes()),
         )
     }
 
     /// As [`Environ::server_name`].
     pub(crate) fn server_name(&self) -> Option<&'a [u8]> {
-        nonempty(self.server_name)
+        nonempty(self.get(5))
     }
 
     /// As [`Environ::server_port`].
     pub(crate) fn server_port(&self) -> Option<u16> {
-        u16::try_from(parse_decimal(nonempty(self.server_port)?)?).ok()
+        u16::try_from(parse_decimal(nonempty(self.get(6))?)?).ok()
     }
 
     /// As [`Environ::script_name`].
+    #[inline]
     pub(crate) fn script_name(&self) -> &'a [u8] {
         self.script_name.map_or(&[], |v| v.as_bytes())
     }
 
     /// As [`Environ::path_info`].
     pub(crate) fn path_info(&self) -> &'a [u8] {
-        self.path_info.map_or(&[], |v| v.as_bytes())
+        self.get(8).map_or(&[], |v| v.as_bytes())
     }
 
     /// As [`Environ::query_string`].
     pub(crate) fn query_string(&self) -> &'a [u8] {
-        self.query_string.map_or(&[], |v| v.as_bytes())
+        self.get(9).map_or(&[], |v| v.as_bytes())
     }
 
     /// As [`Environ::request_uri`].
     pub(crate) fn request_uri(&self) -> Option<&'a [u8]> {
-        nonempty(self.request_uri)
+        nonempty(self.get(10))
     }
 
     /// As [`Environ::body_length`].
+    #[inline]
     pub(crate) fn body_length(&self) -> Result<BodyLength, InvalidContentLength> {
-        BodyLength::from_values(
-            nonempty(self.content_length),
-            nonempty(self.transfer_encoding).is_some(),
-        )
+        BodyLength::from_values(nonempty(self.get(12)), nonempty(self.get(13)).is_some())
     }
 }
 
@@ -587,7 +626,7 @@ impl Environ {
             vars: Vars {
                 buf: Bytes::new(),
                 list: Vec::with_capacity(n),
-                own: Vec::with_capacity(2 * n),
+                own: Vec::with_capacity(n),
             },
             deferred: None,
             known: KnownAt::default(),
@@ -645,22 +684,32 @@ impl Environ {
 
     /// The variables to change, made first if deferred. A caller that
     /// adds, removes or moves a variable keeps `known` up to date.
+    #[inline]
     fn vars_mut(&mut self) -> &mut Vars {
+        if self.deferred.is_some() {
+            self.make_deferred();
+        }
+        &mut self.vars
+    }
+
+    /// Makes a deferred environ's variables its own.
+    #[cold]
+    fn make_deferred(&mut self) {
         if let Some(d) = self.deferred.take() {
             self.vars = d.vars().clone();
             self.known = KnownAt::of(&self.vars);
         }
-        &mut self.vars
     }
 
     /// Appends a variable, taking note of it if the handler reads it.
     #[inline]
     fn push_var(&mut self, name: Bytes, value: Bytes) {
         let vars = self.vars_mut();
-        if vars.list.capacity() == 0 {
+        if vars.list.is_empty() && vars.own.capacity() == 0 {
             // A request's environ holds a few dozen variables: room for
             // them at once rather than growing four times on the way.
             vars.list.reserve(TYPICAL_LEN);
+            vars.own.reserve(TYPICAL_LEN);
         }
         let i = vars.list.len();
         self.known.note(i, &name);
@@ -742,7 +791,7 @@ impl Environ {
         let vars = self.vars_mut();
         if vars.list.is_empty() {
             vars.list.reserve(pairs.len() + 4);
-            vars.own.reserve(2 * pairs.len());
+            vars.own.reserve(pairs.len());
             for (name, value) in pairs {
                 vars.push_own(name, value);
             }
@@ -857,6 +906,7 @@ impl Environ {
     }
 
     /// The variables the core reads for every request, in one pass.
+    #[inline]
     pub(crate) fn known(&self) -> Known<'_> {
         match &self.deferred {
             Some(d) => Known::of(d.vars()),
@@ -868,13 +918,14 @@ impl Environ {
     /// deferred environ: the same as [`known`](Environ::known) except that
     /// a deferred environ answers from the variables it was given as known
     /// (its `HTTP_*` count is theirs, not the request's).
+    #[inline]
     pub(crate) fn known_now(&self) -> Known<'_> {
         // A deferred environ's `vars` are the known ones it was given.
         Known::at(&self.vars, &self.known)
     }
 
     /// The `HTTP_*` variables in order: each name, and its value with the
-    /// buffer it lies in (and perhaps others after the 64th: a caller
+    /// buffer it lies in (and perhaps others after the 32nd: a caller
     /// checks the name).
     pub(crate) fn http_pairs(&self) -> impl Iterator<Item = (&[u8], Value<'_>)> + '_ {
         let vars = self.vars();
@@ -891,7 +942,7 @@ impl Environ {
             Some(i)
         });
         first
-            .chain(64..vars.list.len())
+            .chain(32..vars.list.len())
             .filter_map(move |i| vars.list.get(i))
             .map(move |v| (vars.name_of(v), vars.part_ref(v[2], v[3])))
     }
@@ -1276,7 +1327,10 @@ mod tests {
             .collect();
         base.extend_replacing_spans(&buf, spans);
         let names: Vec<&[u8]> = base.iter().map(|(n, _)| n).collect();
-        assert_eq!(names, [&b"REQUEST_METHOD"[..], b"A", b"HTTP_HOST", b"X", b""]);
+        assert_eq!(
+            names,
+            [&b"REQUEST_METHOD"[..], b"A", b"HTTP_HOST", b"X", b""]
+        );
         assert_eq!(base.request_method(), Some(&b"GET"[..]));
         assert_eq!(base.get("HTTP_HOST"), Some(&b"b"[..]));
     }
@@ -1298,7 +1352,11 @@ mod tests {
         assert_eq!(all, [(&b"C"[..], &b"c"[..]), (b"D", b"dd"), (b"E", b"e")]);
         assert_eq!(env.remove("D"), Some(Bytes::from_static(b"dd")));
         assert_eq!(env.get("E"), Some(&b"e"[..]));
-        assert_eq!(env.vars().own.len(), 2, "removed variables give back their buffers");
+        assert_eq!(
+            env.vars().own.len(),
+            1,
+            "removed variables give back their buffers"
+        );
     }
 
     #[test]
