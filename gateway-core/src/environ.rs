@@ -49,26 +49,30 @@ pub struct Environ {
 /// bit says which of the pair there (0: the first, 1: the second).
 const OWN: u32 = 1 << 31;
 
-/// The variables of an environ. Each is four offsets: its name's start and
-/// end, its value's start and end, in one buffer the variables share (what
-/// a web server sent, taken as it is: no reference count per variable), or,
-/// for a part set by name, in buffers of its own.
+/// The variables of an environ, in one of two forms. Set by name only,
+/// they are the pairs of `own`, in order (`list` is empty). Taken from one
+/// buffer they share (what a web server sent, taken as it is: no reference
+/// count per variable), they are the entries of `list`, each four offsets:
+/// its name's start and end, its value's start and end, in `buf`, or, for
+/// a part set by name since, in `own`.
 #[derive(Default)]
 struct Vars {
     /// The buffer the offsets are in.
     buf: Bytes,
     /// `[name start, name end, value start, value end]` of each variable;
-    /// a start with the [`OWN`] bit: the part is in `own`.
+    /// a start with the [`OWN`] bit: the part is in `own`. Empty: the
+    /// variables are `own`.
     list: Vec<[u32; 4]>,
-    /// Names and values set by name, as pairs (a value set over one of
-    /// `buf` has an empty name beside it).
+    /// The variables, or (when `list` is not empty) the names and values
+    /// set by name, as pairs (a value set over one of `buf` has an empty
+    /// name beside it).
     own: Vec<(Bytes, Bytes)>,
 }
 
 impl Clone for Vars {
     #[inline]
     fn clone(&self) -> Self {
-        if self.list.is_empty() {
+        if self.list.is_empty() && self.own.is_empty() {
             // The usual base environ: nothing to share.
             return Vars::default();
         }
@@ -116,11 +120,6 @@ impl Vars {
         self.part(v[0], v[1])
     }
 
-    #[inline]
-    fn value_of(&self, v: &[u32; 4]) -> &[u8] {
-        self.part(v[2], v[3])
-    }
-
     /// A part with the buffer it lies in.
     #[inline]
     fn part_ref(&self, start: u32, end: u32) -> Value<'_> {
@@ -145,9 +144,43 @@ impl Vars {
         self.part_ref(start, end).to_shared()
     }
 
+    /// Whether the variables are the entries of `list`.
+    #[inline]
+    fn listed(&self) -> bool {
+        !self.list.is_empty()
+    }
+
+    /// The name of variable `i`.
+    #[inline]
+    fn name(&self, i: usize) -> &[u8] {
+        if self.listed() {
+            self.list.get(i).map_or(&[], |v| self.name_of(v))
+        } else {
+            self.own.get(i).map_or(&[], |p| &p.0)
+        }
+    }
+
+    /// The value of variable `i`.
+    #[inline]
+    fn value(&self, i: usize) -> Option<Value<'_>> {
+        if self.listed() {
+            self.list.get(i).map(|v| self.part_ref(v[2], v[3]))
+        } else {
+            self.own.get(i).map(|(_, b)| Value {
+                buf: b,
+                start: 0,
+                end: b.len(),
+            })
+        }
+    }
+
     /// Appends a variable of its own.
     #[inline]
     fn push_own(&mut self, name: Bytes, value: Bytes) {
+        if !self.listed() {
+            self.own.push((name, value));
+            return;
+        }
         let i = u32::try_from(self.own.len()).unwrap_or(u32::MAX);
         self.own.push((name, value));
         self.list.push([OWN, i, OWN | 1, i]);
@@ -155,6 +188,10 @@ impl Vars {
 
     /// Sets the value of variable `i`; the value it had.
     fn set_value(&mut self, i: usize, value: Bytes) -> Option<Bytes> {
+        if !self.listed() {
+            let (_, old) = self.own.get_mut(i)?;
+            return Some(std::mem::replace(old, value));
+        }
         let v = *self.list.get(i)?;
         if v[2] & OWN != 0
             && let Some((first, second)) = self.own.get_mut(v[3] as usize)
@@ -174,10 +211,20 @@ impl Vars {
 
     /// Removes variable `i`; its value.
     fn remove(&mut self, i: usize) -> Option<Bytes> {
+        if !self.listed() {
+            return (i < self.own.len()).then(|| self.own.remove(i).1);
+        }
         if i >= self.list.len() {
             return None;
         }
         let v = self.list.remove(i);
+        if self.list.is_empty() {
+            // No variable left: back to the first form, empty.
+            let value = self.shared(v[2], v[3]);
+            self.own.clear();
+            self.buf = Bytes::new();
+            return Some(value);
+        }
         let value = self.shared(v[2], v[3]);
         // Give back its own pairs, the higher index first (moving the last
         // one into the place of each).
@@ -208,29 +255,55 @@ impl Vars {
         Some(value)
     }
 
+    /// The entries of whichever form the variables have, each read by
+    /// one of the two functions.
+    #[inline]
+    fn each<'a, T: 'a>(
+        &'a self,
+        listed: impl Fn(&'a [u32; 4]) -> T + 'a,
+        own: impl Fn(&'a (Bytes, Bytes)) -> T + 'a,
+    ) -> impl Iterator<Item = T> + 'a {
+        let (l, o) = if self.listed() {
+            (Some(self.list.iter().map(listed)), None)
+        } else {
+            (None, Some(self.own.iter().map(own)))
+        };
+        l.into_iter().flatten().chain(o.into_iter().flatten())
+    }
+
     fn names(&self) -> impl Iterator<Item = &[u8]> + '_ {
-        self.list.iter().map(|v| self.name_of(v))
+        self.each(|v| self.name_of(v), |p| &p.0[..])
     }
 
     fn iter(&self) -> impl ExactSizeIterator<Item = (&[u8], &[u8])> + '_ {
-        self.list
-            .iter()
-            .map(|v| (self.name_of(v), self.value_of(v)))
+        (0..self.len()).map(|i| {
+            let value = self.value(i).map_or(&[][..], Value::as_bytes);
+            (self.name(i), value)
+        })
     }
 
     fn len(&self) -> usize {
-        self.list.len()
+        if self.listed() {
+            self.list.len()
+        } else {
+            self.own.len()
+        }
     }
 
     fn position(&self, name: &[u8]) -> Option<usize> {
-        self.names().position(|n| n == name)
+        if self.listed() {
+            self.list.iter().position(|v| self.name_of(v) == name)
+        } else {
+            self.own.iter().position(|p| p.0 == name)
+        }
     }
 
     /// The pairs as buffers of their own, for another environ.
     fn to_owned_pairs(&self) -> impl Iterator<Item = (Bytes, Bytes)> + '_ {
-        self.list
-            .iter()
-            .map(|v| (self.shared(v[0], v[1]), self.shared(v[2], v[3])))
+        self.each(
+            |v| (self.shared(v[0], v[1]), self.shared(v[2], v[3])),
+            |p| p.clone(),
+        )
     }
 }
 
@@ -280,7 +353,8 @@ impl fmt::Debug for Value<'_> {
 /// The variables of a deferred environ, made once, when first read; the
 /// function that makes them shares their allocation.
 struct Deferred<F> {
-    made: OnceLock<Vars>,
+    /// Boxed: a request whose environ is never read moves less.
+    made: OnceLock<Box<Vars>>,
     make: F,
 }
 
@@ -297,7 +371,7 @@ where
         self.made.get_or_init(|| {
             let mut env = (self.make)();
             env.vars_mut();
-            env.vars
+            Box::new(env.vars)
         })
     }
 }
@@ -315,15 +389,24 @@ impl Eq for Environ {}
 /// with a bit per name in a small filter (from its [`name_key`]), and a
 /// comparison with the earlier names only when the bit was already set.
 fn index_distinct(vars: &Vars) -> Option<KnownAt> {
+    if vars.listed() {
+        index_distinct_of(vars.list.iter().map(|v| vars.name_of(v)))
+    } else {
+        index_distinct_of(vars.own.iter().map(|p| &p.0[..]))
+    }
+}
+
+/// [`index_distinct`] over the names, in order.
+#[inline(always)]
+fn index_distinct_of<'a>(names: impl Iterator<Item = &'a [u8]> + Clone) -> Option<KnownAt> {
     let mut seen = [0u64; 16];
     let mut known = KnownAt::default();
-    for (i, v) in vars.list.iter().enumerate() {
-        let name = vars.name_of(v);
+    for (i, name) in names.clone().enumerate() {
         let key = name_key(name);
         let bit = (key.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 54) as usize;
         let (word, mask) = (bit / 64, 1u64 << (bit % 64));
         let w = seen.get_mut(word)?;
-        if *w & mask != 0 && vars.names().take(i).any(|earlier| earlier == name) {
+        if *w & mask != 0 && names.clone().take(i).any(|earlier| earlier == name) {
             return None;
         }
         *w |= mask;
@@ -404,7 +487,7 @@ pub(crate) struct Known<'a> {
     vars: &'a Vars,
     /// Where the variables are in `vars` (by [`KNOWN_NAMES`] order), for
     /// the methods, which look only at what they are asked for.
-    at: [u32; 14],
+    at: [u8; 14],
     pub(crate) http_host: Option<Value<'a>>,
     pub(crate) script_name: Option<Value<'a>>,
     pub(crate) content_type: Option<Value<'a>>,
@@ -432,13 +515,23 @@ fn nonempty(v: Option<Value<'_>>) -> Option<&[u8]> {
 /// how many `HTTP_*` variables there are, kept up to date by the environ.
 #[derive(Debug, Clone, Copy)]
 struct KnownAt {
-    at: [u32; 14],
+    at: [u8; 14],
     http_fields: u32,
     /// Bit `i`: variable `i` (of the first 32) is an `HTTP_*` one.
     http_at: u32,
 }
 
-const NOWHERE: u32 = u32::MAX;
+/// Where known variable `f` is, when it is [`FAR`].
+#[cold]
+fn far(vars: &Vars, f: usize) -> Option<usize> {
+    vars.position(KNOWN_NAMES.get(f)?)
+}
+
+/// In [`KnownAt::at`]: no such variable.
+const NOWHERE: u8 = u8::MAX;
+/// In [`KnownAt::at`]: the variable is at index `FAR` or later (found by a
+/// scan when asked for; environs that long are rare).
+const FAR: u8 = u8::MAX - 1;
 
 impl Default for KnownAt {
     fn default() -> Self {
@@ -499,7 +592,7 @@ impl KnownAt {
         if let Some(at) = self.at.get_mut(f)
             && *at == NOWHERE
         {
-            *at = u32::try_from(i).unwrap_or(NOWHERE);
+            *at = u8::try_from(i).map_or(FAR, |i| i.min(FAR));
         }
     }
 }
@@ -528,9 +621,13 @@ impl<'a> Known<'a> {
     /// The value of known variable `f` (by [`KNOWN_NAMES`] order).
     #[inline]
     fn get(&self, f: usize) -> Option<Value<'a>> {
-        let i = usize::try_from(*self.at.get(f)?).ok()?;
         let vars = self.vars;
-        vars.list.get(i).map(|v| vars.part_ref(v[2], v[3]))
+        let i = match *self.at.get(f)? {
+            NOWHERE => return None,
+            FAR => far(vars, f)?,
+            i => usize::from(i),
+        };
+        vars.value(i)
     }
 
     /// As [`Environ::request_method`].
@@ -705,20 +802,24 @@ impl Environ {
     #[inline]
     fn push_var(&mut self, name: Bytes, value: Bytes) {
         let vars = self.vars_mut();
-        if vars.list.is_empty() && vars.own.capacity() == 0 {
+        if vars.own.capacity() == 0 && !vars.listed() {
             // A request's environ holds a few dozen variables: room for
             // them at once rather than growing four times on the way.
-            vars.list.reserve(TYPICAL_LEN);
             vars.own.reserve(TYPICAL_LEN);
         }
-        let i = vars.list.len();
+        let i = vars.len();
         self.known.note(i, &name);
         self.vars.push_own(name, value);
     }
 
     /// Makes room for at least `n` more variables.
     pub fn reserve(&mut self, n: usize) {
-        self.vars_mut().list.reserve(n);
+        let vars = self.vars_mut();
+        if vars.listed() {
+            vars.list.reserve(n);
+        } else {
+            vars.own.reserve(n);
+        }
     }
 
     /// The number of variables.
@@ -740,10 +841,8 @@ impl Environ {
     pub fn get(&self, name: impl AsRef<[u8]>) -> Option<&[u8]> {
         let name = name.as_ref();
         let vars = self.vars();
-        vars.list
-            .iter()
-            .find(|v| vars.name_of(v) == name)
-            .map(|v| vars.value_of(v))
+        let i = vars.position(name)?;
+        vars.value(i).map(Value::as_bytes)
     }
 
     /// The value of `name` unless it is absent or empty: RFC 3875 §4.1 says a
@@ -789,12 +888,10 @@ impl Environ {
     /// distinct names.
     pub fn extend_replacing(&mut self, pairs: Vec<(Bytes, Bytes)>) {
         let vars = self.vars_mut();
-        if vars.list.is_empty() {
-            vars.list.reserve(pairs.len() + 4);
-            vars.own.reserve(pairs.len());
-            for (name, value) in pairs {
-                vars.push_own(name, value);
-            }
+        if vars.len() == 0 {
+            // Taken as it is (the pairs' form is the environ's own).
+            vars.own = pairs;
+            vars.list.clear();
             self.index_replacing();
             return;
         }
@@ -826,7 +923,7 @@ impl Environ {
     pub fn extend_replacing_spans(&mut self, buf: &Bytes, mut spans: Vec<[u32; 4]>) {
         let vars = self.vars_mut();
         let len = buf.len();
-        if vars.list.is_empty() && len < OWN as usize {
+        if vars.len() == 0 && len < OWN as usize {
             // Offsets outside `buf` read as empty; only a start that would
             // read as an index of `own` is to be set aside.
             for v in &mut spans {
@@ -862,11 +959,35 @@ impl Environ {
             return;
         }
         // Repeats: set one after the other.
+        self.known = KnownAt::default();
+        if !self.vars.listed() {
+            let all = std::mem::take(&mut self.vars.own);
+            self.vars.own.reserve(all.len());
+            for (name, value) in all {
+                match self.vars.position(&name) {
+                    Some(i) => {
+                        self.vars.set_value(i, value);
+                    }
+                    None => {
+                        let i = self.vars.own.len();
+                        self.known.note(i, &name);
+                        self.vars.own.push((name, value));
+                    }
+                }
+            }
+            return;
+        }
         let all = std::mem::take(&mut self.vars.list);
         self.vars.list.reserve(all.len());
-        self.known = KnownAt::default();
         for v in all {
-            match self.vars.position(self.vars.name_of(&v)) {
+            // The first entry goes in before any lookup: `list` is not
+            // empty from then on, so the variables keep their form.
+            let found = if self.vars.list.is_empty() {
+                None
+            } else {
+                self.vars.position(self.vars.name_of(&v))
+            };
+            match found {
                 Some(i) => {
                     if let Some(earlier) = self.vars.list.get_mut(i) {
                         earlier[2] = v[2];
@@ -942,9 +1063,8 @@ impl Environ {
             Some(i)
         });
         first
-            .chain(32..vars.list.len())
-            .filter_map(move |i| vars.list.get(i))
-            .map(move |v| (vars.name_of(v), vars.part_ref(v[2], v[3])))
+            .chain(32..vars.len())
+            .filter_map(move |i| Some((vars.name(i), vars.value(i)?)))
     }
 
     /// The variables in order, as raw bytes.
@@ -1279,6 +1399,28 @@ mod tests {
         );
     }
 
+    /// A known variable far into a long environ is still found.
+    #[test]
+    fn known_variables_past_the_first_254() {
+        let mut env = Environ::new();
+        for i in 0..300 {
+            env.push(format!("X_{i}"), "x");
+        }
+        env.push("REQUEST_METHOD", "PUT");
+        env.push("REQUEST_METHOD", "GET");
+        env.push("HTTP_HOST", "h");
+        let known = env.known_now();
+        assert_eq!(known.request_method(), Some(&b"PUT"[..]));
+        assert_eq!(known.http_host.map(|v| v.as_bytes()), Some(&b"h"[..]));
+        assert_eq!(known.http_fields, 1);
+        let hosts: Vec<&[u8]> = env
+            .http_pairs()
+            .map(|(n, _)| n)
+            .filter(|n| n.starts_with(b"HTTP_"))
+            .collect();
+        assert_eq!(hosts, [b"HTTP_HOST"]);
+    }
+
     /// Every known name fills its own field, and a name that differs
     /// from it in a byte the key does not look at fills none.
     #[test]
@@ -1357,6 +1499,13 @@ mod tests {
             1,
             "removed variables give back their buffers"
         );
+        // With every variable removed, the environ takes new ones by name.
+        env.remove("C");
+        env.remove("E");
+        assert!(env.is_empty());
+        env.insert("F", "f");
+        env.insert("F", "g");
+        assert_eq!(env.iter().collect::<Vec<_>>(), [(&b"F"[..], &b"g"[..])]);
     }
 
     #[test]
