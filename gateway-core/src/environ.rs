@@ -37,59 +37,376 @@ use bytes::Bytes;
 pub struct Environ {
     /// The variables; while `deferred` is set, only the few the handler
     /// reads for every request (see [`Environ::deferred`]).
-    vars: Vec<(Bytes, Bytes)>,
+    vars: Vars,
     deferred: Option<Arc<dyn MakeVars>>,
     /// Where the handler's per-request variables are in `vars`, kept up
     /// to date by every change (a new name is looked at once, when added).
     known: KnownAt,
 }
 
+/// Marks a start offset in [`Vars::list`]: the part is not in the shared
+/// buffer but in [`Vars::own`], whose index its end is; the start's lowest
+/// bit says which of the pair there (0: the first, 1: the second).
+const OWN: u32 = 1 << 31;
+
+/// The variables of an environ, in one of two forms. Set by name only,
+/// they are the pairs of `own`, in order (`list` is empty). Taken from one
+/// buffer they share (what a web server sent, taken as it is: no reference
+/// count per variable), they are the entries of `list`, each four offsets:
+/// its name's start and end, its value's start and end, in `buf`, or, for
+/// a part set by name since, in `own`.
+#[derive(Default)]
+struct Vars {
+    /// The buffer the offsets are in.
+    buf: Bytes,
+    /// `[name start, name end, value start, value end]` of each variable;
+    /// a start with the [`OWN`] bit: the part is in `own`. Empty: the
+    /// variables are `own`.
+    list: Vec<[u32; 4]>,
+    /// The variables, or (when `list` is not empty) the names and values
+    /// set by name, as pairs (a value set over one of `buf` has an empty
+    /// name beside it).
+    own: Vec<(Bytes, Bytes)>,
+}
+
+impl Clone for Vars {
+    #[inline]
+    fn clone(&self) -> Self {
+        if self.list.is_empty() && self.own.is_empty() {
+            // The usual base environ: nothing to share.
+            return Vars::default();
+        }
+        Vars {
+            buf: self.buf.clone(),
+            list: self.list.clone(),
+            own: self.own.clone(),
+        }
+    }
+}
+
+static EMPTY: Bytes = Bytes::new();
+
+impl Vars {
+    /// The buffer of a part in `own`.
+    #[inline]
+    fn own_part(&self, start: u32, end: u32) -> &Bytes {
+        match self.own.get(end as usize) {
+            Some((first, second)) => {
+                if start & 1 == 0 {
+                    first
+                } else {
+                    second
+                }
+            }
+            None => &EMPTY,
+        }
+    }
+
+    /// The bytes of a part (the offsets of a part in `buf` always lie
+    /// within it: they are checked when added).
+    #[inline]
+    fn part(&self, start: u32, end: u32) -> &[u8] {
+        if start & OWN == 0 {
+            self.buf
+                .get(start as usize..end as usize)
+                .unwrap_or_default()
+        } else {
+            self.own_part(start, end)
+        }
+    }
+
+    #[inline]
+    fn name_of(&self, v: &[u32; 4]) -> &[u8] {
+        self.part(v[0], v[1])
+    }
+
+    /// A part with the buffer it lies in.
+    #[inline]
+    fn part_ref(&self, start: u32, end: u32) -> Value<'_> {
+        if start & OWN == 0 {
+            Value {
+                buf: &self.buf,
+                start: start as usize,
+                end: end as usize,
+            }
+        } else {
+            let buf = self.own_part(start, end);
+            Value {
+                buf,
+                start: 0,
+                end: buf.len(),
+            }
+        }
+    }
+
+    /// A part as a buffer of its own, sharing the allocation.
+    fn shared(&self, start: u32, end: u32) -> Bytes {
+        self.part_ref(start, end).to_shared()
+    }
+
+    /// Whether the variables are the entries of `list`.
+    #[inline]
+    fn listed(&self) -> bool {
+        !self.list.is_empty()
+    }
+
+    /// The name of variable `i`.
+    #[inline]
+    fn name(&self, i: usize) -> &[u8] {
+        if self.listed() {
+            self.list.get(i).map_or(&[], |v| self.name_of(v))
+        } else {
+            self.own.get(i).map_or(&[], |p| &p.0)
+        }
+    }
+
+    /// The value of variable `i`.
+    #[inline]
+    fn value(&self, i: usize) -> Option<Value<'_>> {
+        if self.listed() {
+            self.list.get(i).map(|v| self.part_ref(v[2], v[3]))
+        } else {
+            self.own.get(i).map(|(_, b)| Value {
+                buf: b,
+                start: 0,
+                end: b.len(),
+            })
+        }
+    }
+
+    /// Appends a variable of its own.
+    #[inline]
+    fn push_own(&mut self, name: Bytes, value: Bytes) {
+        if !self.listed() {
+            self.own.push((name, value));
+            return;
+        }
+        let i = u32::try_from(self.own.len()).unwrap_or(u32::MAX);
+        self.own.push((name, value));
+        self.list.push([OWN, i, OWN | 1, i]);
+    }
+
+    /// Sets the value of variable `i`; the value it had.
+    fn set_value(&mut self, i: usize, value: Bytes) -> Option<Bytes> {
+        if !self.listed() {
+            let (_, old) = self.own.get_mut(i)?;
+            return Some(std::mem::replace(old, value));
+        }
+        let v = *self.list.get(i)?;
+        if v[2] & OWN != 0
+            && let Some((first, second)) = self.own.get_mut(v[3] as usize)
+        {
+            let side = if v[2] & 1 == 0 { first } else { second };
+            return Some(std::mem::replace(side, value));
+        }
+        let old = self.shared(v[2], v[3]);
+        let j = u32::try_from(self.own.len()).unwrap_or(u32::MAX);
+        self.own.push((Bytes::new(), value));
+        if let Some(var) = self.list.get_mut(i) {
+            var[2] = OWN | 1;
+            var[3] = j;
+        }
+        Some(old)
+    }
+
+    /// Removes variable `i`; its value.
+    fn remove(&mut self, i: usize) -> Option<Bytes> {
+        if !self.listed() {
+            return (i < self.own.len()).then(|| self.own.remove(i).1);
+        }
+        if i >= self.list.len() {
+            return None;
+        }
+        let v = self.list.remove(i);
+        if self.list.is_empty() {
+            // No variable left: back to the first form, empty.
+            let value = self.shared(v[2], v[3]);
+            self.own.clear();
+            self.buf = Bytes::new();
+            return Some(value);
+        }
+        let value = self.shared(v[2], v[3]);
+        // Give back its own pairs, the higher index first (moving the last
+        // one into the place of each).
+        let mut owned = [(v[0], v[1]), (v[2], v[3])]
+            .map(|(start, end)| (start & OWN != 0).then_some(end as usize));
+        if owned[0] == owned[1] {
+            owned[1] = None;
+        }
+        if owned[0] < owned[1] {
+            owned.swap(0, 1);
+        }
+        for at in owned.into_iter().flatten() {
+            let last = self.own.len().saturating_sub(1);
+            if at > last {
+                continue;
+            }
+            self.own.swap_remove(at);
+            if at != last {
+                for var in &mut self.list {
+                    for (start, end) in [(0, 1), (2, 3)] {
+                        if var[start] & OWN != 0 && var[end] as usize == last {
+                            var[end] = at as u32;
+                        }
+                    }
+                }
+            }
+        }
+        Some(value)
+    }
+
+    /// The entries of whichever form the variables have, each read by
+    /// one of the two functions.
+    #[inline]
+    fn each<'a, T: 'a>(
+        &'a self,
+        listed: impl Fn(&'a [u32; 4]) -> T + 'a,
+        own: impl Fn(&'a (Bytes, Bytes)) -> T + 'a,
+    ) -> impl Iterator<Item = T> + 'a {
+        let (l, o) = if self.listed() {
+            (Some(self.list.iter().map(listed)), None)
+        } else {
+            (None, Some(self.own.iter().map(own)))
+        };
+        l.into_iter().flatten().chain(o.into_iter().flatten())
+    }
+
+    fn names(&self) -> impl Iterator<Item = &[u8]> + '_ {
+        self.each(|v| self.name_of(v), |p| &p.0[..])
+    }
+
+    fn iter(&self) -> impl ExactSizeIterator<Item = (&[u8], &[u8])> + '_ {
+        (0..self.len()).map(|i| {
+            let value = self.value(i).map_or(&[][..], Value::as_bytes);
+            (self.name(i), value)
+        })
+    }
+
+    fn len(&self) -> usize {
+        if self.listed() {
+            self.list.len()
+        } else {
+            self.own.len()
+        }
+    }
+
+    fn position(&self, name: &[u8]) -> Option<usize> {
+        if self.listed() {
+            self.list.iter().position(|v| self.name_of(v) == name)
+        } else {
+            self.own.iter().position(|p| p.0 == name)
+        }
+    }
+
+    /// The pairs as buffers of their own, for another environ.
+    fn to_owned_pairs(&self) -> impl Iterator<Item = (Bytes, Bytes)> + '_ {
+        self.each(
+            |v| (self.shared(v[0], v[1]), self.shared(v[2], v[3])),
+            |p| p.clone(),
+        )
+    }
+}
+
+/// A value of an environ as the core reads it: its bytes, and the shared
+/// buffer they lie in, to hand on without a copy.
+#[derive(Clone, Copy)]
+pub(crate) struct Value<'a> {
+    buf: &'a Bytes,
+    start: usize,
+    end: usize,
+}
+
+impl<'a> Value<'a> {
+    /// The bytes.
+    #[inline]
+    pub(crate) fn as_bytes(self) -> &'a [u8] {
+        self.buf.get(self.start..self.end).unwrap_or_default()
+    }
+
+    /// The bytes as a buffer of their own, sharing the allocation.
+    #[inline]
+    pub(crate) fn to_shared(self) -> Bytes {
+        if self.start == 0 && self.end == self.buf.len() {
+            self.buf.clone()
+        } else if self.start < self.end && self.end <= self.buf.len() {
+            self.buf.slice(self.start..self.end)
+        } else {
+            Bytes::new()
+        }
+    }
+}
+
+impl std::ops::Deref for Value<'_> {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        self.as_bytes()
+    }
+}
+
+impl fmt::Debug for Value<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&String::from_utf8_lossy(self.as_bytes()), f)
+    }
+}
+
 /// The variables of a deferred environ, made once, when first read; the
 /// function that makes them shares their allocation.
 struct Deferred<F> {
-    made: OnceLock<Vec<(Bytes, Bytes)>>,
+    /// Boxed: a request whose environ is never read moves less.
+    made: OnceLock<Box<Vars>>,
     make: F,
 }
 
 /// A [`Deferred`] of any function.
 trait MakeVars: Send + Sync + UnwindSafe + RefUnwindSafe {
-    fn vars(&self) -> &[(Bytes, Bytes)];
+    fn vars(&self) -> &Vars;
 }
 
 impl<F> MakeVars for Deferred<F>
 where
     F: Fn() -> Environ + Send + Sync + UnwindSafe + RefUnwindSafe,
 {
-    fn vars(&self) -> &[(Bytes, Bytes)] {
+    fn vars(&self) -> &Vars {
         self.made.get_or_init(|| {
             let mut env = (self.make)();
             env.vars_mut();
-            env.vars
+            Box::new(env.vars)
         })
     }
 }
 
 impl PartialEq for Environ {
     fn eq(&self, other: &Self) -> bool {
-        self.vars() == other.vars()
+        self.vars().iter().eq(other.vars().iter())
     }
 }
 
 impl Eq for Environ {}
 
-/// Where the variables of `pairs` the handler reads are, unless two of
-/// `pairs` have the same name, found in one pass. Repeats are looked for
+/// Where the variables of `vars` the handler reads are, unless two of
+/// them have the same name, found in one pass. Repeats are looked for
 /// with a bit per name in a small filter (from its [`name_key`]), and a
 /// comparison with the earlier names only when the bit was already set.
-fn index_distinct(pairs: &[(Bytes, Bytes)]) -> Option<KnownAt> {
+fn index_distinct(vars: &Vars) -> Option<KnownAt> {
+    if vars.listed() {
+        index_distinct_of(vars.list.iter().map(|v| vars.name_of(v)))
+    } else {
+        index_distinct_of(vars.own.iter().map(|p| &p.0[..]))
+    }
+}
+
+/// [`index_distinct`] over the names, in order.
+#[inline(always)]
+fn index_distinct_of<'a>(names: impl Iterator<Item = &'a [u8]> + Clone) -> Option<KnownAt> {
     let mut seen = [0u64; 16];
     let mut known = KnownAt::default();
-    for (i, (name, _)) in pairs.iter().enumerate() {
+    for (i, name) in names.clone().enumerate() {
         let key = name_key(name);
         let bit = (key.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 54) as usize;
         let (word, mask) = (bit / 64, 1u64 << (bit % 64));
         let w = seen.get_mut(word)?;
-        if *w & mask != 0 && pairs.iter().take(i).any(|(earlier, _)| earlier == name) {
+        if *w & mask != 0 && names.clone().take(i).any(|earlier| earlier == name) {
             return None;
         }
         *w |= mask;
@@ -162,56 +479,74 @@ const _: () = {
 };
 
 /// The variables the core reads for every request, found in one pass over
-/// the environ instead of one scan each. Each holds the first value of its
-/// name, as [`Environ::get`] finds it; the methods read them as the
+/// the environ instead of one scan each: each is the first value of its
+/// name, as [`Environ::get`] finds it, and the methods read them as the
 /// environ's methods of the same name do.
-#[derive(Debug, Default, Clone, Copy)]
+#[derive(Clone, Copy)]
 pub(crate) struct Known<'a> {
-    pub(crate) method: Option<&'a Bytes>,
-    pub(crate) protocol: Option<&'a Bytes>,
-    pub(crate) https: Option<&'a Bytes>,
-    pub(crate) request_scheme: Option<&'a Bytes>,
-    pub(crate) http_host: Option<&'a Bytes>,
-    pub(crate) server_name: Option<&'a Bytes>,
-    pub(crate) server_port: Option<&'a Bytes>,
-    pub(crate) script_name: Option<&'a Bytes>,
-    pub(crate) path_info: Option<&'a Bytes>,
-    pub(crate) query_string: Option<&'a Bytes>,
-    pub(crate) request_uri: Option<&'a Bytes>,
-    pub(crate) content_type: Option<&'a Bytes>,
-    pub(crate) content_length: Option<&'a Bytes>,
-    pub(crate) transfer_encoding: Option<&'a Bytes>,
+    vars: &'a Vars,
+    /// Where the variables are in `vars` (by [`KNOWN_NAMES`] order), for
+    /// the methods, which look only at what they are asked for.
+    at: [u8; 14],
+    pub(crate) http_host: Option<Value<'a>>,
+    pub(crate) script_name: Option<Value<'a>>,
+    pub(crate) content_type: Option<Value<'a>>,
     /// How many `HTTP_*` variables there are.
     pub(crate) http_fields: usize,
 }
 
-fn nonempty(v: Option<&Bytes>) -> Option<&[u8]> {
-    v.map(Bytes::as_ref).filter(|v| !v.is_empty())
+impl fmt::Debug for Known<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut m = f.debug_map();
+        for (i, name) in KNOWN_NAMES.iter().enumerate() {
+            if let Some(v) = self.get(i) {
+                m.entry(&String::from_utf8_lossy(name), &v);
+            }
+        }
+        m.finish()
+    }
+}
+
+fn nonempty(v: Option<Value<'_>>) -> Option<&[u8]> {
+    v.map(|v| v.as_bytes()).filter(|v| !v.is_empty())
 }
 
 /// Where the variables of a [`Known`] are in the environ, by field, and
 /// how many `HTTP_*` variables there are, kept up to date by the environ.
 #[derive(Debug, Clone, Copy)]
 struct KnownAt {
-    at: [u32; 14],
-    http_fields: usize,
+    at: [u8; 14],
+    http_fields: u32,
+    /// Bit `i`: variable `i` (of the first 32) is an `HTTP_*` one.
+    http_at: u32,
 }
 
-const NOWHERE: u32 = u32::MAX;
+/// Where known variable `f` is, when it is [`FAR`].
+#[cold]
+fn far(vars: &Vars, f: usize) -> Option<usize> {
+    vars.position(KNOWN_NAMES.get(f)?)
+}
+
+/// In [`KnownAt::at`]: no such variable.
+const NOWHERE: u8 = u8::MAX;
+/// In [`KnownAt::at`]: the variable is at index `FAR` or later (found by a
+/// scan when asked for; environs that long are rare).
+const FAR: u8 = u8::MAX - 1;
 
 impl Default for KnownAt {
     fn default() -> Self {
         KnownAt {
             at: [NOWHERE; 14],
             http_fields: 0,
+            http_at: 0,
         }
     }
 }
 
 impl KnownAt {
-    fn of(vars: &[(Bytes, Bytes)]) -> Self {
+    fn of(vars: &Vars) -> Self {
         let mut k = KnownAt::default();
-        for (i, (name, _)) in vars.iter().enumerate() {
+        for (i, name) in vars.names().enumerate() {
             k.note(i, name);
         }
         k
@@ -231,7 +566,10 @@ impl KnownAt {
     fn note_keyed(&mut self, i: usize, n: &[u8], key: u64) {
         // The key holds the first byte: most names are not looked at again.
         if (key >> 16) as u8 == b'H' && n.starts_with(b"HTTP_") {
-            self.http_fields += 1;
+            self.http_fields = self.http_fields.saturating_add(1);
+            if i < 32 {
+                self.http_at |= 1 << i;
+            }
         }
         // The comparison with a literal compiles to a few loads.
         let f = match key {
@@ -254,94 +592,100 @@ impl KnownAt {
         if let Some(at) = self.at.get_mut(f)
             && *at == NOWHERE
         {
-            *at = u32::try_from(i).unwrap_or(NOWHERE);
+            *at = u8::try_from(i).map_or(FAR, |i| i.min(FAR));
         }
     }
 }
 
 impl<'a> Known<'a> {
-    fn of(vars: &'a [(Bytes, Bytes)]) -> Self {
+    fn of(vars: &'a Vars) -> Self {
         Self::at(vars, &KnownAt::of(vars))
     }
 
-    fn at(vars: &'a [(Bytes, Bytes)], k: &KnownAt) -> Self {
-        let get = |f: usize| {
-            let i = usize::try_from(k.at[f]).ok()?;
-            vars.get(i).map(|(_, v)| v)
+    #[inline]
+    fn at(vars: &'a Vars, k: &KnownAt) -> Self {
+        let mut known = Known {
+            vars,
+            at: k.at,
+            http_host: None,
+            script_name: None,
+            content_type: None,
+            http_fields: k.http_fields as usize,
         };
-        Known {
-            method: get(0),
-            protocol: get(1),
-            https: get(2),
-            request_scheme: get(3),
-            http_host: get(4),
-            server_name: get(5),
-            server_port: get(6),
-            script_name: get(7),
-            path_info: get(8),
-            query_string: get(9),
-            request_uri: get(10),
-            content_type: get(11),
-            content_length: get(12),
-            transfer_encoding: get(13),
-            http_fields: k.http_fields,
-        }
+        known.http_host = known.get(4);
+        known.script_name = known.get(7);
+        known.content_type = known.get(11);
+        known
+    }
+
+    /// The value of known variable `f` (by [`KNOWN_NAMES`] order).
+    #[inline]
+    fn get(&self, f: usize) -> Option<Value<'a>> {
+        let vars = self.vars;
+        let i = match *self.at.get(f)? {
+            NOWHERE => return None,
+            FAR => far(vars, f)?,
+            i => usize::from(i),
+        };
+        vars.value(i)
     }
 
     /// As [`Environ::request_method`].
+    #[inline]
     pub(crate) fn request_method(&self) -> Option<&'a [u8]> {
-        nonempty(self.method)
+        nonempty(self.get(0))
     }
 
     /// As [`Environ::server_protocol`].
+    #[inline]
     pub(crate) fn server_protocol(&self) -> Option<&'a [u8]> {
-        nonempty(self.protocol)
+        nonempty(self.get(1))
     }
 
     /// As [`Environ::https`].
+    #[inline]
     pub(crate) fn https(&self) -> bool {
         https(
-            self.https.map(Bytes::as_ref),
-            self.request_scheme.map(Bytes::as_ref),
+            self.get(2).map(|v| v.as_bytes()),
+            self.get(3).map(|v| v.as_bytes()),
         )
     }
 
     /// As [`Environ::server_name`].
     pub(crate) fn server_name(&self) -> Option<&'a [u8]> {
-        nonempty(self.server_name)
+        nonempty(self.get(5))
     }
 
     /// As [`Environ::server_port`].
     pub(crate) fn server_port(&self) -> Option<u16> {
-        u16::try_from(parse_decimal(nonempty(self.server_port)?)?).ok()
+        u16::try_from(parse_decimal(nonempty(self.get(6))?)?).ok()
     }
 
     /// As [`Environ::script_name`].
+    #[inline]
     pub(crate) fn script_name(&self) -> &'a [u8] {
-        self.script_name.map_or(&[], Bytes::as_ref)
+        self.script_name.map_or(&[], |v| v.as_bytes())
     }
 
     /// As [`Environ::path_info`].
     pub(crate) fn path_info(&self) -> &'a [u8] {
-        self.path_info.map_or(&[], Bytes::as_ref)
+        self.get(8).map_or(&[], |v| v.as_bytes())
     }
 
     /// As [`Environ::query_string`].
     pub(crate) fn query_string(&self) -> &'a [u8] {
-        self.query_string.map_or(&[], Bytes::as_ref)
+        self.get(9).map_or(&[], |v| v.as_bytes())
     }
 
     /// As [`Environ::request_uri`].
     pub(crate) fn request_uri(&self) -> Option<&'a [u8]> {
-        nonempty(self.request_uri)
+        nonempty(self.get(10))
     }
 
     /// As [`Environ::body_length`].
+    #[inline]
     pub(crate) fn body_length(&self) -> Result<BodyLength, InvalidContentLength> {
-        BodyLength::from_values(
-            nonempty(self.content_length),
-            nonempty(self.transfer_encoding).is_some(),
-        )
+        BodyLength::from_values(nonempty(self.get(12)), nonempty(self.get(13)).is_some())
     }
 }
 
@@ -376,7 +720,11 @@ impl Environ {
     /// An empty environ with room for `n` variables.
     pub fn with_capacity(n: usize) -> Self {
         Self {
-            vars: Vec::with_capacity(n),
+            vars: Vars {
+                buf: Bytes::new(),
+                list: Vec::with_capacity(n),
+                own: Vec::with_capacity(n),
+            },
             deferred: None,
             known: KnownAt::default(),
         }
@@ -424,7 +772,7 @@ impl Environ {
     }
 
     /// The variables, made first if deferred.
-    fn vars(&self) -> &[(Bytes, Bytes)] {
+    fn vars(&self) -> &Vars {
         match &self.deferred {
             None => &self.vars,
             Some(d) => d.vars(),
@@ -433,31 +781,45 @@ impl Environ {
 
     /// The variables to change, made first if deferred. A caller that
     /// adds, removes or moves a variable keeps `known` up to date.
-    fn vars_mut(&mut self) -> &mut Vec<(Bytes, Bytes)> {
-        if let Some(d) = self.deferred.take() {
-            self.vars = d.vars().to_vec();
-            self.known = KnownAt::of(&self.vars);
+    #[inline]
+    fn vars_mut(&mut self) -> &mut Vars {
+        if self.deferred.is_some() {
+            self.make_deferred();
         }
         &mut self.vars
+    }
+
+    /// Makes a deferred environ's variables its own.
+    #[cold]
+    fn make_deferred(&mut self) {
+        if let Some(d) = self.deferred.take() {
+            self.vars = d.vars().clone();
+            self.known = KnownAt::of(&self.vars);
+        }
     }
 
     /// Appends a variable, taking note of it if the handler reads it.
     #[inline]
     fn push_var(&mut self, name: Bytes, value: Bytes) {
         let vars = self.vars_mut();
-        if vars.capacity() == 0 {
+        if vars.own.capacity() == 0 && !vars.listed() {
             // A request's environ holds a few dozen variables: room for
             // them at once rather than growing four times on the way.
-            vars.reserve(TYPICAL_LEN);
+            vars.own.reserve(TYPICAL_LEN);
         }
         let i = vars.len();
         self.known.note(i, &name);
-        self.vars.push((name, value));
+        self.vars.push_own(name, value);
     }
 
     /// Makes room for at least `n` more variables.
     pub fn reserve(&mut self, n: usize) {
-        self.vars_mut().reserve(n);
+        let vars = self.vars_mut();
+        if vars.listed() {
+            vars.list.reserve(n);
+        } else {
+            vars.own.reserve(n);
+        }
     }
 
     /// The number of variables.
@@ -467,17 +829,20 @@ impl Environ {
 
     /// Whether there are no variables.
     pub fn is_empty(&self) -> bool {
-        self.vars().is_empty()
+        self.vars().len() == 0
     }
 
     fn position(&self, name: &[u8]) -> Option<usize> {
-        self.vars().iter().position(|(n, _)| n.as_ref() == name)
+        self.vars().position(name)
     }
 
     /// The raw value of `name`, if present (an empty value is returned as
     /// empty; see [`Environ::get_nonempty`] for RFC 3875's "empty is unset").
     pub fn get(&self, name: impl AsRef<[u8]>) -> Option<&[u8]> {
-        self.get_shared(name.as_ref()).map(Bytes::as_ref)
+        let name = name.as_ref();
+        let vars = self.vars();
+        let i = vars.position(name)?;
+        vars.value(i).map(Value::as_bytes)
     }
 
     /// The value of `name` unless it is absent or empty: RFC 3875 §4.1 says a
@@ -502,7 +867,7 @@ impl Environ {
         let name = name.into();
         let value = value.into();
         match self.position(&name) {
-            Some(i) => Some(std::mem::replace(&mut self.vars_mut()[i].1, value)),
+            Some(i) => self.vars_mut().set_value(i, value),
             None => {
                 self.push_var(name, value);
                 None
@@ -520,22 +885,121 @@ impl Environ {
     /// Sets every pair as [`insert`](Environ::insert) would, one after the
     /// other (a later value replaces an earlier one of the same name, in
     /// place), without a scan of the environ per pair in the common case of
-    /// distinct names: the way to take a whole FastCGI PARAMS stream.
+    /// distinct names.
     pub fn extend_replacing(&mut self, pairs: Vec<(Bytes, Bytes)>) {
-        if self.vars_mut().is_empty()
-            && let Some(known) = index_distinct(&pairs)
-        {
-            self.known = known;
-            if self.vars.capacity() > pairs.len() {
-                self.vars.extend(pairs);
-            } else {
-                // Take the vector as it is: no copy.
-                self.vars = pairs;
-            }
+        let vars = self.vars_mut();
+        if vars.len() == 0 {
+            // Taken as it is (the pairs' form is the environ's own).
+            vars.own = pairs;
+            vars.list.clear();
+            self.index_replacing();
             return;
         }
         for (name, value) in pairs {
             self.insert(name, value);
+        }
+    }
+
+    /// Sets every pair as [`extend_replacing`](Environ::extend_replacing)
+    /// does, for pairs that lie in one shared buffer: each is given as the
+    /// offsets in `buf` of its name and its value, `[name start, name end,
+    /// value start, value end]`. The way to take a whole FastCGI PARAMS
+    /// stream: an environ that holds no variable yet keeps `buf` and the
+    /// offsets as they are (no reference count per variable, nothing
+    /// copied, `spans` itself kept); otherwise each pair is set as a slice
+    /// of `buf`. A name or value whose offsets do not lie within `buf` is
+    /// taken as empty.
+    ///
+    /// ```
+    /// use bytes::Bytes;
+    /// use gateway_core::Environ;
+    ///
+    /// let buf = Bytes::from_static(b"REQUEST_METHODGETPATH_INFO/a");
+    /// let mut env = Environ::new();
+    /// env.extend_replacing_spans(&buf, vec![[0, 14, 14, 17], [17, 26, 26, 28]]);
+    /// assert_eq!(env.request_method(), Some(&b"GET"[..]));
+    /// assert_eq!(env.path_info(), b"/a");
+    /// ```
+    pub fn extend_replacing_spans(&mut self, buf: &Bytes, mut spans: Vec<[u32; 4]>) {
+        let vars = self.vars_mut();
+        let len = buf.len();
+        if vars.len() == 0 && len < OWN as usize {
+            // Offsets outside `buf` read as empty; only a start that would
+            // read as an index of `own` is to be set aside.
+            for v in &mut spans {
+                if (v[0] | v[2]) & OWN != 0 {
+                    *v = [0; 4];
+                }
+            }
+            vars.buf = buf.clone();
+            vars.list = spans;
+            vars.own.clear();
+            self.index_replacing();
+            return;
+        }
+        let slice = |start: u32, end: u32| {
+            let (start, end) = (start as usize, end as usize);
+            if start < end && end <= len {
+                buf.slice(start..end)
+            } else {
+                Bytes::new()
+            }
+        };
+        for v in spans {
+            self.insert(slice(v[0], v[1]), slice(v[2], v[3]));
+        }
+    }
+
+    /// Takes note of the variables just put into this environ (which had
+    /// none), setting a repeated name's later values in place of its
+    /// first.
+    fn index_replacing(&mut self) {
+        if let Some(known) = index_distinct(&self.vars) {
+            self.known = known;
+            return;
+        }
+        // Repeats: set one after the other.
+        self.known = KnownAt::default();
+        if !self.vars.listed() {
+            let all = std::mem::take(&mut self.vars.own);
+            self.vars.own.reserve(all.len());
+            for (name, value) in all {
+                match self.vars.position(&name) {
+                    Some(i) => {
+                        self.vars.set_value(i, value);
+                    }
+                    None => {
+                        let i = self.vars.own.len();
+                        self.known.note(i, &name);
+                        self.vars.own.push((name, value));
+                    }
+                }
+            }
+            return;
+        }
+        let all = std::mem::take(&mut self.vars.list);
+        self.vars.list.reserve(all.len());
+        for v in all {
+            // The first entry goes in before any lookup: `list` is not
+            // empty from then on, so the variables keep their form.
+            let found = if self.vars.list.is_empty() {
+                None
+            } else {
+                self.vars.position(self.vars.name_of(&v))
+            };
+            match found {
+                Some(i) => {
+                    if let Some(earlier) = self.vars.list.get_mut(i) {
+                        earlier[2] = v[2];
+                        earlier[3] = v[3];
+                    }
+                }
+                None => {
+                    let i = self.vars.list.len();
+                    self.known.note(i, self.vars.name_of(&v));
+                    self.vars.list.push(v);
+                }
+            }
         }
     }
 
@@ -550,27 +1014,20 @@ impl Environ {
     /// Removes `name` and returns its value.
     pub fn remove(&mut self, name: impl AsRef<[u8]>) -> Option<Bytes> {
         let i = self.position(name.as_ref())?;
-        let (_, value) = self.vars_mut().remove(i);
+        let value = self.vars_mut().remove(i);
         self.known = KnownAt::of(&self.vars);
-        Some(value)
+        value
     }
 
     /// Copies every variable of `other` into `self`, `other` winning.
     pub fn extend_from(&mut self, other: &Environ) {
-        for (n, v) in other.vars() {
-            self.insert(n.clone(), v.clone());
+        for (n, v) in other.vars().to_owned_pairs() {
+            self.insert(n, v);
         }
     }
 
-    /// The value of `name` as the shared buffer it is held in.
-    pub(crate) fn get_shared(&self, name: &[u8]) -> Option<&Bytes> {
-        self.vars()
-            .iter()
-            .find(|(n, _)| n.as_ref() == name)
-            .map(|(_, v)| v)
-    }
-
     /// The variables the core reads for every request, in one pass.
+    #[inline]
     pub(crate) fn known(&self) -> Known<'_> {
         match &self.deferred {
             Some(d) => Known::of(d.vars()),
@@ -582,19 +1039,37 @@ impl Environ {
     /// deferred environ: the same as [`known`](Environ::known) except that
     /// a deferred environ answers from the variables it was given as known
     /// (its `HTTP_*` count is theirs, not the request's).
+    #[inline]
     pub(crate) fn known_now(&self) -> Known<'_> {
         // A deferred environ's `vars` are the known ones it was given.
         Known::at(&self.vars, &self.known)
     }
 
-    /// The variables in order, as the shared buffers they are held in.
-    pub(crate) fn pairs(&self) -> &[(Bytes, Bytes)] {
-        self.vars()
+    /// The `HTTP_*` variables in order: each name, and its value with the
+    /// buffer it lies in (and perhaps others after the 32nd: a caller
+    /// checks the name).
+    pub(crate) fn http_pairs(&self) -> impl Iterator<Item = (&[u8], Value<'_>)> + '_ {
+        let vars = self.vars();
+        let mut mask = match &self.deferred {
+            Some(_) => KnownAt::of(vars).http_at,
+            None => self.known.http_at,
+        };
+        let first = std::iter::from_fn(move || {
+            if mask == 0 {
+                return None;
+            }
+            let i = mask.trailing_zeros() as usize;
+            mask &= mask - 1;
+            Some(i)
+        });
+        first
+            .chain(32..vars.len())
+            .filter_map(move |i| Some((vars.name(i), vars.value(i)?)))
     }
 
     /// The variables in order, as raw bytes.
     pub fn iter(&self) -> impl ExactSizeIterator<Item = (&[u8], &[u8])> + '_ {
-        self.vars().iter().map(|(n, v)| (n.as_ref(), v.as_ref()))
+        self.vars().iter()
     }
 
     /// `REQUEST_METHOD`.
@@ -737,7 +1212,7 @@ pub(crate) fn parse_decimal(v: &[u8]) -> Option<u64> {
 impl fmt::Debug for Environ {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut m = f.debug_map();
-        for (n, v) in self.vars() {
+        for (n, v) in self.vars().iter() {
             m.entry(&String::from_utf8_lossy(n), &String::from_utf8_lossy(v));
         }
         m.finish()
@@ -859,6 +1334,7 @@ mod tests {
             if env.deferred.is_none() {
                 assert_eq!(env.known.at, fresh.at, "{step}");
                 assert_eq!(env.known.http_fields, fresh.http_fields, "{step}");
+                assert_eq!(env.known.http_at, fresh.http_at, "{step}");
             }
         }
         let names = [
@@ -917,7 +1393,32 @@ mod tests {
         ]);
         check(&env, "repeats");
         assert_eq!(env.len(), 2);
-        assert_eq!(env.known_now().http_host.map(|v| &v[..]), Some(&b"b"[..]));
+        assert_eq!(
+            env.known_now().http_host.map(|v| v.as_bytes()),
+            Some(&b"b"[..])
+        );
+    }
+
+    /// A known variable far into a long environ is still found.
+    #[test]
+    fn known_variables_past_the_first_254() {
+        let mut env = Environ::new();
+        for i in 0..300 {
+            env.push(format!("X_{i}"), "x");
+        }
+        env.push("REQUEST_METHOD", "PUT");
+        env.push("REQUEST_METHOD", "GET");
+        env.push("HTTP_HOST", "h");
+        let known = env.known_now();
+        assert_eq!(known.request_method(), Some(&b"PUT"[..]));
+        assert_eq!(known.http_host.map(|v| v.as_bytes()), Some(&b"h"[..]));
+        assert_eq!(known.http_fields, 1);
+        let hosts: Vec<&[u8]> = env
+            .http_pairs()
+            .map(|(n, _)| n)
+            .filter(|n| n.starts_with(b"HTTP_"))
+            .collect();
+        assert_eq!(hosts, [b"HTTP_HOST"]);
     }
 
     /// Every known name fills its own field, and a name that differs
@@ -935,6 +1436,76 @@ mod tests {
             k.note(0, &near);
             assert!(k.at.iter().all(|&a| a == NOWHERE), "{near:?}");
         }
+    }
+
+    /// Pairs taken as offsets in a shared buffer read as the same pairs
+    /// set one by one: repeats replaced in place, offsets outside the
+    /// buffer empty, and an environ that already has variables gets them
+    /// by name.
+    #[test]
+    fn spans_read_as_pairs_set_one_by_one() {
+        let buf = Bytes::from_static(b"HTTP_HOSTaREQUEST_METHODGETHTTP_HOSTbX");
+        let spans = vec![
+            [0, 9, 9, 10],
+            [10, 24, 24, 27],
+            [27, 36, 36, 37],
+            [37, 38, 30, 99],
+            [OWN | 1, 2, 0, 1],
+        ];
+        let mut by_name = Environ::new();
+        by_name.insert("HTTP_HOST", "a");
+        by_name.insert("REQUEST_METHOD", "GET");
+        by_name.insert("HTTP_HOST", "b");
+        by_name.insert("X", "");
+        by_name.insert("", "");
+        let mut env = Environ::new();
+        env.extend_replacing_spans(&buf, spans.clone());
+        assert_eq!(env, by_name);
+        assert_eq!(env.known_now().request_method(), Some(&b"GET"[..]));
+        assert_eq!(env.known_now().http_fields, 1);
+
+        let mut base: Environ = [("REQUEST_METHOD", "POST"), ("A", "1")]
+            .into_iter()
+            .collect();
+        base.extend_replacing_spans(&buf, spans);
+        let names: Vec<&[u8]> = base.iter().map(|(n, _)| n).collect();
+        assert_eq!(
+            names,
+            [&b"REQUEST_METHOD"[..], b"A", b"HTTP_HOST", b"X", b""]
+        );
+        assert_eq!(base.request_method(), Some(&b"GET"[..]));
+        assert_eq!(base.get("HTTP_HOST"), Some(&b"b"[..]));
+    }
+
+    /// Values set over shared ones, and removals, keep every other
+    /// variable as it was.
+    #[test]
+    fn changes_over_shared_variables() {
+        let buf = Bytes::from_static(b"AaBbCc");
+        let mut env = Environ::new();
+        env.extend_replacing_spans(&buf, vec![[0, 1, 1, 2], [2, 3, 3, 4], [4, 5, 5, 6]]);
+        assert_eq!(env.insert("B", "x"), Some(Bytes::from_static(b"b")));
+        env.push("D", "d");
+        env.push("E", "e");
+        assert_eq!(env.remove("B"), Some(Bytes::from_static(b"x")));
+        assert_eq!(env.insert("D", "dd"), Some(Bytes::from_static(b"d")));
+        assert_eq!(env.remove("A"), Some(Bytes::from_static(b"a")));
+        let all: Vec<(&[u8], &[u8])> = env.iter().collect();
+        assert_eq!(all, [(&b"C"[..], &b"c"[..]), (b"D", b"dd"), (b"E", b"e")]);
+        assert_eq!(env.remove("D"), Some(Bytes::from_static(b"dd")));
+        assert_eq!(env.get("E"), Some(&b"e"[..]));
+        assert_eq!(
+            env.vars().own.len(),
+            1,
+            "removed variables give back their buffers"
+        );
+        // With every variable removed, the environ takes new ones by name.
+        env.remove("C");
+        env.remove("E");
+        assert!(env.is_empty());
+        env.insert("F", "f");
+        env.insert("F", "g");
+        assert_eq!(env.iter().collect::<Vec<_>>(), [(&b"F"[..], &b"g"[..])]);
     }
 
     #[test]

@@ -475,7 +475,10 @@ impl Handler {
                     version: version_of(known.server_protocol()),
                     body_length: known.body_length(),
                     https: known.https(),
-                    script_name: known.script_name.filter(|v| !v.is_empty()).cloned(),
+                    script_name: known
+                        .script_name
+                        .filter(|v| !v.is_empty())
+                        .map(|v| v.to_shared()),
                 };
                 (facts, known.http_fields)
             }

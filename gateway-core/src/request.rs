@@ -59,7 +59,7 @@ pub fn build_request(env: &Environ, body: Body) -> Result<Request<Body>, Error> 
     let headers = req.headers_mut();
     headers.reserve(known.http_fields + 2);
     let has_content_type = known.content_type.is_some_and(|v| !v.is_empty());
-    for (name, value) in env.pairs() {
+    for (name, value) in env.http_pairs() {
         let Some(rest) = name.strip_prefix(b"HTTP_") else {
             continue;
         };
@@ -85,13 +85,13 @@ pub fn build_request(env: &Environ, body: Body) -> Result<Request<Body>, Error> 
             continue;
         };
         // The environ's buffer is shared, not copied.
-        let value = HeaderValue::from_maybe_shared(value.clone())
+        let value = HeaderValue::from_maybe_shared(value.to_shared())
             .map_err(|_| bad("invalid header value in environ"))?;
         headers.append(name, value);
     }
     if let Some(ct) = known.content_type.filter(|v| !v.is_empty()) {
-        let v =
-            HeaderValue::from_maybe_shared(ct.clone()).map_err(|_| bad("invalid CONTENT_TYPE"))?;
+        let v = HeaderValue::from_maybe_shared(ct.to_shared())
+            .map_err(|_| bad("invalid CONTENT_TYPE"))?;
         headers.insert(http::header::CONTENT_TYPE, v);
     }
     match known.body_length() {
@@ -185,7 +185,7 @@ fn build_uri(env: &Known<'_>, https: bool) -> Result<Uri, Error> {
 
 fn authority(env: &Known<'_>, https: bool) -> Result<Option<Authority>, Error> {
     if let Some(host) = env.http_host.filter(|h| !h.is_empty()) {
-        return Authority::from_maybe_shared(host.clone())
+        return Authority::from_maybe_shared(host.to_shared())
             .map(Some)
             .map_err(|_| bad("invalid Host header"));
     }

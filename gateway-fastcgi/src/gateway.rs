@@ -204,7 +204,8 @@ impl Gateway for FcgiGateway {
 
     fn add_cgi_vars(&mut self, environ: &mut Environ) {
         if let Some(params) = self.params.take() {
-            environ.extend_replacing(params.into_vec());
+            let (buf, spans) = params.into_spans();
+            environ.extend_replacing_spans(&buf, spans);
         }
         environ.set_default("FCGI_ROLE", self.role.as_str());
     }

@@ -271,7 +271,7 @@ impl FilterData {
 /// is read to the end too: the handler answers such a request 400 before
 /// the application could read it.
 pub(crate) fn declared_length(params: &crate::proto::Params, name: &[u8]) -> Option<u64> {
-    match gateway_core::BodyLength::from_values(params.get(name).map(|v| &v[..]), false) {
+    match gateway_core::BodyLength::from_values(params.get(name), false) {
         Ok(gateway_core::BodyLength::Known(n)) => Some(n),
         _ => None,
     }

@@ -288,7 +288,7 @@ async fn get_values_reports_the_config_f4(dispatch) {
         (RecordType::GetValuesResult, 0)
     );
     let pairs = proto::decode_pairs(r.content, 1 << 16, 16).unwrap();
-    let got: Vec<(&[u8], &[u8])> = pairs.iter().map(|(n, v)| (&n[..], &v[..])).collect();
+    let got: Vec<(&[u8], &[u8])> = pairs.iter().collect();
     assert_eq!(
         got,
         [
@@ -331,7 +331,7 @@ async fn management_answered_while_the_app_runs_f4(dispatch) {
     );
     let pairs_got = proto::decode_pairs(r.content, 1 << 16, 16).unwrap();
     assert_eq!(
-        pairs_got.get(b"FCGI_MPXS_CONNS").map(|v| &v[..]),
+        pairs_got.get(b"FCGI_MPXS_CONNS"),
         Some(&b"0"[..])
     );
     c.begin(2, RESPONDER, KEEP_CONN, &pairs(&get("/b"))).await;

@@ -48,7 +48,7 @@ pub use encode::{
 };
 pub use error::ProtocolError;
 pub use management::{encode_get_values, encode_get_values_result};
-pub use params::{Params, ParamsDecoder, decode_pairs, encode_pair, encode_params};
+pub use params::{Params, ParamsDecoder, ParamsIter, decode_pairs, encode_pair, encode_params};
 pub use record::{Header, MAX_CONTENT_LEN, MAX_RECORD_LEN, Record, RecordType, decode};
 pub use request::Event;
 pub use response::ResponseEncoder;

@@ -16,7 +16,7 @@
 //! The stream of pairs is cut into records without regard to pair
 //! boundaries, so [`ParamsDecoder`] accepts the bytes in arbitrary pieces.
 
-use bytes::{Buf, BufMut, Bytes, BytesMut};
+use bytes::{BufMut, Bytes, BytesMut};
 
 use super::encode::{encode_stream, encode_stream_end};
 use super::error::ProtocolError;
@@ -28,9 +28,16 @@ const MAX_PAIR_LEN: usize = 0x7fff_fffe;
 
 /// An ordered list of name-value pairs, exactly as received: duplicates are
 /// kept, names and values are raw bytes.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+///
+/// The pairs lie in one shared buffer, each a name directly followed by its
+/// value, found by offsets: decoding a stream slices nothing and counts no
+/// reference per pair.
+#[derive(Clone, Default)]
 pub struct Params {
-    pairs: Vec<(Bytes, Bytes)>,
+    buf: Bytes,
+    /// Each pair: where its name begins and ends, where its value begins
+    /// (the end of its name) and ends, in `buf`.
+    spans: Vec<[u32; 4]>,
 }
 
 impl Params {
@@ -41,64 +48,150 @@ impl Params {
 
     /// Number of pairs.
     pub fn len(&self) -> usize {
-        self.pairs.len()
+        self.spans.len()
     }
 
     /// Whether there are no pairs.
     pub fn is_empty(&self) -> bool {
-        self.pairs.is_empty()
+        self.spans.is_empty()
+    }
+
+    /// The bytes of `start..end` (always within `buf`: spans are checked
+    /// when made).
+    #[inline]
+    fn bytes(&self, start: u32, end: u32) -> &[u8] {
+        self.buf
+            .get(start as usize..end as usize)
+            .unwrap_or_default()
     }
 
     /// The value of the first pair with this name.
-    pub fn get(&self, name: &[u8]) -> Option<&Bytes> {
-        self.pairs
-            .iter()
-            .find(|(n, _)| n.as_ref() == name)
-            .map(|(_, v)| v)
+    pub fn get(&self, name: &[u8]) -> Option<&[u8]> {
+        self.iter().find(|(n, _)| *n == name).map(|(_, v)| v)
     }
 
     /// The pairs, in order.
-    pub fn iter(&self) -> std::slice::Iter<'_, (Bytes, Bytes)> {
-        self.pairs.iter()
+    pub fn iter(&self) -> ParamsIter<'_> {
+        ParamsIter {
+            params: self,
+            spans: self.spans.iter(),
+        }
     }
 
-    /// Appends a pair.
-    pub fn push(&mut self, name: impl Into<Bytes>, value: impl Into<Bytes>) {
-        self.pairs.push((name.into(), value.into()));
+    /// Appends a pair (copied into the list's buffer).
+    ///
+    /// # Panics
+    ///
+    /// When the list's buffer would go over 4 GiB, which a decoded stream
+    /// never does.
+    pub fn push(&mut self, name: impl AsRef<[u8]>, value: impl AsRef<[u8]>) {
+        let (name, value) = (name.as_ref(), value.as_ref());
+        // Taken back without a copy when nothing else holds the buffer.
+        let mut buf = BytesMut::from(std::mem::take(&mut self.buf));
+        let offset = |n: usize| u32::try_from(n).expect("a parameter list under 4 GiB");
+        let start = offset(buf.len());
+        buf.extend_from_slice(name);
+        let value_at = offset(buf.len());
+        buf.extend_from_slice(value);
+        let end = offset(buf.len());
+        self.buf = buf.freeze();
+        self.spans.push([start, value_at, value_at, end]);
     }
 
-    /// The pairs as a vector.
+    /// The pairs as a vector, each name and value a slice of the shared
+    /// buffer.
     pub fn into_vec(self) -> Vec<(Bytes, Bytes)> {
-        self.pairs
+        let slice = |start: u32, end: u32| {
+            if start < end {
+                self.buf.slice(start as usize..end as usize)
+            } else {
+                Bytes::new()
+            }
+        };
+        self.spans
+            .iter()
+            .map(|&[n, n_end, v, end]| (slice(n, n_end), slice(v, end)))
+            .collect()
+    }
+
+    /// The buffer the pairs lie in and, for each pair, the offsets in it
+    /// of its name and its value: `[name start, name end, value start,
+    /// value end]`.
+    pub(crate) fn into_spans(self) -> (Bytes, Vec<[u32; 4]>) {
+        (self.buf, self.spans)
     }
 }
+
+impl PartialEq for Params {
+    fn eq(&self, other: &Params) -> bool {
+        self.iter().eq(other.iter())
+    }
+}
+
+impl Eq for Params {}
+
+impl std::fmt::Debug for Params {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        struct Raw<'a>(&'a [u8]);
+        impl std::fmt::Debug for Raw<'_> {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                write!(f, "b\"{}\"", self.0.escape_ascii())
+            }
+        }
+        f.debug_list()
+            .entries(self.iter().map(|(n, v)| (Raw(n), Raw(v))))
+            .finish()
+    }
+}
+
+/// The pairs of a [`Params`], in order, as `(name, value)`.
+#[derive(Debug, Clone)]
+pub struct ParamsIter<'a> {
+    params: &'a Params,
+    spans: std::slice::Iter<'a, [u32; 4]>,
+}
+
+impl<'a> Iterator for ParamsIter<'a> {
+    type Item = (&'a [u8], &'a [u8]);
+
+    #[inline]
+    fn next(&mut self) -> Option<Self::Item> {
+        let &[n, n_end, v, end] = self.spans.next()?;
+        Some((self.params.bytes(n, n_end), self.params.bytes(v, end)))
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        self.spans.size_hint()
+    }
+}
+
+impl ExactSizeIterator for ParamsIter<'_> {}
 
 impl IntoIterator for Params {
     type Item = (Bytes, Bytes);
     type IntoIter = std::vec::IntoIter<(Bytes, Bytes)>;
 
     fn into_iter(self) -> Self::IntoIter {
-        self.pairs.into_iter()
+        self.into_vec().into_iter()
     }
 }
 
 impl<'a> IntoIterator for &'a Params {
-    type Item = &'a (Bytes, Bytes);
-    type IntoIter = std::slice::Iter<'a, (Bytes, Bytes)>;
+    type Item = (&'a [u8], &'a [u8]);
+    type IntoIter = ParamsIter<'a>;
 
     fn into_iter(self) -> Self::IntoIter {
-        self.pairs.iter()
+        self.iter()
     }
 }
 
-impl<N: Into<Bytes>, V: Into<Bytes>> FromIterator<(N, V)> for Params {
+impl<N: AsRef<[u8]>, V: AsRef<[u8]>> FromIterator<(N, V)> for Params {
     fn from_iter<I: IntoIterator<Item = (N, V)>>(iter: I) -> Params {
-        Params {
-            pairs: iter
-                .into_iter()
-                .map(|(n, v)| (n.into(), v.into()))
-                .collect(),
+        let mut params = Params::new();
+        for (n, v) in iter {
+            params.push(n, v);
         }
+        params
     }
 }
 
@@ -171,19 +264,27 @@ fn parse_pair(buf: &[u8]) -> Result<Progress, ProtocolError> {
 ///
 /// Feed it each record's content with [`push`](Self::push), in order, then
 /// call [`finish`](Self::finish) at the end of the stream. A pair may be split
-/// across any number of pushes. Pairs that arrive within one push are sliced
-/// out of it without copying; a split pair is reassembled. The total number of
-/// bytes and of pairs is capped, and a pair whose announced lengths
-/// cannot fit under the byte cap is refused as soon as its lengths are known.
+/// across any number of pushes. A stream that arrives in one push is kept as
+/// it is, its pairs found by offset without copying; one that arrives in
+/// several is copied together (once, bounded by the byte cap). The total
+/// number of bytes and of pairs is capped, and a pair whose announced
+/// lengths cannot fit under the byte cap is refused as soon as its lengths
+/// are known.
 #[derive(Debug)]
 pub struct ParamsDecoder {
-    pending: BytesMut,
+    /// The stream, while it came in one push.
+    first: Bytes,
+    /// The stream, once it came in more than one push.
+    joined: BytesMut,
+    /// Where in the stream the next pair begins.
+    at: usize,
+    /// How many bytes from `at` the stream must hold before the next pair
+    /// can be taken.
     need: usize,
     received: usize,
-    consumed: usize,
     max_len: usize,
     max_count: usize,
-    params: Params,
+    spans: Vec<[u32; 4]>,
 }
 
 impl ParamsDecoder {
@@ -191,13 +292,16 @@ impl ParamsDecoder {
     /// `max_count` pairs.
     pub fn new(max_len: usize, max_count: usize) -> ParamsDecoder {
         ParamsDecoder {
-            pending: BytesMut::new(),
+            first: Bytes::new(),
+            joined: BytesMut::new(),
+            at: 0,
             need: 0,
             received: 0,
-            consumed: 0,
-            max_len,
+            // Offsets into the stream are kept as `u32`, under 2^31 (what
+            // an environ takes as they are).
+            max_len: max_len.min(i32::MAX as usize),
             max_count,
-            params: Params::new(),
+            spans: Vec::new(),
         }
     }
 
@@ -208,36 +312,49 @@ impl ParamsDecoder {
     /// Over the byte or pair cap, or a 4-byte length of 2^31-1 or more. The
     /// decoder must not be used after an error.
     pub fn push(&mut self, chunk: Bytes) -> Result<(), ProtocolError> {
+        if chunk.is_empty() {
+            return Ok(());
+        }
         self.received = self.received.saturating_add(chunk.len());
         if self.received > self.max_len {
             return Err(ProtocolError::params_too_large(self.max_len));
         }
-        if self.pending.is_empty() {
-            let mut src = chunk;
-            self.drain(&mut src)?;
-            self.pending.extend_from_slice(&src);
-        } else {
-            self.pending.extend_from_slice(&chunk);
-            if self.pending.len() >= self.need {
-                let mut src = self.pending.split().freeze();
-                self.drain(&mut src)?;
-                self.pending.extend_from_slice(&src);
-            }
+        if self.received == chunk.len() {
+            // The first piece (or only empty ones before it).
+            self.first = chunk;
+            let first = std::mem::take(&mut self.first);
+            let result = self.drain(&first);
+            self.first = first;
+            return result;
+        }
+        if !self.first.is_empty() {
+            // A second piece: the stream is copied together from now on.
+            self.joined.reserve(self.first.len() + chunk.len());
+            self.joined.extend_from_slice(&self.first);
+            self.first = Bytes::new();
+        }
+        self.joined.extend_from_slice(&chunk);
+        if self.joined.len() - self.at >= self.need {
+            let joined = std::mem::take(&mut self.joined);
+            let result = self.drain(&joined);
+            self.joined = joined;
+            return result;
         }
         Ok(())
     }
 
-    /// Takes every complete pair off the front of `src`.
-    fn drain(&mut self, src: &mut Bytes) -> Result<(), ProtocolError> {
+    /// Takes every complete pair of `src` (the stream so far) from `at`
+    /// on.
+    fn drain(&mut self, src: &[u8]) -> Result<(), ProtocolError> {
         // Room for the pairs `src` likely holds (web servers' pairs average
         // 20 to 40 bytes), so a request's parameters are not regrown pair by
         // pair.
-        let likely = (src.len() / 16).min(self.max_count.saturating_sub(self.params.len()));
-        self.params.pairs.reserve(likely);
-        // The pairs are found by offset in `src` and sliced out of it (one
-        // reference count each, none for an empty value); `src` gives up
-        // what they took once, at the end.
-        let mut at = 0;
+        let rest_len = src.len().saturating_sub(self.at);
+        let likely = (rest_len / 16).min(self.max_count.saturating_sub(self.spans.len()));
+        self.spans.reserve(likely);
+        // Offsets fit in a `u32`: the stream is no longer than `max_len`.
+        let offset = |n: usize| n as u32;
+        let mut at = self.at;
         let result = loop {
             let rest = src.get(at..).unwrap_or_default();
             // The usual pair, both lengths in their one-byte form, read
@@ -249,12 +366,12 @@ impl ParamsDecoder {
                 let value_at = name_at + usize::from(name);
                 let end = value_at + usize::from(value);
                 if end <= src.len() {
-                    if self.params.len() >= self.max_count {
+                    if self.spans.len() >= self.max_count {
                         break Err(ProtocolError::too_many_params(self.max_count));
                     }
-                    self.params
-                        .pairs
-                        .push((src.slice(name_at..value_at), src.slice(value_at..end)));
+                    let value_at = offset(value_at);
+                    self.spans
+                        .push([offset(name_at), value_at, value_at, offset(end)]);
                     at = end;
                     continue;
                 }
@@ -263,9 +380,7 @@ impl ParamsDecoder {
                 Err(e) => break Err(e),
                 Ok(Progress::Need(need)) => {
                     // A pair has begun that cannot end under the cap.
-                    if !rest.is_empty()
-                        && self.consumed.saturating_add(at).saturating_add(need) > self.max_len
-                    {
+                    if !rest.is_empty() && at.saturating_add(need) > self.max_len {
                         break Err(ProtocolError::params_too_large(self.max_len));
                     }
                     self.need = need;
@@ -276,21 +391,20 @@ impl ParamsDecoder {
                     name,
                     value,
                 }) => {
-                    if self.params.len() >= self.max_count {
+                    if self.spans.len() >= self.max_count {
                         break Err(ProtocolError::too_many_params(self.max_count));
                     }
                     // `parse_pair` checked that the pair lies within `rest`.
                     let name_at = at + header;
                     let value_at = name_at + name;
                     at = value_at + value;
-                    self.params
-                        .pairs
-                        .push((src.slice(name_at..value_at), src.slice(value_at..at)));
+                    let value_at = offset(value_at);
+                    self.spans
+                        .push([offset(name_at), value_at, value_at, offset(at)]);
                 }
             }
         };
-        src.advance(at);
-        self.consumed += at;
+        self.at = at;
         result
     }
 
@@ -300,11 +414,18 @@ impl ParamsDecoder {
     ///
     /// The stream stopped inside a pair.
     pub fn finish(self) -> Result<Params, ProtocolError> {
-        if self.pending.is_empty() {
-            Ok(self.params)
-        } else {
-            Err(ProtocolError::truncated_pair())
+        if self.at != self.received {
+            return Err(ProtocolError::truncated_pair());
         }
+        let buf = if self.joined.is_empty() {
+            self.first
+        } else {
+            self.joined.freeze()
+        };
+        Ok(Params {
+            buf,
+            spans: self.spans,
+        })
     }
 }
 
@@ -391,7 +512,7 @@ mod tests {
     const BIG: usize = 1 << 20;
 
     fn pairs(params: &Params) -> Vec<(&[u8], &[u8])> {
-        params.iter().map(|(n, v)| (&n[..], &v[..])).collect()
+        params.iter().collect()
     }
 
     fn block(list: &[(&[u8], &[u8])]) -> Bytes {
@@ -460,7 +581,7 @@ mod tests {
                 (&b"SERVER_ADDR"[..], &b"199.170.183.42"[..]),
             ]
         );
-        assert_eq!(params.get(b"SERVER_ADDR").unwrap(), "199.170.183.42");
+        assert_eq!(params.get(b"SERVER_ADDR").unwrap(), b"199.170.183.42");
     }
 
     #[test]
@@ -471,7 +592,7 @@ mod tests {
             pairs(&params),
             [(&b""[..], &b""[..]), (b"A", b""), (b"A", b"B")]
         );
-        assert_eq!(params.get(b"A").unwrap(), "");
+        assert_eq!(params.get(b"A").unwrap(), b"");
         assert!(decode_pairs(Bytes::new(), BIG, 10).unwrap().is_empty());
     }
 
@@ -613,7 +734,7 @@ mod tests {
             decoder.push(Bytes::copy_from_slice(byte)).unwrap();
         }
         let params = decoder.finish().unwrap();
-        assert_eq!(params.get(b"V").map(Bytes::len), Some(200_000));
+        assert_eq!(params.get(b"V").map(<[u8]>::len), Some(200_000));
     }
 
     #[test]
@@ -635,10 +756,10 @@ mod tests {
         let mut params: Params = [("a", "1"), ("b", "2")].into_iter().collect();
         params.push("a", "3");
         assert_eq!(params.len(), 3);
-        assert_eq!(params.get(b"a").unwrap(), "1");
+        assert_eq!(params.get(b"a").unwrap(), b"1");
         assert_eq!(params.get(b"zz"), None);
-        let names: Vec<Bytes> = (&params).into_iter().map(|(n, _)| n.clone()).collect();
-        assert_eq!(names, ["a", "b", "a"]);
+        let names: Vec<&[u8]> = (&params).into_iter().map(|(n, _)| n).collect();
+        assert_eq!(names, [b"a", b"b", b"a"]);
         assert_eq!(params.into_vec().len(), 3);
     }
 }
