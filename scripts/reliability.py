@@ -372,6 +372,22 @@ async def settle(srv, fd_base, limit=10):
     return fds
 
 
+async def steady_fds(srv, still=0.5, limit=5):
+    """The server's fd count once it has not changed for `still` seconds
+    (a connection closed by the last request may still be closing: a
+    count read then would make the next check's baseline one too high)."""
+    end = time.monotonic() + limit
+    fds, since = srv.fds(), time.monotonic()
+    while time.monotonic() < end:
+        await asyncio.sleep(0.1)
+        now = srv.fds()
+        if now != fds:
+            fds, since = now, time.monotonic()
+        elif time.monotonic() - since >= still:
+            break
+    return fds
+
+
 # --------------------------------------------------------------------- scale
 
 
@@ -810,7 +826,7 @@ async def faults(proto):
     try:
         for _ in range(5):
             await request(proto, srv.port)
-        fd0 = srv.fds()
+        fd0 = await steady_fds(srv)
         if proto != "http":
             await killed(
                 proto, srv, fd0, "web-server-killed-mid-request", "download",
