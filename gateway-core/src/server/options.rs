@@ -147,9 +147,9 @@ impl ServerOptions {
     }
 
     /// What `run` (and a server's `serve`) runs once a burst of
-    /// connections has ended, after each
-    /// serving thread has settled its heap (see [`MemoryRelease`];
-    /// default: nothing more, the figures logged).
+    /// connections has ended, after each serving thread has settled its
+    /// heap (see [`MemoryRelease`]; default: nothing more, the figures
+    /// logged).
     pub fn release_memory_after_bursts(&mut self, release: MemoryRelease) -> &mut Self {
         self.release = release;
         self
@@ -416,9 +416,9 @@ macro_rules! server_options_setters {
             self
         }
 
-        /// What `run` and `serve` run once a burst of connections has ended (at least
-        /// 512 open at once, then a quarter of that or fewer), to give the
-        /// memory the allocator keeps back to the system: see
+        /// What `run` and `serve` run once a burst of connections has ended
+        /// (at least 512 open at once, then a quarter of that or fewer), to
+        /// give the memory the allocator keeps back to the system: see
         /// [`MemoryRelease`](gateway_core::server::MemoryRelease). Each
         /// serving thread first settles its heap, so that the allocator
         /// can hand the freed memory back by itself; the release then runs
