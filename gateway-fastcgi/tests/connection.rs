@@ -90,9 +90,8 @@ fn responder_request_f10_q3() {
         .bytes();
     let mut conn = Connection::new(&Config::new());
     let (events, output) = run(&mut conn, wire).unwrap();
-    let expected_params: Params = [("REQUEST_METHOD", "POST"), ("CONTENT_LENGTH", "5")]
-        .into_iter()
-        .collect();
+    let expected_params =
+        Params::from_pairs([("REQUEST_METHOD", "POST"), ("CONTENT_LENGTH", "5")]).unwrap();
     assert_eq!(
         events,
         [

@@ -80,22 +80,49 @@ impl Params {
 
     /// Appends a pair (copied into the list's buffer).
     ///
-    /// # Panics
+    /// # Errors
     ///
-    /// When the list's buffer would go over 4 GiB, which a decoded stream
-    /// never does.
-    pub fn push(&mut self, name: impl AsRef<[u8]>, value: impl AsRef<[u8]>) {
+    /// A [`ProtocolError`] that [is too large](ProtocolError::is_too_large)
+    /// when the list's pairs would take more than 4 GiB in all (the list is
+    /// left as it was).
+    pub fn push(
+        &mut self,
+        name: impl AsRef<[u8]>,
+        value: impl AsRef<[u8]>,
+    ) -> Result<(), ProtocolError> {
         let (name, value) = (name.as_ref(), value.as_ref());
+        let too_large = || ProtocolError::params_too_large(u32::MAX as usize);
+        let offset = |n: Option<usize>| n.and_then(|n| u32::try_from(n).ok()).ok_or_else(too_large);
+        let start = offset(Some(self.buf.len()))?;
+        let value_at = offset(self.buf.len().checked_add(name.len()))?;
+        let end = offset((value_at as usize).checked_add(value.len()))?;
         // Taken back without a copy when nothing else holds the buffer.
         let mut buf = BytesMut::from(std::mem::take(&mut self.buf));
-        let offset = |n: usize| u32::try_from(n).expect("a parameter list under 4 GiB");
-        let start = offset(buf.len());
         buf.extend_from_slice(name);
-        let value_at = offset(buf.len());
         buf.extend_from_slice(value);
-        let end = offset(buf.len());
         self.buf = buf.freeze();
         self.spans.push([start, value_at, value_at, end]);
+        Ok(())
+    }
+
+    /// A list of `pairs`, in order (each copied into the list's buffer).
+    ///
+    /// # Errors
+    ///
+    /// A [`ProtocolError`] that [is too large](ProtocolError::is_too_large)
+    /// when the pairs take more than 4 GiB in all.
+    pub fn from_pairs<N, V>(
+        pairs: impl IntoIterator<Item = (N, V)>,
+    ) -> Result<Params, ProtocolError>
+    where
+        N: AsRef<[u8]>,
+        V: AsRef<[u8]>,
+    {
+        let mut params = Params::new();
+        for (n, v) in pairs {
+            params.push(n, v)?;
+        }
+        Ok(params)
     }
 
     /// The pairs as a vector, each name and value a slice of the shared
@@ -182,16 +209,6 @@ impl<'a> IntoIterator for &'a Params {
 
     fn into_iter(self) -> Self::IntoIter {
         self.iter()
-    }
-}
-
-impl<N: AsRef<[u8]>, V: AsRef<[u8]>> FromIterator<(N, V)> for Params {
-    fn from_iter<I: IntoIterator<Item = (N, V)>>(iter: I) -> Params {
-        let mut params = Params::new();
-        for (n, v) in iter {
-            params.push(n, v);
-        }
-        params
     }
 }
 
@@ -753,8 +770,8 @@ mod tests {
 
     #[test]
     fn params_collection() {
-        let mut params: Params = [("a", "1"), ("b", "2")].into_iter().collect();
-        params.push("a", "3");
+        let mut params = Params::from_pairs([("a", "1"), ("b", "2")]).unwrap();
+        params.push("a", "3").unwrap();
         assert_eq!(params.len(), 3);
         assert_eq!(params.get(b"a").unwrap(), b"1");
         assert_eq!(params.get(b"zz"), None);
