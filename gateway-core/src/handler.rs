@@ -550,14 +550,30 @@ impl Handler {
         if let Some(phase) = &phase {
             body = crate::slow::watch_body(body, phase.clone());
         }
-        let mut req = match gateway.request(&env, body) {
-            Ok(req) => req,
-            Err(e) => {
-                tracing::debug!(error = %e, "bad request");
-                crate::metrics::note(cfg.metrics.as_ref(), crate::Failure::Protocol);
-                let res = plain(StatusCode::BAD_REQUEST, "Bad Request\n");
-                return Box::pin(self.finish_plain(gateway, res, &ctx)).await;
-            }
+        // The request goes straight into the call, where it stays until
+        // the application takes it; the call is pinned here and `respond`
+        // holds only a reference, so neither is moved again.
+        let mut call = std::pin::pin!(AppCall {
+            app,
+            req: match gateway.request(&env, body) {
+                Ok(req) => Some(req),
+                Err(e) => {
+                    tracing::debug!(error = %e, "bad request");
+                    crate::metrics::note(cfg.metrics.as_ref(), crate::Failure::Protocol);
+                    let res = plain(StatusCode::BAD_REQUEST, "Bad Request\n");
+                    return Box::pin(self.finish_plain(gateway, res, &ctx)).await;
+                }
+            },
+            called: None,
+            mark: cfg.repeats.panic_mark(),
+        });
+        let Some(req) = call.as_mut().project().req.as_mut() else {
+            // Not reached: the request was just put there.
+            return Outcome {
+                status: None,
+                bytes_sent: 0,
+                kind: OutcomeKind::Failed,
+            };
         };
         let id = RequestId::next();
         let span = logging::request_span(
@@ -586,11 +602,11 @@ impl Handler {
             });
         match &cfg.path_view {
             PathView::Full => {}
-            PathView::Mount(prefix) => strip_mount(&mut req, prefix),
+            PathView::Mount(prefix) => strip_mount(req, prefix),
             PathView::ScriptRelative => {
                 if let Some(sn) = &script_name {
                     let sn = crate::request::quote_path(sn);
-                    strip_mount(&mut req, sn.strip_suffix(b"/").unwrap_or(&sn));
+                    strip_mount(req, sn.strip_suffix(b"/").unwrap_or(&sn));
                 }
             }
         }
@@ -604,7 +620,7 @@ impl Handler {
 
         // Pinned where it is made: the wrappers hold only a reference, so
         // the large future is not moved again.
-        let respond = std::pin::pin!(self.respond(gateway, app, req, &ctx, seen_path, phase));
+        let respond = std::pin::pin!(self.respond(gateway, call, &ctx, seen_path, phase));
         crate::slow::Watch::new(respond, slow)
             .instrument(span)
             .await
@@ -622,8 +638,7 @@ impl Handler {
     fn respond<G, S, B>(
         &self,
         gateway: &mut G,
-        app: S,
-        req: Request<Body>,
+        call: std::pin::Pin<&mut AppCall<S, Request<Body>, S::Future>>,
         ctx: &RequestCtx<'_>,
         seen_path: Option<String>,
         phase: Option<Arc<crate::slow::Phase>>,
@@ -638,12 +653,6 @@ impl Handler {
     {
         async move {
             let cfg = &*self.config;
-            let call = AppCall {
-                app,
-                req: Some(req),
-                called: None,
-                mark: cfg.repeats.panic_mark(),
-            };
             let called = match cfg.limits.get_app_timeout() {
                 None => call.await,
                 // Boxed: the timer lives on the heap only when there is one,
