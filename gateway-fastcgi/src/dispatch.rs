@@ -664,12 +664,15 @@ where
             local_addr,
         };
         let shared = self.shared.clone();
-        let app = Box::pin(async move {
+        // Allocated before the future is made, so that the future (a few
+        // KiB) is built in its box rather than on the stack and copied.
+        let app = Box::write(Box::new_uninit(), async move {
             let mut gw = gw;
             run_app(&shared, &mut gw, filter).await
             // The request's input queue is dropped with `gw`, before the
             // request ends.
         });
+        let app: crate::strategy::AppFuture = Box::into_pin(app);
         if let Some(outcome) = self.strategy.start(id, app, cx) {
             self.finished(id, &outcome);
         }

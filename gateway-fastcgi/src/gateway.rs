@@ -203,16 +203,93 @@ impl Gateway for FcgiGateway {
     }
 
     fn add_cgi_vars(&mut self, environ: &mut Environ) {
-        if let Some(params) = self.params.take() {
-            let (buf, spans) = params.into_spans();
-            environ.extend_replacing_spans(&buf, spans);
+        let role = self.role.as_str();
+        let Some(params) = self.params.take() else {
+            environ.set_default("FCGI_ROLE", role);
+            return;
+        };
+        // Whether FCGI_ROLE is to be added: looked up in the parameters'
+        // offsets (a check of each name's length) rather than in the
+        // environ afterwards.
+        let given = params.contains(b"FCGI_ROLE");
+        let was_empty = environ.is_empty();
+        let (buf, spans) = params.into_spans();
+        environ.extend_replacing_spans(&buf, spans);
+        if given {
+            return;
         }
-        environ.set_default("FCGI_ROLE", self.role.as_str());
+        if was_empty {
+            // The environ holds the parameters alone, none of them FCGI_ROLE.
+            environ.push("FCGI_ROLE", role);
+        } else {
+            environ.set_default("FCGI_ROLE", role);
+        }
     }
 
     fn info(&self) -> GatewayInfo {
         GatewayInfo::new(Protocol::FastCgi)
             .with_multiprocess(false)
             .with_addrs(self.peer_addr, self.local_addr)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::transport::Transport;
+
+    fn gateway(role: Role, params: &[(&str, &str)]) -> FcgiGateway {
+        let (io, _) = tokio::io::duplex(64);
+        FcgiGateway {
+            id: 1,
+            role,
+            params: Some(Params::from_pairs(params.iter().copied()).unwrap()),
+            stdin: None,
+            output: Out::new(Arc::new(Transport::new(io)), 1),
+            encoder: ResponseEncoder::new(1),
+            errors: None,
+            peer_addr: None,
+            local_addr: None,
+        }
+    }
+
+    fn roles(env: &Environ) -> Vec<&[u8]> {
+        env.iter()
+            .filter(|(n, _)| *n == b"FCGI_ROLE")
+            .map(|(_, v)| v)
+            .collect()
+    }
+
+    /// FCGI_ROLE is added once, after the parameters, unless the
+    /// parameters or the base environ have it already.
+    #[tokio::test]
+    async fn fcgi_role_is_set_once() {
+        let mut env = Environ::new();
+        gateway(
+            Role::Authorizer,
+            &[("REQUEST_METHOD", "GET"), ("PATH_INFO", "/a")],
+        )
+        .add_cgi_vars(&mut env);
+        assert_eq!(roles(&env), [b"AUTHORIZER"]);
+        assert_eq!(env.iter().last().map(|(n, _)| n), Some(&b"FCGI_ROLE"[..]));
+        assert_eq!(env.get("PATH_INFO"), Some(&b"/a"[..]));
+
+        let mut env = Environ::new();
+        gateway(Role::Responder, &[("FCGI_ROLE", "SENT"), ("A", "1")]).add_cgi_vars(&mut env);
+        assert_eq!(roles(&env), [b"SENT"]);
+        assert_eq!(env.len(), 2);
+
+        let mut env: Environ = [("FCGI_ROLE", "BASE")].into_iter().collect();
+        gateway(Role::Filter, &[("A", "1")]).add_cgi_vars(&mut env);
+        assert_eq!(roles(&env), [b"BASE"]);
+
+        let mut env: Environ = [("FCGI_ROLE", "BASE")].into_iter().collect();
+        gateway(Role::Filter, &[("FCGI_ROLE", "SENT")]).add_cgi_vars(&mut env);
+        assert_eq!(roles(&env), [b"SENT"]);
+
+        let mut env: Environ = [("B", "2")].into_iter().collect();
+        gateway(Role::Filter, &[("A", "1")]).add_cgi_vars(&mut env);
+        assert_eq!(roles(&env), [b"FILTER"]);
+        assert_eq!(env.len(), 3);
     }
 }

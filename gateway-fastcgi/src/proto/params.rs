@@ -70,6 +70,15 @@ impl Params {
         self.iter().find(|(n, _)| *n == name).map(|(_, v)| v)
     }
 
+    /// Whether a pair has this name (a comparison of lengths for most
+    /// pairs).
+    pub(crate) fn contains(&self, name: &[u8]) -> bool {
+        let len = name.len();
+        self.spans.iter().any(|&[start, end, _, _]| {
+            (end.wrapping_sub(start)) as usize == len && self.bytes(start, end) == name
+        })
+    }
+
     /// The pairs, in order.
     pub fn iter(&self) -> ParamsIter<'_> {
         ParamsIter {
