@@ -218,11 +218,11 @@ fn path_and_query(env: &Known<'_>) -> Result<PathAndQuery, Error> {
     match raw_uri_path {
         Some(raw) if (sn.is_empty() && pi.is_empty()) || agrees(raw, sn, pi) => {
             // Keep the raw path, re-encoding only what a URI cannot hold.
-            encode_into(&mut out, raw, is_raw_path_byte);
+            encode_into(&mut out, raw, &RAW_PATH);
         }
         _ => {
-            encode_into(&mut out, sn, is_path_safe);
-            encode_into(&mut out, pi, is_path_safe);
+            encode_into(&mut out, sn, &PATH_SAFE);
+            encode_into(&mut out, pi, &PATH_SAFE);
         }
     }
     if out.is_empty() || out[0] != b'/' {
@@ -233,7 +233,7 @@ fn path_and_query(env: &Known<'_>) -> Result<PathAndQuery, Error> {
     }
     if !query.is_empty() {
         out.put_u8(b'?');
-        encode_into(&mut out, query, is_query_byte);
+        encode_into(&mut out, query, &QUERY);
     }
     PathAndQuery::from_maybe_shared(out.freeze()).map_err(|_| bad("invalid request path"))
 }
@@ -284,13 +284,13 @@ fn hex(c: u8) -> Option<u8> {
 
 /// wsgiref quotes paths with `/;=,` safe besides letters, digits and
 /// `_.-~`.
-fn is_path_safe(b: u8) -> bool {
+const fn is_path_safe(b: u8) -> bool {
     b.is_ascii_alphanumeric() || matches!(b, b'/' | b';' | b'=' | b',' | b'_' | b'.' | b'-' | b'~')
 }
 
 /// Bytes kept as they are in a raw REQUEST_URI path: every visible ASCII
 /// byte a URI path may hold, including `%` (already an escape).
-fn is_raw_path_byte(b: u8) -> bool {
+const fn is_raw_path_byte(b: u8) -> bool {
     b.is_ascii_graphic()
         && !matches!(
             b,
@@ -300,7 +300,7 @@ fn is_raw_path_byte(b: u8) -> bool {
 
 /// Bytes kept as they are in a query string (the query is passed raw,
 /// but a URI cannot hold controls, space, `#` or non-ASCII).
-fn is_query_byte(b: u8) -> bool {
+const fn is_query_byte(b: u8) -> bool {
     b.is_ascii_graphic()
         && !matches!(
             b,
@@ -308,15 +308,43 @@ fn is_query_byte(b: u8) -> bool {
         )
 }
 
-fn encode_into(out: &mut BytesMut, s: &[u8], keep: fn(u8) -> bool) {
+/// The bytes one of the functions above keeps, as a table (one load per
+/// byte).
+macro_rules! table {
+    ($keep:ident) => {{
+        let mut t = [false; 256];
+        let mut b = 0;
+        while b < 256 {
+            t[b] = $keep(b as u8);
+            b += 1;
+        }
+        t
+    }};
+}
+
+static PATH_SAFE: [bool; 256] = table!(is_path_safe);
+static RAW_PATH: [bool; 256] = table!(is_raw_path_byte);
+static QUERY: [bool; 256] = table!(is_query_byte);
+
+/// Appends `s` with every byte `keep` does not keep percent-encoded; the
+/// runs of kept bytes are copied whole.
+#[inline]
+fn encode_into(out: &mut BytesMut, s: &[u8], keep: &[bool; 256]) {
     const HEX: &[u8; 16] = b"0123456789ABCDEF";
     out.reserve(s.len());
-    for &b in s {
-        if keep(b) {
-            out.put_u8(b);
-        } else {
-            out.put_slice(&[b'%', HEX[usize::from(b >> 4)], HEX[usize::from(b & 15)]]);
-        }
+    let mut rest = s;
+    loop {
+        let run = rest
+            .iter()
+            .position(|&b| !keep[usize::from(b)])
+            .unwrap_or(rest.len());
+        let (kept, tail) = rest.split_at(run);
+        out.extend_from_slice(kept);
+        let Some((&b, tail)) = tail.split_first() else {
+            return;
+        };
+        out.put_slice(&[b'%', HEX[usize::from(b >> 4)], HEX[usize::from(b & 15)]]);
+        rest = tail;
     }
 }
 
@@ -324,6 +352,6 @@ fn encode_into(out: &mut BytesMut, s: &[u8], keep: fn(u8) -> bool) {
 /// code that rebuilds URLs from `SCRIPT_NAME`/`PATH_INFO`.
 pub fn quote_path(s: &[u8]) -> Bytes {
     let mut out = BytesMut::with_capacity(s.len());
-    encode_into(&mut out, s, is_path_safe);
+    encode_into(&mut out, s, &PATH_SAFE);
     out.freeze()
 }

@@ -637,7 +637,8 @@ where
         let errors = self.shared.errors.clone();
         let (peer_addr, local_addr) = (self.peer_addr, self.local_addr);
         let Some(slot) = self.slot(id) else { return };
-        let length = input::declared_length(&params, b"CONTENT_LENGTH");
+        let (content_length, role_given) = params.length_and_role();
+        let length = input::declared_length(content_length);
         let stdin = if stdin_ended {
             InputBody::ended(length)
         } else {
@@ -646,7 +647,7 @@ where
             rx
         };
         let filter = (slot.role == Role::Filter).then(|| {
-            let length = input::declared_length(&params, b"FCGI_DATA_LENGTH");
+            let length = input::declared_length(params.get(b"FCGI_DATA_LENGTH"));
             let (tx, rx) = input::channel(length);
             slot.data = Some(tx);
             FilterData::new(rx)
@@ -656,6 +657,7 @@ where
             id,
             role: slot.role,
             params: Some(params),
+            role_given,
             stdin: Some(stdin),
             output: slot.out.clone(),
             encoder: ResponseEncoder::new(id),

@@ -131,6 +131,8 @@ pub(crate) struct FcgiGateway {
     pub(crate) id: u16,
     pub(crate) role: Role,
     pub(crate) params: Option<Params>,
+    /// Whether `params` has an `FCGI_ROLE` of its own.
+    pub(crate) role_given: bool,
     pub(crate) stdin: Option<InputBody>,
     pub(crate) output: Out,
     pub(crate) encoder: ResponseEncoder,
@@ -208,10 +210,9 @@ impl Gateway for FcgiGateway {
             environ.set_default("FCGI_ROLE", role);
             return;
         };
-        // Whether FCGI_ROLE is to be added: looked up in the parameters'
-        // offsets (a check of each name's length) rather than in the
-        // environ afterwards.
-        let given = params.contains(b"FCGI_ROLE");
+        // Whether FCGI_ROLE is to be added was found with the request's
+        // length, in the parameters' offsets, rather than in the environ.
+        let given = self.role_given;
         let was_empty = environ.is_empty();
         let (buf, spans) = params.into_spans();
         environ.extend_replacing_spans(&buf, spans);
@@ -243,6 +244,7 @@ mod tests {
         FcgiGateway {
             id: 1,
             role,
+            role_given: params.iter().any(|(n, _)| *n == "FCGI_ROLE"),
             params: Some(Params::from_pairs(params.iter().copied()).unwrap()),
             stdin: None,
             output: Out::new(Arc::new(Transport::new(io)), 1),

@@ -263,15 +263,15 @@ impl FilterData {
     }
 }
 
-/// The exact length of a stream the web server declared in `params`
+/// The exact length of a stream, from the value the web server declared
 /// (`CONTENT_LENGTH` for FCGI_STDIN, `FCGI_DATA_LENGTH` for FCGI_DATA), by
 /// the core's one rule: digits are a length; `-1` (Caddy, Go's client) or
 /// nothing means the stream is read to its end record, which FastCGI always
 /// sends, so no body is ever lost for want of a length. A malformed value
 /// is read to the end too: the handler answers such a request 400 before
 /// the application could read it.
-pub(crate) fn declared_length(params: &crate::proto::Params, name: &[u8]) -> Option<u64> {
-    match gateway_core::BodyLength::from_values(params.get(name), false) {
+pub(crate) fn declared_length(value: Option<&[u8]>) -> Option<u64> {
+    match gateway_core::BodyLength::from_values(value, false) {
         Ok(gateway_core::BodyLength::Known(n)) => Some(n),
         _ => None,
     }

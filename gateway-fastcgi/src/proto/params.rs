@@ -70,13 +70,21 @@ impl Params {
         self.iter().find(|(n, _)| *n == name).map(|(_, v)| v)
     }
 
-    /// Whether a pair has this name (a comparison of lengths for most
-    /// pairs).
-    pub(crate) fn contains(&self, name: &[u8]) -> bool {
-        let len = name.len();
-        self.spans.iter().any(|&[start, end, _, _]| {
-            (end.wrapping_sub(start)) as usize == len && self.bytes(start, end) == name
-        })
+    /// The value of the first `CONTENT_LENGTH`, and whether there is an
+    /// `FCGI_ROLE`, in one pass (a comparison of lengths for most pairs).
+    pub(crate) fn length_and_role(&self) -> (Option<&[u8]>, bool) {
+        let mut length = None;
+        let mut role = false;
+        for &[start, end, v, v_end] in &self.spans {
+            match end.wrapping_sub(start) {
+                14 if length.is_none() && self.bytes(start, end) == b"CONTENT_LENGTH" => {
+                    length = Some(self.bytes(v, v_end));
+                }
+                9 if self.bytes(start, end) == b"FCGI_ROLE" => role = true,
+                _ => {}
+            }
+        }
+        (length, role)
     }
 
     /// The pairs, in order.
