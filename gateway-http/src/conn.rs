@@ -757,6 +757,7 @@ impl Drop for InFlight {
 /// which the request's header values share, is reused rather than
 /// reallocated. hyper polls the returned future right after, which polls
 /// the handler again with the task's waker when it is not done.
+#[inline(always)]
 fn respond<S, F, M>(
     req: Request<Incoming>,
     shared: &Shared<S>,
