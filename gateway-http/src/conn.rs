@@ -556,6 +556,9 @@ struct Gated<F> {
     inner: Pin<Box<F>>,
     gate: Arc<Gate>,
     waker: Waker,
+    /// The task's waker as last handed to the gate: the gate's lock is
+    /// taken only when the task's waker changed.
+    task: Option<Waker>,
 }
 
 /// Whether a gated future was woken, and the task to wake.
@@ -588,6 +591,7 @@ impl<F: Future> Gated<F> {
             inner: Box::pin(inner),
             waker: Waker::from(gate.clone()),
             gate,
+            task: None,
         }
     }
 }
@@ -597,11 +601,9 @@ impl<F: Future> Future for Gated<F> {
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
         let this = &mut *self;
-        {
-            let mut task = this.gate.task.lock().unwrap_or_else(|e| e.into_inner());
-            if !task.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
-                *task = Some(cx.waker().clone());
-            }
+        if !this.task.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+            this.task = Some(cx.waker().clone());
+            *this.gate.task.lock().unwrap_or_else(|e| e.into_inner()) = Some(cx.waker().clone());
         }
         if !this.gate.fired.swap(false, Ordering::AcqRel) {
             return Poll::Pending;
@@ -755,6 +757,7 @@ impl Drop for InFlight {
 /// which the request's header values share, is reused rather than
 /// reallocated. hyper polls the returned future right after, which polls
 /// the handler again with the task's waker when it is not done.
+#[inline(always)]
 fn respond<S, F, M>(
     req: Request<Incoming>,
     shared: &Shared<S>,

@@ -164,22 +164,33 @@ pub(crate) struct HttpGateway {
     pub(crate) captured: Option<Arc<Captured>>,
 }
 
-/// The request head a deferred environ is made from: hyper's method, URI,
-/// version and fields, the values shared with hyper's (not copied), the
-/// fields in one list, repeated names one after the other.
+/// The request head a deferred environ is made from: hyper's method and
+/// version, the bytes of its request target and field values copied into
+/// one buffer, the field names beside the offsets where their values end
+/// (repeated names one after the other, as a `HeaderMap` iterates them).
 ///
-/// A connection keeps one from a request to the next: emptied once the
-/// request is over and nothing holds it (the environ was dropped with the
-/// request), it is filled again for the next request, so the list is not
-/// allocated for every request. It holds nothing of a request that is over
-/// (hyper's read buffer, which the values share, is reused only once they
-/// are gone).
+/// A connection keeps one from a request to the next: once the request is
+/// over and nothing holds it (the environ was dropped with the request),
+/// it is filled again for the next request, so neither the buffer nor the
+/// list is allocated for every request. Copying the bytes costs less than
+/// sharing them with hyper's read buffer (a count taken and given back for
+/// every value), and it holds nothing of hyper's.
 #[derive(Default)]
 pub(crate) struct Captured {
     method: Method,
-    uri: Uri,
     version: Version,
-    fields: Vec<(HeaderName, HeaderValue)>,
+    /// The target's path and query (`/` without one), its path, its query,
+    /// its authority, then the field values, one after the other.
+    bytes: Vec<u8>,
+    /// Where in `bytes` the target, the path, the query and the authority
+    /// end (the path starts at 0 when the target starts with it).
+    raw_end: usize,
+    path: (usize, usize),
+    query: Option<(usize, usize)>,
+    authority: Option<(usize, usize)>,
+    /// Where the first value starts.
+    values: usize,
+    fields: Vec<(HeaderName, usize)>,
 }
 
 impl Captured {
@@ -187,24 +198,58 @@ impl Captured {
     /// read for every request.
     fn fill(&mut self, parts: &Parts) -> Seen {
         self.method.clone_from(&parts.method);
-        self.uri.clone_from(&parts.uri);
         self.version = parts.version;
+        let uri = &parts.uri;
+        let bytes = &mut self.bytes;
+        bytes.clear();
+        let raw = uri
+            .path_and_query()
+            .map_or("/", |pq| pq.as_str())
+            .as_bytes();
+        bytes.extend_from_slice(raw);
+        self.raw_end = raw.len();
+        let mut place = |b: &[u8], within: Option<usize>| match within {
+            Some(start) => (start, start + b.len()),
+            None => {
+                let start = bytes.len();
+                bytes.extend_from_slice(b);
+                (start, bytes.len())
+            }
+        };
+        // The path and query are parts of the target (the query its tail);
+        // a path that is not (`/` of an empty one) is copied.
+        let path = uri.path().as_bytes();
+        self.path = place(path, raw.starts_with(path).then_some(0));
+        self.query = uri.query().map(|q| {
+            let q = q.as_bytes();
+            let within = raw.ends_with(q).then(|| raw.len() - q.len());
+            place(q, within)
+        });
+        self.authority = uri.authority().map(|a| place(a.as_str().as_bytes(), None));
+        self.values = bytes.len();
         let headers = &parts.headers;
         self.fields.clear();
         self.fields.reserve(headers.len());
         let mut seen = Seen::default();
-        self.fields.extend(headers.iter().map(|(n, v)| {
+        for (n, v) in headers {
             seen.note(n, v);
-            (n.clone(), v.clone())
-        }));
+            bytes.extend_from_slice(v.as_bytes());
+            self.fields.push((n.clone(), bytes.len()));
+        }
         seen
     }
 
     fn head(&self) -> Head<'_> {
+        let at = |(start, end): (usize, usize)| self.bytes.get(start..end).unwrap_or_default();
         Head {
             method: &self.method,
-            uri: &self.uri,
             version: self.version,
+            raw: at((0, self.raw_end)),
+            path: at(self.path),
+            query: self.query.map(at),
+            authority: self.authority.map(at),
+            values: self.bytes.get(self.values..).unwrap_or_default(),
+            values_start: self.values,
             fields: &self.fields,
         }
     }
@@ -234,10 +279,8 @@ impl HttpGateway {
     /// while something still holds it (an environ the application kept).
     pub(crate) fn release(&mut self) -> Option<Arc<Captured>> {
         let mut captured = self.captured.take()?;
-        let c = Arc::get_mut(&mut captured)?;
-        c.fields.clear();
-        // The URI shares hyper's read buffer too.
-        c.uri = Uri::default();
+        // Emptied when filled again.
+        Arc::get_mut(&mut captured)?;
         Some(captured)
     }
 }
@@ -503,13 +546,12 @@ pub(crate) fn derive_environ(
     addrs: &Addrs,
     software: Option<&Bytes>,
 ) -> Option<Bytes> {
-    let uri = parts.uri;
-    let headers = parts.fields.iter().map(|(n, v)| (n, v));
-    let raw = uri.path_and_query().map_or("/", |pq| pq.as_str());
+    let headers = parts.fields();
+    let raw = parts.raw;
 
     // Every value copied from the request goes into one buffer, and each
     // environ entry is a slice of it: one allocation, not one per value.
-    let mut size = 2 * raw.len() + uri.authority().map_or(0, |a| a.as_str().len());
+    let mut size = 2 * raw.len() + parts.authority.map_or(0, <[u8]>::len);
     for (name, value) in headers.clone() {
         size += value.len() + name.as_str().len() + 6;
     }
@@ -537,13 +579,13 @@ pub(crate) fn derive_environ(
     set(env, var("SERVER_PROTOCOL"), var(version_str(parts.version)));
     set(env, var("REQUEST_METHOD"), method_bytes(parts.method));
     set(env, var("SCRIPT_NAME"), Bytes::new());
-    set(env, var("PATH_INFO"), arena.decoded(uri.path().as_bytes()));
+    set(env, var("PATH_INFO"), arena.decoded(parts.path));
     set(
         env,
         var("QUERY_STRING"),
-        arena.copy(uri.query().unwrap_or_default().as_bytes()),
+        arena.copy(parts.query.unwrap_or_default()),
     );
-    set(env, var("REQUEST_URI"), arena.copy(raw.as_bytes()));
+    set(env, var("REQUEST_URI"), arena.copy(raw));
 
     // One pass over the headers: repeated fields come one after the other
     // and are joined with `,`.
@@ -554,7 +596,7 @@ pub(crate) fn derive_environ(
             && *prev == name
         {
             arena.0.extend_from_slice(b",");
-            arena.0.extend_from_slice(value.as_bytes());
+            arena.0.extend_from_slice(value);
             continue;
         }
         if let Some((prev, key)) = current.take() {
@@ -573,7 +615,7 @@ pub(crate) fn derive_environ(
         } else {
             arena.env_name(name.as_str())
         };
-        arena.0.extend_from_slice(value.as_bytes());
+        arena.0.extend_from_slice(value);
         current = Some((name, key));
     }
     if let Some((prev, key)) = current {
@@ -584,10 +626,10 @@ pub(crate) fn derive_environ(
         set(env, key, value);
     }
     if host.is_none()
-        && let Some(a) = uri.authority()
+        && let Some(a) = parts.authority
     {
         // HTTP/2 carries the host in :authority.
-        let a = arena.copy(a.as_str().as_bytes());
+        let a = arena.copy(a);
         set(env, var("HTTP_HOST"), a.clone());
         host = Some(a);
     }
@@ -619,15 +661,35 @@ pub(crate) fn derive_environ(
     host
 }
 
-/// The request head an environ is derived from: hyper's parts, or the
-/// copy a deferred environ keeps.
+/// The request head an environ is derived from (see [`Captured`]).
 pub(crate) struct Head<'a> {
     method: &'a Method,
-    uri: &'a Uri,
     version: Version,
-    /// The fields, repeated names one after the other (as a `HeaderMap`
-    /// iterates them).
-    fields: &'a [(HeaderName, HeaderValue)],
+    /// The request target's path and query (`/` without one).
+    raw: &'a [u8],
+    path: &'a [u8],
+    query: Option<&'a [u8]>,
+    authority: Option<&'a [u8]>,
+    /// The field values, one after the other, starting at `values_start`
+    /// of the offsets in `fields`.
+    values: &'a [u8],
+    values_start: usize,
+    /// The field names and where their values end, repeated names one
+    /// after the other (as a `HeaderMap` iterates them).
+    fields: &'a [(HeaderName, usize)],
+}
+
+impl<'a> Head<'a> {
+    /// The fields: names and values.
+    fn fields(&self) -> impl Iterator<Item = (&'a HeaderName, &'a [u8])> + Clone + use<'a> {
+        let (values, base) = (self.values, self.values_start);
+        let mut start = base;
+        self.fields.iter().map(move |(name, end)| {
+            let value = values.get(start - base..end - base).unwrap_or_default();
+            start = *end;
+            (name, value)
+        })
+    }
 }
 
 impl Seen {
@@ -828,6 +890,74 @@ mod tests {
         assert_eq!(&method_bytes(&Method::HEAD)[..], b"HEAD");
         let odd = Method::from_bytes(b"PROPFIND").unwrap();
         assert_eq!(&method_bytes(&odd)[..], b"PROPFIND");
+    }
+
+    /// The environ of a request target, made from a captured head.
+    fn environ_of(method: &str, target: &str, fields: &[(&str, &str)]) -> Environ {
+        let mut req = Request::builder().method(method).uri(target);
+        for (n, v) in fields {
+            req = req.header(*n, *v);
+        }
+        let (parts, ()) = req.body(()).unwrap().into_parts();
+        let mut captured = Captured::default();
+        // Filled twice: what the first request left does not show.
+        let (first, ()) = Request::builder()
+            .uri("/earlier/path?q=1")
+            .header("x-earlier", "a long value of an earlier request")
+            .body(())
+            .unwrap()
+            .into_parts();
+        captured.fill(&first);
+        captured.fill(&parts);
+        let addrs = Addrs::new(None, None, None, &ErrorStream::new(|_| {}));
+        let mut env = Environ::new();
+        derive_environ(&mut env, &captured.head(), &addrs, None);
+        env
+    }
+
+    #[test]
+    fn captured_heads_give_the_target_and_fields() {
+        let get =
+            |env: &Environ, n: &str| env.get(n).map(|v| String::from_utf8_lossy(v).into_owned());
+        let env = environ_of(
+            "GET",
+            "/p%20q?a=1&b",
+            &[
+                ("host", "h:81"),
+                ("accept", "a"),
+                ("accept", "b"),
+                ("x-y", "z"),
+            ],
+        );
+        assert_eq!(get(&env, "PATH_INFO").as_deref(), Some("/p q"));
+        assert_eq!(get(&env, "QUERY_STRING").as_deref(), Some("a=1&b"));
+        assert_eq!(get(&env, "REQUEST_URI").as_deref(), Some("/p%20q?a=1&b"));
+        assert_eq!(get(&env, "HTTP_ACCEPT").as_deref(), Some("a,b"));
+        assert_eq!(get(&env, "HTTP_X_Y").as_deref(), Some("z"));
+        assert_eq!(get(&env, "SERVER_NAME").as_deref(), Some("h"));
+        assert_eq!(get(&env, "HTTP_X_EARLIER"), None);
+
+        let env = environ_of("GET", "/a?", &[]);
+        assert_eq!(get(&env, "PATH_INFO").as_deref(), Some("/a"));
+        assert_eq!(get(&env, "QUERY_STRING").as_deref(), Some(""));
+        assert_eq!(get(&env, "REQUEST_URI").as_deref(), Some("/a?"));
+
+        let env = environ_of("OPTIONS", "*", &[]);
+        assert_eq!(get(&env, "PATH_INFO").as_deref(), Some("*"));
+        assert_eq!(get(&env, "REQUEST_URI").as_deref(), Some("*"));
+
+        // Authority-form (CONNECT): no path; the host from the authority.
+        let env = environ_of("CONNECT", "example.com:443", &[]);
+        assert_eq!(get(&env, "PATH_INFO").as_deref(), Some(""));
+        assert_eq!(get(&env, "REQUEST_URI").as_deref(), Some("/"));
+        assert_eq!(get(&env, "HTTP_HOST").as_deref(), Some("example.com:443"));
+
+        // Absolute-form: the path and query of the target.
+        let env = environ_of("GET", "http://example.com/x?y", &[]);
+        assert_eq!(get(&env, "PATH_INFO").as_deref(), Some("/x"));
+        assert_eq!(get(&env, "QUERY_STRING").as_deref(), Some("y"));
+        assert_eq!(get(&env, "REQUEST_URI").as_deref(), Some("/x?y"));
+        assert_eq!(get(&env, "HTTP_HOST").as_deref(), Some("example.com"));
     }
 
     #[test]

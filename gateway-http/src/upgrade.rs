@@ -160,6 +160,10 @@ pub(crate) struct Tethered {
     /// before the rest.
     replay: Bytes,
     write: Stall,
+    /// The last write, flush or shutdown had to wait: `write` is timing
+    /// it. Until one does, a write that is ready at once leaves `write`
+    /// alone.
+    write_waiting: bool,
     /// The wait for the first byte; `None` once it came (or unbounded).
     first_read: Option<Stall>,
     tether: Release,
@@ -205,6 +209,7 @@ impl Tethered {
                 inner,
                 replay,
                 write: Stall::new(write_timeout),
+                write_waiting: false,
                 first_read: first_byte.map(Stall::new),
                 tether: Release(tether.clone()),
                 streams: StreamCounter::default(),
@@ -222,14 +227,21 @@ impl Tethered {
 
     /// Fails a write, flush or shutdown that has waited longer than the
     /// write timeout, and notes whether it had to wait.
+    #[inline]
     fn limit_write<R>(
         &mut self,
         what: &str,
         poll: Poll<io::Result<R>>,
         cx: &mut Context<'_>,
     ) -> Poll<io::Result<R>> {
-        self.blocked(poll.is_pending());
-        if self.write.expired(poll.is_ready(), cx) {
+        let pending = poll.is_pending();
+        if !pending && !self.write_waiting {
+            // The usual case: ready at once, as the one before.
+            return poll;
+        }
+        self.write_waiting = pending;
+        self.blocked(pending);
+        if self.write.expired(!pending, cx) {
             return Poll::Ready(Err(io::Error::new(
                 io::ErrorKind::TimedOut,
                 format!("{what} waited longer than {:?}", self.write.timeout()),
