@@ -161,9 +161,11 @@ pub(crate) async fn respond<S, B>(
     let (reader, writer) = tokio::io::split(conn.stream);
     let input = SharedInput::new(buf.freeze(), reader);
     let timed = Timed::reads(input.clone(), limits.get_body_read_timeout());
+    let (block, spans) = header.into_spans();
     let mut gateway = ScgiGateway {
         writer,
-        pairs: header.into_pairs(),
+        block,
+        spans,
         body: Some(Body::from_reader(timed, Some(length))),
         errors: shared.errors.clone(),
         peer_addr: conn.peer_addr,

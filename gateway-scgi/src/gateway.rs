@@ -13,7 +13,9 @@ use tokio::io::{AsyncWrite, AsyncWriteExt};
 /// (`Status:` line), the default of [`Gateway::write_head`].
 pub(crate) struct ScgiGateway<W> {
     pub(crate) writer: W,
-    pub(crate) pairs: Vec<(Bytes, Bytes)>,
+    /// The header's pairs: the block they lie in and their offsets.
+    pub(crate) block: Bytes,
+    pub(crate) spans: Vec<[u32; 4]>,
     pub(crate) body: Option<Body>,
     pub(crate) errors: ErrorStream,
     pub(crate) peer_addr: Option<SocketAddr>,
@@ -59,8 +61,8 @@ impl<W: AsyncWrite + Send + Unpin> Gateway for ScgiGateway<W> {
     fn add_cgi_vars(&mut self, environ: &mut Environ) {
         // The header's pairs, raw and in order, over the handler's base
         // environ (names are unique, the parser checked): an empty environ
-        // takes the parser's vector as it is.
-        environ.extend_replacing(std::mem::take(&mut self.pairs));
+        // keeps the block and the offsets as they are.
+        environ.extend_replacing_spans(&self.block, std::mem::take(&mut self.spans));
     }
 
     fn info(&self) -> GatewayInfo {

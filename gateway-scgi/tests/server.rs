@@ -47,6 +47,33 @@ HTTP_X_RAW=caf\xe9\nEMPTY=\nA_LAST=z\n"
 }
 
 #[tokio::test]
+async fn q7_repeated_http_pairs_reach_the_environ_joined_in_place() {
+    let server = TestServer::start(Limits::default()).await;
+    let req = request(
+        &[
+            ("REQUEST_METHOD", b"GET"),
+            ("REQUEST_URI", b"/env"),
+            ("HTTP_COOKIE", b"a=1"),
+            ("HTTP_X_FORWARDED_FOR", b"10.0.0.1"),
+            ("HTTP_COOKIE", b"b=2"),
+            ("HTTP_X_RAW", b"caf\xe9"),
+            ("HTTP_X_FORWARDED_FOR", b"10.0.0.2"),
+            ("HTTP_COOKIE", b""),
+            ("A_LAST", b"z"),
+        ],
+        b"",
+    );
+    let out = exchange(server.addr, req).await.unwrap();
+    let (head, body) = split(&out);
+    assert!(head.starts_with("Status: 200 OK"), "{head}");
+    assert_eq!(
+        body,
+        b"CONTENT_LENGTH=0\nSCGI=1\nREQUEST_METHOD=GET\nREQUEST_URI=/env\n\
+HTTP_COOKIE=a=1; b=2; \nHTTP_X_FORWARDED_FOR=10.0.0.1, 10.0.0.2\nHTTP_X_RAW=caf\xe9\nA_LAST=z\n"
+    );
+}
+
+#[tokio::test]
 async fn gateway_info_says_scgi_multithread_not_multiprocess() {
     let server = TestServer::start(Limits::default()).await;
     let out = exchange(server.addr, get("/info")).await.unwrap();

@@ -37,7 +37,8 @@ impl Config {
     ///
     /// A longer length is rejected as soon as its digits show it is over the
     /// cap, so the number of length digits read is bounded too (at most one
-    /// more than the cap has).
+    /// more than the cap has). The cap is at most 4 GiB less two bytes; a
+    /// larger one is taken as that.
     pub fn max_header_len(&mut self, max: usize) -> &mut Self {
         self.max_header_len = max;
         self

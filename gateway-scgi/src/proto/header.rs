@@ -1,6 +1,7 @@
 //! The parsed request header and the rules for its `name NUL value NUL` block.
 
 use std::collections::HashMap;
+use std::fmt;
 
 use bytes::Bytes;
 
@@ -19,13 +20,29 @@ const SCGI_VERSION: &[u8] = b"1";
 /// reference server decodes them as ISO-8859-1; this crate leaves decoding
 /// to the caller). `CONTENT_LENGTH` is always the first pair, and `SCGI`
 /// appears where the web server put it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+///
+/// The names and values stay where they arrived, in the received block:
+/// the header holds the block and where each string lies in it.
+#[derive(Clone)]
 pub struct Header {
-    pairs: Vec<(Bytes, Bytes)>,
+    /// The bytes the pairs lie in: the received block, or (when repeated
+    /// `HTTP_*` pairs were joined) a compact copy of the pairs.
+    buf: Bytes,
+    /// Per pair, in order: `[name start, name end, value start, value end]`
+    /// in `buf`.
+    spans: Vec<[u32; 4]>,
     content_length: u64,
     marker: Marker,
     wire_len: usize,
 }
+
+/// The largest header block whose offsets a [`Header`] can hold (below
+/// [`JOINED`], which marks a joined value while the block is parsed).
+pub(super) const MAX_BLOCK_LEN: usize = u32::MAX as usize - 1;
+
+/// The value start of a pair whose value is being joined while the block is
+/// parsed: its value end is then the index of the joined value.
+const JOINED: u32 = u32::MAX;
 
 /// What the request said about the `SCGI` protocol marker.
 ///
@@ -53,17 +70,28 @@ impl Header {
         self.marker
     }
 
+    /// The bytes of `buf` from `start` to `end` (empty if they are not in
+    /// it, which the parser never lets happen).
+    #[inline]
+    fn part(&self, start: u32, end: u32) -> &[u8] {
+        self.buf
+            .get(start as usize..end as usize)
+            .unwrap_or_default()
+    }
+
     /// The value of the header `name` (names are unique, compared as bytes).
     pub fn get(&self, name: &[u8]) -> Option<&[u8]> {
-        self.pairs
+        self.spans
             .iter()
-            .find(|(n, _)| n.as_ref() == name)
-            .map(|(_, v)| v.as_ref())
+            .find(|s| self.part(s[0], s[1]) == name)
+            .map(|s| self.part(s[2], s[3]))
     }
 
     /// The `(name, value)` pairs in the order they were sent.
     pub fn iter(&self) -> impl ExactSizeIterator<Item = (&[u8], &[u8])> + '_ {
-        self.pairs.iter().map(|(n, v)| (n.as_ref(), v.as_ref()))
+        self.spans
+            .iter()
+            .map(|s| (self.part(s[0], s[1]), self.part(s[2], s[3])))
     }
 
     /// How many bytes the header took on the wire: the length digits, `:`,
@@ -76,7 +104,70 @@ impl Header {
     /// The `(name, value)` pairs in the order they were sent, as shared
     /// slices of the received block (no copy).
     pub fn into_pairs(self) -> Vec<(Bytes, Bytes)> {
-        self.pairs
+        let buf = &self.buf;
+        let slice = |start: u32, end: u32| buf.slice(start as usize..end as usize);
+        self.spans
+            .iter()
+            .map(|s| (slice(s[0], s[1]), slice(s[2], s[3])))
+            .collect()
+    }
+
+    /// The pairs as one buffer and, per pair in the order sent, the offsets
+    /// in it of the name and the value: `[name start, name end, value start,
+    /// value end]`. Nothing is copied; the form
+    /// `gateway_core::Environ::extend_replacing_spans` takes.
+    ///
+    /// ```
+    /// use bytes::BytesMut;
+    /// use gateway_scgi::proto::{Config, HeaderParser};
+    ///
+    /// let mut buf = BytesMut::from(&b"24:CONTENT_LENGTH\x000\x00SCGI\x001\x00,"[..]);
+    /// let header = HeaderParser::new(&Config::new()).parse(&mut buf)?.ok_or("incomplete")?;
+    /// let (bytes, spans) = header.into_spans();
+    /// let [start, end, ..] = spans[1];
+    /// assert_eq!(&bytes[start as usize..end as usize], b"SCGI");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn into_spans(self) -> (Bytes, Vec<[u32; 4]>) {
+        (self.buf, self.spans)
+    }
+}
+
+/// Equal when the pairs, the body length, the marker and the wire length
+/// are.
+impl PartialEq for Header {
+    fn eq(&self, other: &Self) -> bool {
+        self.content_length == other.content_length
+            && self.marker == other.marker
+            && self.wire_len == other.wire_len
+            && self.iter().eq(other.iter())
+    }
+}
+
+impl Eq for Header {}
+
+/// Shows the pairs as byte strings.
+impl fmt::Debug for Header {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        /// A byte string shown as `b"..."`.
+        struct Raw<'a>(&'a [u8]);
+        impl fmt::Debug for Raw<'_> {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, "b\"{}\"", self.0.escape_ascii())
+            }
+        }
+        f.debug_struct("Header")
+            .field(
+                "pairs",
+                &self
+                    .iter()
+                    .map(|(n, v)| (Raw(n), Raw(v)))
+                    .collect::<Vec<_>>(),
+            )
+            .field("content_length", &self.content_length)
+            .field("marker", &self.marker)
+            .field("wire_len", &self.wire_len)
+            .finish()
     }
 }
 
@@ -217,13 +308,22 @@ pub(super) fn parse_block(
     let mut ends = Ends::new(strings);
     // Room for the pairs a web server's block holds (some 25 to 40 bytes a
     // pair), bounded so that a large block does not reserve ahead.
-    let mut pairs: Vec<(Bytes, Bytes)> = Vec::with_capacity((block.len() / 24).clamp(8, 64));
+    let mut spans: Vec<[u32; 4]> = Vec::with_capacity((block.len() / 24).clamp(8, 64));
+    // The name of a pair, by its span.
+    let name_of = |s: &[u32; 4]| {
+        strings
+            .get(s[0] as usize..s[1] as usize)
+            .unwrap_or_default()
+    };
     // A name is compared with the earlier ones only when `seen` says it
     // may be one of them; once that has cost `SCAN_BUDGET` comparisons,
     // the names are indexed instead.
     let mut seen = NameFilter::default();
     let mut compared = 0usize;
-    let mut index: Option<HashMap<Bytes, usize>> = None;
+    let mut index: Option<HashMap<&[u8], usize>> = None;
+    // The values of repeated `HTTP_*` pairs joined so far; the span of
+    // such a pair says `JOINED` and the index of its value here.
+    let mut joined: Vec<Vec<u8>> = Vec::new();
     let mut content_length = None;
     let mut marker = Marker::Missing;
     // Where the next string starts in `block`.
@@ -254,32 +354,44 @@ pub(super) fn parse_block(
         let maybe_seen = seen.insert(name);
         if index.is_none() && maybe_seen && compared >= SCAN_BUDGET {
             index = Some(
-                pairs
+                spans
                     .iter()
                     .enumerate()
-                    .map(|(i, (n, _))| (n.clone(), i))
+                    .map(|(i, s)| (name_of(s), i))
                     .collect(),
             );
         }
         let found = match &index {
             Some(index) => index.get(name).copied(),
             None if maybe_seen => {
-                compared += pairs.len();
-                pairs.iter().position(|(n, _)| n.as_ref() == name)
+                compared += spans.len();
+                spans.iter().position(|s| name_of(s) == name)
             }
             None => None,
         };
-        if let Some(at) = found {
-            if merge && name.starts_with(b"HTTP_") {
-                let sep: &[u8] = if name == b"HTTP_COOKIE" { b"; " } else { b", " };
-                let joined = [&pairs[at].1[..], sep, value].concat();
-                pairs[at].1 = Bytes::from(joined);
-                continue;
+        if let Some(first) = found {
+            let Some(span) = spans
+                .get_mut(first)
+                .filter(|_| merge && name.starts_with(b"HTTP_"))
+            else {
+                return Err(ProtocolError::new(
+                    Kind::DuplicateName,
+                    "header name appears twice",
+                ));
+            };
+            let sep: &[u8] = if name == b"HTTP_COOKIE" { b"; " } else { b", " };
+            if span[2] != JOINED {
+                let earlier = strings
+                    .get(span[2] as usize..span[3] as usize)
+                    .unwrap_or_default();
+                *span = [span[0], span[1], JOINED, joined.len() as u32];
+                joined.push(earlier.to_vec());
             }
-            return Err(ProtocolError::new(
-                Kind::DuplicateName,
-                "header name appears twice",
-            ));
+            if let Some(value_so_far) = joined.get_mut(span[3] as usize) {
+                value_so_far.extend_from_slice(sep);
+                value_so_far.extend_from_slice(value);
+            }
+            continue;
         }
         if name == SCGI {
             marker = if value == SCGI_VERSION {
@@ -288,11 +400,16 @@ pub(super) fn parse_block(
                 Marker::Unexpected
             };
         }
-        let name = block.slice(name_at..name_end);
         if let Some(index) = &mut index {
-            index.insert(name.clone(), pairs.len());
+            index.insert(name, spans.len());
         }
-        pairs.push((name, block.slice(value_at..value_end)));
+        // The parser caps the block below `u32::MAX`.
+        spans.push([
+            name_at as u32,
+            name_end as u32,
+            value_at as u32,
+            value_end as u32,
+        ]);
     }
 
     // The loop ran at least once (the block holds at least one NUL), and its
@@ -320,12 +437,44 @@ pub(super) fn parse_block(
             }
         }
     }
+    let buf = if joined.is_empty() {
+        block
+    } else {
+        compact(strings, &mut spans, &joined)
+    };
     Ok(Header {
-        pairs,
+        buf,
+        spans,
         content_length,
         marker,
         wire_len,
     })
+}
+
+/// The pairs of `spans` copied one after the other (names from `strings`,
+/// values from `strings` or `joined`), `spans` set to where they are in the
+/// copy. The copy is no longer than the block: a joined value takes two
+/// bytes per repeat, less than the repeated pair did.
+fn compact(strings: &[u8], spans: &mut [[u32; 4]], joined: &[Vec<u8>]) -> Bytes {
+    let mut buf = Vec::with_capacity(strings.len());
+    let part = |start: u32, end: u32| {
+        strings
+            .get(start as usize..end as usize)
+            .unwrap_or_default()
+    };
+    for span in spans {
+        let name = part(span[0], span[1]);
+        let value = match span[2] {
+            JOINED => joined.get(span[3] as usize).map_or(&[][..], Vec::as_slice),
+            start => part(start, span[3]),
+        };
+        let name_at = buf.len() as u32;
+        buf.extend_from_slice(name);
+        let value_at = buf.len() as u32;
+        buf.extend_from_slice(value);
+        *span = [name_at, value_at, value_at, buf.len() as u32];
+    }
+    Bytes::from(buf)
 }
 
 /// Parses `CONTENT_LENGTH`: one or more ASCII digits (no sign, no spaces),
@@ -394,6 +543,66 @@ mod tests {
             let distinct = parse(block(n, &[("HTTP_OTHER", "x")]), false).unwrap();
             assert_eq!(distinct.iter().len(), n + 2, "n {n}");
         }
+    }
+
+    /// The spans and the pairs say what `iter` says, with or without
+    /// joined repeats; a block with joins is copied into no more bytes than
+    /// it had.
+    #[test]
+    fn spans_pairs_and_iter_agree() {
+        let cases = [
+            block(3, &[]),
+            block(3, &[("HTTP_X1", "again"), ("B", ""), ("HTTP_X1", "")]),
+            block(
+                40,
+                &[
+                    ("HTTP_COOKIE", "a=1"),
+                    ("HTTP_X0", "w"),
+                    ("HTTP_COOKIE", "b=2"),
+                    ("HTTP_X39", ""),
+                ],
+            ),
+        ];
+        for input in cases {
+            let header = parse(input.clone(), true).unwrap();
+            let want: Vec<(Vec<u8>, Vec<u8>)> = header
+                .iter()
+                .map(|(n, v)| (n.to_vec(), v.to_vec()))
+                .collect();
+            let pairs: Vec<(Vec<u8>, Vec<u8>)> = header
+                .clone()
+                .into_pairs()
+                .into_iter()
+                .map(|(n, v)| (n.to_vec(), v.to_vec()))
+                .collect();
+            assert_eq!(pairs, want);
+            let (buf, spans) = header.into_spans();
+            assert!(buf.len() <= input.len(), "{} > {}", buf.len(), input.len());
+            let from_spans: Vec<(Vec<u8>, Vec<u8>)> = spans
+                .iter()
+                .map(|s| {
+                    let part = |a: u32, b: u32| buf[a as usize..b as usize].to_vec();
+                    (part(s[0], s[1]), part(s[2], s[3]))
+                })
+                .collect();
+            assert_eq!(from_spans, want);
+        }
+        let joined = parse(block(3, &[("HTTP_X1", "again"), ("HTTP_X1", "")]), true).unwrap();
+        assert_eq!(joined.get(b"HTTP_X1"), Some(&b"v1, again, "[..]));
+        assert_eq!(joined.iter().len(), 4);
+    }
+
+    /// Headers are equal when their pairs are, whatever bytes hold them.
+    #[test]
+    fn equal_pairs_make_equal_headers() {
+        let joined = parse(block(1, &[("HTTP_X0", "w")]), true).unwrap();
+        let direct = b"CONTENT_LENGTH\x000\x00HTTP_X0\x00v0, w\x00";
+        let mut plain = parse(Bytes::from_static(direct), false).unwrap();
+        assert_ne!(joined, plain, "the wire lengths differ");
+        plain.wire_len = joined.wire_len;
+        assert_eq!(joined, plain);
+        assert_eq!(format!("{joined:?}"), format!("{plain:?}"));
+        assert!(format!("{joined:?}").contains(r#"(b"HTTP_X0", b"v0, w")"#));
     }
 
     /// The ends found a word at a time are the NULs, then the length,

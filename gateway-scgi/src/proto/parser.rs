@@ -4,7 +4,7 @@ use bytes::{Buf, BytesMut};
 
 use super::config::Config;
 use super::error::{Kind, ProtocolError};
-use super::header::{Header, parse_block};
+use super::header::{Header, MAX_BLOCK_LEN, parse_block};
 
 /// An incremental parser for the SCGI request header.
 ///
@@ -42,7 +42,7 @@ impl HeaderParser {
     /// A parser with the limits and strictness of `config`.
     pub fn new(config: &Config) -> Self {
         HeaderParser {
-            max_header_len: config.max_header_len,
+            max_header_len: config.max_header_len.min(MAX_BLOCK_LEN),
             strict_marker: config.strict_marker,
             merge_repeated: config.merge_repeated,
             state: START,
