@@ -323,6 +323,15 @@ impl<'a> Value<'a> {
         self.buf.get(self.start..self.end).unwrap_or_default()
     }
 
+    /// The first `n` bytes (all of them when there are fewer).
+    #[inline]
+    pub(crate) fn prefix(self, n: usize) -> Value<'a> {
+        Value {
+            end: self.end.min(self.start.saturating_add(n)),
+            ..self
+        }
+    }
+
     /// The bytes as a buffer of their own, sharing the allocation.
     #[inline]
     pub(crate) fn to_shared(self) -> Bytes {
@@ -680,6 +689,11 @@ impl<'a> Known<'a> {
     /// As [`Environ::request_uri`].
     pub(crate) fn request_uri(&self) -> Option<&'a [u8]> {
         nonempty(self.get(10))
+    }
+
+    /// [`request_uri`](Known::request_uri) with the buffer it lies in.
+    pub(crate) fn request_uri_value(&self) -> Option<Value<'a>> {
+        self.get(10).filter(|v| !v.is_empty())
     }
 
     /// As [`Environ::body_length`].
