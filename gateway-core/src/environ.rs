@@ -323,6 +323,15 @@ impl<'a> Value<'a> {
         self.buf.get(self.start..self.end).unwrap_or_default()
     }
 
+    /// The first `n` bytes (all of them when there are fewer).
+    #[inline]
+    pub(crate) fn prefix(self, n: usize) -> Value<'a> {
+        Value {
+            end: self.end.min(self.start.saturating_add(n)),
+            ..self
+        }
+    }
+
     /// The bytes as a buffer of their own, sharing the allocation.
     #[inline]
     pub(crate) fn to_shared(self) -> Bytes {
@@ -390,29 +399,49 @@ impl Eq for Environ {}
 /// comparison with the earlier names only when the bit was already set.
 fn index_distinct(vars: &Vars) -> Option<KnownAt> {
     if vars.listed() {
-        index_distinct_of(vars.list.iter().map(|v| vars.name_of(v)))
+        // Every part of a list just taken lies in `buf` (see
+        // `extend_replacing_spans`), but any entry reads right.
+        let (buf, list) = (&vars.buf[..], &vars.list[..]);
+        index_distinct_of(list.len(), |i| match list.get(i) {
+            Some(&[start, end, _, _]) if start & OWN == 0 => {
+                buf.get(start as usize..end as usize).unwrap_or_default()
+            }
+            Some(v) => vars.name_of(v),
+            None => &[],
+        })
     } else {
-        index_distinct_of(vars.own.iter().map(|p| &p.0[..]))
+        let own = &vars.own[..];
+        index_distinct_of(own.len(), |i| own.get(i).map_or(&[][..], |p| &p.0[..]))
     }
 }
 
-/// [`index_distinct`] over the names, in order.
+/// [`index_distinct`] over `len` names, the name of each given by `name`.
 #[inline(always)]
-fn index_distinct_of<'a>(names: impl Iterator<Item = &'a [u8]> + Clone) -> Option<KnownAt> {
+fn index_distinct_of<'a>(len: usize, name: impl Fn(usize) -> &'a [u8]) -> Option<KnownAt> {
     let mut seen = [0u64; 16];
     let mut known = KnownAt::default();
-    for (i, name) in names.clone().enumerate() {
-        let key = name_key(name);
+    for i in 0..len {
+        let n = name(i);
+        let key = name_key(n);
+        // 10 bits of the hash: a word of 16 and a bit of 64.
         let bit = (key.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 54) as usize;
-        let (word, mask) = (bit / 64, 1u64 << (bit % 64));
+        let (word, mask) = ((bit >> 6) & 15, 1u64 << (bit & 63));
         let w = seen.get_mut(word)?;
-        if *w & mask != 0 && names.clone().take(i).any(|earlier| earlier == name) {
+        if *w & mask != 0 && repeats(i, n, &name) {
             return None;
         }
         *w |= mask;
-        known.note_keyed(i, name, key);
+        known.note_keyed(i, n, key);
     }
     Some(known)
+}
+
+/// Whether `n` is the name of one of the first `i` variables (rarely
+/// asked: only when the filter of [`index_distinct_of`] had its bit).
+#[cold]
+#[inline(never)]
+fn repeats<'a>(i: usize, n: &[u8], name: &dyn Fn(usize) -> &'a [u8]) -> bool {
+    (0..i).any(|j| name(j) == n)
 }
 
 /// A name's length and its first, middle and last bytes, packed: what
@@ -680,6 +709,11 @@ impl<'a> Known<'a> {
     /// As [`Environ::request_uri`].
     pub(crate) fn request_uri(&self) -> Option<&'a [u8]> {
         nonempty(self.get(10))
+    }
+
+    /// [`request_uri`](Known::request_uri) with the buffer it lies in.
+    pub(crate) fn request_uri_value(&self) -> Option<Value<'a>> {
+        self.get(10).filter(|v| !v.is_empty())
     }
 
     /// As [`Environ::body_length`].

@@ -214,6 +214,13 @@ fn path_and_query(env: &Known<'_>) -> Result<PathAndQuery, Error> {
         .map(|u| u.split(|&b| b == b'?').next().unwrap_or_default())
         .filter(|p| p.starts_with(b"/"));
 
+    if let Some(raw) = raw_uri_path
+        && ((sn.is_empty() && pi.is_empty()) || agrees(raw, sn, pi))
+        && let Some(shared) = shared_target(env, raw, query)
+    {
+        return Ok(shared);
+    }
+
     let mut out = BytesMut::with_capacity(sn.len() + pi.len() + query.len() + 8);
     match raw_uri_path {
         Some(raw) if (sn.is_empty() && pi.is_empty()) || agrees(raw, sn, pi) => {
@@ -236,6 +243,31 @@ fn path_and_query(env: &Known<'_>) -> Result<PathAndQuery, Error> {
         encode_into(&mut out, query, &QUERY);
     }
     PathAndQuery::from_maybe_shared(out.freeze()).map_err(|_| bad("invalid request path"))
+}
+
+/// The path and query as the rule above builds them, when that is
+/// `REQUEST_URI` (or the start of it) as it is, which needs no copy: its
+/// path `raw` is kept and needs no encoding, and the query is the rest of
+/// it and needs none either.
+fn shared_target(env: &Known<'_>, raw: &[u8], query: &[u8]) -> Option<PathAndQuery> {
+    if !raw.iter().all(|&b| RAW_PATH[usize::from(b)]) {
+        return None;
+    }
+    let uri = env.request_uri_value()?;
+    let len = if query.is_empty() {
+        raw.len()
+    } else {
+        let rest = uri.as_bytes().get(raw.len()..)?;
+        if rest.len() != query.len() + 1
+            || rest.first() != Some(&b'?')
+            || !rest.ends_with(query)
+            || !query.iter().all(|&b| QUERY[usize::from(b)])
+        {
+            return None;
+        }
+        uri.len()
+    };
+    PathAndQuery::from_maybe_shared(uri.prefix(len).to_shared()).ok()
 }
 
 /// Whether `raw` (a REQUEST_URI path) percent-decodes to `sn` + `pi`, either
@@ -354,4 +386,56 @@ pub fn quote_path(s: &[u8]) -> Bytes {
     let mut out = BytesMut::with_capacity(s.len());
     encode_into(&mut out, s, &PATH_SAFE);
     out.freeze()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An environ whose variables lie in one buffer, as FastCGI's do.
+    fn environ(pairs: &[(&str, &str)]) -> (Bytes, Environ) {
+        let mut buf = Vec::new();
+        let mut spans = Vec::new();
+        for (n, v) in pairs {
+            let at = buf.len() as u32;
+            buf.extend_from_slice(n.as_bytes());
+            let value_at = buf.len() as u32;
+            buf.extend_from_slice(v.as_bytes());
+            spans.push([at, value_at, value_at, buf.len() as u32]);
+        }
+        let buf = Bytes::from(buf);
+        let mut env = Environ::new();
+        env.extend_replacing_spans(&buf, spans);
+        (buf, env)
+    }
+
+    fn target(uri: &str, script: &str, query: &str) -> (String, bool) {
+        let (buf, env) = environ(&[
+            ("REQUEST_URI", uri),
+            ("SCRIPT_NAME", script),
+            ("QUERY_STRING", query),
+        ]);
+        let req = build_request(&env, Body::empty()).unwrap();
+        let pq = req.uri().path_and_query().unwrap().as_str();
+        let range = buf.as_ptr_range();
+        (pq.to_owned(), range.contains(&pq.as_ptr()))
+    }
+
+    /// A REQUEST_URI that is the target as built is taken without a copy;
+    /// any other is built as before.
+    #[test]
+    fn target_shares_request_uri_when_it_is_the_same() {
+        assert_eq!(target("/a?x=1", "/a", "x=1"), ("/a?x=1".into(), true));
+        assert_eq!(target("/a", "/a", ""), ("/a".into(), true));
+        assert_eq!(target("/a?", "/a", ""), ("/a".into(), true));
+        assert_eq!(target("/a%2Fb?q", "/a/b", "q"), ("/a%2Fb?q".into(), true));
+        // The query differs from the rest of REQUEST_URI.
+        assert_eq!(target("/a?x=1", "/a", "y=2"), ("/a?y=2".into(), false));
+        assert_eq!(target("/a?x=1&", "/a", "x=1"), ("/a?x=1".into(), false));
+        // Bytes to encode, in the query or the path.
+        assert_eq!(target("/a?x y", "/a", "x y"), ("/a?x%20y".into(), false));
+        assert_eq!(target("/a\"?x", "/a\"", "x"), ("/a%22?x".into(), false));
+        // REQUEST_URI disagrees with SCRIPT_NAME.
+        assert_eq!(target("/b?x", "/a", "x"), ("/a?x".into(), false));
+    }
 }

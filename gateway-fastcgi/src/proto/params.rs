@@ -38,6 +38,34 @@ pub struct Params {
     /// Each pair: where its name begins and ends, where its value begins
     /// (the end of its name) and ends, in `buf`.
     spans: Vec<[u32; 4]>,
+    /// What the server reads of every request, noted as the pairs are
+    /// found.
+    noted: Noted,
+}
+
+/// The pairs a FastCGI server reads for every request, noted as a stream
+/// is decoded: the first `CONTENT_LENGTH`'s value (its start and end) and
+/// whether there is an `FCGI_ROLE`.
+#[derive(Clone, Copy, Default, Debug)]
+struct Noted {
+    content_length: Option<[u32; 2]>,
+    role: bool,
+}
+
+impl Noted {
+    /// Takes note of a pair whose name is `name` and value lies at
+    /// `value`, if the name is one of the noted ones.
+    #[inline]
+    fn note(&mut self, name: &[u8], value: [u32; 2]) {
+        // Nearly every name differs from both in length.
+        match name.len() {
+            14 if self.content_length.is_none() && name == b"CONTENT_LENGTH" => {
+                self.content_length = Some(value);
+            }
+            9 if name == b"FCGI_ROLE" => self.role = true,
+            _ => {}
+        }
+    }
 }
 
 impl Params {
@@ -71,20 +99,13 @@ impl Params {
     }
 
     /// The value of the first `CONTENT_LENGTH`, and whether there is an
-    /// `FCGI_ROLE`, in one pass (a comparison of lengths for most pairs).
+    /// `FCGI_ROLE` (both noted as the pairs were found).
     pub(crate) fn length_and_role(&self) -> (Option<&[u8]>, bool) {
-        let mut length = None;
-        let mut role = false;
-        for &[start, end, v, v_end] in &self.spans {
-            match end.wrapping_sub(start) {
-                14 if length.is_none() && self.bytes(start, end) == b"CONTENT_LENGTH" => {
-                    length = Some(self.bytes(v, v_end));
-                }
-                9 if self.bytes(start, end) == b"FCGI_ROLE" => role = true,
-                _ => {}
-            }
-        }
-        (length, role)
+        let length = self
+            .noted
+            .content_length
+            .map(|[start, end]| self.bytes(start, end));
+        (length, self.noted.role)
     }
 
     /// The pairs, in order.
@@ -119,6 +140,7 @@ impl Params {
         buf.extend_from_slice(value);
         self.buf = buf.freeze();
         self.spans.push([start, value_at, value_at, end]);
+        self.noted.note(name, [value_at, end]);
         Ok(())
     }
 
@@ -319,6 +341,7 @@ pub struct ParamsDecoder {
     max_len: usize,
     max_count: usize,
     spans: Vec<[u32; 4]>,
+    noted: Noted,
 }
 
 impl ParamsDecoder {
@@ -336,6 +359,7 @@ impl ParamsDecoder {
             max_len: max_len.min(i32::MAX as usize),
             max_count,
             spans: Vec::new(),
+            noted: Noted::default(),
         }
     }
 
@@ -403,6 +427,12 @@ impl ParamsDecoder {
                     if self.spans.len() >= self.max_count {
                         break Err(ProtocolError::too_many_params(self.max_count));
                     }
+                    if matches!(name, 9 | 14) {
+                        self.noted.note(
+                            src.get(name_at..value_at).unwrap_or_default(),
+                            [offset(value_at), offset(end)],
+                        );
+                    }
                     let value_at = offset(value_at);
                     self.spans
                         .push([offset(name_at), value_at, value_at, offset(end)]);
@@ -432,6 +462,10 @@ impl ParamsDecoder {
                     let name_at = at + header;
                     let value_at = name_at + name;
                     at = value_at + value;
+                    self.noted.note(
+                        src.get(name_at..value_at).unwrap_or_default(),
+                        [offset(value_at), offset(at)],
+                    );
                     let value_at = offset(value_at);
                     self.spans
                         .push([offset(name_at), value_at, value_at, offset(at)]);
@@ -459,6 +493,7 @@ impl ParamsDecoder {
         Ok(Params {
             buf,
             spans: self.spans,
+            noted: self.noted,
         })
     }
 }
@@ -544,6 +579,34 @@ mod tests {
     use super::*;
 
     const BIG: usize = 1 << 20;
+
+    /// The first CONTENT_LENGTH and the presence of FCGI_ROLE are noted
+    /// however the stream arrives (in one piece, a byte at a time, with
+    /// long lengths) and however the list is made.
+    #[test]
+    fn length_and_role_noted() {
+        let long = vec![b'v'; 200];
+        let list: &[(&[u8], &[u8])] = &[
+            (b"CONTENT_LENGTHX", b"1"),
+            (b"CONTENT_LENGTH", b"12"),
+            (b"X", &long),
+            (b"CONTENT_LENGTH", b"34"),
+            (b"FCGI_ROLE", b"RESPONDER"),
+        ];
+        let stream = block(list);
+        let whole = decode_pairs(stream.clone(), BIG, 100).unwrap();
+        let mut decoder = ParamsDecoder::new(BIG, 100);
+        for i in 0..stream.len() {
+            decoder.push(stream.slice(i..i + 1)).unwrap();
+        }
+        let bytewise = decoder.finish().unwrap();
+        let pushed = Params::from_pairs(list.iter().copied()).unwrap();
+        for params in [&whole, &bytewise, &pushed] {
+            assert_eq!(params.length_and_role(), (Some(&b"12"[..]), true));
+        }
+        let none = decode_pairs(block(&[(b"FCGI_ROLEX", b"")]), BIG, 100).unwrap();
+        assert_eq!(none.length_and_role(), (None, false));
+    }
 
     fn pairs(params: &Params) -> Vec<(&[u8], &[u8])> {
         params.iter().collect()
