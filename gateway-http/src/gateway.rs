@@ -275,8 +275,9 @@ impl HttpGateway {
         self.exchange.lock().abort = Some(why);
     }
 
-    /// The captured head, emptied, for the connection's next request; `None`
-    /// while something still holds it (an environ the application kept).
+    /// The captured head, for the connection's next request to fill again;
+    /// `None` while something still holds it (an environ the application
+    /// kept).
     pub(crate) fn release(&mut self) -> Option<Arc<Captured>> {
         let mut captured = self.captured.take()?;
         // Emptied when filled again.
@@ -317,9 +318,9 @@ impl Gateway for HttpGateway {
 
     /// The environ is deferred: made from a copy of the request head the
     /// first time something reads it (most applications never do), unless
-    /// the handler's base environ is not empty. The copy shares the
-    /// header values hyper parsed (no bytes are copied) in one list, not a
-    /// second header map.
+    /// the handler's base environ is not empty. The copy is one buffer of
+    /// the target's and values' bytes and one list of names, both reused
+    /// from request to request of the connection, not a second header map.
     fn add_cgi_vars(&mut self, env: &mut Environ) {
         let Some(parts) = &self.parts else {
             return;
