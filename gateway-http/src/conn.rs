@@ -938,8 +938,8 @@ async fn answer(
 
 /// Runs the handler for one request; a response that failed after its head
 /// is marked for the body to abort. Gives back the copy of the head the
-/// environ was made from, emptied, when nothing holds it any more (see
-/// `Captured`).
+/// environ was made from, to be filled again, when nothing holds it any
+/// more (see `Captured`).
 ///
 /// An `async` block rather than an `async fn`: the block's future holds the
 /// gateway once, where an `async fn` would hold its argument and a copy.

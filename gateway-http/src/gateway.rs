@@ -208,24 +208,26 @@ impl Captured {
             .as_bytes();
         bytes.extend_from_slice(raw);
         self.raw_end = raw.len();
-        let mut place = |b: &[u8], within: Option<usize>| match within {
-            Some(start) => (start, start + b.len()),
-            None => {
-                let start = bytes.len();
-                bytes.extend_from_slice(b);
-                (start, bytes.len())
+        // The path and query are slices of the target (found by where they
+        // are, not by comparing bytes); one that is not (the `/` of an
+        // empty path) is copied.
+        let raw_at = raw.as_ptr() as usize;
+        let mut place = |b: &[u8]| {
+            let start = (b.as_ptr() as usize).wrapping_sub(raw_at);
+            if start <= raw.len() && b.len() <= raw.len() - start {
+                return (start, start + b.len());
             }
+            let start = bytes.len();
+            bytes.extend_from_slice(b);
+            (start, bytes.len())
         };
-        // The path and query are parts of the target (the query its tail);
-        // a path that is not (`/` of an empty one) is copied.
-        let path = uri.path().as_bytes();
-        self.path = place(path, raw.starts_with(path).then_some(0));
-        self.query = uri.query().map(|q| {
-            let q = q.as_bytes();
-            let within = raw.ends_with(q).then(|| raw.len() - q.len());
-            place(q, within)
+        self.path = place(uri.path().as_bytes());
+        self.query = uri.query().map(|q| place(q.as_bytes()));
+        self.authority = uri.authority().map(|a| {
+            let start = bytes.len();
+            bytes.extend_from_slice(a.as_str().as_bytes());
+            (start, bytes.len())
         });
-        self.authority = uri.authority().map(|a| place(a.as_str().as_bytes(), None));
         self.values = bytes.len();
         let headers = &parts.headers;
         self.fields.clear();
@@ -275,8 +277,9 @@ impl HttpGateway {
         self.exchange.lock().abort = Some(why);
     }
 
-    /// The captured head, emptied, for the connection's next request; `None`
-    /// while something still holds it (an environ the application kept).
+    /// The captured head, for the connection's next request to fill again;
+    /// `None` while something still holds it (an environ the application
+    /// kept).
     pub(crate) fn release(&mut self) -> Option<Arc<Captured>> {
         let mut captured = self.captured.take()?;
         // Emptied when filled again.
@@ -317,9 +320,9 @@ impl Gateway for HttpGateway {
 
     /// The environ is deferred: made from a copy of the request head the
     /// first time something reads it (most applications never do), unless
-    /// the handler's base environ is not empty. The copy shares the
-    /// header values hyper parsed (no bytes are copied) in one list, not a
-    /// second header map.
+    /// the handler's base environ is not empty. The copy is one buffer of
+    /// the target's and values' bytes and one list of names, both reused
+    /// from request to request of the connection, not a second header map.
     fn add_cgi_vars(&mut self, env: &mut Environ) {
         let Some(parts) = &self.parts else {
             return;

@@ -227,7 +227,7 @@ impl Tethered {
 
     /// Fails a write, flush or shutdown that has waited longer than the
     /// write timeout, and notes whether it had to wait.
-    #[inline]
+    #[inline(always)]
     fn limit_write<R>(
         &mut self,
         what: &str,
@@ -239,15 +239,27 @@ impl Tethered {
             // The usual case: ready at once, as the one before.
             return poll;
         }
-        self.write_waiting = pending;
-        self.blocked(pending);
-        if self.write.expired(!pending, cx) {
-            return Poll::Ready(Err(io::Error::new(
-                io::ErrorKind::TimedOut,
-                format!("{what} waited longer than {:?}", self.write.timeout()),
-            )));
+        if self.waited_too_long(pending, cx) {
+            return Poll::Ready(Err(self.write_timed_out(what)));
         }
         poll
+    }
+
+    /// The rest of `limit_write`, once a write had to wait: whether this
+    /// one has now waited longer than the write timeout.
+    #[inline(never)]
+    fn waited_too_long(&mut self, pending: bool, cx: &mut Context<'_>) -> bool {
+        self.write_waiting = pending;
+        self.blocked(pending);
+        self.write.expired(!pending, cx)
+    }
+
+    #[cold]
+    fn write_timed_out(&self, what: &str) -> io::Error {
+        io::Error::new(
+            io::ErrorKind::TimedOut,
+            format!("{what} waited longer than {:?}", self.write.timeout()),
+        )
     }
 
     /// Publishes the count of open HTTP/2 streams after it may have changed.
