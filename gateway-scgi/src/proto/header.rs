@@ -206,79 +206,52 @@ impl NameFilter {
     }
 }
 
-/// Where the strings of a header block end: the offset of each NUL, a
-/// word at a time, then the block's length (the block given without its
-/// final NUL, whose end closes the last string).
-struct Ends<'a> {
-    /// The bytes not yet loaded.
-    rest: &'a [u8],
-    /// The offset of `rest` in the block.
-    offset: usize,
-    /// The offset of the word loaded last.
-    base: usize,
-    /// The high bit of each NUL of that word not yet reported.
-    nuls: u64,
-    /// Whether the block's length has been reported.
-    done: bool,
+/// The high bit of each zero byte of `w`, and of no other (no carry runs
+/// from one byte into the next).
+#[inline]
+fn zero_bytes(w: u64) -> u64 {
+    const LOW7: u64 = 0x7F7F_7F7F_7F7F_7F7F;
+    !(((w & LOW7).wrapping_add(LOW7)) | w | LOW7)
 }
 
-impl<'a> Ends<'a> {
-    fn new(strings: &'a [u8]) -> Self {
-        Ends {
-            rest: strings,
-            offset: 0,
-            base: 0,
-            nuls: 0,
-            done: false,
+/// Splits `strings` (a header block without its final NUL, whose end
+/// closes the last string) at its NULs, a word at a time, into pairs of
+/// strings: per pair `[name start, name end, value start, value end]`,
+/// pushed onto `spans`. Returns true if a name is left over without a
+/// value (the block holds an odd number of strings). The caller keeps the
+/// block below `u32::MAX` bytes.
+fn split_pairs(strings: &[u8], spans: &mut Vec<[u32; 4]>) -> bool {
+    // The span being filled: its name's start and end, once found.
+    let mut span = [0u32; 4];
+    let mut in_value = false;
+    let mut end_at = |at: u32| {
+        if in_value {
+            span[3] = at;
+            spans.push(span);
+            span[0] = at + 1;
+        } else {
+            span[1] = at;
+            span[2] = at + 1;
+        }
+        in_value = !in_value;
+    };
+    let (words, tail) = strings.as_chunks::<8>();
+    let mut base = 0u32;
+    for word in words {
+        let mut nuls = zero_bytes(u64::from_le_bytes(*word));
+        while nuls != 0 {
+            end_at(base + nuls.trailing_zeros() / 8);
+            nuls &= nuls - 1;
+        }
+        base += 8;
+    }
+    for (i, &b) in (0u32..).zip(tail) {
+        if b == 0 {
+            end_at(base + i);
         }
     }
-
-    /// The high bit of each zero byte of `w`, and of no other (no carry
-    /// runs from one byte into the next).
-    #[inline]
-    fn zero_bytes(w: u64) -> u64 {
-        const LOW7: u64 = 0x7F7F_7F7F_7F7F_7F7F;
-        !(((w & LOW7).wrapping_add(LOW7)) | w | LOW7)
-    }
-}
-
-impl Iterator for Ends<'_> {
-    type Item = usize;
-
-    #[inline]
-    fn next(&mut self) -> Option<usize> {
-        loop {
-            if self.nuls != 0 {
-                let at = self.base + (self.nuls.trailing_zeros() / 8) as usize;
-                self.nuls &= self.nuls - 1;
-                return Some(at);
-            }
-            let (word, n) = match self.rest.split_first_chunk::<8>() {
-                Some((word, rest)) => {
-                    self.rest = rest;
-                    (u64::from_le_bytes(*word), 8)
-                }
-                None if self.rest.is_empty() => {
-                    if self.done {
-                        return None;
-                    }
-                    self.done = true;
-                    return Some(self.offset);
-                }
-                None => {
-                    // The last few bytes, padded with bytes that are not NUL.
-                    let mut word = [0xFF; 8];
-                    let n = self.rest.len();
-                    word.get_mut(..n)?.copy_from_slice(self.rest);
-                    self.rest = &[];
-                    (u64::from_le_bytes(word), n)
-                }
-            };
-            self.base = self.offset;
-            self.offset += n;
-            self.nuls = Self::zero_bytes(word);
-        }
-    }
+    end_at(strings.len() as u32);
+    in_value
 }
 
 /// Validates a header block (the netstring's content) and splits it into
@@ -302,124 +275,13 @@ pub(super) fn parse_block(
             "header block does not end in NUL",
         ));
     }
-
     // With the final NUL removed, each NUL of the rest and its end close
-    // one string of the block each.
-    let mut ends = Ends::new(strings);
-    // Room for the pairs a web server's block holds (some 25 to 40 bytes a
-    // pair), bounded so that a large block does not reserve ahead.
+    // one string of the block each. Room for the pairs a web server's
+    // block holds (some 25 to 40 bytes a pair), bounded so that a large
+    // block does not reserve ahead.
     let mut spans: Vec<[u32; 4]> = Vec::with_capacity((block.len() / 24).clamp(8, 64));
-    // The name of a pair, by its span.
-    let name_of = |s: &[u32; 4]| {
-        strings
-            .get(s[0] as usize..s[1] as usize)
-            .unwrap_or_default()
-    };
-    // A name is compared with the earlier ones only when `seen` says it
-    // may be one of them; once that has cost `SCAN_BUDGET` comparisons,
-    // the names are indexed instead.
-    let mut seen = NameFilter::default();
-    let mut compared = 0usize;
-    let mut index: Option<HashMap<&[u8], usize>> = None;
-    // The values of repeated `HTTP_*` pairs joined so far; the span of
-    // such a pair says `JOINED` and the index of its value here.
-    let mut joined: Vec<Vec<u8>> = Vec::new();
-    let mut content_length = None;
-    let mut marker = Marker::Missing;
-    // Where the next string starts in `block`.
-    let mut at = 0;
-    while let Some(name_end) = ends.next() {
-        let Some(value_end) = ends.next() else {
-            return Err(ProtocolError::new(
-                Kind::OddStringCount,
-                "header block holds an odd number of strings",
-            ));
-        };
-        let (name_at, value_at) = (at, name_end + 1);
-        at = value_end + 1;
-        let name = strings.get(name_at..name_end).unwrap_or_default();
-        let value = strings.get(value_at..value_end).unwrap_or_default();
-        if name.is_empty() {
-            return Err(ProtocolError::new(Kind::EmptyName, "empty header name"));
-        }
-        if content_length.is_none() {
-            if name != CONTENT_LENGTH {
-                return Err(ProtocolError::new(
-                    Kind::FirstNotContentLength,
-                    "first header is not CONTENT_LENGTH",
-                ));
-            }
-            content_length = Some(parse_content_length(value)?);
-        }
-        let maybe_seen = seen.insert(name);
-        if index.is_none() && maybe_seen && compared >= SCAN_BUDGET {
-            index = Some(
-                spans
-                    .iter()
-                    .enumerate()
-                    .map(|(i, s)| (name_of(s), i))
-                    .collect(),
-            );
-        }
-        let found = match &index {
-            Some(index) => index.get(name).copied(),
-            None if maybe_seen => {
-                compared += spans.len();
-                spans.iter().position(|s| name_of(s) == name)
-            }
-            None => None,
-        };
-        if let Some(first) = found {
-            let Some(span) = spans
-                .get_mut(first)
-                .filter(|_| merge && name.starts_with(b"HTTP_"))
-            else {
-                return Err(ProtocolError::new(
-                    Kind::DuplicateName,
-                    "header name appears twice",
-                ));
-            };
-            let sep: &[u8] = if name == b"HTTP_COOKIE" { b"; " } else { b", " };
-            if span[2] != JOINED {
-                let earlier = strings
-                    .get(span[2] as usize..span[3] as usize)
-                    .unwrap_or_default();
-                *span = [span[0], span[1], JOINED, joined.len() as u32];
-                joined.push(earlier.to_vec());
-            }
-            if let Some(value_so_far) = joined.get_mut(span[3] as usize) {
-                value_so_far.extend_from_slice(sep);
-                value_so_far.extend_from_slice(value);
-            }
-            continue;
-        }
-        if name == SCGI {
-            marker = if value == SCGI_VERSION {
-                Marker::Present
-            } else {
-                Marker::Unexpected
-            };
-        }
-        if let Some(index) = &mut index {
-            index.insert(name, spans.len());
-        }
-        // The parser caps the block below `u32::MAX`.
-        spans.push([
-            name_at as u32,
-            name_end as u32,
-            value_at as u32,
-            value_end as u32,
-        ]);
-    }
-
-    // The loop ran at least once (the block holds at least one NUL), and its
-    // first round either failed or set the length.
-    let Some(content_length) = content_length else {
-        return Err(ProtocolError::new(
-            Kind::FirstNotContentLength,
-            "first header is not CONTENT_LENGTH",
-        ));
-    };
+    let odd = split_pairs(strings, &mut spans);
+    let (content_length, marker, joined) = check_pairs(strings, &mut spans, odd, merge)?;
     if strict {
         match marker {
             Marker::Present => {}
@@ -451,17 +313,184 @@ pub(super) fn parse_block(
     })
 }
 
+/// Checks the pairs of `spans` in order (`odd`: a name was left over
+/// after them): the first is `CONTENT_LENGTH`, names are not empty, and a
+/// repeated name is an error, or with `merge` and an `HTTP_*` name joined
+/// into its first pair (see [`Repeats::check`]). Returns the body length,
+/// the marker and the joined values.
+fn check_pairs(
+    strings: &[u8],
+    spans: &mut [[u32; 4]],
+    odd: bool,
+    merge: bool,
+) -> Result<(u64, Marker, Vec<Vec<u8>>), ProtocolError> {
+    let part = |start: u32, end: u32| {
+        strings
+            .get(start as usize..end as usize)
+            .unwrap_or_default()
+    };
+    let empty_name = || ProtocolError::new(Kind::EmptyName, "empty header name");
+    let Some(&[name_at, name_end, value_at, value_end]) = spans.first() else {
+        // No pair: the block is one string.
+        return Err(ProtocolError::new(
+            Kind::OddStringCount,
+            "header block holds an odd number of strings",
+        ));
+    };
+    let name = part(name_at, name_end);
+    if name.is_empty() {
+        return Err(empty_name());
+    }
+    if name != CONTENT_LENGTH {
+        return Err(ProtocolError::new(
+            Kind::FirstNotContentLength,
+            "first header is not CONTENT_LENGTH",
+        ));
+    }
+    let content_length = parse_content_length(part(value_at, value_end))?;
+    // A name is looked for among the earlier ones only when `seen` says
+    // it may be one of them (or once the names are indexed).
+    let mut seen = NameFilter::default();
+    seen.insert(name);
+    let mut repeats = Repeats::default();
+    let mut marker = Marker::Missing;
+    for i in 1..spans.len() {
+        let Some(&[name_at, name_end, value_at, value_end]) = spans.get(i) else {
+            break;
+        };
+        let name = part(name_at, name_end);
+        if name.is_empty() {
+            return Err(empty_name());
+        }
+        let maybe_seen = seen.insert(name);
+        if (maybe_seen || repeats.indexed()) && repeats.check(strings, spans, i, merge)? {
+            continue;
+        }
+        if name == SCGI {
+            marker = if part(value_at, value_end) == SCGI_VERSION {
+                Marker::Present
+            } else {
+                Marker::Unexpected
+            };
+        }
+    }
+    if odd {
+        return Err(ProtocolError::new(
+            Kind::OddStringCount,
+            "header block holds an odd number of strings",
+        ));
+    }
+    Ok((content_length, marker, repeats.joined))
+}
+
+/// The search for earlier pairs of a name, and the values of repeated
+/// `HTTP_*` pairs joined so far.
+#[derive(Default)]
+struct Repeats<'a> {
+    /// The name comparisons made so far by scanning the earlier names.
+    compared: usize,
+    /// Each name's pair, once scanning has cost `SCAN_BUDGET` comparisons.
+    index: Option<HashMap<&'a [u8], usize>>,
+    /// The joined values; the span of the first pair of such a name says
+    /// `JOINED` and the index of its value here.
+    joined: Vec<Vec<u8>>,
+}
+
+impl<'a> Repeats<'a> {
+    /// Whether every name is to be noted in the index.
+    #[inline]
+    fn indexed(&self) -> bool {
+        self.index.is_some()
+    }
+
+    /// Looks for an earlier pair of the name of pair `i` (and notes it in
+    /// the index, if there is one, when there is none). Returns true if pair `i` was joined into it: with `merge`,
+    /// an `HTTP_*` value is appended to the first pair's, after `, ` (`; `
+    /// for `HTTP_COOKIE`), and pair `i`'s span set to zeros (an empty name,
+    /// no pair); any other repeat is an error.
+    #[inline(never)]
+    fn check(
+        &mut self,
+        strings: &'a [u8],
+        spans: &mut [[u32; 4]],
+        i: usize,
+        merge: bool,
+    ) -> Result<bool, ProtocolError> {
+        let name_of = |s: &[u32; 4]| {
+            strings
+                .get(s[0] as usize..s[1] as usize)
+                .unwrap_or_default()
+        };
+        let name = spans.get(i).map_or(&[][..], name_of);
+        if self.index.is_none() && self.compared >= SCAN_BUDGET {
+            let mut index = HashMap::with_capacity(i);
+            for (j, s) in spans.iter().enumerate().take(i) {
+                index.insert(name_of(s), j);
+            }
+            // Joined pairs' empty names are no name.
+            index.remove(&b""[..]);
+            self.index = Some(index);
+        }
+        let found = match &mut self.index {
+            Some(index) => {
+                let found = index.get(name).copied();
+                if found.is_none() {
+                    index.insert(name, i);
+                }
+                found
+            }
+            None => {
+                self.compared += i;
+                spans.iter().take(i).position(|s| name_of(s) == name)
+            }
+        };
+        let Some(first) = found else {
+            return Ok(false);
+        };
+        if !(merge && name.starts_with(b"HTTP_")) {
+            return Err(ProtocolError::new(
+                Kind::DuplicateName,
+                "header name appears twice",
+            ));
+        }
+        let value = spans
+            .get(i)
+            .and_then(|s| strings.get(s[2] as usize..s[3] as usize))
+            .unwrap_or_default();
+        if let Some(span) = spans.get_mut(first) {
+            if span[2] != JOINED {
+                let earlier = strings
+                    .get(span[2] as usize..span[3] as usize)
+                    .unwrap_or_default();
+                *span = [span[0], span[1], JOINED, self.joined.len() as u32];
+                self.joined.push(earlier.to_vec());
+            }
+            let sep: &[u8] = if name == b"HTTP_COOKIE" { b"; " } else { b", " };
+            if let Some(value_so_far) = self.joined.get_mut(span[3] as usize) {
+                value_so_far.extend_from_slice(sep);
+                value_so_far.extend_from_slice(value);
+            }
+        }
+        if let Some(span) = spans.get_mut(i) {
+            *span = [0; 4];
+        }
+        Ok(true)
+    }
+}
+
 /// The pairs of `spans` copied one after the other (names from `strings`,
-/// values from `strings` or `joined`), `spans` set to where they are in the
-/// copy. The copy is no longer than the block: a joined value takes two
+/// values from `strings` or `joined`; the pairs joined into earlier ones
+/// left out), `spans` set to where they are in the copy. The copy is no longer than the block: a joined value takes two
 /// bytes per repeat, less than the repeated pair did.
-fn compact(strings: &[u8], spans: &mut [[u32; 4]], joined: &[Vec<u8>]) -> Bytes {
+fn compact(strings: &[u8], spans: &mut Vec<[u32; 4]>, joined: &[Vec<u8>]) -> Bytes {
     let mut buf = Vec::with_capacity(strings.len());
     let part = |start: u32, end: u32| {
         strings
             .get(start as usize..end as usize)
             .unwrap_or_default()
     };
+    // The pairs joined into earlier ones (zeros, an empty name) go.
+    spans.retain(|s| s[0] != s[1]);
     for span in spans {
         let name = part(span[0], span[1]);
         let value = match span[2] {
@@ -545,6 +574,27 @@ mod tests {
         }
     }
 
+    /// Pairs joined before the names are indexed are found (once) by the
+    /// index, whose entries are the first pairs of their names.
+    #[test]
+    fn joined_pairs_are_found_through_the_index() {
+        let many: Vec<(String, String)> = (0..2000)
+            .map(|i| (format!("HTTP_Y{i}"), format!("y{i}")))
+            .collect();
+        let mut extra: Vec<(&str, &str)> = vec![("HTTP_X1", "a")];
+        extra.extend(many.iter().map(|(n, v)| (n.as_str(), v.as_str())));
+        extra.extend([("HTTP_X1", "b"), ("HTTP_Y7", "c"), ("HTTP_X1", "d")]);
+        let header = parse(block(3, &extra), true).unwrap();
+        assert_eq!(header.iter().len(), 1 + 3 + 2000);
+        assert_eq!(header.get(b"HTTP_X1"), Some(&b"v1, a, b, d"[..]));
+        assert_eq!(header.get(b"HTTP_Y7"), Some(&b"y7, c"[..]));
+        let names: Vec<&[u8]> = header.iter().map(|(n, _)| n).take(4).collect();
+        assert_eq!(
+            names,
+            [&b"CONTENT_LENGTH"[..], b"HTTP_X0", b"HTTP_X1", b"HTTP_X2"]
+        );
+    }
+
     /// The spans and the pairs say what `iter` says, with or without
     /// joined repeats; a block with joins is copied into no more bytes than
     /// it had.
@@ -605,11 +655,12 @@ mod tests {
         assert!(format!("{joined:?}").contains(r#"(b"HTTP_X0", b"v0, w")"#));
     }
 
-    /// The ends found a word at a time are the NULs, then the length,
-    /// whatever the bytes around the NULs (bytes with the high bit set,
-    /// ones, NULs side by side) and wherever they fall in a word.
+    /// The pairs found a word at a time are the strings between the NULs
+    /// (and the end), two by two, whatever the bytes around the NULs (bytes
+    /// with the high bit set, ones, NULs side by side) and wherever they
+    /// fall in a word.
     #[test]
-    fn ends_are_the_nuls_then_the_length() {
+    fn pairs_are_the_strings_between_the_nuls() {
         let alphabet = [0u8, 1, 0x7F, 0x80, 0x81, 0xFF, b'A'];
         let mut state = 0x2545_F491_4F6C_DD1Du64;
         for len in 0..80 {
@@ -622,12 +673,22 @@ mod tests {
                         alphabet[(state % alphabet.len() as u64) as usize]
                     })
                     .collect();
-                let want: Vec<usize> = (0..len)
-                    .filter(|&i| bytes[i] == 0)
-                    .chain(std::iter::once(len))
+                let strings: Vec<&[u8]> = bytes.split(|&b| b == 0).collect();
+                let want: Vec<(&[u8], &[u8])> = strings
+                    .chunks_exact(2)
+                    .map(|pair| (pair[0], pair[1]))
                     .collect();
-                let got: Vec<usize> = Ends::new(&bytes).collect();
+                let mut spans = Vec::new();
+                let odd = split_pairs(&bytes, &mut spans);
+                let got: Vec<(&[u8], &[u8])> = spans
+                    .iter()
+                    .map(|s| {
+                        let part = |a: u32, b: u32| &bytes[a as usize..b as usize];
+                        (part(s[0], s[1]), part(s[2], s[3]))
+                    })
+                    .collect();
                 assert_eq!(got, want, "{bytes:?}");
+                assert_eq!(odd, strings.len() % 2 == 1, "{bytes:?}");
             }
         }
     }
