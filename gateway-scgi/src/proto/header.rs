@@ -221,37 +221,65 @@ fn zero_bytes(w: u64) -> u64 {
 /// value (the block holds an odd number of strings). The caller keeps the
 /// block below `u32::MAX` bytes.
 fn split_pairs(strings: &[u8], spans: &mut Vec<[u32; 4]>) -> bool {
-    // The span being filled: its name's start and end, once found.
-    let mut span = [0u32; 4];
-    let mut in_value = false;
-    let mut end_at = |at: u32| {
-        if in_value {
-            span[3] = at;
-            spans.push(span);
-            span[0] = at + 1;
-        } else {
-            span[1] = at;
-            span[2] = at + 1;
+    // The offsets of the NULs of a stretch of the block, paired up and
+    // flushed into `spans` every so often, so that the scan itself only
+    // stores; the last one is kept if it is unpaired.
+    let mut ends = [0u32; 72];
+    let mut n = 0usize;
+    let mut start = 0u32;
+    let mut flush = |ends: &mut [u32; 72], n: &mut usize| {
+        let pairs = ends.get(..*n).unwrap_or_default().as_chunks::<2>();
+        let left = pairs.1.first().copied();
+        spans.extend(pairs.0.iter().map(|&[name_end, value_end]| {
+            let span = [start, name_end, name_end + 1, value_end];
+            start = value_end + 1;
+            span
+        }));
+        *n = 0;
+        if let (Some(end), Some(slot)) = (left, ends.first_mut()) {
+            *slot = end;
+            *n = 1;
         }
-        in_value = !in_value;
     };
     let (words, tail) = strings.as_chunks::<8>();
     let mut base = 0u32;
     for word in words {
         let mut nuls = zero_bytes(u64::from_le_bytes(*word));
-        while nuls != 0 {
-            end_at(base + nuls.trailing_zeros() / 8);
-            nuls &= nuls - 1;
+        if nuls != 0 {
+            // A word holds at most 8 NULs.
+            if n > 64 {
+                flush(&mut ends, &mut n);
+            }
+            while nuls != 0 {
+                if let Some(slot) = ends.get_mut(n) {
+                    *slot = base + nuls.trailing_zeros() / 8;
+                }
+                n += 1;
+                nuls &= nuls - 1;
+            }
         }
         base += 8;
     }
     for (i, &b) in (0u32..).zip(tail) {
         if b == 0 {
-            end_at(base + i);
+            if n > 64 {
+                flush(&mut ends, &mut n);
+            }
+            if let Some(slot) = ends.get_mut(n) {
+                *slot = base + i;
+            }
+            n += 1;
         }
     }
-    end_at(strings.len() as u32);
-    in_value
+    if n > 64 {
+        flush(&mut ends, &mut n);
+    }
+    if let Some(slot) = ends.get_mut(n) {
+        *slot = strings.len() as u32;
+    }
+    n += 1;
+    flush(&mut ends, &mut n);
+    n == 1
 }
 
 /// Validates a header block (the netstring's content) and splits it into
@@ -355,7 +383,7 @@ fn check_pairs(
     let mut repeats = Repeats::default();
     let mut marker = Marker::Missing;
     for i in 1..spans.len() {
-        let Some(&[name_at, name_end, value_at, value_end]) = spans.get(i) else {
+        let Some(&[name_at, name_end, ..]) = spans.get(i) else {
             break;
         };
         let name = part(name_at, name_end);
@@ -367,7 +395,8 @@ fn check_pairs(
             continue;
         }
         if name == SCGI {
-            marker = if part(value_at, value_end) == SCGI_VERSION {
+            let value = spans.get(i).map_or(&[][..], |s| part(s[2], s[3]));
+            marker = if value == SCGI_VERSION {
                 Marker::Present
             } else {
                 Marker::Unexpected
@@ -661,9 +690,12 @@ mod tests {
     /// fall in a word.
     #[test]
     fn pairs_are_the_strings_between_the_nuls() {
-        let alphabet = [0u8, 1, 0x7F, 0x80, 0x81, 0xFF, b'A'];
+        // Mostly NULs too, so that runs of more NULs than are kept at once
+        // are split up.
+        let alphabets: [&[u8]; 2] = [&[0u8, 1, 0x7F, 0x80, 0x81, 0xFF, b'A'], &[0, 0, 0, b'A']];
         let mut state = 0x2545_F491_4F6C_DD1Du64;
-        for len in 0..80 {
+        let lens = (0..80).chain((80..700).step_by(31));
+        for (len, alphabet) in lens.flat_map(|len| alphabets.map(|a| (len, a))) {
             for _ in 0..20 {
                 let bytes: Vec<u8> = (0..len)
                     .map(|_| {
