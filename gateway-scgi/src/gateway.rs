@@ -1,6 +1,7 @@
 //! The [`Gateway`] of one SCGI request: the header pairs in, the response
 //! out in CGI form.
 
+use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -88,22 +89,34 @@ fn timed_out(what: &str, after: Duration) -> io::Error {
     )
 }
 
+/// Runs `io` within `after`. The timer is set only if `io` does not finish
+/// at its first poll, as a write to a socket with room does: most writes
+/// need none.
+async fn within(
+    what: &str,
+    after: Duration,
+    io: impl Future<Output = io::Result<()>>,
+) -> io::Result<()> {
+    let mut io = std::pin::pin!(io);
+    if let Poll::Ready(done) = std::future::poll_fn(|cx| Poll::Ready(io.as_mut().poll(cx))).await {
+        return done;
+    }
+    tokio::time::timeout(after, io)
+        .await
+        .map_err(|_| timed_out(what, after))?
+}
+
 impl Gateway for ScgiGateway {
     // The default `write_head` writes the pipeline's Content-Length.
     const LENGTH_APART: bool = true;
 
     async fn write(&mut self, data: Bytes) -> io::Result<()> {
-        let after = self.write_timeout;
-        tokio::time::timeout(after, self.writer.write_all(&data))
-            .await
-            .map_err(|_| timed_out("response write", after))?
+        let write = self.writer.write_all(&data);
+        within("response write", self.write_timeout, write).await
     }
 
     async fn flush(&mut self) -> io::Result<()> {
-        let after = self.write_timeout;
-        tokio::time::timeout(after, self.writer.flush())
-            .await
-            .map_err(|_| timed_out("response flush", after))?
+        within("response flush", self.write_timeout, self.writer.flush()).await
     }
 
     fn stdin(&mut self, _environ: &Environ) -> Body {
