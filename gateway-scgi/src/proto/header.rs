@@ -582,6 +582,121 @@ mod tests {
         parse_block(block, len, false, merge)
     }
 
+    /// What a block's pairs are, worked out the plain way: split at every
+    /// NUL, checked pair by pair, repeats joined in place.
+    type Plain = Result<(Vec<(Vec<u8>, Vec<u8>)>, u64, Marker), Kind>;
+
+    fn plain(block: &[u8], merge: bool) -> Plain {
+        let Some((&last, strings)) = block.split_last() else {
+            return Err(Kind::FirstNotContentLength);
+        };
+        if last != 0 {
+            return Err(Kind::NotNulTerminated);
+        }
+        let strings: Vec<&[u8]> = strings.split(|&b| b == 0).collect();
+        let mut pairs: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
+        let mut content_length = None;
+        let mut marker = Marker::Missing;
+        for pair in strings.chunks(2) {
+            let [name, value] = *pair else {
+                return Err(Kind::OddStringCount);
+            };
+            if name.is_empty() {
+                return Err(Kind::EmptyName);
+            }
+            if content_length.is_none() {
+                if name != CONTENT_LENGTH {
+                    return Err(Kind::FirstNotContentLength);
+                }
+                content_length = Some(parse_content_length(value).map_err(|e| e.kind())?);
+            }
+            if let Some(earlier) = pairs.iter_mut().find(|(n, _)| n == name) {
+                if !(merge && name.starts_with(b"HTTP_")) {
+                    return Err(Kind::DuplicateName);
+                }
+                let sep: &[u8] = if name == b"HTTP_COOKIE" { b"; " } else { b", " };
+                earlier.1.extend_from_slice(sep);
+                earlier.1.extend_from_slice(value);
+                continue;
+            }
+            if name == SCGI {
+                marker = if value == SCGI_VERSION {
+                    Marker::Present
+                } else {
+                    Marker::Unexpected
+                };
+            }
+            pairs.push((name.to_vec(), value.to_vec()));
+        }
+        Ok((pairs, content_length.unwrap_or_default(), marker))
+    }
+
+    /// Random blocks of a few names (repeated often, empty now and then,
+    /// in a few names or in hundreds, so that repeats are found by scanning
+    /// and through the index), with and without joining, parse as the
+    /// plain way says: the same pairs, length and marker, or the same
+    /// error.
+    #[test]
+    fn blocks_parse_as_the_plain_way_says() {
+        let few: Vec<String> = [
+            "CONTENT_LENGTH",
+            "SCGI",
+            "HTTP_A",
+            "HTTP_COOKIE",
+            "X",
+            "",
+            "HTTP_B",
+        ]
+        .map(String::from)
+        .to_vec();
+        let many: Vec<String> = (0..150).map(|i| format!("HTTP_N{i}")).collect();
+        let values = ["", "0", "1", "12", "a", "x\u{ff}"];
+        let mut state = 0x9E37_79B9_7F4A_7C15u64;
+        let mut next = |n: usize| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state % n as u64) as usize
+        };
+        for round in 0..4000 {
+            let names = if round % 3 == 0 { &many } else { &few };
+            let strings = next(if round % 3 == 0 { 600 } else { 14 });
+            let mut block = Vec::new();
+            if next(4) != 0 {
+                block.extend_from_slice(b"CONTENT_LENGTH\0");
+                block.extend_from_slice(values[next(4)].as_bytes());
+                block.push(0);
+            }
+            for k in 0..strings {
+                let string = if k % 2 == 0 {
+                    // Names repeat often: a few of them most of the time.
+                    names[next(names.len()).min(next(names.len()) + 3)].as_bytes()
+                } else {
+                    values[next(values.len())].as_bytes()
+                };
+                block.extend_from_slice(string);
+                block.push(0);
+            }
+            if next(20) == 0 {
+                block.pop();
+            }
+            for merge in [false, true] {
+                let want = plain(&block, merge);
+                let got = parse(Bytes::from(block.clone()), merge).map_err(|e| e.kind());
+                let got = got.map(|h| {
+                    let pairs = h.iter().map(|(n, v)| (n.to_vec(), v.to_vec())).collect();
+                    (pairs, h.content_length(), h.marker())
+                });
+                assert_eq!(
+                    got,
+                    want,
+                    "{:?}, merge {merge}",
+                    block.escape_ascii().to_string()
+                );
+            }
+        }
+    }
+
     /// A repeated name is found whether the names are few (scanned) or
     /// many (indexed once the scans cost too much), early or late in the
     /// block.
