@@ -12,7 +12,7 @@ use http::{Request, Response};
 use tokio::io::AsyncReadExt;
 use tower::Service;
 
-use crate::gateway::ScgiGateway;
+use crate::gateway::{Output, ScgiGateway};
 use crate::proto::{Config, Header, HeaderParser, Marker, ProtocolError};
 
 /// The answer to a malformed request header.
@@ -141,7 +141,7 @@ pub(crate) async fn respond<S, B>(
     shared: &Shared,
     conn: Parts,
     header: Header,
-    buf: BytesMut,
+    mut buf: BytesMut,
     app: S,
 ) where
     S: Service<Request<Body>, Response = Response<B>> + Send,
@@ -158,28 +158,58 @@ pub(crate) async fn respond<S, B>(
     }
     let limits = &shared.limits;
     let length = header.content_length();
-    let (reader, writer) = tokio::io::split(conn.stream);
-    let input = SharedInput::new(buf.freeze(), reader);
-    let timed = Timed::reads(input.clone(), limits.get_body_read_timeout());
     let (block, spans) = header.into_spans();
     let mut gateway = ScgiGateway {
-        writer,
+        writer: Output::Whole(conn.stream),
         block,
         spans,
-        body: Some(Body::from_reader(timed, Some(length))),
+        body: None,
         errors: shared.errors.clone(),
         peer_addr: conn.peer_addr,
         local_addr: conn.local_addr,
         write_timeout: limits.get_write_timeout(),
     };
+    // A body that came whole with the header (an empty one, most often) is
+    // taken from the buffer: then nothing but the response uses the socket,
+    // and it need not be split.
+    if let Some(body) = body_in_hand(&mut buf, length) {
+        gateway.body = Some(body);
+        let outcome = shared.handler.run(&mut gateway, app).await;
+        let Output::Whole(stream) = gateway.writer else {
+            return;
+        };
+        // Every byte of the request was read; nothing past it may be.
+        close_after(stream, &outcome, buf.is_empty(), limits.get_write_timeout()).await;
+        return;
+    }
+    let Output::Whole(stream) = gateway.writer else {
+        return;
+    };
+    let (reader, writer) = tokio::io::split(stream);
+    gateway.writer = Output::Half(writer);
+    let input = SharedInput::new(buf.freeze(), reader);
+    let timed = Timed::reads(input.clone(), limits.get_body_read_timeout());
+    gateway.body = Some(Body::from_reader(timed, Some(length)));
     let outcome = shared.handler.run(&mut gateway, app).await;
-    let ScgiGateway { writer, .. } = gateway;
+    let Output::Half(writer) = gateway.writer else {
+        return;
+    };
     let done = input.read_exactly(length);
     let Some(reader) = input.take_reader() else {
         return;
     };
     let stream = reader.unsplit(writer);
     close_after(stream, &outcome, done, limits.get_write_timeout()).await;
+}
+
+/// The body of `length` bytes, if `buf` (what was read past the header)
+/// holds all of it: taken from the front of `buf`.
+fn body_in_hand(buf: &mut BytesMut, length: u64) -> Option<Body> {
+    match usize::try_from(length) {
+        Ok(0) => Some(Body::empty()),
+        Ok(n) if n <= buf.len() => Some(Body::full(buf.split_to(n).freeze())),
+        _ => None,
+    }
 }
 
 /// Room for the first read of a connection: most SCGI headers fit.

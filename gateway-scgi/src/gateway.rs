@@ -1,18 +1,77 @@
 //! The [`Gateway`] of one SCGI request: the header pairs in, the response
 //! out in CGI form.
 
+use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
+use gateway_core::server::Stream;
 use gateway_core::{Body, Environ, ErrorStream, Gateway, GatewayInfo, Protocol};
-use tokio::io::{AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncWrite, AsyncWriteExt, WriteHalf};
+
+/// Where a response is written.
+pub(crate) enum Output {
+    /// The connection itself: the request's body came whole with its
+    /// header, nothing reads the socket while the response is written.
+    Whole(Stream),
+    /// The write half of the connection, whose read half the request's
+    /// body reads from.
+    Half(WriteHalf<Stream>),
+}
+
+impl AsyncWrite for Output {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Output::Whole(s) => Pin::new(s).poll_write(cx, buf),
+            Output::Half(s) => Pin::new(s).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Output::Whole(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+            Output::Half(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        match self {
+            Output::Whole(s) => s.is_write_vectored(),
+            Output::Half(s) => s.is_write_vectored(),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Output::Whole(s) => Pin::new(s).poll_flush(cx),
+            Output::Half(s) => Pin::new(s).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Output::Whole(s) => Pin::new(s).poll_shutdown(cx),
+            Output::Half(s) => Pin::new(s).poll_shutdown(cx),
+        }
+    }
+}
 
 /// One request's backend. The response head is written in CGI form
 /// (`Status:` line), the default of [`Gateway::write_head`].
-pub(crate) struct ScgiGateway<W> {
-    pub(crate) writer: W,
+pub(crate) struct ScgiGateway {
+    pub(crate) writer: Output,
     /// The header's pairs: the block they lie in and their offsets.
     pub(crate) block: Bytes,
     pub(crate) spans: Vec<[u32; 4]>,
@@ -30,22 +89,34 @@ fn timed_out(what: &str, after: Duration) -> io::Error {
     )
 }
 
-impl<W: AsyncWrite + Send + Unpin> Gateway for ScgiGateway<W> {
+/// Runs `io` within `after`. The timer is set only if `io` does not finish
+/// at its first poll, as a write to a socket with room does: most writes
+/// need none.
+async fn within(
+    what: &str,
+    after: Duration,
+    io: impl Future<Output = io::Result<()>>,
+) -> io::Result<()> {
+    let mut io = std::pin::pin!(io);
+    if let Poll::Ready(done) = std::future::poll_fn(|cx| Poll::Ready(io.as_mut().poll(cx))).await {
+        return done;
+    }
+    tokio::time::timeout(after, io)
+        .await
+        .map_err(|_| timed_out(what, after))?
+}
+
+impl Gateway for ScgiGateway {
     // The default `write_head` writes the pipeline's Content-Length.
     const LENGTH_APART: bool = true;
 
     async fn write(&mut self, data: Bytes) -> io::Result<()> {
-        let after = self.write_timeout;
-        tokio::time::timeout(after, self.writer.write_all(&data))
-            .await
-            .map_err(|_| timed_out("response write", after))?
+        let write = self.writer.write_all(&data);
+        within("response write", self.write_timeout, write).await
     }
 
     async fn flush(&mut self) -> io::Result<()> {
-        let after = self.write_timeout;
-        tokio::time::timeout(after, self.writer.flush())
-            .await
-            .map_err(|_| timed_out("response flush", after))?
+        within("response flush", self.write_timeout, self.writer.flush()).await
     }
 
     fn stdin(&mut self, _environ: &Environ) -> Body {

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use gateway_core::Limits;
 use gateway_core::server::Listener;
 use gateway_scgi::Server;
-use support::{TestServer, exchange, get, request, split};
+use support::{BIG, TestServer, exchange, get, request, split};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -193,4 +193,30 @@ async fn body_read_timeout_is_a_408_and_no_application_error() {
     let (head, _) = split(&out);
     assert!(head.starts_with("Status: 408"), "{head}");
     assert!(captured.text().is_empty(), "{}", captured.text());
+}
+
+#[tokio::test]
+async fn response_to_a_web_server_that_stops_reading_times_out() {
+    let mut limits = Limits::default();
+    limits.write_timeout(Duration::from_millis(200));
+    let server = TestServer::start(limits).await;
+    let mut stream = TcpStream::connect(server.addr).await.unwrap();
+    stream.write_all(&get("/big")).await.unwrap();
+    // Nothing is read until the server had time to give up.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let mut got = 0usize;
+    let mut chunk = vec![0u8; 64 * 1024];
+    let read_all = async {
+        loop {
+            match stream.read(&mut chunk).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => got += n,
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(20), read_all)
+        .await
+        .expect("the server kept the connection open");
+    assert!(got > 0, "nothing of the response arrived");
+    assert!(got < BIG, "the whole response arrived ({got} bytes)");
 }

@@ -99,6 +99,25 @@ async fn s3_large_body_is_streamed_exactly() {
 }
 
 #[tokio::test]
+async fn s3_body_sent_with_the_header_is_read_exactly() {
+    // The header, the body and bytes past it in one write: the body is
+    // what CONTENT_LENGTH says, whether the application reads it or not,
+    // and the response arrives whole before the close.
+    let server = TestServer::start(Limits::default()).await;
+    for (uri, want) in [
+        (&b"/echo"[..], &b"a small form body"[..]),
+        (b"/ignore", b"ignored"),
+    ] {
+        let mut req = request(&[("REQUEST_URI", uri)], b"a small form body");
+        req.extend_from_slice(b"JUNK AFTER THE BODY");
+        let out = exchange(server.addr, req).await.unwrap();
+        let (head, got) = split(&out);
+        assert!(head.starts_with("Status: 200 OK"), "{head}");
+        assert_eq!(got, want);
+    }
+}
+
+#[tokio::test]
 async fn b5_short_body_is_a_body_error_for_the_app() {
     let server = TestServer::start(Limits::default()).await;
     let mut req = request(&[("REQUEST_URI", b"/echo")], b"0123456789");

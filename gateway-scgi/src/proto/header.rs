@@ -206,79 +206,80 @@ impl NameFilter {
     }
 }
 
-/// Where the strings of a header block end: the offset of each NUL, a
-/// word at a time, then the block's length (the block given without its
-/// final NUL, whose end closes the last string).
-struct Ends<'a> {
-    /// The bytes not yet loaded.
-    rest: &'a [u8],
-    /// The offset of `rest` in the block.
-    offset: usize,
-    /// The offset of the word loaded last.
-    base: usize,
-    /// The high bit of each NUL of that word not yet reported.
-    nuls: u64,
-    /// Whether the block's length has been reported.
-    done: bool,
+/// The high bit of each zero byte of `w`, and of no other (no carry runs
+/// from one byte into the next).
+#[inline]
+fn zero_bytes(w: u64) -> u64 {
+    const LOW7: u64 = 0x7F7F_7F7F_7F7F_7F7F;
+    !(((w & LOW7).wrapping_add(LOW7)) | w | LOW7)
 }
 
-impl<'a> Ends<'a> {
-    fn new(strings: &'a [u8]) -> Self {
-        Ends {
-            rest: strings,
-            offset: 0,
-            base: 0,
-            nuls: 0,
-            done: false,
+/// Splits `strings` (a header block without its final NUL, whose end
+/// closes the last string) at its NULs, a word at a time, into pairs of
+/// strings: per pair `[name start, name end, value start, value end]`,
+/// pushed onto `spans`. Returns true if a name is left over without a
+/// value (the block holds an odd number of strings). The caller keeps the
+/// block below `u32::MAX` bytes.
+fn split_pairs(strings: &[u8], spans: &mut Vec<[u32; 4]>) -> bool {
+    // The offsets of the NULs of a stretch of the block, paired up and
+    // flushed into `spans` every so often, so that the scan itself only
+    // stores; the last one is kept if it is unpaired.
+    let mut ends = [0u32; 72];
+    let mut n = 0usize;
+    let mut start = 0u32;
+    let mut flush = |ends: &mut [u32; 72], n: &mut usize| {
+        let pairs = ends.get(..*n).unwrap_or_default().as_chunks::<2>();
+        let left = pairs.1.first().copied();
+        spans.extend(pairs.0.iter().map(|&[name_end, value_end]| {
+            let span = [start, name_end, name_end + 1, value_end];
+            start = value_end + 1;
+            span
+        }));
+        *n = 0;
+        if let (Some(end), Some(slot)) = (left, ends.first_mut()) {
+            *slot = end;
+            *n = 1;
         }
-    }
-
-    /// The high bit of each zero byte of `w`, and of no other (no carry
-    /// runs from one byte into the next).
-    #[inline]
-    fn zero_bytes(w: u64) -> u64 {
-        const LOW7: u64 = 0x7F7F_7F7F_7F7F_7F7F;
-        !(((w & LOW7).wrapping_add(LOW7)) | w | LOW7)
-    }
-}
-
-impl Iterator for Ends<'_> {
-    type Item = usize;
-
-    #[inline]
-    fn next(&mut self) -> Option<usize> {
-        loop {
-            if self.nuls != 0 {
-                let at = self.base + (self.nuls.trailing_zeros() / 8) as usize;
-                self.nuls &= self.nuls - 1;
-                return Some(at);
+    };
+    let (words, tail) = strings.as_chunks::<8>();
+    let mut base = 0u32;
+    for word in words {
+        let mut nuls = zero_bytes(u64::from_le_bytes(*word));
+        if nuls != 0 {
+            // A word holds at most 8 NULs.
+            if n > 64 {
+                flush(&mut ends, &mut n);
             }
-            let (word, n) = match self.rest.split_first_chunk::<8>() {
-                Some((word, rest)) => {
-                    self.rest = rest;
-                    (u64::from_le_bytes(*word), 8)
+            while nuls != 0 {
+                if let Some(slot) = ends.get_mut(n) {
+                    *slot = base + nuls.trailing_zeros() / 8;
                 }
-                None if self.rest.is_empty() => {
-                    if self.done {
-                        return None;
-                    }
-                    self.done = true;
-                    return Some(self.offset);
-                }
-                None => {
-                    // The last few bytes, padded with bytes that are not NUL.
-                    let mut word = [0xFF; 8];
-                    let n = self.rest.len();
-                    word.get_mut(..n)?.copy_from_slice(self.rest);
-                    self.rest = &[];
-                    (u64::from_le_bytes(word), n)
-                }
-            };
-            self.base = self.offset;
-            self.offset += n;
-            self.nuls = Self::zero_bytes(word);
+                n += 1;
+                nuls &= nuls - 1;
+            }
+        }
+        base += 8;
+    }
+    for (i, &b) in (0u32..).zip(tail) {
+        if b == 0 {
+            if n > 64 {
+                flush(&mut ends, &mut n);
+            }
+            if let Some(slot) = ends.get_mut(n) {
+                *slot = base + i;
+            }
+            n += 1;
         }
     }
+    if n > 64 {
+        flush(&mut ends, &mut n);
+    }
+    if let Some(slot) = ends.get_mut(n) {
+        *slot = strings.len() as u32;
+    }
+    n += 1;
+    flush(&mut ends, &mut n);
+    n == 1
 }
 
 /// Validates a header block (the netstring's content) and splits it into
@@ -302,124 +303,13 @@ pub(super) fn parse_block(
             "header block does not end in NUL",
         ));
     }
-
     // With the final NUL removed, each NUL of the rest and its end close
-    // one string of the block each.
-    let mut ends = Ends::new(strings);
-    // Room for the pairs a web server's block holds (some 25 to 40 bytes a
-    // pair), bounded so that a large block does not reserve ahead.
+    // one string of the block each. Room for the pairs a web server's
+    // block holds (some 25 to 40 bytes a pair), bounded so that a large
+    // block does not reserve ahead.
     let mut spans: Vec<[u32; 4]> = Vec::with_capacity((block.len() / 24).clamp(8, 64));
-    // The name of a pair, by its span.
-    let name_of = |s: &[u32; 4]| {
-        strings
-            .get(s[0] as usize..s[1] as usize)
-            .unwrap_or_default()
-    };
-    // A name is compared with the earlier ones only when `seen` says it
-    // may be one of them; once that has cost `SCAN_BUDGET` comparisons,
-    // the names are indexed instead.
-    let mut seen = NameFilter::default();
-    let mut compared = 0usize;
-    let mut index: Option<HashMap<&[u8], usize>> = None;
-    // The values of repeated `HTTP_*` pairs joined so far; the span of
-    // such a pair says `JOINED` and the index of its value here.
-    let mut joined: Vec<Vec<u8>> = Vec::new();
-    let mut content_length = None;
-    let mut marker = Marker::Missing;
-    // Where the next string starts in `block`.
-    let mut at = 0;
-    while let Some(name_end) = ends.next() {
-        let Some(value_end) = ends.next() else {
-            return Err(ProtocolError::new(
-                Kind::OddStringCount,
-                "header block holds an odd number of strings",
-            ));
-        };
-        let (name_at, value_at) = (at, name_end + 1);
-        at = value_end + 1;
-        let name = strings.get(name_at..name_end).unwrap_or_default();
-        let value = strings.get(value_at..value_end).unwrap_or_default();
-        if name.is_empty() {
-            return Err(ProtocolError::new(Kind::EmptyName, "empty header name"));
-        }
-        if content_length.is_none() {
-            if name != CONTENT_LENGTH {
-                return Err(ProtocolError::new(
-                    Kind::FirstNotContentLength,
-                    "first header is not CONTENT_LENGTH",
-                ));
-            }
-            content_length = Some(parse_content_length(value)?);
-        }
-        let maybe_seen = seen.insert(name);
-        if index.is_none() && maybe_seen && compared >= SCAN_BUDGET {
-            index = Some(
-                spans
-                    .iter()
-                    .enumerate()
-                    .map(|(i, s)| (name_of(s), i))
-                    .collect(),
-            );
-        }
-        let found = match &index {
-            Some(index) => index.get(name).copied(),
-            None if maybe_seen => {
-                compared += spans.len();
-                spans.iter().position(|s| name_of(s) == name)
-            }
-            None => None,
-        };
-        if let Some(first) = found {
-            let Some(span) = spans
-                .get_mut(first)
-                .filter(|_| merge && name.starts_with(b"HTTP_"))
-            else {
-                return Err(ProtocolError::new(
-                    Kind::DuplicateName,
-                    "header name appears twice",
-                ));
-            };
-            let sep: &[u8] = if name == b"HTTP_COOKIE" { b"; " } else { b", " };
-            if span[2] != JOINED {
-                let earlier = strings
-                    .get(span[2] as usize..span[3] as usize)
-                    .unwrap_or_default();
-                *span = [span[0], span[1], JOINED, joined.len() as u32];
-                joined.push(earlier.to_vec());
-            }
-            if let Some(value_so_far) = joined.get_mut(span[3] as usize) {
-                value_so_far.extend_from_slice(sep);
-                value_so_far.extend_from_slice(value);
-            }
-            continue;
-        }
-        if name == SCGI {
-            marker = if value == SCGI_VERSION {
-                Marker::Present
-            } else {
-                Marker::Unexpected
-            };
-        }
-        if let Some(index) = &mut index {
-            index.insert(name, spans.len());
-        }
-        // The parser caps the block below `u32::MAX`.
-        spans.push([
-            name_at as u32,
-            name_end as u32,
-            value_at as u32,
-            value_end as u32,
-        ]);
-    }
-
-    // The loop ran at least once (the block holds at least one NUL), and its
-    // first round either failed or set the length.
-    let Some(content_length) = content_length else {
-        return Err(ProtocolError::new(
-            Kind::FirstNotContentLength,
-            "first header is not CONTENT_LENGTH",
-        ));
-    };
+    let odd = split_pairs(strings, &mut spans);
+    let (content_length, marker, joined) = check_pairs(strings, &mut spans, odd, merge)?;
     if strict {
         match marker {
             Marker::Present => {}
@@ -451,17 +341,185 @@ pub(super) fn parse_block(
     })
 }
 
+/// Checks the pairs of `spans` in order (`odd`: a name was left over
+/// after them): the first is `CONTENT_LENGTH`, names are not empty, and a
+/// repeated name is an error, or with `merge` and an `HTTP_*` name joined
+/// into its first pair (see [`Repeats::check`]). Returns the body length,
+/// the marker and the joined values.
+fn check_pairs(
+    strings: &[u8],
+    spans: &mut [[u32; 4]],
+    odd: bool,
+    merge: bool,
+) -> Result<(u64, Marker, Vec<Vec<u8>>), ProtocolError> {
+    let part = |start: u32, end: u32| {
+        strings
+            .get(start as usize..end as usize)
+            .unwrap_or_default()
+    };
+    let empty_name = || ProtocolError::new(Kind::EmptyName, "empty header name");
+    let Some(&[name_at, name_end, value_at, value_end]) = spans.first() else {
+        // No pair: the block is one string.
+        return Err(ProtocolError::new(
+            Kind::OddStringCount,
+            "header block holds an odd number of strings",
+        ));
+    };
+    let name = part(name_at, name_end);
+    if name.is_empty() {
+        return Err(empty_name());
+    }
+    if name != CONTENT_LENGTH {
+        return Err(ProtocolError::new(
+            Kind::FirstNotContentLength,
+            "first header is not CONTENT_LENGTH",
+        ));
+    }
+    let content_length = parse_content_length(part(value_at, value_end))?;
+    // A name is looked for among the earlier ones only when `seen` says
+    // it may be one of them (or once the names are indexed).
+    let mut seen = NameFilter::default();
+    seen.insert(name);
+    let mut repeats = Repeats::default();
+    let mut marker = Marker::Missing;
+    for i in 1..spans.len() {
+        let Some(&[name_at, name_end, ..]) = spans.get(i) else {
+            break;
+        };
+        let name = part(name_at, name_end);
+        if name.is_empty() {
+            return Err(empty_name());
+        }
+        let maybe_seen = seen.insert(name);
+        if (maybe_seen || repeats.indexed()) && repeats.check(strings, spans, i, merge)? {
+            continue;
+        }
+        if name == SCGI {
+            let value = spans.get(i).map_or(&[][..], |s| part(s[2], s[3]));
+            marker = if value == SCGI_VERSION {
+                Marker::Present
+            } else {
+                Marker::Unexpected
+            };
+        }
+    }
+    if odd {
+        return Err(ProtocolError::new(
+            Kind::OddStringCount,
+            "header block holds an odd number of strings",
+        ));
+    }
+    Ok((content_length, marker, repeats.joined))
+}
+
+/// The search for earlier pairs of a name, and the values of repeated
+/// `HTTP_*` pairs joined so far.
+#[derive(Default)]
+struct Repeats<'a> {
+    /// The name comparisons made so far by scanning the earlier names.
+    compared: usize,
+    /// Each name's pair, once scanning has cost `SCAN_BUDGET` comparisons.
+    index: Option<HashMap<&'a [u8], usize>>,
+    /// The joined values; the span of the first pair of such a name says
+    /// `JOINED` and the index of its value here.
+    joined: Vec<Vec<u8>>,
+}
+
+impl<'a> Repeats<'a> {
+    /// Whether every name is to be noted in the index.
+    #[inline]
+    fn indexed(&self) -> bool {
+        self.index.is_some()
+    }
+
+    /// Looks for an earlier pair of the name of pair `i` (and notes it in
+    /// the index, if there is one, when there is none). Returns true if pair `i` was joined into it: with `merge`,
+    /// an `HTTP_*` value is appended to the first pair's, after `, ` (`; `
+    /// for `HTTP_COOKIE`), and pair `i`'s span set to zeros (an empty name,
+    /// no pair); any other repeat is an error.
+    #[inline(never)]
+    fn check(
+        &mut self,
+        strings: &'a [u8],
+        spans: &mut [[u32; 4]],
+        i: usize,
+        merge: bool,
+    ) -> Result<bool, ProtocolError> {
+        let name_of = |s: &[u32; 4]| {
+            strings
+                .get(s[0] as usize..s[1] as usize)
+                .unwrap_or_default()
+        };
+        let name = spans.get(i).map_or(&[][..], name_of);
+        if self.index.is_none() && self.compared >= SCAN_BUDGET {
+            let mut index = HashMap::with_capacity(i);
+            for (j, s) in spans.iter().enumerate().take(i) {
+                index.insert(name_of(s), j);
+            }
+            // Joined pairs' empty names are no name.
+            index.remove(&b""[..]);
+            self.index = Some(index);
+        }
+        let found = match &mut self.index {
+            Some(index) => {
+                let found = index.get(name).copied();
+                if found.is_none() {
+                    index.insert(name, i);
+                }
+                found
+            }
+            None => {
+                self.compared += i;
+                spans.iter().take(i).position(|s| name_of(s) == name)
+            }
+        };
+        let Some(first) = found else {
+            return Ok(false);
+        };
+        if !(merge && name.starts_with(b"HTTP_")) {
+            return Err(ProtocolError::new(
+                Kind::DuplicateName,
+                "header name appears twice",
+            ));
+        }
+        let value = spans
+            .get(i)
+            .and_then(|s| strings.get(s[2] as usize..s[3] as usize))
+            .unwrap_or_default();
+        if let Some(span) = spans.get_mut(first) {
+            if span[2] != JOINED {
+                let earlier = strings
+                    .get(span[2] as usize..span[3] as usize)
+                    .unwrap_or_default();
+                *span = [span[0], span[1], JOINED, self.joined.len() as u32];
+                self.joined.push(earlier.to_vec());
+            }
+            let sep: &[u8] = if name == b"HTTP_COOKIE" { b"; " } else { b", " };
+            if let Some(value_so_far) = self.joined.get_mut(span[3] as usize) {
+                value_so_far.extend_from_slice(sep);
+                value_so_far.extend_from_slice(value);
+            }
+        }
+        if let Some(span) = spans.get_mut(i) {
+            *span = [0; 4];
+        }
+        Ok(true)
+    }
+}
+
 /// The pairs of `spans` copied one after the other (names from `strings`,
-/// values from `strings` or `joined`), `spans` set to where they are in the
-/// copy. The copy is no longer than the block: a joined value takes two
+/// values from `strings` or `joined`; the pairs joined into earlier ones
+/// left out), `spans` set to where they are in the copy. The copy is no longer than the block: a joined value takes two
 /// bytes per repeat, less than the repeated pair did.
-fn compact(strings: &[u8], spans: &mut [[u32; 4]], joined: &[Vec<u8>]) -> Bytes {
+fn compact(strings: &[u8], spans: &mut Vec<[u32; 4]>, joined: &[Vec<u8>]) -> Bytes {
     let mut buf = Vec::with_capacity(strings.len());
     let part = |start: u32, end: u32| {
         strings
             .get(start as usize..end as usize)
             .unwrap_or_default()
     };
+    // The pairs joined into earlier ones (zeros, an empty name) go.
+    spans.retain(|s| s[0] != s[1]);
     for span in spans {
         let name = part(span[0], span[1]);
         let value = match span[2] {
@@ -524,6 +582,121 @@ mod tests {
         parse_block(block, len, false, merge)
     }
 
+    /// What a block's pairs are, worked out the plain way: split at every
+    /// NUL, checked pair by pair, repeats joined in place.
+    type Plain = Result<(Vec<(Vec<u8>, Vec<u8>)>, u64, Marker), Kind>;
+
+    fn plain(block: &[u8], merge: bool) -> Plain {
+        let Some((&last, strings)) = block.split_last() else {
+            return Err(Kind::FirstNotContentLength);
+        };
+        if last != 0 {
+            return Err(Kind::NotNulTerminated);
+        }
+        let strings: Vec<&[u8]> = strings.split(|&b| b == 0).collect();
+        let mut pairs: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
+        let mut content_length = None;
+        let mut marker = Marker::Missing;
+        for pair in strings.chunks(2) {
+            let [name, value] = *pair else {
+                return Err(Kind::OddStringCount);
+            };
+            if name.is_empty() {
+                return Err(Kind::EmptyName);
+            }
+            if content_length.is_none() {
+                if name != CONTENT_LENGTH {
+                    return Err(Kind::FirstNotContentLength);
+                }
+                content_length = Some(parse_content_length(value).map_err(|e| e.kind())?);
+            }
+            if let Some(earlier) = pairs.iter_mut().find(|(n, _)| n == name) {
+                if !(merge && name.starts_with(b"HTTP_")) {
+                    return Err(Kind::DuplicateName);
+                }
+                let sep: &[u8] = if name == b"HTTP_COOKIE" { b"; " } else { b", " };
+                earlier.1.extend_from_slice(sep);
+                earlier.1.extend_from_slice(value);
+                continue;
+            }
+            if name == SCGI {
+                marker = if value == SCGI_VERSION {
+                    Marker::Present
+                } else {
+                    Marker::Unexpected
+                };
+            }
+            pairs.push((name.to_vec(), value.to_vec()));
+        }
+        Ok((pairs, content_length.unwrap_or_default(), marker))
+    }
+
+    /// Random blocks of a few names (repeated often, empty now and then,
+    /// in a few names or in hundreds, so that repeats are found by scanning
+    /// and through the index), with and without joining, parse as the
+    /// plain way says: the same pairs, length and marker, or the same
+    /// error.
+    #[test]
+    fn blocks_parse_as_the_plain_way_says() {
+        let few: Vec<String> = [
+            "CONTENT_LENGTH",
+            "SCGI",
+            "HTTP_A",
+            "HTTP_COOKIE",
+            "X",
+            "",
+            "HTTP_B",
+        ]
+        .map(String::from)
+        .to_vec();
+        let many: Vec<String> = (0..150).map(|i| format!("HTTP_N{i}")).collect();
+        let values = ["", "0", "1", "12", "a", "x\u{ff}"];
+        let mut state = 0x9E37_79B9_7F4A_7C15u64;
+        let mut next = |n: usize| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state % n as u64) as usize
+        };
+        for round in 0..4000 {
+            let names = if round % 3 == 0 { &many } else { &few };
+            let strings = next(if round % 3 == 0 { 600 } else { 14 });
+            let mut block = Vec::new();
+            if next(4) != 0 {
+                block.extend_from_slice(b"CONTENT_LENGTH\0");
+                block.extend_from_slice(values[next(4)].as_bytes());
+                block.push(0);
+            }
+            for k in 0..strings {
+                let string = if k % 2 == 0 {
+                    // Names repeat often: a few of them most of the time.
+                    names[next(names.len()).min(next(names.len()) + 3)].as_bytes()
+                } else {
+                    values[next(values.len())].as_bytes()
+                };
+                block.extend_from_slice(string);
+                block.push(0);
+            }
+            if next(20) == 0 {
+                block.pop();
+            }
+            for merge in [false, true] {
+                let want = plain(&block, merge);
+                let got = parse(Bytes::from(block.clone()), merge).map_err(|e| e.kind());
+                let got = got.map(|h| {
+                    let pairs = h.iter().map(|(n, v)| (n.to_vec(), v.to_vec())).collect();
+                    (pairs, h.content_length(), h.marker())
+                });
+                assert_eq!(
+                    got,
+                    want,
+                    "{:?}, merge {merge}",
+                    block.escape_ascii().to_string()
+                );
+            }
+        }
+    }
+
     /// A repeated name is found whether the names are few (scanned) or
     /// many (indexed once the scans cost too much), early or late in the
     /// block.
@@ -543,6 +716,27 @@ mod tests {
             let distinct = parse(block(n, &[("HTTP_OTHER", "x")]), false).unwrap();
             assert_eq!(distinct.iter().len(), n + 2, "n {n}");
         }
+    }
+
+    /// Pairs joined before the names are indexed are found (once) by the
+    /// index, whose entries are the first pairs of their names.
+    #[test]
+    fn joined_pairs_are_found_through_the_index() {
+        let many: Vec<(String, String)> = (0..2000)
+            .map(|i| (format!("HTTP_Y{i}"), format!("y{i}")))
+            .collect();
+        let mut extra: Vec<(&str, &str)> = vec![("HTTP_X1", "a")];
+        extra.extend(many.iter().map(|(n, v)| (n.as_str(), v.as_str())));
+        extra.extend([("HTTP_X1", "b"), ("HTTP_Y7", "c"), ("HTTP_X1", "d")]);
+        let header = parse(block(3, &extra), true).unwrap();
+        assert_eq!(header.iter().len(), 1 + 3 + 2000);
+        assert_eq!(header.get(b"HTTP_X1"), Some(&b"v1, a, b, d"[..]));
+        assert_eq!(header.get(b"HTTP_Y7"), Some(&b"y7, c"[..]));
+        let names: Vec<&[u8]> = header.iter().map(|(n, _)| n).take(4).collect();
+        assert_eq!(
+            names,
+            [&b"CONTENT_LENGTH"[..], b"HTTP_X0", b"HTTP_X1", b"HTTP_X2"]
+        );
     }
 
     /// The spans and the pairs say what `iter` says, with or without
@@ -605,14 +799,18 @@ mod tests {
         assert!(format!("{joined:?}").contains(r#"(b"HTTP_X0", b"v0, w")"#));
     }
 
-    /// The ends found a word at a time are the NULs, then the length,
-    /// whatever the bytes around the NULs (bytes with the high bit set,
-    /// ones, NULs side by side) and wherever they fall in a word.
+    /// The pairs found a word at a time are the strings between the NULs
+    /// (and the end), two by two, whatever the bytes around the NULs (bytes
+    /// with the high bit set, ones, NULs side by side) and wherever they
+    /// fall in a word.
     #[test]
-    fn ends_are_the_nuls_then_the_length() {
-        let alphabet = [0u8, 1, 0x7F, 0x80, 0x81, 0xFF, b'A'];
+    fn pairs_are_the_strings_between_the_nuls() {
+        // Mostly NULs too, so that runs of more NULs than are kept at once
+        // are split up.
+        let alphabets: [&[u8]; 2] = [&[0u8, 1, 0x7F, 0x80, 0x81, 0xFF, b'A'], &[0, 0, 0, b'A']];
         let mut state = 0x2545_F491_4F6C_DD1Du64;
-        for len in 0..80 {
+        let lens = (0..80).chain((80..700).step_by(31));
+        for (len, alphabet) in lens.flat_map(|len| alphabets.map(|a| (len, a))) {
             for _ in 0..20 {
                 let bytes: Vec<u8> = (0..len)
                     .map(|_| {
@@ -622,12 +820,22 @@ mod tests {
                         alphabet[(state % alphabet.len() as u64) as usize]
                     })
                     .collect();
-                let want: Vec<usize> = (0..len)
-                    .filter(|&i| bytes[i] == 0)
-                    .chain(std::iter::once(len))
+                let strings: Vec<&[u8]> = bytes.split(|&b| b == 0).collect();
+                let want: Vec<(&[u8], &[u8])> = strings
+                    .chunks_exact(2)
+                    .map(|pair| (pair[0], pair[1]))
                     .collect();
-                let got: Vec<usize> = Ends::new(&bytes).collect();
+                let mut spans = Vec::new();
+                let odd = split_pairs(&bytes, &mut spans);
+                let got: Vec<(&[u8], &[u8])> = spans
+                    .iter()
+                    .map(|s| {
+                        let part = |a: u32, b: u32| &bytes[a as usize..b as usize];
+                        (part(s[0], s[1]), part(s[2], s[3]))
+                    })
+                    .collect();
                 assert_eq!(got, want, "{bytes:?}");
+                assert_eq!(odd, strings.len() % 2 == 1, "{bytes:?}");
             }
         }
     }

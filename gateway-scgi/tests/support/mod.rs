@@ -20,6 +20,9 @@ use tokio::task::JoinHandle;
 
 pub type TestBody = UnsyncBoxBody<Bytes, BoxError>;
 
+/// The length of the `/big` response: more than loopback sockets buffer.
+pub const BIG: usize = 48 << 20;
+
 fn full(b: impl Into<Bytes>) -> TestBody {
     Full::new(b.into())
         .map_err(|e: Infallible| match e {})
@@ -28,6 +31,7 @@ fn full(b: impl Into<Bytes>) -> TestBody {
 
 /// Routes on the path:
 /// - `/ignore`: answers `ignored` without reading the body;
+/// - `/big`: answers [`BIG`] bytes;
 /// - `/env`: the environ, `NAME=VALUE\n` per variable, raw bytes, in order;
 /// - `/info`: the `GatewayInfo` flags;
 /// - `/fail-after`: one chunk `partial`, then a body error;
@@ -38,6 +42,7 @@ pub async fn app(req: Request<Body>) -> Result<Response<TestBody>, Infallible> {
     let path = req.uri().path().to_owned();
     let body = match path.as_str() {
         "/ignore" => full("ignored"),
+        "/big" => full(vec![b'b'; BIG]),
         "/env" => {
             let mut out = Vec::new();
             if let Some(env) =
