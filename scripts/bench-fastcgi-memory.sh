@@ -19,7 +19,10 @@
 #                 TARGET/baseline-SHA/target (TARGET is CARGO_TARGET_DIR
 #                 or ./target), kept for the next run; delete that
 #                 directory when done.
-#   ROUNDS=N      runs of each build (default 1; 3 with BASELINE)
+#   ROUNDS=N      runs of each build (default 1; 3 with BASELINE or EXTRA)
+#   EXTRA="NAME=PATH ..."  also measure these `conformance` binaries, built
+#                 beforehand (say with other build settings, each in a
+#                 target directory of its own), in the same rounds
 #   CARGO_TARGET_DIR is honoured by the build, as usual, and so are
 #   RUSTFLAGS and CARGO_PROFILE_RELEASE_* (build settings of the binary,
 #   such as CARGO_PROFILE_RELEASE_LTO=thin, which change the file-backed
@@ -47,7 +50,8 @@ for arg in "$@"; do
     esac
 done
 BASELINE=${BASELINE:-}
-if [ -n "$BASELINE" ]; then ROUNDS=${ROUNDS:-3}; else ROUNDS=${ROUNDS:-1}; fi
+EXTRA=${EXTRA:-}
+if [ -n "$BASELINE$EXTRA" ]; then ROUNDS=${ROUNDS:-3}; else ROUNDS=${ROUNDS:-1}; fi
 positive MIB ROUNDS
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 need_pkg cgi-fcgi libfcgi-bin
@@ -79,6 +83,13 @@ if [ -n "$BASELINE" ]; then
     NAMES+=(baseline)
     BINS+=("$BASE_DIR/target/release/examples/conformance")
 fi
+
+for extra in $EXTRA; do
+    [[ "$extra" == ?*=?* ]] || die "EXTRA takes NAME=PATH words, got '$extra'"
+    [ -x "${extra#*=}" ] || die "${extra#*=} is not an executable"
+    NAMES+=("${extra%%=*}")
+    BINS+=("${extra#*=}")
+done
 
 bench_tmp
 LEN=$((MIB * 1024 * 1024))
@@ -147,6 +158,12 @@ for name, (idle, anon, file, peak, secs) in med.items():
 idle, peak = med["ours"][0], med["ours"][3]
 print(f"{'PASS' if idle < 8 * 1024 else 'MISS'} idle RSS {idle / 1024:.2f} MiB (target < 8 MB)")
 print(f"{'PASS' if peak < 32 * 1024 else 'MISS'} upload peak RSS {peak / 1024:.2f} MiB (target < 32 MB)")
+for name in med:
+    if name in ("ours", "baseline"):
+        continue
+    print(f"ratio {name}/ours: idle {med[name][0] / idle:.3f} ({med[name][0] - idle:+.0f} kB), "
+          f"anonymous {med[name][1] / med['ours'][1]:.3f}, file-backed {med[name][2] / med['ours'][2]:.3f}, "
+          f"peak {med[name][3] / peak:.3f} ({med[name][3] - peak:+.0f} kB)")
 if "baseline" in med:
     bidle, bpeak = med["baseline"][0], med["baseline"][3]
     print(f"ratio ours/baseline: idle {idle / bidle:.3f} ({idle - bidle:+.0f} kB), "

@@ -14,7 +14,7 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use super::listener::{Listener, Stream};
-use super::release::{Bursts, MemoryRelease, prepare_when_busy};
+use super::release::{Bursts, MemoryRelease};
 use super::shutdown::{Shutdown, Watch};
 
 /// What [`serve`] hands each connection's function.
@@ -311,9 +311,6 @@ where
         };
         start(&mut tasks, &conn, &shutdown, stream, peer_addr, permit);
         cap.bursts.started();
-        if cap.bursts.busy() {
-            prepare_when_busy().await;
-        }
     }
     // Connections the kernel completed but nobody accepted yet are reset
     // when the listener closes (with SO_REUSEPORT, the others in the group

@@ -258,18 +258,10 @@ const KEEP: usize = 7;
 
 thread_local! {
     /// [`KEEP`] blocks of each cached size, allocated when the thread
-    /// first served many connections at once (so still low in its heap)
-    /// and held (see [`reserve_cache_blocks`]).
+    /// started serving (so low in its heap) and held (see
+    /// [`reserve_cache_blocks`]).
     static RESERVE: std::cell::RefCell<Vec<Vec<u8>>> = const { std::cell::RefCell::new(Vec::new()) };
-    /// Whether this thread is still to be prepared once the server is
-    /// busy (set by [`prepare_thread`], see [`prepare_when_busy`]).
-    static PREPARE_WANTED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
-
-/// A serving thread is prepared (see [`prepare_when_busy`]) once the
-/// server has a sixteenth of a burst's connections open at once
-/// ([`MemoryRelease::MIN_BURST`]` / 16`: 32 by default).
-const BUSY: usize = 16;
 
 /// Allocates and holds, for [`settle_heap`] on this thread, as many blocks
 /// of each cached size as the cache holds, while the thread's heap is
@@ -299,39 +291,20 @@ fn trim_trigger() {
 pub(crate) const RUN_QUEUE: usize = 512;
 
 /// Run first on a thread serving connections on a single-threaded
-/// runtime: has the thread prepared for bursts of connections once the
-/// server gets busy (see [`prepare_when_busy`]).
-pub(crate) fn prepare_thread() {
-    PREPARE_WANTED.with(|w| w.set(true));
-}
-
-/// Called by the accept loop after each connection it starts, when
-/// `bursts` counts enough connections open to be busy (see
-/// [`Bursts::busy`]): the first time on a thread [`prepare_thread`] ran
-/// on, grows the runtime's run queue to [`RUN_QUEUE`] tasks, then takes
-/// the thread's reserve of cache blocks (see [`reserve_cache_blocks`]).
+/// runtime: grows the runtime's run queue to [`RUN_QUEUE`] tasks now,
+/// while the thread's heap is small, then takes the thread's reserve of
+/// cache blocks (see [`reserve_cache_blocks`]). The queue never shrinks;
+/// grown later, in a burst of connections, it would be allocated among the
+/// burst's memory and hold all of it below it in the heap once the burst
+/// is over (an allocator hands back only the top of a heap). The runtime
+/// takes at most [`RUN_QUEUE`]` / 4` I/O events at a time (see
+/// [`runtime`](super::runtime)), so the queue rarely needs more.
 ///
-/// The queue never shrinks; grown later, in a burst of connections, it
-/// would be allocated among the burst's memory and hold all of it below
-/// it in the heap once the burst is over (an allocator hands back only
-/// the top of a heap). The runtime takes at most [`RUN_QUEUE`]` / 4` I/O
-/// events at a time (see [`runtime`](super::runtime)), so the queue
-/// rarely needs more. The queue comes first: the tasks that grow it are
-/// freed at once, and the reserve, taken next, is carved from the memory
-/// they leave (about 130 kB less resident memory than the other way
-/// round, where the freed tasks would stay resident above the reserve,
-/// unused).
-///
-/// Not done at start: a server that never has more than a few
-/// connections open at once has no burst to settle, and the two cost
-/// about 230 kB of resident memory per thread. Done while the
-/// connections open are still few, the queue and the reserve lie above
-/// only their memory, below what a burst takes.
-pub(crate) async fn prepare_when_busy() {
-    if !PREPARE_WANTED.with(std::cell::Cell::get) {
-        return;
-    }
-    PREPARE_WANTED.with(|w| w.set(false));
+/// The queue comes first: the tasks that grow it are freed at once, and
+/// the reserve, taken next, is carved from the memory they leave (about
+/// 130 kB less resident memory at idle than the other way round, where the
+/// freed tasks would stay resident above the reserve, unused).
+pub(crate) async fn prepare_thread() {
     let tasks: Vec<_> = (0..RUN_QUEUE).map(|_| tokio::spawn(async {})).collect();
     for task in tasks {
         let _ = task.await;
@@ -551,12 +524,6 @@ impl Bursts {
     pub(crate) fn started(&self) -> Option<Instant> {
         let open = self.live.fetch_add(1, Ordering::Relaxed) + 1;
         self.observe(open)
-    }
-
-    /// Whether the connections open are enough for the accept loop to
-    /// prepare its thread for bursts (see [`prepare_when_busy`]).
-    pub(crate) fn busy(&self) -> bool {
-        self.live.load(Ordering::Relaxed) >= self.release.min_burst / BUSY
     }
 
     /// A connection's task ended and was freed: when the accept loop
@@ -790,47 +757,6 @@ mod tests {
             run(&events, step),
             vec![(2000, first), (1000, first + MemoryRelease::MIN_INTERVAL)]
         );
-    }
-
-    /// A serving thread takes its reserve of cache blocks only once the
-    /// server is busy, and once; a thread not prepared for bursts (a
-    /// worker of a multi-threaded runtime) never does.
-    #[test]
-    fn a_thread_takes_its_reserve_once_the_server_is_busy() {
-        let reserved = || RESERVE.with(|r| r.borrow().len());
-        let busy = MemoryRelease::MIN_BURST / BUSY;
-        std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .build()
-                .unwrap();
-            rt.block_on(async {
-                let bursts = Bursts::new(MemoryRelease::default());
-                // Not prepared: busy or not, no reserve.
-                for _ in 0..busy {
-                    bursts.started();
-                }
-                assert!(bursts.busy());
-                prepare_when_busy().await;
-                assert_eq!(reserved(), 0);
-                for _ in 0..busy {
-                    bursts.ended();
-                }
-                prepare_thread();
-                for n in 1..=busy {
-                    bursts.started();
-                    assert_eq!(bursts.busy(), n == busy, "{n} open");
-                    if bursts.busy() {
-                        prepare_when_busy().await;
-                    }
-                    let want = if n == busy { CACHED_SIZES * KEEP } else { 0 };
-                    assert_eq!(reserved(), want, "{n} open");
-                }
-                // Once only.
-                assert!(!PREPARE_WANTED.with(std::cell::Cell::get));
-            });
-        })
-        .join()
-        .unwrap();
     }
 
     /// glibc's malloc: a thread frees 32 MB of small blocks, the highest

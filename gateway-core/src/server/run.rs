@@ -152,7 +152,7 @@ where
     // leaving the stack pages it touched resident.
     runtime(worker_threads)?.block_on(Box::pin(async {
         if worker_threads == Some(1) {
-            prepare_thread();
+            prepare_thread().await;
         }
         serve_until_signal(protocol, addr, limits, shutdown, serve).await
     }))
@@ -289,7 +289,7 @@ where
                     let result = runtime(Some(1)).and_then(|rt| {
                         // Boxed, as in `run`.
                         rt.block_on(Box::pin(async {
-                            prepare_thread();
+                            prepare_thread().await;
                             serve(copy.register()?, threads).await
                         }))
                     });
