@@ -517,9 +517,7 @@ pub(crate) struct Known<'a> {
     /// Where the variables are in `vars` (by [`KNOWN_NAMES`] order), for
     /// the methods, which look only at what they are asked for.
     at: [u8; 14],
-    pub(crate) http_host: Option<Value<'a>>,
     pub(crate) script_name: Option<Value<'a>>,
-    pub(crate) content_type: Option<Value<'a>>,
     /// How many `HTTP_*` variables there are.
     pub(crate) http_fields: usize,
 }
@@ -636,14 +634,10 @@ impl<'a> Known<'a> {
         let mut known = Known {
             vars,
             at: k.at,
-            http_host: None,
             script_name: None,
-            content_type: None,
             http_fields: k.http_fields as usize,
         };
-        known.http_host = known.get(4);
         known.script_name = known.get(7);
-        known.content_type = known.get(11);
         known
     }
 
@@ -688,6 +682,18 @@ impl<'a> Known<'a> {
     /// As [`Environ::server_port`].
     pub(crate) fn server_port(&self) -> Option<u16> {
         u16::try_from(parse_decimal(nonempty(self.get(6))?)?).ok()
+    }
+
+    /// `HTTP_HOST`, with the buffer it lies in.
+    #[inline]
+    pub(crate) fn http_host(&self) -> Option<Value<'a>> {
+        self.get(4)
+    }
+
+    /// `CONTENT_TYPE`, with the buffer it lies in.
+    #[inline]
+    pub(crate) fn content_type(&self) -> Option<Value<'a>> {
+        self.get(11)
     }
 
     /// As [`Environ::script_name`].
@@ -1428,7 +1434,7 @@ mod tests {
         check(&env, "repeats");
         assert_eq!(env.len(), 2);
         assert_eq!(
-            env.known_now().http_host.map(|v| v.as_bytes()),
+            env.known_now().http_host().map(|v| v.as_bytes()),
             Some(&b"b"[..])
         );
     }
@@ -1445,7 +1451,7 @@ mod tests {
         env.push("HTTP_HOST", "h");
         let known = env.known_now();
         assert_eq!(known.request_method(), Some(&b"PUT"[..]));
-        assert_eq!(known.http_host.map(|v| v.as_bytes()), Some(&b"h"[..]));
+        assert_eq!(known.http_host().map(|v| v.as_bytes()), Some(&b"h"[..]));
         assert_eq!(known.http_fields, 1);
         let hosts: Vec<&[u8]> = env
             .http_pairs()

@@ -58,7 +58,8 @@ pub fn build_request(env: &Environ, body: Body) -> Result<Request<Body>, Error> 
 
     let headers = req.headers_mut();
     headers.reserve(known.http_fields + 2);
-    let has_content_type = known.content_type.is_some_and(|v| !v.is_empty());
+    let content_type = known.content_type().filter(|v| !v.is_empty());
+    let has_content_type = content_type.is_some();
     for (name, value) in env.http_pairs() {
         let Some(rest) = name.strip_prefix(b"HTTP_") else {
             continue;
@@ -89,7 +90,7 @@ pub fn build_request(env: &Environ, body: Body) -> Result<Request<Body>, Error> 
             .map_err(|_| bad("invalid header value in environ"))?;
         headers.append(name, value);
     }
-    if let Some(ct) = known.content_type.filter(|v| !v.is_empty()) {
+    if let Some(ct) = content_type {
         let v = HeaderValue::from_maybe_shared(ct.to_shared())
             .map_err(|_| bad("invalid CONTENT_TYPE"))?;
         headers.insert(http::header::CONTENT_TYPE, v);
@@ -184,7 +185,7 @@ fn build_uri(env: &Known<'_>, https: bool) -> Result<Uri, Error> {
 }
 
 fn authority(env: &Known<'_>, https: bool) -> Result<Option<Authority>, Error> {
-    if let Some(host) = env.http_host.filter(|h| !h.is_empty()) {
+    if let Some(host) = env.http_host().filter(|h| !h.is_empty()) {
         return Authority::from_maybe_shared(host.to_shared())
             .map(Some)
             .map_err(|_| bad("invalid Host header"));

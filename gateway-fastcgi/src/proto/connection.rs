@@ -628,8 +628,8 @@ impl Connection {
     /// record. Later input for the id is ignored. Unknown ids are
     /// ignored.
     pub fn finish(&mut self, id: u16, now: Instant) -> bool {
-        if let Some(request) = self.requests.remove(&id) {
-            if !request.keep_conn() {
+        if let Some(keep_conn) = self.requests.drop_request(id) {
+            if !keep_conn {
                 self.close_requested = true;
             }
             if self.requests.is_empty() {
@@ -780,9 +780,17 @@ impl Requests {
         self.0.push((id, request));
     }
 
-    fn remove(&mut self, id: &u16) -> Option<Request> {
-        let at = self.0.iter().position(|(i, _)| i == id)?;
-        Some(self.0.swap_remove(at).1)
+    /// Drops request `id` where it lies (not moved out, as `remove`
+    /// would); whether it kept the connection, if it was active.
+    fn drop_request(&mut self, id: u16) -> Option<bool> {
+        let at = self.0.iter().position(|(i, _)| *i == id)?;
+        let keep_conn = self.0.get(at)?.1.keep_conn();
+        let last = self.0.len() - 1;
+        if at != last {
+            self.0.swap(at, last);
+        }
+        self.0.truncate(last);
+        Some(keep_conn)
     }
 
     fn is_empty(&self) -> bool {
