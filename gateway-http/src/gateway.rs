@@ -499,11 +499,11 @@ impl Gateway for HttpGateway {
         let reason = parts.extensions.remove::<gateway_core::ReasonPhrase>();
         parts.extensions.clear();
         if let Some(v) = &self.addrs.server_header
-            && let header::Entry::Vacant(e) = parts.headers.entry(header::SERVER)
+            && !has_field(&parts.headers, &header::SERVER)
         {
             // Added in place, after the application's headers: the map is
             // not rebuilt.
-            e.insert(v.clone());
+            parts.headers.append(header::SERVER, v.clone());
         }
         if self.close && parts.status != http::StatusCode::SWITCHING_PROTOCOLS {
             parts
@@ -717,6 +717,17 @@ impl Seen {
         } else if *name == header::TRANSFER_ENCODING {
             self.transfer_coding = true;
         }
+    }
+}
+
+/// Whether `headers` has a field `name`: a look at each name of a small
+/// map (most responses have a few fields), which costs less than hashing
+/// the name; a lookup in a larger one.
+fn has_field(headers: &HeaderMap, name: &HeaderName) -> bool {
+    if headers.keys_len() <= 8 {
+        headers.keys().any(|k| k == name)
+    } else {
+        headers.contains_key(name)
     }
 }
 
@@ -961,6 +972,23 @@ mod tests {
         assert_eq!(get(&env, "QUERY_STRING").as_deref(), Some("y"));
         assert_eq!(get(&env, "REQUEST_URI").as_deref(), Some("/x?y"));
         assert_eq!(get(&env, "HTTP_HOST").as_deref(), Some("example.com"));
+    }
+
+    #[test]
+    fn finds_fields_in_small_and_large_maps() {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("a"));
+        assert!(!has_field(&headers, &header::SERVER));
+        headers.append(header::SERVER, HeaderValue::from_static("app/1"));
+        assert!(has_field(&headers, &header::SERVER));
+        for i in 0..20 {
+            let name = HeaderName::from_bytes(format!("x-{i}").as_bytes()).unwrap();
+            headers.insert(name, HeaderValue::from_static("v"));
+        }
+        assert!(headers.keys_len() > 8);
+        assert!(has_field(&headers, &header::SERVER));
+        assert!(has_field(&headers, &HeaderName::from_static("x-19")));
+        assert!(!has_field(&headers, &header::ETAG));
     }
 
     #[test]
