@@ -170,7 +170,7 @@ build_rust() {
         printf '[workspace]\n\n'
         # The same [profile.*] sections as the workspace's, so both are
         # built alike.
-        awk '/^\[/ { keep = /^\[profile\./ } keep' "$ROOT/Cargo.toml"
+        workspace_profiles
     } >"$dir/Cargo.toml"
     say "rust ($mode): RUSTFLAGS=\"$(link_rustflags "$mode")\" cargo build --profile $PROFILE (scripts/bench/hello.rs) $(link_args "$mode")"
     # shellcheck disable=SC2046

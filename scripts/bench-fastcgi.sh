@@ -24,7 +24,8 @@
 #            connections are served in parallel)
 #   go       Go's net/http/fcgi with a hello handler, go build
 #   hyper    a bare hyper HTTP/1.1 hello server behind proxy_pass: the cost
-#            of nginx plus a Rust server without FastCGI
+#            of nginx plus a Rust server without FastCGI (built with the
+#            workspace's release profile, as ours is)
 #
 # Each backend is measured through nginx twice: "keep" reuses connections
 # (fastcgi_keep_conn on / proxy keep-alive, upstream keepalive 32) and
@@ -180,6 +181,8 @@ tokio = { version = "1", features = ["rt-multi-thread", "net", "macros"] }
 
 [workspace]
 TOML
+# Built with the workspace's profiles, as ours is.
+workspace_profiles >>"$TMP/hyperhello/Cargo.toml"
 cat >"$TMP/hyperhello/src/main.rs" <<'RS'
 use std::convert::Infallible;
 

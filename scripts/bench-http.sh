@@ -6,8 +6,8 @@
 #   ours  examples/http_hello (gateway_http::serve), cargo build --release
 #   bare  a hyper 1.x hello world built by this script in a temporary
 #         directory, with the hyper and hyper-util versions of Cargo.lock, the
-#         same auto (HTTP/1 + HTTP/2) connection builder and the same
-#         current-thread tokio runtime
+#         same auto (HTTP/1 + HTTP/2) connection builder, the same
+#         current-thread tokio runtime and the workspace's release profile
 #
 # Targets: median req/s(ours) / req/s(bare) >= 1.0 and
 #          median p99(ours) / p99(bare) <= 1.0 (no worse than bare hyper).
@@ -84,12 +84,10 @@ http-body-util = "0.1"
 bytes = "1"
 tokio = { version = "=$TOKIO", features = ["rt", "net", "macros"] }
 
-[profile.release]
-codegen-units = 1
-lto = "thin"
-
 [workspace]
 TOML
+# Built with the workspace's profiles, as ours is.
+workspace_profiles >>"$TMP/bare/Cargo.toml"
 cat >"$TMP/bare/src/main.rs" <<'RS'
 use std::convert::Infallible;
 

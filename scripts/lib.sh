@@ -69,6 +69,11 @@ cleanup() {
     if [ "${KEEP_TMP:-0}" = 1 ]; then say "kept $TMP"; else rm -rf "$TMP"; fi
 }
 
+# The [profile.*] sections of the workspace's Cargo.toml (ROOT must be
+# set), for a peer built as a package of its own: it is then compiled the
+# way ours is (the same LTO and codegen units), not with cargo's defaults.
+workspace_profiles() { awk '/^\[/ { keep = /^\[profile\./ } keep' "$ROOT/Cargo.toml"; }
+
 # A TCP port on 127.0.0.1 that nothing listens on.
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
