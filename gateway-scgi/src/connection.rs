@@ -178,7 +178,8 @@ pub(crate) async fn respond<S, B>(
         let Output::Whole(stream) = gateway.writer else {
             return;
         };
-        // Every byte of the request was read; nothing past it may be.
+        // The whole request is read; bytes read past it (the peer sent
+        // more) call for the lingering close.
         close_after(stream, &outcome, buf.is_empty(), limits.get_write_timeout()).await;
         return;
     }
