@@ -861,79 +861,88 @@ impl<F: Future<Output = Option<Arc<Captured>>>> Future for Slot<F> {
 
 /// The rest of `respond`: waits for the head, then hands it to hyper with
 /// the response body.
-async fn answer(
+///
+/// An `async` block rather than an `async fn`: the block's future holds
+/// its arguments once, where an `async fn` would copy them to locals.
+#[allow(
+    clippy::manual_async_fn,
+    reason = "an `async fn` holds its arguments twice"
+)]
+fn answer(
     driver: Option<Driver>,
     exchange: SharedExchange,
     version: http::Version,
     in_flight: InFlight,
-) -> Result<Response<ResponseBody>, BoxError> {
-    // HTTP/2: the response body tells its stream's watch when hyper holds a
-    // chunk it cannot send yet.
-    let clock = if version == http::Version::HTTP_2 {
-        current_clock()
-    } else {
-        None
-    };
-    // `None`: the handler finished when first polled.
-    let mut driver = driver;
-    let finished = match &mut driver {
-        None => true,
-        Some(driver) => {
-            poll_fn(|cx| {
-                let finished = driver.as_mut().poll(cx).is_ready();
-                if finished || exchange.lock().head.is_some() {
-                    Poll::Ready(finished)
-                } else {
-                    Poll::Pending
-                }
-            })
-            .await
+) -> impl Future<Output = Result<Response<ResponseBody>, BoxError>> + Send + 'static {
+    async move {
+        // HTTP/2: the response body tells its stream's watch when hyper holds a
+        // chunk it cannot send yet.
+        let clock = if version == http::Version::HTTP_2 {
+            current_clock()
+        } else {
+            None
+        };
+        // `None`: the handler finished when first polled.
+        let mut driver = driver;
+        let finished = match &mut driver {
+            None => true,
+            Some(driver) => {
+                poll_fn(|cx| {
+                    let finished = driver.as_mut().poll(cx).is_ready();
+                    if finished || exchange.lock().head.is_some() {
+                        Poll::Ready(finished)
+                    } else {
+                        Poll::Pending
+                    }
+                })
+                .await
+            }
+        };
+        let mut x = exchange.lock();
+        let Some(head) = x.head.take() else {
+            // Nothing could be sent (not even the error page): close.
+            return Err("the request ended without a response".into());
+        };
+        // The core decides the framing: only a response it gave a
+        // Content-Length is offered to hyper with an exact size; a length kept
+        // out of the head is that size.
+        let length = x.length.take();
+        let sized = length.is_some() || head.headers.contains_key(http::header::CONTENT_LENGTH);
+        let body = if finished {
+            // The handler is done (the common case): at most one chunk, the
+            // coalesced body, is waiting; hand hyper a body of known size.
+            ResponseBody {
+                whole: x.chunk.take(),
+                error: x.abort.take(),
+                error_ready: false,
+                running: None,
+                sized,
+                length,
+                clock,
+                _in_flight: in_flight,
+            }
+        } else {
+            drop(x);
+            ResponseBody {
+                whole: None,
+                error: None,
+                error_ready: false,
+                running: driver.map(|d| (d, exchange)),
+                sized: false,
+                length,
+                clock,
+                _in_flight: in_flight,
+            }
+        };
+        if let Some(clock) = &body.clock
+            && !body.is_end_stream()
+        {
+            // hyper holds the body from here on; it may send the head and wait
+            // for room before it asks for the first chunk.
+            clock.handed_over();
         }
-    };
-    let mut x = exchange.lock();
-    let Some(head) = x.head.take() else {
-        // Nothing could be sent (not even the error page): close.
-        return Err("the request ended without a response".into());
-    };
-    // The core decides the framing: only a response it gave a
-    // Content-Length is offered to hyper with an exact size; a length kept
-    // out of the head is that size.
-    let length = x.length.take();
-    let sized = length.is_some() || head.headers.contains_key(http::header::CONTENT_LENGTH);
-    let body = if finished {
-        // The handler is done (the common case): at most one chunk, the
-        // coalesced body, is waiting; hand hyper a body of known size.
-        ResponseBody {
-            whole: x.chunk.take(),
-            error: x.abort.take(),
-            error_ready: false,
-            running: None,
-            sized,
-            length,
-            clock,
-            _in_flight: in_flight,
-        }
-    } else {
-        drop(x);
-        ResponseBody {
-            whole: None,
-            error: None,
-            error_ready: false,
-            running: driver.map(|d| (d, exchange)),
-            sized: false,
-            length,
-            clock,
-            _in_flight: in_flight,
-        }
-    };
-    if let Some(clock) = &body.clock
-        && !body.is_end_stream()
-    {
-        // hyper holds the body from here on; it may send the head and wait
-        // for room before it asks for the first chunk.
-        clock.handed_over();
+        Ok(Response::from_parts(head, body))
     }
-    Ok(Response::from_parts(head, body))
 }
 
 /// Runs the handler for one request; a response that failed after its head

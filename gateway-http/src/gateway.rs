@@ -291,10 +291,11 @@ impl HttpGateway {
 impl Gateway for HttpGateway {
     const LENGTH_APART: bool = true;
 
-    async fn write(&mut self, data: Bytes) -> io::Result<()> {
+    fn write(&mut self, data: Bytes) -> impl Future<Output = io::Result<()>> + Send {
+        let exchange = &self.exchange;
         let mut data = Some(data);
-        std::future::poll_fn(|_| {
-            let mut x = self.exchange.lock();
+        std::future::poll_fn(move |_| {
+            let mut x = exchange.lock();
             if x.chunk.is_some() {
                 // The response body takes the chunk, then polls this again.
                 return Poll::Pending;
@@ -302,12 +303,11 @@ impl Gateway for HttpGateway {
             x.chunk = data.take();
             Poll::Ready(Ok(()))
         })
-        .await
     }
 
-    async fn flush(&mut self) -> io::Result<()> {
+    fn flush(&mut self) -> impl Future<Output = io::Result<()>> + Send {
         // hyper flushes whenever the body would block.
-        Ok(())
+        std::future::ready(Ok(()))
     }
 
     fn stdin(&mut self, _environ: &Environ) -> Body {
