@@ -38,7 +38,7 @@ pub struct Environ {
     /// The variables; while `deferred` is set, only the few the handler
     /// reads for every request (see [`Environ::deferred`]).
     vars: Vars,
-    deferred: Option<Arc<dyn MakeVars>>,
+    deferred: Option<Source>,
     /// Where the handler's per-request variables are in `vars`, kept up
     /// to date by every change (a new name is looked at once, when added).
     known: KnownAt,
@@ -357,6 +357,66 @@ impl fmt::Debug for Value<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         fmt::Debug::fmt(&String::from_utf8_lossy(self.as_bytes()), f)
     }
+}
+
+/// Where a deferred environ's variables come from: a function given to
+/// [`Environ::deferred`], or a source shared with the backend
+/// ([`Environ::deferred_from`]).
+#[derive(Clone)]
+enum Source {
+    Made(Arc<dyn MakeVars>),
+    Shared(Arc<dyn EnvironSource>),
+}
+
+impl Source {
+    fn vars(&self) -> &Vars {
+        match self {
+            Source::Made(d) => d.vars(),
+            Source::Shared(s) => s.environ().vars(),
+        }
+    }
+}
+
+/// What a deferred environ ([`Environ::deferred_from`]) is made from, for
+/// a backend that keeps one per connection and fills it again for each
+/// request once nothing holds it any more (`Arc::get_mut`), so that a
+/// request whose environ is never read allocates nothing for it.
+///
+/// `environ` makes the variables the first time it is called and returns
+/// the same ones every time after (a `OnceLock` does it).
+///
+/// ```
+/// use std::sync::{Arc, OnceLock};
+/// use gateway_core::{Environ, EnvironSource};
+///
+/// struct Head {
+///     path: String,
+///     made: OnceLock<Environ>,
+/// }
+///
+/// impl EnvironSource for Head {
+///     fn environ(&self) -> &Environ {
+///         self.made.get_or_init(|| {
+///             let mut env = Environ::new();
+///             env.insert("REQUEST_METHOD", "GET");
+///             env.insert("PATH_INFO", self.path.clone());
+///             env
+///         })
+///     }
+/// }
+///
+/// let head = Arc::new(Head { path: "/x".into(), made: OnceLock::new() });
+/// let env = Environ::deferred_from(Environ::new(), head.clone());
+/// assert_eq!(env.path_info(), b"/x");
+/// drop(env);
+/// // Nothing holds it now: the next request can fill it again.
+/// let mut head = head;
+/// assert!(Arc::get_mut(&mut head).is_some());
+/// ```
+pub trait EnvironSource: Send + Sync + UnwindSafe + RefUnwindSafe + 'static {
+    /// The variables, made on the first call; the same ones on every call
+    /// after.
+    fn environ(&self) -> &Environ;
 }
 
 /// The variables of a deferred environ, made once, when first read; the
@@ -804,10 +864,25 @@ impl Environ {
         Self {
             vars: known.vars,
             known: known.known,
-            deferred: Some(Arc::new(Deferred {
+            deferred: Some(Source::Made(Arc::new(Deferred {
                 made: OnceLock::new(),
                 make,
-            })),
+            }))),
+        }
+    }
+
+    /// A deferred environ, as [`deferred`](Environ::deferred) makes, whose
+    /// variables come from `source` the first time something reads them.
+    /// The environ holds `source` (a reference count, no allocation), so a
+    /// backend can keep one source per connection and fill it again for the
+    /// next request once nothing holds it (see [`EnvironSource`]).
+    pub fn deferred_from(known: Environ, source: Arc<dyn EnvironSource>) -> Self {
+        let mut known = known;
+        known.vars_mut();
+        Self {
+            vars: known.vars,
+            known: known.known,
+            deferred: Some(Source::Shared(source)),
         }
     }
 

@@ -11,8 +11,8 @@ use std::task::Poll;
 
 use bytes::{Bytes, BytesMut};
 use gateway_core::{
-    Body, Environ, Error, ErrorStream, Gateway, GatewayInfo, HeadFormat, Protocol, RequestFacts,
-    ResponseHead,
+    Body, Environ, EnvironSource, Error, ErrorStream, Gateway, GatewayInfo, HeadFormat, Protocol,
+    RequestFacts, ResponseHead,
 };
 use http::header::HeaderName;
 use http::request::Parts;
@@ -191,6 +191,29 @@ pub(crate) struct Captured {
     /// Where the first value starts.
     values: usize,
     fields: Vec<(HeaderName, usize)>,
+    /// The connection's addresses (set by the first request).
+    addrs: Option<Arc<Addrs>>,
+    /// The environ made from it, once something read it.
+    made: OnceLock<Environ>,
+}
+
+/// The deferred environ of a request holds the connection's captured head
+/// itself (a reference count, no allocation per request).
+impl EnvironSource for Captured {
+    fn environ(&self) -> &Environ {
+        self.made.get_or_init(|| {
+            let mut env = Environ::new();
+            if let Some(addrs) = &self.addrs {
+                derive_environ(
+                    &mut env,
+                    &self.head(),
+                    addrs,
+                    addrs.server_software.as_ref(),
+                );
+            }
+            env
+        })
+    }
 }
 
 impl Captured {
@@ -334,6 +357,11 @@ impl Gateway for HttpGateway {
         }
         if let Some(c) = Arc::get_mut(&mut captured) {
             self.seen = Some(c.fill(parts));
+            // The environ the last request made from it is its own no more.
+            c.made.take();
+            if c.addrs.is_none() {
+                c.addrs = Some(self.addrs.clone());
+            }
         }
         if !env.is_empty() {
             self.host = derive_environ(
@@ -347,20 +375,10 @@ impl Gateway for HttpGateway {
         }
         let head = captured.clone();
         self.captured = Some(captured);
-        let addrs = self.addrs.clone();
 
         // The handler asks `request_facts` for what it reads of every
         // request: nothing of the environ is needed up front.
-        *env = Environ::deferred(Environ::new(), move || {
-            let mut env = Environ::new();
-            derive_environ(
-                &mut env,
-                &head.head(),
-                &addrs,
-                addrs.server_software.as_ref(),
-            );
-            env
-        });
+        *env = Environ::deferred_from(Environ::new(), head);
     }
 
     /// The request as hyper parsed it (headers as they arrived, repeated
