@@ -18,7 +18,9 @@
 #                 archive) to TARGET/baseline-SHA/src and built into
 #                 TARGET/baseline-SHA/target (TARGET is CARGO_TARGET_DIR
 #                 or ./target), kept for the next run; delete that
-#                 directory when done.
+#                 directory when done. (Cargo reads the .cargo/config.toml
+#                 of the directories above too, so this checkout's, if
+#                 any, applies to both builds.)
 #   ROUNDS=N      runs of each build (default 1; 3 with BASELINE or EXTRA)
 #   EXTRA="NAME=PATH ..."  also measure these `conformance` binaries, built
 #                 beforehand (say with other build settings, each in a
@@ -26,8 +28,8 @@
 #   CARGO_TARGET_DIR is honoured by the build, as usual, and so are
 #   RUSTFLAGS and CARGO_PROFILE_RELEASE_* (build settings of the binary,
 #   such as CARGO_PROFILE_RELEASE_LTO=thin, which change the file-backed
-#   part; use a target directory of their own). With BASELINE they apply
-#   to both builds.
+#   part; use a target directory of their own), and GATEWAY_PACK_RELOCS=0
+#   (see build.rs). With BASELINE they apply to both builds.
 #
 # The figures: RSS is VmRSS of /proc/PID/status after one small request
 # (idle) and VmHWM after the upload (peak), split into anonymous memory
@@ -63,14 +65,16 @@ build() {
     [ -x "$2/release/examples/conformance" ] || die "$2/release/examples/conformance is missing"
 }
 
+if [ -n "$BASELINE" ]; then
+    SHA=$(git -C "$ROOT" rev-parse --verify --quiet "$BASELINE^{commit}") ||
+        die "BASELINE=$BASELINE is not a commit of $ROOT"
+fi
 TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
 case "$TARGET" in /*) ;; *) TARGET=$ROOT/$TARGET ;; esac
 build "$ROOT" "$TARGET"
 NAMES=(ours)
 BINS=("$TARGET/release/examples/conformance")
 if [ -n "$BASELINE" ]; then
-    SHA=$(git -C "$ROOT" rev-parse --verify --quiet "$BASELINE^{commit}") ||
-        die "BASELINE=$BASELINE is not a commit of $ROOT"
     BASE_DIR=$TARGET/baseline-${SHA:0:12}
     if [ ! -e "$BASE_DIR/src/Cargo.toml" ]; then
         say "exporting $BASELINE (${SHA:0:12}) to $BASE_DIR/src"
