@@ -10,9 +10,10 @@ use gateway_core::server::{
 use gateway_core::{Body, BoxError, ErrorStream, Handler, Limits};
 use http::{Request, Response};
 use tokio::io::AsyncReadExt;
+use tokio_util::either::Either;
 use tower::Service;
 
-use crate::gateway::{Output, ScgiGateway};
+use crate::gateway::ScgiGateway;
 use crate::proto::{Config, Header, HeaderParser, Marker, ProtocolError};
 
 /// The answer to a malformed request header.
@@ -160,7 +161,7 @@ pub(crate) async fn respond<S, B>(
     let length = header.content_length();
     let (block, spans) = header.into_spans();
     let mut gateway = ScgiGateway {
-        writer: Output::Whole(conn.stream),
+        writer: Either::Left(conn.stream),
         block,
         spans,
         body: None,
@@ -175,7 +176,7 @@ pub(crate) async fn respond<S, B>(
     if let Some(body) = body_in_hand(&mut buf, length) {
         gateway.body = Some(body);
         let outcome = shared.handler.run(&mut gateway, app).await;
-        let Output::Whole(stream) = gateway.writer else {
+        let Either::Left(stream) = gateway.writer else {
             return;
         };
         // The whole request is read; bytes read past it (the peer sent
@@ -183,16 +184,16 @@ pub(crate) async fn respond<S, B>(
         close_after(stream, &outcome, buf.is_empty(), limits.get_write_timeout()).await;
         return;
     }
-    let Output::Whole(stream) = gateway.writer else {
+    let Either::Left(stream) = gateway.writer else {
         return;
     };
     let (reader, writer) = tokio::io::split(stream);
-    gateway.writer = Output::Half(writer);
+    gateway.writer = Either::Right(writer);
     let input = SharedInput::new(buf.freeze(), reader);
     let timed = Timed::reads(input.clone(), limits.get_body_read_timeout());
     gateway.body = Some(Body::from_reader(timed, Some(length)));
     let outcome = shared.handler.run(&mut gateway, app).await;
-    let Output::Half(writer) = gateway.writer else {
+    let Either::Right(writer) = gateway.writer else {
         return;
     };
     let done = input.read_exactly(length);

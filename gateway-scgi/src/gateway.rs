@@ -4,69 +4,20 @@
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
-use std::pin::Pin;
-use std::task::{Context, Poll};
+use std::task::Poll;
 use std::time::Duration;
 
 use bytes::Bytes;
 use gateway_core::server::Stream;
 use gateway_core::{Body, Environ, ErrorStream, Gateway, GatewayInfo, Protocol};
-use tokio::io::{AsyncWrite, AsyncWriteExt, WriteHalf};
+use tokio::io::{AsyncWriteExt, WriteHalf};
+use tokio_util::either::Either;
 
-/// Where a response is written.
-pub(crate) enum Output {
-    /// The connection itself: the request's body came whole with its
-    /// header, nothing reads the socket while the response is written.
-    Whole(Stream),
-    /// The write half of the connection, whose read half the request's
-    /// body reads from.
-    Half(WriteHalf<Stream>),
-}
-
-impl AsyncWrite for Output {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            Output::Whole(s) => Pin::new(s).poll_write(cx, buf),
-            Output::Half(s) => Pin::new(s).poll_write(cx, buf),
-        }
-    }
-
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            Output::Whole(s) => Pin::new(s).poll_write_vectored(cx, bufs),
-            Output::Half(s) => Pin::new(s).poll_write_vectored(cx, bufs),
-        }
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        match self {
-            Output::Whole(s) => s.is_write_vectored(),
-            Output::Half(s) => s.is_write_vectored(),
-        }
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Output::Whole(s) => Pin::new(s).poll_flush(cx),
-            Output::Half(s) => Pin::new(s).poll_flush(cx),
-        }
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Output::Whole(s) => Pin::new(s).poll_shutdown(cx),
-            Output::Half(s) => Pin::new(s).poll_shutdown(cx),
-        }
-    }
-}
+/// Where a response is written: the connection itself (`Left`: the
+/// request's body came whole with its header, nothing reads the socket
+/// while the response is written), or the write half of the connection,
+/// whose read half the request's body reads from (`Right`).
+pub(crate) type Output = Either<Stream, WriteHalf<Stream>>;
 
 /// One request's backend. The response head is written in CGI form
 /// (`Status:` line), the default of [`Gateway::write_head`].
