@@ -160,11 +160,11 @@ pub(crate) async fn respond<S, B>(
     let limits = &shared.limits;
     let length = header.content_length();
     let (block, spans) = header.into_spans();
-    let mut gateway = ScgiGateway {
-        writer: Either::Left(conn.stream),
+    let gateway = |writer, body| ScgiGateway {
+        writer,
         block,
         spans,
-        body: None,
+        body: Some(body),
         errors: shared.errors.clone(),
         peer_addr: conn.peer_addr,
         local_addr: conn.local_addr,
@@ -174,7 +174,7 @@ pub(crate) async fn respond<S, B>(
     // taken from the buffer: then nothing but the response uses the socket,
     // and it need not be split.
     if let Some(body) = body_in_hand(&mut buf, length) {
-        gateway.body = Some(body);
+        let mut gateway = gateway(Either::Left(conn.stream), body);
         let outcome = shared.handler.run(&mut gateway, app).await;
         let Either::Left(stream) = gateway.writer else {
             return;
@@ -184,14 +184,11 @@ pub(crate) async fn respond<S, B>(
         close_after(stream, &outcome, buf.is_empty(), limits.get_write_timeout()).await;
         return;
     }
-    let Either::Left(stream) = gateway.writer else {
-        return;
-    };
-    let (reader, writer) = tokio::io::split(stream);
-    gateway.writer = Either::Right(writer);
+    let (reader, writer) = tokio::io::split(conn.stream);
     let input = SharedInput::new(buf.freeze(), reader);
     let timed = Timed::reads(input.clone(), limits.get_body_read_timeout());
-    gateway.body = Some(Body::from_reader(timed, Some(length)));
+    let body = Body::from_reader(timed, Some(length));
+    let mut gateway = gateway(Either::Right(writer), body);
     let outcome = shared.handler.run(&mut gateway, app).await;
     let Either::Right(writer) = gateway.writer else {
         return;

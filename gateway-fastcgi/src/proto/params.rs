@@ -401,6 +401,35 @@ impl ParamsDecoder {
         Ok(())
     }
 
+    /// Adds the pair of `src` whose name starts at `name_at` and whose
+    /// value lies from `value_at` to `end` (within `src`, which is no longer
+    /// than `max_len`, so the offsets fit in a `u32`), unless the list is
+    /// full.
+    #[inline]
+    fn take_pair(
+        &mut self,
+        src: &[u8],
+        name_at: usize,
+        value_at: usize,
+        end: usize,
+    ) -> Result<(), ProtocolError> {
+        if self.spans.len() >= self.max_count {
+            return Err(ProtocolError::too_many_params(self.max_count));
+        }
+        let offset = |n: usize| n as u32;
+        self.noted.note(
+            src.get(name_at..value_at).unwrap_or_default(),
+            [offset(value_at), offset(end)],
+        );
+        self.spans.push([
+            offset(name_at),
+            offset(value_at),
+            offset(value_at),
+            offset(end),
+        ]);
+        Ok(())
+    }
+
     /// Takes every complete pair of `src` (the stream so far) from `at`
     /// on.
     fn drain(&mut self, src: &[u8]) -> Result<(), ProtocolError> {
@@ -410,8 +439,6 @@ impl ParamsDecoder {
         let rest_len = src.len().saturating_sub(self.at);
         let likely = (rest_len / 16).min(self.max_count.saturating_sub(self.spans.len()));
         self.spans.reserve(likely);
-        // Offsets fit in a `u32`: the stream is no longer than `max_len`.
-        let offset = |n: usize| n as u32;
         let mut at = self.at;
         let result = loop {
             let rest = src.get(at..).unwrap_or_default();
@@ -424,18 +451,9 @@ impl ParamsDecoder {
                 let value_at = name_at + usize::from(name);
                 let end = value_at + usize::from(value);
                 if end <= src.len() {
-                    if self.spans.len() >= self.max_count {
-                        break Err(ProtocolError::too_many_params(self.max_count));
+                    if let Err(e) = self.take_pair(src, name_at, value_at, end) {
+                        break Err(e);
                     }
-                    if matches!(name, 9 | 14) {
-                        self.noted.note(
-                            src.get(name_at..value_at).unwrap_or_default(),
-                            [offset(value_at), offset(end)],
-                        );
-                    }
-                    let value_at = offset(value_at);
-                    self.spans
-                        .push([offset(name_at), value_at, value_at, offset(end)]);
                     at = end;
                     continue;
                 }
@@ -455,20 +473,14 @@ impl ParamsDecoder {
                     name,
                     value,
                 }) => {
-                    if self.spans.len() >= self.max_count {
-                        break Err(ProtocolError::too_many_params(self.max_count));
-                    }
                     // `parse_pair` checked that the pair lies within `rest`.
                     let name_at = at + header;
                     let value_at = name_at + name;
-                    at = value_at + value;
-                    self.noted.note(
-                        src.get(name_at..value_at).unwrap_or_default(),
-                        [offset(value_at), offset(at)],
-                    );
-                    let value_at = offset(value_at);
-                    self.spans
-                        .push([offset(name_at), value_at, value_at, offset(at)]);
+                    let end = value_at + value;
+                    if let Err(e) = self.take_pair(src, name_at, value_at, end) {
+                        break Err(e);
+                    }
+                    at = end;
                 }
             }
         };
