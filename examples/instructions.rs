@@ -10,7 +10,8 @@
 //! The server listens on a free loopback port, writes it to `PORT_FILE`,
 //! and exits after its `N`th request: `http`, `fastcgi` and `scgi` are this
 //! workspace's servers, `hyper` a bare hyper 1.x server with hyper-util's
-//! auto (HTTP/1 + HTTP/2) connection builder (`hyper-close`: the same
+//! auto (HTTP/1 + HTTP/2) connection builder, a task per connection as
+//! hyper's own server examples have it (`hyper-close`: the same
 //! server, with a client that opens a connection per request, the peer of
 //! SCGI). Every server runs on a
 //! current-thread tokio runtime and answers with the same application.
@@ -123,22 +124,34 @@ fn serve(kind: &str, n: usize, port_file: &str) -> io::Result<()> {
     })
 }
 
-/// A bare hyper server: one connection at a time, until `n` requests.
+/// A bare hyper server, as hyper's own examples write one: each accepted
+/// connection served on a task of its own, until `n` requests; then the
+/// connections still open are waited for (the client closes its own).
 async fn bare_hyper(listener: Listener, n: usize) -> io::Result<()> {
     use hyper_util::rt::{TokioExecutor, TokioIo};
     use hyper_util::server::conn::auto;
     let left = Arc::new(AtomicUsize::new(n));
-    while left.load(Ordering::Relaxed) > 0 {
-        let (stream, _) = listener.accept().await?;
-        let left = left.clone();
+    let done = Arc::new(tokio::sync::Notify::new());
+    let mut tasks = tokio::task::JoinSet::new();
+    loop {
+        let (stream, _) = tokio::select! {
+            accepted = listener.accept() => accepted?,
+            () = done.notified() => break,
+        };
+        let (left, done) = (left.clone(), done.clone());
         let service = hyper::service::service_fn(move |_req: Request<hyper::body::Incoming>| {
-            left.fetch_sub(1, Ordering::Relaxed);
+            if left.fetch_sub(1, Ordering::Relaxed) == 1 {
+                done.notify_one();
+            }
             std::future::ready(Ok::<_, Infallible>(hello()))
         });
-        let _ = auto::Builder::new(TokioExecutor::new())
-            .serve_connection(TokioIo::new(stream), service)
-            .await;
+        tasks.spawn(async move {
+            let _ = auto::Builder::new(TokioExecutor::new())
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+        });
     }
+    while tasks.join_next().await.is_some() {}
     Ok(())
 }
 

@@ -886,6 +886,35 @@ impl Environ {
         }
     }
 
+    /// Makes this environ deferred in place, as
+    /// [`deferred_from`](Environ::deferred_from) would with this environ as
+    /// `known`: its variables come from `source` the first time something
+    /// reads them. Nothing is moved: a backend that was handed an empty
+    /// environ to fill defers it where it is.
+    ///
+    /// ```
+    /// use std::sync::{Arc, OnceLock};
+    /// use gateway_core::{Environ, EnvironSource};
+    ///
+    /// #[derive(Default)]
+    /// struct Fixed(OnceLock<Environ>);
+    /// impl EnvironSource for Fixed {
+    ///     fn environ(&self) -> &Environ {
+    ///         self.0.get_or_init(|| {
+    ///             [("REQUEST_METHOD", "GET"), ("PATH_INFO", "/x")].into_iter().collect()
+    ///         })
+    ///     }
+    /// }
+    ///
+    /// let mut env = Environ::new();
+    /// env.defer_to(Arc::new(Fixed::default()));
+    /// assert_eq!(env.path_info(), b"/x");
+    /// ```
+    pub fn defer_to(&mut self, source: Arc<dyn EnvironSource>) {
+        self.vars_mut();
+        self.deferred = Some(Source::Shared(source));
+    }
+
     /// The variables, made first if deferred.
     fn vars(&self) -> &Vars {
         match &self.deferred {

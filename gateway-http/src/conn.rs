@@ -973,6 +973,10 @@ where
     }
 }
 
+/// The most bytes of the body handed to hyper at once (see
+/// `ResponseBody::frame`).
+const MAX_FRAME: usize = 16 * 1024;
+
 /// The rest of a request's handler, driven by the response body.
 type Driver = Pin<Box<dyn Future<Output = ()> + Send>>;
 
@@ -1040,11 +1044,11 @@ impl ResponseBody {
     fn next_frame(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = self;
         if let Some(data) = this.whole.take() {
-            return Poll::Ready(Some(Ok(Frame::data(data))));
+            return Poll::Ready(Some(Ok(frame(data, &mut this.whole))));
         }
         if let Some((driver, exchange)) = &mut this.running {
             if let Some(data) = exchange.lock().chunk.take() {
-                return Poll::Ready(Some(Ok(Frame::data(data))));
+                return Poll::Ready(Some(Ok(frame(data, &mut this.whole))));
             }
             let finished = driver.as_mut().poll(cx).is_ready();
             let mut x = exchange.lock();
@@ -1061,7 +1065,7 @@ impl ResponseBody {
             if let Some(data) = chunk {
                 // A write that found the slot taken waits for this body to
                 // poll the handler again: hyper will, after this chunk.
-                return Poll::Ready(Some(Ok(Frame::data(data))));
+                return Poll::Ready(Some(Ok(frame(data, &mut this.whole))));
             }
         }
         match this.error {
@@ -1077,6 +1081,17 @@ impl ResponseBody {
             None => Poll::Ready(None),
         }
     }
+}
+
+/// A frame of at most `MAX_FRAME` bytes of `data`; the rest goes to `rest`,
+/// the next frame (no copy: the slices share `data`). hyper copies each
+/// frame into its write buffer, which therefore grows to at most its size
+/// limit and one frame, however large the application's chunks.
+fn frame(mut data: Bytes, rest: &mut Option<Bytes>) -> Frame<Bytes> {
+    if data.len() > MAX_FRAME {
+        *rest = Some(data.split_off(MAX_FRAME));
+    }
+    Frame::data(data)
 }
 
 /// Counts a connection that ended with an error in the metrics: a request
@@ -1106,5 +1121,58 @@ fn is_timeout(mut e: &(dyn std::error::Error + 'static)) -> bool {
             Some(next) => e = next,
             None => return false,
         }
+    }
+}
+
+#[cfg(test)]
+mod frame_tests {
+    use super::*;
+
+    fn body(whole: Option<Bytes>) -> ResponseBody {
+        ResponseBody {
+            whole,
+            error: None,
+            error_ready: false,
+            running: None,
+            sized: true,
+            length: None,
+            clock: None,
+            _in_flight: InFlight::start(&Arc::new(Activity::default())),
+        }
+    }
+
+    /// Polls `b` to its end; the sizes of its data frames and their bytes.
+    fn drain(mut b: ResponseBody) -> (Vec<usize>, Vec<u8>) {
+        let mut cx = Context::from_waker(Waker::noop());
+        let (mut sizes, mut all) = (Vec::new(), Vec::new());
+        loop {
+            match Pin::new(&mut b).poll_frame(&mut cx) {
+                Poll::Ready(Some(Ok(f))) => {
+                    let data = f.into_data().unwrap_or_default();
+                    sizes.push(data.len());
+                    all.extend_from_slice(&data);
+                }
+                Poll::Ready(None) => return (sizes, all),
+                other => panic!("unexpected poll: {:?}", other.map(|f| f.is_some())),
+            }
+        }
+    }
+
+    #[test]
+    fn a_large_body_reaches_hyper_in_frames_of_at_most_max_frame() {
+        let data: Vec<u8> = (0..40 * 1024 + 7).map(|i| (i % 251) as u8).collect();
+        let b = body(Some(Bytes::from(data.clone())));
+        // The size hyper frames the response with is the whole body's.
+        assert_eq!(b.size_hint().exact(), Some(data.len() as u64));
+        let (sizes, all) = drain(b);
+        assert_eq!(sizes, [MAX_FRAME, MAX_FRAME, 8 * 1024 + 7]);
+        assert_eq!(all, data);
+    }
+
+    #[test]
+    fn a_small_body_is_one_frame() {
+        let (sizes, all) = drain(body(Some(Bytes::from_static(b"Hello, world!\n"))));
+        assert_eq!(sizes, [14]);
+        assert_eq!(all, b"Hello, world!\n");
     }
 }

@@ -378,7 +378,7 @@ impl Gateway for HttpGateway {
 
         // The handler asks `request_facts` for what it reads of every
         // request: nothing of the environ is needed up front.
-        *env = Environ::deferred_from(Environ::new(), head);
+        env.defer_to(head);
     }
 
     /// The request as hyper parsed it (headers as they arrived, repeated

@@ -186,7 +186,12 @@ impl Server {
         h1.header_read_timeout(None)
             .max_buf_size(limits.get_max_head_len().max(8192))
             .keep_alive(true)
-            .half_close(false);
+            .half_close(false)
+            // One buffer for the head and the body: a small response goes
+            // out in one `write` of one buffer, without hyper's queue of
+            // buffers. Large bodies reach hyper in frames of at most 16 KiB
+            // (see `conn`), so the buffer stays near its size limit.
+            .writev(false);
         // hyper's default is 100 header slots on the stack; any explicit
         // value moves them to the heap for every request.
         if limits.get_max_headers() != HYPER_DEFAULT_MAX_HEADERS {
