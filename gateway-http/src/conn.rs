@@ -67,6 +67,9 @@ pub(crate) struct Shared<S> {
     pub(crate) shutdown: Shutdown,
     /// Connections parked so far (they went back to waiting for input).
     pub(crate) parked: AtomicU64,
+    /// The most bytes of a response body handed to hyper at once (see
+    /// `FLAT_MAX_FRAME`).
+    pub(crate) max_frame: usize,
 }
 
 /// What a connection keeps from one hyper connection to the next, besides
@@ -827,7 +830,7 @@ where
     } else {
         Some(slot)
     };
-    answer(driver, exchange, version, in_flight)
+    answer(driver, exchange, version, in_flight, shared.max_frame)
 }
 
 pin_project_lite::pin_project! {
@@ -873,6 +876,7 @@ fn answer(
     exchange: SharedExchange,
     version: http::Version,
     in_flight: InFlight,
+    max_frame: usize,
 ) -> impl Future<Output = Result<Response<ResponseBody>, BoxError>> + Send + 'static {
     async move {
         // HTTP/2: the response body tells its stream's watch when hyper holds a
@@ -919,6 +923,7 @@ fn answer(
                 sized,
                 length,
                 clock,
+                max_frame,
                 _in_flight: in_flight,
             }
         } else {
@@ -931,6 +936,7 @@ fn answer(
                 sized: false,
                 length,
                 clock,
+                max_frame,
                 _in_flight: in_flight,
             }
         };
@@ -973,9 +979,11 @@ where
     }
 }
 
-/// The most bytes of the body handed to hyper at once (see
-/// `ResponseBody::frame`).
-const MAX_FRAME: usize = 16 * 1024;
+/// The most bytes of a response body handed to hyper at once when hyper
+/// copies the body into its write buffer (see `Server::vectored_writes`):
+/// the buffer then grows to at most its size limit and one frame, however
+/// large the application's chunks (see `frame`).
+pub(crate) const FLAT_MAX_FRAME: usize = 16 * 1024;
 
 /// The rest of a request's handler, driven by the response body.
 type Driver = Pin<Box<dyn Future<Output = ()> + Send>>;
@@ -1000,6 +1008,8 @@ pub(crate) struct ResponseBody {
     length: Option<u64>,
     /// HTTP/2: the stream's send clock (see `stream`).
     clock: Option<Arc<SendClock>>,
+    /// The most bytes handed to hyper in one frame (see `frame`).
+    max_frame: usize,
     _in_flight: InFlight,
 }
 
@@ -1044,11 +1054,11 @@ impl ResponseBody {
     fn next_frame(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = self;
         if let Some(data) = this.whole.take() {
-            return Poll::Ready(Some(Ok(frame(data, &mut this.whole))));
+            return Poll::Ready(Some(Ok(frame(data, this.max_frame, &mut this.whole))));
         }
         if let Some((driver, exchange)) = &mut this.running {
             if let Some(data) = exchange.lock().chunk.take() {
-                return Poll::Ready(Some(Ok(frame(data, &mut this.whole))));
+                return Poll::Ready(Some(Ok(frame(data, this.max_frame, &mut this.whole))));
             }
             let finished = driver.as_mut().poll(cx).is_ready();
             let mut x = exchange.lock();
@@ -1065,7 +1075,7 @@ impl ResponseBody {
             if let Some(data) = chunk {
                 // A write that found the slot taken waits for this body to
                 // poll the handler again: hyper will, after this chunk.
-                return Poll::Ready(Some(Ok(frame(data, &mut this.whole))));
+                return Poll::Ready(Some(Ok(frame(data, this.max_frame, &mut this.whole))));
             }
         }
         match this.error {
@@ -1083,13 +1093,11 @@ impl ResponseBody {
     }
 }
 
-/// A frame of at most `MAX_FRAME` bytes of `data`; the rest goes to `rest`,
-/// the next frame (no copy: the slices share `data`). hyper copies each
-/// frame into its write buffer, which therefore grows to at most its size
-/// limit and one frame, however large the application's chunks.
-fn frame(mut data: Bytes, rest: &mut Option<Bytes>) -> Frame<Bytes> {
-    if data.len() > MAX_FRAME {
-        *rest = Some(data.split_off(MAX_FRAME));
+/// A frame of at most `max` bytes of `data`; the rest goes to `rest`, the
+/// next frame (no copy: the slices share `data`).
+fn frame(mut data: Bytes, max: usize, rest: &mut Option<Bytes>) -> Frame<Bytes> {
+    if data.len() > max {
+        *rest = Some(data.split_off(max));
     }
     Frame::data(data)
 }
@@ -1137,6 +1145,7 @@ mod frame_tests {
             sized: true,
             length: None,
             clock: None,
+            max_frame: FLAT_MAX_FRAME,
             _in_flight: InFlight::start(&Arc::new(Activity::default())),
         }
     }
@@ -1165,7 +1174,7 @@ mod frame_tests {
         // The size hyper frames the response with is the whole body's.
         assert_eq!(b.size_hint().exact(), Some(data.len() as u64));
         let (sizes, all) = drain(b);
-        assert_eq!(sizes, [MAX_FRAME, MAX_FRAME, 8 * 1024 + 7]);
+        assert_eq!(sizes, [FLAT_MAX_FRAME, FLAT_MAX_FRAME, 8 * 1024 + 7]);
         assert_eq!(all, data);
     }
 

@@ -280,3 +280,40 @@ async fn http2_connections_are_not_parked() {
     assert_eq!(srv.metrics.snapshot().connections_open, 1);
     srv.shutdown.trigger();
 }
+
+/// A large body in one buffer arrives whole and in order, on a keep-alive
+/// connection, whether hyper copies it into its write buffer (in 16 KiB
+/// frames) or writes it with vectored writes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_body_arrives_whole_with_either_write_strategy() {
+    const LEN: usize = 300 * 1024 + 11;
+    let body: String = (0..LEN).map(|i| (b'a' + (i % 26) as u8) as char).collect();
+    for vectored in [false, true] {
+        let listener = Listener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.tcp_addr().unwrap();
+        let shutdown = Shutdown::new();
+        let mut server = Server::new();
+        server.shutdown(shutdown.clone()).vectored_writes(vectored);
+        let sent = body.clone();
+        let conns = server.connections(tower::service_fn(move |_req: http::Request<Body>| {
+            let sent = sent.clone();
+            async move { Ok::<_, Infallible>(http::Response::new(sent)) }
+        }));
+        tokio::spawn(async move { conns.serve(listener).await });
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        let mut got = Vec::new();
+        for _ in 0..2 {
+            s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+                .await
+                .unwrap();
+            let (head, received) = response(&mut s, &mut got).await;
+            assert!(head.starts_with("http/1.1 200"), "{head}");
+            assert_eq!(received.len(), LEN, "vectored_writes({vectored})");
+            assert!(
+                received == body,
+                "vectored_writes({vectored}): the body differs"
+            );
+        }
+        shutdown.trigger();
+    }
+}
