@@ -124,35 +124,31 @@ fn serve(kind: &str, n: usize, port_file: &str) -> io::Result<()> {
     })
 }
 
-/// A bare hyper server, as hyper's own examples write one: each accepted
-/// connection served on a task of its own, until `n` requests; then the
-/// connections still open are waited for (the client closes its own).
+/// A bare hyper server, as hyper's own examples write one: accept, and
+/// serve each connection on a task of its own. The process exits once a
+/// connection has ended after the `n`th request.
 async fn bare_hyper(listener: Listener, n: usize) -> io::Result<()> {
     use hyper_util::rt::{TokioExecutor, TokioIo};
     use hyper_util::server::conn::auto;
     let left = Arc::new(AtomicUsize::new(n));
-    let done = Arc::new(tokio::sync::Notify::new());
-    let mut tasks = tokio::task::JoinSet::new();
     loop {
-        let (stream, _) = tokio::select! {
-            accepted = listener.accept() => accepted?,
-            () = done.notified() => break,
-        };
-        let (left, done) = (left.clone(), done.clone());
-        let service = hyper::service::service_fn(move |_req: Request<hyper::body::Incoming>| {
-            if left.fetch_sub(1, Ordering::Relaxed) == 1 {
-                done.notify_one();
-            }
-            std::future::ready(Ok::<_, Infallible>(hello()))
-        });
-        tasks.spawn(async move {
+        let (stream, _) = listener.accept().await?;
+        let left = left.clone();
+        tokio::spawn(async move {
+            let counter = left.clone();
+            let service =
+                hyper::service::service_fn(move |_req: Request<hyper::body::Incoming>| {
+                    counter.fetch_sub(1, Ordering::Relaxed);
+                    std::future::ready(Ok::<_, Infallible>(hello()))
+                });
             let _ = auto::Builder::new(TokioExecutor::new())
                 .serve_connection(TokioIo::new(stream), service)
                 .await;
+            if left.load(Ordering::Relaxed) == 0 {
+                std::process::exit(0);
+            }
         });
     }
-    while tasks.join_next().await.is_some() {}
-    Ok(())
 }
 
 fn client(kind: &str, n: usize, port: u16) -> io::Result<()> {

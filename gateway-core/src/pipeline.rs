@@ -723,7 +723,7 @@ const fn number_width(n: usize) -> usize {
 }
 
 /// A `Content-Length` value; the common small ones without an allocation.
-fn length_value(n: u64) -> HeaderValue {
+pub(crate) fn length_value(n: u64) -> HeaderValue {
     let Some(small) = usize::try_from(n).ok().filter(|&n| n < 10_000) else {
         return HeaderValue::from(n);
     };

@@ -97,7 +97,12 @@ pub fn build_request(env: &Environ, body: Body) -> Result<Request<Body>, Error> 
     }
     match known.body_length() {
         Ok(BodyLength::Known(n)) => {
-            headers.insert(http::header::CONTENT_LENGTH, HeaderValue::from(n));
+            // Small lengths (0 above all: nginx sends `CONTENT_LENGTH` with
+            // every SCGI request) without an allocation.
+            headers.insert(
+                http::header::CONTENT_LENGTH,
+                crate::pipeline::length_value(n),
+            );
         }
         Ok(BodyLength::None | BodyLength::Unknown) => {}
         Err(_) => return Err(bad("CONTENT_LENGTH is not a decimal number")),
