@@ -191,9 +191,9 @@ fn build_uri(env: &Known<'_>, https: bool) -> Result<Uri, Error> {
 
 fn authority(env: &Known<'_>, https: bool) -> Result<Option<Authority>, Error> {
     if let Some(host) = env.http_host().filter(|h| !h.is_empty()) {
-        return Authority::from_maybe_shared(host.to_shared())
+        return host_authority(&host)
             .map(Some)
-            .map_err(|_| bad("invalid Host header"));
+            .ok_or_else(|| bad("invalid Host header"));
     }
     let Some(name) = env.server_name() else {
         return Ok(None);
@@ -209,6 +209,36 @@ fn authority(env: &Known<'_>, https: bool) -> Result<Option<Authority>, Error> {
     // A SERVER_NAME that is not a valid host (IIS can send odd ones) just
     // leaves the URI without an authority.
     Ok(Authority::from_maybe_shared(auth.freeze()).ok())
+}
+
+thread_local! {
+    /// The authority of the last valid `Host` this thread parsed: the
+    /// requests a connection carries (and most of a thread's) name the
+    /// same host, so it is parsed once, not for each request.
+    static LAST_HOST: std::cell::RefCell<Option<Authority>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// The authority a `Host` value names, or `None` when it is not one.
+fn host_authority(host: &[u8]) -> Option<Authority> {
+    let cached = LAST_HOST.with(|last| {
+        last.try_borrow()
+            .ok()?
+            .as_ref()
+            .filter(|a| a.as_str().as_bytes() == host)
+            .cloned()
+    });
+    if cached.is_some() {
+        return cached;
+    }
+    // A copy of its own: the cache must not hold the request's buffer.
+    let authority = Authority::from_maybe_shared(Bytes::copy_from_slice(host)).ok()?;
+    LAST_HOST.with(|last| {
+        if let Ok(mut last) = last.try_borrow_mut() {
+            *last = Some(authority.clone());
+        }
+    });
+    Some(authority)
 }
 
 fn path_and_query(env: &Known<'_>) -> Result<PathAndQuery, Error> {
@@ -397,6 +427,37 @@ pub fn quote_path(s: &[u8]) -> Bytes {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn host_authorities_are_the_parsed_ones_whatever_came_before() {
+        let hosts: [&[u8]; 7] = [
+            b"example.com",
+            b"example.com",
+            b"Example.com:8080",
+            b"bad host",
+            b"example.com",
+            b"[::1]:443",
+            b"[::1]:443",
+        ];
+        for host in hosts {
+            let fresh = Authority::try_from(host).ok();
+            let got = host_authority(host);
+            assert_eq!(got, fresh, "{}", String::from_utf8_lossy(host));
+            if let Some(a) = got {
+                assert_eq!(a.as_str().as_bytes(), host);
+            }
+        }
+    }
+
+    #[test]
+    fn a_cached_authority_does_not_hold_the_request_buffer() {
+        let (buf, env) = environ(&[("HTTP_HOST", "cache.example"), ("PATH_INFO", "/")]);
+        let req = build_request(&env, Body::empty()).unwrap();
+        assert_eq!(req.uri().host(), Some("cache.example"));
+        drop((req, env));
+        // Only this handle is left: the cache kept a copy of its own.
+        assert!(buf.is_unique());
+    }
 
     /// An environ whose variables lie in one buffer, as FastCGI's do.
     fn environ(pairs: &[(&str, &str)]) -> (Bytes, Environ) {
