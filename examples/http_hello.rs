@@ -10,6 +10,10 @@
 //! a host name). Stop it with Ctrl-C or SIGTERM: requests in flight are
 //! finished first. `gateway_http::Server` has the settings this one-liner
 //! leaves at their defaults.
+//!
+//! For `scripts/bench-http.sh`: `HELLO_BYTES=N` answers with N bytes
+//! instead, and `HTTP_VECTORED_WRITES=1` serves with
+//! `Server::vectored_writes(true)`.
 
 use std::convert::Infallible;
 use std::process::ExitCode;
@@ -24,11 +28,18 @@ async fn main() -> ExitCode {
     let addr = std::env::args()
         .nth(1)
         .unwrap_or_else(|| "127.0.0.1:8000".to_owned());
-    let app = tower::service_fn(|_req: Request<Body>| async {
-        let mut res = Response::new(Full::new(Bytes::from_static(b"Hello, world!\n")));
-        res.headers_mut()
-            .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
-        Ok::<_, Infallible>(res)
+    let body = match std::env::var("HELLO_BYTES").ok().and_then(|n| n.parse().ok()) {
+        Some(n) => Bytes::from(vec![b'x'; n]),
+        None => Bytes::from_static(b"Hello, world!\n"),
+    };
+    let app = tower::service_fn(move |_req: Request<Body>| {
+        let body = body.clone();
+        async move {
+            let mut res = Response::new(Full::new(body));
+            res.headers_mut()
+                .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+            Ok::<_, Infallible>(res)
+        }
     });
     match addr.strip_prefix("unix:") {
         Some(path) => println!(
@@ -36,7 +47,20 @@ async fn main() -> ExitCode {
         ),
         None => println!("serving on http://{addr}/"),
     }
-    match gateway_http::serve(&addr, app).await {
+    let served = if std::env::var_os("HTTP_VECTORED_WRITES").is_some_and(|v| v == "1") {
+        match gateway_http::Listener::bind(&addr).await {
+            Ok(listener) => {
+                gateway_http::Server::new()
+                    .vectored_writes(true)
+                    .serve(listener, app)
+                    .await
+            }
+            Err(e) => Err(e),
+        }
+    } else {
+        gateway_http::serve(&addr, app).await
+    };
+    match served {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("http_hello: {e}");

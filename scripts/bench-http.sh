@@ -17,6 +17,11 @@
 #   DURATION=S     seconds per wrk run (default 5; 2 with --quick)
 #   CONNECTIONS=N  wrk connections (default 32)
 #   THREADS=N      wrk threads (default 1)
+#   BODY=N         answer with N bytes instead of "Hello, world!\n" (both
+#                  servers; HELLO_BYTES for the programs)
+#   VECTORED=1     ours with Server::vectored_writes(true) (hyper writes the
+#                  body's buffers with writev instead of copying them into
+#                  its write buffer; HTTP_VECTORED_WRITES for the program)
 #   STRICT=1       exit 1 when a target is missed (default: report only)
 #   INSTR=1        also count the user-space instructions each server spends
 #                  per request (valgrind's callgrind, instrumentation switched
@@ -97,8 +102,8 @@ use hyper::{Request, Response, body::Incoming, header};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 
-async fn hello(_req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
-    let mut res = Response::new(Full::new(Bytes::from_static(b"Hello, world!\n")));
+async fn hello(body: Bytes) -> Result<Response<Full<Bytes>>, Infallible> {
+    let mut res = Response::new(Full::new(body));
     res.headers_mut()
         .insert(header::CONTENT_TYPE, header::HeaderValue::from_static("text/plain"));
     Ok(res)
@@ -107,16 +112,24 @@ async fn hello(_req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infalli
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
     let addr = std::env::args().nth(1).unwrap_or_else(|| "127.0.0.1:8001".into());
+    let body = match std::env::var("HELLO_BYTES").ok().and_then(|n| n.parse().ok()) {
+        Some(n) => Bytes::from(vec![b'x'; n]),
+        None => Bytes::from_static(b"Hello, world!\n"),
+    };
     let listener = tokio::net::TcpListener::bind(&addr).await.unwrap();
     println!("serving on http://{addr}/");
     loop {
         let Ok((stream, _)) = listener.accept().await else { continue };
         let _ = stream.set_nodelay(true);
+        let body = body.clone();
         tokio::spawn(async move {
             let mut b = auto::Builder::new(TokioExecutor::new());
             b.http1().timer(TokioTimer::new());
             let _ = b
-                .serve_connection(TokioIo::new(stream), hyper::service::service_fn(hello))
+                .serve_connection(
+                    TokioIo::new(stream),
+                    hyper::service::service_fn(move |_req: Request<Incoming>| hello(body.clone())),
+                )
                 .await;
         });
     }
@@ -156,13 +169,22 @@ instructions() { # name binary; prints instructions per request
     [ -n "$ir" ] && [ "${reqs:-0}" -gt 0 ] || die "no instruction count for $1"
     echo $((ir / reqs))
 }
+# The response body of both servers, and ours' write strategy.
+[ -z "${BODY:-}" ] || positive BODY
+export HELLO_BYTES=${BODY:-}
+ours_env() {
+    if [ "${VECTORED:-0}" = 1 ]; then export HTTP_VECTORED_WRITES=1; fi
+}
 if [ "${INSTR:-0}" = 1 ]; then
     say "counting instructions per request (valgrind)"
-    OURS_IR=$(instructions ours "$OURS")
+    OURS_IR=$(ours_env; instructions ours "$OURS")
     BARE_IR=$(instructions bare "$BARE")
 fi
 
+say "response body: ${BODY:-14} bytes; ours with vectored writes: ${VECTORED:-0}"
+ours_env # (see above)
 start ours "$OURS"; OURS_URL=$URL
+unset HTTP_VECTORED_WRITES
 start bare "$BARE"; BARE_URL=$URL
 
 run_wrk() { # name url round
