@@ -28,7 +28,10 @@ async fn main() -> ExitCode {
     let addr = std::env::args()
         .nth(1)
         .unwrap_or_else(|| "127.0.0.1:8000".to_owned());
-    let body = match std::env::var("HELLO_BYTES").ok().and_then(|n| n.parse().ok()) {
+    let body = match std::env::var("HELLO_BYTES")
+        .ok()
+        .and_then(|n| n.parse().ok())
+    {
         Some(n) => Bytes::from(vec![b'x'; n]),
         None => Bytes::from_static(b"Hello, world!\n"),
     };

@@ -12,13 +12,13 @@ use std::cell::Cell;
 use std::future::{Future, poll_fn};
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll, Wake, Waker};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use bytes::Bytes;
-use gateway_core::server::{Connection, Shutdown, Stream, Watch};
+use gateway_core::server::{Connection, Gated, Shutdown, Stream, Watch};
 use gateway_core::{AppBody, Application, Body, BoxError, ErrorStream, Failure, Handler};
 use http::{Request, Response};
 use http_body::{Body as _, Frame, SizeHint};
@@ -551,70 +551,6 @@ where
         }
     }
     None
-}
-
-/// A future polled only after its own waker fired (and once at first), so a
-/// task that is woken often for other reasons does not poll it each time.
-struct Gated<F> {
-    inner: Pin<Box<F>>,
-    gate: Arc<Gate>,
-    waker: Waker,
-    /// The task's waker as last handed to the gate: the gate's lock is
-    /// taken only when the task's waker changed.
-    task: Option<Waker>,
-}
-
-/// Whether a gated future was woken, and the task to wake.
-struct Gate {
-    fired: AtomicBool,
-    task: Mutex<Option<Waker>>,
-}
-
-impl Wake for Gate {
-    fn wake(self: Arc<Self>) {
-        self.wake_by_ref();
-    }
-
-    fn wake_by_ref(self: &Arc<Self>) {
-        self.fired.store(true, Ordering::Release);
-        let task = self.task.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(w) = task.as_ref() {
-            w.wake_by_ref();
-        }
-    }
-}
-
-impl<F: Future> Gated<F> {
-    fn new(inner: F) -> Self {
-        let gate = Arc::new(Gate {
-            fired: AtomicBool::new(true),
-            task: Mutex::new(None),
-        });
-        Self {
-            inner: Box::pin(inner),
-            waker: Waker::from(gate.clone()),
-            gate,
-            task: None,
-        }
-    }
-}
-
-impl<F: Future> Future for Gated<F> {
-    type Output = F::Output;
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
-        let this = &mut *self;
-        if !this.task.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
-            this.task = Some(cx.waker().clone());
-            *this.gate.task.lock().unwrap_or_else(|e| e.into_inner()) = Some(cx.waker().clone());
-        }
-        if !this.gate.fired.swap(false, Ordering::AcqRel) {
-            return Poll::Pending;
-        }
-        this.inner
-            .as_mut()
-            .poll(&mut Context::from_waker(&this.waker))
-    }
 }
 
 /// What a connection's idle watch looks at: requests started, and requests

@@ -11,6 +11,8 @@ use std::time::Duration;
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
+
+use super::Gated;
 use tokio::time::Instant;
 
 use super::listener::{Listener, Stream};
@@ -263,6 +265,24 @@ where
     let mut look: Option<Instant> = None;
     // Changes once a burst has ended: this thread's heap is then settled.
     let mut bursts_ended = cap.bursts.subscribe();
+    // The two watches are waited on by one future that lives as long as
+    // the loop, polled only when one of them woke it: not made, registered
+    // and polled again for every connection accepted and every one that
+    // ends. It completes once the shutdown starts.
+    let bursts = &cap.bursts;
+    let stopping = Gated::new(async {
+        let settling = async {
+            while bursts_ended.changed().await.is_ok() {
+                bursts.settle();
+            }
+            std::future::pending::<()>().await;
+        };
+        tokio::select! {
+            () = stop.stopping() => {}
+            () = settling => {}
+        }
+    });
+    tokio::pin!(stopping);
     loop {
         let accepted = tokio::select! {
             a = listener.accept() => a,
@@ -287,11 +307,7 @@ where
                 look = cap.bursts.check();
                 continue;
             }
-            Ok(()) = bursts_ended.changed() => {
-                cap.bursts.settle();
-                continue;
-            }
-            _ = stop.stopping() => break,
+            () = &mut stopping => break,
         };
         let (stream, peer_addr) = match accepted {
             Ok(a) => a,
