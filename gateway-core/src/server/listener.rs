@@ -222,17 +222,25 @@ impl Listener {
     }
 
     /// Accepts one connection: the stream and, for TCP, the peer's address.
+    ///
+    /// One task at a time waits on a listener (as an accept loop does):
+    /// the wait keeps only the waker of the last task that polled it, so a
+    /// second task waiting on the same listener at once would take the
+    /// first one's place.
     pub async fn accept(&self) -> io::Result<(Stream, Option<SocketAddr>)> {
+        // Polled through the listener's own waker slot (`poll_accept`), not
+        // a readiness future queued on the socket and taken off again each
+        // time the accept loop waits.
         match self {
             Listener::Tcp(l) => {
-                let (s, peer) = l.accept().await?;
+                let (s, peer) = std::future::poll_fn(|cx| l.poll_accept(cx)).await?;
                 // A whole small response in one segment, no Nagle delay
                 // (flup loses 44 ms a request to Nagle + delayed ACK).
                 let _ = s.set_nodelay(true);
                 Ok((Stream::Tcp(s), Some(peer)))
             }
             Listener::Unix(l, _) => {
-                let (s, _) = l.accept().await?;
+                let (s, _) = std::future::poll_fn(|cx| l.poll_accept(cx)).await?;
                 Ok((Stream::Unix(s), None))
             }
         }
