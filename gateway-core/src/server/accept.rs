@@ -261,6 +261,9 @@ where
     let refusing = Arc::new(Semaphore::new(Refusal::MAX_AT_ONCE));
     let mut tasks = JoinSet::new();
     let mut stop = shutdown.watch();
+    // The listener's own address (TCP), the local one of every connection
+    // it accepts unless it is a wildcard.
+    let bound = listener.tcp_addr();
     // When to look whether a burst of connections has ended.
     let mut look: Option<Instant> = None;
     // Changes once a burst has ended: this thread's heap is then settled.
@@ -325,7 +328,13 @@ where
             refuse(stream, &refusal, &refusing);
             continue;
         };
-        start(&mut tasks, &conn, &shutdown, stream, peer_addr, permit);
+        start(
+            &mut tasks,
+            &conn,
+            &shutdown,
+            (stream, peer_addr, bound),
+            permit,
+        );
         cap.bursts.started();
     }
     // Connections the kernel completed but nobody accepted yet are reset
@@ -337,7 +346,13 @@ where
         };
         match permits.clone().try_acquire_owned() {
             Ok(permit) => {
-                start(&mut tasks, &conn, &shutdown, stream, peer_addr, permit);
+                start(
+                    &mut tasks,
+                    &conn,
+                    &shutdown,
+                    (stream, peer_addr, bound),
+                    permit,
+                );
                 cap.bursts.started();
             }
             Err(_) => refuse(stream, &refusal, &refusing),
@@ -370,14 +385,18 @@ fn start<F, Fut>(
     tasks: &mut JoinSet<()>,
     conn: &F,
     shutdown: &Shutdown,
-    stream: Stream,
-    peer_addr: Option<SocketAddr>,
+    (stream, peer_addr, bound): (Stream, Option<SocketAddr>, Option<SocketAddr>),
     permit: OwnedSemaphorePermit,
 ) where
     F: Fn(Connection) -> Fut,
     Fut: Future<Output = ()> + Send + 'static,
 {
-    let local_addr = stream.local_addr();
+    // A listener bound to one address accepts on that address only: no
+    // need to ask the kernel for each connection's.
+    let local_addr = match bound {
+        Some(at) if !at.ip().is_unspecified() => Some(at),
+        _ => stream.local_addr(),
+    };
     // Boxed where it is made, so the task machinery never copies it: a
     // server's connection future may hold the state of a whole request
     // (the servers here keep that in a box of its own, made once the
@@ -429,6 +448,38 @@ mod tests {
             client,
             Connection::new(Stream::Tcp(server), shutdown.watch()),
         )
+    }
+
+    /// The local address a connection is given is its socket's own, from
+    /// a listener on one address and from a wildcard one alike.
+    #[tokio::test]
+    async fn connections_get_their_local_address() {
+        for bind in ["127.0.0.1:0", "0.0.0.0:0"] {
+            let listener = Listener::bind(bind).await.unwrap();
+            let port = listener.tcp_addr().unwrap().port();
+            let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+            let shutdown = Shutdown::new();
+            let server = tokio::spawn(serve(
+                listener,
+                4,
+                shutdown.clone(),
+                Refusal::close(),
+                move |c: Connection| {
+                    let tx = tx.clone();
+                    async move {
+                        let _ = tx.send((c.local_addr, c.stream.local_addr()));
+                    }
+                },
+            ));
+            let client = tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .unwrap();
+            let (given, real) = rx.recv().await.unwrap();
+            assert_eq!(given, real, "{bind}");
+            assert_eq!(given, Some(client.peer_addr().unwrap()), "{bind}");
+            shutdown.trigger();
+            let _ = tokio::time::timeout(Duration::from_secs(10), server).await;
+        }
     }
 
     /// Through the accept loop: connections opened together then closed
