@@ -635,6 +635,7 @@ where
     /// (with `cx`) may be done at once: then the request ends here.
     fn start(&mut self, id: u16, params: Params, stdin_ended: bool, cx: &mut Context<'_>) {
         let errors = self.shared.errors.clone();
+        let max_head_len = self.shared.handler.limits().get_max_response_head_len();
         let (peer_addr, local_addr) = (self.peer_addr, self.local_addr);
         let Some(slot) = self.slot(id) else { return };
         let (content_length, role_given) = params.length_and_role();
@@ -664,6 +665,7 @@ where
             errors,
             peer_addr,
             local_addr,
+            max_head_len,
         };
         let shared = self.shared.clone();
         // Allocated before the future is made, so that the future (a few
