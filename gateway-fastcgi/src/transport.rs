@@ -22,6 +22,9 @@ use tokio::io::{AsyncRead, AsyncWrite};
 /// it is written.
 pub(crate) const HIGH_WATER: usize = 64 * 1024;
 
+/// The room the output buffer is given when the first records go in.
+const OUT_START: usize = 1024;
+
 /// The side of a connection's transport that its requests see: the output
 /// buffer.
 pub(crate) trait Sink: Send + Sync {
@@ -238,6 +241,11 @@ where
         };
         if inner.failed {
             return false;
+        }
+        if inner.out.capacity() == 0 {
+            // Room for a small response whole (head, body, end records)
+            // at once, rather than growing record by record.
+            inner.out.reserve(OUT_START);
         }
         encode(&mut inner.out);
         true
