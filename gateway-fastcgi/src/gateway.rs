@@ -76,9 +76,16 @@ impl Out {
         open && appended
     }
 
-    /// Appends `data` as `FCGI_STDOUT` records.
-    fn stdout(&self, encoder: &mut ResponseEncoder, data: &[u8]) -> bool {
-        self.append(&mut |out| encoder.stdout(out, data))
+    /// Appends `data` as `FCGI_STDOUT` records; `None` when they could not
+    /// be, else whether the buffer then holds more than [`HIGH_WATER`]
+    /// bytes (found under the same lock).
+    fn stdout(&self, encoder: &mut ResponseEncoder, data: &[u8]) -> Option<bool> {
+        let mut full = false;
+        self.append(&mut |out| {
+            encoder.stdout(out, data);
+            full = out.len() > HIGH_WATER;
+        })
+        .then_some(full)
     }
 
     /// Appends `msg` as an `FCGI_STDERR` record.
@@ -191,13 +198,11 @@ impl Gateway for FcgiGateway {
         if data.is_empty() {
             return Ok(());
         }
-        if !self.output.stdout(&mut self.encoder, &data) {
-            return Err(closed());
+        match self.output.stdout(&mut self.encoder, &data) {
+            None => Err(closed()),
+            Some(true) => self.output.room().await,
+            Some(false) => Ok(()),
         }
-        if self.output.sink.buffered() > HIGH_WATER {
-            return self.output.room().await;
-        }
-        Ok(())
     }
 
     async fn flush(&mut self) -> io::Result<()> {
