@@ -46,8 +46,8 @@ pub(crate) trait Sink: Send + Sync {
 
 /// Reads what `io` has into `buf`, which holds no allocation (a connection
 /// waiting for its next request holds none): through a buffer on the
-/// stack, so that `buf` is allocated only once bytes arrived. `Ok(0)` at
-/// end of input.
+/// stack, so that `buf` is allocated only once bytes arrived, and only as
+/// large as they need. `Ok(0)` at end of input.
 pub(crate) fn poll_read_unbuffered<T: AsyncRead + Unpin>(
     io: &mut T,
     cx: &mut Context<'_>,
@@ -58,7 +58,9 @@ pub(crate) fn poll_read_unbuffered<T: AsyncRead + Unpin>(
     std::task::ready!(Pin::new(io).poll_read(cx, &mut read))?;
     let n = read.filled().len();
     if n > 0 {
-        buf.reserve(8 * 1024);
+        // Sized to what arrived (a request head, usually whole), at least
+        // 1 KiB; a larger read later makes it grow.
+        buf.reserve(n.max(1024));
         buf.extend_from_slice(read.filled());
     }
     Poll::Ready(Ok(n))
