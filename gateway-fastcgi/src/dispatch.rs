@@ -13,7 +13,7 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::pin::pin;
+use std::pin::{Pin, pin};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -36,7 +36,7 @@ use crate::proto::{
     Close, Config, Connection, Event, Idle, Params, ProtocolError, ProtocolStatus, ResponseEncoder,
     Role,
 };
-use crate::strategy::{Adaptive, Dispatch, InTask, Spawned, Strategy};
+use crate::strategy::{Adaptive, AppFuture, AppRun, Dispatch, InTask, Spawned, Strategy};
 use crate::transport::{Sink, Transport, poll_read_unbuffered};
 
 /// Everything the connections of one server share.
@@ -254,6 +254,9 @@ struct Dispatcher<T, S, St> {
     input_open: bool,
     /// The `Out` of the last request that ended, for the next one to reuse.
     spare: Option<Out>,
+    /// The future of the last request that finished in the connection's
+    /// task, whose allocation (a few KiB) the next request runs in.
+    spare_run: Option<AppFuture>,
 }
 
 impl<T, S, B, St> Dispatcher<T, S, St>
@@ -300,6 +303,7 @@ where
             local_addr,
             input_open: input_open || received,
             spare: None,
+            spare_run: None,
         }
     }
 
@@ -667,17 +671,30 @@ where
             local_addr,
             max_head_len,
         };
-        let shared = self.shared.clone();
-        // Allocated before the future is made, so that the future (a few
-        // KiB) is built in its box rather than on the stack and copied.
-        let app = Box::write(Box::new_uninit(), async move {
-            let mut gw = gw;
-            run_app(&shared, &mut gw, filter).await
-            // The request's input queue is dropped with `gw`, before the
-            // request ends.
-        });
-        let app: crate::strategy::AppFuture = Box::into_pin(app);
-        if let Some(outcome) = self.strategy.start(id, app, cx) {
+        let app = match self.spare_run.take() {
+            Some(mut app) => {
+                app.as_mut().restart(gw, filter);
+                app
+            }
+            None => {
+                let shared = self.shared.clone();
+                let make = run_request::<S, B>;
+                // Allocated before the future is made, so that the future
+                // (a few KiB) is built in its box rather than on the stack
+                // and copied.
+                let app = Box::write(
+                    Box::new_uninit(),
+                    Run {
+                        run: Some(make(shared.clone(), gw, filter)),
+                        shared,
+                        make,
+                    },
+                );
+                Box::into_pin(app)
+            }
+        };
+        if let Some((outcome, app)) = self.strategy.start(id, app, cx) {
+            self.spare_run = Some(app);
             self.finished(id, &outcome);
         }
     }
@@ -730,6 +747,67 @@ async fn stopping_of(watch: &mut Option<Watch>) {
     match watch {
         Some(w) => w.stopping().await,
         None => std::future::pending().await,
+    }
+}
+
+/// The run of request `gw`: the application through the handler.
+fn run_request<S, B>(
+    shared: Arc<Shared<S>>,
+    gw: FcgiGateway,
+    filter: Option<FilterData>,
+) -> impl Future<Output = Outcome> + Send + 'static
+where
+    S: Application<B>,
+    B: AppBody,
+{
+    async move {
+        let mut gw = gw;
+        run_app(&shared, &mut gw, filter).await
+        // The request's input queue is dropped with `gw`, before the
+        // request ends.
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A request's run (`make`'s future), which runs the connection's next
+    /// request in its place once it has finished.
+    struct Run<S, M, F> {
+        shared: Arc<Shared<S>>,
+        make: M,
+        #[pin]
+        run: Option<F>,
+    }
+}
+
+impl<S, M, F> Future for Run<S, M, F>
+where
+    F: Future<Output = Outcome>,
+{
+    type Output = Outcome;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Outcome> {
+        let mut this = self.project();
+        let Some(run) = this.run.as_mut().as_pin_mut() else {
+            // Finished: a strategy polls a run no more after that.
+            return Poll::Pending;
+        };
+        let outcome = std::task::ready!(run.poll(cx));
+        this.run.set(None);
+        Poll::Ready(outcome)
+    }
+}
+
+impl<S, M, F> AppRun for Run<S, M, F>
+where
+    S: Send + Sync + 'static,
+    M: Fn(Arc<Shared<S>>, FcgiGateway, Option<FilterData>) -> F + Send + 'static,
+    F: Future<Output = Outcome> + Send + 'static,
+{
+    #[inline]
+    fn restart(self: Pin<&mut Self>, gw: FcgiGateway, filter: Option<FilterData>) {
+        let mut this = self.project();
+        let next = (this.make)(this.shared.clone(), gw, filter);
+        this.run.set(Some(next));
     }
 }
 

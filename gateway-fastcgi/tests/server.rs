@@ -480,6 +480,57 @@ async fn filter_role_data_stream_f8(dispatch) {
 }
 }
 
+per_dispatch! {
+/// Requests one after the other on a kept-alive connection, some answered
+/// at once and some after the application waited, Filter and Responder
+/// mixed: each response is that of its own request (nothing of a request
+/// that ran before on the connection is seen by the next).
+async fn one_request_after_another_each_its_own(dispatch) {
+    let a = app(|mut req: Request<Body>| async move {
+        if req.uri().query() == Some("wait") {
+            tokio::task::yield_now().await;
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let data = req
+            .extensions_mut()
+            .remove::<FilterData>()
+            .and_then(|d| d.take());
+        let data = match data {
+            Some(d) => read_body(d).await.map(|b| b.to_vec()).unwrap_or_default(),
+            None => b"none".to_vec(),
+        };
+        let path = req.uri().path().to_owned();
+        let body = read_body(req.into_body()).await.unwrap_or_default();
+        ok(format!(
+            "{path} data={} body={}",
+            String::from_utf8_lossy(&data),
+            String::from_utf8_lossy(&body)
+        ))
+    });
+    let mut c = connect(&new_server(dispatch).connections(a));
+    for i in 0..8 {
+        let wait = if i % 3 == 1 { "?wait" } else { "" };
+        let mut p = get(&format!("/r{i}{wait}"));
+        let filter = i % 4 == 2;
+        if filter {
+            p.push(("FCGI_DATA_LENGTH", "2".into()));
+        }
+        let role = if filter { FILTER } else { RESPONDER };
+        c.begin(1, role, KEEP_CONN, &pairs(&p)).await;
+        let body = format!("b{i}");
+        c.stream(RecordType::Stdin, 1, body.as_bytes(), true).await;
+        if filter {
+            c.stream(RecordType::Data, 1, format!("d{i}").as_bytes(), true)
+                .await;
+        }
+        let data = if filter { format!("d{i}") } else { "none".into() };
+        let r = c.response(1).await;
+        assert_eq!(r.body(), format!("/r{i} data={data} body=b{i}"));
+        assert_eq!(r.app_status, 0);
+    }
+}
+}
+
 fn stderr_app() -> App {
     app(|req: Request<Body>| async move {
         if let Some(e) =
