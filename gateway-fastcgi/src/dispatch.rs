@@ -751,21 +751,18 @@ async fn stopping_of(watch: &mut Option<Watch>) {
 }
 
 /// The run of request `gw`: the application through the handler.
-fn run_request<S, B>(
+async fn run_request<S, B>(
     shared: Arc<Shared<S>>,
-    gw: FcgiGateway,
+    mut gw: FcgiGateway,
     filter: Option<FilterData>,
-) -> impl Future<Output = Outcome> + Send + 'static
+) -> Outcome
 where
     S: Application<B>,
     B: AppBody,
 {
-    async move {
-        let mut gw = gw;
-        run_app(&shared, &mut gw, filter).await
-        // The request's input queue is dropped with `gw`, before the
-        // request ends.
-    }
+    run_app(&shared, &mut gw, filter).await
+    // The request's input queue is dropped with `gw`, before the request
+    // ends.
 }
 
 pin_project_lite::pin_project! {
