@@ -38,6 +38,7 @@ use crate::proto::{
 };
 use crate::strategy::{Adaptive, AppFuture, AppRun, Dispatch, InTask, Spawned, Strategy};
 use crate::transport::{Sink, Transport, poll_read_unbuffered};
+use crate::woken::Woken;
 
 /// Everything the connections of one server share.
 pub(crate) struct Shared<S> {
@@ -316,7 +317,10 @@ where
         if stopping {
             self.proto.stop();
         }
-        let mut stopped = pin!(stopping_of(watch));
+        // Both watches below are polled again only once they woke the
+        // task (or were changed): otherwise each turn of the loop would
+        // take their locks again.
+        let mut stopped = pin!(Woken::new(stopping_of(watch)));
         // One timer for the connection's deadlines. It is moved only when a
         // deadline comes earlier than the time it is set for: one that
         // goes later (the usual case from one request to the next, each
@@ -324,7 +328,7 @@ where
         // the protocol layer, finding nothing due, gives the next time to
         // set. So a kept-alive connection moves its timer about once per
         // deadline period rather than a few times per request.
-        let mut timer = pin!(tokio::time::sleep_until(Instant::now()));
+        let mut timer = pin!(Woken::new(tokio::time::sleep_until(Instant::now())));
         let mut timer_at: Option<std::time::Instant> = None;
         // A connection parks when the timer fires: set for PARK_AFTER past
         // the end of a request (`park_armed`: it is set for that time or
@@ -412,7 +416,7 @@ where
                 && timer_at.is_none_or(|set| at < set)
             {
                 timer_at = Some(at);
-                timer.as_mut().reset(Instant::from_std(at));
+                timer.as_mut().inner().reset(Instant::from_std(at));
             }
             tokio::select! {
                 biased;
