@@ -673,6 +673,7 @@ where
             errors,
             peer_addr,
             local_addr,
+            open: false,
             max_head_len,
         };
         let app = match self.spare_run.take() {

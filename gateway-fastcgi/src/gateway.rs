@@ -149,6 +149,9 @@ pub(crate) struct FcgiGateway {
     pub(crate) errors: Option<ErrorStream>,
     pub(crate) peer_addr: Option<SocketAddr>,
     pub(crate) local_addr: Option<SocketAddr>,
+    /// Whether the last append of the response found the connection open
+    /// (what a flush right after it need not ask again).
+    pub(crate) open: bool,
     /// The handler's cap on the response head
     /// ([`Limits::max_response_head_len`](gateway_core::Limits::max_response_head_len)).
     pub(crate) max_head_len: usize,
@@ -181,7 +184,7 @@ impl Gateway for FcgiGateway {
         let head = &*head;
         // Not appended when the request has ended or the connection
         // closed: the write or flush that follows reports it.
-        self.output.append(&mut |out| {
+        self.open = self.output.append(&mut |out| {
             let rest = encode_stream_in_place(out, RecordType::Stdout, id, max, |out| {
                 head.encode(format, out);
             });
@@ -198,7 +201,9 @@ impl Gateway for FcgiGateway {
         if data.is_empty() {
             return Ok(());
         }
-        match self.output.stdout(&mut self.encoder, &data) {
+        let full = self.output.stdout(&mut self.encoder, &data);
+        self.open = full.is_some();
+        match full {
             None => Err(closed()),
             Some(true) => self.output.room().await,
             Some(false) => Ok(()),
@@ -206,8 +211,9 @@ impl Gateway for FcgiGateway {
     }
 
     async fn flush(&mut self) -> io::Result<()> {
-        // The dispatcher writes whenever output is buffered.
-        if self.output.is_open() {
+        // The dispatcher writes whenever output is buffered. Right after an
+        // append that found the connection open, it is not asked again.
+        if std::mem::take(&mut self.open) || self.output.is_open() {
             Ok(())
         } else {
             Err(closed())
@@ -285,6 +291,7 @@ mod tests {
             errors: None,
             peer_addr: None,
             local_addr: None,
+            open: false,
             max_head_len: 64 * 1024,
         }
     }
