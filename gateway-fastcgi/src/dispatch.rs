@@ -867,12 +867,14 @@ async fn write_buffered<T>(transport: &Transport<T>, blocked: bool) -> std::io::
 where
     T: AsyncRead + AsyncWrite + Send + Unpin,
 {
-    std::future::poll_fn(|cx| transport.poll_output(cx)).await;
-    std::future::poll_fn(|cx| match transport.poll_write_progress(cx) {
-        (Poll::Ready(r), _) => Poll::Ready(r.map(|()| Wrote::All)),
-        (Poll::Pending, true) => Poll::Ready(Ok(Wrote::Some)),
-        (Poll::Pending, false) if !blocked => Poll::Ready(Ok(Wrote::Blocked)),
-        (Poll::Pending, false) => Poll::Pending,
+    // Until output is buffered, each poll only looks (under the same lock
+    // as the write).
+    std::future::poll_fn(|cx| match transport.poll_write_progress(cx, true) {
+        None => Poll::Pending,
+        Some((Poll::Ready(r), _)) => Poll::Ready(r.map(|()| Wrote::All)),
+        Some((Poll::Pending, true)) => Poll::Ready(Ok(Wrote::Some)),
+        Some((Poll::Pending, false)) if !blocked => Poll::Ready(Ok(Wrote::Blocked)),
+        Some((Poll::Pending, false)) => Poll::Pending,
     })
     .await
 }

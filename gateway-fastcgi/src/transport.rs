@@ -143,35 +143,32 @@ where
         self.append(&mut |out| out.extend_from_slice(bytes))
     }
 
-    /// Ready once output is buffered (or the connection failed, so that
-    /// writing it reports the failure); otherwise the next append from
-    /// outside the connection's task wakes `cx`.
-    pub(crate) fn poll_output(&self, cx: &mut Context<'_>) -> Poll<()> {
-        let Ok(mut inner) = self.inner.lock() else {
-            return Poll::Ready(());
-        };
-        if inner.failed || !inner.out.is_empty() {
-            return Poll::Ready(());
-        }
-        match &inner.writer {
-            Some(w) if w.will_wake(cx.waker()) => {}
-            _ => inner.writer = Some(cx.waker().clone()),
-        }
-        Poll::Pending
-    }
-
     /// Writes the buffer out until it is empty, then flushes the transport.
     pub(crate) fn poll_write_out(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        self.poll_write_progress(cx).0
+        self.poll_write_progress(cx, false)
+            .map_or(Poll::Ready(Ok(())), |(polled, _)| polled)
     }
 
     /// As [`poll_write_out`](Self::poll_write_out), and whether the
-    /// transport took any bytes.
-    pub(crate) fn poll_write_progress(&self, cx: &mut Context<'_>) -> (Poll<io::Result<()>>, bool) {
+    /// transport took any bytes. `wait_for_output`: with nothing buffered
+    /// (and the connection not failed), `None`, and the next append from
+    /// outside the connection's task wakes `cx`.
+    pub(crate) fn poll_write_progress(
+        &self,
+        cx: &mut Context<'_>,
+        wait_for_output: bool,
+    ) -> Option<(Poll<io::Result<()>>, bool)> {
         let Ok(mut guard) = self.inner.lock() else {
-            return (Poll::Ready(Err(gone())), false);
+            return Some((Poll::Ready(Err(gone())), false));
         };
         let inner = &mut *guard;
+        if wait_for_output && !inner.failed && inner.out.is_empty() {
+            match &inner.writer {
+                Some(w) if w.will_wake(cx.waker()) => {}
+                _ => inner.writer = Some(cx.waker().clone()),
+            }
+            return None;
+        }
         let before = inner.out.len();
         let result = Self::write_locked(inner, cx);
         let progressed = inner.out.len() < before;
@@ -180,7 +177,7 @@ where
         for w in wake {
             w.wake();
         }
-        (result, progressed)
+        Some((result, progressed))
     }
 
     fn write_locked(inner: &mut Inner<T>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
