@@ -258,6 +258,10 @@ struct Dispatcher<T, S, St> {
     /// The future of the last request that finished in the connection's
     /// task, whose allocation (a few KiB) the next request runs in.
     spare_run: Option<AppFuture>,
+    /// When the input being handled was read, until it has been: the time
+    /// a request that finishes at once ends at, without the clock read
+    /// again.
+    read_at: Option<std::time::Instant>,
 }
 
 impl<T, S, B, St> Dispatcher<T, S, St>
@@ -286,8 +290,11 @@ where
         let sink: Arc<dyn Sink> = transport.clone();
         let mut proto = Connection::resumed(&shared.config, idle);
         let received = !buf.is_empty();
+        let mut read_at = None;
         if received {
-            proto.received(now());
+            let at = now();
+            read_at = Some(at);
+            proto.received(at);
         } else {
             // Woken by a deadline (or the shutdown, which `run` sees).
             proto.handle_timeout(now());
@@ -305,6 +312,7 @@ where
             input_open: input_open || received,
             spare: None,
             spare_run: None,
+            read_at,
         }
     }
 
@@ -362,6 +370,8 @@ where
                     }
                 }
             }
+            // Later ends read the clock.
+            self.read_at = None;
             if let Some(close) = self.proto.poll_close() {
                 if close == Close::Abort {
                     // The protocol layer aborts only for a deadline: a head
@@ -452,7 +462,9 @@ where
                     }
                     Ok(_) => {
                         self.input_open = true;
-                        self.proto.received(now());
+                        let at = now();
+                        self.read_at = Some(at);
+                        self.proto.received(at);
                     }
                 },
                 () = &mut stopped, if !stopping => {
@@ -737,7 +749,7 @@ where
             return;
         }
         slot.out.end(u32::from(!outcome.is_complete()));
-        self.proto.finish(id, now());
+        self.proto.finish(id, self.read_at.unwrap_or_else(now));
         self.input_open = input_open;
         self.spare = Some(slot.out);
     }
