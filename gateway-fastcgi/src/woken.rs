@@ -43,30 +43,24 @@ pin_project_lite::pin_project! {
     pub(crate) struct Woken<F> {
         #[pin]
         fut: F,
-        flag: Arc<Flag>,
-        waker: Waker,
+        // Made at the first poll (a connection that never waits makes
+        // none): the flag its wakes set, as a waker.
+        flag: Option<(Arc<Flag>, Waker)>,
     }
 }
 
 impl<F> Woken<F> {
     pub(crate) fn new(fut: F) -> Self {
-        let flag = Arc::new(Flag {
-            // Polled the first time.
-            woken: AtomicBool::new(true),
-            task: Mutex::new(None),
-        });
-        Woken {
-            fut,
-            waker: Waker::from(flag.clone()),
-            flag,
-        }
+        Woken { fut, flag: None }
     }
 
     /// The future, to be changed (a timer set for another time): it is
     /// polled the next time the wrapper is, so that it registers again.
     pub(crate) fn inner(self: Pin<&mut Self>) -> Pin<&mut F> {
         let this = self.project();
-        this.flag.woken.store(true, Ordering::Relaxed);
+        if let Some((flag, _)) = this.flag {
+            flag.woken.store(true, Ordering::Relaxed);
+        }
         this.fut
     }
 }
@@ -76,19 +70,28 @@ impl<F: Future> Future for Woken<F> {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
         let this = self.project();
-        if let Ok(mut task) = this.flag.task.lock()
+        let (flag, waker) = this.flag.get_or_insert_with(|| {
+            // Polled the first time.
+            let flag = Arc::new(Flag {
+                woken: AtomicBool::new(true),
+                task: Mutex::new(None),
+            });
+            let waker = Waker::from(flag.clone());
+            (flag, waker)
+        });
+        if let Ok(mut task) = flag.task.lock()
             && !task.as_ref().is_some_and(|t| t.will_wake(cx.waker()))
         {
             *task = Some(cx.waker().clone());
         }
-        if !this.flag.woken.swap(false, Ordering::AcqRel) {
+        if !flag.woken.swap(false, Ordering::AcqRel) {
             // Registered, and nothing came: its wake will tell.
             return Poll::Pending;
         }
-        let polled = this.fut.poll(&mut Context::from_waker(this.waker));
+        let polled = this.fut.poll(&mut Context::from_waker(waker));
         if polled.is_ready() {
             // Whatever is asked of it next starts with a poll.
-            this.flag.woken.store(true, Ordering::Relaxed);
+            flag.woken.store(true, Ordering::Relaxed);
         }
         polled
     }
