@@ -3,7 +3,7 @@
 //! the client that sends them.
 //!
 //! ```text
-//! instructions serve KIND N PORT_FILE    # KIND: http, hyper, hyper-close, fastcgi, scgi
+//! instructions serve KIND N PORT_FILE    # KIND: http, hyper, hyper-close, fastcgi, fastcgi-close, scgi
 //! instructions client KIND N PORT
 //! ```
 //!
@@ -13,13 +13,15 @@
 //! auto (HTTP/1 + HTTP/2) connection builder, a task per connection as
 //! hyper's own server examples have it (`hyper-close`: the same
 //! server, with a client that opens a connection per request, the peer of
-//! SCGI). Every server runs on a
+//! SCGI and of `fastcgi-close`, the FastCGI server with a client that does
+//! the same). Every server runs on a
 //! current-thread tokio runtime and answers with the same application.
 //!
 //! The client sends `N` requests one after the other and reads each
 //! response in full: over one keep-alive connection for HTTP and FastCGI
 //! (`FCGI_KEEP_CONN`, as nginx with `fastcgi_keep_conn on`), one connection
-//! per request for SCGI (the protocol has no keep-alive). The requests
+//! per request for SCGI (the protocol has no keep-alive) and for
+//! `fastcgi-close` (no `FCGI_KEEP_CONN`: nginx's default). The requests
 //! carry what nginx sends: its `fastcgi_params` / `scgi_params` for FastCGI
 //! and SCGI, a browser-sized header for HTTP.
 
@@ -116,7 +118,7 @@ fn serve(kind: &str, n: usize, port_file: &str) -> io::Result<()> {
         }
         match kind {
             "http" => ours!(gateway_http::Server::new()),
-            "fastcgi" => ours!(gateway_fastcgi::Server::new()),
+            "fastcgi" | "fastcgi-close" => ours!(gateway_fastcgi::Server::new()),
             "scgi" => ours!(gateway_scgi::Server::new()),
             "hyper" | "hyper-close" => bare_hyper(listener, n).await,
             _ => Err(bad(format!("unknown kind {kind}"))),
@@ -187,11 +189,24 @@ fn client(kind: &str, n: usize, port: u16) -> io::Result<()> {
         "fastcgi" => {
             let mut s = TcpStream::connect(addr)?;
             s.set_nodelay(true)?;
-            let req = fastcgi_request(1);
+            let req = fastcgi_request(1, true);
             let mut buf = Vec::new();
             for _ in 0..n {
                 s.write_all(&req)?;
                 read_fastcgi(&mut s, &mut buf)?;
+            }
+            Ok(())
+        }
+        "fastcgi-close" => {
+            let req = fastcgi_request(1, false);
+            let mut buf = Vec::new();
+            for _ in 0..n {
+                let mut s = TcpStream::connect(addr)?;
+                s.write_all(&req)?;
+                read_fastcgi(&mut s, &mut buf)?;
+                // The server closes the connection after the request.
+                let mut rest = Vec::new();
+                s.read_to_end(&mut rest)?;
             }
             Ok(())
         }
@@ -297,10 +312,11 @@ fn record(out: &mut Vec<u8>, kind: u8, id: u16, content: &[u8]) {
     out.extend(std::iter::repeat_n(0, pad));
 }
 
-fn fastcgi_request(id: u16) -> Vec<u8> {
+/// A request as nginx sends it; `keep_conn`: with `FCGI_KEEP_CONN`.
+fn fastcgi_request(id: u16, keep_conn: bool) -> Vec<u8> {
     let mut out = Vec::new();
-    // BEGIN_REQUEST: responder, keep the connection.
-    record(&mut out, 1, id, &[0, 1, 1, 0, 0, 0, 0, 0]);
+    // BEGIN_REQUEST: responder, keeping the connection or not.
+    record(&mut out, 1, id, &[0, 1, u8::from(keep_conn), 0, 0, 0, 0, 0]);
     let mut params = Vec::new();
     for (name, value) in cgi_params() {
         for len in [name.len(), value.len()] {

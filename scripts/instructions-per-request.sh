@@ -9,15 +9,17 @@
 # and the difference of the two totals divided by BASE is the figure per
 # request, with start-up and shutdown cancelled out. HTTP and FastCGI use one
 # keep-alive connection (as nginx with keep-alive to its upstream); SCGI one
-# connection per request, its only mode. Requests carry what nginx sends
+# connection per request, its only mode; `fastcgi-close` FastCGI with a
+# connection per request (nginx's default, without fastcgi_keep_conn). Requests carry what nginx sends
 # (fastcgi_params, scgi_params) or a browser-sized header (HTTP).
 #
 # The peer for every line is bare hyper: for HTTP the same server without the
 # gateway; for FastCGI, the backend behind nginx that a reverse proxy
-# (proxy_pass to hyper, keep-alive) would have; for SCGI, bare hyper with a
-# connection per request (`Connection: close`), as SCGI has.
+# (proxy_pass to hyper, keep-alive) would have; for SCGI and fastcgi-close,
+# bare hyper with a connection per request (`Connection: close`).
 #
-# Usage: scripts/instructions-per-request.sh [KIND...]  (default: http fastcgi scgi)
+# Usage: scripts/instructions-per-request.sh [KIND...]
+#   KIND: http, fastcgi, fastcgi-close, scgi (default: http fastcgi scgi)
 #   BASE=N    requests of the smaller run (default 1000)
 #   CARGO_TARGET_DIR is honoured by the build, as usual.
 # Needs valgrind and python3.
@@ -29,7 +31,7 @@ BASE=${BASE:-1000}
 KINDS=("$@")
 [ ${#KINDS[@]} -gt 0 ] || KINDS=(http fastcgi scgi)
 for k in "${KINDS[@]}"; do
-    case "$k" in http | fastcgi | scgi) ;; *) die "unknown kind '$k' (http, fastcgi, scgi)" ;; esac
+    case "$k" in http | fastcgi | fastcgi-close | scgi) ;; *) die "unknown kind '$k' (http, fastcgi, fastcgi-close, scgi)" ;; esac
 done
 command -v valgrind >/dev/null || die "valgrind is missing (apt-get install valgrind)"
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -65,14 +67,21 @@ per_request() {
     python3 -c "print(round(($b - $a) / $BASE))"
 }
 
-printf '%-8s %12s %12s %7s\n' protocol ours hyper ratio
-HYPER=$(per_request hyper)
+printf '%-13s %12s %12s %7s\n' protocol ours hyper ratio
+HYPER=
+HYPER_CLOSE=
 for kind in "${KINDS[@]}"; do
     OURS=$(per_request "$kind")
-    PEER=$HYPER
-    if [ "$kind" = scgi ]; then
-        PEER=$(per_request hyper-close)
-    fi
-    printf '%-8s %12s %12s %7s\n' "$kind" "$OURS" "$PEER" \
+    case "$kind" in
+        scgi | fastcgi-close)
+            [ -n "$HYPER_CLOSE" ] || HYPER_CLOSE=$(per_request hyper-close)
+            PEER=$HYPER_CLOSE
+            ;;
+        *)
+            [ -n "$HYPER" ] || HYPER=$(per_request hyper)
+            PEER=$HYPER
+            ;;
+    esac
+    printf '%-13s %12s %12s %7s\n' "$kind" "$OURS" "$PEER" \
         "$(python3 -c "print(f'{$OURS / $PEER:.2f}')")"
 done

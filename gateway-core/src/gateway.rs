@@ -42,6 +42,55 @@ pub struct ResponseHead<'a> {
     pub content_length: Option<u64>,
 }
 
+impl ResponseHead<'_> {
+    /// Appends the head to `buf` as the default
+    /// [`write_head`](Gateway::write_head) does: in `format`
+    /// ([`HeadFormat::Cgi`] or the origin form; nothing for an HTTP/0.9
+    /// request in the origin form), with
+    /// [`content_length`](ResponseHead::content_length) written after the
+    /// headers. For a backend whose `write_head` puts the head somewhere
+    /// other than the buffer it is given.
+    ///
+    /// ```
+    /// use bytes::BytesMut;
+    /// use gateway_core::{HeadFormat, ResponseHead};
+    ///
+    /// fn encode(head: &ResponseHead<'_>) -> BytesMut {
+    ///     let mut buf = BytesMut::new();
+    ///     head.encode(&HeadFormat::Cgi, &mut buf);
+    ///     buf
+    /// }
+    /// # let _ = encode;
+    /// ```
+    pub fn encode(&self, format: &HeadFormat, buf: &mut BytesMut) {
+        match format {
+            HeadFormat::Cgi => head::encode_cgi_with_length(
+                buf,
+                self.status,
+                self.reason,
+                self.headers,
+                self.content_length,
+            ),
+            HeadFormat::Origin {
+                version,
+                server_software,
+            } => {
+                if self.request_version != Version::HTTP_09 {
+                    head::encode_origin_with_length(
+                        buf,
+                        *version,
+                        self.status,
+                        self.reason,
+                        self.headers,
+                        server_software.as_deref(),
+                        self.content_length,
+                    );
+                }
+            }
+        }
+    }
+}
+
 /// A backend: how one protocol moves a request in and a response out.
 ///
 /// This is the I/O half of wsgiref's `BaseHandler`; the
@@ -179,31 +228,7 @@ pub trait Gateway: Send {
     /// structured head to a library (hyper) overrides this and leaves `buf`
     /// alone.
     fn write_head(&mut self, head: &mut ResponseHead<'_>, format: &HeadFormat, buf: &mut BytesMut) {
-        match format {
-            HeadFormat::Cgi => head::encode_cgi_with_length(
-                buf,
-                head.status,
-                head.reason,
-                head.headers,
-                head.content_length,
-            ),
-            HeadFormat::Origin {
-                version,
-                server_software,
-            } => {
-                if head.request_version != Version::HTTP_09 {
-                    head::encode_origin_with_length(
-                        buf,
-                        *version,
-                        head.status,
-                        head.reason,
-                        head.headers,
-                        server_software.as_deref(),
-                        head.content_length,
-                    );
-                }
-            }
-        }
+        head.encode(format, buf);
     }
 
     /// Whether this backend can hand the connection over to the application

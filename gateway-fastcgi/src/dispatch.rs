@@ -13,7 +13,7 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::pin::pin;
+use std::pin::{Pin, pin};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -36,8 +36,9 @@ use crate::proto::{
     Close, Config, Connection, Event, Idle, Params, ProtocolError, ProtocolStatus, ResponseEncoder,
     Role,
 };
-use crate::strategy::{Adaptive, Dispatch, InTask, Spawned, Strategy};
+use crate::strategy::{Adaptive, AppFuture, AppRun, Dispatch, InTask, Spawned, Strategy};
 use crate::transport::{Sink, Transport, poll_read_unbuffered};
+use crate::woken::Woken;
 
 /// Everything the connections of one server share.
 pub(crate) struct Shared<S> {
@@ -254,6 +255,13 @@ struct Dispatcher<T, S, St> {
     input_open: bool,
     /// The `Out` of the last request that ended, for the next one to reuse.
     spare: Option<Out>,
+    /// The future of the last request that finished in the connection's
+    /// task, whose allocation (a few KiB) the next request runs in.
+    spare_run: Option<AppFuture>,
+    /// When the input being handled was read, until it has been: the time
+    /// a request that finishes at once ends at, without the clock read
+    /// again.
+    read_at: Option<std::time::Instant>,
 }
 
 impl<T, S, B, St> Dispatcher<T, S, St>
@@ -282,8 +290,11 @@ where
         let sink: Arc<dyn Sink> = transport.clone();
         let mut proto = Connection::resumed(&shared.config, idle);
         let received = !buf.is_empty();
+        let mut read_at = None;
         if received {
-            proto.received(now());
+            let at = now();
+            read_at = Some(at);
+            proto.received(at);
         } else {
             // Woken by a deadline (or the shutdown, which `run` sees).
             proto.handle_timeout(now());
@@ -300,6 +311,8 @@ where
             local_addr,
             input_open: input_open || received,
             spare: None,
+            spare_run: None,
+            read_at,
         }
     }
 
@@ -312,7 +325,10 @@ where
         if stopping {
             self.proto.stop();
         }
-        let mut stopped = pin!(stopping_of(watch));
+        // Both watches below are polled again only once they woke the
+        // task (or were changed): otherwise each turn of the loop would
+        // take their locks again.
+        let mut stopped = pin!(Woken::new(stopping_of(watch)));
         // One timer for the connection's deadlines. It is moved only when a
         // deadline comes earlier than the time it is set for: one that
         // goes later (the usual case from one request to the next, each
@@ -320,7 +336,7 @@ where
         // the protocol layer, finding nothing due, gives the next time to
         // set. So a kept-alive connection moves its timer about once per
         // deadline period rather than a few times per request.
-        let mut timer = pin!(tokio::time::sleep_until(Instant::now()));
+        let mut timer = pin!(Woken::new(tokio::time::sleep_until(Instant::now())));
         let mut timer_at: Option<std::time::Instant> = None;
         // A connection parks when the timer fires: set for PARK_AFTER past
         // the end of a request (`park_armed`: it is set for that time or
@@ -354,6 +370,8 @@ where
                     }
                 }
             }
+            // Later ends read the clock.
+            self.read_at = None;
             if let Some(close) = self.proto.poll_close() {
                 if close == Close::Abort {
                     // The protocol layer aborts only for a deadline: a head
@@ -408,7 +426,7 @@ where
                 && timer_at.is_none_or(|set| at < set)
             {
                 timer_at = Some(at);
-                timer.as_mut().reset(Instant::from_std(at));
+                timer.as_mut().inner().reset(Instant::from_std(at));
             }
             tokio::select! {
                 biased;
@@ -444,7 +462,9 @@ where
                     }
                     Ok(_) => {
                         self.input_open = true;
-                        self.proto.received(now());
+                        let at = now();
+                        self.read_at = Some(at);
+                        self.proto.received(at);
                     }
                 },
                 () = &mut stopped, if !stopping => {
@@ -635,6 +655,7 @@ where
     /// (with `cx`) may be done at once: then the request ends here.
     fn start(&mut self, id: u16, params: Params, stdin_ended: bool, cx: &mut Context<'_>) {
         let errors = self.shared.errors.clone();
+        let max_head_len = self.shared.handler.limits().get_max_response_head_len();
         let (peer_addr, local_addr) = (self.peer_addr, self.local_addr);
         let Some(slot) = self.slot(id) else { return };
         let (content_length, role_given) = params.length_and_role();
@@ -664,18 +685,33 @@ where
             errors,
             peer_addr,
             local_addr,
+            open: false,
+            max_head_len,
         };
-        let shared = self.shared.clone();
-        // Allocated before the future is made, so that the future (a few
-        // KiB) is built in its box rather than on the stack and copied.
-        let app = Box::write(Box::new_uninit(), async move {
-            let mut gw = gw;
-            run_app(&shared, &mut gw, filter).await
-            // The request's input queue is dropped with `gw`, before the
-            // request ends.
-        });
-        let app: crate::strategy::AppFuture = Box::into_pin(app);
-        if let Some(outcome) = self.strategy.start(id, app, cx) {
+        let app = match self.spare_run.take() {
+            Some(mut app) => {
+                app.as_mut().restart(gw, filter);
+                app
+            }
+            None => {
+                let shared = self.shared.clone();
+                let make = run_request::<S, B>;
+                // Allocated before the future is made, so that the future
+                // (a few KiB) is built in its box rather than on the stack
+                // and copied.
+                let app = Box::write(
+                    Box::new_uninit(),
+                    Run {
+                        run: Some(make(shared.clone(), gw, filter)),
+                        shared,
+                        make,
+                    },
+                );
+                Box::into_pin(app)
+            }
+        };
+        if let Some((outcome, app)) = self.strategy.start(id, app, cx) {
+            self.spare_run = Some(app);
             self.finished(id, &outcome);
         }
     }
@@ -713,7 +749,7 @@ where
             return;
         }
         slot.out.end(u32::from(!outcome.is_complete()));
-        self.proto.finish(id, now());
+        self.proto.finish(id, self.read_at.unwrap_or_else(now));
         self.input_open = input_open;
         self.spare = Some(slot.out);
     }
@@ -728,6 +764,64 @@ async fn stopping_of(watch: &mut Option<Watch>) {
     match watch {
         Some(w) => w.stopping().await,
         None => std::future::pending().await,
+    }
+}
+
+/// The run of request `gw`: the application through the handler.
+async fn run_request<S, B>(
+    shared: Arc<Shared<S>>,
+    mut gw: FcgiGateway,
+    filter: Option<FilterData>,
+) -> Outcome
+where
+    S: Application<B>,
+    B: AppBody,
+{
+    run_app(&shared, &mut gw, filter).await
+    // The request's input queue is dropped with `gw`, before the request
+    // ends.
+}
+
+pin_project_lite::pin_project! {
+    /// A request's run (`make`'s future), which runs the connection's next
+    /// request in its place once it has finished.
+    struct Run<S, M, F> {
+        shared: Arc<Shared<S>>,
+        make: M,
+        #[pin]
+        run: Option<F>,
+    }
+}
+
+impl<S, M, F> Future for Run<S, M, F>
+where
+    F: Future<Output = Outcome>,
+{
+    type Output = Outcome;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Outcome> {
+        let mut this = self.project();
+        let Some(run) = this.run.as_mut().as_pin_mut() else {
+            // Finished: a strategy polls a run no more after that.
+            return Poll::Pending;
+        };
+        let outcome = std::task::ready!(run.poll(cx));
+        this.run.set(None);
+        Poll::Ready(outcome)
+    }
+}
+
+impl<S, M, F> AppRun for Run<S, M, F>
+where
+    S: Send + Sync + 'static,
+    M: Fn(Arc<Shared<S>>, FcgiGateway, Option<FilterData>) -> F + Send + 'static,
+    F: Future<Output = Outcome> + Send + 'static,
+{
+    #[inline]
+    fn restart(self: Pin<&mut Self>, gw: FcgiGateway, filter: Option<FilterData>) {
+        let mut this = self.project();
+        let next = (this.make)(this.shared.clone(), gw, filter);
+        this.run.set(Some(next));
     }
 }
 
@@ -785,12 +879,14 @@ async fn write_buffered<T>(transport: &Transport<T>, blocked: bool) -> std::io::
 where
     T: AsyncRead + AsyncWrite + Send + Unpin,
 {
-    std::future::poll_fn(|cx| transport.poll_output(cx)).await;
-    std::future::poll_fn(|cx| match transport.poll_write_progress(cx) {
-        (Poll::Ready(r), _) => Poll::Ready(r.map(|()| Wrote::All)),
-        (Poll::Pending, true) => Poll::Ready(Ok(Wrote::Some)),
-        (Poll::Pending, false) if !blocked => Poll::Ready(Ok(Wrote::Blocked)),
-        (Poll::Pending, false) => Poll::Pending,
+    // Until output is buffered, each poll only looks (under the same lock
+    // as the write).
+    std::future::poll_fn(|cx| match transport.poll_write_progress(cx, true) {
+        None => Poll::Pending,
+        Some((Poll::Ready(r), _)) => Poll::Ready(r.map(|()| Wrote::All)),
+        Some((Poll::Pending, true)) => Poll::Ready(Ok(Wrote::Some)),
+        Some((Poll::Pending, false)) if !blocked => Poll::Ready(Ok(Wrote::Blocked)),
+        Some((Poll::Pending, false)) => Poll::Pending,
     })
     .await
 }

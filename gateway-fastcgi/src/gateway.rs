@@ -7,13 +7,15 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use bytes::{Bytes, BytesMut};
-use gateway_core::{Body, Environ, ErrorStream, Gateway, GatewayInfo, Protocol};
+use gateway_core::{
+    Body, Environ, ErrorStream, Gateway, GatewayInfo, HeadFormat, Protocol, ResponseHead,
+};
 
 use crate::input::InputBody;
 use crate::proto::record::RecordType;
 use crate::proto::{
     Params, ProtocolStatus, ResponseEncoder, Role, encode_end_request, encode_stream,
-    encode_stream_end,
+    encode_stream_end, encode_stream_in_place,
 };
 use crate::transport::{HIGH_WATER, Sink};
 
@@ -74,9 +76,16 @@ impl Out {
         open && appended
     }
 
-    /// Appends `data` as `FCGI_STDOUT` records.
-    fn stdout(&self, encoder: &mut ResponseEncoder, data: &[u8]) -> bool {
-        self.append(&mut |out| encoder.stdout(out, data))
+    /// Appends `data` as `FCGI_STDOUT` records; `None` when they could not
+    /// be, else whether the buffer then holds more than [`HIGH_WATER`]
+    /// bytes (found under the same lock).
+    fn stdout(&self, encoder: &mut ResponseEncoder, data: &[u8]) -> Option<bool> {
+        let mut full = false;
+        self.append(&mut |out| {
+            encoder.stdout(out, data);
+            full = out.len() > HIGH_WATER;
+        })
+        .then_some(full)
     }
 
     /// Appends `msg` as an `FCGI_STDERR` record.
@@ -140,6 +149,12 @@ pub(crate) struct FcgiGateway {
     pub(crate) errors: Option<ErrorStream>,
     pub(crate) peer_addr: Option<SocketAddr>,
     pub(crate) local_addr: Option<SocketAddr>,
+    /// Whether the last append of the response found the connection open
+    /// (what a flush right after it need not ask again).
+    pub(crate) open: bool,
+    /// The handler's cap on the response head
+    /// ([`Limits::max_response_head_len`](gateway_core::Limits::max_response_head_len)).
+    pub(crate) max_head_len: usize,
 }
 
 impl std::fmt::Debug for FcgiGateway {
@@ -159,22 +174,46 @@ impl Gateway for FcgiGateway {
     // The default `write_head` writes the pipeline's Content-Length.
     const LENGTH_APART: bool = true;
 
+    /// Encodes the head straight into the connection's output buffer, as
+    /// an `FCGI_STDOUT` record of its own, rather than into `buf` (which
+    /// would be allocated for it, and copied into a record with the first
+    /// body bytes). A head over the handler's cap goes into `buf` instead,
+    /// where the pipeline finds it too long.
+    fn write_head(&mut self, head: &mut ResponseHead<'_>, format: &HeadFormat, buf: &mut BytesMut) {
+        let (id, max) = (self.id, self.max_head_len);
+        let head = &*head;
+        // Not appended when the request has ended or the connection
+        // closed: the write or flush that follows reports it.
+        self.open = self.output.append(&mut |out| {
+            let rest = encode_stream_in_place(out, RecordType::Stdout, id, max, |out| {
+                head.encode(format, out);
+            });
+            match rest {
+                None => {}
+                Some(over) if over.len() > max => buf.extend_from_slice(&over),
+                // Within the cap, longer than a record.
+                Some(long) => encode_stream(out, RecordType::Stdout, id, &long),
+            }
+        });
+    }
+
     async fn write(&mut self, data: Bytes) -> io::Result<()> {
         if data.is_empty() {
             return Ok(());
         }
-        if !self.output.stdout(&mut self.encoder, &data) {
-            return Err(closed());
+        let full = self.output.stdout(&mut self.encoder, &data);
+        self.open = full.is_some();
+        match full {
+            None => Err(closed()),
+            Some(true) => self.output.room().await,
+            Some(false) => Ok(()),
         }
-        if self.output.sink.buffered() > HIGH_WATER {
-            return self.output.room().await;
-        }
-        Ok(())
     }
 
     async fn flush(&mut self) -> io::Result<()> {
-        // The dispatcher writes whenever output is buffered.
-        if self.output.is_open() {
+        // The dispatcher writes whenever output is buffered. Right after an
+        // append that found the connection open, it is not asked again.
+        if std::mem::take(&mut self.open) || self.output.is_open() {
             Ok(())
         } else {
             Err(closed())
@@ -252,6 +291,8 @@ mod tests {
             errors: None,
             peer_addr: None,
             local_addr: None,
+            open: false,
+            max_head_len: 64 * 1024,
         }
     }
 

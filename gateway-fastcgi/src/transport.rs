@@ -22,6 +22,9 @@ use tokio::io::{AsyncRead, AsyncWrite};
 /// it is written.
 pub(crate) const HIGH_WATER: usize = 64 * 1024;
 
+/// The room the output buffer is given when the first records go in.
+const OUT_START: usize = 1024;
+
 /// The side of a connection's transport that its requests see: the output
 /// buffer.
 pub(crate) trait Sink: Send + Sync {
@@ -43,8 +46,8 @@ pub(crate) trait Sink: Send + Sync {
 
 /// Reads what `io` has into `buf`, which holds no allocation (a connection
 /// waiting for its next request holds none): through a buffer on the
-/// stack, so that `buf` is allocated only once bytes arrived. `Ok(0)` at
-/// end of input.
+/// stack, so that `buf` is allocated only once bytes arrived, and only as
+/// large as they need. `Ok(0)` at end of input.
 pub(crate) fn poll_read_unbuffered<T: AsyncRead + Unpin>(
     io: &mut T,
     cx: &mut Context<'_>,
@@ -55,7 +58,9 @@ pub(crate) fn poll_read_unbuffered<T: AsyncRead + Unpin>(
     std::task::ready!(Pin::new(io).poll_read(cx, &mut read))?;
     let n = read.filled().len();
     if n > 0 {
-        buf.reserve(8 * 1024);
+        // Sized to what arrived (a request head, usually whole), at least
+        // 1 KiB; a larger read later makes it grow.
+        buf.reserve(n.max(1024));
         buf.extend_from_slice(read.filled());
     }
     Poll::Ready(Ok(n))
@@ -138,35 +143,32 @@ where
         self.append(&mut |out| out.extend_from_slice(bytes))
     }
 
-    /// Ready once output is buffered (or the connection failed, so that
-    /// writing it reports the failure); otherwise the next append from
-    /// outside the connection's task wakes `cx`.
-    pub(crate) fn poll_output(&self, cx: &mut Context<'_>) -> Poll<()> {
-        let Ok(mut inner) = self.inner.lock() else {
-            return Poll::Ready(());
-        };
-        if inner.failed || !inner.out.is_empty() {
-            return Poll::Ready(());
-        }
-        match &inner.writer {
-            Some(w) if w.will_wake(cx.waker()) => {}
-            _ => inner.writer = Some(cx.waker().clone()),
-        }
-        Poll::Pending
-    }
-
     /// Writes the buffer out until it is empty, then flushes the transport.
     pub(crate) fn poll_write_out(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        self.poll_write_progress(cx).0
+        self.poll_write_progress(cx, false)
+            .map_or(Poll::Ready(Ok(())), |(polled, _)| polled)
     }
 
     /// As [`poll_write_out`](Self::poll_write_out), and whether the
-    /// transport took any bytes.
-    pub(crate) fn poll_write_progress(&self, cx: &mut Context<'_>) -> (Poll<io::Result<()>>, bool) {
+    /// transport took any bytes. `wait_for_output`: with nothing buffered
+    /// (and the connection not failed), `None`, and the next append from
+    /// outside the connection's task wakes `cx`.
+    pub(crate) fn poll_write_progress(
+        &self,
+        cx: &mut Context<'_>,
+        wait_for_output: bool,
+    ) -> Option<(Poll<io::Result<()>>, bool)> {
         let Ok(mut guard) = self.inner.lock() else {
-            return (Poll::Ready(Err(gone())), false);
+            return Some((Poll::Ready(Err(gone())), false));
         };
         let inner = &mut *guard;
+        if wait_for_output && !inner.failed && inner.out.is_empty() {
+            match &inner.writer {
+                Some(w) if w.will_wake(cx.waker()) => {}
+                _ => inner.writer = Some(cx.waker().clone()),
+            }
+            return None;
+        }
         let before = inner.out.len();
         let result = Self::write_locked(inner, cx);
         let progressed = inner.out.len() < before;
@@ -175,7 +177,7 @@ where
         for w in wake {
             w.wake();
         }
-        (result, progressed)
+        Some((result, progressed))
     }
 
     fn write_locked(inner: &mut Inner<T>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -238,6 +240,11 @@ where
         };
         if inner.failed {
             return false;
+        }
+        if inner.out.capacity() == 0 {
+            // Room for a small response whole (head, body, end records)
+            // at once, rather than growing record by record.
+            inner.out.reserve(OUT_START);
         }
         encode(&mut inner.out);
         true

@@ -480,6 +480,57 @@ async fn filter_role_data_stream_f8(dispatch) {
 }
 }
 
+per_dispatch! {
+/// Requests one after the other on a kept-alive connection, some answered
+/// at once and some after the application waited, Filter and Responder
+/// mixed: each response is that of its own request (nothing of a request
+/// that ran before on the connection is seen by the next).
+async fn one_request_after_another_each_its_own(dispatch) {
+    let a = app(|mut req: Request<Body>| async move {
+        if req.uri().query() == Some("wait") {
+            tokio::task::yield_now().await;
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let data = req
+            .extensions_mut()
+            .remove::<FilterData>()
+            .and_then(|d| d.take());
+        let data = match data {
+            Some(d) => read_body(d).await.map(|b| b.to_vec()).unwrap_or_default(),
+            None => b"none".to_vec(),
+        };
+        let path = req.uri().path().to_owned();
+        let body = read_body(req.into_body()).await.unwrap_or_default();
+        ok(format!(
+            "{path} data={} body={}",
+            String::from_utf8_lossy(&data),
+            String::from_utf8_lossy(&body)
+        ))
+    });
+    let mut c = connect(&new_server(dispatch).connections(a));
+    for i in 0..8 {
+        let wait = if i % 3 == 1 { "?wait" } else { "" };
+        let mut p = get(&format!("/r{i}{wait}"));
+        let filter = i % 4 == 2;
+        if filter {
+            p.push(("FCGI_DATA_LENGTH", "2".into()));
+        }
+        let role = if filter { FILTER } else { RESPONDER };
+        c.begin(1, role, KEEP_CONN, &pairs(&p)).await;
+        let body = format!("b{i}");
+        c.stream(RecordType::Stdin, 1, body.as_bytes(), true).await;
+        if filter {
+            c.stream(RecordType::Data, 1, format!("d{i}").as_bytes(), true)
+                .await;
+        }
+        let data = if filter { format!("d{i}") } else { "none".into() };
+        let r = c.response(1).await;
+        assert_eq!(r.body(), format!("/r{i} data={data} body=b{i}"));
+        assert_eq!(r.app_status, 0);
+    }
+}
+}
+
 fn stderr_app() -> App {
     app(|req: Request<Body>| async move {
         if let Some(e) =
@@ -736,6 +787,55 @@ async fn limits_and_timeouts(dispatch) {
 }
 
 per_dispatch! {
+/// The response head: one over `max_response_head_len` is not sent (the
+/// error page is, whole); one within it but longer than a record is sent
+/// whole, over several records, with the body after it.
+async fn response_head_cap_and_long_heads(dispatch) {
+    let app = app(|req: Request<Body>| async move {
+        let n: usize = req.uri().path()[1..].parse().unwrap_or(0);
+        let mut res = Response::new(Body::from("the body"));
+        res.headers_mut()
+            .insert("x-long", "v".repeat(n).parse().unwrap());
+        res
+    });
+    let mut limits = Limits::default();
+    limits.max_response_head_len(1024);
+    let mut server = new_server(dispatch);
+    server.handler(Handler::builder().limits(limits).build());
+    let conns = server.connections(app.clone());
+    let mut c = connect(&conns);
+    for (n, fits) in [(100, true), (2000, false), (10, true)] {
+        c.begin(1, RESPONDER, KEEP_CONN, &pairs(&get(&format!("/{n}"))))
+            .await;
+        c.stream(RecordType::Stdin, 1, b"", true).await;
+        let r = c.response(1).await;
+        let text = r.text();
+        if fits {
+            assert!(text.starts_with("Status: 200 OK\r\n"), "{text}");
+            assert!(text.contains(&format!("X-Long: {}\r\n", "v".repeat(n))));
+            assert_eq!(r.body(), "the body");
+        } else {
+            assert!(text.starts_with("Status: 500 "), "{text}");
+            assert!(!text.contains("vvvv"), "{text}");
+        }
+    }
+
+    let mut limits = Limits::default();
+    limits.max_response_head_len(1 << 20);
+    let mut server = new_server(dispatch);
+    server.handler(Handler::builder().limits(limits).build());
+    let conns = server.connections(app);
+    let mut c = connect(&conns);
+    c.begin(1, RESPONDER, KEEP_CONN, &pairs(&get("/100000"))).await;
+    c.stream(RecordType::Stdin, 1, b"", true).await;
+    let r = c.response(1).await;
+    assert!(r.records >= 3, "a head of 100000 bytes takes two records");
+    assert!(r.text().contains(&format!("X-Long: {}\r\n", "v".repeat(100_000))));
+    assert_eq!(r.body(), "the body");
+}
+}
+
+per_dispatch! {
 /// Limits: after `max_requests_per_connection` requests a kept-alive
 /// connection is closed once idle.
 async fn requests_per_connection(dispatch) {
@@ -937,11 +1037,13 @@ async fn reset_waits_for_the_end_of_stdin(dispatch) {
         let mut c = connect(&conns);
         c.begin(1, RESPONDER, KEEP_CONN, &pairs(&get("/fail")))
             .await;
-        loop {
+        // The head and the partial body (in one record or more).
+        let mut stdout = Vec::new();
+        while !stdout.ends_with(b"partial") {
             let r = c.record().await.expect("the partial response");
             assert!(!r.content.is_empty(), "multiplex {multiplex}: {r:?}");
             if r.record_type == RecordType::Stdout {
-                break;
+                stdout.extend_from_slice(&r.content);
             }
         }
         assert!(

@@ -323,13 +323,21 @@ pub fn decode(buf: &mut BytesMut) -> Result<Option<Record>, ProtocolError> {
         buf.reserve(total - buf.len());
         return Ok(None);
     }
-    let mut record = buf.split_to(total);
-    record.advance(FCGI_HEADER_LEN);
-    record.truncate(usize::from(header.content_length));
+    let content = if header.content_length == 0 {
+        // The end of a stream, most often: nothing to share with `buf`
+        // (which splitting off would count a reference to).
+        buf.advance(total);
+        Bytes::new()
+    } else {
+        let mut record = buf.split_to(total);
+        record.advance(FCGI_HEADER_LEN);
+        record.truncate(usize::from(header.content_length));
+        record.freeze()
+    };
     Ok(Some(Record {
         record_type: header.record_type,
         request_id: header.request_id,
-        content: record.freeze(),
+        content,
     }))
 }
 

@@ -28,7 +28,12 @@ impl Strategy for Adaptive {
         }
     }
 
-    fn start(&mut self, id: u16, app: AppFuture, cx: &mut Context<'_>) -> Option<Outcome> {
+    fn start(
+        &mut self,
+        id: u16,
+        app: AppFuture,
+        cx: &mut Context<'_>,
+    ) -> Option<(Outcome, AppFuture)> {
         if self.in_task.is_empty() && self.spawned.is_empty() {
             return self.in_task.start(id, app, cx);
         }
@@ -63,8 +68,27 @@ mod tests {
         Adaptive::new(Arc::new(Transport::new(io)))
     }
 
+    /// A run that never finishes.
+    struct Pending;
+
+    impl std::future::Future for Pending {
+        type Output = Outcome;
+        fn poll(self: std::pin::Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Outcome> {
+            Poll::Pending
+        }
+    }
+
+    impl crate::strategy::AppRun for Pending {
+        fn restart(
+            self: std::pin::Pin<&mut Self>,
+            _: crate::gateway::FcgiGateway,
+            _: Option<crate::input::FilterData>,
+        ) {
+        }
+    }
+
     fn pending() -> AppFuture {
-        Box::pin(std::future::pending())
+        Box::pin(Pending)
     }
 
     /// A request alone runs in the connection's task; a second one sends

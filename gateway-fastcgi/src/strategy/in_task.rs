@@ -34,9 +34,14 @@ impl Strategy for InTask {
         }
     }
 
-    fn start(&mut self, id: u16, mut app: AppFuture, cx: &mut Context<'_>) -> Option<Outcome> {
+    fn start(
+        &mut self,
+        id: u16,
+        mut app: AppFuture,
+        cx: &mut Context<'_>,
+    ) -> Option<(Outcome, AppFuture)> {
         match app.as_mut().poll(cx) {
-            Poll::Ready(outcome) => Some(outcome),
+            Poll::Ready(outcome) => Some((outcome, app)),
             Poll::Pending => {
                 self.running.push((id, app));
                 None

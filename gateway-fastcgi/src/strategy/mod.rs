@@ -30,11 +30,23 @@ pub(crate) use adaptive::Adaptive;
 pub(crate) use in_task::InTask;
 pub(crate) use spawned::Spawned;
 
+use crate::gateway::FcgiGateway;
+use crate::input::FilterData;
 use crate::transport::Sink;
 
 /// A request's application run through the handler, boxed so that it can
-/// be moved (to a task of its own) while it runs.
-pub(crate) type AppFuture = Pin<Box<dyn Future<Output = Outcome> + Send + 'static>>;
+/// be moved (to a task of its own) while it runs. One that finished in the
+/// connection's task is handed back by [`Strategy::start`], and its
+/// allocation takes the connection's next request ([`AppRun::restart`]).
+pub(crate) type AppFuture = Pin<Box<dyn AppRun>>;
+
+/// The future of a request's run, which can run another request in its
+/// place once it has finished.
+pub(crate) trait AppRun: Future<Output = Outcome> + Send + 'static {
+    /// Runs the request of `gw` (with `filter`, a Filter request's data)
+    /// in place of the run that finished here.
+    fn restart(self: Pin<&mut Self>, gw: FcgiGateway, filter: Option<FilterData>);
+}
 
 /// How a connection's dispatcher runs its requests' applications.
 ///
@@ -51,8 +63,15 @@ pub(crate) trait Strategy: Send + 'static {
     /// before the next record is looked at, and its outcome is returned
     /// here instead of by [`poll_finished`](Self::poll_finished). So on a
     /// multiplexed connection, a request still runs in the connection's
-    /// task when the one before it has already finished.
-    fn start(&mut self, id: u16, app: AppFuture, cx: &mut Context<'_>) -> Option<Outcome>;
+    /// task when the one before it has already finished. The finished
+    /// future is handed back with the outcome, for the next request to
+    /// reuse.
+    fn start(
+        &mut self,
+        id: u16,
+        app: AppFuture,
+        cx: &mut Context<'_>,
+    ) -> Option<(Outcome, AppFuture)>;
 
     /// Polls the requests (those run in the connection's task, with `cx`);
     /// the next one that finished, with its outcome. Pending when none

@@ -68,7 +68,12 @@ impl Strategy for Spawned {
         }
     }
 
-    fn start(&mut self, id: u16, app: AppFuture, _cx: &mut Context<'_>) -> Option<Outcome> {
+    fn start(
+        &mut self,
+        id: u16,
+        app: AppFuture,
+        _cx: &mut Context<'_>,
+    ) -> Option<(Outcome, AppFuture)> {
         self.serial += 1;
         let serial = self.serial;
         let (tx, _) = self.channel.get_or_insert_with(mpsc::unbounded_channel);
