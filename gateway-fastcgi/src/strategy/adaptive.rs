@@ -47,6 +47,10 @@ impl Strategy for Adaptive {
         if let Poll::Ready(done) = self.in_task.poll_finished(cx) {
             return Poll::Ready(done);
         }
+        if self.spawned.is_empty() {
+            // The usual case, without a call.
+            return Poll::Pending;
+        }
         self.spawned.poll_finished(cx)
     }
 
