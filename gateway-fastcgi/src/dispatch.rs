@@ -38,7 +38,7 @@ use crate::proto::{
 };
 use crate::strategy::{Adaptive, AppFuture, AppRun, Dispatch, InTask, Spawned, Strategy};
 use crate::transport::{Sink, Transport, poll_read_unbuffered};
-use crate::woken::Woken;
+use gateway_core::server::Gated;
 
 /// Everything the connections of one server share.
 pub(crate) struct Shared<S> {
@@ -328,7 +328,7 @@ where
         // Both watches below are polled again only once they woke the
         // task (or were changed): otherwise each turn of the loop would
         // take their locks again.
-        let mut stopped = pin!(Woken::new(stopping_of(watch)));
+        let mut stopped = pin!(Gated::new(stopping_of(watch)));
         // One timer for the connection's deadlines. It is moved only when a
         // deadline comes earlier than the time it is set for: one that
         // goes later (the usual case from one request to the next, each
@@ -336,7 +336,7 @@ where
         // the protocol layer, finding nothing due, gives the next time to
         // set. So a kept-alive connection moves its timer about once per
         // deadline period rather than a few times per request.
-        let mut timer = pin!(Woken::new(tokio::time::sleep_until(Instant::now())));
+        let mut timer = pin!(Gated::new(tokio::time::sleep_until(Instant::now())));
         let mut timer_at: Option<std::time::Instant> = None;
         // A connection parks when the timer fires: set for PARK_AFTER past
         // the end of a request (`park_armed`: it is set for that time or

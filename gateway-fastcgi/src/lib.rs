@@ -103,7 +103,6 @@ mod refuse;
 mod server;
 mod strategy;
 mod transport;
-mod woken;
 
 pub use error::Error;
 pub use gateway_core::server::{ListenAddr, Listener, ServerOptions, Shutdown};

@@ -1,4 +1,4 @@
-//! A future polled only when it was woken itself.
+//! A future polled only when it woke its task itself.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -6,87 +6,153 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Wake, Waker};
 
-/// A future polled only after its own waker fired (and once at first), so
-/// a task that is woken often for other reasons does not poll it each
-/// time: for the rare events a busy loop also waits on (the server
-/// stopping, an idle timer) beside the frequent ones (bytes, connections).
-///
-/// ```
-/// use gateway_core::server::Gated;
-///
-/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
-/// let mut rare = std::pin::pin!(Gated::new(async { 7 }));
-/// assert_eq!(rare.as_mut().await, 7);
-/// # });
-/// ```
-pub struct Gated<F> {
-    inner: Pin<Box<F>>,
-    gate: Arc<Gate>,
-    waker: Waker,
-    /// The task's waker as last handed to the gate: the gate's lock is
-    /// taken only when the task's waker changed.
-    task: Option<Waker>,
-}
-
-/// Whether a gated future was woken, and the task to wake.
-struct Gate {
-    fired: AtomicBool,
+/// What the wrapped future's registrations wake: it notes the wake, then
+/// wakes the task that last polled the wrapper.
+#[derive(Debug)]
+struct Flag {
+    woken: AtomicBool,
     task: Mutex<Option<Waker>>,
 }
 
-impl Wake for Gate {
+impl Wake for Flag {
     fn wake(self: Arc<Self>) {
         self.wake_by_ref();
     }
 
     fn wake_by_ref(self: &Arc<Self>) {
-        self.fired.store(true, Ordering::Release);
+        self.woken.store(true, Ordering::Release);
         let task = self.task.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(w) = task.as_ref() {
-            w.wake_by_ref();
+        if let Some(task) = task.as_ref() {
+            task.wake_by_ref();
         }
     }
 }
 
-impl<F> std::fmt::Debug for Gated<F> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Gated")
-            .field("fired", &self.gate.fired.load(Ordering::Relaxed))
-            .finish_non_exhaustive()
+/// The flag of a gated future that has been polled, its waker, and the
+/// task's waker as last handed to the flag (its lock is taken only when
+/// the task's waker changed).
+#[derive(Debug)]
+struct Armed {
+    flag: Arc<Flag>,
+    waker: Waker,
+    task: Option<Waker>,
+}
+
+pin_project_lite::pin_project! {
+    /// A future polled only after its own waker fired, when it was
+    /// changed through [`inner`](Gated::inner), and the first time: the
+    /// rare events a busy loop also waits on (the server stopping, a
+    /// timer) beside the frequent ones (bytes, connections). `select!`
+    /// polls every branch on every turn, and polling an already registered
+    /// watch or timer takes its lock each time though nothing happened to
+    /// it; gated, it costs an atomic swap.
+    ///
+    /// ```
+    /// use gateway_core::server::Gated;
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let mut rare = std::pin::pin!(Gated::new(async { 7 }));
+    /// assert_eq!(rare.as_mut().await, 7);
+    /// # });
+    /// ```
+    #[derive(Debug)]
+    pub struct Gated<F> {
+        #[pin]
+        inner: F,
+        // Made at the first poll: a future that is never polled (a
+        // connection that never waits) makes none.
+        armed: Option<Armed>,
     }
 }
 
-impl<F: Future> Gated<F> {
-    /// `inner`, in a box of its own, polled at the first poll and then
-    /// only when it woke its task.
+impl<F> Gated<F> {
+    /// `inner`, polled at the first poll and then only when it woke its
+    /// task (or was changed).
     pub fn new(inner: F) -> Self {
-        let gate = Arc::new(Gate {
-            fired: AtomicBool::new(true),
-            task: Mutex::new(None),
-        });
-        Self {
-            inner: Box::pin(inner),
-            waker: Waker::from(gate.clone()),
-            gate,
-            task: None,
+        Self { inner, armed: None }
+    }
+
+    /// The future, to be changed (a timer set for another time): it is
+    /// polled the next time the wrapper is, so that it registers again.
+    pub fn inner(self: Pin<&mut Self>) -> Pin<&mut F> {
+        let this = self.project();
+        if let Some(armed) = this.armed {
+            armed.flag.woken.store(true, Ordering::Relaxed);
         }
+        this.inner
     }
 }
 
 impl<F: Future> Future for Gated<F> {
     type Output = F::Output;
 
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
-        let this = &mut *self;
-        if !this.task.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
-            this.task = Some(cx.waker().clone());
-            *this.gate.task.lock().unwrap_or_else(|e| e.into_inner()) = Some(cx.waker().clone());
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let this = self.project();
+        let armed = this.armed.get_or_insert_with(|| {
+            let flag = Arc::new(Flag {
+                woken: AtomicBool::new(true),
+                task: Mutex::new(None),
+            });
+            Armed {
+                waker: Waker::from(flag.clone()),
+                flag,
+                task: None,
+            }
+        });
+        if !armed.task.as_ref().is_some_and(|t| t.will_wake(cx.waker())) {
+            armed.task = Some(cx.waker().clone());
+            *armed.flag.task.lock().unwrap_or_else(|e| e.into_inner()) = Some(cx.waker().clone());
         }
-        if !this.gate.fired.swap(false, Ordering::AcqRel) {
+        if !armed.flag.woken.swap(false, Ordering::AcqRel) {
+            // Registered, and nothing came: its wake will tell.
             return Poll::Pending;
         }
-        this.inner
-            .as_mut()
-            .poll(&mut Context::from_waker(&this.waker))
+        let polled = this.inner.poll(&mut Context::from_waker(&armed.waker));
+        if polled.is_ready() {
+            // Whatever is asked of it next starts with a poll.
+            armed.flag.woken.store(true, Ordering::Relaxed);
+        }
+        polled
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    /// A gated timer fires; set again through `inner`, it fires again; a
+    /// gated notification completes when notified, though the wrapper was
+    /// polled in between without its future.
+    #[tokio::test]
+    async fn wakes_when_its_future_does() {
+        let start = tokio::time::Instant::now();
+        let ms = Duration::from_millis;
+        let mut timer = std::pin::pin!(Gated::new(tokio::time::sleep(ms(20))));
+        timer.as_mut().await;
+        assert!(start.elapsed() >= ms(20));
+        timer.as_mut().inner().reset(start + ms(60));
+        tokio::time::timeout(Duration::from_secs(10), timer.as_mut())
+            .await
+            .expect("the timer set again fires");
+        assert!(start.elapsed() >= ms(60));
+
+        let notify = Arc::new(tokio::sync::Notify::new());
+        let mut notified = std::pin::pin!(Gated::new(notify.notified()));
+        // Polled (and registered), then polled again with nothing come.
+        for _ in 0..2 {
+            let pending = std::future::poll_fn(|cx| Poll::Ready(notified.as_mut().poll(cx)))
+                .await
+                .is_pending();
+            assert!(pending);
+        }
+        let n = notify.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(ms(20)).await;
+            n.notify_waiters();
+        });
+        tokio::time::timeout(Duration::from_secs(10), notified)
+            .await
+            .expect("woken by the notification");
     }
 }
