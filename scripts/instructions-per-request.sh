@@ -16,7 +16,9 @@
 # The peer for every line is bare hyper: for HTTP the same server without the
 # gateway; for FastCGI, the backend behind nginx that a reverse proxy
 # (proxy_pass to hyper, keep-alive) would have; for SCGI and fastcgi-close,
-# bare hyper with a connection per request (`Connection: close`).
+# bare hyper with a connection per request (`Connection: close`). Bare hyper
+# accepts and serves each connection on a task of its own, as hyper's own
+# server examples (and any real server) do.
 #
 # Usage: scripts/instructions-per-request.sh [KIND...]
 #   KIND: http, fastcgi, fastcgi-close, scgi (default: http fastcgi scgi)
