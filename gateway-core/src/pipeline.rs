@@ -526,13 +526,8 @@ impl<G: Gateway> Writer<'_, G> {
         if self.head.is_some() {
             return Sent::NothingSent(err);
         }
-        // What the application produced goes out first, then the failure
-        // is logged: a backend that carries the error stream in the same
-        // connection (FastCGI's FCGI_STDERR) sends it after the bytes it
-        // concerns, never between the head and the body.
-        let pushed = self.push(true, true).await;
         log_failure(&err, ctx);
-        if let Err(e) = pushed {
+        if let Err(e) = self.push(true, true).await {
             return self.fail(Fail::Write(e), ctx).await;
         }
         self.done(OutcomeKind::Aborted)
