@@ -655,7 +655,6 @@ where
     /// (with `cx`) may be done at once: then the request ends here.
     fn start(&mut self, id: u16, params: Params, stdin_ended: bool, cx: &mut Context<'_>) {
         let errors = self.shared.errors.clone();
-        let max_head_len = self.shared.handler.limits().get_max_response_head_len();
         let (peer_addr, local_addr) = (self.peer_addr, self.local_addr);
         let Some(slot) = self.slot(id) else { return };
         let (content_length, role_given) = params.length_and_role();
@@ -686,7 +685,6 @@ where
             peer_addr,
             local_addr,
             open: false,
-            max_head_len,
         };
         let app = match self.spare_run.take() {
             Some(mut app) => {

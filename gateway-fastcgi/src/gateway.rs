@@ -7,15 +7,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use bytes::{Bytes, BytesMut};
-use gateway_core::{
-    Body, Environ, ErrorStream, Gateway, GatewayInfo, HeadFormat, Protocol, ResponseHead,
-};
+use gateway_core::{Body, Environ, ErrorStream, Gateway, GatewayInfo, Protocol};
 
 use crate::input::InputBody;
 use crate::proto::record::RecordType;
 use crate::proto::{
     Params, ProtocolStatus, ResponseEncoder, Role, encode_end_request, encode_stream,
-    encode_stream_end, encode_stream_in_place,
+    encode_stream_end,
 };
 use crate::transport::{HIGH_WATER, Sink};
 
@@ -152,9 +150,6 @@ pub(crate) struct FcgiGateway {
     /// Whether the last append of the response found the connection open
     /// (what a flush right after it need not ask again).
     pub(crate) open: bool,
-    /// The handler's cap on the response head
-    /// ([`Limits::max_response_head_len`](gateway_core::Limits::max_response_head_len)).
-    pub(crate) max_head_len: usize,
 }
 
 impl std::fmt::Debug for FcgiGateway {
@@ -173,29 +168,6 @@ fn closed() -> io::Error {
 impl Gateway for FcgiGateway {
     // The default `write_head` writes the pipeline's Content-Length.
     const LENGTH_APART: bool = true;
-
-    /// Encodes the head straight into the connection's output buffer, as
-    /// an `FCGI_STDOUT` record of its own, rather than into `buf` (which
-    /// would be allocated for it, and copied into a record with the first
-    /// body bytes). A head over the handler's cap goes into `buf` instead,
-    /// where the pipeline finds it too long.
-    fn write_head(&mut self, head: &mut ResponseHead<'_>, format: &HeadFormat, buf: &mut BytesMut) {
-        let (id, max) = (self.id, self.max_head_len);
-        let head = &*head;
-        // Not appended when the request has ended or the connection
-        // closed: the write or flush that follows reports it.
-        self.open = self.output.append(&mut |out| {
-            let rest = encode_stream_in_place(out, RecordType::Stdout, id, max, |out| {
-                head.encode(format, out);
-            });
-            match rest {
-                None => {}
-                Some(over) if over.len() > max => buf.extend_from_slice(&over),
-                // Within the cap, longer than a record.
-                Some(long) => encode_stream(out, RecordType::Stdout, id, &long),
-            }
-        });
-    }
 
     async fn write(&mut self, data: Bytes) -> io::Result<()> {
         if data.is_empty() {
@@ -292,7 +264,6 @@ mod tests {
             peer_addr: None,
             local_addr: None,
             open: false,
-            max_head_len: 64 * 1024,
         }
     }
 

@@ -71,47 +71,6 @@ pub fn encode_stream(dst: &mut BytesMut, record_type: RecordType, request_id: u1
     }
 }
 
-/// Appends one stream record whose content `fill` appends to `dst` in
-/// place, after room left for the record header, which is filled in once
-/// the content's length is known: no copy of the content. Content of more
-/// than `max` bytes (or [`MAX_CONTENT_LEN`], whichever is less) does not
-/// stay in `dst`: it is returned, and `dst` is as it was. Empty content
-/// appends nothing (an empty record would end the stream).
-pub(crate) fn encode_stream_in_place(
-    dst: &mut BytesMut,
-    record_type: RecordType,
-    request_id: u16,
-    max: usize,
-    fill: impl FnOnce(&mut BytesMut),
-) -> Option<BytesMut> {
-    let at = dst.len();
-    dst.put_bytes(0, FCGI_HEADER_LEN);
-    fill(dst);
-    let len = dst.len() - at - FCGI_HEADER_LEN;
-    if len == 0 {
-        dst.truncate(at);
-        return None;
-    }
-    if len > max.min(MAX_CONTENT_LEN) {
-        let content = dst.split_off(at + FCGI_HEADER_LEN);
-        dst.truncate(at);
-        return Some(content);
-    }
-    let padding_length = padding_len(len);
-    let header = Header {
-        version: FCGI_VERSION_1,
-        record_type,
-        request_id,
-        content_length: u16::try_from(len).unwrap_or(u16::MAX),
-        padding_length,
-    };
-    if let Some(room) = dst.get_mut(at..at + FCGI_HEADER_LEN) {
-        room.copy_from_slice(&header.to_bytes());
-    }
-    dst.put_bytes(0, usize::from(padding_length));
-    None
-}
-
 /// Appends the empty record that ends a stream (§3.3).
 pub fn encode_stream_end(dst: &mut BytesMut, record_type: RecordType, request_id: u16) {
     put_record(dst, record_type, request_id, &[]);
@@ -230,41 +189,6 @@ mod tests {
                 .iter()
                 .all(|r| r.request_id == 7 && r.record_type == RecordType::Stdout)
         );
-    }
-
-    #[test]
-    fn stream_in_place_is_one_record_or_given_back() {
-        let mut out = BytesMut::from(&b"before"[..]);
-        let rest = encode_stream_in_place(&mut out, RecordType::Stdout, 3, 100, |d| {
-            d.extend_from_slice(b"Status: 200 OK\r\n\r\n");
-        });
-        assert!(rest.is_none());
-        let mut expected = BytesMut::from(&b"before"[..]);
-        encode_stream(
-            &mut expected,
-            RecordType::Stdout,
-            3,
-            b"Status: 200 OK\r\n\r\n",
-        );
-        assert_eq!(out, expected);
-
-        // Empty: nothing at all.
-        let rest = encode_stream_in_place(&mut out, RecordType::Stdout, 3, 100, |_| {});
-        assert!(rest.is_none());
-        assert_eq!(out, expected);
-
-        // Over `max`, or over a record: given back, `dst` as it was.
-        let rest = encode_stream_in_place(&mut out, RecordType::Stdout, 3, 4, |d| {
-            d.extend_from_slice(b"12345");
-        });
-        assert_eq!(rest.as_deref(), Some(&b"12345"[..]));
-        assert_eq!(out, expected);
-        let big = vec![b'x'; MAX_CONTENT_LEN + 1];
-        let rest = encode_stream_in_place(&mut out, RecordType::Stdout, 3, usize::MAX, |d| {
-            d.extend_from_slice(&big);
-        });
-        assert_eq!(rest.map(|r| r.len()), Some(MAX_CONTENT_LEN + 1));
-        assert_eq!(out, expected);
     }
 
     #[test]

@@ -42,7 +42,6 @@ mod response;
 pub use body::{BeginRequestBody, EndRequestBody, ProtocolStatus, Role};
 pub(crate) use connection::Idle;
 pub use connection::{Close, Config, Connection};
-pub(crate) use encode::encode_stream_in_place;
 pub use encode::{
     encode_abort_request, encode_begin_request, encode_end_request, encode_record, encode_stream,
     encode_stream_end, encode_unknown_type, padding_len,
