@@ -261,9 +261,15 @@ where
     let refusing = Arc::new(Semaphore::new(Refusal::MAX_AT_ONCE));
     let mut tasks = JoinSet::new();
     let mut stop = shutdown.watch();
-    // The listener's own address (TCP), the local one of every connection
-    // it accepts unless it is a wildcard.
-    let bound = listener.tcp_addr();
+    let starter = Starter {
+        conn: &conn,
+        shutdown: &shutdown,
+        bursts: &cap.bursts,
+        // A listener bound to one address accepts on that address only:
+        // its connections' local address, without asking the kernel for
+        // each (a wildcard listener's connections are asked).
+        local: listener.tcp_addr().filter(|a| !a.ip().is_unspecified()),
+    };
     // When to look whether a burst of connections has ended.
     let mut look: Option<Instant> = None;
     // Changes once a burst has ended: this thread's heap is then settled.
@@ -328,14 +334,7 @@ where
             refuse(stream, &refusal, &refusing);
             continue;
         };
-        start(
-            &mut tasks,
-            &conn,
-            &shutdown,
-            (stream, peer_addr, bound),
-            permit,
-        );
-        cap.bursts.started();
+        starter.start(&mut tasks, stream, peer_addr, permit);
     }
     // Connections the kernel completed but nobody accepted yet are reset
     // when the listener closes (with SO_REUSEPORT, the others in the group
@@ -345,16 +344,7 @@ where
             break;
         };
         match permits.clone().try_acquire_owned() {
-            Ok(permit) => {
-                start(
-                    &mut tasks,
-                    &conn,
-                    &shutdown,
-                    (stream, peer_addr, bound),
-                    permit,
-                );
-                cap.bursts.started();
-            }
+            Ok(permit) => starter.start(&mut tasks, stream, peer_addr, permit),
             Err(_) => refuse(stream, &refusal, &refusing),
         }
     }
@@ -379,39 +369,47 @@ where
     Ok(())
 }
 
-/// Runs `conn` for an accepted connection on its own task, holding
-/// `permit` until it ends.
-fn start<F, Fut>(
-    tasks: &mut JoinSet<()>,
-    conn: &F,
-    shutdown: &Shutdown,
-    (stream, peer_addr, bound): (Stream, Option<SocketAddr>, Option<SocketAddr>),
-    permit: OwnedSemaphorePermit,
-) where
+/// What the accept loop starts each accepted connection with.
+struct Starter<'a, F> {
+    conn: &'a F,
+    shutdown: &'a Shutdown,
+    bursts: &'a Bursts,
+    /// The listener's address when it is one address (not a wildcard).
+    local: Option<SocketAddr>,
+}
+
+impl<F, Fut> Starter<'_, F>
+where
     F: Fn(Connection) -> Fut,
     Fut: Future<Output = ()> + Send + 'static,
 {
-    // A listener bound to one address accepts on that address only: no
-    // need to ask the kernel for each connection's.
-    let local_addr = match bound {
-        Some(at) if !at.ip().is_unspecified() => Some(at),
-        _ => stream.local_addr(),
-    };
-    // Boxed where it is made, so the task machinery never copies it: a
-    // server's connection future may hold the state of a whole request
-    // (the servers here keep that in a box of its own, made once the
-    // connection has sent something; see `Connection::wait_for_input`).
-    let fut = Box::pin(conn(Connection {
-        stream,
-        peer_addr,
-        local_addr,
-        shutdown: shutdown.connection_watch(),
-        accepted: Instant::now(),
-    }));
-    tasks.spawn(async move {
-        fut.await;
-        drop(permit);
-    });
+    /// Runs the connection function for an accepted connection on its own
+    /// task, holding `permit` until it ends, and counts it as started.
+    fn start(
+        &self,
+        tasks: &mut JoinSet<()>,
+        stream: Stream,
+        peer_addr: Option<SocketAddr>,
+        permit: OwnedSemaphorePermit,
+    ) {
+        let local_addr = self.local.or_else(|| stream.local_addr());
+        // Boxed where it is made, so the task machinery never copies it: a
+        // server's connection future may hold the state of a whole request
+        // (the servers here keep that in a box of its own, made once the
+        // connection has sent something; see `Connection::wait_for_input`).
+        let fut = Box::pin((self.conn)(Connection {
+            stream,
+            peer_addr,
+            local_addr,
+            shutdown: self.shutdown.connection_watch(),
+            accepted: Instant::now(),
+        }));
+        tasks.spawn(async move {
+            fut.await;
+            drop(permit);
+        });
+        self.bursts.started();
+    }
 }
 
 /// Answers a connection over the cap on its own task, bounded in time and
