@@ -110,6 +110,24 @@ impl ProcessGateway {
     }
 }
 
+impl ProcessGateway {
+    /// Writes `data` to stdout.
+    fn write_slice(&mut self, data: &[u8]) -> io::Result<()> {
+        // A response past a pipe's worth while the body is unread: read the
+        // body ahead first, or the web server and we could wait on each
+        // other (see the stdin module).
+        self.written += data.len() as u64;
+        if self.written > SPILL_AFTER
+            && let Some(body) = self.body.take()
+        {
+            body.read_ahead();
+        }
+        // CGI has one request and nothing else to do: a blocking write is the
+        // cheapest correct thing.
+        self.stdout.write_all(data)
+    }
+}
+
 /// Duplicates of the process's stdin and stdout descriptors.
 #[cfg(unix)]
 fn stdio() -> (io::Result<OwnedFd>, io::Result<OwnedFd>) {
@@ -133,18 +151,13 @@ impl Gateway for ProcessGateway {
     const SENDFILE_MIN: Option<u64> = Some(64 * 1024 + 1);
 
     async fn write(&mut self, data: Bytes) -> io::Result<()> {
-        // A response past a pipe's worth while the body is unread: read the
-        // body ahead first, or the web server and we could wait on each
-        // other (see the stdin module).
-        self.written += data.len() as u64;
-        if self.written > SPILL_AFTER
-            && let Some(body) = self.body.take()
-        {
-            body.read_ahead();
-        }
-        // CGI has one request and nothing else to do: a blocking write is the
-        // cheapest correct thing.
-        self.stdout.write_all(&data)
+        self.write_slice(&data)
+    }
+
+    async fn write_buf(&mut self, buf: &mut BytesMut) -> io::Result<()> {
+        let written = self.write_slice(buf);
+        buf.clear();
+        written
     }
 
     async fn flush(&mut self) -> io::Result<()> {

@@ -169,6 +169,19 @@ pub trait Gateway: Send {
     /// Writes all of `data` to the client, retrying short writes.
     fn write(&mut self, data: Bytes) -> impl Future<Output = io::Result<()>> + Send;
 
+    /// Writes all of what the pipeline gathered in `buf` (the head, small
+    /// body chunks), and leaves `buf` empty.
+    ///
+    /// The default hands the bytes to [`write`](Gateway::write) as one
+    /// `Bytes`, which suits a backend that keeps what it is given. A backend
+    /// that copies what it writes anyway (into a record, a pipe, a buffered
+    /// writer) overrides this to copy straight from `buf` and clear it: the
+    /// pipeline then reuses the buffer's memory, with no allocation per
+    /// response for it.
+    fn write_buf(&mut self, buf: &mut BytesMut) -> impl Future<Output = io::Result<()>> + Send {
+        self.write(buf.split().freeze())
+    }
+
     /// Pushes buffered output to the client.
     fn flush(&mut self) -> impl Future<Output = io::Result<()>> + Send;
 
@@ -401,6 +414,12 @@ where
 
     async fn write(&mut self, data: Bytes) -> io::Result<()> {
         self.writer.write_all(&data).await
+    }
+
+    async fn write_buf(&mut self, buf: &mut BytesMut) -> io::Result<()> {
+        let written = self.writer.write_all(buf).await;
+        buf.clear();
+        written
     }
 
     async fn flush(&mut self) -> io::Result<()> {

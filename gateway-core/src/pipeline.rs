@@ -1,6 +1,7 @@
 //! The response pipeline: head checks, Content-Length rules, the lazy head,
 //! write coalescing, file bodies, and how failures end a response.
 
+use std::cell::Cell;
 use std::fmt;
 use std::future::poll_fn;
 use std::io;
@@ -164,6 +165,40 @@ struct Writer<'g, G> {
     length_apart: Option<u64>,
 }
 
+impl<G> Drop for Writer<'_, G> {
+    fn drop(&mut self) {
+        // The buffer's memory is kept for the thread's next response: a
+        // backend that copies what it writes (`Gateway::write_buf`) leaves
+        // it here, empty, after every write.
+        let capacity = self.buf.capacity();
+        if capacity > 0 && capacity <= SPARE_MAX {
+            let mut buf = std::mem::take(&mut self.buf);
+            buf.clear();
+            // (No thread-local during the thread's exit: then it is freed.)
+            let _ = SPARE.try_with(|spare| spare.set(Some(buf)));
+        }
+    }
+}
+
+/// The most memory a response buffer kept for the thread's next response
+/// may hold.
+const SPARE_MAX: usize = 16 * 1024;
+
+thread_local! {
+    /// The buffer a finished response left, for the thread's next one.
+    static SPARE: Cell<Option<BytesMut>> = const { Cell::new(None) };
+}
+
+/// A response buffer: the one the thread's last response left, or a new
+/// one (which allocates only once written to).
+fn spare_buf() -> BytesMut {
+    SPARE
+        .try_with(Cell::take)
+        .ok()
+        .flatten()
+        .unwrap_or_default()
+}
+
 /// What the pipeline reads of a response head, found in the pass that
 /// checks it rather than by a lookup each.
 #[derive(Debug, Default, Clone, Copy)]
@@ -256,7 +291,12 @@ where
         let file = parts.extensions.remove::<FileRegion>();
         let mut w = Writer {
             gw,
-            buf: BytesMut::new(),
+            // A backend that takes the head whole seldom buffers anything.
+            buf: if G::TAKES_HEAD {
+                BytesMut::new()
+            } else {
+                spare_buf()
+            },
             pending: None,
             head: Some(parts),
             status,
@@ -300,7 +340,7 @@ impl<G: Gateway> Writer<'_, G> {
                 Poll::Pending => {
                     // The body would block: what we have must reach the
                     // client now (server-sent events, long polls), then wait.
-                    if let Err(e) = self.push(true, false).await {
+                    if let Err(e) = self.push(true).await {
                         return self.fail(Fail::Write(e), ctx).await;
                     }
                     poll_fn(|cx| poll_body(body.as_mut(), mark, cx)).await
@@ -389,7 +429,7 @@ impl<G: Gateway> Writer<'_, G> {
 
     /// Writes what is buffered, then a chunk too large to buffer as it is.
     async fn write_large(&mut self, chunk: Bytes) -> io::Result<()> {
-        self.push(false, false).await?;
+        self.push(false).await?;
         self.gw.write(chunk).await
     }
 
@@ -435,12 +475,12 @@ impl<G: Gateway> Writer<'_, G> {
         Ok(())
     }
 
-    /// Writes what the buffer holds, and flushes when asked. `last`: no
-    /// more is written after this, so the buffer is handed over whole
-    /// rather than split off (which would make it shared, an allocation).
-    async fn push(&mut self, flush: bool, last: bool) -> io::Result<()> {
-        if let Some(out) = self.take_out(last) {
-            self.gw.write(out).await?;
+    /// Writes what is waiting, and flushes when asked.
+    async fn push(&mut self, flush: bool) -> io::Result<()> {
+        match self.take_pending() {
+            Some(chunk) => self.gw.write(chunk).await?,
+            None if self.buf.is_empty() => {}
+            None => self.gw.write_buf(&mut self.buf).await?,
         }
         if flush {
             self.gw.flush().await?;
@@ -448,31 +488,21 @@ impl<G: Gateway> Writer<'_, G> {
         Ok(())
     }
 
-    /// What is waiting to be written, as one buffer (`last`: see `push`).
-    fn take_out(&mut self, last: bool) -> Option<Bytes> {
-        match self.pending.take() {
-            Some(p) if self.buf.is_empty() => Some(p),
-            Some(p) => {
-                self.buf.extend_from_slice(&p);
-                Some(self.take_buf(last))
-            }
-            None if self.buf.is_empty() => None,
-            None => Some(self.take_buf(last)),
+    /// The chunk kept as it is, when nothing else waits to be written; else
+    /// `None`, with the chunk (if any) moved into the buffer after what the
+    /// buffer holds.
+    fn take_pending(&mut self) -> Option<Bytes> {
+        let chunk = self.pending.take()?;
+        if self.buf.is_empty() {
+            return Some(chunk);
         }
-    }
-
-    /// What the buffer holds, as one buffer to write.
-    fn take_buf(&mut self, last: bool) -> Bytes {
-        if last {
-            std::mem::take(&mut self.buf).freeze()
-        } else {
-            self.buf.split().freeze()
-        }
+        self.buf.extend_from_slice(&chunk);
+        None
     }
 
     async fn send_file(&mut self, region: &FileRegion, ctx: &RequestCtx<'_>) -> Result<bool, Fail> {
         self.commit_head(ctx, false)?;
-        self.push(false, false).await.map_err(Fail::Write)?;
+        self.push(false).await.map_err(Fail::Write)?;
         if self.gw.sendfile(region).await.map_err(Fail::Write)? {
             self.bytes_sent += region.len();
             self.remaining = None;
@@ -501,10 +531,13 @@ impl<G: Gateway> Writer<'_, G> {
             return self.fail(f, ctx).await;
         }
         let short = matches!(self.remaining, Some(r) if r > 0);
-        // What `push(true, true)` does, without a future of its own.
-        if let Some(out) = self.take_out(true)
-            && let Err(e) = self.gw.write(out).await
-        {
+        // What `push(true)` does, without a future of its own.
+        let written = match self.take_pending() {
+            Some(chunk) => self.gw.write(chunk).await,
+            None if self.buf.is_empty() => Ok(()),
+            None => self.gw.write_buf(&mut self.buf).await,
+        };
+        if let Err(e) = written {
             return self.fail(Fail::Write(e), ctx).await;
         }
         if let Err(e) = self.gw.flush().await {
@@ -527,7 +560,7 @@ impl<G: Gateway> Writer<'_, G> {
             return Sent::NothingSent(err);
         }
         log_failure(&err, ctx);
-        if let Err(e) = self.push(true, true).await {
+        if let Err(e) = self.push(true).await {
             return self.fail(Fail::Write(e), ctx).await;
         }
         self.done(OutcomeKind::Aborted)

@@ -165,21 +165,49 @@ fn closed() -> io::Error {
     io::Error::new(io::ErrorKind::BrokenPipe, "FastCGI connection closed")
 }
 
-impl Gateway for FcgiGateway {
-    // The default `write_head` writes the pipeline's Content-Length.
-    const LENGTH_APART: bool = true;
+impl FcgiGateway {
+    /// Writes `data` as the response's `FCGI_STDOUT` records.
+    async fn write_slice(&mut self, data: &[u8]) -> io::Result<()> {
+        let full = self.append(data);
+        self.wait_room(full).await
+    }
 
-    async fn write(&mut self, data: Bytes) -> io::Result<()> {
+    /// Appends `data` to the connection's output as `FCGI_STDOUT` records:
+    /// `None` when the connection is closed, else whether the output is
+    /// over its high-water mark.
+    fn append(&mut self, data: &[u8]) -> Option<bool> {
         if data.is_empty() {
-            return Ok(());
+            return Some(false);
         }
-        let full = self.output.stdout(&mut self.encoder, &data);
+        let full = self.output.stdout(&mut self.encoder, data);
         self.open = full.is_some();
+        full
+    }
+
+    /// Waits, after an append, until the output has room again.
+    async fn wait_room(&self, full: Option<bool>) -> io::Result<()> {
         match full {
             None => Err(closed()),
             Some(true) => self.output.room().await,
             Some(false) => Ok(()),
         }
+    }
+}
+
+impl Gateway for FcgiGateway {
+    // The default `write_head` writes the pipeline's Content-Length.
+    const LENGTH_APART: bool = true;
+
+    async fn write(&mut self, data: Bytes) -> io::Result<()> {
+        self.write_slice(&data).await
+    }
+
+    async fn write_buf(&mut self, buf: &mut BytesMut) -> io::Result<()> {
+        // Copied into the connection's output at once: the buffer is free
+        // again before the wait for room.
+        let full = self.append(buf);
+        buf.clear();
+        self.wait_room(full).await
     }
 
     async fn flush(&mut self) -> io::Result<()> {

@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::task::Poll;
 use std::time::Duration;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use gateway_core::server::Stream;
 use gateway_core::{Body, Environ, ErrorStream, Gateway, GatewayInfo, Protocol};
 use tokio::io::{AsyncWriteExt, WriteHalf};
@@ -64,6 +64,15 @@ impl Gateway for ScgiGateway {
     async fn write(&mut self, data: Bytes) -> io::Result<()> {
         let write = self.writer.write_all(&data);
         within("response write", self.write_timeout, write).await
+    }
+
+    async fn write_buf(&mut self, buf: &mut BytesMut) -> io::Result<()> {
+        // Copied by the buffered writer (or written through): the buffer is
+        // kept for the pipeline's next bytes.
+        let write = self.writer.write_all(buf);
+        let written = within("response write", self.write_timeout, write).await;
+        buf.clear();
+        written
     }
 
     async fn flush(&mut self) -> io::Result<()> {
