@@ -33,7 +33,7 @@
 # process) fronts all of them on separate ports. After the runs it prints
 # req/s and p99 medians, the ratio ours/this in the same mode, each
 # backend's peak RSS, its CPU time per request (user + system, from
-# /proc/PID/stat over the timed runs), nginx's CPU time per request while it
+# /proc/PID/stat over the timed runs; the user-space part in brackets), nginx's CPU time per request while it
 # fronted that backend (the web server's share of the cost: a backend whose
 # threads must be woken for every request costs nginx more too, as the
 # wake-ups are done in nginx's writes), and how often per request its threads
@@ -326,9 +326,10 @@ for n in "${NAMES[@]}"; do wrk -t1 -c4 -d1s "http://127.0.0.1:${FRONT[$n]}/" >/d
 for r in $(seq "$ROUNDS"); do
     say "round $r/$ROUNDS"
     for n in "${NAMES[@]}"; do
-        t0=$(ticks "${PID[$n]}") s0=$(sleeps "${PID[$n]}") g0=$(ticks "$NGINX_WORKER")
+        t0=$(ticks "${PID[$n]}") u0=$(utime "${PID[$n]}") s0=$(sleeps "${PID[$n]}") g0=$(ticks "$NGINX_WORKER")
         wrk -t1 -c"$CONNECTIONS" -d"${DURATION}s" --latency "http://127.0.0.1:${FRONT[$n]}/" >"$TMP/$n.$r.txt"
         echo $(( $(ticks "${PID[$n]}") - t0 )) >>"$TMP/$n.cpu"
+        echo $(( $(utime "${PID[$n]}") - u0 )) >>"$TMP/$n.user"
         echo $(( $(ticks "$NGINX_WORKER") - g0 )) >>"$TMP/$n.ngcpu"
         echo $(( $(sleeps "${PID[$n]}") - s0 )) >>"$TMP/$n.sleeps"
     done
@@ -372,15 +373,17 @@ for name in names:
         if s: print(f"{name} round {r}: socket errors: {s.group(1)}")
     ticks = sum(int(x) for x in open(f"{tmp}/{name}.cpu").read().split())
     cpu_us = ticks * 1_000_000 / hz / reqs if reqs else 0.0
+    uticks = sum(int(x) for x in open(f"{tmp}/{name}.user").read().split())
+    user_us = uticks * 1_000_000 / hz / reqs if reqs else 0.0
     ngticks = sum(int(x) for x in open(f"{tmp}/{name}.ngcpu").read().split())
     ng_us = ngticks * 1_000_000 / hz / reqs if reqs else 0.0
     sleeps = sum(int(x) for x in open(f"{tmp}/{name}.sleeps").read().split())
-    res[name] = (statistics.median(rps), statistics.median(p99), rps, errs, cpu_us, sleeps / reqs if reqs else 0.0, ng_us)
+    res[name] = (statistics.median(rps), statistics.median(p99), rps, errs, cpu_us, sleeps / reqs if reqs else 0.0, ng_us, user_us)
 one = any(n.startswith("ours1-") for n in names)
 col = f"{'ours1/this':>12}" if one else ""
-print(f"{'':18}{'req/s (median)':>16}{'p99 ms (median)':>18}{'ours/this req/s':>18}{col}{'peak RSS MiB':>14}{'CPU us/req':>12}{'nginx us/req':>14}{'sleeps/req':>12}   per round req/s")
+print(f"{'':18}{'req/s (median)':>16}{'p99 ms (median)':>18}{'ours/this req/s':>18}{col}{'peak RSS MiB':>14}{'CPU us/req':>12}{'(user)':>8}{'nginx us/req':>14}{'sleeps/req':>12}   per round req/s")
 for name in names:
-    m, p, rps, errs, cpu_us, sl, ng_us = res[name]
+    m, p, rps, errs, cpu_us, sl, ng_us, user_us = res[name]
     mode = name.rsplit("-", 1)[1]
     base = res["ours-" + mode][0] if "ours-" + mode in res else 0.0
     ratio = f"{base / m:.2f}" if m > 0 and base > 0 else "-"
@@ -390,7 +393,7 @@ for name in names:
         r1 = f"{(f'{b1 / m:.2f}' if m > 0 and b1 > 0 else '-'):>12}"
     kib = open(f"{tmp}/{name}.rss").read().strip() or "0"
     extra = f"   non-2xx: {errs}" if errs else ""
-    print(f"{name:18}{m:>16.0f}{p:>18.3f}{ratio:>18}{r1}{int(kib) / 1024:>14.1f}{cpu_us:>12.1f}{ng_us:>14.1f}{sl:>12.2f}   {' '.join(f'{x:.0f}' for x in rps)}{extra}")
+    print(f"{name:18}{m:>16.0f}{p:>18.3f}{ratio:>18}{r1}{int(kib) / 1024:>14.1f}{cpu_us:>12.1f}{user_us:>8.1f}{ng_us:>14.1f}{sl:>12.2f}   {' '.join(f'{x:.0f}' for x in rps)}{extra}")
 PY
 if [ -n "${IR[cg]:-}" ]; then
     python3 -c "import sys; o, m = int(sys.argv[1]), int(sys.argv[2]); print(f'instructions/request (callgrind, keep-alive, 1 thread): metrics off {o}, on {m}, delta {m - o:+d} ({(m - o) / o * 100:+.2f} %)')" "${IR[cg]}" "${IR[cgm]}"

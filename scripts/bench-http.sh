@@ -192,18 +192,12 @@ start ours "$OURS"; OURS_URL=$URL; OURS_PID=${PIDS[-1]}
 unset HTTP_VECTORED_WRITES
 start bare "$BARE"; BARE_URL=$URL; BARE_PID=${PIDS[-1]}
 
-cpu_ticks() { # pid: user + system CPU time so far, in clock ticks
-    awk '{print $14 + $15}' "/proc/$1/stat"
-}
-user_ticks() { # pid: user CPU time so far, in clock ticks
-    awk '{print $14}' "/proc/$1/stat"
-}
 run_wrk() { # name url round pid; also notes the server's CPU time over the run
     local before user
-    before=$(cpu_ticks "$4") user=$(user_ticks "$4")
+    before=$(ticks "$4") user=$(utime "$4")
     wrk -t"$THREADS" -c"$CONNECTIONS" -d"${DURATION}s" --latency "$2" >"$TMP/$1.$3.txt"
-    echo $(($(cpu_ticks "$4") - before)) >"$TMP/$1.$3.cpu"
-    echo $(($(user_ticks "$4") - user)) >"$TMP/$1.$3.user"
+    echo $(($(ticks "$4") - before)) >"$TMP/$1.$3.cpu"
+    echo $(($(utime "$4") - user)) >"$TMP/$1.$3.user"
 }
 say "warming up"
 wrk -t1 -c8 -d1s "$OURS_URL" >/dev/null

@@ -169,8 +169,6 @@ done
 
 say "warming up"
 for n in "${NAMES[@]}"; do wrk -t1 -c4 -d1s "http://127.0.0.1:${FRONT[$n]}/" >/dev/null; done
-# The user-space part of the CPU time (ticks, beside lib.sh's ticks).
-utime() { awk '{ sub(/^.*\) /, ""); print $12 }' "/proc/$1/stat"; }
 for r in $(seq "$ROUNDS"); do
     say "round $r/$ROUNDS"
     for n in "${NAMES[@]}"; do

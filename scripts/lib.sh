@@ -89,6 +89,8 @@ wait_port() {
 
 # CPU time (user + system clock ticks) process PID has used so far.
 ticks() { awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$1/stat"; }
+# The user-space part of it (clock ticks).
+utime() { awk '{ sub(/^.*\) /, ""); print $12 }' "/proc/$1/stat"; }
 # Times process PID's threads have gone to sleep waiting (voluntary context
 # switches, all threads): a wake-up each, whatever the machine's load.
 sleeps() { cat /proc/"$1"/task/*/status 2>/dev/null | awk '/^voluntary_ctxt_switches/ { n += $2 } END { print n + 0 }'; }
