@@ -27,7 +27,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::process::ExitCode;
 
-use bytes::{Buf, Bytes};
+use bytes::{Buf, Bytes, BytesMut};
 use gateway_core::server::{
     BindOptions, Connection, ListenAddr, Refusal, SharedInput, Shutdown, Stream, Timed, Watch,
     answer_and_close, close_after, serve, signal, systemd,
@@ -190,6 +190,14 @@ struct Uwsgi {
 impl Gateway for Uwsgi {
     async fn write(&mut self, data: Bytes) -> io::Result<()> {
         self.writer.write_all(&data).await
+    }
+
+    // The bytes the handler gathered (the head, small chunks) are written
+    // from its buffer, which it then reuses for the next response.
+    async fn write_buf(&mut self, buf: &mut BytesMut) -> io::Result<()> {
+        let written = self.writer.write_all(buf).await;
+        buf.clear();
+        written
     }
 
     async fn flush(&mut self) -> io::Result<()> {

@@ -100,7 +100,8 @@ impl ResponseHead<'_> {
 /// backend is ([`info`](Gateway::info): protocol, head form, the `wsgi.*`
 /// flags, addresses, as one value), how the request is handed over
 /// ([`request`](Gateway::request)), how the head is written
-/// ([`write_head`](Gateway::write_head)), protocol switches
+/// ([`write_head`](Gateway::write_head)), how the bytes the pipeline
+/// gathered are taken ([`write_buf`](Gateway::write_buf)), protocol switches
 /// ([`supports_upgrade`](Gateway::supports_upgrade)) and file bodies
 /// ([`sendfile`](Gateway::sendfile)).
 ///
