@@ -145,7 +145,7 @@ enum Fail {
     Write(io::Error),
 }
 
-struct Writer<'g, G> {
+struct Writer<'g, G: Gateway> {
     gw: &'g mut G,
     buf: BytesMut,
     /// A first chunk kept as it is while nothing else is buffered, so a
@@ -165,13 +165,14 @@ struct Writer<'g, G> {
     length_apart: Option<u64>,
 }
 
-impl<G> Drop for Writer<'_, G> {
+impl<G: Gateway> Drop for Writer<'_, G> {
     fn drop(&mut self) {
         // The buffer's memory is kept for the thread's next response: a
         // backend that copies what it writes (`Gateway::write_buf`) leaves
-        // it here, empty, after every write.
+        // it here, empty, after every write. (One that takes the head whole
+        // takes no spare either.)
         let capacity = self.buf.capacity();
-        if capacity > 0 && capacity <= SPARE_MAX {
+        if !G::TAKES_HEAD && capacity > 0 && capacity <= SPARE_MAX {
             let mut buf = std::mem::take(&mut self.buf);
             buf.clear();
             // (No thread-local during the thread's exit: then it is freed.)
