@@ -33,6 +33,19 @@ where
 }
 
 /// Echoes the method, path and body length.
+/// A Filter request's data stream, read whole (`none` when the request
+/// has none).
+async fn filter_data(req: &mut Request<Body>) -> Vec<u8> {
+    let data = req
+        .extensions_mut()
+        .remove::<FilterData>()
+        .and_then(|d| d.take());
+    match data {
+        Some(d) => read_body(d).await.map(|b| b.to_vec()).unwrap_or_default(),
+        None => b"none".to_vec(),
+    }
+}
+
 fn echo() -> App {
     app(|req: Request<Body>| async move {
         let head = format!("{} {}", req.method(), req.uri().path());
@@ -455,14 +468,7 @@ per_dispatch! {
 /// [`FilterData`] in the request extensions, next to the body.
 async fn filter_role_data_stream_f8(dispatch) {
     let a = app(|mut req: Request<Body>| async move {
-        let data = req
-            .extensions_mut()
-            .remove::<FilterData>()
-            .and_then(|d| d.take());
-        let data = match data {
-            Some(d) => read_body(d).await.map(|b| b.to_vec()).unwrap_or_default(),
-            None => b"none".to_vec(),
-        };
+        let data = filter_data(&mut req).await;
         let body = read_body(req.into_body()).await.unwrap_or_default();
         ok(format!(
             "data={} body={}",
@@ -491,14 +497,7 @@ async fn one_request_after_another_each_its_own(dispatch) {
             tokio::task::yield_now().await;
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
-        let data = req
-            .extensions_mut()
-            .remove::<FilterData>()
-            .and_then(|d| d.take());
-        let data = match data {
-            Some(d) => read_body(d).await.map(|b| b.to_vec()).unwrap_or_default(),
-            None => b"none".to_vec(),
-        };
+        let data = filter_data(&mut req).await;
         let path = req.uri().path().to_owned();
         let body = read_body(req.into_body()).await.unwrap_or_default();
         ok(format!(
