@@ -210,10 +210,21 @@ impl GatewayInfo {
 /// ```
 #[derive(Clone)]
 pub struct ErrorStream {
-    sink: Arc<Sink>,
+    sink: Arc<dyn ErrorSink>,
 }
 
-type Sink = dyn Fn(&[u8]) + Send + Sync;
+/// Where an [`ErrorStream`] writes: any `Fn(&[u8])`, or a type of its own
+/// (see [`ErrorStream::from_shared`]).
+pub trait ErrorSink: Send + Sync {
+    /// Takes one message.
+    fn write(&self, msg: &[u8]);
+}
+
+impl<F: Fn(&[u8]) + Send + Sync> ErrorSink for F {
+    fn write(&self, msg: &[u8]) {
+        self(msg)
+    }
+}
 
 impl ErrorStream {
     /// An error stream that calls `sink` with each message.
@@ -221,6 +232,35 @@ impl ErrorStream {
         Self {
             sink: Arc::new(sink),
         }
+    }
+
+    /// An error stream that writes to a sink the caller shares: no
+    /// allocation of its own. A backend that keeps per-request state in an
+    /// `Arc` anyway can make that state the request's error stream, and
+    /// take the allocation back for the next request
+    /// ([`Arc::get_mut`]) once every clone of the stream is gone.
+    ///
+    /// ```
+    /// use std::sync::{Arc, Mutex};
+    /// use gateway_core::{ErrorSink, ErrorStream};
+    ///
+    /// struct Lines(Mutex<Vec<String>>);
+    /// impl ErrorSink for Lines {
+    ///     fn write(&self, msg: &[u8]) {
+    ///         let line = String::from_utf8_lossy(msg).into_owned();
+    ///         self.0.lock().unwrap().push(line);
+    ///     }
+    /// }
+    ///
+    /// let lines = Arc::new(Lines(Mutex::new(Vec::new())));
+    /// let stream = ErrorStream::from_shared(lines.clone());
+    /// stream.write(b"odd\n");
+    /// drop(stream);
+    /// let mut lines = lines;
+    /// assert_eq!(Arc::get_mut(&mut lines).unwrap().0.get_mut().unwrap()[0], "odd\n");
+    /// ```
+    pub fn from_shared(sink: Arc<impl ErrorSink + 'static>) -> Self {
+        Self { sink }
     }
 
     /// An error stream that writes to this process's standard error.
@@ -259,7 +299,7 @@ impl ErrorStream {
 
     /// Writes one message.
     pub fn write(&self, msg: &[u8]) {
-        (self.sink)(msg)
+        self.sink.write(msg)
     }
 }
 

@@ -92,7 +92,7 @@ pub use file::{FileBody, FileRegion};
 pub use gateway::{Gateway, RequestFacts, ResponseHead, StreamGateway};
 pub use handler::{DEFAULT_ERROR_BODY, DEFAULT_REPEAT_SUMMARY, Handler, HandlerBuilder, PathView};
 pub use head::{HeadFormat, ReasonPhrase};
-pub use info::{Captured, ErrorStream, GatewayInfo, Protocol, RequestContext};
+pub use info::{Captured, ErrorSink, ErrorStream, GatewayInfo, Protocol, RequestContext};
 pub use limits::Limits;
 pub use logging::RequestId;
 pub use metrics::{Failure, Metrics};

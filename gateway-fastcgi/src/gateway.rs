@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use bytes::{Bytes, BytesMut};
-use gateway_core::{Body, Environ, ErrorStream, Gateway, GatewayInfo, Protocol};
+use gateway_core::{Body, Environ, ErrorSink, ErrorStream, Gateway, GatewayInfo, Protocol};
 
 use crate::input::InputBody;
 use crate::proto::record::RecordType;
@@ -22,16 +22,18 @@ use crate::transport::{HIGH_WATER, Sink};
 /// error streams hold clones, as does the dispatcher).
 #[derive(Clone)]
 pub(crate) struct Out {
-    sink: Arc<dyn Sink>,
-    id: u16,
     state: Arc<OutState>,
 }
 
-/// Checked and set under the output buffer's lock, so that nothing of a
+/// One request's output: the connection's buffer, the request's id, and
+/// what is checked and set under the buffer's lock, so that nothing of a
 /// request follows its `FCGI_END_REQUEST`, even from an application still
-/// running on another thread when it is cancelled.
-#[derive(Debug, Default)]
+/// running on another thread when it is cancelled. It is also the
+/// request's error stream (`FCGI_STDERR` records), so that one allocation,
+/// taken back for the connection's next request, serves both.
 struct OutState {
+    sink: Arc<dyn Sink>,
+    id: u16,
     stderr_used: AtomicBool,
     ended: AtomicBool,
 }
@@ -39,9 +41,12 @@ struct OutState {
 impl Out {
     pub(crate) fn new(sink: Arc<dyn Sink>, id: u16) -> Out {
         Out {
-            sink,
-            id,
-            state: Arc::default(),
+            state: Arc::new(OutState {
+                sink,
+                id,
+                stderr_used: AtomicBool::new(false),
+                ended: AtomicBool::new(false),
+            }),
         }
     }
 
@@ -52,26 +57,24 @@ impl Out {
     pub(crate) fn reuse(mut spare: Out, id: u16) -> Out {
         match Arc::get_mut(&mut spare.state) {
             Some(state) => {
-                *state = OutState::default();
-                spare.id = id;
+                state.id = id;
+                *state.stderr_used.get_mut() = false;
+                *state.ended.get_mut() = false;
                 spare
             }
-            None => Out::new(spare.sink, id),
+            None => Out::new(spare.state.sink.clone(), id),
         }
+    }
+
+    /// The request's error stream: `FCGI_STDERR` records.
+    fn error_stream(&self) -> ErrorStream {
+        ErrorStream::from_shared(self.state.clone())
     }
 
     /// Appends records of the request, unless it has ended; whether they
     /// were appended.
     fn append(&self, encode: &mut dyn FnMut(&mut BytesMut)) -> bool {
-        let ended = &self.state.ended;
-        let mut appended = false;
-        let open = self.sink.append(&mut |out| {
-            if !ended.load(Ordering::Acquire) {
-                encode(out);
-                appended = true;
-            }
-        });
-        open && appended
+        self.state.append(encode)
     }
 
     /// Appends `data` as `FCGI_STDOUT` records; `None` when they could not
@@ -86,23 +89,13 @@ impl Out {
         .then_some(full)
     }
 
-    /// Appends `msg` as an `FCGI_STDERR` record.
-    fn stderr(&self, msg: &[u8]) {
-        let used = &self.state.stderr_used;
-        let id = self.id;
-        self.append(&mut |out| {
-            used.store(true, Ordering::Release);
-            encode_stream(out, RecordType::Stderr, id, msg);
-        });
-    }
-
     /// Ends the response: empty `FCGI_STDOUT`, empty `FCGI_STDERR` if it
     /// was used, `FCGI_END_REQUEST` with `app_status`. Nothing of the
     /// request is appended after it. Does nothing the second time.
     pub(crate) fn end(&self, app_status: u32) {
-        let state = &self.state;
-        let id = self.id;
-        self.sink.append(&mut |out| {
+        let state = &*self.state;
+        let id = state.id;
+        state.sink.append(&mut |out| {
             if !state.ended.swap(true, Ordering::AcqRel) {
                 encode_stream_end(out, RecordType::Stdout, id);
                 if state.stderr_used.load(Ordering::Acquire) {
@@ -117,19 +110,52 @@ impl Out {
     /// appended, not even its end (the connection is to be reset).
     pub(crate) fn cut(&self) {
         let ended = &self.state.ended;
-        self.sink
+        self.state
+            .sink
             .append(&mut |_| ended.store(true, Ordering::Release));
     }
 
     /// Whether the connection can still take the request's output.
     fn is_open(&self) -> bool {
-        !self.state.ended.load(Ordering::Acquire) && self.sink.append(&mut |_| {})
+        !self.state.ended.load(Ordering::Acquire) && self.state.sink.append(&mut |_| {})
     }
 
     /// Waits until the connection's buffer has room (the web server read
     /// enough of it).
     async fn room(&self) -> io::Result<()> {
-        std::future::poll_fn(|cx| self.sink.poll_room(cx)).await
+        std::future::poll_fn(|cx| self.state.sink.poll_room(cx)).await
+    }
+}
+
+impl OutState {
+    /// Appends records of the request, unless it has ended; whether they
+    /// were appended.
+    fn append(&self, encode: &mut dyn FnMut(&mut BytesMut)) -> bool {
+        let ended = &self.ended;
+        let mut appended = false;
+        let open = self.sink.append(&mut |out| {
+            if !ended.load(Ordering::Acquire) {
+                encode(out);
+                appended = true;
+            }
+        });
+        open && appended
+    }
+}
+
+/// The request's error stream: each message an `FCGI_STDERR` record.
+impl ErrorSink for OutState {
+    fn write(&self, msg: &[u8]) {
+        if msg.is_empty() {
+            // An empty record would end the stream.
+            return;
+        }
+        let used = &self.stderr_used;
+        let id = self.id;
+        self.append(&mut |out| {
+            used.store(true, Ordering::Release);
+            encode_stream(out, RecordType::Stderr, id, msg);
+        });
     }
 }
 
@@ -232,14 +258,7 @@ impl Gateway for FcgiGateway {
     fn stderr(&self) -> ErrorStream {
         match &self.errors {
             Some(errors) => errors.clone(),
-            None => {
-                let output = self.output.clone();
-                ErrorStream::new(move |msg| {
-                    if !msg.is_empty() {
-                        output.stderr(msg);
-                    }
-                })
-            }
+            None => self.output.error_stream(),
         }
     }
 
@@ -333,5 +352,49 @@ mod tests {
         gateway(Role::Filter, &[("A", "1")]).add_cgi_vars(&mut env);
         assert_eq!(roles(&env), [b"FILTER"]);
         assert_eq!(env.len(), 3);
+    }
+
+    /// A request's error stream writes `FCGI_STDERR` records of that
+    /// request (an empty message writes none: it would end the stream),
+    /// and is the request's output state itself: once every clone is gone,
+    /// the connection's next request takes the same allocation back; while
+    /// the application keeps one, the next request gets a new one and the
+    /// kept stream still names its own request.
+    #[tokio::test]
+    async fn error_stream_shares_the_request_output() {
+        let (io, _) = tokio::io::duplex(64);
+        let sink: Arc<dyn Sink> = Arc::new(Transport::new(io));
+        let out = Out::new(sink.clone(), 3);
+        let errors = out.error_stream();
+        errors.write(b"");
+        assert_eq!(sink.buffered(), 0);
+        errors.write(b"odd");
+        let mut expected = BytesMut::new();
+        encode_stream(&mut expected, RecordType::Stderr, 3, b"odd");
+        assert_eq!(sink.buffered(), expected.len());
+        assert!(out.state.stderr_used.load(Ordering::Acquire));
+
+        let at = Arc::as_ptr(&out.state);
+        drop(errors);
+        out.end(0);
+        let next = Out::reuse(out, 4);
+        assert_eq!(Arc::as_ptr(&next.state), at, "allocation taken back");
+        assert_eq!(next.state.id, 4);
+        assert!(!next.state.stderr_used.load(Ordering::Acquire));
+        assert!(!next.state.ended.load(Ordering::Acquire));
+
+        let kept = next.error_stream();
+        next.end(0);
+        let third = Out::reuse(next, 5);
+        assert_ne!(
+            Arc::as_ptr(&third.state),
+            at,
+            "still held by the application"
+        );
+        assert_eq!(third.state.id, 5);
+        let before = sink.buffered();
+        // The kept stream's request has ended: nothing more of it goes out.
+        kept.write(b"late");
+        assert_eq!(sink.buffered(), before);
     }
 }
