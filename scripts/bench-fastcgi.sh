@@ -25,7 +25,12 @@
 #   go       Go's net/http/fcgi with a hello handler, go build
 #   hyper    a bare hyper HTTP/1.1 hello server behind proxy_pass: the cost
 #            of nginx plus a Rust server without FastCGI (built with the
-#            workspace's release profile, as ours is)
+#            workspace's release profile, as ours is), on a current-thread
+#            tokio runtime: its strongest set-up behind one nginx worker
+#            (on a 2-CPU machine, about 60,000 req/s at 5.3 us of CPU per
+#            request, against about 53,000 at 7.0 us on the multi-threaded
+#            runtime #[tokio::main] makes by default, which wakes a second
+#            thread; HYPER_RUNTIME=multi measures that one)
 #
 # Each backend is measured through nginx twice: "keep" reuses connections
 # (fastcgi_keep_conn on / proxy keep-alive, upstream keepalive 32) and
@@ -49,6 +54,9 @@
 #   BACKENDS="..." which backends to run (default "ours ours1 libfcgi
 #                  libfcgi128 go hyper";
 #                  "oursm" is ours with metrics on)
+#   HYPER_RUNTIME=current|multi
+#                  the runtime of the hyper backend (default current: a
+#                  current-thread runtime, its strongest set-up here)
 #   INSTR=1        also count the user-space instructions ours spends per
 #                  request behind nginx with keep-alive, with metrics off and
 #                  on (valgrind's callgrind on a single-threaded runtime,
@@ -191,7 +199,7 @@ use http_body_util::Full;
 use hyper::{Request, Response, body::Incoming, server::conn::http1, service::service_fn};
 use hyper_util::rt::TokioIo;
 
-#[tokio::main]
+HYPER_RUNTIME_ATTRIBUTE
 async fn main() {
     let addr = std::env::args().nth(1).expect("address");
     let listener = tokio::net::TcpListener::bind(addr).await.expect("bind");
@@ -209,6 +217,12 @@ async fn main() {
     }
 }
 RS
+case "${HYPER_RUNTIME:-current}" in
+    current) attr='#[tokio::main(flavor = "current_thread")]' ;;
+    multi) attr='#[tokio::main]' ;;
+    *) die "HYPER_RUNTIME must be current or multi, got '${HYPER_RUNTIME}'" ;;
+esac
+sed -i "s/^HYPER_RUNTIME_ATTRIBUTE\$/$attr/" "$TMP/hyperhello/src/main.rs"
 HYPER_TARGET="${CARGO_TARGET_DIR:-$TMP}/bench-hyper"
 (cd "$TMP/hyperhello" && CARGO_TARGET_DIR="$HYPER_TARGET" cargo build --release --quiet) \
     || die "building the hyper hello failed"
