@@ -20,15 +20,27 @@
 # accepts and serves each connection on a task of its own, as hyper's own
 # server examples (and any real server) do.
 #
+# With FOOTPRINT=1 it also prints each server's hot code: the distinct
+# 64-byte lines of machine code that run at least once per request (from
+# the same runs, with callgrind's per-instruction counts), in KiB. Every
+# request fetches them again from the level-1 instruction cache; once they
+# outgrow it (its size is printed beside them), each request also pays for
+# refetching the part that did not stay, which the instruction count does
+# not show.
+#
 # Usage: scripts/instructions-per-request.sh [KIND...]
 #   KIND: http, fastcgi, fastcgi-close, scgi (default: http fastcgi scgi)
 #   BASE=N    requests of the smaller run (default 1000)
+#   FOOTPRINT=1  also print the hot code per request
 #   CARGO_TARGET_DIR is honoured by the build, as usual.
 # Needs valgrind and python3.
 set -euo pipefail
 
 die() { echo "instructions-per-request: error: $*" >&2; exit 1; }
 BASE=${BASE:-1000}
+FOOTPRINT=${FOOTPRINT:-0}
+DUMP=()
+[ "$FOOTPRINT" = 1 ] && DUMP=(--dump-instr=yes --compress-pos=no --compress-strings=no)
 [[ "$BASE" =~ ^[0-9]+$ ]] && [ "$BASE" -ge 1 ] || die "BASE must be a positive number, got '$BASE'"
 KINDS=("$@")
 [ ${#KINDS[@]} -gt 0 ] || KINDS=(http fastcgi scgi)
@@ -48,7 +60,7 @@ trap 'rm -rf "$TMP"' EXIT
 # total KIND N: the instructions the server process executed for N requests.
 total() {
     local kind=$1 n=$2 out="$TMP/cg.$1.$2" port_file="$TMP/port.$1.$2" pid port
-    valgrind --tool=callgrind --callgrind-out-file="$out" \
+    valgrind --tool=callgrind --callgrind-out-file="$out" "${DUMP[@]}" \
         "$BIN" serve "$kind" "$n" "$port_file" >/dev/null 2>"$TMP/vg.log" &
     pid=$!
     for _ in $(seq 600); do
@@ -69,21 +81,68 @@ per_request() {
     python3 -c "print(round(($b - $a) / $BASE))"
 }
 
-printf '%-13s %12s %12s %7s\n' protocol ours hyper ratio
+# hot_kib KIND: the KiB of 64-byte code lines holding an instruction that
+# ran at least once per request (0.9 * BASE more times in the larger run),
+# from the two runs' per-instruction counts.
+hot_kib() {
+    python3 - "$TMP/cg.$1.$BASE" "$TMP/cg.$1.$((2 * BASE))" "$BASE" <<'PY'
+import re, sys
+def counts(path):
+    # Lines "address line count" (--compress-pos=no); a "calls=" line is
+    # followed by the inclusive cost of the call, which is not the
+    # instruction's own count. Addresses are per object file.
+    seen, obj, call = {}, "", False
+    for line in open(path, errors="replace"):
+        if line.startswith("ob="):
+            obj = line[3:].strip()
+        elif line.startswith("calls="):
+            call = True
+        else:
+            m = re.match(r"0x([0-9a-f]+) \d+ (\d+)", line)
+            if m:
+                if not call:
+                    key = (obj, int(m.group(1), 16))
+                    seen[key] = seen.get(key, 0) + int(m.group(2))
+                call = False
+    return seen
+a, b, n = counts(sys.argv[1]), counts(sys.argv[2]), int(sys.argv[3])
+hot = {(o, x >> 6) for (o, x), c in b.items() if c - a.get((o, x), 0) >= 0.9 * n}
+print(len(hot) * 64 // 1024)
+PY
+}
+
+if [ "$FOOTPRINT" = 1 ]; then
+    l1i=unknown
+    for c in /sys/devices/system/cpu/cpu0/cache/index*; do
+        if [ "$(cat "$c/level" 2>/dev/null)" = 1 ] && [ "$(cat "$c/type" 2>/dev/null)" = Instruction ]; then
+            l1i=$(cat "$c/size")
+        fi
+    done
+    echo "hot code: KiB of code lines run at least once per request (level-1 instruction cache: $l1i)"
+    printf '%-13s %12s %12s %7s %13s %13s\n' protocol ours hyper ratio "hot KiB ours" "hot KiB hyper"
+else
+    printf '%-13s %12s %12s %7s\n' protocol ours hyper ratio
+fi
 HYPER=
 HYPER_CLOSE=
 for kind in "${KINDS[@]}"; do
     OURS=$(per_request "$kind")
     case "$kind" in
-        scgi | fastcgi-close)
-            [ -n "$HYPER_CLOSE" ] || HYPER_CLOSE=$(per_request hyper-close)
-            PEER=$HYPER_CLOSE
-            ;;
-        *)
-            [ -n "$HYPER" ] || HYPER=$(per_request hyper)
-            PEER=$HYPER
-            ;;
+        scgi | fastcgi-close) peer=hyper-close ;;
+        *) peer=hyper ;;
     esac
-    printf '%-13s %12s %12s %7s\n' "$kind" "$OURS" "$PEER" \
-        "$(python3 -c "print(f'{$OURS / $PEER:.2f}')")"
+    if [ "$peer" = hyper-close ]; then
+        [ -n "$HYPER_CLOSE" ] || HYPER_CLOSE=$(per_request hyper-close)
+        PEER=$HYPER_CLOSE
+    else
+        [ -n "$HYPER" ] || HYPER=$(per_request hyper)
+        PEER=$HYPER
+    fi
+    ratio=$(python3 -c "print(f'{$OURS / $PEER:.2f}')")
+    if [ "$FOOTPRINT" = 1 ]; then
+        printf '%-13s %12s %12s %7s %13s %13s\n' "$kind" "$OURS" "$PEER" "$ratio" \
+            "$(hot_kib "$kind")" "$(hot_kib "$peer")"
+    else
+        printf '%-13s %12s %12s %7s\n' "$kind" "$OURS" "$PEER" "$ratio"
+    fi
 done
