@@ -8,8 +8,12 @@
 # executions; FUZZ_SEED=N makes a run repeatable: with a fixed seed and a
 # run count reached before the time is up, the same binary makes the same
 # inputs). Without it each target runs until 10
-# million executions or 30 minutes, whichever comes first. Needs a nightly
-# toolchain and cargo-fuzz (`cargo install cargo-fuzz`). One process per
+# million executions or 30 minutes, whichever comes first. Built with
+# cargo-fuzz on a nightly toolchain when both are installed, else with
+# cargo on the stable toolchain and the same coverage instrumentation
+# (rustc's stable `-C passes=sancov-module` and LLVM options: what
+# `cargo fuzz build -s none` passes, no sanitizer), so it needs nothing but
+# a C++ compiler for libFuzzer itself. One process per
 # target (libFuzzer's -jobs=1), so it takes one core; run it under
 # `nice -n 19` on a shared machine. The corpus grows in fuzz/corpus/TARGET,
 # seeded from fuzz/seeds/TARGET; crashes land in fuzz/artifacts/TARGET.
@@ -20,18 +24,36 @@ cd "$(dirname "$0")"
 SECS="${1:-}"
 shift || true
 TARGETS=("$@")
-if [ "${#TARGETS[@]}" -eq 0 ]; then
-    mapfile -t TARGETS < <(cargo +nightly fuzz list)
-fi
 
 # No sanitizer: the workspace forbids unsafe code, and without ASan the
 # targets run several times faster; debug assertions stay on.
 mkdir -p artifacts
-cargo +nightly fuzz build -O -a -s none >/dev/null 2>artifacts/build.log || {
-    cat artifacts/build.log
-    exit 2
-}
-BIN=target/x86_64-unknown-linux-gnu/release
+HOST=$(rustc -vV | sed -n 's/^host: //p')
+if cargo +nightly fuzz --version >/dev/null 2>&1; then
+    cargo +nightly fuzz build -O -a -s none >/dev/null 2>artifacts/build.log || {
+        cat artifacts/build.log
+        exit 2
+    }
+    [ "${#TARGETS[@]}" -gt 0 ] || mapfile -t TARGETS < <(cargo +nightly fuzz list)
+else
+    # The instrumentation cargo-fuzz asks for, for the target only (with
+    # --target, build scripts and proc macros are built without it).
+    flags=(--cfg fuzzing -Cdebug-assertions -Cpasses=sancov-module
+        -Cllvm-args=-sanitizer-coverage-level=4
+        -Cllvm-args=-sanitizer-coverage-inline-8bit-counters
+        -Cllvm-args=-sanitizer-coverage-pc-table
+        -Cllvm-args=-sanitizer-coverage-trace-compares)
+    [ "$(uname -s)" = Linux ] && flags+=(-Cllvm-args=-sanitizer-coverage-stack-depth)
+    RUSTFLAGS="${flags[*]} ${RUSTFLAGS:-}" cargo build --release --target "$HOST" --bins \
+        >/dev/null 2>artifacts/build.log || {
+        cat artifacts/build.log
+        exit 2
+    }
+    # The targets: the [[bin]] sections of Cargo.toml.
+    [ "${#TARGETS[@]}" -gt 0 ] ||
+        mapfile -t TARGETS < <(awk '/^\[\[bin\]\]/ {b = 1} b && /^name *=/ {gsub(/[" ]/, "", $0); sub(/name=/, ""); print; b = 0}' Cargo.toml)
+fi
+BIN=target/$HOST/release
 
 if [ -n "$SECS" ]; then
     LIMIT=(-max_total_time="$SECS")
