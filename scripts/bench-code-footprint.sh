@@ -1,15 +1,16 @@
 #!/usr/bin/env bash
-# What running more distinct code per request costs on this machine, apart
-# from the instructions it adds: a bare hyper hello server (HTTP/1.1, a
-# current-thread runtime, the workspace's release profile) that also runs
-# K small functions per request, either K different ones, each called
-# from a place of its own ("spread": straight-line code, about 64 bytes of
-# it per function with its call and test) or the same one K times from one
-# place ("loop"). Both run about the same instructions (a test, a call and
-# a few arithmetic steps per function); only how much distinct code, and
-# how many distinct branches, they run differs. wrk drives every (K, mode) server in interleaved rounds, and the
-# script prints each one's user-space CPU time per request and the
-# difference spread - loop: the price of that much more code per request.
+# What running more distinct code per request costs on the machine it runs
+# on, apart from the instructions it adds: a bare hyper hello server
+# (HTTP/1.1, a current-thread runtime, the workspace's release profile)
+# that also runs K small functions per request, either K different ones,
+# each called from a place of its own ("spread": straight-line code, about
+# 80 bytes of it per function with its call and test) or the same one K
+# times from one place ("loop"). Both run about the same instructions (a
+# test, a call and a few arithmetic steps per function); only how much
+# distinct code, and how many distinct branches, they run differs. wrk
+# drives every (K, mode) server in interleaved rounds, and the script
+# prints each one's user-space CPU time per request and the difference
+# spread - loop: the price of that much more code per request.
 #
 # The bare server alone runs about 43 KiB of distinct code per request
 # (`FOOTPRINT=1 scripts/instructions-per-request.sh`). Where the difference

@@ -128,16 +128,17 @@ HYPER_CLOSE=
 for kind in "${KINDS[@]}"; do
     OURS=$(per_request "$kind")
     case "$kind" in
-        scgi | fastcgi-close) peer=hyper-close ;;
-        *) peer=hyper ;;
+        scgi | fastcgi-close)
+            peer=hyper-close
+            [ -n "$HYPER_CLOSE" ] || HYPER_CLOSE=$(per_request hyper-close)
+            PEER=$HYPER_CLOSE
+            ;;
+        *)
+            peer=hyper
+            [ -n "$HYPER" ] || HYPER=$(per_request hyper)
+            PEER=$HYPER
+            ;;
     esac
-    if [ "$peer" = hyper-close ]; then
-        [ -n "$HYPER_CLOSE" ] || HYPER_CLOSE=$(per_request hyper-close)
-        PEER=$HYPER_CLOSE
-    else
-        [ -n "$HYPER" ] || HYPER=$(per_request hyper)
-        PEER=$HYPER
-    fi
     ratio=$(python3 -c "print(f'{$OURS / $PEER:.2f}')")
     if [ "$FOOTPRINT" = 1 ]; then
         printf '%-13s %12s %12s %7s %13s %13s\n' "$kind" "$OURS" "$PEER" "$ratio" \
