@@ -56,24 +56,7 @@ command -v python3 >/dev/null || die "python3 is missing"
 bench_tmp
 
 say "building the hello server with $MAX functions"
-mkdir -p "$TMP/fp/src"
-cat >"$TMP/fp/Cargo.toml" <<'TOML'
-[package]
-name = "footprint-hello"
-version = "0.0.0"
-edition = "2021"
-publish = false
-
-[dependencies]
-hyper = { version = "1", features = ["server", "http1"] }
-hyper-util = { version = "0.1", features = ["tokio"] }
-http-body-util = "0.1"
-bytes = "1"
-tokio = { version = "1", features = ["rt", "net", "macros"] }
-
-[workspace]
-TOML
-workspace_profiles >>"$TMP/fp/Cargo.toml"
+hyper_package "$TMP/fp" footprint-hello
 cp "$ROOT/Cargo.lock" "$TMP/fp/Cargo.lock"
 # The functions: each a short chain of arithmetic on its argument, with
 # constants of its own, so that none is folded into another.

@@ -172,25 +172,7 @@ GO
     && GOCACHE="$TMP/gocache" go build -o "$TMP/go_hello" .) || die "building the Go hello failed"
 
 say "building the bare hyper hello (release)"
-mkdir -p "$TMP/hyperhello/src"
-cat >"$TMP/hyperhello/Cargo.toml" <<'TOML'
-[package]
-name = "hyperhello"
-version = "0.0.0"
-edition = "2021"
-publish = false
-
-[dependencies]
-hyper = { version = "1", features = ["server", "http1"] }
-hyper-util = { version = "0.1", features = ["tokio"] }
-http-body-util = "0.1"
-bytes = "1"
-tokio = { version = "1", features = ["rt-multi-thread", "net", "macros"] }
-
-[workspace]
-TOML
-# Built with the workspace's profiles, as ours is.
-workspace_profiles >>"$TMP/hyperhello/Cargo.toml"
+hyper_package "$TMP/hyperhello" hyperhello
 cat >"$TMP/hyperhello/src/main.rs" <<'RS'
 use std::convert::Infallible;
 

@@ -74,6 +74,30 @@ cleanup() {
 # way ours is (the same LTO and codegen units), not with cargo's defaults.
 workspace_profiles() { awk '/^\[/ { keep = /^\[profile\./ } keep' "$ROOT/Cargo.toml"; }
 
+# hyper_package DIR NAME: the manifest of a bare hyper HTTP/1.1 program
+# NAME in DIR (its code goes in DIR/src/main.rs), a package of its own
+# built with the workspace's profiles, as ours is (ROOT must be set).
+hyper_package() {
+    mkdir -p "$1/src"
+    cat >"$1/Cargo.toml" <<TOML
+[package]
+name = "$2"
+version = "0.0.0"
+edition = "2021"
+publish = false
+
+[dependencies]
+hyper = { version = "1", features = ["server", "http1"] }
+hyper-util = { version = "0.1", features = ["tokio"] }
+http-body-util = "0.1"
+bytes = "1"
+tokio = { version = "1", features = ["rt-multi-thread", "net", "macros"] }
+
+[workspace]
+TOML
+    workspace_profiles >>"$1/Cargo.toml"
+}
+
 # A TCP port on 127.0.0.1 that nothing listens on.
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
