@@ -195,9 +195,7 @@ impl Gateway for Uwsgi {
     // The bytes the handler gathered (the head, small chunks) are written
     // from its buffer, which it then reuses for the next response.
     async fn write_buf(&mut self, buf: &mut BytesMut) -> io::Result<()> {
-        let written = self.writer.write_all(buf).await;
-        buf.clear();
-        written
+        self.writer.write_all(buf).await
     }
 
     async fn flush(&mut self) -> io::Result<()> {

@@ -155,9 +155,7 @@ impl Gateway for ProcessGateway {
     }
 
     async fn write_buf(&mut self, buf: &mut BytesMut) -> io::Result<()> {
-        let written = self.write_slice(buf);
-        buf.clear();
-        written
+        self.write_slice(buf)
     }
 
     async fn flush(&mut self) -> io::Result<()> {

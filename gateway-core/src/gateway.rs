@@ -171,14 +171,15 @@ pub trait Gateway: Send {
     fn write(&mut self, data: Bytes) -> impl Future<Output = io::Result<()>> + Send;
 
     /// Writes all of what the pipeline gathered in `buf` (the head, small
-    /// body chunks), and leaves `buf` empty.
+    /// body chunks). The pipeline empties `buf` afterwards, whatever the
+    /// outcome.
     ///
     /// The default hands the bytes to [`write`](Gateway::write) as one
-    /// `Bytes`, which suits a backend that keeps what it is given. A backend
-    /// that copies what it writes anyway (into a record, a pipe, a buffered
-    /// writer) overrides this to copy straight from `buf` and clear it: the
-    /// pipeline then reuses the buffer's memory, with no allocation per
-    /// response for it.
+    /// `Bytes` (taking them out of `buf`), which suits a backend that keeps
+    /// what it is given. A backend that copies what it writes anyway (into
+    /// a record, a pipe, a buffered writer) overrides this to copy straight
+    /// from `buf`: the pipeline then reuses the buffer's memory, with no
+    /// allocation per response for it.
     fn write_buf(&mut self, buf: &mut BytesMut) -> impl Future<Output = io::Result<()>> + Send {
         self.write(buf.split().freeze())
     }
@@ -418,9 +419,7 @@ where
     }
 
     async fn write_buf(&mut self, buf: &mut BytesMut) -> io::Result<()> {
-        let written = self.writer.write_all(buf).await;
-        buf.clear();
-        written
+        self.writer.write_all(buf).await
     }
 
     async fn flush(&mut self) -> io::Result<()> {

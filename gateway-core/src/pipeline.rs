@@ -481,7 +481,12 @@ impl<G: Gateway> Writer<'_, G> {
         match self.take_pending() {
             Some(chunk) => self.gw.write(chunk).await?,
             None if self.buf.is_empty() => {}
-            None => self.gw.write_buf(&mut self.buf).await?,
+            None => {
+                let written = self.gw.write_buf(&mut self.buf).await;
+                // A backend that copies leaves the bytes there.
+                self.buf.clear();
+                written?
+            }
         }
         if flush {
             self.gw.flush().await?;
@@ -536,7 +541,11 @@ impl<G: Gateway> Writer<'_, G> {
         let written = match self.take_pending() {
             Some(chunk) => self.gw.write(chunk).await,
             None if self.buf.is_empty() => Ok(()),
-            None => self.gw.write_buf(&mut self.buf).await,
+            None => {
+                let written = self.gw.write_buf(&mut self.buf).await;
+                self.buf.clear();
+                written
+            }
         };
         if let Err(e) = written {
             return self.fail(Fail::Write(e), ctx).await;

@@ -39,7 +39,6 @@ impl Gateway for Copier {
         self.buffers.push(buf.as_ptr() as usize);
         self.capacities.push(buf.capacity());
         self.out.extend_from_slice(buf);
-        buf.clear();
         Ok(())
     }
 

@@ -229,11 +229,8 @@ impl Gateway for FcgiGateway {
     }
 
     async fn write_buf(&mut self, buf: &mut BytesMut) -> io::Result<()> {
-        // Copied into the connection's output at once: the buffer is free
-        // again before the wait for room.
-        let full = self.append(buf);
-        buf.clear();
-        self.wait_room(full).await
+        // Copied into the connection's output records.
+        self.write_slice(buf).await
     }
 
     async fn flush(&mut self) -> io::Result<()> {

@@ -70,9 +70,7 @@ impl Gateway for ScgiGateway {
         // Copied by the buffered writer (or written through): the buffer is
         // kept for the pipeline's next bytes.
         let write = self.writer.write_all(buf);
-        let written = within("response write", self.write_timeout, write).await;
-        buf.clear();
-        written
+        within("response write", self.write_timeout, write).await
     }
 
     async fn flush(&mut self) -> io::Result<()> {
