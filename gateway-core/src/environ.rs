@@ -455,8 +455,8 @@ impl Eq for Environ {}
 
 /// Where the variables of `vars` the handler reads are, unless two of
 /// them have the same name, found in one pass. Repeats are looked for
-/// with a bit per name in a small filter (from its [`name_key`]), and a
-/// comparison with the earlier names only when the bit was already set.
+/// with a [`NameFilter`], and a comparison with the earlier names only
+/// when the filter says a name may have been seen.
 fn index_distinct(vars: &Vars) -> Option<KnownAt> {
     if vars.listed() {
         // Every part of a list just taken lies in `buf` (see
@@ -478,19 +478,14 @@ fn index_distinct(vars: &Vars) -> Option<KnownAt> {
 /// [`index_distinct`] over `len` names, the name of each given by `name`.
 #[inline(always)]
 fn index_distinct_of<'a>(len: usize, name: impl Fn(usize) -> &'a [u8]) -> Option<KnownAt> {
-    let mut seen = [0u64; 16];
+    let mut seen = NameFilter::new();
     let mut known = KnownAt::default();
     for i in 0..len {
         let n = name(i);
         let key = name_key(n);
-        // 10 bits of the hash: a word of 16 and a bit of 64.
-        let bit = (key.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 54) as usize;
-        let (word, mask) = ((bit >> 6) & 15, 1u64 << (bit & 63));
-        let w = seen.get_mut(word)?;
-        if *w & mask != 0 && repeats(i, n, &name) {
+        if seen.insert_key(key) && repeats(i, n, &name) {
             return None;
         }
-        *w |= mask;
         known.note_keyed(i, n, key);
     }
     Some(known)
@@ -504,16 +499,92 @@ fn repeats<'a>(i: usize, n: &[u8], name: &dyn Fn(usize) -> &'a [u8]) -> bool {
     (0..i).any(|j| name(j) == n)
 }
 
-/// A name's length and its first, middle and last bytes, packed: what
-/// the environ's one-pass checks dispatch on (the variables the handler
-/// reads all differ in it).
+/// A set of CGI variable names that answers "maybe seen" or "surely not
+/// seen", for finding repeated names in one pass: a Bloom filter of one
+/// hash over 2048 bits, kept on the stack.
+///
+/// A parser inserts each name as it meets it and compares the name with
+/// the earlier ones only when [`insert`](NameFilter::insert) says it may
+/// have been seen. The hash mixes a name's length and four of its bytes
+/// (the first, the middle, the last and the one before it), so the names
+/// web servers send differ in it: nginx's, Apache httpd's and lighttpd's
+/// CGI variables together with the headers browsers and proxies send
+/// (`HTTP_SEC_FETCH_MODE` and `HTTP_SEC_FETCH_SITE`, `REMOTE_ADDR` and
+/// `REMOTE_USER`, ...) all take different bits, and such a request costs
+/// no comparison at all.
+///
+/// ```
+/// use gateway_core::NameFilter;
+///
+/// let mut seen = NameFilter::new();
+/// assert!(!seen.insert(b"REMOTE_ADDR"));
+/// assert!(!seen.insert(b"REMOTE_USER"));
+/// assert!(seen.insert(b"REMOTE_ADDR")); // maybe seen: compare to be sure
+/// ```
+#[derive(Clone)]
+pub struct NameFilter([u64; 32]);
+
+impl NameFilter {
+    /// An empty filter.
+    #[inline]
+    pub fn new() -> Self {
+        NameFilter([0; 32])
+    }
+
+    /// Adds `name`; true if its bit was set already, so that `name` may
+    /// have been added before (false: it surely was not).
+    #[inline]
+    pub fn insert(&mut self, name: &[u8]) -> bool {
+        self.insert_key(name_key(name))
+    }
+
+    /// [`insert`](NameFilter::insert) with the name's [`name_key`].
+    #[inline(always)]
+    fn insert_key(&mut self, key: u64) -> bool {
+        // 11 bits of the hash: a word of 32 and a bit of 64.
+        let bit = (key.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 53) as usize;
+        let mask = 1u64 << (bit & 63);
+        match self.0.get_mut((bit >> 6) & 31) {
+            Some(w) => {
+                let was = *w & mask != 0;
+                *w |= mask;
+                was
+            }
+            None => true,
+        }
+    }
+}
+
+impl Default for NameFilter {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl fmt::Debug for NameFilter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let set: u32 = self.0.iter().map(|w| w.count_ones()).sum();
+        f.debug_struct("NameFilter")
+            .field("bits_set", &set)
+            .finish()
+    }
+}
+
+/// A name's length and its first, middle, last and next-to-last bytes,
+/// packed: what the environ's one-pass checks dispatch on (the variables
+/// the handler reads all differ in it) and what [`NameFilter`] hashes.
 #[inline(always)]
 const fn name_key(n: &[u8]) -> u64 {
     let len = n.len();
     if len == 0 {
         return 0;
     }
-    (len as u64) << 24 | (n[0] as u64) << 16 | (n[len / 2] as u64) << 8 | n[len - 1] as u64
+    let before_last = if len >= 2 { n[len - 2] } else { n[0] };
+    (before_last as u64) << 40
+        | (len as u64) << 24
+        | (n[0] as u64) << 16
+        | (n[len / 2] as u64) << 8
+        | n[len - 1] as u64
 }
 
 /// How many variables an environ makes room for when its first one is
@@ -1433,6 +1504,105 @@ impl BodyLength {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The CGI variables of nginx (`fastcgi_params`), Apache httpd and
+    /// lighttpd, with the header fields browsers and proxies send, each
+    /// set alone: the filter tells every one apart, so a request made of
+    /// them costs no comparison of names.
+    #[test]
+    fn name_filter_tells_web_servers_names_apart() {
+        const HEADERS: [&str; 31] = [
+            "HOST",
+            "USER_AGENT",
+            "ACCEPT",
+            "ACCEPT_LANGUAGE",
+            "ACCEPT_ENCODING",
+            "CONNECTION",
+            "COOKIE",
+            "REFERER",
+            "CACHE_CONTROL",
+            "UPGRADE_INSECURE_REQUESTS",
+            "SEC_FETCH_DEST",
+            "SEC_FETCH_MODE",
+            "SEC_FETCH_SITE",
+            "SEC_FETCH_USER",
+            "X_FORWARDED_FOR",
+            "X_FORWARDED_PROTO",
+            "X_FORWARDED_HOST",
+            "X_REAL_IP",
+            "DNT",
+            "PRAGMA",
+            "ORIGIN",
+            "IF_NONE_MATCH",
+            "IF_MODIFIED_SINCE",
+            "AUTHORIZATION",
+            "TE",
+            "PRIORITY",
+            "SEC_CH_UA",
+            "SEC_CH_UA_MOBILE",
+            "SEC_CH_UA_PLATFORM",
+            "CONTENT_TYPE",
+            "X_REQUESTED_WITH",
+        ];
+        let nginx = "QUERY_STRING REQUEST_METHOD CONTENT_TYPE CONTENT_LENGTH SCRIPT_NAME \
+                     REQUEST_URI DOCUMENT_URI DOCUMENT_ROOT SERVER_PROTOCOL REQUEST_SCHEME HTTPS \
+                     GATEWAY_INTERFACE SERVER_SOFTWARE REMOTE_ADDR REMOTE_PORT REMOTE_USER \
+                     SERVER_ADDR SERVER_PORT SERVER_NAME REDIRECT_STATUS SCRIPT_FILENAME";
+        let apache = "SERVER_SIGNATURE SERVER_SOFTWARE SERVER_NAME SERVER_ADDR SERVER_PORT \
+                      REMOTE_ADDR DOCUMENT_ROOT REQUEST_SCHEME CONTEXT_PREFIX \
+                      CONTEXT_DOCUMENT_ROOT SERVER_ADMIN SCRIPT_FILENAME REMOTE_PORT \
+                      GATEWAY_INTERFACE SERVER_PROTOCOL REQUEST_METHOD QUERY_STRING REQUEST_URI \
+                      SCRIPT_NAME PATH_INFO PATH_TRANSLATED UNIQUE_ID PATH REMOTE_USER AUTH_TYPE \
+                      REMOTE_HOST REMOTE_IDENT CONTENT_TYPE CONTENT_LENGTH HTTPS SSL_PROTOCOL \
+                      SSL_CIPHER REDIRECT_STATUS REDIRECT_URL REDIRECT_QUERY_STRING";
+        let lighttpd = "SERVER_SOFTWARE SERVER_NAME GATEWAY_INTERFACE SERVER_PORT SERVER_ADDR \
+                        REMOTE_PORT REMOTE_ADDR SCRIPT_NAME PATH_INFO SCRIPT_FILENAME \
+                        DOCUMENT_ROOT REQUEST_URI REDIRECT_URI QUERY_STRING REQUEST_METHOD \
+                        REDIRECT_STATUS SERVER_PROTOCOL REQUEST_SCHEME HTTPS CONTENT_LENGTH \
+                        CONTENT_TYPE";
+        for server in [nginx, apache, lighttpd] {
+            let headers = HEADERS.iter().map(|h| format!("HTTP_{h}"));
+            let names: Vec<String> = server
+                .split_whitespace()
+                .map(str::to_owned)
+                .chain(headers)
+                .collect();
+            let mut seen = NameFilter::new();
+            for (i, name) in names.iter().enumerate() {
+                assert!(
+                    !seen.insert(name.as_bytes()),
+                    "{name} takes the bit of one of {:?}",
+                    &names[..i]
+                );
+            }
+            // Each one again: its bit is set.
+            for name in &names {
+                assert!(seen.insert(name.as_bytes()), "{name} was forgotten");
+            }
+        }
+    }
+
+    /// An environ of names the filter tells apart is indexed without a
+    /// comparison; one with a repeat is still found to have it.
+    #[test]
+    fn names_that_differ_only_inside_are_not_repeats() {
+        let env: Environ = [
+            ("REMOTE_ADDR", "127.0.0.1"),
+            ("REMOTE_USER", ""),
+            ("HTTP_SEC_FETCH_MODE", "navigate"),
+            ("HTTP_SEC_FETCH_SITE", "none"),
+            ("REQUEST_METHOD", "GET"),
+        ]
+        .into_iter()
+        .collect();
+        assert!(index_distinct(&env.vars).is_some());
+        assert_eq!(env.known().request_method(), Some(&b"GET"[..]));
+        let mut repeated = Environ::new();
+        repeated.push("REMOTE_USER", "a");
+        repeated.push("REMOTE_ADDR", "b");
+        repeated.push("REMOTE_USER", "c");
+        assert!(index_distinct(&repeated.vars).is_none());
+    }
 
     /// A deferred environ is made once, on the first read, for every
     /// clone; a change makes it first; the type stays Send, Sync and

@@ -85,7 +85,7 @@ pub mod validate;
 
 pub use app::{AppBody, Application};
 pub use body::Body;
-pub use environ::{BodyLength, Environ, EnvironSource, InvalidContentLength};
+pub use environ::{BodyLength, Environ, EnvironSource, InvalidContentLength, NameFilter};
 pub use environ_builder::{EnvironBuilder, RepeatedName};
 pub use error::{BoxError, Error, is_disconnect};
 pub use file::{FileBody, FileRegion};

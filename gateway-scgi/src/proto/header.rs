@@ -4,6 +4,7 @@ use std::collections::HashMap;
 use std::fmt;
 
 use bytes::Bytes;
+use gateway_core::NameFilter;
 
 use super::error::{Kind, ProtocolError};
 
@@ -177,35 +178,6 @@ impl fmt::Debug for Header {
 /// thousands of names (or of names made to look alike) stays linear.
 const SCAN_BUDGET: usize = 1024;
 
-/// A set of names that answers "maybe" or "surely not" (a Bloom filter of
-/// one hash, 1024 bits): a name is compared with the names before it only
-/// when its bit was set already, which for a web server's few dozen
-/// distinct names is seldom.
-#[derive(Default)]
-struct NameFilter([u64; 16]);
-
-impl NameFilter {
-    /// Sets the bit of `name`; true if it was set already (the name may
-    /// have been seen). The bit mixes the name's length and its first,
-    /// middle and last bytes.
-    #[inline]
-    fn insert(&mut self, name: &[u8]) -> bool {
-        let n = name.len();
-        let byte = |i: usize| u64::from(name.get(i).copied().unwrap_or(0));
-        let key = (n as u64) << 24 | byte(0) << 16 | byte(n / 2) << 8 | byte(n.wrapping_sub(1));
-        let bit = (key.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 54) as usize;
-        let mask = 1u64 << (bit % 64);
-        match self.0.get_mut(bit / 64) {
-            Some(w) => {
-                let was = *w & mask != 0;
-                *w |= mask;
-                was
-            }
-            None => true,
-        }
-    }
-}
-
 /// The high bit of each zero byte of `w`, and of no other (no carry runs
 /// from one byte into the next).
 #[inline]
@@ -378,7 +350,7 @@ fn check_pairs(
     let content_length = parse_content_length(part(value_at, value_end))?;
     // A name is looked for among the earlier ones only when `seen` says
     // it may be one of them (or once the names are indexed).
-    let mut seen = NameFilter::default();
+    let mut seen = NameFilter::new();
     seen.insert(name);
     let mut repeats = Repeats::default();
     let mut marker = Marker::Missing;
