@@ -282,6 +282,8 @@ fn cgi_params() -> Vec<(&'static str, &'static str)> {
         ("SERVER_SOFTWARE", "nginx/1.22.1"),
         ("REMOTE_ADDR", "127.0.0.1"),
         ("REMOTE_PORT", "52834"),
+        // Empty without HTTP authentication; not in nginx's scgi_params.
+        ("REMOTE_USER", ""),
         ("SERVER_ADDR", "127.0.0.1"),
         ("SERVER_PORT", "8080"),
         ("SERVER_NAME", "localhost"),
@@ -351,7 +353,7 @@ fn read_fastcgi(s: &mut TcpStream, stdout: &mut Vec<u8>) -> io::Result<()> {
 fn scgi_request() -> Vec<u8> {
     let mut head = Vec::new();
     let mut params = cgi_params();
-    params.retain(|(n, _)| *n != "CONTENT_LENGTH");
+    params.retain(|(n, _)| *n != "CONTENT_LENGTH" && *n != "REMOTE_USER");
     params.insert(0, ("CONTENT_LENGTH", "0"));
     params.insert(1, ("SCGI", "1"));
     for (name, value) in params {

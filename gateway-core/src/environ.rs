@@ -571,15 +571,16 @@ impl fmt::Debug for NameFilter {
 }
 
 /// A name's length and its first, middle, last and next-to-last bytes,
-/// packed: what the environ's one-pass checks dispatch on (the variables
-/// the handler reads all differ in it) and what [`NameFilter`] hashes.
+/// packed: what [`NameFilter`] hashes. Its low 32 bits (the length and the
+/// first, middle and last bytes) are what the environ's one-pass checks
+/// dispatch on (the variables the handler reads all differ in them).
 #[inline(always)]
-const fn name_key(n: &[u8]) -> u64 {
+pub(crate) const fn name_key(n: &[u8]) -> u64 {
     let len = n.len();
     if len == 0 {
         return 0;
     }
-    let before_last = if len >= 2 { n[len - 2] } else { n[0] };
+    let before_last = n[len.saturating_sub(2)];
     (before_last as u64) << 40
         | (len as u64) << 24
         | (n[0] as u64) << 16
@@ -609,20 +610,20 @@ const KNOWN_NAMES: [&[u8]; 14] = [
     b"HTTP_TRANSFER_ENCODING",
 ];
 
-const K0: u64 = name_key(KNOWN_NAMES[0]);
-const K1: u64 = name_key(KNOWN_NAMES[1]);
-const K2: u64 = name_key(KNOWN_NAMES[2]);
-const K3: u64 = name_key(KNOWN_NAMES[3]);
-const K4: u64 = name_key(KNOWN_NAMES[4]);
-const K5: u64 = name_key(KNOWN_NAMES[5]);
-const K6: u64 = name_key(KNOWN_NAMES[6]);
-const K7: u64 = name_key(KNOWN_NAMES[7]);
-const K8: u64 = name_key(KNOWN_NAMES[8]);
-const K9: u64 = name_key(KNOWN_NAMES[9]);
-const K10: u64 = name_key(KNOWN_NAMES[10]);
-const K11: u64 = name_key(KNOWN_NAMES[11]);
-const K12: u64 = name_key(KNOWN_NAMES[12]);
-const K13: u64 = name_key(KNOWN_NAMES[13]);
+const K0: u32 = name_key(KNOWN_NAMES[0]) as u32;
+const K1: u32 = name_key(KNOWN_NAMES[1]) as u32;
+const K2: u32 = name_key(KNOWN_NAMES[2]) as u32;
+const K3: u32 = name_key(KNOWN_NAMES[3]) as u32;
+const K4: u32 = name_key(KNOWN_NAMES[4]) as u32;
+const K5: u32 = name_key(KNOWN_NAMES[5]) as u32;
+const K6: u32 = name_key(KNOWN_NAMES[6]) as u32;
+const K7: u32 = name_key(KNOWN_NAMES[7]) as u32;
+const K8: u32 = name_key(KNOWN_NAMES[8]) as u32;
+const K9: u32 = name_key(KNOWN_NAMES[9]) as u32;
+const K10: u32 = name_key(KNOWN_NAMES[10]) as u32;
+const K11: u32 = name_key(KNOWN_NAMES[11]) as u32;
+const K12: u32 = name_key(KNOWN_NAMES[12]) as u32;
+const K13: u32 = name_key(KNOWN_NAMES[13]) as u32;
 
 // The dispatch on the key needs the keys of the known names to differ.
 const _: () = {
@@ -730,7 +731,9 @@ impl KnownAt {
             }
         }
         // The comparison with a literal compiles to a few loads.
-        let f = match key {
+        // On the low 32 bits (length, first, middle and last bytes): the
+        // constants fit in the comparisons' immediates.
+        let f = match key as u32 {
             K0 if n == b"REQUEST_METHOD" => 0,
             K1 if n == b"SERVER_PROTOCOL" => 1,
             K2 if n == b"HTTPS" => 2,

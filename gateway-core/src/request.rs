@@ -115,7 +115,7 @@ fn bad(why: &'static str) -> Error {
 }
 
 /// `HTTP_X_FORWARDED_FOR` → `x-forwarded-for`, or `None` when the rest of
-/// the name is not made of letters, digits and underscores.
+/// the name is not made of letters, digits, underscores and dashes.
 fn header_name(rest: &[u8]) -> Option<HeaderName> {
     use http::header;
     // The fields nearly every request carries, without a parse: one
@@ -137,20 +137,112 @@ fn header_name(rest: &[u8]) -> Option<HeaderName> {
     if common.is_some() {
         return common;
     }
-    if rest.is_empty() || rest.len() > 256 {
+    // (Made anew while the thread's cache is gone or in use: at thread
+    // exit, or from a destructor.)
+    NAMES
+        .try_with(|names| match names.try_borrow_mut() {
+            Ok(mut names) => names.get(rest),
+            Err(_) => make_header_name(rest),
+        })
+        .unwrap_or_else(|_| make_header_name(rest))
+}
+
+/// What each byte of an `HTTP_*` variable's name becomes in the header
+/// name: letters lowercased, `_` made `-`, digits and `-` kept; 0 for a
+/// byte no header name made this way may hold.
+static NAME_BYTES: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        t[b] = match c {
+            b'_' => b'-',
+            b'A'..=b'Z' => c.to_ascii_lowercase(),
+            b'a'..=b'z' | b'0'..=b'9' | b'-' => c,
+            _ => 0,
+        };
+        b += 1;
+    }
+    t
+};
+
+/// The header name `rest` (an `HTTP_*` variable's name less `HTTP_`)
+/// stands for, made anew.
+fn make_header_name(rest: &[u8]) -> Option<HeaderName> {
+    if rest.is_empty() || rest.len() > MAX_NAME {
         return None;
     }
-    let mut buf = [0u8; 256];
+    let mut buf = [0u8; MAX_NAME];
     let out = buf.get_mut(..rest.len())?;
+    // Every byte through the table, then one check: a loop without exits.
+    let mut invalid = false;
     for (o, &b) in out.iter_mut().zip(rest) {
-        *o = match b {
-            b'_' => b'-',
-            b'A'..=b'Z' => b.to_ascii_lowercase(),
-            b'a'..=b'z' | b'0'..=b'9' | b'-' => b,
-            _ => return None,
-        };
+        let m = NAME_BYTES[usize::from(b)];
+        invalid |= m == 0;
+        *o = m;
+    }
+    if invalid {
+        return None;
     }
     HeaderName::from_bytes(out).ok()
+}
+
+/// The longest `HTTP_*` variable name (less `HTTP_`) made a header name.
+const MAX_NAME: usize = 256;
+
+/// The longest name [`NameCache`] keeps.
+const MAX_CACHED_NAME: usize = 48;
+
+/// How many names [`NameCache`] keeps.
+const CACHED_NAMES: usize = 32;
+
+/// How many slots from its own [`NameCache`] looks a name up in.
+const PROBES: usize = 4;
+
+/// The header names made for the less common `HTTP_*` variables (those
+/// not matched in [`header_name`]) by the last requests on this thread,
+/// by the variable's name: a web server sends the same fields request
+/// after request (`HTTP_SEC_FETCH_MODE`, `HTTP_X_FORWARDED_FOR`, ...), and
+/// each such header name is otherwise parsed and allocated anew. A fixed
+/// number of names of a bounded length, each in the slot its hash picks
+/// or one of the few after it (when they are all taken, a newer name takes
+/// its own slot over), so the memory is bounded whatever the requests.
+struct NameCache {
+    slots: [Option<(Box<[u8]>, HeaderName)>; CACHED_NAMES],
+}
+
+thread_local! {
+    static NAMES: std::cell::RefCell<NameCache> = const {
+        std::cell::RefCell::new(NameCache {
+            slots: [const { None }; CACHED_NAMES],
+        })
+    };
+}
+
+impl NameCache {
+    /// The header name of `rest`, from the cache or made (and kept).
+    #[inline]
+    fn get(&mut self, rest: &[u8]) -> Option<HeaderName> {
+        if rest.is_empty() || rest.len() > MAX_CACHED_NAME {
+            return make_header_name(rest);
+        }
+        let key = crate::environ::name_key(rest);
+        let at = (key.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 59) as usize;
+        // The name's slot or one of the next few; a free one of them takes
+        // a new name, else the name's own slot does.
+        let mut free = None;
+        for i in 0..PROBES {
+            match self.slots.get((at + i) % CACHED_NAMES) {
+                Some(Some((raw, name))) if **raw == *rest => return Some(name.clone()),
+                Some(None) if free.is_none() => free = Some((at + i) % CACHED_NAMES),
+                _ => {}
+            }
+        }
+        let slot = self.slots.get_mut(free.unwrap_or(at % CACHED_NAMES))?;
+        let name = make_header_name(rest)?;
+        *slot = Some((rest.into(), name.clone()));
+        Some(name)
+    }
 }
 
 /// The HTTP version named by `SERVER_PROTOCOL`.
@@ -427,6 +519,67 @@ pub fn quote_path(s: &[u8]) -> Bytes {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The header names of `HTTP_*` variables, made and from the thread's
+    /// cache: the same names, whatever came before; a name no header may
+    /// have is refused and not kept; the fields a browser sends on every
+    /// navigation keep a slot each.
+    #[test]
+    fn header_names_from_the_cache_are_the_made_ones() {
+        let browser: [&[u8]; 7] = [
+            b"SEC_FETCH_DEST",
+            b"SEC_FETCH_MODE",
+            b"SEC_FETCH_SITE",
+            b"SEC_FETCH_USER",
+            b"UPGRADE_INSECURE_REQUESTS",
+            b"PRIORITY",
+            b"X_FORWARDED_FOR",
+        ];
+        let mut cache = NameCache {
+            slots: [const { None }; CACHED_NAMES],
+        };
+        for round in 0..3 {
+            for raw in browser {
+                let want = String::from_utf8(raw.to_ascii_lowercase())
+                    .unwrap()
+                    .replace('_', "-");
+                assert_eq!(cache.get(raw).map(|n| n.to_string()), Some(want.clone()));
+                assert_eq!(
+                    header_name(raw).map(|n| n.to_string()),
+                    Some(want),
+                    "round {round}"
+                );
+            }
+        }
+        let kept = cache.slots.iter().flatten().count();
+        assert_eq!(
+            kept,
+            browser.len(),
+            "two of the browser's fields share a slot"
+        );
+
+        for bad in [&b"X FORWARDED"[..], b"X_F\xc3\xa9", b"A:B", b""] {
+            assert!(cache.get(bad).is_none(), "{bad:?}");
+            assert!(header_name(bad).is_none(), "{bad:?}");
+        }
+        assert_eq!(
+            cache.slots.iter().flatten().count(),
+            kept,
+            "a refused name was kept"
+        );
+
+        // Longer names than the cache keeps are made each time.
+        let long = [b'A'; MAX_CACHED_NAME + 1];
+        assert_eq!(cache.get(&long).map(|n| n.as_str().len()), Some(long.len()));
+        assert_eq!(cache.slots.iter().flatten().count(), kept);
+        assert!(header_name(&[b'A'; MAX_NAME + 1]).is_none());
+
+        // A name lowercase or with dashes already comes out the same.
+        assert_eq!(
+            header_name(b"x-Custom_9").map(|n| n.to_string()).as_deref(),
+            Some("x-custom-9")
+        );
+    }
 
     #[test]
     fn host_authorities_are_the_parsed_ones_whatever_came_before() {
