@@ -57,6 +57,11 @@
 #   HYPER_RUNTIME=current|multi
 #                  the runtime of the hyper backend (default current: a
 #                  current-thread runtime, its strongest set-up here)
+#   BROWSER=1      every request carries the header fields a browser sends
+#                  on a page load (Firefox's: User-Agent, Accept,
+#                  Accept-Language, Accept-Encoding, Upgrade-Insecure-Requests,
+#                  Sec-Fetch-Dest/Mode/Site/User, Priority) instead of wrk's
+#                  Host alone; nginx passes them on as HTTP_* parameters
 #   INSTR=1        also count the user-space instructions ours spends per
 #                  request behind nginx with keep-alive, with metrics off and
 #                  on (valgrind's callgrind on a single-threaded runtime,
@@ -91,6 +96,22 @@ CONNECTIONS=${CONNECTIONS:-16}
 positive ROUNDS DURATION CONNECTIONS
 
 need_pkg wrk wrk
+# wrk's header options (BROWSER=1).
+WRK_HEADERS=()
+if [ "${BROWSER:-0}" = 1 ]; then
+    WRK_HEADERS=(
+        -H "User-Agent: Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0"
+        -H "Accept: text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"
+        -H "Accept-Language: en-US,en;q=0.5"
+        -H "Accept-Encoding: gzip, deflate, br, zstd"
+        -H "Upgrade-Insecure-Requests: 1"
+        -H "Sec-Fetch-Dest: document"
+        -H "Sec-Fetch-Mode: navigate"
+        -H "Sec-Fetch-Site: none"
+        -H "Sec-Fetch-User: ?1"
+        -H "Priority: u=0, i"
+    )
+fi
 need_pkg gcc gcc
 need_pkg /usr/include/fcgiapp.h libfcgi-dev
 need_pkg go golang-go
@@ -318,12 +339,12 @@ for n in "${NAMES[@]}"; do
 done
 
 say "warming up"
-for n in "${NAMES[@]}"; do wrk -t1 -c4 -d1s "http://127.0.0.1:${FRONT[$n]}/" >/dev/null; done
+for n in "${NAMES[@]}"; do wrk -t1 -c4 -d1s "${WRK_HEADERS[@]}" "http://127.0.0.1:${FRONT[$n]}/" >/dev/null; done
 for r in $(seq "$ROUNDS"); do
     say "round $r/$ROUNDS"
     for n in "${NAMES[@]}"; do
         t0=$(ticks "${PID[$n]}") u0=$(utime "${PID[$n]}") s0=$(sleeps "${PID[$n]}") g0=$(ticks "$NGINX_WORKER")
-        wrk -t1 -c"$CONNECTIONS" -d"${DURATION}s" --latency "http://127.0.0.1:${FRONT[$n]}/" >"$TMP/$n.$r.txt"
+        wrk -t1 -c"$CONNECTIONS" -d"${DURATION}s" --latency "${WRK_HEADERS[@]}" "http://127.0.0.1:${FRONT[$n]}/" >"$TMP/$n.$r.txt"
         echo $(( $(ticks "${PID[$n]}") - t0 )) >>"$TMP/$n.cpu"
         echo $(( $(utime "${PID[$n]}") - u0 )) >>"$TMP/$n.user"
         echo $(( $(ticks "$NGINX_WORKER") - g0 )) >>"$TMP/$n.ngcpu"
@@ -338,9 +359,9 @@ done
 declare -A IR
 for c in "${CG[@]}"; do
     say "counting instructions per request ($c, valgrind)"
-    wrk -t1 -c4 -d2s "http://127.0.0.1:${FRONT[$c]}/" >/dev/null
+    wrk -t1 -c4 -d2s "${WRK_HEADERS[@]}" "http://127.0.0.1:${FRONT[$c]}/" >/dev/null
     callgrind_control -i on "${PID[$c]}" >/dev/null 2>&1
-    reqs=$(wrk -t1 -c4 -d5s "http://127.0.0.1:${FRONT[$c]}/" | awk '/requests in/ {print $1}')
+    reqs=$(wrk -t1 -c4 -d5s "${WRK_HEADERS[@]}" "http://127.0.0.1:${FRONT[$c]}/" | awk '/requests in/ {print $1}')
     callgrind_control -i off "${PID[$c]}" >/dev/null 2>&1
     kill -TERM "${PID[$c]}" 2>/dev/null || true
     wait "${PID[$c]}" 2>/dev/null || true
