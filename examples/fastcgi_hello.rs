@@ -28,8 +28,10 @@
 use std::convert::Infallible;
 use std::process::ExitCode;
 
+use bytes::Bytes;
 use gateway_fastcgi::{Body, Dispatch, ListenAddr, Server};
-use http::{Request, Response, header};
+use http::{HeaderValue, Request, Response, header};
+use http_body_util::Full;
 
 fn main() -> ExitCode {
     let addr = match std::env::args().nth(1).as_deref() {
@@ -44,11 +46,13 @@ fn main() -> ExitCode {
         None if fd0_is_listening() => ListenAddr::Stdin,
         None => ListenAddr::Tcp(([127, 0, 0, 1], 9000).into()),
     };
+    // The same application as the peers of the benchmarks: a static body
+    // and header value, nothing allocated per request.
     let app = tower::service_fn(|_req: Request<Body>| async {
-        let res = Response::builder()
-            .header(header::CONTENT_TYPE, "text/plain")
-            .body("Hello, world!\n".to_string());
-        Ok::<_, Infallible>(res.unwrap_or_default())
+        let mut res = Response::new(Full::new(Bytes::from_static(b"Hello, world!\n")));
+        res.headers_mut()
+            .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+        Ok::<_, Infallible>(res)
     });
     print_nginx_snippet(&addr);
     let threads = std::env::var("FASTCGI_WORKER_THREADS")

@@ -17,8 +17,10 @@
 use std::convert::Infallible;
 use std::process::ExitCode;
 
+use bytes::Bytes;
 use gateway_scgi::{Body, ListenAddr, Server};
-use http::{Request, Response, header};
+use http::{HeaderValue, Request, Response, header};
+use http_body_util::Full;
 
 fn main() -> ExitCode {
     let text = std::env::args()
@@ -31,11 +33,13 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    // The same application as the peers of the benchmarks: a static body
+    // and header value, nothing allocated per request.
     let app = tower::service_fn(|_req: Request<Body>| async {
-        let res = Response::builder()
-            .header(header::CONTENT_TYPE, "text/plain")
-            .body("Hello, world!\n".to_string());
-        Ok::<_, Infallible>(res.unwrap_or_default())
+        let mut res = Response::new(Full::new(Bytes::from_static(b"Hello, world!\n")));
+        res.headers_mut()
+            .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+        Ok::<_, Infallible>(res)
     });
     println!("SCGI server on {addr}");
     // What nginx's scgi_pass takes: an address, or unix: and a path.

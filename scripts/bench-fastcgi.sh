@@ -199,6 +199,7 @@ use std::convert::Infallible;
 
 use bytes::Bytes;
 use http_body_util::Full;
+use hyper::header::{self, HeaderValue};
 use hyper::{Request, Response, body::Incoming, server::conn::http1, service::service_fn};
 use hyper_util::rt::TokioIo;
 
@@ -212,7 +213,7 @@ async fn main() {
         tokio::spawn(async move {
             let svc = service_fn(|_req: Request<Incoming>| async {
                 let mut res = Response::new(Full::new(Bytes::from_static(b"Hello, world!\n")));
-                res.headers_mut().insert("content-type", "text/plain".parse().unwrap());
+                res.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
                 Ok::<_, Infallible>(res)
             });
             let _ = http1::Builder::new().serve_connection(TokioIo::new(stream), svc).await;
