@@ -23,7 +23,10 @@
 //! per request for SCGI (the protocol has no keep-alive) and for
 //! `fastcgi-close` (no `FCGI_KEEP_CONN`: nginx's default). The requests
 //! carry what nginx sends: its `fastcgi_params` / `scgi_params` for FastCGI
-//! and SCGI, a browser-sized header for HTTP.
+//! and SCGI, a browser-sized header for HTTP (five fields; with
+//! `INSTRUCTIONS_HEADERS=browser` in the client's environment, six more
+//! that a browser sends on a page load, `Sec-Fetch-*` among them, for
+//! every kind).
 
 use std::convert::Infallible;
 use std::io::{self, Read, Write};
@@ -157,14 +160,10 @@ fn client(kind: &str, n: usize, port: u16) -> io::Result<()> {
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
     match kind {
         "hyper-close" => {
-            let req = b"GET /hello?name=world HTTP/1.1\r\nHost: 127.0.0.1\r\n\
-                User-Agent: Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0\r\n\
-                Accept: text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8\r\n\
-                Accept-Language: en-US,en;q=0.5\r\nAccept-Encoding: gzip, deflate\r\n\
-                Connection: close\r\n\r\n";
+            let req = http_request("close");
             for _ in 0..n {
                 let mut s = TcpStream::connect(addr)?;
-                s.write_all(req)?;
+                s.write_all(&req)?;
                 let mut out = Vec::new();
                 s.read_to_end(&mut out)?;
                 check(&out)?;
@@ -174,14 +173,10 @@ fn client(kind: &str, n: usize, port: u16) -> io::Result<()> {
         "http" | "hyper" => {
             let mut s = TcpStream::connect(addr)?;
             s.set_nodelay(true)?;
-            let req = b"GET /hello?name=world HTTP/1.1\r\nHost: 127.0.0.1\r\n\
-                User-Agent: Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0\r\n\
-                Accept: text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8\r\n\
-                Accept-Language: en-US,en;q=0.5\r\nAccept-Encoding: gzip, deflate\r\n\
-                Connection: keep-alive\r\n\r\n";
+            let req = http_request("keep-alive");
             let mut buf = Vec::new();
             for _ in 0..n {
-                s.write_all(req)?;
+                s.write_all(&req)?;
                 read_http(&mut s, &mut buf)?;
             }
             Ok(())
@@ -265,8 +260,57 @@ fn read_http(s: &mut TcpStream, buf: &mut Vec<u8>) -> io::Result<()> {
     }
 }
 
+/// The header fields a browser adds to the ones every request here
+/// carries, on a page load (Firefox's), as (HTTP name, CGI name, value):
+/// sent too when `INSTRUCTIONS_HEADERS=browser` is set for the client.
+const BROWSER_FIELDS: [(&str, &str, &str); 6] = [
+    (
+        "Upgrade-Insecure-Requests",
+        "HTTP_UPGRADE_INSECURE_REQUESTS",
+        "1",
+    ),
+    ("Sec-Fetch-Dest", "HTTP_SEC_FETCH_DEST", "document"),
+    ("Sec-Fetch-Mode", "HTTP_SEC_FETCH_MODE", "navigate"),
+    ("Sec-Fetch-Site", "HTTP_SEC_FETCH_SITE", "none"),
+    ("Sec-Fetch-User", "HTTP_SEC_FETCH_USER", "?1"),
+    ("Priority", "HTTP_PRIORITY", "u=0, i"),
+];
+
+/// Whether the client sends [`BROWSER_FIELDS`] too.
+fn browser_fields() -> &'static [(&'static str, &'static str, &'static str)] {
+    match std::env::var("INSTRUCTIONS_HEADERS").as_deref() {
+        Ok("browser") => &BROWSER_FIELDS,
+        _ => &[],
+    }
+}
+
+/// The HTTP request, with `Connection: {connection}`.
+fn http_request(connection: &str) -> Vec<u8> {
+    let mut req = b"GET /hello?name=world HTTP/1.1\r\nHost: 127.0.0.1\r\n\
+        User-Agent: Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0\r\n\
+        Accept: text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8\r\n\
+        Accept-Language: en-US,en;q=0.5\r\nAccept-Encoding: gzip, deflate\r\n"
+        .to_vec();
+    for (name, _, value) in browser_fields() {
+        req.extend_from_slice(format!("{name}: {value}\r\n").as_bytes());
+    }
+    req.extend_from_slice(format!("Connection: {connection}\r\n\r\n").as_bytes());
+    req
+}
+
 /// nginx's `fastcgi_params` and the request headers, as (name, value).
 fn cgi_params() -> Vec<(&'static str, &'static str)> {
+    let mut params = base_cgi_params();
+    params.extend(
+        browser_fields()
+            .iter()
+            .map(|&(_, name, value)| (name, value)),
+    );
+    params
+}
+
+/// [`cgi_params`] without [`BROWSER_FIELDS`].
+fn base_cgi_params() -> Vec<(&'static str, &'static str)> {
     vec![
         ("QUERY_STRING", "name=world"),
         ("REQUEST_METHOD", "GET"),

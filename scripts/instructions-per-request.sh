@@ -32,6 +32,9 @@
 #   KIND: http, fastcgi, fastcgi-close, scgi (default: http fastcgi scgi)
 #   BASE=N    requests of the smaller run (default 1000)
 #   FOOTPRINT=1  also print the hot code per request
+#   BROWSER=1    every request also carries six header fields a browser
+#                sends on a page load (Upgrade-Insecure-Requests,
+#                Sec-Fetch-Dest/Mode/Site/User, Priority), for every kind
 #   CARGO_TARGET_DIR is honoured by the build, as usual.
 # Needs valgrind and python3.
 set -euo pipefail
@@ -39,6 +42,7 @@ set -euo pipefail
 die() { echo "instructions-per-request: error: $*" >&2; exit 1; }
 BASE=${BASE:-1000}
 FOOTPRINT=${FOOTPRINT:-0}
+if [ "${BROWSER:-0}" = 1 ]; then export INSTRUCTIONS_HEADERS=browser; else unset INSTRUCTIONS_HEADERS; fi
 DUMP=()
 [ "$FOOTPRINT" = 1 ] && DUMP=(--dump-instr=yes --compress-pos=no --compress-strings=no)
 [[ "$BASE" =~ ^[0-9]+$ ]] && [ "$BASE" -ge 1 ] || die "BASE must be a positive number, got '$BASE'"
