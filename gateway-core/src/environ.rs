@@ -475,6 +475,19 @@ fn index_distinct(vars: &Vars) -> Option<KnownAt> {
     }
 }
 
+/// Where the variables of `vars` (a list just taken, every name in `buf`)
+/// the handler reads are, the first of each name: [`index_distinct`]
+/// without looking for repeats.
+fn index_listed(vars: &Vars) -> KnownAt {
+    let (buf, list) = (&vars.buf[..], &vars.list[..]);
+    let mut known = KnownAt::default();
+    for (i, &[start, end, _, _]) in list.iter().enumerate() {
+        let n = buf.get(start as usize..end as usize).unwrap_or_default();
+        known.note_keyed(i, n, name_key(n));
+    }
+    known
+}
+
 /// [`index_distinct`] over `len` names, the name of each given by `name`.
 #[inline(always)]
 fn index_distinct_of<'a>(len: usize, name: impl Fn(usize) -> &'a [u8]) -> Option<KnownAt> {
@@ -1138,7 +1151,38 @@ impl Environ {
     /// assert_eq!(env.request_method(), Some(&b"GET"[..]));
     /// assert_eq!(env.path_info(), b"/a");
     /// ```
-    pub fn extend_replacing_spans(&mut self, buf: &Bytes, mut spans: Vec<[u32; 4]>) {
+    pub fn extend_replacing_spans(&mut self, buf: &Bytes, spans: Vec<[u32; 4]>) {
+        self.extend_spans(buf, spans, false);
+    }
+
+    /// [`extend_replacing_spans`](Environ::extend_replacing_spans) for
+    /// pairs whose names the caller knows to be distinct, as a parser that
+    /// refuses or joins repeated names makes them (the SCGI server's): an
+    /// environ that holds no variable yet takes them without looking for
+    /// repeats. Should two names be the same after all, both pairs are
+    /// kept, in order, and lookups find the first value (as after
+    /// [`push`](Environ::push)); an environ that already holds variables
+    /// sets each pair as `extend_replacing_spans` does.
+    ///
+    /// ```
+    /// use bytes::Bytes;
+    /// use gateway_core::Environ;
+    ///
+    /// let buf = Bytes::from_static(b"REQUEST_METHODGETPATH_INFO/a");
+    /// let mut env = Environ::new();
+    /// env.extend_distinct_spans(&buf, vec![[0, 14, 14, 17], [17, 26, 26, 28]]);
+    /// assert_eq!(env.request_method(), Some(&b"GET"[..]));
+    /// assert_eq!(env.path_info(), b"/a");
+    /// ```
+    pub fn extend_distinct_spans(&mut self, buf: &Bytes, spans: Vec<[u32; 4]>) {
+        self.extend_spans(buf, spans, true);
+    }
+
+    /// [`extend_replacing_spans`](Environ::extend_replacing_spans), or
+    /// [`extend_distinct_spans`](Environ::extend_distinct_spans) when
+    /// `distinct`.
+    #[inline(always)]
+    fn extend_spans(&mut self, buf: &Bytes, mut spans: Vec<[u32; 4]>, distinct: bool) {
         let vars = self.vars_mut();
         let len = buf.len();
         if vars.len() == 0 && len < OWN as usize {
@@ -1152,7 +1196,11 @@ impl Environ {
             vars.buf = buf.clone();
             vars.list = spans;
             vars.own.clear();
-            self.index_replacing();
+            if distinct {
+                self.known = index_listed(&self.vars);
+            } else {
+                self.index_replacing();
+            }
             return;
         }
         let slice = |start: u32, end: u32| {
@@ -1583,6 +1631,49 @@ mod tests {
                 assert!(seen.insert(name.as_bytes()), "{name} was forgotten");
             }
         }
+    }
+
+    /// Distinct pairs taken as distinct make the environ that
+    /// `extend_replacing_spans` makes; repeated ones (which the caller
+    /// should not pass) are all kept, and every lookup finds the first.
+    #[test]
+    fn distinct_spans_are_taken_as_they_are() {
+        let buf = Bytes::from_static(
+            b"REQUEST_METHODGETHTTP_HOSTh:1CONTENT_LENGTH5SERVER_PROTOCOLHTTP/1.1HTTP_X_AB",
+        );
+        let spans = vec![
+            [0, 14, 14, 17],
+            [17, 26, 26, 29],
+            [29, 43, 43, 44],
+            [44, 59, 59, 67],
+            [67, 75, 75, 76],
+        ];
+        let mut replacing = Environ::new();
+        replacing.extend_replacing_spans(&buf, spans.clone());
+        let mut distinct = Environ::new();
+        distinct.extend_distinct_spans(&buf, spans);
+        assert_eq!(distinct, replacing);
+        for env in [&distinct, &replacing] {
+            let known = env.known();
+            assert_eq!(known.request_method(), Some(&b"GET"[..]));
+            assert_eq!(known.server_protocol(), Some(&b"HTTP/1.1"[..]));
+            assert_eq!(known.body_length(), Ok(BodyLength::Known(5)));
+            assert_eq!(env.http_pairs().count(), 2);
+        }
+
+        let buf = Bytes::from_static(b"REQUEST_METHODGETPOST");
+        let mut repeated = Environ::new();
+        repeated.extend_distinct_spans(&buf, vec![[0, 14, 14, 17], [0, 14, 17, 21]]);
+        assert_eq!(repeated.len(), 2);
+        assert_eq!(repeated.get("REQUEST_METHOD"), Some(&b"GET"[..]));
+        assert_eq!(repeated.known().request_method(), Some(&b"GET"[..]));
+        assert_eq!(repeated.request_method(), Some(&b"GET"[..]));
+
+        // Over variables already there: set one by one, the later winning.
+        let mut over: Environ = [("REQUEST_METHOD", "HEAD")].into_iter().collect();
+        over.extend_distinct_spans(&buf, vec![[0, 14, 17, 21]]);
+        assert_eq!(over.get("REQUEST_METHOD"), Some(&b"POST"[..]));
+        assert_eq!(over.len(), 1);
     }
 
     /// An environ of names the filter tells apart is indexed without a

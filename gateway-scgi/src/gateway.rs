@@ -91,7 +91,7 @@ impl Gateway for ScgiGateway {
         // The header's pairs, raw and in order, over the handler's base
         // environ (names are unique, the parser checked): an empty environ
         // keeps the block and the offsets as they are.
-        environ.extend_replacing_spans(&self.block, std::mem::take(&mut self.spans));
+        environ.extend_distinct_spans(&self.block, std::mem::take(&mut self.spans));
     }
 
     fn info(&self) -> GatewayInfo {
