@@ -276,7 +276,8 @@ const BROWSER_FIELDS: [(&str, &str, &str); 6] = [
     ("Priority", "HTTP_PRIORITY", "u=0, i"),
 ];
 
-/// Whether the client sends [`BROWSER_FIELDS`] too.
+/// The [`BROWSER_FIELDS`] the client sends: all of them with
+/// `INSTRUCTIONS_HEADERS=browser`, else none.
 fn browser_fields() -> &'static [(&'static str, &'static str, &'static str)] {
     match std::env::var("INSTRUCTIONS_HEADERS").as_deref() {
         Ok("browser") => &BROWSER_FIELDS,

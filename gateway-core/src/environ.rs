@@ -555,7 +555,7 @@ impl NameFilter {
     #[inline(always)]
     fn insert_key(&mut self, key: u64) -> bool {
         // 11 bits of the hash: a word of 32 and a bit of 64.
-        let bit = (key.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 53) as usize;
+        let bit = (key_hash(key) >> 53) as usize;
         let mask = 1u64 << (bit & 63);
         match self.0.get_mut((bit >> 6) & 31) {
             Some(w) => {
@@ -599,6 +599,14 @@ pub(crate) const fn name_key(n: &[u8]) -> u64 {
         | (n[0] as u64) << 16
         | (n[len / 2] as u64) << 8
         | n[len - 1] as u64
+}
+
+/// A [`name_key`] spread over all 64 bits (Fibonacci hashing): its top
+/// bits pick a name's place in [`NameFilter`] and in the request
+/// builder's cache of header names.
+#[inline(always)]
+pub(crate) const fn key_hash(key: u64) -> u64 {
+    key.wrapping_mul(0x9E37_79B9_7F4A_7C15)
 }
 
 /// How many variables an environ makes room for when its first one is

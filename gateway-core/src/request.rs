@@ -226,8 +226,8 @@ impl NameCache {
         if rest.is_empty() || rest.len() > MAX_CACHED_NAME {
             return make_header_name(rest);
         }
-        let key = crate::environ::name_key(rest);
-        let at = (key.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 59) as usize;
+        let hash = crate::environ::key_hash(crate::environ::name_key(rest));
+        let at = (hash >> 59) as usize;
         // The name's slot or one of the next few; a free one of them takes
         // a new name, else the name's own slot does.
         let mut free = None;
