@@ -31,6 +31,12 @@
 #            request, against about 53,000 at 7.0 us on the multi-threaded
 #            runtime #[tokio::main] makes by default, which wakes a second
 #            thread; HYPER_RUNTIME=multi measures that one)
+#   floor    the least a FastCGI backend on the same tokio runtime can do
+#            (built with the hyper hello, current-thread runtime): it reads
+#            records, skips the parameters unread and writes a canned
+#            answer once a request's stdin ends. No application could
+#            work this way; it is the ceiling of what nginx's FastCGI side
+#            lets any backend reach on this machine
 #
 # Each backend is measured through nginx twice: "keep" reuses connections
 # (fastcgi_keep_conn on / proxy keep-alive, upstream keepalive 32) and
@@ -52,7 +58,7 @@
 #   DURATION=S     seconds per wrk run (default 5; 2 with --quick)
 #   CONNECTIONS=N  wrk connections (default 16)
 #   BACKENDS="..." which backends to run (default "ours ours1 libfcgi
-#                  libfcgi128 go hyper";
+#                  libfcgi128 go hyper floor";
 #                  "oursm" is ours with metrics on)
 #   HYPER_RUNTIME=current|multi
 #                  the runtime of the hyper backend (default current: a
@@ -227,13 +233,102 @@ case "${HYPER_RUNTIME:-current}" in
     *) die "HYPER_RUNTIME must be current or multi, got '${HYPER_RUNTIME}'" ;;
 esac
 sed -i "s/^HYPER_RUNTIME_ATTRIBUTE\$/$attr/" "$TMP/hyperhello/src/main.rs"
+# The floor (see above): a second program of the same package.
+mkdir -p "$TMP/hyperhello/src/bin"
+cat >"$TMP/hyperhello/src/bin/fcgifloor.rs" <<'RS'
+use std::io::ErrorKind::WouldBlock;
+use std::pin::Pin;
+use std::task::Poll;
+
+use tokio::io::{AsyncRead, ReadBuf};
+
+const ANSWER: &[u8] =
+    b"Status: 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 14\r\n\r\nHello, world!\n";
+
+/// Appends the records that answer request `id`: its stdout, the end of
+/// it, and FCGI_END_REQUEST (status 0, FCGI_REQUEST_COMPLETE).
+fn answer(out: &mut Vec<u8>, id: [u8; 2]) {
+    out.extend_from_slice(&[1, 6, id[0], id[1], 0, ANSWER.len() as u8, 0, 0]);
+    out.extend_from_slice(ANSWER);
+    out.extend_from_slice(&[1, 6, id[0], id[1], 0, 0, 0, 0]);
+    out.extend_from_slice(&[1, 3, id[0], id[1], 0, 8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() {
+    let addr = std::env::args().nth(1).expect("address");
+    let listener = tokio::net::TcpListener::bind(addr).await.expect("bind");
+    loop {
+        let Ok((mut s, _)) = listener.accept().await else { continue };
+        let _ = s.set_nodelay(true);
+        tokio::spawn(async move {
+            let (mut buf, mut len, mut out) = (vec![0u8; 16384], 0, Vec::new());
+            let mut keep = true;
+            loop {
+                if len == buf.len() {
+                    buf.resize(len * 2, 0);
+                }
+                // tokio's poll_read, which (unlike try_read) takes a short
+                // read as the end of what is ready: no read that would
+                // block follows each request.
+                let read = std::future::poll_fn(|cx| {
+                    let mut rb = ReadBuf::new(&mut buf[len..]);
+                    match Pin::new(&mut s).poll_read(cx, &mut rb) {
+                        Poll::Ready(r) => Poll::Ready(r.map(|()| rb.filled().len())),
+                        Poll::Pending => Poll::Pending,
+                    }
+                });
+                match read.await {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => len += n,
+                }
+                let mut at = 0;
+                while len - at >= 8 {
+                    let h = &buf[at..at + 8];
+                    let total = 8 + usize::from(u16::from_be_bytes([h[4], h[5]])) + usize::from(h[6]);
+                    if len - at < total {
+                        break;
+                    }
+                    match (h[1], h[4], h[5]) {
+                        // FCGI_BEGIN_REQUEST: its flags say whether the
+                        // connection stays open.
+                        (1, _, _) if total >= 11 => keep = buf[at + 10] & 1 == 1,
+                        // The empty FCGI_STDIN record: the request is whole.
+                        (5, 0, 0) => answer(&mut out, [h[2], h[3]]),
+                        _ => {}
+                    }
+                    at += total;
+                }
+                buf.copy_within(at..len, 0);
+                len -= at;
+                let mut sent = 0;
+                while sent < out.len() {
+                    match s.try_write(&out[sent..]) {
+                        Ok(n) => sent += n,
+                        Err(e) if e.kind() == WouldBlock => {
+                            if s.writable().await.is_err() {
+                                return;
+                            }
+                        }
+                        Err(_) => return,
+                    }
+                }
+                if sent > 0 && !keep {
+                    return;
+                }
+                out.clear();
+            }
+        });
+    }
+}
+RS
 HYPER_TARGET="${CARGO_TARGET_DIR:-$TMP}/bench-hyper"
 (cd "$TMP/hyperhello" && CARGO_TARGET_DIR="$HYPER_TARGET" cargo build --release --quiet) \
     || die "building the hyper hello failed"
 
 # A process per backend and mode: libfcgi serves one connection at a time,
 # so idle kept-alive connections from one run would starve the next.
-read -r -a BACKENDS <<<"${BACKENDS:-ours ours1 libfcgi libfcgi128 go hyper}"
+read -r -a BACKENDS <<<"${BACKENDS:-ours ours1 libfcgi libfcgi128 go hyper floor}"
 declare -A CMD BACKEND PID FRONT
 CMD[ours]=$OURS
 CMD[ours1]=$OURS
@@ -244,6 +339,7 @@ CMD[libfcgi]=$TMP/libfcgi_hello
 CMD[libfcgi128]=$TMP/libfcgi_hello
 CMD[go]=$TMP/go_hello
 CMD[hyper]=$HYPER_TARGET/release/hyperhello
+CMD[floor]=$HYPER_TARGET/release/fcgifloor
 NAMES=()
 for b in "${BACKENDS[@]}"; do for m in keep close; do NAMES+=("$b-$m"); done; done
 for n in "${NAMES[@]}"; do
