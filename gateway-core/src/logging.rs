@@ -132,8 +132,9 @@ impl fmt::Display for RequestId {
 }
 
 /// The span a request runs in (`Span::none()` when no subscriber wants
-/// it). With the layer compiled in, the request's error stream is handed to
-/// it while the span is made.
+/// it). With the layer compiled in and one made, the request's error
+/// stream and the line head for its events are handed to it while the span
+/// is made.
 pub(crate) fn request_span(
     id: RequestId,
     method: &http::Method,
@@ -146,7 +147,14 @@ pub(crate) fn request_span(
         return tracing::Span::none();
     }
     #[cfg(feature = "tracing-layer")]
-    layer::hand_over(errors, under_iis(environ, protocol));
+    let handed = layer::in_use() && {
+        layer::hand_over(
+            errors,
+            under_iis(environ, protocol),
+            layer::head(id, method.as_str(), path),
+        );
+        true
+    };
     #[cfg(not(feature = "tracing-layer"))]
     let _ = (errors, environ, protocol);
     let span = tracing::info_span!(
@@ -157,16 +165,24 @@ pub(crate) fn request_span(
         path = %path,
     );
     #[cfg(feature = "tracing-layer")]
-    layer::take_back();
+    if handed {
+        layer::take_back();
+    }
     span
 }
 
 #[cfg_attr(not(feature = "tracing-layer"), allow(dead_code))]
 fn under_iis(environ: &Environ, protocol: Protocol) -> bool {
-    protocol == Protocol::IisCgi
-        || environ
+    match protocol {
+        Protocol::IisCgi => true,
+        // IIS serves HTTP itself and speaks no SCGI: a request that came
+        // over either is not IIS's, and its environ (the HTTP server's is
+        // made only when read) is not looked at.
+        Protocol::Http | Protocol::Scgi => false,
+        _ => environ
             .get("SERVER_SOFTWARE")
-            .is_some_and(|s| s.starts_with(b"Microsoft-IIS"))
+            .is_some_and(|s| s.starts_with(b"Microsoft-IIS")),
+    }
 }
 
 #[cfg(feature = "tracing-layer")]
@@ -176,6 +192,7 @@ pub use layer::ErrorLogLayer;
 mod layer {
     use std::cell::{Cell, RefCell};
     use std::fmt::{self, Write as _};
+    use std::sync::atomic::{AtomicBool, Ordering};
 
     use tracing::field::{Field, Visit};
     use tracing::span::{Attributes, Id};
@@ -189,6 +206,48 @@ mod layer {
     struct Handover {
         errors: ErrorStream,
         under_iis: bool,
+        /// `request{id=7 method=GET path=/x}`
+        head: String,
+    }
+
+    /// Whether an [`ErrorLogLayer`] was ever made: until then the handler
+    /// hands nothing over.
+    static IN_USE: AtomicBool = AtomicBool::new(false);
+
+    pub(super) fn in_use() -> bool {
+        IN_USE.load(Ordering::Relaxed)
+    }
+
+    /// The request span's fields as one line's context, written as
+    /// `tracing`'s field formatting shows them (`request{id=7 method=GET
+    /// path=/x}`), from the values themselves: no formatting machinery
+    /// for every request.
+    pub(super) fn head(id: super::RequestId, method: &str, path: &str) -> String {
+        const PARTS: &str = "request{id= method= path=}";
+        let mut head = String::with_capacity(PARTS.len() + 20 + method.len() + path.len());
+        head.push_str("request{id=");
+        let mut digits = [0u8; 20];
+        let mut at = digits.len();
+        let mut n = id.get();
+        loop {
+            at -= 1;
+            if let Some(d) = digits.get_mut(at) {
+                *d = b'0' + (n % 10) as u8;
+            }
+            n /= 10;
+            if n == 0 || at == 0 {
+                break;
+            }
+        }
+        for &d in digits.get(at..).unwrap_or_default() {
+            head.push(char::from(d));
+        }
+        head.push_str(" method=");
+        head.push_str(method);
+        head.push_str(" path=");
+        head.push_str(path);
+        head.push('}');
+        head
     }
 
     thread_local! {
@@ -198,11 +257,12 @@ mod layer {
         static WRITING: Cell<bool> = const { Cell::new(false) };
     }
 
-    pub(super) fn hand_over(errors: &ErrorStream, under_iis: bool) {
+    pub(super) fn hand_over(errors: &ErrorStream, under_iis: bool, head: String) {
         HANDOVER.with(|h| {
             *h.borrow_mut() = Some(Handover {
                 errors: errors.clone(),
                 under_iis,
+                head,
             })
         });
     }
@@ -239,6 +299,7 @@ mod layer {
         /// The defaults: WARN and above, lines of at most 1 KiB, events
         /// outside requests to standard error, nothing under IIS.
         pub fn new() -> Self {
+            IN_USE.store(true, Ordering::Relaxed);
             Self {
                 level: Level::WARN,
                 max_line_len: 1024,
@@ -360,18 +421,6 @@ mod layer {
         }
     }
 
-    /// The request span's fields, as `request{id=7 method=GET path=/x}`.
-    struct Head(String);
-
-    impl Visit for Head {
-        fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
-            if !self.0.ends_with('{') {
-                self.0.push(' ');
-            }
-            let _ = write!(self.0, "{}={value:?}", field.name());
-        }
-    }
-
     fn is_request_span(meta: &tracing::Metadata<'_>) -> bool {
         meta.name() == "request" && meta.target() == super::REQUEST_SPAN_TARGET
     }
@@ -387,14 +436,11 @@ mod layer {
             let Some(handover) = HANDOVER.with(|h| h.borrow_mut().take()) else {
                 return;
             };
-            let mut head = Head(String::from("request{"));
-            attrs.record(&mut head);
-            head.0.push('}');
             if let Some(span) = ctx.span(id) {
                 span.extensions_mut().insert(RequestLog {
                     errors: handover.errors,
                     under_iis: handover.under_iis,
-                    head: head.0,
+                    head: handover.head,
                 });
             }
         }
@@ -434,6 +480,58 @@ mod layer {
     #[cfg(test)]
     mod tests {
         use super::*;
+
+        /// What `tracing`'s field formatting makes of the request span's
+        /// fields, which the head must read the same as.
+        struct Formatted(String);
+
+        impl Visit for Formatted {
+            fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+                if !self.0.ends_with('{') {
+                    self.0.push(' ');
+                }
+                let _ = write!(self.0, "{}={value:?}", field.name());
+            }
+        }
+
+        #[test]
+        fn the_head_reads_as_the_spans_fields_do() {
+            use tracing_subscriber::prelude::*;
+            struct Capture(std::sync::Arc<std::sync::Mutex<Vec<String>>>);
+            impl<S: Subscriber> Layer<S> for Capture {
+                fn on_new_span(&self, attrs: &Attributes<'_>, _: &Id, _: Context<'_, S>) {
+                    let mut f = Formatted(String::from("request{"));
+                    attrs.record(&mut f);
+                    f.0.push('}');
+                    self.0.lock().unwrap().push(f.0);
+                }
+            }
+            let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+            let subscriber = tracing_subscriber::registry().with(Capture(seen.clone()));
+            let cases = [
+                (0, http::Method::GET, "/"),
+                (7, http::Method::POST, "/a b/%C3%A9"),
+                (u64::MAX, http::Method::from_bytes(b"PURGE").unwrap(), "*"),
+            ];
+            tracing::subscriber::with_default(subscriber, || {
+                for (id, method, path) in &cases {
+                    let _span = tracing::info_span!(
+                        target: "gateway_core::request",
+                        "request",
+                        id = id,
+                        method = %method,
+                        path = %path,
+                    );
+                }
+            });
+            let seen = seen.lock().unwrap();
+            assert_eq!(seen.len(), cases.len());
+            for ((id, method, path), formatted) in cases.iter().zip(seen.iter()) {
+                let head = head(super::super::RequestId(*id), method.as_str(), path);
+                assert_eq!(&head, formatted);
+            }
+            assert_eq!(seen[1], "request{id=7 method=POST path=/a b/%C3%A9}");
+        }
 
         #[test]
         fn lines_are_escaped_and_cut_on_character_boundaries() {

@@ -60,6 +60,8 @@ mod serve;
 
 use std::process::ExitCode;
 
+use tracing_subscriber::layer::Context;
+
 pub use detect::{Facts, Protocol, Socket, Start, StartError, Stdin, UnknownProtocol, decide};
 pub use gateway_core::server::{ListenAddr, ServerOptions, Shutdown};
 pub use gateway_core::{AppBody, Application, Body, BoxError, Handler, Limits, Metrics, PathView};
@@ -191,7 +193,6 @@ impl Builder {
 fn init_logging(default: &str, error_log: bool) {
     use std::io::IsTerminal;
     use tracing_subscriber::EnvFilter;
-    use tracing_subscriber::filter::DynFilterFn;
     use tracing_subscriber::prelude::*;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
     let stderr = tracing_subscriber::fmt::layer()
@@ -210,7 +211,7 @@ fn init_logging(default: &str, error_log: bool) {
         Ok(d) => filter.add_directive(d),
         Err(_) => filter,
     };
-    let outside = stderr.with_filter(DynFilterFn::new(|_, cx| !in_request(cx)));
+    let outside = OutsideRequests(stderr);
     let _ = tracing_subscriber::registry()
         .with(filter)
         .with(outside)
@@ -218,15 +219,103 @@ fn init_logging(default: &str, error_log: bool) {
         .try_init();
 }
 
-/// Whether the current span is (inside) a request's span.
-fn in_request<S>(cx: &tracing_subscriber::layer::Context<'_, S>) -> bool
+/// Whether `meta` is the request span's.
+fn is_request_span(meta: &tracing::Metadata<'_>) -> bool {
+    meta.name() == "request" && meta.target() == gateway_core::logging::REQUEST_SPAN_TARGET
+}
+
+/// The process's own log beside the error-log layer: a layer (`fmt`'s)
+/// given the events outside requests only, and never the request span.
+/// Events in a request go to its error stream instead; and the span, whose
+/// fields such a layer would format anew for every request, would show
+/// only in front of those events.
+struct OutsideRequests<L>(L);
+
+impl<S, L> tracing_subscriber::Layer<S> for OutsideRequests<L>
 where
     S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+    L: tracing_subscriber::Layer<S>,
 {
-    cx.lookup_current().is_some_and(|span| {
-        span.scope()
-            .any(|s| s.name() == "request" && s.metadata().target() == "gateway_core::request")
-    })
+    fn on_register_dispatch(&self, subscriber: &tracing::Dispatch) {
+        self.0.on_register_dispatch(subscriber);
+    }
+
+    fn on_layer(&mut self, subscriber: &mut S) {
+        self.0.on_layer(subscriber);
+    }
+
+    fn register_callsite(
+        &self,
+        meta: &'static tracing::Metadata<'static>,
+    ) -> tracing::subscriber::Interest {
+        self.0.register_callsite(meta)
+    }
+
+    fn enabled(&self, meta: &tracing::Metadata<'_>, cx: Context<'_, S>) -> bool {
+        self.0.enabled(meta, cx)
+    }
+
+    fn on_new_span(
+        &self,
+        attrs: &tracing::span::Attributes<'_>,
+        id: &tracing::span::Id,
+        cx: Context<'_, S>,
+    ) {
+        if !is_request_span(attrs.metadata()) {
+            self.0.on_new_span(attrs, id, cx);
+        }
+    }
+
+    fn on_record(
+        &self,
+        span: &tracing::span::Id,
+        values: &tracing::span::Record<'_>,
+        cx: Context<'_, S>,
+    ) {
+        if cx.metadata(span).is_some_and(|m| !is_request_span(m)) {
+            self.0.on_record(span, values, cx);
+        }
+    }
+
+    fn on_follows_from(
+        &self,
+        span: &tracing::span::Id,
+        follows: &tracing::span::Id,
+        cx: Context<'_, S>,
+    ) {
+        self.0.on_follows_from(span, follows, cx);
+    }
+
+    fn event_enabled(&self, event: &tracing::Event<'_>, cx: Context<'_, S>) -> bool {
+        self.0.event_enabled(event, cx)
+    }
+
+    fn on_event(&self, event: &tracing::Event<'_>, cx: Context<'_, S>) {
+        // In a request: the event's span or one of its parents is a
+        // request span.
+        let in_request = cx
+            .event_scope(event)
+            .is_some_and(|scope| scope.into_iter().any(|s| is_request_span(s.metadata())));
+        if !in_request {
+            self.0.on_event(event, cx);
+        }
+    }
+
+    fn on_enter(&self, id: &tracing::span::Id, cx: Context<'_, S>) {
+        self.0.on_enter(id, cx);
+    }
+
+    fn on_exit(&self, id: &tracing::span::Id, cx: Context<'_, S>) {
+        self.0.on_exit(id, cx);
+    }
+
+    fn on_close(&self, id: tracing::span::Id, cx: Context<'_, S>) {
+        self.0.on_close(id, cx);
+    }
+
+    fn on_id_change(&self, old: &tracing::span::Id, new: &tracing::span::Id, cx: Context<'_, S>) {
+        self.0.on_id_change(old, new, cx);
+    }
 }
 
 #[cfg(test)]

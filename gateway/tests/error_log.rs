@@ -28,10 +28,17 @@ fn cgi_child(test: &str, error_log: &str) -> String {
 fn serve_one_request(error_log: bool) {
     let app = tower::service_fn(|_req: http::Request<gateway::Body>| async {
         tracing::warn!("from the app");
+        tracing::warn_span!("work").in_scope(|| tracing::warn!("from a span of the app"));
         Ok::<_, std::convert::Infallible>(http::Response::new("ok\n".to_string()))
     });
     let code = gateway::Builder::new().error_log(error_log).run(app);
     assert_eq!(code, std::process::ExitCode::SUCCESS);
+    tracing::warn!("after the request");
+}
+
+/// The lines of `stderr` that contain `what`.
+fn lines_with<'a>(stderr: &'a str, what: &str) -> Vec<&'a str> {
+    stderr.lines().filter(|l| l.contains(what)).collect()
 }
 
 #[test]
@@ -51,6 +58,14 @@ fn an_app_warning_reaches_the_error_stream_once_with_its_request() {
                 lines[0].contains("request{id=") && lines[0].contains("method=GET"),
                 "{stderr}"
             );
+            // In a span of the application's, inside the request: the same.
+            let lines = lines_with(&stderr, "from a span of the app");
+            assert_eq!(lines.len(), 1, "{stderr}");
+            assert!(lines[0].contains("request{id="), "{stderr}");
+            // Outside any request: the process's own log, once.
+            let lines = lines_with(&stderr, "after the request");
+            assert_eq!(lines.len(), 1, "{stderr}");
+            assert!(!lines[0].contains("request{id="), "{stderr}");
             // Without the error log, the process's own log has it once,
             // without the request's context.
             let stderr = cgi_child(name, "off");
@@ -60,6 +75,9 @@ fn an_app_warning_reaches_the_error_stream_once_with_its_request() {
                 .collect();
             assert_eq!(lines.len(), 1, "{stderr}");
             assert!(!lines[0].contains("request{id="), "{stderr}");
+            for what in ["from a span of the app", "after the request"] {
+                assert_eq!(lines_with(&stderr, what).len(), 1, "{stderr}");
+            }
         }
     }
 }
