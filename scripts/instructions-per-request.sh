@@ -29,7 +29,12 @@
 # not show.
 #
 # Usage: scripts/instructions-per-request.sh [KIND...]
-#   KIND: http, fastcgi, fastcgi-close, scgi (default: http fastcgi scgi)
+#   KIND: http, fastcgi, fastcgi-close, scgi, run-http, run-fastcgi
+#         (default: http fastcgi scgi). run-http and run-fastcgi serve the
+#         same answer through gateway::Builder::run, the entry point
+#         applications use, with its default log subscriber (the request
+#         span and the error-log layer at info level): what an application
+#         started that way pays per request. Their peer is bare hyper too.
 #   BASE=N    requests of the smaller run (default 1000)
 #   FOOTPRINT=1  also print the hot code per request
 #   BROWSER=1    every request also carries six header fields a browser
@@ -49,23 +54,31 @@ DUMP=()
 KINDS=("$@")
 [ ${#KINDS[@]} -gt 0 ] || KINDS=(http fastcgi scgi)
 for k in "${KINDS[@]}"; do
-    case "$k" in http | fastcgi | fastcgi-close | scgi) ;; *) die "unknown kind '$k' (http, fastcgi, fastcgi-close, scgi)" ;; esac
+    case "$k" in
+        http | fastcgi | fastcgi-close | scgi | run-http | run-fastcgi) ;;
+        *) die "unknown kind '$k' (http, fastcgi, fastcgi-close, scgi, run-http, run-fastcgi)" ;;
+    esac
 done
 command -v valgrind >/dev/null || die "valgrind is missing (apt-get install valgrind)"
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 
-(cd "$ROOT" && cargo build --release --example instructions >&2) || die "cargo build failed"
+(cd "$ROOT" && cargo build --release --example instructions --example instructions_run >&2) \
+    || die "cargo build failed"
 BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release/examples/instructions"
-[ -x "$BIN" ] || die "$BIN is missing"
+RUN_BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release/examples/instructions_run"
+[ -x "$BIN" ] && [ -x "$RUN_BIN" ] || die "$BIN or $RUN_BIN is missing"
 
 TMP=$(mktemp -d)
 trap 'rm -rf "$TMP"' EXIT
 
 # total KIND N: the instructions the server process executed for N requests.
 total() {
-    local kind=$1 n=$2 out="$TMP/cg.$1.$2" port_file="$TMP/port.$1.$2" pid port
+    local kind=$1 n=$2 out="$TMP/cg.$1.$2" port_file="$TMP/port.$1.$2" pid port server=$BIN
+    # run-*: gateway::Builder::run's server (a program of its own), with the
+    # client of the protocol after the dash.
+    case "$kind" in run-*) server=$RUN_BIN ;; esac
     valgrind --tool=callgrind --callgrind-out-file="$out" "${DUMP[@]}" \
-        "$BIN" serve "$kind" "$n" "$port_file" >/dev/null 2>"$TMP/vg.log" &
+        "$server" serve "$kind" "$n" "$port_file" >/dev/null 2>"$TMP/vg.log" &
     pid=$!
     for _ in $(seq 600); do
         [ -s "$port_file" ] && break
@@ -73,7 +86,7 @@ total() {
         sleep 0.1
     done
     port=$(cat "$port_file")
-    "$BIN" client "$kind" "$n" "$port" || { kill "$pid" 2>/dev/null; die "the $kind client failed"; }
+    "$BIN" client "${kind#run-}" "$n" "$port" || { kill "$pid" 2>/dev/null; die "the $kind client failed"; }
     wait "$pid" || { cat "$TMP/vg.log" >&2; die "the $kind server failed"; }
     awk '$1 == "summary:" || $1 == "totals:" {print $2; exit}' "$out"
 }
