@@ -93,6 +93,13 @@ use crate::info::{ErrorStream, Protocol};
 /// The target of the request span.
 pub const REQUEST_SPAN_TARGET: &str = "gateway_core::request";
 
+/// Whether `meta` describes the request span (its name and
+/// [target](REQUEST_SPAN_TARGET)): for a layer or filter of one's own that
+/// treats what happens inside requests apart.
+pub fn is_request_span(meta: &tracing::Metadata<'_>) -> bool {
+    meta.name() == "request" && meta.target() == REQUEST_SPAN_TARGET
+}
+
 /// A number that tells a request apart from the others this process serves
 /// (counted from 1), in the request's [`GatewayInfo`](crate::GatewayInfo)
 /// and its `tracing` span.
@@ -421,16 +428,12 @@ mod layer {
         }
     }
 
-    fn is_request_span(meta: &tracing::Metadata<'_>) -> bool {
-        meta.name() == "request" && meta.target() == super::REQUEST_SPAN_TARGET
-    }
-
     impl<S> Layer<S> for ErrorLogLayer
     where
         S: Subscriber + for<'a> LookupSpan<'a>,
     {
         fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
-            if !is_request_span(attrs.metadata()) {
+            if !super::is_request_span(attrs.metadata()) {
                 return;
             }
             let Some(handover) = HANDOVER.with(|h| h.borrow_mut().take()) else {

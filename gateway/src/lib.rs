@@ -60,6 +60,7 @@ mod serve;
 
 use std::process::ExitCode;
 
+use gateway_core::logging::is_request_span;
 use tracing_subscriber::layer::Context;
 
 pub use detect::{Facts, Protocol, Socket, Start, StartError, Stdin, UnknownProtocol, decide};
@@ -217,11 +218,6 @@ fn init_logging(default: &str, error_log: bool) {
         .with(outside)
         .with(gateway_core::logging::ErrorLogLayer::new().outside_requests(false))
         .try_init();
-}
-
-/// Whether `meta` is the request span's.
-fn is_request_span(meta: &tracing::Metadata<'_>) -> bool {
-    meta.name() == "request" && meta.target() == gateway_core::logging::REQUEST_SPAN_TARGET
 }
 
 /// The process's own log beside the error-log layer: a layer (`fmt`'s)
