@@ -251,6 +251,10 @@ where
         self.0.enabled(meta, cx)
     }
 
+    fn max_level_hint(&self) -> Option<tracing::level_filters::LevelFilter> {
+        self.0.max_level_hint()
+    }
+
     fn on_new_span(
         &self,
         attrs: &tracing::span::Attributes<'_>,
