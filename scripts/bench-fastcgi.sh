@@ -13,6 +13,11 @@
 #   ours1    the same on a single-threaded runtime (FASTCGI_WORKER_THREADS=1)
 #   ourscpu  the same on a thread per CPU (FASTCGI_WORKER_THREADS=nproc, the
 #            default before half the CPUs); not run by default
+#   oursrun  examples/hello (gateway::run with its defaults: an axum
+#            Router, the log subscriber with the request span) on a
+#            listening socket handed over on file descriptor 0, as
+#            spawn-fcgi and lighttpd's bin-path start a FastCGI program
+#            (the protocol told per connection); not run by default
 #   oursm    ours with metrics on (FASTCGI_METRICS=1: a gateway_core::Metrics
 #            counts every connection and request); not run by default, its
 #            "ours/this" column is the cost of the metrics
@@ -129,10 +134,26 @@ NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 bench_tmp
 
 
-say "building ours (examples/fastcgi_hello, release)"
-(cd "$ROOT" && cargo build --release --quiet --example fastcgi_hello)
+say "building ours (examples/fastcgi_hello and hello, release)"
+(cd "$ROOT" && cargo build --release --quiet --example fastcgi_hello --example hello)
 OURS="${CARGO_TARGET_DIR:-$ROOT/target}/release/examples/fastcgi_hello"
-[ -x "$OURS" ] || die "no $OURS"
+OURS_RUN="${CARGO_TARGET_DIR:-$ROOT/target}/release/examples/hello"
+[ -x "$OURS" ] && [ -x "$OURS_RUN" ] || die "no $OURS or $OURS_RUN"
+# fd0 ADDR PROGRAM: PROGRAM with a socket listening on ADDR as its stdin,
+# in the place of the (background) shell that calls it, so that $! is its
+# process.
+fd0() {
+    exec python3 - "$@" <<'PY'
+import os, socket, sys
+host, port = sys.argv[1].rsplit(":", 1)
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind((host, int(port)))
+s.listen(1024)
+os.dup2(s.fileno(), 0)
+os.execv(sys.argv[2], sys.argv[2:])
+PY
+}
 
 say "building the libfcgi hello (gcc)"
 cat >"$TMP/hello.c" <<'C'
@@ -331,6 +352,7 @@ HYPER_TARGET="${CARGO_TARGET_DIR:-$TMP}/bench-hyper"
 read -r -a BACKENDS <<<"${BACKENDS:-ours ours1 libfcgi libfcgi128 go hyper floor}"
 declare -A CMD BACKEND PID FRONT
 CMD[ours]=$OURS
+CMD[oursrun]=$OURS_RUN
 CMD[ours1]=$OURS
 CMD[ourscpu]=$OURS
 CMD[oursws]=$OURS
@@ -351,7 +373,11 @@ for n in "${NAMES[@]}"; do
     [ "${n%-*}" = oursm ] && metrics=1
     extra=()
     [ "${n%-*}" = libfcgi128 ] && extra=(128)
-    FASTCGI_WORKER_THREADS=$threads FASTCGI_WORK_STEALING=$stealing FASTCGI_METRICS=$metrics "${CMD[${n%-*}]}" "127.0.0.1:${BACKEND[$n]}" "${extra[@]}" >"$TMP/$n.out" 2>&1 &
+    if [ "${n%-*}" = oursrun ]; then
+        fd0 "127.0.0.1:${BACKEND[$n]}" "$OURS_RUN" >"$TMP/$n.out" 2>&1 &
+    else
+        FASTCGI_WORKER_THREADS=$threads FASTCGI_WORK_STEALING=$stealing FASTCGI_METRICS=$metrics "${CMD[${n%-*}]}" "127.0.0.1:${BACKEND[$n]}" "${extra[@]}" >"$TMP/$n.out" 2>&1 &
+    fi
     PID[$n]=$!
     PIDS+=($!)
     FRONT[$n]=$(free_port)

@@ -784,8 +784,22 @@ fn systemd_named_sockets_serve_their_protocols() {
     }
 }
 
+/// The names of the process's threads (`/proc/PID/task/*/comm`).
+fn thread_names(p: &Proc) -> Vec<String> {
+    let dir = format!("/proc/{}/task", p.child.id());
+    let Ok(tasks) = std::fs::read_dir(&dir) else {
+        p.fail(format!("cannot read {dir}"));
+    };
+    tasks
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+        .map(|name| name.trim_end().to_owned())
+        .collect()
+}
+
 /// One unnamed socket passed the systemd way: FastCGI, SCGI and HTTP told
-/// per connection, as on fd 0.
+/// per connection, as on fd 0. The sockets are served as the servers' own
+/// `run` serves theirs: on threads of their own, each with a
+/// single-threaded runtime (no work-stealing workers).
 #[test]
 fn systemd_unnamed_socket_serves_every_protocol() {
     let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
@@ -803,6 +817,14 @@ fn systemd_unnamed_socket_serves_every_protocol() {
     check_http(&p, exchange(tcp(addr), HTTP_GET));
     check_garbage_closed(&p, tcp(addr));
     check_http(&p, exchange(tcp(addr), HTTP_GET));
+    let threads = thread_names(&p);
+    let serving = threads.iter().filter(|t| t.starts_with("gateway-")).count();
+    let half = std::thread::available_parallelism().map_or(1, |n| (n.get() / 2).max(1));
+    if serving != half || threads.iter().any(|t| t.starts_with("tokio-runtime")) {
+        p.fail(format!(
+            "expected {half} serving threads (half the CPUs) and no tokio workers: {threads:?}"
+        ));
+    }
     p.term();
     let stopping = notify.recv(&p);
     if !stopping.starts_with("STOPPING=1\n") {

@@ -444,9 +444,15 @@ where
             .release_memory_after_bursts(self.release.clone())
     }
 
-    /// As [`serve`](Connections::serve), with the connection cap given
-    /// (one shared with other accept loops, or a number).
-    async fn serve_capped(
+    /// As [`serve`](Connections::serve), with the connection cap given:
+    /// one shared with other accept loops (those of other threads
+    /// serving copies of the same socket, say, to cap them together), or
+    /// a number.
+    ///
+    /// # Errors
+    ///
+    /// As [`serve`](Connections::serve).
+    pub async fn serve_capped(
         &self,
         listener: Listener,
         max_connections: impl Into<ConnectionCap>,

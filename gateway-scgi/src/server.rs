@@ -365,9 +365,15 @@ where
             .release_memory_after_bursts(self.release.clone())
     }
 
-    /// As [`serve`](Connections::serve), with at most `max` connections at
-    /// once on this listener.
-    async fn serve_capped(
+    /// As [`serve`](Connections::serve), with the connection cap given:
+    /// one shared with other accept loops (those of other threads
+    /// serving copies of the same socket, say, to cap them together), or
+    /// a number.
+    ///
+    /// # Errors
+    ///
+    /// As [`serve`](Connections::serve).
+    pub async fn serve_capped(
         &self,
         listener: Listener,
         max: impl Into<ConnectionCap>,

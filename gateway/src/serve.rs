@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use gateway_core::server::{
-    self, Connection, ListenAddr, Listener, Refusal, Shutdown, Sniffed, Stream,
+    self, Connection, ListenAddr, Listener, Refusal, ServerOptions, Shutdown, Sniffed, Stream,
 };
 use gateway_core::{AppBody, Application};
 
@@ -31,8 +31,22 @@ where
         run_one(b, protocol, addr, app)?;
         return Ok(ExitCode::SUCCESS);
     }
-    let rt = server::runtime(b.options.get_worker_threads())?;
-    rt.block_on(serve_sockets(b, start.protocol, socket, app))?;
+    // As the servers' own `run`: a single-threaded runtime per thread,
+    // each serving every socket, unless work stealing or one thread is
+    // asked for.
+    let threads = b.options.get_worker_threads();
+    let (rt, per_thread) = if b.options.get_work_stealing() {
+        (server::runtime(threads)?, false)
+    } else {
+        (server::runtime(Some(1))?, threads != Some(1))
+    };
+    rt.block_on(Box::pin(serve_sockets(
+        b,
+        start.protocol,
+        socket,
+        app,
+        per_thread,
+    )))?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -102,39 +116,65 @@ where
     B: AppBody,
 {
     #[allow(unused_variables)]
-    fn new(b: &Builder, app: &S) -> Self {
+    fn new(options: &ServerOptions, app: &S) -> Self {
         Servers {
             #[cfg(feature = "fastcgi")]
             fastcgi: gateway_fastcgi::Server::new()
-                .options(b.options.clone())
+                .options(options.clone())
                 .connections(app.clone()),
             #[cfg(feature = "scgi")]
             scgi: gateway_scgi::Server::new()
-                .options(b.options.clone())
+                .options(options.clone())
                 .connections(app.clone()),
             #[cfg(feature = "http")]
             http: gateway_http::Server::new()
-                .options(b.options.clone())
+                .options(options.clone())
                 .connections(app.clone()),
             #[cfg(not(all(feature = "fastcgi", feature = "scgi", feature = "http")))]
             _app: std::marker::PhantomData,
         }
     }
 
-    /// Serves `listener` in `protocol` until the shutdown.
-    async fn serve(&self, protocol: Protocol, listener: Listener) -> io::Result<()> {
+    /// Serves `listener` in `protocol` until the shutdown, with `cap` on
+    /// its connections.
+    async fn serve(
+        &self,
+        protocol: Protocol,
+        listener: Listener,
+        cap: server::ConnectionCap,
+    ) -> io::Result<()> {
         match protocol {
             #[cfg(feature = "fastcgi")]
-            Protocol::FastCgi => self.fastcgi.serve(listener).await,
+            Protocol::FastCgi => self.fastcgi.serve_capped(listener, cap).await,
             #[cfg(feature = "scgi")]
-            Protocol::Scgi => self.scgi.serve(listener).await,
+            Protocol::Scgi => self.scgi.serve_capped(listener, cap).await,
             #[cfg(feature = "http")]
-            Protocol::Http => self.http.serve(listener).await,
+            Protocol::Http => self.http.serve_capped(listener, cap).await,
             other => {
                 // With no socket protocol built in, nothing serves it.
-                drop(listener);
+                drop((listener, cap));
                 Err(missing(other.name()))
             }
+        }
+    }
+
+    /// A new cap on connections for a socket of `protocol` (`None`: its
+    /// connections show theirs), which every thread serving a copy of the
+    /// socket shares.
+    #[allow(unused_variables)]
+    fn cap_for(
+        &self,
+        protocol: Option<Protocol>,
+        options: &ServerOptions,
+    ) -> server::ConnectionCap {
+        match protocol {
+            #[cfg(feature = "fastcgi")]
+            Some(Protocol::FastCgi) => self.fastcgi.connection_cap(),
+            #[cfg(feature = "scgi")]
+            Some(Protocol::Scgi) => self.scgi.connection_cap(),
+            #[cfg(feature = "http")]
+            Some(Protocol::Http) => self.http.connection_cap(),
+            _ => self.connection_cap(options),
         }
     }
 
@@ -159,11 +199,11 @@ where
     /// protocol: the options' cap and burst release, plus what the HTTP
     /// server refreshes after a burst when HTTP is built in.
     #[allow(unused_variables)]
-    fn connection_cap(&self, b: &Builder) -> server::ConnectionCap {
+    fn connection_cap(&self, options: &ServerOptions) -> server::ConnectionCap {
         #[cfg(feature = "http")]
         return self.http.connection_cap();
         #[cfg(not(feature = "http"))]
-        b.options.connection_cap()
+        options.connection_cap()
     }
 
     /// Refuses one connection past the cap, in the protocol it showed.
@@ -184,11 +224,17 @@ where
     }
 }
 
+/// Serves the sockets of `socket` (with `protocol`, or the one each is
+/// named after, or told per connection) until a signal or the shutdown:
+/// on `per_thread`, on threads of their own, each with a single-threaded
+/// runtime and a copy of every socket (see `run_per_thread`), otherwise on
+/// the runtime this runs on.
 async fn serve_sockets<S, B>(
     b: &Builder,
     protocol: Option<Protocol>,
     socket: &Socket,
     app: S,
+    per_thread: bool,
 ) -> io::Result<()>
 where
     S: Application<B>,
@@ -196,7 +242,7 @@ where
 {
     let limits = b.options.get_handler().limits().clone();
     let shutdown = b.options.shutdown_handle();
-    let listeners: Vec<(Option<Protocol>, Listener)> = match socket {
+    let (protocols, listeners): (Vec<Option<Protocol>>, Vec<Listener>) = match socket {
         Socket::Addr(addr) => vec![(protocol, server::listen(addr, &limits).await?)],
         Socket::Systemd(_) => server::systemd::take_all()?
             .into_iter()
@@ -205,9 +251,12 @@ where
                 (protocol.or(named), l)
             })
             .collect(),
-    };
-    let status = listeners
+    }
+    .into_iter()
+    .unzip();
+    let status = protocols
         .iter()
+        .zip(&listeners)
         .map(|(p, l)| {
             format!(
                 "{} on {}",
@@ -221,35 +270,68 @@ where
         })
         .collect::<Vec<_>>()
         .join(", ");
-    let servers = Arc::new(Servers::new(b, &app));
-    let mut tasks = Vec::new();
-    for (p, listener) in listeners {
+    let servers = Arc::new(Servers::new(&b.options, &app));
+    // One cap per socket, shared by every thread that serves a copy of it.
+    let caps: Vec<server::ConnectionCap> = protocols
+        .iter()
+        .map(|&p| servers.cap_for(p, &b.options))
+        .collect();
+    let timeout = limits.get_head_read_timeout();
+    let all_http = protocols.iter().all(|p| *p == Some(Protocol::Http));
+    // Serves this thread's sockets (copies of them), a task each.
+    let serve = move |listeners: Vec<Listener>, _threads: usize| {
         let servers = servers.clone();
+        let protocols = protocols.clone();
+        let caps = caps.clone();
         let shutdown = shutdown.clone();
-        let cap = servers.connection_cap(b);
-        let timeout = limits.get_head_read_timeout();
-        tasks.push(tokio::spawn(async move {
-            match p {
-                Some(p) => servers.serve(p, listener).await,
-                None => serve_mixed(servers, listener, cap, shutdown, timeout).await,
+        async move {
+            let mut tasks = Vec::new();
+            for ((p, listener), cap) in protocols.into_iter().zip(listeners).zip(caps) {
+                let servers = servers.clone();
+                let shutdown = shutdown.clone();
+                tasks.push(tokio::spawn(async move {
+                    match p {
+                        Some(p) => servers.serve(p, listener, cap).await,
+                        None => serve_mixed(servers, listener, cap, shutdown, timeout).await,
+                    }
+                }));
             }
-        }));
-    }
-    let serving = async {
-        let mut result = Ok(());
-        for t in tasks {
-            match t.await {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => {
-                    // One socket failing stops them all.
-                    shutdown.trigger();
-                    result = Err(e);
+            let mut result = Ok(());
+            for t in tasks {
+                match t.await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => {
+                        // One socket failing stops them all.
+                        shutdown.trigger();
+                        result = Err(e);
+                    }
+                    Err(e) => result = Err(io::Error::other(e)),
                 }
-                Err(e) => result = Err(io::Error::other(e)),
             }
+            result
         }
-        result
     };
+    let serving: std::pin::Pin<Box<dyn Future<Output = io::Result<()>>>> = if per_thread {
+        // Threads as the servers' own `run` has them: half the CPUs behind
+        // a web server, one per CPU when every socket is HTTP.
+        let threads = b.options.get_worker_threads().unwrap_or_else(|| {
+            if all_http {
+                std::thread::available_parallelism().map_or(1, usize::from)
+            } else {
+                server::half_the_cpus()
+            }
+        });
+        server::spawn_per_thread(
+            "gateway",
+            listeners,
+            threads,
+            &b.options.shutdown_handle(),
+            serve,
+        )?
+    } else {
+        Box::pin(serve(listeners, 1))
+    };
+    let shutdown = b.options.shutdown_handle();
     let status_page = b
         .options
         .get_status_addr()

@@ -73,7 +73,7 @@ pub use options::ServerOptions;
 pub use release::MemoryRelease;
 pub use run::{
     half_the_cpus, listen, parse_addr, run, run_per_thread, runtime, serve_until_signal,
-    until_signal,
+    spawn_per_thread, until_signal,
 };
 pub use shutdown::{Shutdown, Watch, signal};
 pub use sniff::{Sniffed, sniff, sniff_stream};

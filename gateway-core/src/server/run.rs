@@ -278,45 +278,20 @@ where
                 copies
             }
         };
-        let mut done = Vec::with_capacity(threads);
-        for (i, copy) in copies.into_iter().enumerate() {
-            let (tx, rx) = tokio::sync::oneshot::channel();
-            let serve = serve.clone();
-            let stop = shutdown.clone();
-            let spawned = std::thread::Builder::new()
-                .name(format!("{}-{i}", protocol.to_ascii_lowercase()))
-                .spawn(move || {
-                    let result = runtime(Some(1)).and_then(|rt| {
-                        // Boxed, as in `run`.
-                        rt.block_on(Box::pin(async {
-                            prepare_thread().await;
-                            serve(copy.register()?, threads).await
-                        }))
-                    });
-                    if result.is_err() {
-                        // One thread failed: the others stop too.
-                        stop.trigger();
+        let serving = spawn_threads(
+            protocol,
+            copies.into_iter().map(|c| vec![c]).collect(),
+            shutdown,
+            move |listeners: Vec<Listener>, threads| {
+                let serve = serve.clone();
+                async move {
+                    match listeners.into_iter().next() {
+                        Some(listener) => serve(listener, threads).await,
+                        None => Ok(()),
                     }
-                    let _ = tx.send(result);
-                });
-            if let Err(e) = spawned {
-                shutdown.trigger();
-                return Err(e);
-            }
-            done.push(rx);
-        }
-        let serving = Box::pin(async move {
-            let mut result = Ok(());
-            for rx in done {
-                let r = rx
-                    .await
-                    .unwrap_or_else(|_| Err(io::Error::other("a serving thread panicked")));
-                if result.is_ok() {
-                    result = r;
                 }
-            }
-            result
-        });
+            },
+        )?;
         let result = until_signal(around(serving), shutdown, || {
             tracing::info!("{protocol} server listening on {at} ({threads} threads)");
             systemd::notify_ready(&format!("serving {protocol} on {at}"));
@@ -327,4 +302,115 @@ where
         }
         result
     })
+}
+
+/// Serves sockets already open on `threads` threads, each with a
+/// single-threaded runtime of its own and its copy of every socket of
+/// `listeners` (the threads share each socket, each taking the
+/// connections it is first to accept), as [`run_per_thread`] serves one:
+/// `serve` is called once per thread, with that thread's copies in the
+/// order of `listeners` and the number of threads. For a program that
+/// serves several sockets at once (those systemd passed, say) and runs
+/// signals, readiness and the status page itself: call it inside a
+/// runtime, which keeps none of the sockets, and run the returned future
+/// there (with [`until_signal`]); it ends when every thread has. A thread
+/// whose serving fails triggers `shutdown`, so that the others stop too.
+///
+/// # Errors
+///
+/// A socket cannot be copied or a thread cannot start.
+pub fn spawn_per_thread<F, Fut>(
+    name: &str,
+    listeners: Vec<Listener>,
+    threads: usize,
+    shutdown: &Shutdown,
+    serve: F,
+) -> io::Result<std::pin::Pin<Box<dyn Future<Output = io::Result<()>>>>>
+where
+    F: Fn(Vec<Listener>, usize) -> Fut + Clone + Send + 'static,
+    Fut: Future<Output = io::Result<()>> + 'static,
+{
+    let mut listeners = listeners;
+    // The paths of Unix sockets bound here are removed once every thread
+    // is done, not when these copies go.
+    let paths: Vec<_> = listeners
+        .iter_mut()
+        .filter_map(|l| match l {
+            Listener::Unix(_, path) => path.take(),
+            Listener::Tcp(_) => None,
+        })
+        .collect();
+    let copies = (0..threads.max(1))
+        .map(|_| listeners.iter().map(ListenerCopy::of).collect())
+        .collect::<io::Result<Vec<Vec<_>>>>()?;
+    // This runtime accepts nothing: its copies leave it.
+    drop(listeners);
+    let serving = spawn_threads(name, copies, shutdown, serve)?;
+    Ok(Box::pin(async move {
+        let result = serving.await;
+        for path in paths {
+            let _ = std::fs::remove_file(path);
+        }
+        result
+    }))
+}
+
+/// Starts a thread for each set of socket copies in `per_thread`, each
+/// with a single-threaded runtime that serves them with `serve`; the
+/// returned future waits for every thread. One that fails triggers
+/// `shutdown`.
+fn spawn_threads<F, Fut>(
+    name: &str,
+    per_thread: Vec<Vec<ListenerCopy>>,
+    shutdown: &Shutdown,
+    serve: F,
+) -> io::Result<std::pin::Pin<Box<dyn Future<Output = io::Result<()>>>>>
+where
+    F: Fn(Vec<Listener>, usize) -> Fut + Clone + Send + 'static,
+    Fut: Future<Output = io::Result<()>> + 'static,
+{
+    let threads = per_thread.len();
+    let mut done = Vec::with_capacity(threads);
+    for (i, copies) in per_thread.into_iter().enumerate() {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let serve = serve.clone();
+        let stop = shutdown.clone();
+        let spawned = std::thread::Builder::new()
+            .name(format!("{}-{i}", name.to_ascii_lowercase()))
+            .spawn(move || {
+                let result = runtime(Some(1)).and_then(|rt| {
+                    // Boxed, as in `run`.
+                    rt.block_on(Box::pin(async {
+                        prepare_thread().await;
+                        let listeners = copies
+                            .into_iter()
+                            .map(ListenerCopy::register)
+                            .collect::<io::Result<Vec<_>>>()?;
+                        serve(listeners, threads).await
+                    }))
+                });
+                if result.is_err() {
+                    // One thread failed: the others stop too.
+                    stop.trigger();
+                }
+                let _ = tx.send(result);
+            });
+        if let Err(e) = spawned {
+            shutdown.trigger();
+            return Err(e);
+        }
+        done.push(rx);
+    }
+    Ok(Box::pin(async move {
+        let mut result = Ok(());
+        for rx in done {
+            let r = rx
+                .await
+                .unwrap_or_else(|_| Err(io::Error::other("a serving thread panicked")));
+            if result.is_ok() {
+                result = r;
+            }
+        }
+        result
+    }))
 }
