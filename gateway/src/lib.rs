@@ -81,11 +81,14 @@ where
 ///
 /// The settings every socket server shares ([`ServerOptions`]) have the
 /// same setters here as on the servers. Serving one protocol on one
-/// address, the program runs that protocol's server (a single-threaded
-/// runtime per CPU unless [`work_stealing`](Builder::work_stealing) is
-/// set); serving several sockets (systemd) or a socket whose connections
-/// each show their protocol, it serves them all on one multi-threaded
-/// runtime with [`worker_threads`](Builder::worker_threads) workers.
+/// address, the program runs that protocol's server; serving several
+/// sockets (systemd) or a socket whose connections each show their
+/// protocol, it serves them all the same way: on threads of their own,
+/// each with a single-threaded runtime and a copy of every socket (half
+/// the CPUs, a thread per CPU when every socket is HTTP;
+/// [`worker_threads`](Builder::worker_threads) to choose), or with
+/// [`work_stealing`](Builder::work_stealing) on one multi-threaded
+/// runtime.
 #[derive(Debug, Clone)]
 pub struct Builder {
     protocol: Option<Protocol>,
@@ -103,8 +106,8 @@ impl Default for Builder {
 
 impl Builder {
     /// The defaults: decide from how the program was started, the default
-    /// handler, tokio's default worker threads, a 30 s grace period on
-    /// shutdown, and a log subscriber to stderr.
+    /// handler, the servers' default threads (see [`Builder`]), a 30 s
+    /// grace period on shutdown, and a log subscriber to stderr.
     pub fn new() -> Self {
         Self {
             protocol: None,
