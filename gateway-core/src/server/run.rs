@@ -230,7 +230,7 @@ pub fn run_per_thread<F, Fut, A, AFut>(
 where
     F: Fn(Listener, usize) -> Fut + Clone + Send + 'static,
     Fut: Future<Output = io::Result<()>> + 'static,
-    A: FnOnce(std::pin::Pin<Box<dyn Future<Output = io::Result<()>>>>) -> AFut,
+    A: FnOnce(Serving) -> AFut,
     AFut: Future<Output = io::Result<()>>,
 {
     systemd::adopt();
@@ -325,7 +325,7 @@ pub fn spawn_per_thread<F, Fut>(
     threads: usize,
     shutdown: &Shutdown,
     serve: F,
-) -> io::Result<std::pin::Pin<Box<dyn Future<Output = io::Result<()>>>>>
+) -> io::Result<Serving>
 where
     F: Fn(Vec<Listener>, usize) -> Fut + Clone + Send + 'static,
     Fut: Future<Output = io::Result<()>> + 'static,
@@ -355,6 +355,9 @@ where
     }))
 }
 
+/// The serving of several threads, which a runtime awaits.
+type Serving = std::pin::Pin<Box<dyn Future<Output = io::Result<()>>>>;
+
 /// Starts a thread for each set of socket copies in `per_thread`, each
 /// with a single-threaded runtime that serves them with `serve`; the
 /// returned future waits for every thread. One that fails triggers
@@ -364,7 +367,7 @@ fn spawn_threads<F, Fut>(
     per_thread: Vec<Vec<ListenerCopy>>,
     shutdown: &Shutdown,
     serve: F,
-) -> io::Result<std::pin::Pin<Box<dyn Future<Output = io::Result<()>>>>>
+) -> io::Result<Serving>
 where
     F: Fn(Vec<Listener>, usize) -> Fut + Clone + Send + 'static,
     Fut: Future<Output = io::Result<()>> + 'static,
