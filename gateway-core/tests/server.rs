@@ -494,3 +494,87 @@ async fn sniffing_a_silent_stream_times_out() {
         .unwrap();
     assert_eq!(found, None);
 }
+
+/// Two sockets, TCP and a Unix socket bound here, served on three threads
+/// of their own: each thread gets a copy of both, the connections to
+/// either are served on those threads (each answers with its thread's
+/// name), the shutdown ends them all, and the Unix socket's path stays
+/// until every thread is done, then goes.
+#[test]
+fn spawn_per_thread_serves_every_socket_on_threads_of_their_own() {
+    use gateway_core::server::spawn_per_thread;
+    let rt = gateway_core::server::runtime(Some(1)).unwrap();
+    rt.block_on(async {
+        let tcp = Listener::bind("127.0.0.1:0").await.unwrap();
+        let addr = tcp.tcp_addr().unwrap();
+        let path = std::env::temp_dir().join(format!("gw-spawn-{}.sock", std::process::id()));
+        let unix = Listener::bind_unix(&path, BindOptions::new().remove_stale(true)).unwrap();
+        let shutdown = Shutdown::new();
+        let stop = shutdown.clone();
+        let serving = spawn_per_thread(
+            "test",
+            vec![tcp, unix],
+            3,
+            &shutdown,
+            move |listeners: Vec<Listener>, threads| {
+                let stop = stop.clone();
+                async move {
+                    assert_eq!((listeners.len(), threads), (2, 3));
+                    let mut loops = Vec::new();
+                    for listener in listeners {
+                        loops.push(tokio::spawn(serve(
+                            listener,
+                            16,
+                            stop.clone(),
+                            Refusal::close(),
+                            |mut c: gateway_core::server::Connection| async move {
+                                let name = std::thread::current().name().map(str::to_owned);
+                                let _ = c
+                                    .stream
+                                    .write_all(name.unwrap_or_default().as_bytes())
+                                    .await;
+                            },
+                        )));
+                    }
+                    for l in loops {
+                        l.await.map_err(std::io::Error::other)??;
+                    }
+                    Ok(())
+                }
+            },
+        )
+        .unwrap();
+        let serving = tokio::spawn(serving);
+        // The main runtime accepts nothing: every answer comes from a thread
+        // of the set.
+        let mut names = std::collections::BTreeSet::new();
+        for _ in 0..8 {
+            let mut got = String::new();
+            let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+            s.read_to_string(&mut got).await.unwrap();
+            names.insert(got);
+            let mut got = String::new();
+            let mut s = tokio::net::UnixStream::connect(&path).await.unwrap();
+            s.read_to_string(&mut got).await.unwrap();
+            names.insert(got);
+        }
+        assert!(
+            !names.is_empty()
+                && names
+                    .iter()
+                    .all(|n| ["test-0", "test-1", "test-2"].contains(&n.as_str())),
+            "{names:?}"
+        );
+        assert!(path.exists(), "the socket's path stays while it is served");
+        shutdown.trigger();
+        tokio::time::timeout(Duration::from_secs(5), serving)
+            .await
+            .expect("every thread ends after the shutdown")
+            .unwrap()
+            .unwrap();
+        assert!(
+            !path.exists(),
+            "the socket's path goes once every thread is done"
+        );
+    });
+}

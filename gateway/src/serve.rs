@@ -32,20 +32,20 @@ where
         return Ok(ExitCode::SUCCESS);
     }
     // As the servers' own `run`: a single-threaded runtime per thread,
-    // each serving every socket, unless work stealing or one thread is
-    // asked for.
-    let threads = b.options.get_worker_threads();
-    let (rt, per_thread) = if b.options.get_work_stealing() {
-        (server::runtime(threads)?, false)
+    // each serving every socket (see `serve_sockets`), unless work
+    // stealing is asked for.
+    let stealing = b.options.get_work_stealing();
+    let rt = if stealing {
+        server::runtime(b.options.get_worker_threads())?
     } else {
-        (server::runtime(Some(1))?, threads != Some(1))
+        server::runtime(Some(1))?
     };
     rt.block_on(Box::pin(serve_sockets(
         b,
         start.protocol,
         socket,
         app,
-        per_thread,
+        !stealing,
     )))?;
     Ok(ExitCode::SUCCESS)
 }
@@ -225,10 +225,12 @@ where
 }
 
 /// Serves the sockets of `socket` (with `protocol`, or the one each is
-/// named after, or told per connection) until a signal or the shutdown:
-/// on `per_thread`, on threads of their own, each with a single-threaded
-/// runtime and a copy of every socket (see `run_per_thread`), otherwise on
-/// the runtime this runs on.
+/// named after, or told per connection) until a signal or the shutdown.
+/// With `per_thread`, on the servers' threads (half the CPUs, one per CPU
+/// when every socket is HTTP, or the options' `worker_threads`): past one,
+/// threads of their own, each with a single-threaded runtime and a copy of
+/// every socket (see `spawn_per_thread`); otherwise, or with one, on the
+/// runtime this runs on.
 async fn serve_sockets<S, B>(
     b: &Builder,
     protocol: Option<Protocol>,
@@ -311,26 +313,22 @@ where
             result
         }
     };
-    let serving: std::pin::Pin<Box<dyn Future<Output = io::Result<()>>>> = if per_thread {
-        // Threads as the servers' own `run` has them: half the CPUs behind
-        // a web server, one per CPU when every socket is HTTP.
-        let threads = b.options.get_worker_threads().unwrap_or_else(|| {
-            if all_http {
-                std::thread::available_parallelism().map_or(1, usize::from)
-            } else {
-                server::half_the_cpus()
-            }
-        });
-        server::spawn_per_thread(
-            "gateway",
-            listeners,
-            threads,
-            &b.options.shutdown_handle(),
-            serve,
-        )?
-    } else {
-        Box::pin(serve(listeners, 1))
-    };
+    // Threads as the servers' own `run` has them: half the CPUs behind a
+    // web server, one per CPU when every socket is HTTP.
+    let threads = b.options.get_worker_threads().unwrap_or_else(|| {
+        if all_http {
+            std::thread::available_parallelism().map_or(1, usize::from)
+        } else {
+            server::half_the_cpus()
+        }
+    });
+    let serving: std::pin::Pin<Box<dyn Future<Output = io::Result<()>>>> =
+        if per_thread && threads > 1 {
+            let shutdown = b.options.shutdown_handle();
+            server::spawn_per_thread("gateway", listeners, threads, &shutdown, serve)?
+        } else {
+            Box::pin(serve(listeners, 1))
+        };
     let shutdown = b.options.shutdown_handle();
     let status_page = b
         .options

@@ -356,7 +356,7 @@ where
 }
 
 /// The serving of several threads, which a runtime awaits.
-type Serving = std::pin::Pin<Box<dyn Future<Output = io::Result<()>>>>;
+type Serving = std::pin::Pin<Box<dyn Future<Output = io::Result<()>> + Send>>;
 
 /// Starts a thread for each set of socket copies in `per_thread`, each
 /// with a single-threaded runtime that serves them with `serve`; the
