@@ -202,7 +202,11 @@ fn init_logging(default: &str, error_log: bool) {
     let stderr = tracing_subscriber::fmt::layer()
         .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
-    if !error_log {
+    // With every level off (`RUST_LOG=off`) no event is written, so the
+    // error log has nothing to route and requests are not given a span.
+    let off = tracing_subscriber::Layer::<tracing_subscriber::Registry>::max_level_hint(&filter)
+        == Some(tracing::level_filters::LevelFilter::OFF);
+    if !error_log || off {
         let _ = tracing_subscriber::registry()
             .with(filter)
             .with(stderr)

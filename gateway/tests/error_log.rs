@@ -8,9 +8,14 @@ use std::process::{Command, Stdio};
 const CHILD: &str = "GATEWAY_TEST_ERROR_LOG_CHILD";
 
 fn cgi_child(test: &str, error_log: &str) -> String {
+    cgi_child_with(test, error_log, &[])
+}
+
+fn cgi_child_with(test: &str, error_log: &str, env: &[(&str, &str)]) -> String {
     let out = Command::new(std::env::current_exe().unwrap())
         .args(["--exact", test, "--nocapture", "--test-threads=1"])
         .env_clear()
+        .envs(env.iter().copied())
         .env(CHILD, error_log)
         .env("GATEWAY_INTERFACE", "CGI/1.1")
         .env("REQUEST_METHOD", "GET")
@@ -78,6 +83,31 @@ fn an_app_warning_reaches_the_error_stream_once_with_its_request() {
             for what in ["from a span of the app", "after the request"] {
                 assert_eq!(lines_with(&stderr, what).len(), 1, "{stderr}");
             }
+        }
+    }
+}
+
+/// With every level off (`RUST_LOG=off`) requests run without a span (it
+/// would cost every request and route nothing); by default they run in one.
+#[test]
+fn with_every_level_off_requests_get_no_span() {
+    match std::env::var(CHILD).as_deref() {
+        Ok(expect) => {
+            let want_span = expect == "span";
+            let app = tower::service_fn(move |_req: http::Request<gateway::Body>| async move {
+                let has_span = !tracing::Span::current().is_none();
+                let status = if has_span == want_span { 200 } else { 500 };
+                let mut res = http::Response::new(format!("span: {has_span}\n"));
+                *res.status_mut() = http::StatusCode::from_u16(status).unwrap();
+                Ok::<_, std::convert::Infallible>(res)
+            });
+            let code = gateway::Builder::new().run(app);
+            assert_eq!(code, std::process::ExitCode::SUCCESS);
+        }
+        Err(_) => {
+            let name = "with_every_level_off_requests_get_no_span";
+            cgi_child_with(name, "no span", &[("RUST_LOG", "off")]);
+            cgi_child_with(name, "span", &[]);
         }
     }
 }
