@@ -154,14 +154,15 @@ pub(crate) fn request_span(
         return tracing::Span::none();
     }
     #[cfg(feature = "tracing-layer")]
-    let handed = layer::in_use() && {
+    let handed = layer::in_use();
+    #[cfg(feature = "tracing-layer")]
+    if handed {
         layer::hand_over(
             errors,
             under_iis(environ, protocol),
             layer::head(id, method.as_str(), path),
         );
-        true
-    };
+    }
     #[cfg(not(feature = "tracing-layer"))]
     let _ = (errors, environ, protocol);
     let span = tracing::info_span!(

@@ -279,13 +279,22 @@ where
         .map(|&p| servers.cap_for(p, &b.options))
         .collect();
     let timeout = limits.get_head_read_timeout();
-    let all_http = protocols.iter().all(|p| *p == Some(Protocol::Http));
+    // Threads as the servers' own `run` has them: half the CPUs behind a
+    // web server, one per CPU when every socket is HTTP.
+    let threads = b.options.get_worker_threads().unwrap_or_else(|| {
+        if protocols.iter().all(|p| *p == Some(Protocol::Http)) {
+            std::thread::available_parallelism().map_or(1, usize::from)
+        } else {
+            server::half_the_cpus()
+        }
+    });
     // Serves this thread's sockets (copies of them), a task each.
+    let stop = shutdown.clone();
     let serve = move |listeners: Vec<Listener>, _threads: usize| {
         let servers = servers.clone();
         let protocols = protocols.clone();
         let caps = caps.clone();
-        let shutdown = shutdown.clone();
+        let shutdown = stop.clone();
         async move {
             let mut tasks = Vec::new();
             for ((p, listener), cap) in protocols.into_iter().zip(listeners).zip(caps) {
@@ -313,23 +322,12 @@ where
             result
         }
     };
-    // Threads as the servers' own `run` has them: half the CPUs behind a
-    // web server, one per CPU when every socket is HTTP.
-    let threads = b.options.get_worker_threads().unwrap_or_else(|| {
-        if all_http {
-            std::thread::available_parallelism().map_or(1, usize::from)
-        } else {
-            server::half_the_cpus()
-        }
-    });
     let serving: std::pin::Pin<Box<dyn Future<Output = io::Result<()>>>> =
         if per_thread && threads > 1 {
-            let shutdown = b.options.shutdown_handle();
             server::spawn_per_thread("gateway", listeners, threads, &shutdown, serve)?
         } else {
             Box::pin(serve(listeners, 1))
         };
-    let shutdown = b.options.shutdown_handle();
     let status_page = b
         .options
         .get_status_addr()
