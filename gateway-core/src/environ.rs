@@ -614,7 +614,7 @@ pub(crate) const fn key_hash(key: u64) -> u64 {
 const TYPICAL_LEN: usize = 32;
 
 /// The variables of [`Known`], in the order of [`KnownAt::at`].
-const KNOWN_NAMES: [&[u8]; 14] = [
+const KNOWN_NAMES: [&[u8]; 15] = [
     b"REQUEST_METHOD",
     b"SERVER_PROTOCOL",
     b"HTTPS",
@@ -629,6 +629,7 @@ const KNOWN_NAMES: [&[u8]; 14] = [
     b"CONTENT_TYPE",
     b"CONTENT_LENGTH",
     b"HTTP_TRANSFER_ENCODING",
+    b"SERVER_SOFTWARE",
 ];
 
 const K0: u32 = name_key(KNOWN_NAMES[0]) as u32;
@@ -645,10 +646,13 @@ const K10: u32 = name_key(KNOWN_NAMES[10]) as u32;
 const K11: u32 = name_key(KNOWN_NAMES[11]) as u32;
 const K12: u32 = name_key(KNOWN_NAMES[12]) as u32;
 const K13: u32 = name_key(KNOWN_NAMES[13]) as u32;
+const K14: u32 = name_key(KNOWN_NAMES[14]) as u32;
 
 // The dispatch on the key needs the keys of the known names to differ.
 const _: () = {
-    let keys = [K0, K1, K2, K3, K4, K5, K6, K7, K8, K9, K10, K11, K12, K13];
+    let keys = [
+        K0, K1, K2, K3, K4, K5, K6, K7, K8, K9, K10, K11, K12, K13, K14,
+    ];
     let mut i = 0;
     while i < keys.len() {
         let mut j = i + 1;
@@ -669,7 +673,7 @@ pub(crate) struct Known<'a> {
     vars: &'a Vars,
     /// Where the variables are in `vars` (by [`KNOWN_NAMES`] order), for
     /// the methods, which look only at what they are asked for.
-    at: [u8; 14],
+    at: [u8; 15],
     pub(crate) script_name: Option<Value<'a>>,
     /// How many `HTTP_*` variables there are.
     pub(crate) http_fields: usize,
@@ -695,7 +699,7 @@ fn nonempty(v: Option<Value<'_>>) -> Option<&[u8]> {
 /// how many `HTTP_*` variables there are, kept up to date by the environ.
 #[derive(Debug, Clone, Copy)]
 struct KnownAt {
-    at: [u8; 14],
+    at: [u8; 15],
     http_fields: u32,
     /// Bit `i`: variable `i` (of the first 32) is an `HTTP_*` one.
     http_at: u32,
@@ -716,7 +720,7 @@ const FAR: u8 = u8::MAX - 1;
 impl Default for KnownAt {
     fn default() -> Self {
         KnownAt {
-            at: [NOWHERE; 14],
+            at: [NOWHERE; 15],
             http_fields: 0,
             http_at: 0,
         }
@@ -769,6 +773,7 @@ impl KnownAt {
             K11 if n == b"CONTENT_TYPE" => 11,
             K12 if n == b"CONTENT_LENGTH" => 12,
             K13 if n == b"HTTP_TRANSFER_ENCODING" => 13,
+            K14 if n == b"SERVER_SOFTWARE" => 14,
             _ => return,
         };
         if let Some(at) = self.at.get_mut(f)
@@ -812,6 +817,12 @@ impl<'a> Known<'a> {
     #[inline]
     pub(crate) fn request_method(&self) -> Option<&'a [u8]> {
         nonempty(self.get(0))
+    }
+
+    /// `SERVER_SOFTWARE`, as [`Environ::get`] finds it.
+    #[inline]
+    pub(crate) fn server_software(&self) -> Option<&'a [u8]> {
+        self.get(14).map(|v| v.as_bytes())
     }
 
     /// As [`Environ::server_protocol`].
@@ -1763,6 +1774,7 @@ mod tests {
             "OTHER",
             "HTTP_TRANSFER_ENCODING",
             "QUERY_STRING",
+            "SERVER_SOFTWARE",
         ];
         let mut env = Environ::new();
         // A simple deterministic walk over the operations.
@@ -1835,6 +1847,24 @@ mod tests {
             .filter(|n| n.starts_with(b"HTTP_"))
             .collect();
         assert_eq!(hosts, [b"HTTP_HOST"]);
+    }
+
+    /// An environ a parser made from spans (FastCGI's) finds
+    /// `SERVER_SOFTWARE` among its known variables, as `get` does.
+    #[test]
+    fn server_software_is_known_in_an_environ_made_from_spans() {
+        let buf = Bytes::from_static(b"SERVER_SOFTWAREMicrosoft-IIS/10.0SERVER_SOFTWAREx");
+        let mut env = Environ::new();
+        env.extend_replacing_spans(&buf, vec![[0, 15, 15, 33]]);
+        assert_eq!(
+            env.known().server_software(),
+            Some(&b"Microsoft-IIS/10.0"[..])
+        );
+        env.extend_replacing_spans(&buf, vec![[33, 48, 48, 49]]);
+        assert_eq!(env.known().server_software(), env.get("SERVER_SOFTWARE"));
+        assert_eq!(env.known().server_software(), Some(&b"x"[..]));
+        env.remove("SERVER_SOFTWARE");
+        assert_eq!(env.known().server_software(), None);
     }
 
     /// Every known name fills its own field, and a name that differs

@@ -10,7 +10,6 @@ use std::time::Duration;
 use bytes::{Buf, Bytes};
 use http::{HeaderMap, HeaderValue, Request, Response, StatusCode, Version, header};
 use tower::Service;
-use tracing::Instrument;
 
 use crate::body::Body;
 use crate::environ::{BodyLength, Environ};
@@ -621,9 +620,7 @@ impl Handler {
         // Pinned where it is made: the wrappers hold only a reference, so
         // the large future is not moved again.
         let respond = std::pin::pin!(self.respond(gateway, call, &ctx, seen_path, phase));
-        crate::slow::Watch::new(respond, slow)
-            .instrument(span)
-            .await
+        logging::InSpan::new(crate::slow::Watch::new(respond, slow), span).await
     }
 
     /// Calls the application and sends its response (or the error page).
