@@ -340,17 +340,24 @@ where
             Listener::Tcp(_) => None,
         })
         .collect();
-    let copies = (0..threads.max(1))
-        .map(|_| listeners.iter().map(ListenerCopy::of).collect())
-        .collect::<io::Result<Vec<Vec<_>>>>()?;
-    // This runtime accepts nothing: its copies leave it.
-    drop(listeners);
-    let serving = spawn_threads(name, copies, shutdown, serve)?;
-    Ok(Box::pin(async move {
-        let result = serving.await;
+    let remove_paths = |paths: &[std::path::PathBuf]| {
         for path in paths {
             let _ = std::fs::remove_file(path);
         }
+    };
+    let started = (0..threads.max(1))
+        .map(|_| listeners.iter().map(ListenerCopy::of).collect())
+        .collect::<io::Result<Vec<Vec<_>>>>()
+        .and_then(|copies| {
+            // This runtime accepts nothing: its copies leave it.
+            drop(listeners);
+            spawn_threads(name, copies, shutdown, serve)
+        });
+    // Nothing serves the paths if the threads did not start.
+    let serving = started.inspect_err(|_| remove_paths(&paths))?;
+    Ok(Box::pin(async move {
+        let result = serving.await;
+        remove_paths(&paths);
         result
     }))
 }
