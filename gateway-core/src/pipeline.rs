@@ -473,6 +473,8 @@ impl<G: Gateway> Writer<'_, G> {
                 "response head larger than the configured limit",
             ))));
         }
+        // Written: the map can hold the next request's headers.
+        crate::request::keep_spare_headers(parts.headers);
         Ok(())
     }
 

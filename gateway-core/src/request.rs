@@ -2,6 +2,9 @@
 //! .
 
 use bytes::{BufMut, Bytes, BytesMut};
+use std::cell::Cell;
+
+use http::HeaderMap;
 use http::header::{HeaderName, HeaderValue};
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{Method, Request, Uri, Version};
@@ -56,10 +59,17 @@ pub fn build_request(env: &Environ, body: Body) -> Result<Request<Body>, Error> 
     *req.version_mut() = version;
     *req.uri_mut() = build_uri(&known, https)?;
 
-    let headers = req.headers_mut();
-    headers.reserve(known.http_fields + 2);
     let content_type = known.content_type().filter(|v| !v.is_empty());
     let has_content_type = content_type.is_some();
+    let body_length = known.body_length();
+    // Room for what the loop below and the two fields after it may add,
+    // no more: a map a little larger than it needs can double in size
+    // and leave the allocator's fast path.
+    let room = known.http_fields
+        + usize::from(has_content_type)
+        + usize::from(matches!(body_length, Ok(BodyLength::Known(_))));
+    let headers = req.headers_mut();
+    *headers = spare_headers(room);
     for (name, value) in env.http_pairs() {
         let Some(rest) = name.strip_prefix(b"HTTP_") else {
             continue;
@@ -95,7 +105,7 @@ pub fn build_request(env: &Environ, body: Body) -> Result<Request<Body>, Error> 
             .map_err(|_| bad("invalid CONTENT_TYPE"))?;
         headers.insert(http::header::CONTENT_TYPE, v);
     }
-    match known.body_length() {
+    match body_length {
         Ok(BodyLength::Known(n)) => {
             // Small lengths (0 above all: nginx sends `CONTENT_LENGTH` with
             // every SCGI request) without an allocation.
@@ -108,6 +118,41 @@ pub fn build_request(env: &Environ, body: Body) -> Result<Request<Body>, Error> 
         Err(_) => return Err(bad("CONTENT_LENGTH is not a decimal number")),
     }
     Ok(req)
+}
+
+thread_local! {
+    /// The header map of a response this thread wrote, emptied, for the
+    /// next request it builds: a connection's requests and responses take
+    /// turns, so a request's headers mostly go into the map the last
+    /// response had (as hyper does with its requests), without allocating.
+    static SPARE_HEADERS: Cell<Option<HeaderMap>> = const { Cell::new(None) };
+}
+
+/// The most header fields a kept map may have room for: a response with
+/// more does not leave its memory to the thread.
+const SPARE_MAX: usize = 48;
+
+/// Keeps a response's header map, emptied, for the next request built on
+/// this thread (see [`build_request`]), unless it is large.
+pub(crate) fn keep_spare_headers(mut headers: HeaderMap) {
+    if headers.capacity() == 0 || headers.capacity() > SPARE_MAX {
+        return;
+    }
+    headers.clear();
+    // A map kept before (two responses in a row) is dropped.
+    SPARE_HEADERS.with(|spare| spare.set(Some(headers)));
+}
+
+/// An empty header map with room for `room` fields: the kept one when it
+/// has that room, else a new one (the kept one stays for a later request).
+fn spare_headers(room: usize) -> HeaderMap {
+    SPARE_HEADERS.with(|spare| match spare.take() {
+        Some(map) if map.capacity() >= room => map,
+        kept => {
+            spare.set(kept);
+            HeaderMap::with_capacity(room)
+        }
+    })
 }
 
 fn bad(why: &'static str) -> Error {
@@ -519,6 +564,64 @@ pub fn quote_path(s: &[u8]) -> Bytes {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A response's header map, kept, holds the next request's headers
+    /// when it has room for them, emptied of the response's; a request
+    /// with more fields gets a map of its own, and the kept one stays.
+    #[test]
+    fn a_kept_response_map_holds_the_next_requests_headers_only() {
+        let mut response = HeaderMap::with_capacity(6);
+        response.insert("x-response", HeaderValue::from_static("1"));
+        response.append("set-cookie", HeaderValue::from_static("a=1"));
+        let room = response.capacity();
+        keep_spare_headers(response);
+        let (_, env) = environ(&[
+            ("REQUEST_METHOD", "POST"),
+            ("HTTP_HOST", "example.com"),
+            ("HTTP_ACCEPT", "*/*"),
+            ("CONTENT_TYPE", "text/plain"),
+            ("CONTENT_LENGTH", "3"),
+        ]);
+        let req = build_request(&env, Body::empty()).unwrap();
+        let h = req.headers();
+        assert_eq!(h.len(), 4, "{h:?}");
+        assert_eq!(h["host"], "example.com");
+        assert_eq!(h["accept"], "*/*");
+        assert_eq!(h["content-type"], "text/plain");
+        assert_eq!(h["content-length"], "3");
+        assert!(!h.contains_key("x-response") && !h.contains_key("set-cookie"));
+        // The kept map, not a new one (a new one for four fields has room
+        // for six as well, but the kept one is gone from the thread now).
+        assert_eq!(h.capacity(), room);
+        assert!(SPARE_HEADERS.with(|s| s.take()).is_none());
+
+        // Too small for the next request: it gets a map of its own, and
+        // the kept one stays for later.
+        let mut small = HeaderMap::new();
+        small.insert("x-small", HeaderValue::from_static("1"));
+        let small_room = small.capacity();
+        keep_spare_headers(small);
+        let many: Vec<(String, &'static str)> = (0..small_room + 2)
+            .map(|i| (format!("HTTP_X_{i}"), "v"))
+            .collect();
+        let mut env = Environ::new();
+        for (n, v) in &many {
+            env.push(n.clone(), *v);
+        }
+        let req = build_request(&env, Body::empty()).unwrap();
+        assert_eq!(req.headers().len(), small_room + 2);
+        let kept = SPARE_HEADERS
+            .with(|s| s.take())
+            .expect("the small map stays");
+        assert!(kept.is_empty());
+        assert_eq!(kept.capacity(), small_room);
+
+        // A large map is not kept.
+        let mut large = HeaderMap::with_capacity(SPARE_MAX + 1);
+        large.insert("x-large", HeaderValue::from_static("1"));
+        keep_spare_headers(large);
+        assert!(SPARE_HEADERS.with(|s| s.take()).is_none());
+    }
 
     /// The header names of `HTTP_*` variables, made and from the thread's
     /// cache: the same names, whatever came before; a name no header may
