@@ -1,5 +1,6 @@
 //! The CGI meta-variables of one request, as raw bytes.
 
+use std::cell::Cell;
 use std::fmt;
 use std::panic::{RefUnwindSafe, UnwindSafe};
 use std::sync::{Arc, OnceLock};
@@ -85,6 +86,46 @@ impl Clone for Vars {
 }
 
 static EMPTY: Bytes = Bytes::new();
+
+thread_local! {
+    /// The vectors of the last environ dropped on this thread, emptied, for
+    /// the next one made here: a server's requests come one after another
+    /// on a thread, and each request's environ then needs no allocation
+    /// for its list of variables or for the few set by name.
+    static SPARE_LIST: Cell<Vec<[u32; 4]>> = const { Cell::new(Vec::new()) };
+    static SPARE_OWN: Cell<Vec<(Bytes, Bytes)>> = const { Cell::new(Vec::new()) };
+}
+
+/// The most variables a kept vector may have room for (8 KiB of spans, 4
+/// KiB of pairs): an environ with more does not leave its memory to the
+/// thread.
+const SPARE_LIST_MAX: usize = 512;
+const SPARE_OWN_MAX: usize = 64;
+
+impl Drop for Vars {
+    fn drop(&mut self) {
+        let list = std::mem::take(&mut self.list);
+        if list.capacity() != 0 && list.capacity() <= SPARE_LIST_MAX {
+            let mut list = list;
+            list.clear();
+            SPARE_LIST.with(|spare| spare.set(list));
+        }
+        let own = std::mem::take(&mut self.own);
+        if own.capacity() != 0 && own.capacity() <= SPARE_OWN_MAX {
+            let mut own = own;
+            own.clear();
+            SPARE_OWN.with(|spare| spare.set(own));
+        }
+    }
+}
+
+/// An empty vector for an environ's own pairs, with room for at least
+/// `n`, as [`span_list`].
+fn own_list(n: usize) -> Vec<(Bytes, Bytes)> {
+    let mut own = SPARE_OWN.with(Cell::take);
+    own.reserve(n);
+    own
+}
 
 impl Vars {
     /// The buffer of a part in `own`.
@@ -1052,10 +1093,11 @@ impl Environ {
     #[inline]
     fn push_var(&mut self, name: Bytes, value: Bytes) {
         let vars = self.vars_mut();
-        if vars.own.capacity() == 0 && !vars.listed() {
+        if vars.own.capacity() == 0 {
             // A request's environ holds a few dozen variables: room for
-            // them at once rather than growing four times on the way.
-            vars.own.reserve(TYPICAL_LEN);
+            // them at once rather than growing four times on the way (or,
+            // beside a list, for the few set by name).
+            vars.own = own_list(if vars.listed() { 1 } else { TYPICAL_LEN });
         }
         let i = vars.len();
         self.known.note(i, &name);
@@ -1172,6 +1214,35 @@ impl Environ {
     /// ```
     pub fn extend_replacing_spans(&mut self, buf: &Bytes, spans: Vec<[u32; 4]>) {
         self.extend_spans(buf, spans, false);
+    }
+
+    /// An empty vector with room for at least `n` spans, for a parser to
+    /// fill and hand to
+    /// [`extend_replacing_spans`](Environ::extend_replacing_spans) or
+    /// [`extend_distinct_spans`](Environ::extend_distinct_spans): the
+    /// vector of the last environ dropped on this thread, when there is
+    /// one. A server's requests come one after another on a thread, so its
+    /// request environs then allocate nothing for their lists.
+    ///
+    /// ```
+    /// use bytes::Bytes;
+    /// use gateway_core::Environ;
+    ///
+    /// let buf = Bytes::from_static(b"REQUEST_METHODGET");
+    /// let mut spans = Environ::span_list(40);
+    /// spans.push([0, 14, 14, 17]);
+    /// let mut env = Environ::new();
+    /// env.extend_replacing_spans(&buf, spans);
+    /// assert_eq!(env.request_method(), Some(&b"GET"[..]));
+    /// drop(env);
+    /// // The next list is that environ's, emptied, with its room.
+    /// let spans = Environ::span_list(1);
+    /// assert!(spans.is_empty() && spans.capacity() >= 40);
+    /// ```
+    pub fn span_list(n: usize) -> Vec<[u32; 4]> {
+        let mut list = SPARE_LIST.with(Cell::take);
+        list.reserve(n);
+        list
     }
 
     /// [`extend_replacing_spans`](Environ::extend_replacing_spans) for
@@ -1847,6 +1918,43 @@ mod tests {
             .filter(|n| n.starts_with(b"HTTP_"))
             .collect();
         assert_eq!(hosts, [b"HTTP_HOST"]);
+    }
+
+    /// An environ dropped leaves its vectors to the next one made on the
+    /// thread, empty: nothing of the first shows in the second, and a
+    /// vector too large to keep is not kept.
+    #[test]
+    fn a_dropped_environs_vectors_serve_the_next_one_empty() {
+        let buf = Bytes::from_static(b"REQUEST_METHODGETA1");
+        let mut spans = Environ::span_list(100);
+        spans.push([0, 14, 14, 17]);
+        spans.push([17, 18, 18, 19]);
+        let mut first = Environ::new();
+        first.extend_replacing_spans(&buf, spans);
+        first.push("FCGI_ROLE", "RESPONDER");
+        let own_room = first.vars.own.capacity();
+        drop(first);
+
+        let spans = Environ::span_list(1);
+        assert!(spans.is_empty());
+        assert!(spans.capacity() >= 100, "{}", spans.capacity());
+        let mut second = Environ::new();
+        let buf = Bytes::from_static(b"PATH_INFO/x");
+        let mut spans = spans;
+        spans.push([0, 9, 9, 11]);
+        second.extend_replacing_spans(&buf, spans);
+        second.push("B", "2");
+        assert_eq!(second.vars.own.capacity(), own_room);
+        let pairs: Vec<(&[u8], &[u8])> = second.iter().collect();
+        assert_eq!(pairs, [(&b"PATH_INFO"[..], &b"/x"[..]), (b"B", b"2")]);
+        drop(second);
+
+        let mut large = Environ::span_list(SPARE_LIST_MAX + 1);
+        large.push([0, 9, 9, 11]);
+        let mut env = Environ::new();
+        env.extend_replacing_spans(&buf, large);
+        drop(env);
+        assert_eq!(Environ::span_list(0).capacity(), 0);
     }
 
     /// An environ a parser made from spans (FastCGI's) finds

@@ -438,7 +438,12 @@ impl ParamsDecoder {
         // pair.
         let rest_len = src.len().saturating_sub(self.at);
         let likely = (rest_len / 16).min(self.max_count.saturating_sub(self.spans.len()));
-        self.spans.reserve(likely);
+        if self.spans.capacity() == 0 {
+            // The list the last request's environ left on this thread.
+            self.spans = gateway_core::Environ::span_list(likely);
+        } else {
+            self.spans.reserve(likely);
+        }
         let mut at = self.at;
         let result = loop {
             let rest = src.get(at..).unwrap_or_default();

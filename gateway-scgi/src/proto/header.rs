@@ -278,8 +278,9 @@ pub(super) fn parse_block(
     // With the final NUL removed, each NUL of the rest and its end close
     // one string of the block each. Room for the pairs a web server's
     // block holds (some 25 to 40 bytes a pair), bounded so that a large
-    // block does not reserve ahead.
-    let mut spans: Vec<[u32; 4]> = Vec::with_capacity((block.len() / 24).clamp(8, 64));
+    // block does not reserve ahead. The list the last request's environ
+    // left on this thread, when there is one.
+    let mut spans = gateway_core::Environ::span_list((block.len() / 24).clamp(8, 64));
     let odd = split_pairs(strings, &mut spans);
     let (content_length, marker, joined) = check_pairs(strings, &mut spans, odd, merge)?;
     if strict {
