@@ -103,19 +103,32 @@ const SPARE_LIST_MAX: usize = 512;
 const SPARE_OWN_MAX: usize = 64;
 
 impl Drop for Vars {
+    #[inline]
     fn drop(&mut self) {
-        let list = std::mem::take(&mut self.list);
-        if list.capacity() != 0 && list.capacity() <= SPARE_LIST_MAX {
-            let mut list = list;
-            list.clear();
-            SPARE_LIST.with(|spare| spare.set(list));
+        // Most environs that have no vectors of their own (a deferred
+        // one's, a base environ's) pay two comparisons.
+        if self.list.capacity() != 0 {
+            keep_list(&mut self.list);
         }
-        let own = std::mem::take(&mut self.own);
-        if own.capacity() != 0 && own.capacity() <= SPARE_OWN_MAX {
-            let mut own = own;
-            own.clear();
-            SPARE_OWN.with(|spare| spare.set(own));
+        if self.own.capacity() != 0 {
+            keep_own(&mut self.own);
         }
+    }
+}
+
+/// Keeps `list`, emptied, for the next environ made on this thread.
+fn keep_list(list: &mut Vec<[u32; 4]>) {
+    if list.capacity() <= SPARE_LIST_MAX {
+        list.clear();
+        SPARE_LIST.with(|spare| spare.set(std::mem::take(list)));
+    }
+}
+
+/// Keeps `own`, emptied, for the next environ made on this thread.
+fn keep_own(own: &mut Vec<(Bytes, Bytes)>) {
+    if own.capacity() <= SPARE_OWN_MAX {
+        own.clear();
+        SPARE_OWN.with(|spare| spare.set(std::mem::take(own)));
     }
 }
 
