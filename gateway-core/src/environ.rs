@@ -120,7 +120,8 @@ impl Drop for Vars {
 fn keep_list(list: &mut Vec<[u32; 4]>) {
     if list.capacity() <= SPARE_LIST_MAX {
         list.clear();
-        SPARE_LIST.with(|spare| spare.set(std::mem::take(list)));
+        // Not during the thread's exit, once the kept one is gone.
+        let _ = SPARE_LIST.try_with(|spare| spare.set(std::mem::take(list)));
     }
 }
 
@@ -128,14 +129,14 @@ fn keep_list(list: &mut Vec<[u32; 4]>) {
 fn keep_own(own: &mut Vec<(Bytes, Bytes)>) {
     if own.capacity() <= SPARE_OWN_MAX {
         own.clear();
-        SPARE_OWN.with(|spare| spare.set(std::mem::take(own)));
+        let _ = SPARE_OWN.try_with(|spare| spare.set(std::mem::take(own)));
     }
 }
 
 /// An empty vector for an environ's own pairs, with room for at least
 /// `n`, as [`span_list`].
 fn own_list(n: usize) -> Vec<(Bytes, Bytes)> {
-    let mut own = SPARE_OWN.with(Cell::take);
+    let mut own = SPARE_OWN.try_with(Cell::take).unwrap_or_default();
     own.reserve(n);
     own
 }
@@ -1253,7 +1254,7 @@ impl Environ {
     /// assert!(spans.is_empty() && spans.capacity() >= 40);
     /// ```
     pub fn span_list(n: usize) -> Vec<[u32; 4]> {
-        let mut list = SPARE_LIST.with(Cell::take);
+        let mut list = SPARE_LIST.try_with(Cell::take).unwrap_or_default();
         list.reserve(n);
         list
     }
@@ -1968,6 +1969,33 @@ mod tests {
         env.extend_replacing_spans(&buf, large);
         drop(env);
         assert_eq!(Environ::span_list(0).capacity(), 0);
+    }
+
+    /// An environ dropped while its thread exits, after the kept vectors
+    /// are gone, is dropped without a panic.
+    #[test]
+    fn an_environ_dropped_at_thread_exit_after_the_kept_vectors() {
+        thread_local! {
+            static HELD: std::cell::RefCell<Option<Environ>> =
+                const { std::cell::RefCell::new(None) };
+        }
+        let environ = || {
+            let buf = Bytes::from_static(b"REQUEST_METHODGET");
+            let mut spans = Environ::span_list(4);
+            spans.push([0, 14, 14, 17]);
+            let mut env = Environ::new();
+            env.extend_replacing_spans(&buf, spans);
+            env.push("FCGI_ROLE", "RESPONDER");
+            env
+        };
+        let exited = std::thread::spawn(move || {
+            // Held first, so destroyed last: thread-locals go in the
+            // reverse order of their first use.
+            HELD.with(|h| *h.borrow_mut() = Some(environ()));
+            drop(environ());
+        })
+        .join();
+        assert!(exited.is_ok());
     }
 
     /// An environ a parser made from spans (FastCGI's) finds

@@ -139,20 +139,25 @@ pub(crate) fn keep_spare_headers(mut headers: HeaderMap) {
         return;
     }
     headers.clear();
-    // A map kept before (two responses in a row) is dropped.
-    SPARE_HEADERS.with(|spare| spare.set(Some(headers)));
+    // A map kept before (two responses in a row) is dropped; nothing is
+    // kept during the thread's exit.
+    let _ = SPARE_HEADERS.try_with(|spare| spare.set(Some(headers)));
 }
 
 /// An empty header map with room for `room` fields: the kept one when it
 /// has that room, else a new one (the kept one stays for a later request).
 fn spare_headers(room: usize) -> HeaderMap {
-    SPARE_HEADERS.with(|spare| match spare.take() {
-        Some(map) if map.capacity() >= room => map,
-        kept => {
-            spare.set(kept);
-            HeaderMap::with_capacity(room)
-        }
-    })
+    SPARE_HEADERS
+        .try_with(|spare| match spare.take() {
+            Some(map) if map.capacity() >= room => Some(map),
+            kept => {
+                spare.set(kept);
+                None
+            }
+        })
+        .ok()
+        .flatten()
+        .unwrap_or_else(|| HeaderMap::with_capacity(room))
 }
 
 fn bad(why: &'static str) -> Error {
