@@ -134,7 +134,7 @@ fn keep_own(own: &mut Vec<(Bytes, Bytes)>) {
 }
 
 /// An empty vector for an environ's own pairs, with room for at least
-/// `n`, as [`span_list`].
+/// `n`, as [`Environ::span_list`] gives spans.
 fn own_list(n: usize) -> Vec<(Bytes, Bytes)> {
     let mut own = SPARE_OWN.try_with(Cell::take).unwrap_or_default();
     own.reserve(n);

@@ -1,9 +1,9 @@
 //! Building the `http::Request` from the environ: the same for every backend
 //! .
 
-use bytes::{BufMut, Bytes, BytesMut};
 use std::cell::Cell;
 
+use bytes::{BufMut, Bytes, BytesMut};
 use http::HeaderMap;
 use http::header::{HeaderName, HeaderValue};
 use http::uri::{Authority, PathAndQuery, Scheme};
