@@ -133,6 +133,14 @@ fn keep_own(own: &mut Vec<(Bytes, Bytes)>) {
     }
 }
 
+/// Drops the vectors this thread keeps for its next environ (when a
+/// burst of connections has ended: they may lie high in the heap).
+#[cfg_attr(not(feature = "server"), allow(dead_code))]
+pub(crate) fn drop_kept_vectors() {
+    let _ = SPARE_LIST.try_with(Cell::take);
+    let _ = SPARE_OWN.try_with(Cell::take);
+}
+
 /// An empty vector for an environ's own pairs, with room for at least
 /// `n`, as [`Environ::span_list`] gives spans.
 fn own_list(n: usize) -> Vec<(Bytes, Bytes)> {

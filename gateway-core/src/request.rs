@@ -144,6 +144,24 @@ pub(crate) fn keep_spare_headers(mut headers: HeaderMap) {
     let _ = SPARE_HEADERS.try_with(|spare| spare.set(Some(headers)));
 }
 
+/// Drops the header map this thread keeps for its next request (when a
+/// burst of connections has ended: it may lie high in the heap).
+#[cfg_attr(not(feature = "server"), allow(dead_code))]
+pub(crate) fn drop_kept_headers() {
+    let _ = SPARE_HEADERS.try_with(Cell::take);
+}
+
+/// Whether this thread keeps a header map (for tests).
+#[cfg(test)]
+pub(crate) fn kept_headers() -> bool {
+    SPARE_HEADERS.with(|spare| {
+        let map = spare.take();
+        let kept = map.is_some();
+        spare.set(map);
+        kept
+    })
+}
+
 /// An empty header map with room for `room` fields: the kept one when it
 /// has that room, else a new one (the kept one stays for a later request).
 fn spare_headers(room: usize) -> HeaderMap {

@@ -205,8 +205,12 @@ const PASSES: usize = 3;
 /// frees one larger block, which makes glibc merge the small freed blocks
 /// it keeps unmerged (its fast bins) and trim the arena's top. Other
 /// allocators get a few thousand short-lived allocations, once per
-/// burst.
+/// burst. First of all, the vectors and header map the thread keeps from
+/// one request to the next (see [`Environ::span_list`](crate::Environ::span_list))
+/// are let go: made during the burst, they may lie high in the heap.
 pub(crate) fn settle_heap() {
+    crate::environ::drop_kept_vectors();
+    crate::request::drop_kept_headers();
     trim_trigger();
     RESERVE.with(|reserve| {
         let mut reserve = reserve.borrow_mut();
@@ -602,6 +606,29 @@ impl Bursts {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Settling the heap lets go of what the thread keeps from one request
+    /// to the next: its environ vectors and its header map.
+    #[test]
+    fn settling_the_heap_lets_go_of_the_kept_vectors_and_header_map() {
+        std::thread::spawn(|| {
+            let buf = bytes::Bytes::from_static(b"REQUEST_METHODGET");
+            let mut spans = crate::Environ::span_list(8);
+            spans.push([0, 14, 14, 17]);
+            let mut env = crate::Environ::new();
+            env.extend_replacing_spans(&buf, spans);
+            drop(env);
+            let mut map = http::HeaderMap::new();
+            map.insert("x-a", http::HeaderValue::from_static("1"));
+            crate::request::keep_spare_headers(map);
+            assert!(crate::request::kept_headers());
+            settle_heap();
+            assert_eq!(crate::Environ::span_list(0).capacity(), 0);
+            assert!(!crate::request::kept_headers());
+        })
+        .join()
+        .unwrap();
+    }
 
     /// Feeds the events one per `step` (`Some(n)`: the count changed to
     /// `n`; `None`: nothing happened), following every `At` the watch asks
