@@ -94,6 +94,11 @@ thread_local! {
     /// for its list of variables or for the few set by name.
     static SPARE_LIST: Cell<Vec<[u32; 4]>> = const { Cell::new(Vec::new()) };
     static SPARE_OWN: Cell<Vec<(Bytes, Bytes)>> = const { Cell::new(Vec::new()) };
+    /// Whether this thread ever kept a vector. Read before the two above
+    /// are touched where that may be their first use: a first use
+    /// registers their destructor, an allocation, which must not happen
+    /// while a thread settles its heap.
+    static KEPT_ANY: Cell<bool> = const { Cell::new(false) };
 }
 
 /// The most variables a kept vector may have room for (8 KiB of spans, 4
@@ -120,6 +125,7 @@ impl Drop for Vars {
 fn keep_list(list: &mut Vec<[u32; 4]>) {
     if list.capacity() <= SPARE_LIST_MAX {
         list.clear();
+        KEPT_ANY.set(true);
         // Not during the thread's exit, once the kept one is gone.
         let _ = SPARE_LIST.try_with(|spare| spare.set(std::mem::take(list)));
     }
@@ -129,6 +135,7 @@ fn keep_list(list: &mut Vec<[u32; 4]>) {
 fn keep_own(own: &mut Vec<(Bytes, Bytes)>) {
     if own.capacity() <= SPARE_OWN_MAX {
         own.clear();
+        KEPT_ANY.set(true);
         let _ = SPARE_OWN.try_with(|spare| spare.set(std::mem::take(own)));
     }
 }
@@ -137,8 +144,10 @@ fn keep_own(own: &mut Vec<(Bytes, Bytes)>) {
 /// burst of connections has ended: they may lie high in the heap).
 #[cfg_attr(not(feature = "server"), allow(dead_code))]
 pub(crate) fn drop_kept_vectors() {
-    let _ = SPARE_LIST.try_with(Cell::take);
-    let _ = SPARE_OWN.try_with(Cell::take);
+    if KEPT_ANY.get() {
+        let _ = SPARE_LIST.try_with(Cell::take);
+        let _ = SPARE_OWN.try_with(Cell::take);
+    }
 }
 
 /// An empty vector for an environ's own pairs, with room for at least

@@ -126,6 +126,8 @@ thread_local! {
     /// turns, so a request's headers mostly go into the map the last
     /// response had (as hyper does with its requests), without allocating.
     static SPARE_HEADERS: Cell<Option<HeaderMap>> = const { Cell::new(None) };
+    /// Whether this thread ever kept a map: see `environ`'s `KEPT_ANY`.
+    static KEPT_MAP: Cell<bool> = const { Cell::new(false) };
 }
 
 /// The most header fields a kept map may have room for: a response with
@@ -139,6 +141,7 @@ pub(crate) fn keep_spare_headers(mut headers: HeaderMap) {
         return;
     }
     headers.clear();
+    KEPT_MAP.set(true);
     // A map kept before (two responses in a row) is dropped; nothing is
     // kept during the thread's exit.
     let _ = SPARE_HEADERS.try_with(|spare| spare.set(Some(headers)));
@@ -148,7 +151,9 @@ pub(crate) fn keep_spare_headers(mut headers: HeaderMap) {
 /// burst of connections has ended: it may lie high in the heap).
 #[cfg_attr(not(feature = "server"), allow(dead_code))]
 pub(crate) fn drop_kept_headers() {
-    let _ = SPARE_HEADERS.try_with(Cell::take);
+    if KEPT_MAP.get() {
+        let _ = SPARE_HEADERS.try_with(Cell::take);
+    }
 }
 
 /// Whether this thread keeps a header map (for tests).
