@@ -4,6 +4,7 @@ use std::cell::Cell;
 use std::fmt;
 use std::panic::{RefUnwindSafe, UnwindSafe};
 use std::sync::{Arc, OnceLock};
+use std::thread::LocalKey;
 
 use bytes::Bytes;
 
@@ -113,31 +114,30 @@ impl Drop for Vars {
         // Most environs that have no vectors of their own (a deferred
         // one's, a base environ's) pay two comparisons.
         if self.list.capacity() != 0 {
-            keep_list(&mut self.list);
+            keep(&mut self.list, SPARE_LIST_MAX, &SPARE_LIST);
         }
         if self.own.capacity() != 0 {
-            keep_own(&mut self.own);
+            keep(&mut self.own, SPARE_OWN_MAX, &SPARE_OWN);
         }
     }
 }
 
-/// Keeps `list`, emptied, for the next environ made on this thread.
-fn keep_list(list: &mut Vec<[u32; 4]>) {
-    if list.capacity() <= SPARE_LIST_MAX {
-        list.clear();
+/// Keeps `v`, emptied, in `spare` for the next environ made on this
+/// thread, unless it has room for more than `max`.
+fn keep<T: 'static>(v: &mut Vec<T>, max: usize, spare: &'static LocalKey<Cell<Vec<T>>>) {
+    if v.capacity() <= max {
+        v.clear();
         KEPT_ANY.set(true);
         // Not during the thread's exit, once the kept one is gone.
-        let _ = SPARE_LIST.try_with(|spare| spare.set(std::mem::take(list)));
+        let _ = spare.try_with(|spare| spare.set(std::mem::take(v)));
     }
 }
 
-/// Keeps `own`, emptied, for the next environ made on this thread.
-fn keep_own(own: &mut Vec<(Bytes, Bytes)>) {
-    if own.capacity() <= SPARE_OWN_MAX {
-        own.clear();
-        KEPT_ANY.set(true);
-        let _ = SPARE_OWN.try_with(|spare| spare.set(std::mem::take(own)));
-    }
+/// The vector kept in `spare` (or a new one), with room for at least `n`.
+fn take_kept<T: 'static>(spare: &'static LocalKey<Cell<Vec<T>>>, n: usize) -> Vec<T> {
+    let mut v = spare.try_with(Cell::take).unwrap_or_default();
+    v.reserve(n);
+    v
 }
 
 /// Drops the vectors this thread keeps for its next environ (when a
@@ -148,14 +148,6 @@ pub(crate) fn drop_kept_vectors() {
         let _ = SPARE_LIST.try_with(Cell::take);
         let _ = SPARE_OWN.try_with(Cell::take);
     }
-}
-
-/// An empty vector for an environ's own pairs, with room for at least
-/// `n`, as [`Environ::span_list`] gives spans.
-fn own_list(n: usize) -> Vec<(Bytes, Bytes)> {
-    let mut own = SPARE_OWN.try_with(Cell::take).unwrap_or_default();
-    own.reserve(n);
-    own
 }
 
 impl Vars {
@@ -1128,7 +1120,7 @@ impl Environ {
             // A request's environ holds a few dozen variables: room for
             // them at once rather than growing four times on the way (or,
             // beside a list, for the few set by name).
-            vars.own = own_list(if vars.listed() { 1 } else { TYPICAL_LEN });
+            vars.own = take_kept(&SPARE_OWN, if vars.listed() { 1 } else { TYPICAL_LEN });
         }
         let i = vars.len();
         self.known.note(i, &name);
@@ -1271,9 +1263,7 @@ impl Environ {
     /// assert!(spans.is_empty() && spans.capacity() >= 40);
     /// ```
     pub fn span_list(n: usize) -> Vec<[u32; 4]> {
-        let mut list = SPARE_LIST.try_with(Cell::take).unwrap_or_default();
-        list.reserve(n);
-        list
+        take_kept(&SPARE_LIST, n)
     }
 
     /// [`extend_replacing_spans`](Environ::extend_replacing_spans) for

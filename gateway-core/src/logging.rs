@@ -326,7 +326,7 @@ mod layer {
     /// `tracing`'s field formatting shows them (`request{id=7 method=GET
     /// path=/x}`), from the values themselves: no formatting machinery
     /// for every request.
-    pub(super) fn head(id: super::RequestId, method: &str, path: &str) -> String {
+    fn head(id: super::RequestId, method: &str, path: &str) -> String {
         const PARTS: &str = "request{id= method= path=}";
         let mut head = String::with_capacity(PARTS.len() + 20 + method.len() + path.len());
         head.push_str("request{id=");
